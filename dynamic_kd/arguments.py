@@ -1,0 +1,195 @@
+"""The one argument set shared by all four entry points.
+
+Each script parses the dataclasses it needs together with `TrainingArguments` via `parse_args`.
+Strategy choices come from the registries that implement them, so help, validation and code
+cannot drift apart. Every check raises `ConfigError` with a one-line message listing the fix.
+"""
+import os
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from dynamic_kd.data import get_task
+from dynamic_kd.errors import ConfigError
+from dynamic_kd.losses import KD_LOSSES
+from dynamic_kd.strategies import (
+    OBJECTIVE_STRATEGIES,
+    SELECTION_ALIASES,
+    SELECTION_STRATEGIES,
+    TEACHER_MODES,
+    UNCERTAINTY_STRATEGIES,
+)
+from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
+
+
+def _one_of(registry):
+    return ", ".join(registry)
+
+
+def _check_choice(flag, value, registry, aliases=()):
+    if value not in registry and value not in aliases:
+        raise ConfigError(f"unknown {flag} '{value}'; choose one of: {_one_of(registry)}")
+
+
+@dataclass
+class DataArguments:
+    task_name: str = field(metadata={"help": "GLUE-style task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, sst5, imdb, boolq."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder in the original GLUE format (train.tsv, dev.tsv, ...); loaded offline."})
+    train_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON(L) training file with a `label` column."})
+    validation_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON(L) validation file with a `label` column."})
+    max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
+    pad_to_max_length: bool = field(default=False, metadata={"help": "Pad every input to --max_seq_length (the original code); default pads per batch."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N examples of each evaluation split."})
+
+    def __post_init__(self):
+        self.task = get_task(self.task_name)
+        if self.max_seq_length < 8:
+            raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
+        for flag in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, flag)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{flag} must be a positive integer, got {value}")
+        if (self.train_file is None) != (self.validation_file is None):
+            raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Pretrained model (hub id or local folder) the student or teacher starts from."})
+    student_num_layers: int | None = field(default=None, metadata={"help": "Keep K transformer layers of the pretrained model (default: all)."})
+    student_layer_init: str = field(default="first", metadata={"help": "Which pretrained layers a K-layer model keeps: first (0..K-1, the original) or skip (every L/K-th, PKD-Skip)."})
+
+    def __post_init__(self):
+        _check_choice("--student_layer_init", self.student_layer_init, ("first", "skip"))
+        if self.student_num_layers is not None and self.student_num_layers < 1:
+            raise ConfigError(f"--student_num_layers must be at least 1, got {self.student_num_layers}")
+
+
+@dataclass
+class DistillationArguments:
+    teacher: str | None = field(default=None, metadata={"help": "Fine-tuned teacher folder (single-teacher distillation)."})
+    small_teacher: str | None = field(default=None, metadata={"help": "Smaller fine-tuned teacher (teacher adoption, paper Sec. 3.1)."})
+    large_teacher: str | None = field(default=None, metadata={"help": "Larger fine-tuned teacher (teacher adoption, paper Sec. 3.1)."})
+    uncertainty_mode: str | None = field(default=None, metadata={"help": f"Teacher adoption: {_one_of(TEACHER_MODES)}. Needs --small_teacher/--large_teacher."})
+    small_teacher_alpha: float = field(default=0.5, metadata={"help": "Weight of the small teacher's KD term (hard and average modes)."})
+    large_teacher_alpha: float = field(default=0.5, metadata={"help": "Weight of the large teacher's KD term (hard and average modes)."})
+    selection_strategy: str = field(default="none", metadata={"help": f"Data selection (paper Sec. 3.2): {_one_of(SELECTION_STRATEGIES)} (lc also as least_confidence, confidence)."})
+    selection_ratio: float = field(default=1.0, metadata={"help": "Fraction r in (0, 1] of instances that get a teacher query and a KD term."})
+    selection_scope: str = field(default="batch", metadata={"help": "batch: select within each batch (the paper); epoch: score the whole train set each epoch and train on the top r only."})
+    strategy: str = field(default="none", metadata={"help": f"Supervision adjustment (paper Sec. 3.3): {_one_of(OBJECTIVE_STRATEGIES)}."})
+    kd_loss: str = field(default="auto", metadata={"help": f"Logit KD loss: {_one_of(KD_LOSSES)}, or auto (kl for classification, mse for regression)."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature T of the KL loss (the paper uses 1)."})
+    ce_alpha: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy (or MSE, regression) term on gold labels."})
+    kd_alpha: float = field(default=1.0, metadata={"help": "Weight of the logit KD term.", "aliases": ["--kd_kl_alpha"]})
+    rep_alpha: float = field(default=0.0, metadata={"help": "Weight of the hidden-state alignment term (0 = off).", "aliases": ["--kd_rep_alpha"]})
+    rep_layers: str = field(default="all", metadata={"help": "Hidden-state alignment over all tokens of the mapped layers, or cls ([CLS] only, PKD)."})
+    rep_projection: bool = field(default=True, metadata={"help": "Learn a linear map from student to teacher hidden size when they differ (never saved with the student)."})
+    teacher_cache: str = field(default="memory", metadata={"help": f"Teacher-output cache keyed by example idx: {_one_of(TEACHER_CACHE_MODES)}."})
+    teacher_cache_dir: str = field(default=os.path.join("~", ".cache", "dynamic_kd", "teacher_outputs"), metadata={"help": "Where --teacher_cache disk keeps teacher outputs."})
+    teacher_dtype: str = field(default="auto", metadata={"help": f"Teacher weights' dtype: {_one_of(TEACHER_DTYPES)} (auto = fp32 weights, autocast like the student)."})
+    teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the cache."})
+
+    def __post_init__(self):
+        if self.uncertainty_mode is not None:
+            _check_choice("--uncertainty_mode", self.uncertainty_mode, TEACHER_MODES)
+        _check_choice("--selection_strategy", self.selection_strategy, SELECTION_STRATEGIES, SELECTION_ALIASES)
+        self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
+        _check_choice("--selection_scope", self.selection_scope, ("batch", "epoch"))
+        _check_choice("--strategy", self.strategy, OBJECTIVE_STRATEGIES)
+        _check_choice("--kd_loss", self.kd_loss, tuple(KD_LOSSES) + ("auto",))
+        _check_choice("--rep_layers", self.rep_layers, ("all", "cls"))
+        _check_choice("--teacher_cache", self.teacher_cache, TEACHER_CACHE_MODES)
+        _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
+        self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir)
+        if not 0.0 < self.selection_ratio <= 1.0:
+            raise ConfigError(f"--selection_ratio must be in (0, 1], got {self.selection_ratio}")
+        if self.selection_strategy == "none" and self.selection_ratio != 1.0:
+            raise ConfigError("--selection_ratio needs a --selection_strategy (random, entropy, margin or lc); 'none' keeps every instance")
+        if self.temperature <= 0:
+            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
+        if self.strategy != "none" and self.rep_alpha == 0.0:
+            raise ConfigError(f"--strategy {self.strategy} weighs KD against hidden-state alignment; set --kd_rep_alpha > 0")
+        self.teachers = self._teacher_paths()
+
+    def _teacher_paths(self) -> dict[str, str]:
+        """Name -> folder of every teacher this run needs, checked against the adoption mode."""
+        if self.uncertainty_mode is None:
+            if self.small_teacher or self.large_teacher:
+                raise ConfigError("--small_teacher/--large_teacher need --uncertainty_mode; for one teacher use --teacher")
+            if not self.teacher:
+                raise ConfigError("no teacher given; pass --teacher DIR (a fine-tuned model folder, e.g. from train_teacher.py)")
+            return {"teacher": self.teacher}
+        if self.teacher:
+            raise ConfigError("--teacher is for single-teacher runs; with --uncertainty_mode pass --small_teacher and --large_teacher")
+        needed = TEACHER_MODES[self.uncertainty_mode].teachers
+        given = {"small": self.small_teacher, "large": self.large_teacher}
+        missing = [f"--{name}_teacher" for name in needed if not given[name]]
+        if missing:
+            raise ConfigError(f"--uncertainty_mode {self.uncertainty_mode} needs {' and '.join(missing)}")
+        return {name: given[name] for name in needed}
+
+    def check_task(self, task):
+        """Cross-checks that need the task: uncertainty is undefined for regression outputs."""
+        if not task.is_regression:
+            return
+        uses_entropy = [
+            flag for flag, value, registry in (
+                ("--selection_strategy", self.selection_strategy, UNCERTAINTY_STRATEGIES),
+                ("--uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_STRATEGIES),
+                ("--strategy", self.strategy, UNCERTAINTY_STRATEGIES),
+            ) if value in registry
+        ]
+        if uses_entropy:
+            raise ConfigError(
+                f"{task.name} is a regression task and {uses_entropy[0]} needs class probabilities; "
+                "use --selection_strategy none/random, --uncertainty_mode single-small/single-large/average, --strategy none"
+            )
+        if self.kd_loss == "kl":
+            raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
+
+
+@dataclass
+class RunArguments(TrainingArguments):
+    """HF `TrainingArguments` plus the project's own run-level flags."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a run in an --output_dir that already holds a finished results.json (replaced only when this run finishes)."})
+    group_by_length: bool = field(default=False, metadata={"help": "Batch examples of similar length together (sets --train_sampling_strategy group_by_length)."})
+
+    def __post_init__(self):
+        if self.group_by_length:
+            if self.train_sampling_strategy not in ("random", "group_by_length"):
+                raise ConfigError(f"--group_by_length conflicts with --train_sampling_strategy {self.train_sampling_strategy}; pass only one")
+            self.train_sampling_strategy = "group_by_length"
+        super().__post_init__()
+
+
+class _OneLineErrorParser(HfArgumentParser):
+    """argparse prints the whole usage (hundreds of flags) on a typo; we raise one line instead."""
+
+    def error(self, message):
+        raise ConfigError(f"{message} (see --help)")
+
+
+def parse_args(argv, *dataclass_types, defaults=None):
+    """Parse `argv` (default sys.argv[1:]) into the given dataclasses followed by `RunArguments`.
+
+    `defaults` lets a script change a shared default (e.g. dynamic_teacher.py sets
+    `uncertainty_mode="hard"`) without a second copy of the argument code.
+    """
+    parser = _OneLineErrorParser((*dataclass_types, RunArguments))
+    if defaults:
+        parser.set_defaults(**defaults)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # TrainingArguments' own checks
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(str(error).strip().splitlines()[0]) from error
+    data_args = next((a for a in parsed if isinstance(a, DataArguments)), None)
+    kd_args = next((a for a in parsed if isinstance(a, DistillationArguments)), None)
+    if data_args is not None and kd_args is not None:
+        kd_args.check_task(data_args.task)
+    return parsed

@@ -1,0 +1,101 @@
+"""GLUE-style evaluation metrics, computed locally with scikit-learn and SciPy (no hub access).
+
+Each task names one metric family (``Task.metric``); `compute_task_metrics` returns that family's
+scores as plain Python floats, and `primary_metric` names the score used to pick checkpoints.
+"""
+from typing import Callable
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+from dynamic_kd.data import Task, get_task
+
+
+def _as_task(task) -> Task:
+    """Accept a Task or a task name, so scripts can pass either."""
+    return task if isinstance(task, Task) else get_task(task)
+
+
+def _class_ids(predictions: np.ndarray) -> np.ndarray:
+    """Logits [N, C] -> argmax ids; 1-D input is taken as ids already."""
+    predictions = np.asarray(predictions)
+    return predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions.astype(np.int64)
+
+
+def _scores(predictions: np.ndarray) -> np.ndarray:
+    """Regression outputs [N] or [N, 1] -> [N]."""
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if predictions.ndim == 2 and predictions.shape[1] == 1:
+        predictions = predictions[:, 0]
+    if predictions.ndim != 1:
+        raise ValueError(f"regression predictions must have shape [N] or [N, 1], got {predictions.shape}")
+    return predictions
+
+
+def _accuracy(predictions, labels) -> dict[str, float]:
+    return {"accuracy": float((_class_ids(predictions) == labels).mean())}
+
+
+def _f1_accuracy(predictions, labels) -> dict[str, float]:
+    # Class 1 is the positive class (equivalent / duplicate), as in the GLUE scorer.
+    f1 = f1_score(labels, _class_ids(predictions), pos_label=1, average="binary", zero_division=0)
+    return {**_accuracy(predictions, labels), "f1": float(f1)}
+
+
+def _matthews(predictions, labels) -> dict[str, float]:
+    return {"matthews_correlation": float(matthews_corrcoef(labels, _class_ids(predictions)))}
+
+
+def _pearson_spearman(predictions, labels) -> dict[str, float]:
+    scores = _scores(predictions)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    return {"pearson": float(pearsonr(scores, labels)[0]),
+            "spearmanr": float(spearmanr(scores, labels)[0])}
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {
+    "accuracy": _accuracy,
+    "f1_accuracy": _f1_accuracy,
+    "matthews": _matthews,
+    "pearson_spearman": _pearson_spearman,
+}
+
+PRIMARY: dict[str, str] = {
+    "accuracy": "accuracy",
+    "f1_accuracy": "f1",
+    "matthews": "matthews_correlation",
+    "pearson_spearman": "pearson",
+}
+
+
+def compute_task_metrics(task: Task, predictions: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
+    """Scores of `predictions` (logits [N, C], class ids [N], or regression [N]/[N, 1])."""
+    task = _as_task(task)
+    labels = np.asarray(label_ids)
+    if task.is_regression:
+        labels = labels.reshape(-1)
+    if len(np.asarray(predictions)) != len(labels):
+        raise ValueError(f"{len(np.asarray(predictions))} predictions for {len(labels)} labels")
+    return METRICS[task.metric](predictions, labels)
+
+
+def metrics_fn(task: Task) -> Callable:
+    """A ``compute_metrics`` callable for ``transformers.Trainer``."""
+    task = _as_task(task)
+
+    def compute(eval_prediction) -> dict[str, float]:
+        predictions, label_ids = eval_prediction.predictions, eval_prediction.label_ids
+        # Models that also return hidden states or attentions give a tuple; logits come first.
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        if isinstance(label_ids, tuple):
+            label_ids = label_ids[0]
+        return compute_task_metrics(task, predictions, label_ids)
+
+    return compute
+
+
+def primary_metric(task: Task) -> str:
+    """Name of the score that ranks checkpoints for `task`."""
+    return PRIMARY[_as_task(task).metric]

@@ -1,0 +1,266 @@
+"""The steps every entry point shares: start a run, load data, train + evaluate, finish a run.
+
+`distill` is the whole distillation recipe; `dynamic_teacher.py`, `dynamic_data.py` and
+`dynamic_objective.py` are presets of it (they differ only in defaults), because the paper's three
+methods are strategies of one engine and can be combined in one run.
+
+Run-folder contract (the sweeps rely on it): a finished run is one whose `results.json` exists;
+it is written last and atomically. A folder with checkpoints but no `results.json` is resumed
+from its latest checkpoint by the same command. A finished folder is never reused unless
+`--overwrite_output_dir` is given, and even then the old `results.json` stays until the new run
+replaces it.
+"""
+import glob
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+import transformers
+from transformers.trainer_utils import get_last_checkpoint
+
+from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
+from dynamic_kd.data import load_splits, make_collator, tokenize_splits
+from dynamic_kd.errors import ConfigError
+from dynamic_kd.losses import layer_map
+from dynamic_kd.metrics import metrics_fn
+from dynamic_kd.models import (
+    StudentWithProjections,
+    build_student,
+    check_same_vocabulary,
+    load_teacher,
+    load_tokenizer,
+    unwrap_student,
+)
+from dynamic_kd.strategies import build_strategies
+from dynamic_kd.teachers import TEACHER_DTYPES, Teacher, cache_location, dataset_fingerprint, teacher_fingerprint
+from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
+
+logger = logging.getLogger("dynamic_kd")
+
+RESULTS = "results.json"
+
+
+# --- run lifecycle -------------------------------------------------------------------------
+
+def cli(main) -> int:
+    """Run `main()`; a user mistake becomes one line on stderr and exit code 2, no traceback."""
+    try:
+        main()
+        return 0
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    finally:
+        close_distributed()
+
+
+def close_distributed():
+    """Barrier, then destroy the process group: a bare gloo teardown aborts ~1 run in 5."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+@dataclass
+class Run:
+    script: str
+    output_dir: str
+    resume_from: str | None
+
+
+def start_run(script: str, training_args) -> Run:
+    """Set up logging, refuse a finished --output_dir, and find the checkpoint to resume from."""
+    main_process = training_args.process_index == 0
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if main_process else logging.WARNING, force=True)
+    transformers.logging.set_verbosity_warning()
+    output_dir = training_args.output_dir
+    finished = os.path.join(output_dir, RESULTS)
+    resume_from = None
+    if os.path.exists(finished):
+        if not training_args.overwrite_output_dir:
+            raise ConfigError(f"--output_dir {output_dir} already holds a finished {RESULTS}; choose another --output_dir or pass --overwrite_output_dir")
+        stale = glob.glob(os.path.join(output_dir, "checkpoint-*"))
+        if main_process:
+            logger.warning("--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished)
+            for path in stale:
+                shutil.rmtree(path, ignore_errors=True)
+    elif os.path.isdir(output_dir):
+        resume_from = get_last_checkpoint(output_dir)
+        if resume_from is not None:
+            logger.warning("Resuming from checkpoint %s", resume_from)
+    return Run(os.path.basename(script), output_dir, resume_from)
+
+
+def write_json_atomic(path: str, payload: dict):
+    """Write JSON through a temp file + rename, so a killed run never leaves a finished-looking file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+@dataclass
+class Data:
+    train: object
+    evals: dict
+    collator: object
+
+
+def load_data(data_args: DataArguments, tokenizer) -> Data:
+    task = data_args.task
+    splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
+    tokenized = tokenize_splits(
+        splits, task, tokenizer, data_args.max_seq_length, data_args.pad_to_max_length,
+        data_args.max_train_samples, data_args.max_eval_samples,
+    )
+    # Evaluation needs no idx (only training keys teacher caches on it).
+    evals = {name: tokenized[name].remove_columns("idx") for name in task.eval_splits}
+    return Data(tokenized["train"], evals, make_collator(tokenizer, data_args.pad_to_max_length))
+
+
+# --- teachers ------------------------------------------------------------------------------
+
+def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int) -> dict:
+    """{name: Teacher} for every teacher the adoption mode needs, checked against task and student."""
+    task = data_args.task
+    num_examples = int(max(train_dataset["idx"])) + 1
+    dtype = TEACHER_DTYPES[kd_args.teacher_dtype]
+    fingerprint = dataset_fingerprint(train_dataset) if kd_args.teacher_cache == "disk" else None
+    teachers = {}
+    for name, path in kd_args.teachers.items():
+        flag = "--teacher" if name == "teacher" else f"--{name}_teacher"
+        model = load_teacher(path, task, flag)
+        _check_teacher_vocabulary(tokenizer, model, path, flag)
+        if dtype is not None:
+            model.to(dtype)
+        pairs = layer_map(student_layers, model.config.num_hidden_layers)
+        cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
+        key = {
+            "teacher": os.path.realpath(path), "files": teacher_fingerprint(path), "task": task.name,
+            "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length,
+            "data": fingerprint, "teacher_dtype": kd_args.teacher_dtype, "cls_layers": cls_layers,
+        }
+        teachers[name] = Teacher(
+            name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size,
+            cache_file=cache_location(kd_args.teacher_cache_dir, key), cache_key=key,
+        )
+    return teachers
+
+
+def _check_teacher_vocabulary(tokenizer, teacher_model, path, flag):
+    try:
+        teacher_tokenizer = load_tokenizer(path)
+    except ConfigError:  # a teacher folder without tokenizer files: compare what the config says
+        if teacher_model.config.vocab_size != len(tokenizer):
+            raise ConfigError(f"{flag} '{path}' has a vocabulary of {teacher_model.config.vocab_size} tokens, the student {len(tokenizer)}; distil between models that share a tokenizer")
+        return
+    check_same_vocabulary(tokenizer, teacher_tokenizer, path, flag)
+
+
+def attach_projections(student, teachers: dict, kd_args: DistillationArguments):
+    """Wrap the student with student->teacher hidden-size maps where hidden-state alignment needs them."""
+    if kd_args.rep_alpha == 0:
+        return student
+    sizes = {name: t.hidden_size for name, t in teachers.items()}
+    mismatched = {name: size for name, size in sizes.items() if size != student.config.hidden_size}
+    if not mismatched:
+        return student
+    if not kd_args.rep_projection:
+        name, size = next(iter(mismatched.items()))
+        raise ConfigError(
+            f"hidden-state alignment needs equal hidden sizes but the student has {student.config.hidden_size} and teacher "
+            f"'{name}' {size}; drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
+        )
+    return StudentWithProjections(student, sizes)
+
+
+# --- train, evaluate, finish ---------------------------------------------------------------
+
+def train_and_evaluate(trainer, task, run: Run) -> dict:
+    """Train (resuming if a checkpoint exists) and evaluate every eval split of the task.
+
+    Returns the final metrics without the `eval_` prefix; MNLI's mismatched split adds `_mm`.
+    """
+    train_output = trainer.train(resume_from_checkpoint=run.resume_from)
+    metrics = {}
+    for position, split in enumerate(task.eval_splits):
+        suffix = "" if position == 0 else ("_mm" if split == "validation_mismatched" else f"_{split}")
+        scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
+        for name, value in scores.items():
+            name = name.removeprefix("eval_")
+            if name not in ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch"):
+                metrics[name + suffix] = float(value)
+    return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
+
+
+def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, method: str, args: list):
+    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last."""
+    teacher_forward_examples = trainer.teacher_forward_examples()
+    if not trainer.is_world_process_zero():
+        return
+    student = unwrap_student(trainer.accelerator.unwrap_model(trainer.model))
+    student.save_pretrained(run.output_dir)
+    tokenizer.save_pretrained(run.output_dir)
+    flat_args = {}
+    for group in args:
+        flat_args.update(group.to_dict() if hasattr(group, "to_dict") else asdict(group))
+    results = {
+        "script": run.script, "task": task.name, "seed": trainer.args.seed, "method": method,
+        "metrics": outcome["metrics"], "train_runtime_s": outcome["train_runtime_s"],
+        "train_examples": len(trainer.train_dataset), "teacher_forward_examples": teacher_forward_examples,
+        "args": flat_args,
+    }
+    write_json_atomic(os.path.join(run.output_dir, RESULTS), results)
+    logger.info("%s %s: %s (teacher forwards: %d) -> %s", run.script, task.name, outcome["metrics"], teacher_forward_examples, run.output_dir)
+
+
+def method_label(kd_args: DistillationArguments) -> str:
+    """A short label of the distillation setting, e.g. "teacher/hard+data/entropy/r0.1+objective/uncertainty"."""
+    parts = ["kd" if kd_args.uncertainty_mode is None else f"teacher/{kd_args.uncertainty_mode}"]
+    if kd_args.selection_strategy != "none":
+        scope = "/epoch" if kd_args.selection_scope == "epoch" else ""
+        parts.append(f"data/{kd_args.selection_strategy}/r{kd_args.selection_ratio:g}{scope}")
+    if kd_args.rep_alpha > 0:
+        parts.append(f"objective/{kd_args.strategy}")
+    if kd_args.kd_loss == "mse":
+        parts.append("mse")
+    return "+".join(parts)
+
+
+def distill(argv, script: str, defaults: dict | None = None):
+    """The distillation recipe: parse -> build student, teachers, strategies -> train -> save."""
+    data_args, model_args, kd_args, training_args = parse_args(argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
+    run = start_run(script, training_args)
+    task = data_args.task
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    data = load_data(data_args, tokenizer)
+    transformers.set_seed(training_args.seed)
+    student = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers)
+    trainer = DistillationTrainer(
+        model=attach_projections(student, teachers, kd_args), args=training_args,
+        train_dataset=data.train, eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer,
+        compute_metrics=metrics_fn(task), teachers=teachers, strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
+        kd_args=kd_args, task=task,
+    )
+    outcome = train_and_evaluate(trainer, task, run)
+    finish_run(run, trainer, tokenizer, task, outcome, method_label(kd_args), [data_args, model_args, kd_args, training_args])
+    del trainer, teachers
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

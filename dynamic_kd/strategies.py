@@ -1,0 +1,277 @@
+"""The paper's three dynamic strategies behind one interface.
+
+A training step turns the student's prediction uncertainty into a *distillation plan*: a list of
+`Route`s, each naming a teacher, the batch rows that query it, and per-row weights of the logit-KD
+and hidden-state (REP) terms. Every strategy refines the plan in turn:
+
+    plan = [Route(rows = all B rows, kd_weight = 1/B)]
+    plan = selection.refine(plan, signal)   # which instances get a teacher query   (Sec. 3.2)
+    plan = adoption.refine(plan, signal)    # which teacher each instance learns from (Sec. 3.1)
+    plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
+
+so any combination of the three runs in one training run. The trainer then queries each teacher
+on its own rows only and adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the
+gold-label loss. Weights are constants (no gradient flows through the uncertainty), as in the
+paper's `dynamic_kd_loss` snippet; the original code let gradient flow through them.
+
+Each registry below is a plain dict from flag value to the class that implements it; the argument
+parser builds its help text and validation from these dicts.
+"""
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from dynamic_kd.uncertainty import entropy, least_confidence, margin, normalized_entropy
+
+
+@dataclass
+class StudentSignal:
+    """What the strategies see of the student on one batch (all fp32, no gradient).
+
+    logits: [B, C] student logits.  uncertainty: [B] normalised entropy u in [0, 1], or None for
+    regression tasks (no class distribution).  generator: RNG for the random strategy.
+    """
+
+    logits: torch.Tensor
+    uncertainty: torch.Tensor | None
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class Route:
+    """One teacher's share of a batch.
+
+    teacher: name in the trainer's teacher pool ("teacher", "small", "large"; None until assigned).
+    rows: [K] batch row indices that query this teacher.
+    kd_weight, rep_weight: [K] per-row weights of the logit-KD and hidden-state terms (fp32).
+    """
+
+    teacher: str | None
+    rows: torch.Tensor
+    kd_weight: torch.Tensor
+    rep_weight: torch.Tensor
+
+
+def initial_plan(batch_size: int, device=None) -> list[Route]:
+    """Every row, one unassigned teacher, KD averaged over the batch, no REP."""
+    rows = torch.arange(batch_size, device=device)
+    return [Route(None, rows, torch.full((batch_size,), 1.0 / batch_size, device=device), torch.zeros(batch_size, device=device))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Data selection (paper Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
+
+def _ascending(score_fn):
+    # Small margin / small max-probability means uncertain; negate so "higher = more informative".
+    return lambda logits: -score_fn(logits)
+
+
+# name -> informativeness score [B, C] -> [B] (higher = query the teacher first); None = no ranking
+SELECTION_SCORES = {
+    "none": None,
+    "random": None,
+    "entropy": entropy,
+    "margin": _ascending(margin),
+    "lc": _ascending(least_confidence),
+}
+SELECTION_ALIASES = {"least_confidence": "lc", "confidence": "lc"}
+
+
+def num_selected(batch_size: int, ratio: float) -> int:
+    """k = max(1, floor(ratio * B)): never zero, so a short last batch still gets a KD term."""
+    return max(1, math.floor(ratio * batch_size + 1e-9))
+
+
+def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, generator=None) -> torch.Tensor:
+    """Rows of a batch that get a teacher query, most informative first.
+
+    student_logits: [B, C].  strategy: none | random | entropy | margin | lc (aliases
+    least_confidence, confidence).  ratio: r in (0, 1].  Returns a LongTensor [k] with
+    k = max(1, floor(r * B)), except `none`, which returns all B rows in order.  Ties keep batch
+    order (stable sort).
+    """
+    strategy = SELECTION_ALIASES.get(strategy, strategy)
+    if strategy not in SELECTION_SCORES:
+        raise ValueError(f"unknown selection strategy '{strategy}'; choose one of: {', '.join(SELECTION_SCORES)}")
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"selection ratio must be in (0, 1], got {ratio}")
+    batch_size = student_logits.shape[0]
+    device = student_logits.device
+    if strategy == "none":
+        return torch.arange(batch_size, device=device)
+    k = num_selected(batch_size, ratio)
+    if strategy == "random":
+        return torch.randperm(batch_size, generator=generator).to(device)[:k]
+    scores = SELECTION_SCORES[strategy](student_logits.detach())
+    return torch.sort(scores, descending=True, stable=True).indices[:k]
+
+
+class DataSelection:
+    """Keeps the top-r rows of each route (by the chosen uncertainty), KD averaged over them."""
+
+    def __init__(self, strategy: str, ratio: float):
+        self.strategy, self.ratio = SELECTION_ALIASES.get(strategy, strategy), ratio
+
+    def refine(self, plan: list[Route], signal: StudentSignal) -> list[Route]:
+        if self.strategy == "none":
+            return plan
+        refined = []
+        for route in plan:
+            keep = select_instances(signal.logits[route.rows], self.strategy, self.ratio, signal.generator)
+            weight = (route.kd_weight.sum() / keep.numel()).expand(keep.numel())
+            refined.append(Route(route.teacher, route.rows[keep], weight, route.rep_weight[keep]))
+        return refined
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident
+# ones from the large teacher.
+
+class SingleTeacher:
+    """Every route learns from one named teacher (plain KD, or the single-small/-large baselines)."""
+
+    def __init__(self, name: str, alpha: float = 1.0):
+        self.name, self.alpha = name, alpha
+
+    def refine(self, plan, signal):
+        return [replace(r, teacher=self.name, kd_weight=r.kd_weight * self.alpha) for r in plan]
+
+
+class AverageTeachers:
+    """Both teachers on every row with fixed weights alpha_small, alpha_large."""
+
+    def __init__(self, small_alpha: float, large_alpha: float):
+        self.alphas = {"small": small_alpha, "large": large_alpha}
+
+    def refine(self, plan, signal):
+        return [replace(r, teacher=name, kd_weight=r.kd_weight * alpha) for r in plan for name, alpha in self.alphas.items()]
+
+
+class HardAdoption:
+    """The more uncertain half of each route's rows -> small teacher, the rest -> large teacher.
+
+    Each half's KD is averaged within the half and weighted by its teacher's alpha; each teacher
+    is queried on its own half only. With an odd count the small teacher gets ceil(K/2) rows.
+    """
+
+    def __init__(self, small_alpha: float, large_alpha: float):
+        self.small_alpha, self.large_alpha = small_alpha, large_alpha
+
+    def refine(self, plan, signal):
+        refined = []
+        for route in plan:
+            u = signal.uncertainty[route.rows]
+            order = torch.sort(u, descending=True, stable=True).indices
+            n_small = math.ceil(order.numel() / 2)
+            for name, part, alpha in (("small", order[:n_small], self.small_alpha), ("large", order[n_small:], self.large_alpha)):
+                if part.numel() == 0:
+                    continue
+                weight = (alpha * route.kd_weight.sum() / part.numel()).expand(part.numel())
+                refined.append(Route(name, route.rows[part], weight, route.rep_weight[part]))
+        return refined
+
+
+class SoftAdoption:
+    """Both teachers on every row: small weight = mean u over the route, large = 1 - mean u."""
+
+    def refine(self, plan, signal):
+        refined = []
+        for route in plan:
+            mean_u = signal.uncertainty[route.rows].mean()
+            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * mean_u))
+            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * (1 - mean_u)))
+        return refined
+
+
+class SoftInstanceAdoption:
+    """Both teachers on every row: per-row weight u_i for the small teacher, 1 - u_i for the large."""
+
+    def refine(self, plan, signal):
+        refined = []
+        for route in plan:
+            u = signal.uncertainty[route.rows]
+            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * u))
+            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * (1 - u)))
+        return refined
+
+
+@dataclass(frozen=True)
+class TeacherMode:
+    teachers: tuple[str, ...]
+    build: object  # (DistillationArguments) -> strategy
+
+
+TEACHER_MODES = {
+    "hard": TeacherMode(("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha)),
+    "soft": TeacherMode(("small", "large"), lambda a: SoftAdoption()),
+    "soft-instance": TeacherMode(("small", "large"), lambda a: SoftInstanceAdoption()),
+    "single-small": TeacherMode(("small",), lambda a: SingleTeacher("small")),
+    "single-large": TeacherMode(("large",), lambda a: SingleTeacher("large")),
+    "average": TeacherMode(("small", "large"), lambda a: AverageTeachers(a.small_teacher_alpha, a.large_teacher_alpha)),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment,
+# confident ones on output matching.
+
+class ObjectiveWeights:
+    """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight).
+
+    none: f = g = 1 (static BERT-PKD baseline); uncertainty: f = 1 - w, g = w;
+    uncertainty-r: f = w, g = 1 - w; with w the normalised student entropy.
+    """
+
+    def __init__(self, strategy: str, kd_alpha: float, rep_alpha: float):
+        self.strategy, self.kd_alpha, self.rep_alpha = strategy, kd_alpha, rep_alpha
+
+    def refine(self, plan, signal):
+        refined = []
+        for route in plan:
+            if self.strategy == "none":
+                kd_factor = rep_factor = torch.ones_like(route.kd_weight)
+            else:
+                w = signal.uncertainty[route.rows]
+                kd_factor, rep_factor = (1 - w, w) if self.strategy == "uncertainty" else (w, 1 - w)
+            refined.append(replace(
+                route,
+                kd_weight=route.kd_weight * self.kd_alpha * kd_factor,
+                rep_weight=route.kd_weight * self.rep_alpha * rep_factor,
+            ))
+        return refined
+
+
+OBJECTIVE_STRATEGIES = {
+    "none": lambda a: ObjectiveWeights("none", a.kd_alpha, a.rep_alpha),
+    "uncertainty": lambda a: ObjectiveWeights("uncertainty", a.kd_alpha, a.rep_alpha),
+    "uncertainty-r": lambda a: ObjectiveWeights("uncertainty-r", a.kd_alpha, a.rep_alpha),
+}
+SELECTION_STRATEGIES = SELECTION_SCORES
+
+# Names (across the three registries) that need the student's class distribution.
+UNCERTAINTY_STRATEGIES = {"entropy", "margin", "lc", "hard", "soft", "soft-instance", "uncertainty", "uncertainty-r"}
+
+
+def build_strategies(kd_args, batch_scope: bool = True) -> list:
+    """The strategy chain for a run: selection (batch scope only), adoption, objective."""
+    selection = DataSelection(kd_args.selection_strategy if batch_scope else "none", kd_args.selection_ratio)
+    if kd_args.uncertainty_mode is None:
+        adoption = SingleTeacher("teacher")
+    else:
+        adoption = TEACHER_MODES[kd_args.uncertainty_mode].build(kd_args)
+    objective = OBJECTIVE_STRATEGIES[kd_args.strategy](kd_args)
+    return [selection, adoption, objective]
+
+
+def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
+    """Run the strategy chain on one batch; routes with no rows are dropped."""
+    plan = initial_plan(signal.logits.shape[0], signal.logits.device)
+    for strategy in strategies:
+        plan = strategy.refine(plan, signal)
+    return [route for route in plan if route.rows.numel() > 0]
+
+
+def student_signal(student_logits: torch.Tensor, regression: bool, generator=None) -> StudentSignal:
+    logits = student_logits.detach().float()
+    return StudentSignal(logits, None if regression else normalized_entropy(logits), generator)

@@ -1,0 +1,39 @@
+"""Fine-tune a teacher (or a K-layer cut of a pretrained model) on a GLUE-style task.
+
+    python train_teacher.py --model_name_or_path bert-base-uncased --task_name rte \
+        --output_dir outputs/teachers/rte-base --num_train_epochs 3 --learning_rate 2e-5
+
+Writes the model, tokenizer and results.json to --output_dir; a rerun of the same command resumes
+from the last checkpoint. `--student_num_layers K` keeps K pretrained layers (a small teacher).
+"""
+import sys
+
+import transformers
+
+from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
+from dynamic_kd.metrics import metrics_fn
+from dynamic_kd.models import build_student, load_tokenizer
+from dynamic_kd.recipe import cli, finish_run, load_data, start_run, train_and_evaluate
+from dynamic_kd.trainer import DistillationTrainer
+
+
+def main(argv=None):
+    data_args, model_args, training_args = parse_args(argv, DataArguments, ModelArguments)
+    run = start_run(__file__, training_args)
+    task = data_args.task
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    data = load_data(data_args, tokenizer)
+    transformers.set_seed(training_args.seed)
+    model = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    trainer = DistillationTrainer(
+        model=model, args=training_args, train_dataset=data.train, eval_dataset=data.evals,
+        data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(task), task=task,
+    )
+    outcome = train_and_evaluate(trainer, task, run)
+    layers = model_args.student_num_layers
+    method = "finetune" if layers is None else f"finetune/{layers}L"
+    finish_run(run, trainer, tokenizer, task, outcome, method, [data_args, model_args, training_args])
+
+
+if __name__ == "__main__":
+    sys.exit(cli(main))
