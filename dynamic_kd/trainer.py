@@ -199,27 +199,40 @@ class DistillationTrainer(Trainer):
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
-    """Counts teacher forwards across ranks and resumes; syncs teacher caches at epoch end."""
+    """Counts teacher forwards across ranks and resumes; syncs teacher caches at epoch end.
+
+    The all-reduce happens in `on_step_end` of a saving step (every rank runs it), never inside
+    `state()`, which only some ranks may call while writing a checkpoint.
+    """
 
     def __init__(self, trainer):
         self.trainer = trainer
         self.restored = 0
+        self.at_last_save = 0
 
     def state(self):
-        return {"args": {}, "attributes": {"forward_examples": self.total()}}
+        return {"args": {}, "attributes": {"forward_examples": self.at_last_save}}
 
     def on_train_begin(self, args, state, control, **kwargs):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         if isinstance(saved, dict) and state.global_step > 0:
             self.restored = int(saved.get("attributes", {}).get("forward_examples", 0))
 
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            self.at_last_save = self.total()
+
     def on_epoch_end(self, args, state, control, **kwargs):
         self.trainer.end_of_epoch()
+        if control.should_save:
+            self.at_last_save = self.total()
 
     def total(self) -> int:
+        """Collective under DDP: every rank must call it."""
         local = sum(t.forward_examples for t in self.trainer.teachers.values())
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            count = torch.tensor(local, dtype=torch.long, device=self.trainer.args.device if dist.get_backend() == "nccl" else "cpu")
+            device = self.trainer.args.device if dist.get_backend() == "nccl" else "cpu"
+            count = torch.tensor(local, dtype=torch.long, device=device)
             dist.all_reduce(count)
             local = int(count.item())
         return self.restored + local
