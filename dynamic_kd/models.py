@@ -59,10 +59,8 @@ def build_student(model_name_or_path: str, task, num_layers: int | None = None, 
     config = _load_config(model_name_or_path, "--model_name_or_path")
     layers = select_layers(config.num_hidden_layers, num_layers, layer_init)
     try:
-        encoder = AutoModel.from_pretrained(model_name_or_path, add_pooling_layer=True)
-    except TypeError:  # encoders without a pooler take no add_pooling_layer
         encoder = AutoModel.from_pretrained(model_name_or_path)
-    except (OSError, ValueError, RuntimeError) as error:
+    except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
         raise ConfigError(f"cannot load pretrained weights from '{model_name_or_path}' ({_first_line(error)}); check the folder or re-download it") from error
     state = _renumber_layers(encoder.state_dict(), layers)
     student_config = AutoConfig.from_pretrained(model_name_or_path, num_hidden_layers=len(layers), **label_maps(task))
