@@ -32,6 +32,15 @@ def _check_choice(flag, value, registry, aliases=()):
         raise ConfigError(f"unknown {flag} '{value}'; choose one of: {_one_of(registry)}")
 
 
+def _check_writable_dir(flag, path):
+    """Fail now, not at the first epoch end (where only rank 0 writes), if `path` cannot be a writable folder."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path} cannot be created or written ({existing} is not a writable folder); pass a writable folder or use --teacher_cache memory")
+
+
 @dataclass
 class DataArguments:
     task_name: str = field(metadata={"help": "GLUE-style task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, sst5, imdb, boolq."})
@@ -50,7 +59,7 @@ class DataArguments:
         for flag in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, flag)
             if value is not None and value < 1:
-                raise ConfigError(f"--{flag} must be a positive integer, got {value}")
+                raise ConfigError(f"--{flag} must be a positive integer, got {value}; omit it to use all rows")
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
 
@@ -64,7 +73,7 @@ class ModelArguments:
     def __post_init__(self):
         _check_choice("--student_layer_init", self.student_layer_init, ("first", "skip"))
         if self.student_num_layers is not None and self.student_num_layers < 1:
-            raise ConfigError(f"--student_num_layers must be at least 1, got {self.student_num_layers}")
+            raise ConfigError(f"--student_num_layers must be at least 1, got {self.student_num_layers}; omit it to keep every pretrained layer")
 
 
 @dataclass
@@ -103,12 +112,14 @@ class DistillationArguments:
         _check_choice("--teacher_cache", self.teacher_cache, TEACHER_CACHE_MODES)
         _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
         self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir)
+        if self.teacher_cache == "disk":
+            _check_writable_dir("--teacher_cache_dir", self.teacher_cache_dir)
         if not 0.0 < self.selection_ratio <= 1.0:
-            raise ConfigError(f"--selection_ratio must be in (0, 1], got {self.selection_ratio}")
+            raise ConfigError(f"--selection_ratio must be in (0, 1], got {self.selection_ratio}; e.g. 0.1 distils the 10% most uncertain instances, 1 all of them")
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError("--selection_ratio needs a --selection_strategy (random, entropy, margin or lc); 'none' keeps every instance")
         if self.temperature <= 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}")
+            raise ConfigError(f"--temperature must be positive, got {self.temperature}; the paper uses 1")
         if self.strategy != "none" and self.rep_alpha == 0.0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against hidden-state alignment; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()

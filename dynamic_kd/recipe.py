@@ -10,19 +10,24 @@ from its latest checkpoint by the same command. A finished folder is never reuse
 `--overwrite_output_dir` is given, and even then the old `results.json` stays until the new run
 replaces it.
 """
+import gc
 import glob
 import json
 import logging
 import os
+import re
 import shutil
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
 import transformers
-from transformers.trainer_utils import get_last_checkpoint
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.data import load_splits, make_collator, tokenize_splits
@@ -50,26 +55,37 @@ RESULTS = "results.json"
 
 def cli(main) -> int:
     """Run `main()`; a user mistake becomes one line on stderr and exit code 2, no traceback."""
+    code = 1  # anything else propagates: Python prints its traceback after the teardown below
     try:
         main()
-        return 0
+        code = 0
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        code = 2
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
-        return 3
+        code = 3
     finally:
-        close_distributed()
+        close_distributed(clean=code == 0)
+    return code
 
 
-def close_distributed():
-    """Barrier, then destroy the process group: a bare gloo teardown aborts ~1 run in 5."""
-    if dist.is_available() and dist.is_initialized():
-        try:
+def close_distributed(clean: bool = True):
+    """Leave the process group: a bare gloo teardown aborts ~1 run in 5.
+
+    After a successful run every rank meets at a barrier, drops the DDP model (it holds the
+    group), then destroys the group. A failing rank must not wait at a barrier: the other ranks
+    may be blocked in a training collective it will never join, which deadlocks until
+    --ddp_timeout (30 min); it destroys its side at once and torchrun stops the others.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if clean:
             dist.barrier()
-        finally:
-            dist.destroy_process_group()
+    finally:
+        gc.collect()  # the trainer and its callbacks form reference cycles around the DDP model
+        dist.destroy_process_group()
 
 
 @dataclass
@@ -77,6 +93,7 @@ class Run:
     script: str
     output_dir: str
     resume_from: str | None
+    stale_checkpoints: tuple = ()  # a finished run's checkpoints, removed once training starts
 
 
 def start_run(script: str, training_args) -> Run:
@@ -86,20 +103,43 @@ def start_run(script: str, training_args) -> Run:
     transformers.logging.set_verbosity_warning()
     output_dir = training_args.output_dir
     finished = os.path.join(output_dir, RESULTS)
-    resume_from = None
     if os.path.exists(finished):
         if not training_args.overwrite_output_dir:
             raise ConfigError(f"--output_dir {output_dir} already holds a finished {RESULTS}; choose another --output_dir or pass --overwrite_output_dir")
-        stale = glob.glob(os.path.join(output_dir, "checkpoint-*"))
         if main_process:
             logger.warning("--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished)
-            for path in stale:
-                shutil.rmtree(path, ignore_errors=True)
-    elif os.path.isdir(output_dir):
-        resume_from = get_last_checkpoint(output_dir)
-        if resume_from is not None:
-            logger.warning("Resuming from checkpoint %s", resume_from)
+        return Run(os.path.basename(script), output_dir, None, tuple(glob.glob(os.path.join(output_dir, "checkpoint-*"))))
+    resume_from = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if resume_from is not None:
+        logger.warning("Resuming from checkpoint %s", resume_from)
     return Run(os.path.basename(script), output_dir, resume_from)
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-N folder the Trainer finished writing (trainer_state.json is its last file).
+
+    A run killed while saving leaves a newer, half-written folder; resuming from it would fail or
+    load a partial optimizer state, so it is skipped (and overwritten when training gets there).
+    """
+    checkpoints = {}
+    for name in os.listdir(output_dir):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
+        if match and os.path.isdir(os.path.join(output_dir, name)):
+            checkpoints[int(match.group(1))] = os.path.join(output_dir, name)
+    for step in sorted(checkpoints, reverse=True):
+        if _readable_json(os.path.join(checkpoints[step], TRAINER_STATE_NAME)):
+            return checkpoints[step]
+        logger.warning("ignoring %s: it has no %s (the run was killed while saving it)", checkpoints[step], TRAINER_STATE_NAME)
+    return None
+
+
+def _readable_json(path: str) -> bool:
+    try:
+        with open(path) as handle:
+            json.load(handle)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def write_json_atomic(path: str, payload: dict):
@@ -136,17 +176,26 @@ def load_data(data_args: DataArguments, tokenizer) -> Data:
 
 # --- teachers ------------------------------------------------------------------------------
 
-def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int) -> dict:
-    """{name: Teacher} for every teacher the adoption mode needs, checked against task and student."""
+def load_teacher_models(kd_args: DistillationArguments, task, tokenizer) -> dict:
+    """{name: model} for every teacher the adoption mode needs, checked against task and student vocabulary."""
+    models = {}
+    for name, path in kd_args.teachers.items():
+        flag = "--teacher" if name == "teacher" else f"--{name}_teacher"
+        models[name] = load_teacher(path, task, flag)
+        _check_teacher_vocabulary(tokenizer, models[name], path, flag)
+    return models
+
+
+def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int, models: dict | None = None) -> dict:
+    """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded)."""
     task = data_args.task
+    models = load_teacher_models(kd_args, task, tokenizer) if models is None else models
     num_examples = int(max(train_dataset["idx"])) + 1
     dtype = TEACHER_DTYPES[kd_args.teacher_dtype]
     fingerprint = dataset_fingerprint(train_dataset) if kd_args.teacher_cache == "disk" else None
     teachers = {}
     for name, path in kd_args.teachers.items():
-        flag = "--teacher" if name == "teacher" else f"--{name}_teacher"
-        model = load_teacher(path, task, flag)
-        _check_teacher_vocabulary(tokenizer, model, path, flag)
+        model = models[name]
         if dtype is not None:
             model.to(dtype)
         pairs = layer_map(student_layers, model.config.num_hidden_layers)
@@ -173,21 +222,70 @@ def _check_teacher_vocabulary(tokenizer, teacher_model, path, flag):
     check_same_vocabulary(tokenizer, teacher_tokenizer, path, flag)
 
 
-def attach_projections(student, teachers: dict, kd_args: DistillationArguments):
-    """Wrap the student with student->teacher hidden-size maps where hidden-state alignment needs them."""
+def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args: DistillationArguments) -> bool:
+    """Whether hidden-state alignment needs student->teacher projections; an error if they are disabled."""
     if kd_args.rep_alpha == 0:
-        return student
-    sizes = {name: t.hidden_size for name, t in teachers.items()}
-    mismatched = {name: size for name, size in sizes.items() if size != student.config.hidden_size}
-    if not mismatched:
-        return student
-    if not kd_args.rep_projection:
+        return False
+    mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
+    if mismatched and not kd_args.rep_projection:
         name, size = next(iter(mismatched.items()))
         raise ConfigError(
             f"hidden-state alignment needs equal hidden sizes but the student has {student.config.hidden_size} and teacher "
             f"'{name}' {size}; drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
         )
+    return bool(mismatched)
+
+
+def attach_projections(student, teachers: dict, kd_args: DistillationArguments):
+    """Wrap the student with student->teacher hidden-size maps where hidden-state alignment needs them."""
+    sizes = {name: t.hidden_size for name, t in teachers.items()}
+    if not check_hidden_sizes(student, sizes, kd_args):
+        return student
     return StudentWithProjections(student, sizes)
+
+
+class TeacherCacheCheckpoint(TrainerCallback):
+    """Keeps each rank's teacher-output cache in every checkpoint and restores it on resume.
+
+    Without it a resumed run starts with an empty cache and recomputes the outputs of rows seen
+    before the interruption on differently padded batches: the teacher logits then differ in the
+    last bits and so does the final student (and `teacher_forward_examples` counts the rows
+    twice). Only logit caches are kept; a [CLS]-state cache (--rep_layers cls, N x layers x H) is
+    too large to copy into every checkpoint and is rebuilt instead.
+    """
+
+    def __init__(self, teachers: dict, rank: int):
+        self.teachers, self.rank = teachers, rank
+
+    def _path(self, checkpoint: str, name: str) -> str:
+        return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.rank}.safetensors")
+
+    def _kept(self):
+        return {name: t for name, t in self.teachers.items() if t.filled is not None and t.cls_states is None}
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        os.makedirs(checkpoint, exist_ok=True)
+        for name, teacher in self._kept().items():
+            # entries not yet shared with the other ranks (they are all-gathered at epoch end)
+            unsynced = torch.cat(teacher._unsynced) if teacher._unsynced else torch.zeros(0, dtype=torch.long)
+            path = self._path(checkpoint, name)
+            save_file({"logits": teacher.logits, "filled": teacher.filled, "unsynced": unsynced}, f"{path}.tmp", metadata={"teacher": teacher.path})
+            os.replace(f"{path}.tmp", path)
+
+    def restore(self, checkpoint: str):
+        for name, teacher in self._kept().items():
+            path = self._path(checkpoint, name)
+            try:
+                saved = load_file(path)
+                teacher.logits.copy_(saved["logits"])
+                teacher.filled.copy_(saved["filled"])
+            except (OSError, KeyError, RuntimeError, SafetensorError) as error:
+                teacher.filled.zero_()
+                logger.warning("teacher %s: no usable output cache in %s (%s); recomputing its outputs", name, checkpoint, error)
+                continue
+            teacher._unsynced = [saved["unsynced"]] if saved["unsynced"].numel() else []
+            logger.info("teacher %s: resumed with %d cached outputs", name, int(teacher.filled.sum()))
 
 
 # --- train, evaluate, finish ---------------------------------------------------------------
@@ -197,6 +295,10 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
 
     Returns the final metrics without the `eval_` prefix; MNLI's mismatched split adds `_mm`.
     """
+    if run.stale_checkpoints and trainer.is_world_process_zero():
+        # only now: a run that stops at a bad flag must leave the finished folder as it was
+        for path in run.stale_checkpoints:
+            shutil.rmtree(path, ignore_errors=True)
     train_output = trainer.train(resume_from_checkpoint=run.resume_from)
     metrics = {}
     for position, split in enumerate(task.eval_splits):
@@ -249,18 +351,25 @@ def distill(argv, script: str, defaults: dict | None = None):
     run = start_run(script, training_args)
     task = data_args.task
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    data = load_data(data_args, tokenizer)
     transformers.set_seed(training_args.seed)
     student = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers)
+    # Models and flags are checked before the data is read and tokenised (minutes on MNLI/QQP).
+    models = load_teacher_models(kd_args, task, tokenizer)
+    check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
+    data = load_data(data_args, tokenizer)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models)
     trainer = DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args,
         train_dataset=data.train, eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer,
         compute_metrics=metrics_fn(task), teachers=teachers, strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
         kd_args=kd_args, task=task,
     )
+    caches = TeacherCacheCheckpoint(teachers, training_args.process_index)
+    if run.resume_from is not None:
+        caches.restore(run.resume_from)
+    trainer.add_callback(caches)
     outcome = train_and_evaluate(trainer, task, run)
     finish_run(run, trainer, tokenizer, task, outcome, method_label(kd_args), [data_args, model_args, kd_args, training_args])
-    del trainer, teachers
+    del trainer, teachers, models
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
