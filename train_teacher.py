@@ -22,9 +22,9 @@ def main(argv=None):
     run = start_run(__file__, training_args)
     task = data_args.task
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    data = load_data(data_args, tokenizer)
     transformers.set_seed(training_args.seed)
     model = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    data = load_data(data_args, tokenizer)  # after the model: a bad flag fails before a long tokenisation
     trainer = DistillationTrainer(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.evals,
         data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(task), task=task,

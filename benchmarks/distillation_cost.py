@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run(cmd, log):
     """Run one entry point; return its wall time in seconds."""
+    os.makedirs(os.path.dirname(log), exist_ok=True)
     start = time.time()
     with open(log, "w") as handle:
         code = subprocess.call([sys.executable, *cmd], cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
