@@ -146,3 +146,13 @@ def test_selection_ratio_limits_teacher_queries(models, tmp_path):
     dynamic_data.main(student_argv(models, out, "--teacher", models["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.125", "--teacher_cache", "none"))
     results = json.loads((out / "results.json").read_text())
     assert results["teacher_forward_examples"] == 2 * 4 * 1  # 2 epochs x 4 batches x floor(0.125 * 8)
+
+
+def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models["small"], "--bf16", "--use_cpu", "--teacher_dtype", "bfloat16", "--selection_strategy", "lc", "--selection_ratio", "0.5"))
+    assert next(trainer.teachers["teacher"].model.parameters()).dtype == torch.bfloat16
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    # the cache holds fp32 logits whatever the teacher's dtype
+    assert trainer.teachers["teacher"].logits.dtype == torch.float32
