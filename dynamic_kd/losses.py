@@ -35,7 +35,8 @@ def _kl_per_instance(student_logits: Tensor, teacher_logits: Tensor, temperature
     log_p = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     p = log_p.exp()
     # 0 · (log 0 - log q) = 0 by definition; computing it would give NaN for a -inf student logit.
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
+    # `!= 0`, not `> 0`: a NaN teacher probability must reach the loss, not be masked to 0.
+    terms = torch.where(p != 0, p * (log_p - log_q), torch.zeros_like(p))
     return terms.sum(dim=-1)
 
 

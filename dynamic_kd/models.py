@@ -11,6 +11,7 @@ import os
 import re
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -144,7 +145,14 @@ class StudentWithProjections(nn.Module):
         self.config = student.config
 
     def forward(self, **inputs):
-        return self.student(**inputs)
+        outputs = self.student(**inputs)
+        if self.training and inputs.get("output_hidden_states") and dist.is_available() and dist.is_initialized():
+            # The trainer applies the projections after this forward. DDP (HF's default
+            # find_unused_parameters=True) marks parameters it cannot reach from the outputs as
+            # unused, then fails when their gradient arrives ("mark a variable ready only once").
+            # A zero-valued term makes them reachable without changing any value or gradient.
+            outputs.logits = outputs.logits + 0.0 * sum(p.sum() for p in self.projections.parameters())
+        return outputs
 
 
 def unwrap_student(model: nn.Module) -> nn.Module:

@@ -6,9 +6,10 @@ methods are strategies of one engine and can be combined in one run.
 
 Run-folder contract (the sweeps rely on it): a finished run is one whose `results.json` exists;
 it is written last and atomically. A folder with checkpoints but no `results.json` is resumed
-from its latest checkpoint by the same command. A finished folder is never reused unless
+from its latest complete checkpoint by the same command, teacher-output caches included, and ends
+with the same student as an uninterrupted run. A finished folder is never reused unless
 `--overwrite_output_dir` is given, and even then the old `results.json` stays until the new run
-replaces it.
+replaces it (its checkpoints until the new run starts training).
 """
 import gc
 import glob
@@ -23,9 +24,6 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.distributed as dist
 import transformers
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from transformers import TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -102,6 +100,8 @@ def start_run(script: str, training_args) -> Run:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if main_process else logging.WARNING, force=True)
     transformers.logging.set_verbosity_warning()
     output_dir = training_args.output_dir
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(f"--output_dir {output_dir} is a file; pass a folder (it is created if missing)")
     finished = os.path.join(output_dir, RESULTS)
     if os.path.exists(finished):
         if not training_args.overwrite_output_dir:
@@ -244,50 +244,6 @@ def attach_projections(student, teachers: dict, kd_args: DistillationArguments):
     return StudentWithProjections(student, sizes)
 
 
-class TeacherCacheCheckpoint(TrainerCallback):
-    """Keeps each rank's teacher-output cache in every checkpoint and restores it on resume.
-
-    Without it a resumed run starts with an empty cache and recomputes the outputs of rows seen
-    before the interruption on differently padded batches: the teacher logits then differ in the
-    last bits and so does the final student (and `teacher_forward_examples` counts the rows
-    twice). Only logit caches are kept; a [CLS]-state cache (--rep_layers cls, N x layers x H) is
-    too large to copy into every checkpoint and is rebuilt instead.
-    """
-
-    def __init__(self, teachers: dict, rank: int):
-        self.teachers, self.rank = teachers, rank
-
-    def _path(self, checkpoint: str, name: str) -> str:
-        return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.rank}.safetensors")
-
-    def _kept(self):
-        return {name: t for name, t in self.teachers.items() if t.filled is not None and t.cls_states is None}
-
-    def on_save(self, args, state, control, **kwargs):
-        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        os.makedirs(checkpoint, exist_ok=True)
-        for name, teacher in self._kept().items():
-            # entries not yet shared with the other ranks (they are all-gathered at epoch end)
-            unsynced = torch.cat(teacher._unsynced) if teacher._unsynced else torch.zeros(0, dtype=torch.long)
-            path = self._path(checkpoint, name)
-            save_file({"logits": teacher.logits, "filled": teacher.filled, "unsynced": unsynced}, f"{path}.tmp", metadata={"teacher": teacher.path})
-            os.replace(f"{path}.tmp", path)
-
-    def restore(self, checkpoint: str):
-        for name, teacher in self._kept().items():
-            path = self._path(checkpoint, name)
-            try:
-                saved = load_file(path)
-                teacher.logits.copy_(saved["logits"])
-                teacher.filled.copy_(saved["filled"])
-            except (OSError, KeyError, RuntimeError, SafetensorError) as error:
-                teacher.filled.zero_()
-                logger.warning("teacher %s: no usable output cache in %s (%s); recomputing its outputs", name, checkpoint, error)
-                continue
-            teacher._unsynced = [saved["unsynced"]] if saved["unsynced"].numel() else []
-            logger.info("teacher %s: resumed with %d cached outputs", name, int(teacher.filled.sum()))
-
-
 # --- train, evaluate, finish ---------------------------------------------------------------
 
 def train_and_evaluate(trainer, task, run: Run) -> dict:
@@ -364,10 +320,6 @@ def distill(argv, script: str, defaults: dict | None = None):
         compute_metrics=metrics_fn(task), teachers=teachers, strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
         kd_args=kd_args, task=task,
     )
-    caches = TeacherCacheCheckpoint(teachers, training_args.process_index)
-    if run.resume_from is not None:
-        caches.restore(run.resume_from)
-    trainer.add_callback(caches)
     outcome = train_and_evaluate(trainer, task, run)
     finish_run(run, trainer, tokenizer, task, outcome, method_label(kd_args), [data_args, model_args, kd_args, training_args])
     del trainer, teachers, models

@@ -134,6 +134,18 @@ class Teacher:
         if self.cache_mode == "disk" and is_writer:
             self._save_disk_cache()
 
+    def checkpoint_state(self) -> dict | None:
+        """This rank's logit cache for a checkpoint ([CLS]-state caches are rebuilt instead: too large)."""
+        if self.filled is None or self.cls_states is not None:
+            return None
+        unsynced = torch.cat(self._unsynced) if self._unsynced else torch.zeros(0, dtype=torch.long)
+        return {"logits": self.logits, "filled": self.filled, "unsynced": unsynced}
+
+    def load_checkpoint_state(self, state: dict):
+        self.logits.copy_(state["logits"])
+        self.filled.copy_(state["filled"])
+        self._unsynced = [state["unsynced"]] if state["unsynced"].numel() else []
+
     def _tensors(self):
         tensors = {"logits": self.logits, "filled": self.filled}
         if self.cls_states is not None:

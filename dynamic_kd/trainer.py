@@ -14,13 +14,17 @@ training set (`EpochSelection`), and the epoch trains on the kept rows only.
 import inspect
 import logging
 import math
+import os
 from collections import defaultdict
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
 from dynamic_kd.models import unwrap_student
@@ -167,6 +171,38 @@ class DistillationTrainer(Trainer):
                 logs[f"dkd/{key}"] = round(float(torch.stack([v.float().cpu() for v in values]).mean()), 6)
             self._stats.clear()
         super().log(logs, start_time)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def _teacher_cache_file(self, checkpoint: str, name: str) -> str:
+        return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}.safetensors")
+
+    def _save_checkpoint(self, model, trial):
+        """Store each rank's teacher logits in the checkpoint, before HF writes trainer_state.json.
+
+        A resumed run then reuses exactly the teacher outputs of the interrupted one (recomputing
+        them on differently padded batches changes the last bits of the final student).
+        """
+        checkpoint = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        os.makedirs(checkpoint, exist_ok=True)
+        for name, teacher in self.teachers.items():
+            state = teacher.checkpoint_state()
+            if state is not None:
+                path = self._teacher_cache_file(checkpoint, name)
+                save_file(state, f"{path}.tmp", metadata={"teacher": teacher.path})
+                os.replace(f"{path}.tmp", path)
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        for name, teacher in self.teachers.items():
+            if teacher.checkpoint_state() is None:
+                continue
+            try:
+                teacher.load_checkpoint_state(load_file(self._teacher_cache_file(resume_from_checkpoint, name)))
+                logger.info("teacher %s: resumed with %d cached outputs", name, int(teacher.filled.sum()))
+            except (OSError, KeyError, RuntimeError, SafetensorError) as error:
+                teacher.filled.zero_()
+                logger.warning("teacher %s: no usable output cache in %s (%s); recomputing its outputs", name, resume_from_checkpoint, error)
 
     def teacher_forward_examples(self) -> int:
         """Examples passed through a teacher forward in this run, summed over teachers and ranks."""
