@@ -8,12 +8,9 @@ from the last checkpoint. `--student_num_layers K` keeps K pretrained layers (a 
 """
 import sys
 
-import transformers
-
 from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
 from dynamic_kd.metrics import metrics_fn
-from dynamic_kd.models import build_student, load_tokenizer
-from dynamic_kd.recipe import cli, finish_run, load_data, start_run, train_and_evaluate
+from dynamic_kd.recipe import cli, finish_run, load_data, load_student, start_run, train_and_evaluate
 from dynamic_kd.trainer import DistillationTrainer
 
 
@@ -21,9 +18,7 @@ def main(argv=None):
     data_args, model_args, training_args = parse_args(argv, DataArguments, ModelArguments)
     run = start_run(__file__, training_args)
     task = data_args.task
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    transformers.set_seed(training_args.seed)
-    model = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    tokenizer, model = load_student(model_args, task, training_args.seed)
     data = load_data(data_args, tokenizer)  # after the model: a bad flag fails before a long tokenisation
     trainer = DistillationTrainer(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.evals,

@@ -153,6 +153,13 @@ def write_json_atomic(path: str, payload: dict):
     os.replace(tmp, path)
 
 
+def load_student(model_args: ModelArguments, task, seed: int):
+    """The tokenizer and a K-layer model with a new head, seeded so the head's init is reproducible."""
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    transformers.set_seed(seed)
+    return tokenizer, build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+
+
 # --- data ----------------------------------------------------------------------------------
 
 @dataclass
@@ -306,9 +313,7 @@ def distill(argv, script: str, defaults: dict | None = None):
     data_args, model_args, kd_args, training_args = parse_args(argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
     run = start_run(script, training_args)
     task = data_args.task
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    transformers.set_seed(training_args.seed)
-    student = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    tokenizer, student = load_student(model_args, task, training_args.seed)
     # Models and flags are checked before the data is read and tokenised (minutes on MNLI/QQP).
     models = load_teacher_models(kd_args, task, tokenizer)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
