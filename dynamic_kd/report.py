@@ -20,8 +20,8 @@ Grouping
     ``data/entropy/r0.1``.
 
 Table
-    Rows are methods (baselines ``teacher_finetune``, ``teacher``, ``student``, ``finetune``,
-    ``kd`` first, the rest in natural order), columns are tasks in GLUE order (cola sst2 mrpc
+    Rows are methods (baselines first: fine-tuned models ``finetune/<L>L-<H>H``, then plain
+    ``kd``; the rest in natural order), columns are tasks in GLUE order (cola sst2 mrpc
     qqp stsb mnli qnli rte wnli, then any other task alphabetically). A cell is the mean over
     seeds ± the sample standard deviation (ddof=1), scaled by 100 with one decimal, plus the
     seed count: ``91.2 ± 0.4 (n=3)``; a single seed shows no ± part. Tasks with two metrics
@@ -98,7 +98,7 @@ TASK_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 METRIC_ALIASES = {"acc": "accuracy", "mcc": "matthews_correlation", "spearman": "spearmanr"}
 
 # Baseline methods shown first, in this order.
-BASELINE_ORDER = ("teacher_finetune", "teacher", "student", "finetune", "kd")
+BASELINE_ORDER = ("finetune", "kd")
 
 CURVE_TAG_PREFIX = "train/dkd/"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -180,8 +180,9 @@ def _natural_key(text):
 
 
 def method_sort_key(method):
-    """Baselines first (in BASELINE_ORDER), then every other method in natural order."""
-    rank = BASELINE_ORDER.index(method) if method in BASELINE_ORDER else len(BASELINE_ORDER)
+    """Baselines first (in BASELINE_ORDER, by the label's first part), then the rest in natural order."""
+    head = method.split("/")[0]
+    rank = BASELINE_ORDER.index(head) if head in BASELINE_ORDER else len(BASELINE_ORDER)
     return (rank, _natural_key(method))
 
 

