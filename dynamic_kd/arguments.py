@@ -97,7 +97,7 @@ class DistillationArguments:
     rep_projection: bool = field(default=True, metadata={"help": "Learn a linear map from student to teacher hidden size when they differ (never saved with the student)."})
     teacher_cache: str = field(default="memory", metadata={"help": f"Teacher-output cache keyed by example idx: {_one_of(TEACHER_CACHE_MODES)}."})
     teacher_cache_dir: str = field(default=os.path.join("~", ".cache", "dynamic_kd", "teacher_outputs"), metadata={"help": "Where --teacher_cache disk keeps teacher outputs."})
-    teacher_dtype: str = field(default="auto", metadata={"help": f"Teacher weights' dtype: {_one_of(TEACHER_DTYPES)} (auto = fp32 weights, autocast like the student)."})
+    teacher_dtype: str = field(default="auto", metadata={"help": f"Precision of the teacher pass: {_one_of(TEACHER_DTYPES)} (auto = autocast like the student; others autocast to that dtype, weights stay fp32)."})
     teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the cache."})
 
     def __post_init__(self):

@@ -41,7 +41,7 @@ from dynamic_kd.models import (
     unwrap_student,
 )
 from dynamic_kd.strategies import build_strategies
-from dynamic_kd.teachers import TEACHER_DTYPES, Teacher, cache_location, dataset_fingerprint, teacher_fingerprint
+from dynamic_kd.teachers import Teacher, cache_location, dataset_fingerprint, teacher_fingerprint
 from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
 
 logger = logging.getLogger("dynamic_kd")
@@ -198,13 +198,10 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
     task = data_args.task
     models = load_teacher_models(kd_args, task, tokenizer) if models is None else models
     num_examples = int(max(train_dataset["idx"])) + 1
-    dtype = TEACHER_DTYPES[kd_args.teacher_dtype]
     fingerprint = dataset_fingerprint(train_dataset) if kd_args.teacher_cache == "disk" else None
     teachers = {}
     for name, path in kd_args.teachers.items():
         model = models[name]
-        if dtype is not None:
-            model.to(dtype)
         pairs = layer_map(student_layers, model.config.num_hidden_layers)
         cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
         key = {

@@ -150,7 +150,11 @@ def test_selection_ratio_limits_teacher_queries(models, tmp_path):
 
 def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
     trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models["small"], "--bf16", "--use_cpu", "--teacher_dtype", "bfloat16", "--selection_strategy", "lc", "--selection_ratio", "0.5"))
-    assert next(trainer.teachers["teacher"].model.parameters()).dtype == torch.bfloat16
+    teacher = trainer.teachers["teacher"]
+    with torch.no_grad(), teacher.autocast():
+        assert teacher.model.bert.embeddings.word_embeddings.weight.dtype == torch.float32
+        logits = teacher.model(**{k: v for k, v in first_batch(trainer).items() if k not in ("idx", "labels")}).logits
+    assert logits.dtype == torch.bfloat16  # the pass ran in bf16
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
