@@ -157,12 +157,3 @@ class StudentWithProjections(nn.Module):
 
 def unwrap_student(model: nn.Module) -> nn.Module:
     return model.student if isinstance(model, StudentWithProjections) else model
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def move_teachers(teachers: dict, device, dtype: torch.dtype | None):
-    for teacher in teachers.values():
-        teacher.to(device=device, dtype=dtype) if dtype is not None else teacher.to(device)
