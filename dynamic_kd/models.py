@@ -10,7 +10,6 @@ import logging
 import os
 import re
 
-import torch
 import torch.distributed as dist
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer

@@ -1,5 +1,4 @@
 """Teacher-output cache: hits, misses, laziness, staleness, disk round trips, DDP consistency."""
-import json
 import os
 
 import pytest
