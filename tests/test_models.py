@@ -126,12 +126,16 @@ def test_build_student_without_weights(tmp_path, tiny_bert):
     assert str(folder) in str(info.value)
 
 
-def test_build_student_truncated_weights(tmp_path, tiny_bert):
-    folder = tmp_path / "truncated"
-    shutil.copytree(tiny_bert, folder)
+def copy_with_truncated_weights(source, folder):
+    """A copy of a model folder whose model.safetensors is cut in half (a killed download)."""
+    shutil.copytree(source, folder)
     weights = folder / "model.safetensors"
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return folder
+
+
+def test_build_student_truncated_weights(tmp_path, tiny_bert):
+    folder = copy_with_truncated_weights(tiny_bert, tmp_path / "truncated")
     with pytest.raises(ConfigError) as info:
         build_student(str(folder), get_task("sst2"), num_layers=1)
     assert str(folder) in str(info.value)
@@ -234,11 +238,7 @@ def test_load_teacher_wrong_label_order(tmp_path, teacher_sst2):
 
 
 def test_load_teacher_truncated_weights(tmp_path, teacher_sst2):
-    folder = tmp_path / "truncated"
-    shutil.copytree(teacher_sst2, folder)
-    weights = folder / "model.safetensors"
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])
+    folder = copy_with_truncated_weights(teacher_sst2, tmp_path / "truncated")
     with pytest.raises(ConfigError) as info:
         load_teacher(str(folder), get_task("sst2"))
     message = str(info.value)
