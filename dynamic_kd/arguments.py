@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
-from dynamic_kd.data import get_task
+from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES
 from dynamic_kd.strategies import (
@@ -43,17 +43,19 @@ def _check_writable_dir(flag, path):
 
 @dataclass
 class DataArguments:
-    task_name: str = field(metadata={"help": "GLUE-style task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli, sst5, imdb, boolq."})
+    task_name: str | None = field(default=None, metadata={"help": f"A GLUE-style task: {', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own --train_file/--validation_file, labels read from the training file."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder in the original GLUE format (train.tsv, dev.tsv, ...); loaded offline."})
-    train_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON(L) training file with a `label` column."})
-    validation_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON(L) validation file with a `label` column."})
+    train_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON(L) training file with the text column(s) and a label column."})
+    validation_file: str | None = field(default=None, metadata={"help": "CSV/TSV/JSON(L) validation file with the same columns."})
+    text_column: str | None = field(default=None, metadata={"help": f"{CUSTOM_TASK} task: the text column, or two comma-separated ones for sentence pairs (e.g. premise,hypothesis); default sentence."})
+    label_column: str | None = field(default=None, metadata={"help": f"{CUSTOM_TASK} task: the label column; default label."})
+    is_regression: bool = field(default=False, metadata={"help": f"{CUSTOM_TASK} task: the labels are numeric targets (one output, MSE, Pearson/Spearman) instead of classes."})
     max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
     pad_to_max_length: bool = field(default=False, metadata={"help": "Pad every input to --max_seq_length (the original code); default pads per batch."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N examples of each evaluation split."})
 
     def __post_init__(self):
-        self.task = get_task(self.task_name)
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
         for flag in ("max_train_samples", "max_eval_samples"):
@@ -62,6 +64,25 @@ class DataArguments:
                 raise ConfigError(f"--{flag} must be a positive integer, got {value}; omit it to use all rows")
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
+        self.task = self._resolve_task()
+
+    def _resolve_task(self):
+        """A registry task by name, or the custom task built from the user's files (read last: it opens them)."""
+        custom_flags = [flag for flag, value in (("--text_column", self.text_column), ("--label_column", self.label_column),
+                                                 ("--is_regression", self.is_regression)) if value not in (None, False)]
+        if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
+            task = get_task(self.task_name)
+            if custom_flags:
+                raise ConfigError(f"{custom_flags[0]} is for your own data (--task_name {CUSTOM_TASK} or none); {task.name} has fixed columns and labels")
+            return task
+        if self.train_file is None:
+            raise ConfigError(f"no data: pass --task_name (one of {', '.join(TASKS)}) or your own --train_file and --validation_file")
+        if self.data_dir is not None:
+            raise ConfigError(f"--data_dir holds a registry task's GLUE files; the {CUSTOM_TASK} task reads --train_file/--validation_file only (or pass --task_name)")
+        text_column = "sentence" if self.text_column is None else self.text_column
+        label_column = "label" if self.label_column is None else self.label_column
+        text_columns = tuple(name.strip() for name in text_column.split(","))
+        return custom_task(self.train_file, self.validation_file, text_columns, label_column, self.is_regression)
 
 
 @dataclass

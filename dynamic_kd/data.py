@@ -1,5 +1,8 @@
 """Task registry, loading and tokenisation for GLUE-style classification and regression tasks.
 
+A task is either one of the registry's (``TASKS``) or the *custom* task of the user's own files
+(`custom_task`), whose labels come from the training file.
+
 Each split is read from one source, first match wins:
 
 1. ``--train_file`` / ``--validation_file`` (CSV, TSV, JSON or JSON lines),
@@ -17,8 +20,10 @@ it as an alias.
 import csv
 import json
 import logging
+import math
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import datasets
 from transformers import DataCollatorWithPadding, default_data_collator
@@ -42,7 +47,9 @@ class Task:
     ``column_aliases`` lists, per canonical column (a text key or ``label``), the other names it
     has in the GLUE files or on the hub. ``glue_files`` maps split names to file names inside
     ``--data_dir``; ``glue_header`` names the columns of header-less GLUE files (CoLA).
-    ``hub_splits`` maps our split names to hub split names where they differ.
+    ``hub_splits`` maps our split names to hub split names where they differ. ``label_column``
+    names the label column of user files; a task without ``hub_path`` (the custom task) is read
+    from ``--train_file`` / ``--validation_file`` only.
     """
 
     name: str
@@ -54,9 +61,10 @@ class Task:
     column_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
     glue_files: tuple[tuple[str, str], ...] = (("train", "train.tsv"), ("validation", "dev.tsv"))
     glue_header: tuple[str, ...] = ()
-    hub_path: str = "nyu-mll/glue"
+    hub_path: str | None = "nyu-mll/glue"
     hub_config: str | None = None
     hub_splits: tuple[tuple[str, str], ...] = ()
+    label_column: str = "label"
 
     @property
     def is_regression(self) -> bool:
@@ -86,9 +94,15 @@ class Task:
         """The hub split name holding our `split`."""
         return dict(self.hub_splits).get(split, split)
 
+    @property
+    def is_custom(self) -> bool:
+        """The user's own files (`custom_task`): no GLUE folder, no hub copy."""
+        return self.hub_path is None
+
     def column_candidates(self, column: str) -> tuple[str, ...]:
         """Names under which canonical `column` may appear in a source, preferred first."""
-        return (column,) + dict(self.column_aliases).get(column, ())
+        name = self.label_column if column == "label" else column
+        return (name,) + dict(self.column_aliases).get(column, ())
 
     def label_lookup(self) -> dict[str, int]:
         """Lower-cased label name or alias -> class id (case never distinguishes two labels)."""
@@ -172,11 +186,16 @@ TASKS: dict[str, Task] = {
 }
 
 
+# --task_name value (also the default) of the user's own files; see `custom_task`.
+CUSTOM_TASK = "custom"
+
+
 def get_task(name: str) -> Task:
-    """Look a task up by its (case-insensitive) name."""
+    """Look a registry task up by its (case-insensitive) name."""
     key = str(name).lower()
     if key not in TASKS:
-        raise ConfigError(f"unknown --task_name '{name}'; choose one of: {', '.join(sorted(TASKS))}")
+        raise ConfigError(f"unknown --task_name '{name}'; choose one of: {', '.join(sorted(TASKS))}, "
+                          f"or {CUSTOM_TASK} (your own --train_file/--validation_file)")
     return TASKS[key]
 
 
@@ -214,7 +233,9 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
             names = " or ".join(repr(n) for n in task.column_candidates(column))
             raise ConfigError(
                 f"{source} lacks column {names} needed by task {task.name} "
-                f"(found: {', '.join(found) or 'none'}); rename the column or check --task_name"
+                f"(found: {', '.join(found) or 'none'}); "
+                + ("name your columns with --text_column/--label_column" if task.is_custom
+                   else "rename the column or check --task_name")
             )
         resolved[column] = match
     return resolved
@@ -452,20 +473,160 @@ def _data_dir_files(task: Task, data_dir, splits: list[str]) -> dict[str, str]:
     return files
 
 
+# --------------------------------------------------------------------------------------------
+# The custom task: the user's own files
+# --------------------------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"[+-]?\d+")
+# Columns of every loaded split besides the texts: a text column may not take these names.
+_RESERVED_COLUMNS = ("label", "idx")
+
+
+def custom_task(train_file, validation_file, text_columns=("sentence",), label_column="label",
+                is_regression=False) -> Task:
+    """The task of the user's own CSV/TSV/JSON(L) files, read the way HF's classification examples read them.
+
+    ``text_columns``: one column, or two for sentence pairs. Classification labels are the
+    distinct values of ``label_column`` in the whole training file, kept as strings (a JSON ``1``
+    or ``1.0`` is ``"1"``) and sorted: by integer value when every label is an integer
+    (``-1 < 2 < 10``), otherwise as strings in Python's code-point order (``neg < neu < pos``;
+    ``B < a``). Class i is the i-th label; models store the list as ``id2label``, which the
+    distillation scripts check teachers against. A validation label the training file lacks is an
+    error (no class could predict it), as are two labels that differ only in case and a file with
+    a single label. Metrics: accuracy and macro-F1. With ``is_regression`` the labels are numeric
+    targets instead: one output, Pearson/Spearman.
+
+    The name, ``custom:<folder>/<train file>+<validation file>``, keeps the results and teacher
+    caches of different datasets apart. The files are read here, before any model is built,
+    because the labels fix the size of the classifier head; `load_splits` reads them again.
+    """
+    if train_file is None or validation_file is None:
+        raise ConfigError(f"the {CUSTOM_TASK} task needs --train_file and --validation_file (your own data)")
+    text_columns = tuple(text_columns)
+    _check_custom_columns(text_columns, label_column)
+    reader = Task(_custom_name(train_file, validation_file), text_columns, (), "pearson_spearman",
+                  glue_files=(), hub_path=None, label_column=label_column)
+    files = _explicit_files(reader, train_file, validation_file)
+    train = _read_file(files["train"], reader)
+    validation = _read_file(files["validation"], reader)
+    for columns in (train, validation):
+        _check_filled(columns, label_column)
+    if is_regression:
+        for columns in (train, validation):
+            _check_scores(columns)
+        return reader
+    labels = _custom_labels(train)
+    _check_seen(validation, labels, train.source)
+    return replace(reader, labels=labels, metric="accuracy_macro_f1")
+
+
+def _check_custom_columns(text_columns: tuple[str, ...], label_column: str) -> None:
+    """One or two distinct, non-empty text columns, none of them the label column or a reserved name."""
+    if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
+        raise ConfigError(f"--text_column takes one column or two distinct comma-separated ones (a sentence pair), "
+                          f"got {','.join(text_columns)!r}; e.g. --text_column sentence or --text_column premise,hypothesis")
+    if not label_column:
+        raise ConfigError("--label_column is empty; name the column holding the labels (default: label)")
+    clash = next((c for c in text_columns if c == label_column or c in _RESERVED_COLUMNS), None)
+    if clash is not None:
+        raise ConfigError(f"--text_column {clash!r} is the label column or a reserved name ({', '.join(_RESERVED_COLUMNS)}); "
+                          "rename that column in your files")
+
+
+def _custom_name(train_file: str, validation_file: str) -> str:
+    """custom:<train folder>/<train file>+<validation file> (with its folder when that differs)."""
+    def short(path):
+        folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        return f"{folder}/{os.path.basename(path)}" if folder else os.path.basename(path)
+    same_folder = os.path.dirname(os.path.abspath(train_file)) == os.path.dirname(os.path.abspath(validation_file))
+    return f"{CUSTOM_TASK}:{short(train_file)}+{os.path.basename(validation_file) if same_folder else short(validation_file)}"
+
+
+def _label_name(raw) -> str:
+    """A raw label as a class name: JSON 1, 1.0 and CSV "1" all become "1"; case is kept."""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    return str(raw).strip()
+
+
+def _check_filled(columns: _Columns, label_column: str) -> None:
+    """Every row of a custom file needs a label; a file needs rows."""
+    if not columns.where:
+        raise ConfigError(f"{columns.source} has no data rows; give it a header line and at least one labeled row")
+    for raw, where in zip(columns.values["label"], columns.where):
+        if raw is None or not str(raw).strip():
+            raise ConfigError(f"{where}: empty '{label_column}'; label every row (or drop the row)")
+
+
+def _check_scores(columns: _Columns) -> None:
+    """Regression targets must be finite numbers."""
+    for raw, where in zip(columns.values["label"], columns.where):
+        try:
+            finite = not isinstance(raw, bool) and math.isfinite(float(raw))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ConfigError(f"{where}: label {raw!r} is not a finite number; --is_regression needs numeric "
+                              "labels (omit it to treat the labels as classes)")
+
+
+def _custom_labels(columns: _Columns) -> tuple[str, ...]:
+    """The training file's distinct labels in the documented order (see `custom_task`)."""
+    names = {_label_name(raw) for raw in columns.values["label"]}
+    if all(_INTEGER.fullmatch(name) for name in names):
+        labels = tuple(sorted(names, key=lambda name: (int(name), name)))
+    else:
+        labels = tuple(sorted(names))
+    seen = {}
+    for name in labels:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise ConfigError(f"{columns.source}: labels {other!r} and {name!r} differ only in case, which labels "
+                              "never do here; spell each label one way")
+    if len(labels) < 2:
+        raise ConfigError(f"{columns.source} has a single label {labels[0]!r}; classification needs at least two "
+                          "(for numeric targets pass --is_regression)")
+    if all(_is_number(name) for name in labels) and not all(_INTEGER.fullmatch(name) for name in labels):
+        logger.warning("%s: the %d labels look like numeric scores (e.g. %s); they are taken as classes; "
+                       "pass --is_regression to fit them as numbers", columns.source, len(labels), labels[0])
+    logger.info("custom task: %d labels from %s, class i = %s", len(labels), columns.source, list(labels))
+    return labels
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_seen(columns: _Columns, labels: tuple[str, ...], train_source: str) -> None:
+    """Each validation label must be one of the training labels (compared as `_convert_labels` does)."""
+    known = {name.lower() for name in labels}
+    for raw, where in zip(columns.values["label"], columns.where):
+        if _label_key(raw) not in known:
+            raise ConfigError(f"{where}: validation label {raw!r} does not occur in the training file {train_source}, "
+                              "so no class can predict it; fix the label or add training rows with it")
+
+
 def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> dict[str, datasets.Dataset]:
     """Load "train" and every ``task.eval_splits`` split, each from the best source available.
 
     Per split: ``train_file`` / ``validation_file`` first, then ``data_dir`` (original GLUE
     layout, see ``Task.glue_files``), then the hub. For MNLI, ``validation_file`` fills
     ``validation_matched`` only; ``validation_mismatched`` still comes from ``data_dir`` or the hub.
-    User files need a ``label`` column and the task's text columns (``task.text_keys``; the GLUE
-    file names such as MNLI's ``sentence1``/``gold_label`` are accepted too).
+    User files need the task's label column (``task.label_column``: ``label`` unless a custom task
+    names another) and its text columns (``task.text_keys``; the GLUE file names such as MNLI's
+    ``sentence1``/``gold_label`` are accepted too). A custom task reads its two files only.
 
     Returns split name -> in-memory Dataset with the text columns, ``label`` and ``idx``.
     """
     task = task if isinstance(task, Task) else get_task(task)
     files = _explicit_files(task, train_file, validation_file)
     missing = [split for split in task.splits if split not in files]
+    if missing and task.is_custom:
+        raise ConfigError(f"{task.name} is read from your own files only; pass --train_file and --validation_file")
     if data_dir is not None and missing:
         files.update(_data_dir_files(task, data_dir, missing))
     loaded = {split: _build_split(task, _read_file(path, task), split, drop_unlabeled=False)

@@ -221,3 +221,59 @@ def test_help_lists_strategies(monkeypatch):
         assert name in text, name
     for flag in ("--kd_kl_alpha", "--kd_rep_alpha", "--selection_ratio", "--uncertainty_mode", "--group_by_length"):
         assert flag in text, flag
+
+
+# --- the custom task: the user's own files --------------------------------------------------
+
+@pytest.fixture
+def custom_files(tmp_path):
+    """A three-class train.csv/dev.csv pair with premise/hypothesis/verdict columns."""
+    (tmp_path / "train.csv").write_text("premise,hypothesis,verdict\na,b,yes\nc,d,no\ne,f,maybe\n")
+    (tmp_path / "dev.csv").write_text("premise,hypothesis,verdict\na,b,no\n")
+    return ["--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv")]
+
+
+def parse_custom(tmp_path, *extra):
+    argv = ["--model_name_or_path", "m", "--teacher", "t", "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+    return parse_args(argv + list(extra), DataArguments, ModelArguments, DistillationArguments)
+
+
+@pytest.mark.parametrize("task_flag", [[], ["--task_name", "custom"], ["--task_name", "CUSTOM"]])
+def test_custom_task_without_a_task_name(tmp_path, custom_files, task_flag):
+    data = parse_custom(tmp_path, *custom_files, *task_flag, "--text_column", "premise, hypothesis", "--label_column", "verdict")[0]
+    assert data.task.text_keys == ("premise", "hypothesis") and data.task.label_column == "verdict"
+    assert data.task.labels == ("maybe", "no", "yes")
+    assert data.task.name == f"custom:{tmp_path.name}/train.csv+dev.csv"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "lacks column 'sentence'"),  # the defaults: --text_column sentence --label_column label
+    (["--text_column", "premise,hypothesis,verdict"], "one column or two"),
+    (["--text_column", "premise", "--label_column", "verdict", "--data_dir", "d"], "--data_dir holds a registry task's GLUE files"),
+    (["--text_column", "premise", "--label_column", "verdict", "--is_regression"], "label 'yes' is not a finite number"),
+])
+def test_custom_task_errors(tmp_path, custom_files, extra, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_custom(tmp_path, *custom_files, *extra)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("extra", [["--text_column", "text"], ["--label_column", "gold"], ["--is_regression"]])
+def test_custom_flags_are_refused_with_a_registry_task(fails, extra):
+    assert f"{extra[0]} is for your own data" in fails(*extra, task="sst2")
+
+
+def test_no_task_and_no_files(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_custom(tmp_path)
+    assert "pass --task_name" in str(info.value) and "--train_file" in str(info.value)
+
+
+def test_custom_regression_refuses_uncertainty(tmp_path):
+    (tmp_path / "train.csv").write_text("sentence,label\na,0.5\nb,3\n")
+    (tmp_path / "dev.csv").write_text("sentence,label\nc,1\n")
+    files = ["--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"), "--is_regression"]
+    assert parse_custom(tmp_path, *files)[0].task.is_regression
+    with pytest.raises(ConfigError) as info:
+        parse_custom(tmp_path, *files, "--selection_strategy", "entropy", "--selection_ratio", "0.5")
+    assert "is a regression task" in str(info.value)

@@ -400,3 +400,138 @@ def test_collator_regression_labels_are_float(tiny_tokenizer):
 def test_module_reads_hub_through_datasets_module():
     # Monkeypatching datasets.load_dataset (as the tests above do) only works if data.py looks it up.
     assert data.datasets is datasets
+
+
+# --------------------------------------------------------------------------------------------
+# The custom task: labels, texts and metric from the user's own files
+# --------------------------------------------------------------------------------------------
+
+def custom_files(folder, train_rows, dev_rows, header="sentence,label"):
+    """train.csv and dev.csv in `folder` from lists of already comma-joined rows."""
+    os.makedirs(folder, exist_ok=True)
+    return (write(os.path.join(folder, "train.csv"), "\n".join([header, *train_rows]) + "\n"),
+            write(os.path.join(folder, "dev.csv"), "\n".join([header, *dev_rows]) + "\n"))
+
+
+def test_custom_labels_are_strings_in_sorted_order(tmp_path, no_hub):
+    train, dev = custom_files(tmp_path / "reviews", ["good film,pos", "bad film,neg", "a film,neu", "great,pos"],
+                              ["awful,neg", "good,pos"])
+    task = data.custom_task(train, dev)
+    assert task.labels == ("neg", "neu", "pos")  # sorted, not first-seen (pos, neg, neu)
+    assert task.name == "custom:reviews/train.csv+dev.csv"
+    assert (task.metric, task.num_labels, task.is_regression, task.is_custom) == ("accuracy_macro_f1", 3, False, True)
+    splits = load_splits(task, train_file=train, validation_file=dev)
+    assert splits["train"]["label"] == [2, 0, 1, 2] and splits["validation"]["label"] == [0, 2]
+    assert splits["train"].column_names == ["sentence", "label", "idx"]
+
+
+def test_custom_integer_labels_sort_by_value(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,10", "b,2", "c,-1", "d,2"], ["e,-1"])
+    assert data.custom_task(train, dev).labels == ("-1", "2", "10")  # not "-1" < "10" < "2"
+    # JSON numbers name the same classes as their text: 1, 1.0 and "1" are all class "1".
+    rows = [{"sentence": "a", "label": 1.0}, {"sentence": "b", "label": 0}, {"sentence": "c", "label": "1"}]
+    json_train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    json_dev = write(tmp_path / "dev.json", json.dumps([{"sentence": "d", "label": 1}]))
+    task = data.custom_task(json_train, json_dev)
+    assert task.labels == ("0", "1")
+    assert load_splits(task, train_file=json_train, validation_file=json_dev)["train"]["label"] == [1, 0, 1]
+
+
+def test_custom_mixed_labels_sort_as_strings(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,yes", "b,10", "c,No", "d,2"], ["e,2"])
+    assert data.custom_task(train, dev).labels == ("10", "2", "No", "yes")  # code-point order
+
+
+def test_custom_pairs_from_json_with_a_named_label_column(tmp_path, tiny_tokenizer, no_hub):
+    rows = [{"premise": "a man eats", "hypothesis": "he sleeps", "gold": "contradiction", "label": "junk"},
+            {"premise": "a man eats", "hypothesis": "he eats", "gold": "entailment", "label": "junk"}]
+    train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    dev = write(tmp_path / "dev.jsonl", json.dumps(rows[1]) + "\n")
+    task = data.custom_task(train, dev, ("premise", "hypothesis"), label_column="gold")
+    assert task.text_keys == ("premise", "hypothesis") and task.labels == ("contradiction", "entailment")
+    splits = load_splits(task, train_file=train, validation_file=dev)
+    assert splits["train"][0] == {"premise": "a man eats", "hypothesis": "he sleeps", "label": 0, "idx": 0}
+    tokenized = tokenize_splits(splits, task, tiny_tokenizer)
+    assert 1 in tokenized["train"][0]["token_type_ids"]  # encoded as a pair
+
+
+def test_custom_regression(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,0.5", "b,4", "c,-2.25"], ["d,1e-1"], header="text,score")
+    task = data.custom_task(train, dev, ("text",), "score", is_regression=True)
+    assert (task.is_regression, task.num_labels, task.metric, task.labels) == (True, 1, "pearson_spearman", ())
+    splits = load_splits(task, train_file=train, validation_file=dev)
+    assert splits["train"]["label"] == pytest.approx([0.5, 4.0, -2.25])
+    assert splits["validation"]["label"] == pytest.approx([0.1])
+
+
+@pytest.mark.parametrize("bad", ["pos", "nan", "inf"])
+def test_custom_regression_refuses_non_numeric_labels(tmp_path, bad):
+    train, dev = custom_files(tmp_path, ["a,0.5", "b,4"], [f"d,{bad}"])
+    message = config_error(data.custom_task, train, dev, is_regression=True)
+    assert f"{dev} line 2" in message and repr(bad) in message and "--is_regression" in message
+
+
+def test_custom_unseen_validation_label_is_an_error(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,neg", "b,pos"], ["c,pos", "d,neu"])
+    message = config_error(data.custom_task, train, dev)
+    assert f"{dev} line 3" in message and "'neu'" in message and "does not occur in the training file" in message
+
+
+def test_custom_labels_compare_without_case(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,neg", "b,pos"], ["c,POS"])
+    task = data.custom_task(train, dev)
+    assert load_splits(task, train_file=train, validation_file=dev)["validation"]["label"] == [1]
+    train, dev = custom_files(tmp_path / "clash", ["a,neg", "b,Neg", "c,pos"], ["c,pos"])
+    assert "'Neg' and 'neg' differ only in case" in config_error(data.custom_task, train, dev)
+
+
+@pytest.mark.parametrize("train_rows, expected", [
+    (["a,pos", "b,pos"], "single label 'pos'"),
+    (["a,pos", "b,"], "line 3: empty 'label'"),
+])
+def test_custom_label_set_errors(tmp_path, train_rows, expected):
+    train, dev = custom_files(tmp_path, train_rows, ["c,pos"])
+    assert expected in config_error(data.custom_task, train, dev)
+
+
+def test_custom_scores_as_classes_get_a_warning(tmp_path, caplog):
+    train, dev = custom_files(tmp_path, ["a,0.5", "b,1.5"], ["c,0.5"])
+    with caplog.at_level("WARNING"):
+        assert data.custom_task(train, dev).labels == ("0.5", "1.5")
+    assert "--is_regression" in caplog.text
+
+
+@pytest.mark.parametrize("columns, expected", [
+    (("sentence", "a", "b"), "one column or two"),
+    (("sentence", "sentence"), "one column or two"),
+    (("",), "one column or two"),
+    (("label",), "reserved"),
+    (("idx",), "reserved"),
+])
+def test_custom_text_column_errors(tmp_path, columns, expected):
+    train, dev = custom_files(tmp_path, ["a,pos", "b,neg"], ["c,pos"])
+    assert expected in config_error(data.custom_task, train, dev, columns)
+
+
+def test_custom_missing_column_names_the_flags(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,pos", "b,neg"], ["c,pos"], header="text,label")
+    message = config_error(data.custom_task, train, dev)
+    assert "lacks column 'sentence'" in message and "found: text, label" in message
+    assert "--text_column" in message
+    assert "lacks column 'stars'" in config_error(data.custom_task, train, dev, ("text",), "stars")
+
+
+def test_custom_names_keep_datasets_apart(tmp_path):
+    first = custom_files(tmp_path / "tweets", ["a,pos", "b,neg"], ["c,pos"])
+    second = custom_files(tmp_path / "reviews", ["a,pos", "b,neg"], ["c,pos"])
+    assert data.custom_task(*first).name == "custom:tweets/train.csv+dev.csv"
+    assert data.custom_task(*second).name == "custom:reviews/train.csv+dev.csv"
+    assert data.custom_task(first[0], second[1]).name == "custom:tweets/train.csv+reviews/dev.csv"
+
+
+def test_custom_task_needs_both_files(tmp_path):
+    train, dev = custom_files(tmp_path, ["a,pos", "b,neg"], ["c,pos"])
+    assert "does not exist" in config_error(data.custom_task, train, str(tmp_path / "nope.csv"))
+    assert "--validation_file" in config_error(data.custom_task, train, None)
+    task = data.custom_task(train, dev)
+    assert "--train_file and --validation_file" in config_error(load_splits, task, train_file=train)
