@@ -589,7 +589,6 @@ def _custom_labels(columns: _Columns) -> tuple[str, ...]:
     if all(_is_number(name) for name in labels) and not all(_INTEGER.fullmatch(name) for name in labels):
         logger.warning("%s: the %d labels look like numeric scores (e.g. %s); they are taken as classes; "
                        "pass --is_regression to fit them as numbers", columns.source, len(labels), labels[0])
-    logger.info("custom task: %d labels from %s, class i = %s", len(labels), columns.source, list(labels))
     return labels
 
 
@@ -627,6 +626,8 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     missing = [split for split in task.splits if split not in files]
     if missing and task.is_custom:
         raise ConfigError(f"{task.name} is read from your own files only; pass --train_file and --validation_file")
+    if task.is_custom and not task.is_regression:
+        logger.info("%s: %d labels from the training file; class i is the i-th of %s", task.name, task.num_labels, list(task.labels))
     if data_dir is not None and missing:
         files.update(_data_dir_files(task, data_dir, missing))
     loaded = {split: _build_split(task, _read_file(path, task), split, drop_unlabeled=False)

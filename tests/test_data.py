@@ -535,3 +535,142 @@ def test_custom_task_needs_both_files(tmp_path):
     assert "--validation_file" in config_error(data.custom_task, train, None)
     task = data.custom_task(train, dev)
     assert "--train_file and --validation_file" in config_error(load_splits, task, train_file=train)
+
+
+# --------------------------------------------------------------------------------------------
+# The custom task end to end: train_teacher.py, then the distillation scripts and the report
+# --------------------------------------------------------------------------------------------
+
+TRAINING = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
+# First-seen order pos, neg, neu: the model must still number them neg=0, neu=1, pos=2.
+THREE_CLASSES = [("good great movie", "pos"), ("bad awful film", "neg"), ("it is a film", "neu")]
+
+
+@pytest.fixture(scope="module")
+def custom_world(tmp_path_factory):
+    """A tiny pretrained BERT, three-class CSV files and a teacher trained on them by train_teacher.py."""
+    import train_teacher
+    from conftest import make_tiny_bert
+
+    root = tmp_path_factory.mktemp("custom")
+    base = make_tiny_bert(root / "base", num_layers=2)
+    rows = [f"{text} {i},{label}" for i in range(8) for text, label in THREE_CLASSES]
+    train, dev = custom_files(root / "tweets", rows, rows[:9])
+    teacher = str(root / "teacher")
+    train_teacher.main(["--model_name_or_path", base, "--train_file", train, "--validation_file", dev,
+                        "--output_dir", teacher, *TRAINING])
+    return {"root": root, "base": base, "train": train, "dev": dev, "teacher": teacher}
+
+
+def results_of(folder):
+    with open(os.path.join(folder, "results.json")) as f:
+        return json.load(f)
+
+
+def id2label(folder):
+    from transformers import AutoConfig
+    return AutoConfig.from_pretrained(folder).id2label
+
+
+def test_custom_teacher_stores_the_sorted_labels(custom_world):
+    assert id2label(custom_world["teacher"]) == {0: "neg", 1: "neu", 2: "pos"}
+    results = results_of(custom_world["teacher"])
+    assert results["task"] == "custom:tweets/train.csv+dev.csv"
+    assert set(results["metrics"]) == {"accuracy", "macro_f1"}
+
+
+def test_every_method_distils_on_the_custom_task(custom_world):
+    import dynamic_data
+    import dynamic_objective
+    import dynamic_teacher
+    from dynamic_kd import report
+
+    world, runs = custom_world, custom_world["root"] / "runs"
+    student = ["--model_name_or_path", world["base"], "--student_num_layers", "1", "--train_file", world["train"],
+               "--validation_file", world["dev"], "--task_name", "custom", *TRAINING]
+    cache = str(world["root"] / "cache")
+    selected = str(runs / "data")
+    dynamic_data.main(student + ["--teacher", world["teacher"], "--selection_strategy", "entropy", "--selection_ratio", "0.5",
+                                 "--teacher_cache", "disk", "--teacher_cache_dir", cache, "--output_dir", selected])
+    assert os.listdir(cache)  # the teacher outputs were cached on disk
+    # The distilled student is a custom-task model too, so it can serve as the small teacher.
+    dynamic_teacher.main(student + ["--small_teacher", selected, "--large_teacher", world["teacher"],
+                                    "--output_dir", str(runs / "teacher")])
+    dynamic_objective.main(student + ["--teacher", world["teacher"], "--strategy", "uncertainty", "--kd_rep_alpha", "1",
+                                      "--output_dir", str(runs / "objective")])
+    for name, method in (("data", "kd+data/entropy/r0.5"), ("teacher", "teacher/hard"), ("objective", "kd+objective/uncertainty")):
+        results = results_of(runs / name)
+        assert (results["task"], results["method"]) == ("custom:tweets/train.csv+dev.csv", method)
+        assert set(results["metrics"]) == {"accuracy", "macro_f1"}
+        assert id2label(runs / name) == {0: "neg", 1: "neu", 2: "pos"}
+    table = report.format_table(report.aggregate(report.collect_runs(str(runs))[0]))
+    assert "custom:tweets/train.csv+dev.csv (accuracy/macro_f1)" in table and "teacher/hard" in table
+
+
+def test_a_teacher_with_other_labels_is_refused(custom_world, tmp_path, capsys):
+    from dynamic_kd.recipe import cli
+    import dynamic_data
+
+    other = tmp_path / "other"
+    shutil.copytree(custom_world["teacher"], other)
+    config = json.loads((other / "config.json").read_text())
+    config["id2label"] = {"0": "bad", "1": "good", "2": "meh"}
+    config["label2id"] = {"bad": 0, "good": 1, "meh": 2}
+    (other / "config.json").write_text(json.dumps(config))
+    argv = ["--model_name_or_path", custom_world["base"], "--student_num_layers", "1", "--train_file", custom_world["train"],
+            "--validation_file", custom_world["dev"], "--teacher", str(other), "--output_dir", str(tmp_path / "out"), *TRAINING]
+    assert cli(lambda: dynamic_data.main(argv)) == 2
+    assert "orders its labels ['bad', 'good', 'meh'] but custom:tweets/train.csv+dev.csv uses ['neg', 'neu', 'pos']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unseen_validation_label_stops_train_teacher_with_exit_2(custom_world, tmp_path, capsys):
+    from dynamic_kd.recipe import cli
+    import train_teacher
+
+    train, dev = custom_files(tmp_path, ["good,pos", "bad,neg"], ["good,pos", "meh,neu"])
+    argv = ["--model_name_or_path", custom_world["base"], "--train_file", train, "--validation_file", dev,
+            "--output_dir", str(tmp_path / "out"), *TRAINING]
+    assert cli(lambda: train_teacher.main(argv)) == 2
+    # the last line: pytest may leave logging handlers on streams of earlier tests, which complain here
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "validation label 'neu'" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_custom_pairs_with_integer_labels_end_to_end(custom_world, tmp_path):
+    import dynamic_data
+    import train_teacher
+
+    rows = [{"premise": f"the movie {i}", "hypothesis": text, "stars": stars}
+            for i in range(6) for text, stars in (("good great", 10), ("bad awful", 2))]
+    train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    dev = write(tmp_path / "dev.json", json.dumps(rows[:4]))
+    data_flags = ["--train_file", train, "--validation_file", dev, "--text_column", "premise,hypothesis", "--label_column", "stars"]
+    teacher = str(tmp_path / "teacher")
+    train_teacher.main(["--model_name_or_path", custom_world["base"], *data_flags, "--output_dir", teacher, *TRAINING])
+    assert id2label(teacher) == {0: "2", 1: "10"}
+    dynamic_data.main(["--model_name_or_path", custom_world["base"], "--student_num_layers", "1", *data_flags,
+                       "--teacher", teacher, "--output_dir", str(tmp_path / "student"), *TRAINING])
+    assert results_of(tmp_path / "student")["task"] == f"custom:{tmp_path.name}/train.jsonl+dev.json"
+
+
+def test_custom_regression_end_to_end(custom_world, tmp_path):
+    import dynamic_data
+    import train_teacher
+    from transformers import AutoConfig
+
+    rows = [f"{text} {i},{score + i / 10}" for i in range(8) for text, score in (("good great", 4), ("bad awful", 1))]
+    train, dev = custom_files(tmp_path, rows, rows[:6], header="sentence,score")
+    data_flags = ["--train_file", train, "--validation_file", dev, "--label_column", "score", "--is_regression"]
+    teacher = str(tmp_path / "teacher")
+    train_teacher.main(["--model_name_or_path", custom_world["base"], *data_flags, "--output_dir", teacher, *TRAINING])
+    assert AutoConfig.from_pretrained(teacher).num_labels == 1
+    assert set(results_of(teacher)["metrics"]) == {"pearson", "spearmanr"}
+    dynamic_data.main(["--model_name_or_path", custom_world["base"], "--student_num_layers", "1", *data_flags,
+                       "--teacher", teacher, "--selection_strategy", "random", "--selection_ratio", "0.5",
+                       "--output_dir", str(tmp_path / "student"), *TRAINING])
+    results = results_of(tmp_path / "student")
+    assert AutoConfig.from_pretrained(tmp_path / "student").num_labels == 1
+    assert results["args"]["kd_loss"] == "auto" and set(results["metrics"]) == {"pearson", "spearmanr"}

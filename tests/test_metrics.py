@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from dynamic_kd.data import TASKS, get_task
+from dynamic_kd.data import TASKS, Task, get_task
 from dynamic_kd.metrics import compute_task_metrics, metrics_fn, primary_metric
 
 
@@ -90,6 +90,16 @@ def test_regression_rejects_wide_predictions():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="3 predictions for 4 labels"):
         compute_task_metrics(get_task("sst2"), np.zeros((3, 2)), np.zeros(4, dtype=int))
+
+
+def test_accuracy_and_macro_f1_of_a_custom_task():
+    # gold [0, 0, 1, 2], predicted [0, 1, 1, 1]: accuracy 2/4.
+    # class 0: P 1/1, R 1/2 -> F1 2/3; class 1: P 1/3, R 1/1 -> F1 1/2; class 2: no hit -> F1 0.
+    # macro-F1 = (2/3 + 1/2 + 0) / 3 = 7/18 (accuracy alone would hide the never-predicted class 2).
+    task = Task("custom:x/train.csv+dev.csv", ("sentence",), ("neg", "neu", "pos"), "accuracy_macro_f1", hub_path=None)
+    result = compute_task_metrics(task, one_hot_logits([0, 1, 1, 1], 3), np.array([0, 0, 1, 2]))
+    assert result == {"accuracy": 0.5, "macro_f1": pytest.approx(7 / 18)}
+    assert primary_metric(task) == "macro_f1"
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))

@@ -215,6 +215,21 @@ def test_dry_run_skips_finished_and_regression_mismatches(tmp_path):
     ]
 
 
+def test_custom_data_sweep_plans_commands_the_entry_points_accept(tmp_path):
+    from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
+
+    (tmp_path / "train.csv").write_text("text,score\na,0.5\nb,3\n")
+    (tmp_path / "dev.csv").write_text("text,score\nc,1\n")
+    files = f"--train_file {tmp_path}/train.csv --validation_file {tmp_path}/dev.csv --text_column text --label_column score --is_regression"
+    commands, comments = plan("data.sh", tmp_path, TASKS="custom", SEEDS="1", RATIOS="0.1", SELECTIONS="random entropy",
+                              REGRESSION_TASKS="custom", EXTRA_ARGS=files)
+    assert output_dirs(commands) == [f"{tmp_path}/out/data/custom/kd-seed1", f"{tmp_path}/out/data/custom/random-r0.1-seed1"]
+    assert any("entropy" in line and "regression" in line for line in comments)
+    for argv in commands:
+        data_args = parse_args(argv[2:], DataArguments, ModelArguments, DistillationArguments)[0]
+        assert data_args.task.name == f"custom:{tmp_path.name}/train.csv+dev.csv" and data_args.task.is_regression
+
+
 def test_bad_settings_fail_with_one_line(tmp_path):
     result = run_script("teacher.sh", tmp_path, DRY_RUN=1, TASKS="rte", SEEDS="1", NPROC_PER_RUN="two")
     assert result.returncode == 2 and "NPROC_PER_RUN" in result.stderr
