@@ -1,4 +1,4 @@
-"""Fine-tune a teacher (or a K-layer cut of a pretrained model) on a GLUE-style task.
+"""Fine-tune a teacher (or a K-layer cut of a pretrained model) on a GLUE-style task or your own files.
 
     python train_teacher.py --model_name_or_path bert-base-uncased --task_name rte \
         --output_dir outputs/teachers/rte-base --num_train_epochs 3 --learning_rate 2e-5

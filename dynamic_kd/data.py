@@ -581,8 +581,8 @@ def _custom_labels(columns: _Columns) -> tuple[str, ...]:
     for name in labels:
         other = seen.setdefault(name.lower(), name)
         if other != name:
-            raise ConfigError(f"{columns.source}: labels {other!r} and {name!r} differ only in case, which labels "
-                              "never do here; spell each label one way")
+            raise ConfigError(f"{columns.source}: labels {other!r} and {name!r} differ only in case (labels are "
+                              "matched without case); spell each label one way")
     if len(labels) < 2:
         raise ConfigError(f"{columns.source} has a single label {labels[0]!r}; classification needs at least two "
                           "(for numeric targets pass --is_regression)")
