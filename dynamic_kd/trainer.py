@@ -77,7 +77,8 @@ class DistillationTrainer(Trainer):
     kd_args: `DistillationArguments`.  task: `data.Task`.
     """
 
-    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
+    # HF divides each micro-batch's loss by the micro-batch count (distillation multiplies it back: OptimizerStep.scale)
+    loss_is_scaled_for_ga = False
 
     def __init__(self, *args, task, teachers=None, strategies=(), kd_args=None, **kwargs):
         super().__init__(*args, **kwargs)
