@@ -11,7 +11,12 @@ and hidden-state (REP) terms. Every strategy refines the plan in turn:
 
 so any combination of the three runs in one training run. The trainer then queries each teacher
 on its own rows only and adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the
-gold-label loss. Weights are constants (no gradient flows through the uncertainty), as in the
+gold-label loss.
+
+"Batch" here is the *global* batch of one optimizer step: per_device_train_batch_size x world size
+x gradient_accumulation_steps rows. The trainer gathers the student signal of all of them, plans
+once, and hands each micro-batch its share (`split_plan`), so k, the `hard` split and the `soft`
+batch mean do not depend on how many processes or accumulation steps carry the batch. Weights are constants (no gradient flows through the uncertainty), as in the
 paper's `dynamic_kd_loss` snippet; the original code let gradient flow through them.
 
 Each registry below is a plain dict from flag value to the class that implements it; the argument
@@ -112,6 +117,9 @@ class DataSelection:
 
     def __init__(self, strategy: str, ratio: float):
         self.strategy, self.ratio = SELECTION_ALIASES.get(strategy, strategy), ratio
+        # Whether the plan depends on the student's logits (not only on the batch size): the
+        # trainer skips the gradient-accumulation pre-pass when no strategy of the chain does.
+        self.reads_student = SELECTION_SCORES.get(self.strategy) is not None
 
     def refine(self, plan: list[Route], signal: StudentSignal) -> list[Route]:
         if self.strategy == "none":
@@ -131,6 +139,8 @@ class DataSelection:
 class SingleTeacher:
     """Every route learns from one named teacher (plain KD, or the single-small/-large baselines)."""
 
+    reads_student = False
+
     def __init__(self, name: str, alpha: float = 1.0):
         self.name, self.alpha = name, alpha
 
@@ -140,6 +150,8 @@ class SingleTeacher:
 
 class AverageTeachers:
     """Both teachers on every row with fixed weights alpha_small, alpha_large."""
+
+    reads_student = False
 
     def __init__(self, small_alpha: float, large_alpha: float):
         self.alphas = {"small": small_alpha, "large": large_alpha}
@@ -153,7 +165,13 @@ class HardAdoption:
 
     Each half's KD is averaged within the half and weighted by its teacher's alpha; each teacher
     is queried on its own half only. With an odd count the small teacher gets ceil(K/2) rows.
+    A route of one row (a one-row last batch, or selection keeping k = 1) has no second half: by
+    the same ceil rule the row goes to the small teacher, and it carries the weight of both halves,
+    (alpha_small + alpha_large) x the route's weight. So a route's total KD weight is the same for
+    every K, and the KD/CE balance does not depend on how many rows happened to be kept.
     """
+
+    reads_student = True
 
     def __init__(self, small_alpha: float, large_alpha: float):
         self.small_alpha, self.large_alpha = small_alpha, large_alpha
@@ -163,8 +181,12 @@ class HardAdoption:
         for route in plan:
             u = signal.uncertainty[route.rows]
             order = torch.sort(u, descending=True, stable=True).indices
-            n_small = math.ceil(order.numel() / 2)
-            for name, part, alpha in (("small", order[:n_small], self.small_alpha), ("large", order[n_small:], self.large_alpha)):
+            if order.numel() == 1:
+                halves = (("small", order, self.small_alpha + self.large_alpha),)
+            else:
+                n_small = math.ceil(order.numel() / 2)
+                halves = (("small", order[:n_small], self.small_alpha), ("large", order[n_small:], self.large_alpha))
+            for name, part, alpha in halves:
                 if part.numel() == 0:
                     continue
                 weight = (alpha * route.kd_weight.sum() / part.numel()).expand(part.numel())
@@ -174,6 +196,8 @@ class HardAdoption:
 
 class SoftAdoption:
     """Both teachers on every row: small weight = mean u over the route, large = 1 - mean u."""
+
+    reads_student = True
 
     def refine(self, plan, signal):
         refined = []
@@ -186,6 +210,8 @@ class SoftAdoption:
 
 class SoftInstanceAdoption:
     """Both teachers on every row: per-row weight u_i for the small teacher, 1 - u_i for the large."""
+
+    reads_student = True
 
     def refine(self, plan, signal):
         refined = []
@@ -225,6 +251,7 @@ class ObjectiveWeights:
 
     def __init__(self, strategy: str, kd_alpha: float, rep_alpha: float):
         self.strategy, self.kd_alpha, self.rep_alpha = strategy, kd_alpha, rep_alpha
+        self.reads_student = strategy != "none"
 
     def refine(self, plan, signal):
         refined = []
@@ -270,6 +297,32 @@ def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
     for strategy in strategies:
         plan = strategy.refine(plan, signal)
     return [route for route in plan if route.rows.numel() > 0]
+
+
+def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
+    """Cut a plan over a batch made of consecutive parts into one plan per part.
+
+    sizes: row counts of the parts in batch order (they sum to B).  Returns, per part, the routes
+    that reach it, with rows renumbered from 0 within the part and weights unchanged; a route
+    with no row in a part is left out of that part's plan.
+    """
+    if len(sizes) == 1:
+        return [plan]
+    parts, start = [], 0
+    for size in sizes:
+        stop, part = start + size, []
+        for route in plan:
+            mine = (route.rows >= start) & (route.rows < stop)
+            if mine.any():
+                part.append(Route(route.teacher, route.rows[mine] - start, route.kd_weight[mine], route.rep_weight[mine]))
+        parts.append(part)
+        start = stop
+    return parts
+
+
+def reads_student(strategies) -> bool:
+    """Whether the chain's plan depends on the student's logits, not only on the batch size."""
+    return any(strategy.reads_student for strategy in strategies)
 
 
 def student_signal(student_logits: torch.Tensor, regression: bool, generator=None) -> StudentSignal:

@@ -4,9 +4,16 @@ The trainer owns the teachers (never submodules of the student: not in the optim
 checkpoint, always eval mode, no gradient) and, per training batch:
 
   1. runs the student and computes the gold-label loss on every row;
-  2. turns the student's uncertainty into a distillation plan (`strategies.plan_distillation`);
+  2. turns the student's uncertainty into a distillation plan (`strategies.plan_distillation`),
+     once per optimizer step over the *global* batch (all ranks, all accumulated micro-batches);
   3. queries each teacher on its own rows only (through the teacher-output cache);
-  4. adds the weighted logit-KD and hidden-state terms.
+  4. adds the weighted logit-KD and hidden-state terms, scaled so that the DDP- and
+     accumulation-averaged gradient is the gradient of the global batch's objective.
+
+Global batch: HF fetches the micro-batches of an optimizer step up front (`get_batch_samples`).
+With one micro-batch per step the student's own training forward gives the signal; with
+gradient accumulation a no-grad pre-pass over the step's micro-batches does (`_prepass`). Under
+DDP every rank all-gathers the [rows, C] logits, plans the same global plan, and keeps its rows.
 
 With `--selection_scope epoch` the selection happens instead at each epoch start over the whole
 training set (`EpochSelection`), and the epoch trains on the kept rows only.
@@ -16,10 +23,12 @@ import inspect
 import logging
 import math
 import os
-from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+from accelerate.utils import broadcast
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
@@ -29,14 +38,36 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
 from dynamic_kd.models import unwrap_student
-from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, student_signal
+from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, reads_student, split_plan, student_signal
 from dynamic_kd.teachers import TEACHER_DTYPES
+from dynamic_kd.uncertainty import normalized_entropy
 
 logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/Inf; the message names the step and the strategy statistics."""
+
+
+@dataclass
+class OptimizerStep:
+    """The micro-batches of one optimizer step on this rank, and each one's share of the step's plan.
+
+    batches: HF's prefetched micro-batches (None when `compute_loss` is called outside the training
+    loop: that batch is then a step of its own).  count: number of micro-batches.
+    """
+
+    batches: list | None
+    count: int
+    position: int = 0  # the micro-batch compute_loss sees next
+    signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch (gradient accumulation)
+    rng_states: list | None = None  # the RNG state each micro-batch's training forward starts from
+    parts: list | None = None  # per micro-batch: (its routes, its share of the global batch's rows)
+    scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging of the step's losses
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.count
 
 
 class DistillationTrainer(Trainer):
@@ -46,15 +77,17 @@ class DistillationTrainer(Trainer):
     kd_args: `DistillationArguments`.  task: `data.Task`.
     """
 
-    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean
+    # HF divides each micro-batch's loss by the micro-batch count (distillation multiplies it back: OptimizerStep.scale)
+    loss_is_scaled_for_ga = False
 
     def __init__(self, *args, task, teachers=None, strategies=(), kd_args=None, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.label_names:  # a projection wrapper hides the student's `labels` argument
             self.label_names = ["labels"]
         self.task, self.teachers, self.strategies, self.kd_args = task, teachers or {}, list(strategies), kd_args
-        self._stats = defaultdict(list)
-        self._step_seen, self._micro_step = -1, 0
+        self._stats = {}  # name -> device tensor [2]: (sum, count) since the last logging step
+        self._step = None  # the OptimizerStep being trained
+        self._diverged = self._first_bad = None  # device-side NaN/Inf record, read by _check_finite
         self.epoch_selection = None
         self.counter = TeacherCounter(self)
         self.add_callback(self.counter)
@@ -93,20 +126,30 @@ class DistillationTrainer(Trainer):
         return super()._get_train_sampler(train_dataset)
 
     # --- loss ------------------------------------------------------------------------------
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """HF fetches all micro-batches of an optimizer step up front; keep them for the step's plan."""
+        batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.teachers and batches:
+            self._step = OptimizerStep(batches, len(batches))
+        return batches, num_items_in_batch
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         idx = inputs.pop("idx", None)
         labels = inputs.pop("labels")
         distil = model.training and bool(self.teachers)
+        if distil:
+            step, micro = self._enter_micro_batch(model)
         outputs = model(**inputs, output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
         ce = supervised_loss(logits, labels, self.task.is_regression)
         if not distil:
             return (ce, outputs) if return_outputs else ce
-        signal = student_signal(logits, self.task.is_regression, self._random_generator())
-        plan = plan_distillation(self.strategies, signal)
+        if step.parts is None:
+            self._plan_step(step, logits.detach())
+        routes, share = step.parts[micro]
         kd_total = logits.new_zeros(())
         rep_total = logits.new_zeros(())
-        for route in plan:
+        for route in routes:
             teacher = self.teachers[route.teacher]
             teacher_logits, teacher_states = teacher.query(inputs, route.rows, idx, self.rep_mode)
             kd = self.kd_loss(logits[route.rows], teacher_logits, temperature=self.kd_args.temperature, reduction="none")
@@ -114,15 +157,92 @@ class DistillationTrainer(Trainer):
             if self.rep_mode != "none":
                 rep = self._rep(model, outputs.hidden_states, teacher_states, inputs["attention_mask"], route.rows, route.teacher)
                 rep_total = rep_total + (route.rep_weight * rep).sum()
-        loss = self.kd_args.ce_alpha * ce + kd_total + rep_total
-        self._record(signal, plan, ce, kd_total, rep_total)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at step {self.state.global_step + 1} "
-                f"(ce {ce.item():.4g}, kd {kd_total.item():.4g}, rep {rep_total.item():.4g}, {self._stats_line()}); "
-                "lower --learning_rate, check the teachers' outputs, or drop --fp16"
-            )
+        # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP,
+        # times `scale`: HF divides by the micro-batch count and DDP averages over ranks.
+        loss = step.scale * (self.kd_args.ce_alpha * share * ce + kd_total + rep_total)
+        self._record_micro_batch(step, logits, routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
+
+    def _enter_micro_batch(self, model):
+        """(step, index of this micro-batch in it); runs the step's pre-pass at its first micro-batch."""
+        step = self._step
+        if step is None or step.done:
+            step = self._step = OptimizerStep(None, 1)
+        micro = step.position
+        step.position += 1
+        if micro == 0 and step.count > 1 and reads_student(self.strategies):
+            self._prepass(model, step)
+        if step.rng_states is not None:
+            self._set_rng_state(step.rng_states[micro])
+        return step, micro
+
+    def _prepass(self, model, step: OptimizerStep):
+        """No-grad student logits of every micro-batch of the step, before the first one's loss.
+
+        Needed only with gradient accumulation and a strategy that reads the student: one extra
+        forward without gradient per row, about a third of the student's training compute. Each
+        forward starts from the RNG state its training forward will start from (restored by
+        `_enter_micro_batch`), so the signal is the logits the loss is computed from, dropout
+        included, and the run's random stream is the one it would be without the pre-pass.
+        """
+        student = self.accelerator.unwrap_model(model)
+        step.signals, step.rng_states = [], []
+        with torch.no_grad():
+            for batch in step.batches:
+                inputs = {k: v for k, v in self._prepare_inputs(batch).items() if k not in ("labels", "idx")}
+                step.rng_states.append(self._rng_state())
+                step.signals.append(student(**inputs).logits.float())
+
+    def _rng_state(self):
+        cuda = torch.cuda.get_rng_state(self.args.device) if self.args.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
+
+    def _set_rng_state(self, state):
+        cpu, cuda = state
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, self.args.device)
+
+    def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
+        """Plan the step's global batch once and keep this rank's micro-batches' shares of the plan.
+
+        logits: [n, C] signal of the current micro-batch (used when it is the step's only one).
+        """
+        if step.signals is not None:
+            local = step.signals
+        elif step.count == 1:
+            local = [logits]
+        else:  # the chain reads only row counts: placeholders instead of a pre-pass
+            local = [logits.new_zeros(len(batch["labels"]), logits.shape[1]) for batch in step.batches]
+        sizes, global_logits = self._gather_rows(local)
+        world, rank = self.args.world_size, self.args.process_index
+        # One generator per optimizer step, seeded alike on every rank: the random strategy draws
+        # the same rows everywhere and replays on resume.
+        generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
+        plan = plan_distillation(self.strategies, student_signal(global_logits, self.task.is_regression, generator))
+        parts = split_plan(plan, [n for per_rank in sizes for n in per_rank])
+        total = global_logits.shape[0]
+        step.scale = world * step.count
+        step.parts = [(parts[m * world + rank], sizes[m][rank] / total) for m in range(step.count)]
+        self._record_plan(plan, total, global_logits)
+
+    def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
+        """Every rank's micro-batch logits in global order: micro-batch, then rank, then row.
+
+        local: this rank's [n_m, C] tensors, one per micro-batch.  Returns (sizes [m][rank],
+        logits [B, C]). The order is the one one process reads the same batches in: under DDP
+        rank r's micro-batch m is batch m x world + r of the step.
+        """
+        counts = [t.shape[0] for t in local]
+        world = self.args.world_size
+        if world == 1:
+            return [[n] for n in counts], torch.cat(local)
+        per_rank = self.accelerator.gather(torch.tensor(counts, device=local[0].device)).view(world, -1).tolist()
+        longest = max(map(max, per_rank))
+        padded = torch.stack([F.pad(t, (0, 0, 0, longest - t.shape[0])) for t in local])
+        gathered = self.accelerator.gather(padded).view(world, len(local), longest, -1)
+        sizes = [[per_rank[r][m] for r in range(world)] for m in range(len(local))]
+        return sizes, torch.cat([gathered[r, m, :sizes[m][r]] for m in range(len(local)) for r in range(world)])
 
     def _rep(self, model, student_states, teacher_states, attention_mask, rows, teacher_name):
         """Per-row hidden-state alignment [K] between the student and one teacher's mapped layers."""
@@ -140,42 +260,84 @@ class DistillationTrainer(Trainer):
             mask = attention_mask[rows]
         return hidden_state_alignment(student, teacher, mask, projection=projection)
 
-    def _random_generator(self):
-        """A generator seeded by (seed, step, micro-step): the random strategy replays on resume."""
-        if self.state.global_step != self._step_seen:
-            self._step_seen, self._micro_step = self.state.global_step, 0
-        self._micro_step += 1
-        return torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step * 1009 + self._micro_step)
+    # --- statistics and the NaN/Inf check -------------------------------------------------
+    # Both stay on the device and are read on the host only at logging steps, checkpoint saves
+    # and the end of training (HF's own pattern for the loss): no per-step device sync.
 
-    # --- logging ---------------------------------------------------------------------------
-    def _record(self, signal, plan, ce, kd_total, rep_total):
-        """Keep this step's dynamic quantities (as tensors: no device sync until logging)."""
-        batch = signal.logits.shape[0]
-        stats = self._stats
-        stats["loss_ce"].append(ce.detach())
-        stats["loss_kd"].append(kd_total.detach())
+    def _accumulate(self, key: str, total: torch.Tensor, count):
+        count = count.float() if torch.is_tensor(count) else total.new_full((), float(count))
+        pair = torch.stack([total.float(), count])
+        self._stats[key] = self._stats[key] + pair if key in self._stats else pair
+
+    def _record_plan(self, plan, total: int, like: torch.Tensor):
+        """The step's plan statistics (global: the same on every rank)."""
+        zero = like.new_zeros(())
+        selected = torch.zeros(total, dtype=torch.bool, device=like.device)
+        for route in plan:
+            selected[route.rows] = True
+        self._accumulate("selected_fraction", selected.float().mean(), 1)
         if self.rep_mode != "none":
-            stats["loss_rep"].append(rep_total.detach())
-            stats["kd_weight"].append(sum(r.kd_weight.sum() for r in plan))
-            stats["rep_weight"].append(sum(r.rep_weight.sum() for r in plan))
-        selected = torch.unique(torch.cat([r.rows for r in plan]))
-        stats["selected_fraction"].append(torch.tensor(selected.numel() / batch))
-        if signal.uncertainty is not None:
-            stats["uncertainty"].append(signal.uncertainty.mean())
-            stats["selected_uncertainty"].append(signal.uncertainty[selected].mean())
+            self._accumulate("kd_weight", sum((r.kd_weight.sum() for r in plan), zero), 1)
+            self._accumulate("rep_weight", sum((r.rep_weight.sum() for r in plan), zero), 1)
         if len(self.teachers) > 1:
             for name in self.teachers:
                 routes = [r for r in plan if r.teacher == name]
-                stats[f"{name}_teacher_weight"].append(sum((r.kd_weight.sum() for r in routes), torch.tensor(0.0)))
-                stats[f"{name}_teacher_fraction"].append(torch.tensor(sum(r.rows.numel() for r in routes) / batch))
+                self._accumulate(f"{name}_teacher_weight", sum((r.kd_weight.sum() for r in routes), zero), 1)
+                self._accumulate(f"{name}_teacher_fraction", zero + sum(r.rows.numel() for r in routes) / total, 1)
+
+    def _record_micro_batch(self, step, logits, routes, share, loss, ce, kd_total, rep_total):
+        """This micro-batch's loss terms and uncertainty, and the device-side NaN/Inf record."""
+        part = 1 / step.scale  # its part of one optimizer step, over all ranks
+        self._accumulate("loss_ce", share * ce.detach(), part)
+        self._accumulate("loss_kd", kd_total.detach(), part)
+        if self.rep_mode != "none":
+            self._accumulate("loss_rep", rep_total.detach(), part)
+        if not self.task.is_regression:
+            u = normalized_entropy(logits.detach())
+            chosen = torch.zeros_like(u, dtype=torch.bool)
+            for route in routes:
+                chosen[route.rows] = True
+            self._accumulate("uncertainty", u.sum(), u.numel())
+            self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
+        loss = loss.detach()
+        record = torch.stack([loss.new_full((), self.state.global_step + 1), loss, ce.detach(), kd_total.detach(), rep_total.detach()])
+        bad = ~torch.isfinite(loss)
+        if self._first_bad is None:
+            self._first_bad, self._diverged = record, bad
+        else:  # keep the first non-finite step's record
+            self._first_bad = torch.where(self._diverged, self._first_bad, record)
+            self._diverged = self._diverged | bad
+
+    def _check_finite(self):
+        """Stop with TrainingDiverged if any rank's loss was NaN/Inf since the run began.
+
+        Collective under DDP; every rank calls it at the same points (logging steps, checkpoint
+        saves, the end of training), so a divergence stops the run at the latest there, naming
+        the first step whose loss was not finite.
+        """
+        if self._first_bad is None:
+            return
+        record = torch.cat([self._diverged.float().view(1), self._first_bad]).view(1, -1)
+        diverged = [row for row in self.accelerator.gather(record).tolist() if row[0]]
+        if diverged:
+            _, step, loss, ce, kd, rep = min(diverged, key=lambda row: row[1])
+            raise TrainingDiverged(
+                f"loss is {loss} at step {int(step)} (ce {ce:.4g}, kd {kd:.4g}, rep {rep:.4g}, {self._stats_line()}); "
+                "lower --learning_rate, check the teachers' outputs, or drop --fp16"
+            )
 
     def _stats_line(self):
-        return ", ".join(f"{k} {float(v[-1]):.4g}" for k, v in self._stats.items() if v)
+        means = {key: pair.tolist() for key, pair in self._stats.items()}
+        return ", ".join(f"{key} {total / count:.4g}" for key, (total, count) in means.items() if count)
 
     def log(self, logs, start_time=None):
+        if "loss" in logs or "train_loss" in logs:  # a training logging step, or the end of training
+            self._check_finite()
         if "loss" in logs and self._stats:
-            for key, values in self._stats.items():
-                logs[f"dkd/{key}"] = round(float(torch.stack([v.float().cpu() for v in values]).mean()), 6)
+            keys = sorted(self._stats)
+            table = self.accelerator.reduce(torch.stack([self._stats[key].to(self.args.device) for key in keys]), reduction="sum")
+            for key, (total, count) in zip(keys, table.tolist()):
+                logs[f"dkd/{key}"] = round(total / count, 6) if count else float("nan")
             self._stats.clear()
         super().log(logs, start_time)
 
@@ -189,6 +351,7 @@ class DistillationTrainer(Trainer):
         A resumed run then reuses exactly the teacher outputs of the interrupted one (recomputing
         them on differently padded batches changes the last bits of the final student).
         """
+        self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         os.makedirs(checkpoint, exist_ok=True)
         for name, teacher in self.teachers.items():
@@ -221,24 +384,42 @@ class DistillationTrainer(Trainer):
 
     # --- epoch-scope selection -------------------------------------------------------------
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row by the current student (inference mode)."""
+        """Informativeness [N] of every training row by the current student (inference mode).
+
+        Under DDP each rank scores a contiguous 1/world share and the shares are all-gathered:
+        every rank returns the same [N] tensor, at 1/world of the scoring cost.
+        """
         dataset = self.train_dataset
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
+        world, rank = self.args.world_size, self.args.process_index
+        bounds = [len(dataset) * r // world for r in range(world + 1)]
+        shard = dataset.select(range(bounds[rank], bounds[rank + 1]))
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
         loader = DataLoader(
-            dataset.remove_columns([c for c in ("labels", "idx") if c in dataset.column_names]),
+            shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names]),
             batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator, shuffle=False,
         )
-        scores = []
+        scores = [torch.zeros(0, device=self.args.device)]
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
                 batch = {k: v.to(self.args.device) for k, v in batch.items()}
-                scores.append(SELECTION_SCORES[strategy](model(**batch).logits.float()).cpu())
+                scores.append(SELECTION_SCORES[strategy](model(**batch).logits.float()))
         model.train(was_training)
-        return torch.cat(scores)
+        scores = torch.cat(scores)
+        if world == 1:
+            return scores.cpu()
+        longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+        gathered = self.accelerator.gather(F.pad(scores, (0, longest - scores.numel())).view(1, -1))
+        return torch.cat([gathered[r, : bounds[r + 1] - bounds[r]] for r in range(world)]).cpu()
+
+    def from_first_rank(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Rank 0's value of `tensor` on every rank (collective under DDP; same shape everywhere)."""
+        if self.args.world_size == 1:
+            return tensor
+        return broadcast(tensor.to(self.args.device), from_process=0).cpu()
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
@@ -304,7 +485,9 @@ class EpochSelection(TrainerCallback, ExportableState):
     """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty.
 
     The kept rows of the current epoch are stored in checkpoints, so a resumed run trains on the
-    same rows instead of re-scoring with a mid-epoch student.
+    same rows instead of re-scoring with a mid-epoch student. Under DDP the ranks score shares of
+    the set, gather the scores, and all train on rank 0's choice (broadcast), so no rank can drift
+    to another subset.
     """
 
     def __init__(self, trainer):
@@ -329,5 +512,7 @@ class EpochSelection(TrainerCallback, ExportableState):
             logger.info("epoch %d: reusing the %d rows selected before the interruption", epoch, self.sampler.size)
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
-        self.sampler.positions = torch.sort(scores, descending=True, stable=True).indices[: self.sampler.size]
+        positions = torch.sort(scores, descending=True, stable=True).indices[: self.sampler.size]
+        # Every rank must train on one selection: rank 0's choice, not each rank's own sort.
+        self.sampler.positions = self.trainer.from_first_rank(positions)
         logger.info("epoch %d: training on the %d most informative of %d rows (%s)", epoch, self.sampler.size, len(scores), self.strategy)

@@ -19,6 +19,8 @@ from dynamic_kd.strategies import (
     build_strategies,
     initial_plan,
     plan_distillation,
+    reads_student,
+    split_plan,
     student_signal,
 )
 from dynamic_kd.uncertainty import normalized_entropy
@@ -231,13 +233,29 @@ def test_hard_adoption_odd():
     close(plan["large"].kd_weight, [0.4])
 
 
-def test_hard_adoption_single_row():
-    plan = HardAdoption(0.6, 0.4).refine(initial_plan(1), signal_with([0.3]))
-    nonempty = [r for r in plan if r.rows.numel() > 0]
-    assert len(nonempty) == 1
-    assert nonempty[0].teacher == "small"
-    assert rows_of(nonempty[0]) == [0]
-    close(nonempty[0].kd_weight, [0.6])
+def test_hard_adoption_single_row_keeps_the_routes_full_weight():
+    # One row has no second half: it goes to the small teacher (ceil(1/2) = 1) with the weight of
+    # both halves, 0.6 + 0.4 = 1.0 x the route's weight 1 (it was 0.6 before: the KD weight dropped).
+    (route,) = HardAdoption(0.6, 0.4).refine(initial_plan(1), signal_with([0.3]))
+    assert route.teacher == "small"
+    assert rows_of(route) == [0]
+    close(route.kd_weight, [1.0])
+    close(route.rep_weight, [0.0])
+
+
+def test_hard_adoption_single_row_of_a_weighted_route():
+    # A route of one row that carries weight 0.25 (e.g. k = 1 of a selection): 0.25 x (0.6 + 0.4).
+    plan = [Route(None, torch.tensor([2]), torch.tensor([0.25]), torch.tensor([0.5]))]
+    (route,) = HardAdoption(0.6, 0.4).refine(plan, signal_with(U4))
+    assert (route.teacher, rows_of(route)) == ("small", [2])
+    close(route.kd_weight, [0.25])
+    close(route.rep_weight, [0.5])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+def test_hard_adoption_total_weight_does_not_depend_on_row_count(rows):
+    plan = HardAdoption(0.6, 0.3).refine(initial_plan(rows), signal_with([0.1 * (i + 1) for i in range(rows)]))
+    assert sum(r.kd_weight.sum().item() for r in plan) == pytest.approx(0.9, abs=1e-6)
 
 
 def test_hard_adoption_ties_keep_batch_order():
@@ -441,7 +459,85 @@ def test_single_row_batch_drops_empty_route():
                    small_teacher_alpha=0.5, large_teacher_alpha=0.5)
     plan = plan_distillation(build_strategies(args), student_signal(binary(0.7), regression=False))
     assert [r.teacher for r in plan] == ["small"]
-    close(plan[0].kd_weight, [0.5])
+    close(plan[0].kd_weight, [1.0])  # 0.5 + 0.5: the one row carries the whole KD weight
+
+
+def test_selection_of_one_row_then_hard_keeps_the_kd_weight():
+    # r = 0.125 of 8 rows: k = 1, the most uncertain row 0 (u = 1.0), weight 1; hard sends it to
+    # the small teacher with 0.25 + 0.75 = 1.0. Objective uncertainty: kd = 1.0 * 0.8 * (1 - 1.0) = 0,
+    # rep = 1 * 2.0 * 1.0 = 2.0.
+    args = kd_args(selection_strategy="entropy", selection_ratio=0.125, uncertainty_mode="hard",
+                   small_teacher_alpha=0.25, large_teacher_alpha=0.75, kd_alpha=0.8)
+    (route,) = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
+    assert (route.teacher, rows_of(route)) == ("small", [0])
+    close(route.kd_weight, [0.8])
+    args = kd_args(selection_strategy="entropy", selection_ratio=0.125, uncertainty_mode="hard",
+                   small_teacher_alpha=0.25, large_teacher_alpha=0.75, kd_alpha=0.8, strategy="uncertainty", rep_alpha=2.0)
+    (route,) = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
+    close(route.kd_weight, [0.0])
+    close(route.rep_weight, [2.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# The global batch: one plan over every rank's and micro-batch's rows, cut into local shares
+
+def test_split_plan_renumbers_rows_per_part():
+    plan = [
+        Route("small", torch.tensor([4, 0, 2]), torch.tensor([0.1, 0.2, 0.3]), torch.tensor([1.0, 2.0, 3.0])),
+        Route("large", torch.tensor([5, 1]), torch.tensor([0.4, 0.5]), torch.tensor([4.0, 5.0])),
+    ]
+    # parts of 2, 3 and 1 rows: [0, 1], [2, 3, 4], [5]
+    first, second, third = split_plan(plan, [2, 3, 1])
+    assert [(r.teacher, rows_of(r)) for r in first] == [("small", [0]), ("large", [1])]
+    close(first[0].kd_weight, [0.2])
+    close(first[1].rep_weight, [5.0])
+    assert [(r.teacher, rows_of(r)) for r in second] == [("small", [2, 0])]  # rows 4, 2 -> 2, 0
+    close(second[0].kd_weight, [0.1, 0.3])
+    close(second[0].rep_weight, [1.0, 3.0])
+    assert [(r.teacher, rows_of(r)) for r in third] == [("large", [0])]
+    close(third[0].kd_weight, [0.4])
+
+
+def test_split_plan_of_one_part_is_the_plan():
+    plan = [Route("teacher", torch.tensor([1, 0]), torch.tensor([0.5, 0.5]), torch.zeros(2))]
+    assert split_plan(plan, [2]) == [plan]
+
+
+@pytest.mark.parametrize("mode", [None, "hard", "soft", "soft-instance"])
+def test_global_plan_differs_from_per_part_plans_and_its_shares_add_up(mode):
+    # Two "ranks" of 4 rows each (BATCH8 = rows 0-3 | rows 4-7), entropy r = 0.25.
+    args = kd_args(selection_strategy="entropy", selection_ratio=0.25, uncertainty_mode=mode,
+                   small_teacher_alpha=0.5, large_teacher_alpha=0.5, strategy="uncertainty", rep_alpha=1.0)
+    if mode is None:
+        args.strategy, args.rep_alpha = "none", 0.0
+    strategies = build_strategies(args)
+    whole = plan_distillation(strategies, student_signal(BATCH8, regression=False))
+    # The global batch keeps k = floor(0.25 * 8) = 2 rows: u = 1.0 (row 0) and 0.971 (row 4);
+    # planning each half alone keeps k = 1 per half: rows 0 and 4 too, but `hard` then sends both
+    # to the small teacher and `soft` averages u over 1 row instead of 2.
+    assert set().union(*(set(rows_of(r)) for r in whole)) == {0, 4}
+    parts = split_plan(whole, [4, 4])
+    for name in ("kd_weight", "rep_weight"):
+        whole_total = sum(getattr(r, name).sum().item() for r in whole)
+        parts_total = sum(getattr(r, name).sum().item() for part in parts for r in part)
+        assert parts_total == pytest.approx(whole_total, abs=1e-7)
+    # Re-assembled with the offsets, the parts are exactly the global plan.
+    reassembled = {(r.teacher, int(row) + offset, round(float(w), 7)) for part, offset in zip(parts, (0, 4)) for r in part for row, w in zip(r.rows, r.kd_weight)}
+    assert reassembled == {(r.teacher, int(row), round(float(w), 7)) for r in whole for row, w in zip(r.rows, r.kd_weight)}
+    if mode == "hard":
+        assert {r.teacher: rows_of(r) for r in whole} == {"small": [0], "large": [4]}
+        per_half = [plan_distillation(strategies, student_signal(BATCH8[i:i + 4], regression=False)) for i in (0, 4)]
+        assert [[r.teacher for r in plan] for plan in per_half] == [["small"], ["small"]]
+
+
+def test_reads_student():
+    assert not reads_student(build_strategies(kd_args()))
+    assert not reads_student(build_strategies(kd_args(selection_strategy="random", selection_ratio=0.5, uncertainty_mode="average")))
+    assert reads_student(build_strategies(kd_args(selection_strategy="entropy", selection_ratio=0.5)))
+    assert not reads_student(build_strategies(kd_args(selection_strategy="entropy", selection_ratio=0.5), batch_scope=False))
+    assert reads_student(build_strategies(kd_args(uncertainty_mode="soft")))
+    assert reads_student(build_strategies(kd_args(strategy="uncertainty", rep_alpha=1.0)))
+    assert not reads_student(build_strategies(kd_args(strategy="none", rep_alpha=1.0)))
 
 
 @pytest.mark.parametrize("mode", [None, "hard", "soft", "soft-instance", "average"])

@@ -1,20 +1,27 @@
 """DistillationTrainer: teachers stay out of the student, each teacher sees only its rows,
-selection reaches the teacher with the right rows, epoch scope plans the real step count."""
+selection reaches the teacher with the right rows, epoch scope plans the real step count, the
+strategies plan over the global batch (processes x accumulation), NaN/Inf is read at logging steps."""
+import glob
 import json
 import os
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+import transformers
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSequenceClassification
 
 from conftest import FIXTURES, make_tiny_bert
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
-from dynamic_kd.models import build_student, load_tokenizer
-from dynamic_kd.recipe import attach_projections, load_data, load_teachers
+from dynamic_kd.models import build_student, load_tokenizer, unwrap_student
+from dynamic_kd.recipe import attach_projections, close_distributed, load_data, load_teachers
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.metrics import metrics_fn
-from dynamic_kd.trainer import DistillationTrainer
+from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
+from test_reliability import free_port, torchrun
 
 import train_teacher
 import dynamic_data
@@ -160,3 +167,204 @@ def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     # the cache holds fp32 logits whatever the teacher's dtype
     assert trainer.teachers["teacher"].logits.dtype == torch.float32
+
+
+# --- the global batch ----------------------------------------------------------------------------
+# Strategies plan over per_device_train_batch_size x world size x gradient_accumulation_steps rows.
+# With dropout off and plain SGD, every layout of the same global batches must train the same
+# student: same rows to the teacher, same loss, same weights (up to float rounding).
+
+def without_dropout(folder, target):
+    shutil.copytree(folder, target)
+    config = json.loads((target / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (target / "config.json").write_text(json.dumps(config))
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def exact(models, tmp_path_factory):
+    """The models, with a dropout-free student base: layouts then differ only by float rounding."""
+    return {**models, "base": without_dropout(Path(models["base"]), tmp_path_factory.mktemp("exact") / "base")}
+
+
+SGD = ["--optim", "sgd", "--max_grad_norm", "0"]  # the update is lr x gradient: weights compare gradients
+
+
+def step_logs(output_dir, key):
+    """`key` of every training logging step, from the last checkpoint's trainer_state.json."""
+    last = max(glob.glob(os.path.join(output_dir, "checkpoint-*")), key=lambda path: int(path.rsplit("-", 1)[1]))
+    with open(os.path.join(last, "trainer_state.json")) as handle:
+        return [entry[key] for entry in json.load(handle)["log_history"] if key in entry]
+
+
+def assert_close_weights(a, b, atol=1e-6):
+    wa, wb = load_file(os.path.join(a, "model.safetensors")), load_file(os.path.join(b, "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    worst = max((wa[name] - wb[name]).abs().max().item() for name in wa)
+    assert worst <= atol, f"weights differ by up to {worst}"
+
+
+GLOBAL_BATCH_32 = {  # layout: (flags, launched with torchrun)
+    "1 process x 32": (["--per_device_train_batch_size", "32"], False),
+    "2 processes x 16": (["--per_device_train_batch_size", "16", "--ddp_backend", "gloo", "--use_cpu"], True),
+    "1 process x 16, accumulation 2": (["--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "2"], False),
+}
+
+
+def test_selection_sees_the_global_batch_on_any_layout(exact, tmp_path):
+    """Issue acceptance: entropy r = 0.1 sends k = floor(0.1 x 32) = 3 rows per global batch to the
+    teacher on 1 process x 32, 2 processes x 16 and 1 process x 16 with accumulation 2 (before:
+    3, 2 and 2 rows per step)."""
+    flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
+    runs = {}
+    for position, (layout, (extra, ddp)) in enumerate(GLOBAL_BATCH_32.items()):
+        out = str(tmp_path / f"layout{position}")
+        argv = student_argv(exact, out, *flags, *extra)
+        if ddp:
+            result = torchrun("dynamic_data.py", argv, tmp_path / "torchrun")
+            assert result.rc == 0, result.stderr[-4000:]
+        else:
+            dynamic_data.main(argv)
+        runs[layout] = out
+    for layout, out in runs.items():
+        results = json.loads(open(os.path.join(out, "results.json")).read())
+        assert results["teacher_forward_examples"] == 2 * 3, layout  # 2 epochs x 1 step x k = 3 (no cache)
+        assert step_logs(out, "dkd/selected_fraction") == [3 / 32, 3 / 32], layout  # k per global batch
+    reference, *others = runs.values()
+    for out in others:
+        assert step_logs(out, "loss") == pytest.approx(step_logs(reference, "loss"), abs=1e-5)
+        assert_close_weights(reference, out)
+
+
+def spy_queries(trainer):
+    """{(optimizer step, teacher): sorted example ids sent to it} over a training run."""
+    seen = {}
+    for name, teacher in trainer.teachers.items():
+        def query(inputs, rows, idx, hidden="none", name=name, original=teacher.query):
+            seen.setdefault((trainer.state.global_step, name), []).extend(idx[rows].tolist())
+            return original(inputs, rows, idx, hidden)
+        teacher.query = query
+    return seen
+
+
+ACCUMULATION_CASES = {
+    "selection + hard + objective": ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode", "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.3", "--strategy", "uncertainty", "--kd_rep_alpha", "1"],
+    "soft adoption": ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode", "soft"],
+    "plain KD (no pre-pass)": ["--teacher", "small"],
+    "random selection (no pre-pass)": ["--teacher", "small", "--selection_strategy", "random", "--selection_ratio", "0.2"],
+}
+
+
+@pytest.mark.parametrize("case", list(ACCUMULATION_CASES))
+def test_accumulation_trains_the_student_one_big_batch_trains(case, exact, tmp_path):
+    # 32 rows: batches of 20 make steps of 20 and 12 rows; micro-batches of 10 x 2 make the same
+    # steps from [10, 10] and [10, 2] rows (unequal shares of the second step's 12 rows).
+    flags = [exact.get(value, value) for value in ACCUMULATION_CASES[case]] + ["--teacher_cache", "none", *SGD]
+    trainers, queries = {}, {}
+    for layout, extra in {"big": ["--per_device_train_batch_size", "20"], "accumulated": ["--per_device_train_batch_size", "10", "--gradient_accumulation_steps", "2"]}.items():
+        transformers.set_seed(5)  # the same student head (and projections) for both layouts
+        trainers[layout] = build_trainer(student_argv(exact, tmp_path / layout, *flags, *extra))
+        queries[layout] = spy_queries(trainers[layout])
+        trainers[layout].train()
+    big, accumulated = trainers["big"], trainers["accumulated"]
+    assert big.state.global_step == accumulated.state.global_step == 4
+    assert {key: sorted(ids) for key, ids in queries["big"].items()} == {key: sorted(ids) for key, ids in queries["accumulated"].items()}
+    losses = [[entry["loss"] for entry in t.state.log_history if "loss" in entry] for t in (big, accumulated)]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    for (name, a), b in zip(big.model.named_parameters(), accumulated.model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_accumulation_prepass_sees_the_logits_the_loss_uses(models, tmp_path):
+    """With dropout on, the pre-pass replays each micro-batch's RNG state: its logits are bitwise
+    those of the training forward, and a second training forward of the same batch differs."""
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.25", "--gradient_accumulation_steps", "2", "--max_steps", "2"))
+    forwards = []
+    unwrap_student(trainer.model).register_forward_hook(lambda module, args, out: forwards.append((torch.is_grad_enabled(), out.logits.detach().clone())))
+    trainer.train()
+    # per step: two no-grad pre-pass forwards, then the two training forwards
+    assert [grad for grad, _ in forwards] == [False, False, True, True] * 2
+    for start in (0, 4):
+        for micro in range(2):
+            assert torch.equal(forwards[start + micro][1], forwards[start + 2 + micro][1])
+    trainer.model.train()
+    batch = {k: v for k, v in first_batch(trainer).items() if k not in ("idx", "labels")}
+    with torch.no_grad():
+        assert not torch.equal(trainer.model(**batch).logits, trainer.model(**batch).logits)  # dropout is on
+
+
+def test_one_row_last_batch_in_hard_mode_keeps_the_full_kd_weight(models, tmp_path):
+    # 33 rows in batches of 8: the last batch holds one row; it goes to the small teacher with
+    # weight alpha_small + alpha_large = 0.5 + 0.5 (before: 0.5, half the KD weight of every other step).
+    data = tmp_path / "data"
+    shutil.copytree(SST2, data)
+    with open(data / "train.tsv", "a") as handle:
+        handle.write("a good film\t1\n")
+    argv = student_argv(models, tmp_path / "out", "--small_teacher", models["small"], "--large_teacher", models["large"], "--uncertainty_mode", "hard", "--num_train_epochs", "1")
+    trainer = build_trainer([*argv, "--data_dir", str(data)])
+    trainer.train()
+    steps = [entry for entry in trainer.state.log_history if "dkd/small_teacher_weight" in entry]
+    assert len(steps) == 5
+    assert steps[-1]["dkd/small_teacher_weight"] == pytest.approx(1.0) and steps[-1]["dkd/large_teacher_weight"] == 0.0
+    assert all(s["dkd/small_teacher_weight"] + s["dkd/large_teacher_weight"] == pytest.approx(1.0) for s in steps)
+
+
+# --- epoch scope under DDP ---------------------------------------------------------------------
+
+def _epoch_selection_rank(rank, world, port, argv, result_dir):
+    """One rank of a gloo job: select at epoch start with scores that differ between ranks."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    transformers.set_seed(5)
+    trainer = build_trainer(argv)
+    gathered = trainer.score_training_set("entropy", 0)
+    # Ranks may rank rows differently (another device, other kernels); here rank 1's order is reversed.
+    trainer.score_training_set = lambda strategy, epoch: gathered * (1 - 2 * rank)
+    trainer.epoch_selection.on_epoch_begin(trainer.args, trainer.state, trainer.control)
+    trained = [row for batch in trainer.get_train_dataloader() for row in batch["idx"].tolist()]
+    torch.save({"scores": gathered, "positions": trainer.epoch_selection.sampler.positions, "trained": trained}, os.path.join(result_dir, f"rank{rank}.pt"))
+    close_distributed()
+
+
+def test_epoch_scope_under_ddp_trains_every_rank_on_rank_zeros_selection(models, tmp_path):
+    argv = student_argv(models, tmp_path / "out", "--teacher", models["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.25", "--selection_scope", "epoch", "--per_device_train_batch_size", "4", "--ddp_backend", "gloo", "--use_cpu")
+    context = torch.multiprocessing.start_processes(_epoch_selection_rank, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 240
+    while not context.join(timeout=2):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish")
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+    # sharded scoring: both ranks hold the same [N] scores, those one process computes alone
+    transformers.set_seed(5)
+    alone = build_trainer(student_argv(models, tmp_path / "alone", "--teacher", models["small"]))
+    assert torch.equal(ranks[0]["scores"], ranks[1]["scores"])
+    assert torch.allclose(ranks[0]["scores"], alone.score_training_set("entropy", 0), atol=1e-5)
+    # every rank keeps rank 0's choice (the 8 highest scores), and between them they train on it once
+    chosen = torch.sort(ranks[0]["scores"], descending=True, stable=True).indices[:8]
+    assert torch.equal(ranks[0]["positions"], chosen) and torch.equal(ranks[1]["positions"], chosen)
+    trained = ranks[0]["trained"] + ranks[1]["trained"]
+    assert sorted(trained) == sorted(alone.train_dataset.select(chosen.tolist())["idx"])
+
+
+# --- divergence --------------------------------------------------------------------------------
+
+def nan_teacher(source, target):
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoint-*", "results.json"))
+    state = load_file(os.path.join(target, "model.safetensors"))
+    state["classifier.weight"] = torch.full_like(state["classifier.weight"], float("nan"))
+    save_file(state, os.path.join(target, "model.safetensors"), metadata={"format": "pt"})
+    return str(target)
+
+
+@pytest.mark.parametrize("logging_steps, stopped_at", [(3, 3), (100, 8)])
+def test_nan_loss_is_read_at_logging_steps_and_names_the_first_step(logging_steps, stopped_at, models, tmp_path):
+    """The NaN/Inf record stays on the device: the run stops at the next logging step (or the end
+    of training), and the message names the first step whose loss was not finite."""
+    teacher = nan_teacher(models["small"], tmp_path / "nan")
+    trainer = build_trainer(student_argv(models, tmp_path / "out", "--teacher", teacher, "--logging_steps", str(logging_steps)))
+    with pytest.raises(TrainingDiverged, match=r"^loss is nan at step 1 \(ce [0-9.]+, kd nan, rep 0, .*; lower --learning_rate"):
+        trainer.train()
+    assert trainer.state.global_step == stopped_at  # 4 steps per epoch, 2 epochs
