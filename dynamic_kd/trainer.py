@@ -28,7 +28,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
-from dynamic_kd.models import unwrap_student
+from dynamic_kd.models import model_inputs, unwrap_student
 from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, student_signal
 from dynamic_kd.teachers import TEACHER_DTYPES
 
@@ -85,7 +85,8 @@ class DistillationTrainer(Trainer):
             # The student's own forward decides (not a projection wrapper's **kwargs); `idx` keys
             # the teacher caches, and HF would drop it as an unused column.
             forward = inspect.signature(unwrap_student(self.model).forward)
-            self._signature_columns = [*forward.parameters, "label", "label_ids", *self.label_names, "idx"]
+            # token_type_ids stay for a teacher that uses them; `model_inputs` feeds each model its part.
+            self._signature_columns = [*forward.parameters, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
     def _get_train_sampler(self, train_dataset=None):
         if self.epoch_selection is not None:
@@ -97,7 +98,7 @@ class DistillationTrainer(Trainer):
         idx = inputs.pop("idx", None)
         labels = inputs.pop("labels")
         distil = model.training and bool(self.teachers)
-        outputs = model(**inputs, output_hidden_states=distil and self.rep_mode != "none")
+        outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
         ce = supervised_loss(logits, labels, self.task.is_regression)
         if not distil:
@@ -236,7 +237,7 @@ class DistillationTrainer(Trainer):
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
                 batch = {k: v.to(self.args.device) for k, v in batch.items()}
-                scores.append(SELECTION_SCORES[strategy](model(**batch).logits.float()).cpu())
+                scores.append(SELECTION_SCORES[strategy](model(**model_inputs(unwrap_student(model), batch)).logits.float()).cpu())
         model.train(was_training)
         return torch.cat(scores)
 
