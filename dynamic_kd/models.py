@@ -61,8 +61,8 @@ def build_student(model_name_or_path: str, task, num_layers: int | None = None, 
     Works for any encoder family `AutoModel` loads whose layers form one stack (see `layer_stack`).
     Pretrained weights the classifier has no place for (RoBERTa's pooler; the attention norm of a
     layer that `skip` moves to ModernBERT's first position, which has none) are dropped with an
-    info line; a weight the classifier needs but the checkpoint lacks is an error. The student is fp32 whatever the
-    checkpoint's dtype: mixed precision (`--bf16`/`--fp16`) needs fp32 master weights.
+    info line; a weight the classifier needs but the checkpoint lacks is an error. The student is
+    fp32 whatever the checkpoint's dtype: mixed precision (`--bf16`/`--fp16`) needs fp32 master weights.
     """
     config = _load_config(model_name_or_path, "--model_name_or_path")
     layers = select_layers(config.num_hidden_layers, num_layers, layer_init)
@@ -93,8 +93,10 @@ def build_student(model_name_or_path: str, task, num_layers: int | None = None, 
         logger.info("student: %d pretrained weights the classifier does not use are dropped: %s", len(others), _summarise(others))
     if not cut:
         kept = "all"
+    elif stack is None:
+        kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
     else:
-        kept = f"its one shared layer, run {len(layers)} times" if stack is None else f"{layer_init}: {layers}"
+        kept = f"{layer_init}: {layers}"
     logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), config.num_hidden_layers, model_name_or_path, config.model_type, kept)
     return student
 
