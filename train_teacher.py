@@ -19,7 +19,7 @@ def main(argv=None):
     run = start_run(__file__, training_args)
     task = data_args.task
     tokenizer, model = load_student(model_args, task, training_args.seed)
-    data = load_data(data_args, tokenizer)  # after the model: a bad flag fails before a long tokenisation
+    data = load_data(data_args, tokenizer, [model])  # after the model: a bad flag fails before a long tokenisation
     trainer = DistillationTrainer(
         model=model, args=training_args, train_dataset=data.train, eval_dataset=data.evals,
         data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(task), task=task,

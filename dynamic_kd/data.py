@@ -655,13 +655,13 @@ def _take_first(dataset: datasets.Dataset, limit) -> datasets.Dataset:
     return dataset.select(range(limit))
 
 
-def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool):
+def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool, token_type_ids: bool | None = None):
     """A batched map function: texts -> model inputs, label -> labels, idx kept."""
     padding = "max_length" if pad_to_max_length else False
 
     def encode(batch):
         texts = [batch[key] for key in task.text_keys]
-        encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length, padding=padding)
+        encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids)
         out = {key: encoded[key] for key in MODEL_INPUT_COLUMNS if key in encoded}
         out["labels"] = batch["label"]
         out["idx"] = batch["idx"]
@@ -671,8 +671,11 @@ def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool
 
 
 def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_length=False,
-                    max_train_samples=None, max_eval_samples=None) -> dict[str, datasets.Dataset]:
+                    max_train_samples=None, max_eval_samples=None, token_type_ids=None) -> dict[str, datasets.Dataset]:
     """Tokenise every split; columns become input_ids, attention_mask, [token_type_ids], labels, idx.
+
+    ``token_type_ids``: True/False force segment ids on/off (``models.takes_token_type_ids``
+    decides); None keeps the tokenizer's default.
 
     ``pad_to_max_length`` pads every row to ``max_seq_length`` (as the original code did);
     otherwise padding is left to the collator. ``max_train_samples`` / ``max_eval_samples`` keep the
@@ -684,7 +687,7 @@ def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_leng
                           "the paper uses 128")
     _check_limit(max_train_samples, "--max_train_samples")
     _check_limit(max_eval_samples, "--max_eval_samples")
-    encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length)
+    encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
     tokenized = {}
     for name, dataset in splits.items():
         dataset = _take_first(dataset, max_train_samples if name == "train" else max_eval_samples)

@@ -1,15 +1,19 @@
-"""BERT-style students and teachers as plain Hugging Face models.
+"""Students and teachers of any common encoder family as plain Hugging Face models.
 
-Students are built from a pretrained encoder by keeping K of its layers (`first`: 0..K-1 as in
-the original code; `skip`: every (L/K)-th layer as in PKD-Skip) under a freshly initialised
-classifier head; `save_pretrained` output reloads with `AutoModelForSequenceClassification`.
-Teachers are fine-tuned classifiers, returned in eval mode with gradients off; they are never
-submodules of the student.
+Students are built from a pretrained encoder (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT,
+DeBERTa-v2/v3, ALBERT, ModernBERT, or any other whose layers form one stack) by keeping K of its
+layers (`first`: 0..K-1 as in the original code; `skip`: every (L/K)-th layer as in PKD-Skip) under
+a freshly initialised classifier head; `save_pretrained` output reloads with
+`AutoModelForSequenceClassification`. Teachers are fine-tuned classifiers, loaded in fp32 and
+returned in eval mode with gradients off; they are never submodules of the student.
 """
+import copy
+import inspect
 import logging
 import os
 import re
 
+import torch
 import torch.distributed as dist
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -17,9 +21,6 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 from dynamic_kd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-
-_LAYER_KEY = re.compile(r"(^|\.)layer\.(\d+)\.")
-
 
 def label_maps(task) -> dict:
     """config kwargs that store the task's label names, so checkpoints say what class i means."""
@@ -55,40 +56,131 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
 
 
 def build_student(model_name_or_path: str, task, num_layers: int | None = None, layer_init: str = "first"):
-    """A sequence classifier with `num_layers` pretrained encoder layers and a new head."""
+    """A sequence classifier with `num_layers` pretrained encoder layers and a new head.
+
+    Works for any encoder family `AutoModel` loads whose layers form one stack (see `layer_stack`).
+    Pretrained weights the classifier has no place for (RoBERTa's pooler; the attention norm of a
+    layer that `skip` moves to ModernBERT's first position, which has none) are dropped with an
+    info line; a weight the classifier needs but the checkpoint lacks is an error. The student is
+    fp32 whatever the checkpoint's dtype: mixed precision (`--bf16`/`--fp16`) needs fp32 master weights.
+    """
     config = _load_config(model_name_or_path, "--model_name_or_path")
     layers = select_layers(config.num_hidden_layers, num_layers, layer_init)
     try:
         encoder = AutoModel.from_pretrained(model_name_or_path)
     except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
         raise ConfigError(f"cannot load pretrained weights from '{model_name_or_path}' ({_first_line(error)}); check the folder or re-download it") from error
-    state = _renumber_layers(encoder.state_dict(), layers)
-    student_config = AutoConfig.from_pretrained(model_name_or_path, num_hidden_layers=len(layers), **label_maps(task))
-    student = AutoModelForSequenceClassification.from_config(student_config)
+    cut = len(layers) < config.num_hidden_layers  # keeping every layer needs no stack: any family trains
+    stack = layer_stack(encoder, model_name_or_path) if cut else None
+    state = encoder.state_dict() if stack is None else _renumber_layers(encoder.state_dict(), stack, layers)
+    student = AutoModelForSequenceClassification.from_config(_cut_config(config, layers, task), dtype=torch.float32)
     missing, unexpected = student.base_model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if "position_ids" not in k]
-    if missing or unexpected:
-        raise ConfigError(f"'{model_name_or_path}' does not match a {type(student).__name__} (missing {missing[:3]}, unexpected {unexpected[:3]}); use a BERT-style encoder")
-    logger.info("student: %d of %d layers of %s (%s: %s)", len(layers), config.num_hidden_layers, model_name_or_path, layer_init, layers)
+    # Buffers (position ids) are rebuilt by the constructor; only a missing parameter is a mismatch.
+    parameters = dict(student.base_model.named_parameters())
+    missing = [key for key in missing if key in parameters]
+    if missing:
+        raise ConfigError(
+            f"'{model_name_or_path}' ({config.model_type}) lacks weights a {type(student).__name__} needs "
+            f"({missing[:3]}); pass the pretrained encoder itself, not a model of another architecture"
+        )
+    in_layers = [key for key in unexpected if stack is not None and key.startswith(f"{stack}.")]
+    if in_layers:
+        # ModernBERT: layer 0 has no attention norm (the embedding norm precedes it), so a layer
+        # moved there by `skip` loses its own.
+        logger.info("student: %d weights of kept layers have no place at their new position and are dropped: %s", len(in_layers), _summarise(in_layers))
+    others = [key for key in unexpected if key not in in_layers]
+    if others:
+        logger.info("student: %d pretrained weights the classifier does not use are dropped: %s", len(others), _summarise(others))
+    if not cut:
+        kept = "all"
+    elif stack is None:
+        kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
+    else:
+        kept = f"{layer_init}: {layers}"
+    logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), config.num_hidden_layers, model_name_or_path, config.model_type, kept)
     return student
 
 
-def _renumber_layers(state: dict, layers: list[int]) -> dict:
-    """Keep the chosen encoder layers' weights, renumbered 0..K-1; all other weights as they are."""
+def layer_stack(model, path: str) -> str | None:
+    """Where `model` keeps its numbered transformer layers: the dotted name of that `ModuleList`.
+
+    Found from the model, not from a key pattern: the one `ModuleList` with `num_hidden_layers`
+    entries of one class (BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa: `encoder.layer`; DistilBERT:
+    `transformer.layer`; ModernBERT: `layers`). ALBERT has no per-layer weights: one shared layer
+    group runs `num_hidden_layers` times, so it returns None (a K-layer student repeats it K times).
+    """
+    config = model.config
+    family = config.model_type
+    if hasattr(config, "num_hidden_groups"):
+        if config.num_hidden_groups != 1 or getattr(config, "inner_group_num", 1) != 1:
+            raise ConfigError(
+                f"'{path}' ({family}) has {config.num_hidden_groups} layer groups of {config.inner_group_num} layers; "
+                "only ALBERT models with one shared layer (num_hidden_groups 1, inner_group_num 1, as released) can be cut"
+            )
+        return None
+    count = config.num_hidden_layers
+    stacks = [
+        name for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == count and len({type(layer) for layer in module}) == 1
+    ]
+    # a list of the same length inside a layer (a tiny model's heads or experts) is not the stack
+    stacks = [name for name in stacks if not any(name.startswith(f"{outer}.") for outer in stacks)]
+    if len(stacks) != 1:
+        found = f"found {stacks}" if stacks else "found none"
+        raise ConfigError(
+            f"cannot find the layer stack of '{path}' ({family}: one list of {count} numbered layers, {found}); "
+            "use an encoder whose layers form one stack (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, DeBERTa, ALBERT, ModernBERT)"
+        )
+    return stacks[0]
+
+
+def _renumber_layers(state: dict, stack: str, layers: list[int]) -> dict:
+    """Keep the chosen layers' weights of `stack`, renumbered 0..K-1; all other weights as they are."""
     new_index = {old: new for new, old in enumerate(layers)}
+    prefix = f"{stack}."
     renamed = {}
     for key, value in state.items():
-        match = _LAYER_KEY.search(key)
-        if match is None:
+        if not key.startswith(prefix):
             renamed[key] = value
-        elif int(match.group(2)) in new_index:
-            start, end = match.span(2)
-            renamed[key[:start] + str(new_index[int(match.group(2))]) + key[end:]] = value
+            continue
+        number, rest = key[len(prefix):].split(".", 1)
+        if int(number) in new_index:
+            renamed[f"{prefix}{new_index[int(number)]}.{rest}"] = value
     return renamed
 
 
+def _cut_config(config, layers: list[int], task):
+    """The student's config: K layers, the task's labels, per-layer settings of the kept layers.
+
+    `layer_types` (ModernBERT's global/sliding-window attention) follows the kept layers, so each
+    layer keeps the attention (and RoPE base) it was pretrained with.
+    """
+    config = copy.deepcopy(config)
+    if len(layers) < config.num_hidden_layers:
+        per_layer = getattr(config, "layer_types", None)
+        config.num_hidden_layers = len(layers)  # attribute_map: DistilBERT's n_layers
+        if isinstance(per_layer, list) and len(per_layer) > max(layers):
+            config.layer_types = [per_layer[i] for i in layers]
+    for key, value in label_maps(task).items():
+        setattr(config, key, value)
+    return config
+
+
+def _summarise(keys: list[str]) -> str:
+    """Weight names grouped by module, e.g. 'pooler.dense (2)'."""
+    groups = {}
+    for key in keys:
+        module = key.rsplit(".", 1)[0]
+        groups[module] = groups.get(module, 0) + 1
+    return ", ".join(f"{module} ({n})" for module, n in groups.items())
+
+
 def load_teacher(path: str, task, flag: str = "--teacher"):
-    """A fine-tuned teacher in eval mode with gradients off, checked against the task."""
+    """A fine-tuned teacher in eval mode with gradients off, checked against the task.
+
+    Weights are fp32 whatever dtype the checkpoint was saved in (many hub checkpoints are bf16 or
+    fp16): a lower-precision teacher pass is `--teacher_dtype`'s autocast, never a silent cast.
+    """
     if not os.path.isdir(path):
         raise ConfigError(f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote (it holds config.json and the weights)")
     config = _load_config(path, flag)
@@ -100,12 +192,33 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
     if not task.is_regression and not generic and tuple(str(n) for n in names) != tuple(task.labels):
         raise ConfigError(f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; re-train the teacher with this repository's data loader")
     try:
-        teacher = AutoModelForSequenceClassification.from_pretrained(path)
+        teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
     except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
         raise ConfigError(f"{flag} '{path}' has unreadable weights ({_first_line(error)}); re-save or re-train the teacher") from error
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher
+
+
+def takes_token_type_ids(model) -> bool:
+    """Whether `model` uses segment ids: its forward takes them and it has more than one segment.
+
+    BERT, ELECTRA and ALBERT do; RoBERTa and XLM-R (one segment embedding), DeBERTa-v3 (none),
+    DistilBERT and ModernBERT (no such input) do not.
+    """
+    return "token_type_ids" in inspect.signature(model.forward).parameters and getattr(model.config, "type_vocab_size", 0) > 1
+
+
+def model_inputs(model, batch: dict) -> dict:
+    """The part of a batch `model` is fed: token_type_ids only if it uses segment ids.
+
+    A batch carries token_type_ids when any model of the run uses them (a BERT teacher of a
+    DistilBERT student must see sentence B as segment 1, as in its fine-tuning); every other
+    model is fed the batch without them, as its own tokenizer would give it.
+    """
+    if "token_type_ids" in batch and not takes_token_type_ids(model):
+        return {name: value for name, value in batch.items() if name != "token_type_ids"}
+    return batch
 
 
 def check_same_vocabulary(student_tokenizer, teacher_tokenizer, teacher_path: str, flag: str = "--teacher"):

@@ -38,6 +38,7 @@ from dynamic_kd.models import (
     check_same_vocabulary,
     load_teacher,
     load_tokenizer,
+    takes_token_type_ids,
     unwrap_student,
 )
 from dynamic_kd.strategies import build_strategies
@@ -169,12 +170,14 @@ class Data:
     collator: object
 
 
-def load_data(data_args: DataArguments, tokenizer) -> Data:
+def load_data(data_args: DataArguments, tokenizer, models=()) -> Data:
+    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them."""
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
+    token_type_ids = any(takes_token_type_ids(model) for model in models) if models else None
     tokenized = tokenize_splits(
         splits, task, tokenizer, data_args.max_seq_length, data_args.pad_to_max_length,
-        data_args.max_train_samples, data_args.max_eval_samples,
+        data_args.max_train_samples, data_args.max_eval_samples, token_type_ids,
     )
     # Evaluation needs no idx (only training keys teacher caches on it).
     evals = {name: tokenized[name].remove_columns("idx") for name in task.eval_splits}
@@ -314,7 +317,7 @@ def distill(argv, script: str, defaults: dict | None = None):
     # Models and flags are checked before the data is read and tokenised (minutes on MNLI/QQP).
     models = load_teacher_models(kd_args, task, tokenizer)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
-    data = load_data(data_args, tokenizer)
+    data = load_data(data_args, tokenizer, [student, *models.values()])
     teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models)
     trainer = DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args,

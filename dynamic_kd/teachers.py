@@ -25,6 +25,8 @@ import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dynamic_kd.models import model_inputs
+
 logger = logging.getLogger(__name__)
 
 TEACHER_CACHE_MODES = ("none", "memory", "disk")
@@ -66,7 +68,7 @@ class Teacher:
     def _forward(self, inputs: dict, hidden: bool):
         """Teacher forward in eval mode without gradient; outputs cast to fp32."""
         with torch.no_grad(), self.autocast():
-            outputs = self.model(**inputs, output_hidden_states=hidden)
+            outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
         states = tuple(h.float() for h in outputs.hidden_states) if hidden else None
         return outputs.logits.float(), states

@@ -37,7 +37,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
-from dynamic_kd.models import unwrap_student
+from dynamic_kd.models import model_inputs, unwrap_student
 from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, reads_student, split_plan, student_signal
 from dynamic_kd.teachers import TEACHER_DTYPES
 from dynamic_kd.uncertainty import normalized_entropy
@@ -118,7 +118,8 @@ class DistillationTrainer(Trainer):
             # The student's own forward decides (not a projection wrapper's **kwargs); `idx` keys
             # the teacher caches, and HF would drop it as an unused column.
             forward = inspect.signature(unwrap_student(self.model).forward)
-            self._signature_columns = [*forward.parameters, "label", "label_ids", *self.label_names, "idx"]
+            # token_type_ids stay for a teacher that uses them; `model_inputs` feeds each model its part.
+            self._signature_columns = [*forward.parameters, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
     def _get_train_sampler(self, train_dataset=None):
         if self.epoch_selection is not None:
@@ -139,7 +140,7 @@ class DistillationTrainer(Trainer):
         distil = model.training and bool(self.teachers)
         if distil:
             step, micro = self._enter_micro_batch(model)
-        outputs = model(**inputs, output_hidden_states=distil and self.rep_mode != "none")
+        outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
         ce = supervised_loss(logits, labels, self.task.is_regression)
         if not distil:
@@ -191,7 +192,7 @@ class DistillationTrainer(Trainer):
             for batch in step.batches:
                 inputs = {k: v for k, v in self._prepare_inputs(batch).items() if k not in ("labels", "idx")}
                 step.rng_states.append(self._rng_state())
-                step.signals.append(student(**inputs).logits.float())
+                step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
     def _rng_state(self):
         cuda = torch.cuda.get_rng_state(self.args.device) if self.args.device.type == "cuda" else None
@@ -406,7 +407,7 @@ class DistillationTrainer(Trainer):
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
                 batch = {k: v.to(self.args.device) for k, v in batch.items()}
-                scores.append(SELECTION_SCORES[strategy](model(**batch).logits.float()))
+                scores.append(SELECTION_SCORES[strategy](model(**model_inputs(unwrap_student(model), batch)).logits.float()))
         model.train(was_training)
         scores = torch.cat(scores)
         if world == 1:

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForSequenceClassification, BertTokenizerFast
+from transformers import AlbertConfig, AutoModel, AutoModelForSequenceClassification, BertTokenizerFast, FunnelBaseModel, FunnelConfig
 
 from conftest import make_tiny_bert
 from dynamic_kd.data import get_task
@@ -16,7 +16,9 @@ from dynamic_kd.models import (
     check_same_vocabulary,
     label_maps,
     load_teacher,
+    model_inputs,
     select_layers,
+    takes_token_type_ids,
     unwrap_student,
 )
 
@@ -157,6 +159,40 @@ def test_student_round_trip(tiny_bert, tiny_tokenizer, tmp_path):
     assert reloaded.config.id2label == {0: "entailment", 1: "neutral", 2: "contradiction"}
 
 
+def save_bf16(source, folder):
+    """A copy of a model folder whose weights are stored in bf16 (as many hub checkpoints are)."""
+    shutil.copytree(source, folder)
+    AutoModelForSequenceClassification.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
+    assert AutoModelForSequenceClassification.from_pretrained(folder).dtype == torch.bfloat16  # what loading gives by default
+    return str(folder)
+
+
+def test_build_student_from_a_bf16_checkpoint_is_fp32(tiny_bert, tmp_path):
+    student = build_student(save_bf16(tiny_bert, tmp_path / "bf16"), get_task("sst2"), num_layers=2)
+    assert {p.dtype for p in student.parameters()} == {torch.float32}
+    assert student.config.dtype == torch.float32
+
+
+def test_build_student_names_a_family_it_cannot_cut(tmp_path):
+    """Funnel stacks its layers in pooling blocks, not one list: a cut is refused in one line."""
+    config = FunnelConfig(vocab_size=64, block_sizes=[2, 2], d_model=16, n_head=2, d_head=8, d_inner=32, num_decoder_layers=1)
+    FunnelBaseModel(config).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        build_student(str(tmp_path), get_task("sst2"), num_layers=2)
+    message = str(info.value)
+    assert "funnel" in message and "layer stack" in message and "\n" not in message
+    # keeping every layer needs no cut: a teacher of such a family still trains
+    assert build_student(str(tmp_path), get_task("sst2")).config.num_hidden_layers == 4
+
+
+def test_build_student_refuses_albert_with_several_layer_groups(tmp_path):
+    config = AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                          intermediate_size=32, num_hidden_groups=2)
+    AutoModel.from_config(config).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="num_hidden_groups 1"):
+        build_student(str(tmp_path), get_task("sst2"), num_layers=2)
+
+
 def test_label_maps():
     assert label_maps(get_task("stsb")) == {"num_labels": 1}
     assert label_maps(get_task("mnli")) == {
@@ -180,6 +216,11 @@ def test_load_teacher_frozen_eval(teacher_sst2):
     assert all(not module.training for module in teacher.modules())
     params = list(teacher.parameters())
     assert params and all(not p.requires_grad for p in params)
+
+
+def test_load_teacher_bf16_checkpoint_in_fp32(teacher_sst2, tmp_path):
+    teacher = load_teacher(save_bf16(teacher_sst2, tmp_path / "bf16"), get_task("sst2"))
+    assert {p.dtype for p in teacher.parameters()} == {torch.float32}
 
 
 def test_load_teacher_regression(tmp_path):
@@ -261,6 +302,20 @@ def test_different_vocabulary_raises(tmp_path, tiny_tokenizer):
     assert other in message
     assert "--large_teacher" in message
     assert str(len(tiny_tokenizer) + 1) in message and str(len(tiny_tokenizer)) in message
+
+
+# ---------------------------------------------------------------------------------------------
+# segment ids
+
+def test_model_inputs_keep_segment_ids_only_for_models_that_use_them(tiny_bert, tiny_tokenizer):
+    bert = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    batch = dict(inputs(tiny_tokenizer))
+    assert takes_token_type_ids(bert)
+    assert model_inputs(bert, batch) is batch
+    bert.config.type_vocab_size = 1  # RoBERTa's single segment: a 1 would index past its embedding
+    assert not takes_token_type_ids(bert)
+    assert set(model_inputs(bert, batch)) == {"input_ids", "attention_mask"}
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids"}  # the batch itself is untouched
 
 
 # ---------------------------------------------------------------------------------------------
