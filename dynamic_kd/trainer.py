@@ -99,7 +99,7 @@ class DistillationTrainer(Trainer):
         distil = model.training and bool(self.teachers)
         outputs = model(**inputs, output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
-        ce = supervised_loss(logits, labels, self.task.is_regression)
+        ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=self.args.label_smoothing_factor)
         if not distil:
             return (ce, outputs) if return_outputs else ce
         signal = student_signal(logits, self.task.is_regression, self._random_generator())
@@ -311,7 +311,8 @@ class EpochSelection(TrainerCallback, ExportableState):
         self.trainer = trainer
         kd_args = trainer.kd_args
         self.strategy, self.ratio = kd_args.selection_strategy, kd_args.selection_ratio
-        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), self.ratio, trainer.args.seed)
+        args = trainer.args
+        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), self.ratio, args.seed if args.data_seed is None else args.data_seed)
         self.saved = None
 
     def state(self):
