@@ -350,7 +350,7 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
         scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
         for name, value in scores.items():
             name = name.removeprefix("eval_")
-            if name not in ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch"):
+            if name not in ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen"):
                 metrics[name + suffix] = float(value)
     return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
 
