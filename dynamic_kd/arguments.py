@@ -138,10 +138,11 @@ class DistillationArguments:
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError("--selection_ratio needs a --selection_strategy (random, entropy, margin or lc); 'none' keeps every instance")
         _check_number("--temperature", self.temperature, "positive", "the paper uses 1")
-        for flag in ("ce_alpha", "kd_alpha", "rep_alpha", "small_teacher_alpha", "large_teacher_alpha"):
-            _check_number(f"--{flag}", getattr(self, flag), "non-negative", "a loss weight of 0 turns its term off")
+        for name, flag in (("ce_alpha", "--ce_alpha"), ("kd_alpha", "--kd_kl_alpha"), ("rep_alpha", "--kd_rep_alpha"),
+                           ("small_teacher_alpha", "--small_teacher_alpha"), ("large_teacher_alpha", "--large_teacher_alpha")):
+            _check_number(flag, getattr(self, name), "non-negative", "a loss weight of 0 turns its term off")
         if self.ce_alpha == self.kd_alpha == self.rep_alpha == 0:
-            raise ConfigError("--ce_alpha, --kd_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; give at least one a positive weight")
+            raise ConfigError("--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; give at least one a positive weight")
         if self.teacher_batch_size < 1:
             raise ConfigError(f"--teacher_batch_size must be at least 1, got {self.teacher_batch_size}; the default is 256")
         if self.strategy != "none" and self.rep_alpha == 0.0:
@@ -230,7 +231,7 @@ class RunArguments(TrainingArguments):
         for flag, fix in (
             ("max_grad_norm", "0 turns gradient clipping off"), ("weight_decay", "0 turns weight decay off"),
             ("adam_epsilon", "the default is 1e-8"), ("dataloader_num_workers", "0 loads data in the main process"),
-            ("seed", "any integer >= 0"),
+            ("seed", "any integer >= 0"), ("warmup_steps", "0 = no warmup"), ("eval_delay", "0 = no delay"),
         ):
             _check_number(f"--{flag}", getattr(self, flag), "non-negative", fix)
         if self.data_seed is not None:
@@ -255,7 +256,7 @@ class RunArguments(TrainingArguments):
 # `--accelerator_config '{"split_batches": true}'`, checked in `RunArguments.__post_init__`).
 _UNSUPPORTED = (
     ("average_tokens_across_devices False", lambda a: not a.average_tokens_across_devices,
-     "every loss term is a mean over the rows of the batch it covers (README, 'batch'); HF's token count plays no part, drop the flag"),
+     "every loss term is a mean over the rows it covers (one label per row), so HF's token count plays no part; drop the flag"),
     ("use_liger_kernel", lambda a: a.use_liger_kernel, "Liger kernels replace decoder-LLM layers and losses; BERT-style students have none, drop the flag"),
     ("neftune_noise_alpha", lambda a: a.neftune_noise_alpha is not None,
      "NEFTune would add noise to the student's input embeddings but not the teacher's, changing what is distilled; drop the flag"),

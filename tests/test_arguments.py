@@ -226,8 +226,8 @@ def test_help_lists_strategies(monkeypatch):
 @pytest.mark.parametrize("extra, words", [
     (("--temperature", "0"), "--temperature must be a positive number"),
     (("--temperature", "nan"), "--temperature must be a positive number, got nan"),
-    (("--kd_kl_alpha", "-1"), "--kd_alpha must be a number >= 0"),
-    (("--kd_rep_alpha", "-0.5"), "--rep_alpha must be a number >= 0"),
+    (("--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0"),
+    (("--kd_rep_alpha", "-0.5"), "--kd_rep_alpha must be a number >= 0"),
     (("--ce_alpha", "inf"), "--ce_alpha must be a number >= 0, got inf"),
     (("--small_teacher_alpha", "-1"), "--small_teacher_alpha must be a number >= 0"),
     (("--ce_alpha", "0", "--kd_alpha", "0"), "no loss to train on"),
@@ -244,6 +244,7 @@ def test_help_lists_strategies(monkeypatch):
     (("--label_smoothing_factor", "1"), "--label_smoothing_factor must be in [0, 1)"),
     (("--label_smoothing_factor", "-0.1"), "--label_smoothing_factor must be in [0, 1)"),
     (("--seed", "-1"), "--seed must be a number >= 0"),
+    (("--warmup_steps", "nan"), "--warmup_steps must be a number >= 0, got nan"),
     (("--dataloader_num_workers", "-1"), "--dataloader_num_workers must be a number >= 0"),
     (("--eval_accumulation_steps", "0"), "--eval_accumulation_steps must be a positive number"),
     (("--save_strategy", "steps", "--save_steps", "0"), "--save_steps must be a positive number"),

@@ -371,7 +371,7 @@ BAD_INPUT = {
     "temperature_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--temperature", "0"), "--temperature must be a positive number", "args"),
     "batch_size_zero": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number", "args"),
     "epochs_zero": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--num_train_epochs", "0"), "--num_train_epochs must be a positive number", "args"),
-    "negative_alpha": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--kd_kl_alpha", "-1"), "--kd_alpha must be a number >= 0", "args"),
+    "negative_alpha": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0", "args"),
     "teacher_batch_size_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1", "args"),
     "label_smoothing_on_regression": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--task_name", "stsb", "--data_dir", STSB) + ["--label_smoothing_factor", "0.1"], "stsb is a regression task", "args"),
     "unhonoured_training_flag": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--use_liger_kernel"), "--use_liger_kernel is not supported", "args"),
