@@ -4,6 +4,7 @@ Each script parses the dataclasses it needs together with `TrainingArguments` vi
 Strategy choices come from the registries that implement them, so help, validation and code
 cannot drift apart. Every check raises `ConfigError` with a one-line message listing the fix.
 """
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,21 @@ def _one_of(registry):
 def _check_choice(flag, value, registry, aliases=()):
     if value not in registry and value not in aliases:
         raise ConfigError(f"unknown {flag} '{value}'; choose one of: {_one_of(registry)}")
+
+
+# Numeric flags: the values that mean something, as (test, description).
+_RANGES = {
+    "positive": (lambda v: v > 0, "a positive number"),
+    "non-negative": (lambda v: v >= 0, "a number >= 0"),
+    "fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
+def _check_number(flag, value, kind, fix):
+    """`value` must be finite and of the `kind` in `_RANGES` (NaN fails every comparison, so test it first)."""
+    test, description = _RANGES[kind]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not test(value):
+        raise ConfigError(f"{flag} must be {description}, got {value}; {fix}")
 
 
 def _check_writable_dir(flag, path):
@@ -120,6 +136,7 @@ class DistillationArguments:
     teacher_cache_dir: str = field(default=os.path.join("~", ".cache", "dynamic_kd", "teacher_outputs"), metadata={"help": "Where --teacher_cache disk keeps teacher outputs."})
     teacher_dtype: str = field(default="auto", metadata={"help": f"Precision of the teacher pass: {_one_of(TEACHER_DTYPES)} (auto = autocast like the student; others autocast to that dtype, weights stay fp32)."})
     teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the cache."})
+    skip_teacher_check: bool = field(default=False, metadata={"help": "Distil even from a classification teacher that scores no better than the majority class on the first dev examples (a warning instead of an error)."})
 
     def __post_init__(self):
         if self.uncertainty_mode is not None:
@@ -135,12 +152,20 @@ class DistillationArguments:
         self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir)
         if self.teacher_cache == "disk":
             _check_writable_dir("--teacher_cache_dir", self.teacher_cache_dir)
+        if self.selection_scope == "epoch" and self.selection_strategy == "none":
+            raise ConfigError("--selection_scope epoch needs a --selection_strategy (random, entropy, margin or lc) to choose each epoch's rows; add one or drop --selection_scope")
         if not 0.0 < self.selection_ratio <= 1.0:
             raise ConfigError(f"--selection_ratio must be in (0, 1], got {self.selection_ratio}; e.g. 0.1 distils the 10% most uncertain instances, 1 all of them")
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError("--selection_ratio needs a --selection_strategy (random, entropy, margin or lc); 'none' keeps every instance")
-        if self.temperature <= 0:
-            raise ConfigError(f"--temperature must be positive, got {self.temperature}; the paper uses 1")
+        _check_number("--temperature", self.temperature, "positive", "the paper uses 1")
+        for name, flag in (("ce_alpha", "--ce_alpha"), ("kd_alpha", "--kd_kl_alpha"), ("rep_alpha", "--kd_rep_alpha"),
+                           ("small_teacher_alpha", "--small_teacher_alpha"), ("large_teacher_alpha", "--large_teacher_alpha")):
+            _check_number(flag, getattr(self, name), "non-negative", "a loss weight of 0 turns its term off")
+        if self.ce_alpha == self.kd_alpha == self.rep_alpha == 0:
+            raise ConfigError("--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; give at least one a positive weight")
+        if self.teacher_batch_size < 1:
+            raise ConfigError(f"--teacher_batch_size must be at least 1, got {self.teacher_batch_size}; the default is 256")
         if self.strategy != "none" and self.rep_alpha == 0.0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against hidden-state alignment; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
@@ -181,6 +206,14 @@ class DistillationArguments:
         if self.kd_loss == "kl":
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
+    def check_training(self, training_args):
+        """Cross-checks with `TrainingArguments`: epoch scope brings its own sampler."""
+        if self.selection_scope == "epoch" and training_args.train_sampling_strategy != "random":
+            raise ConfigError(
+                f"--selection_scope epoch trains each epoch on its selected rows in a shuffled order, so --train_sampling_strategy "
+                f"{training_args.train_sampling_strategy} (or --group_by_length) would be ignored; drop one of the two"
+            )
+
 
 @dataclass
 class RunArguments(TrainingArguments):
@@ -194,7 +227,83 @@ class RunArguments(TrainingArguments):
             if self.train_sampling_strategy not in ("random", "group_by_length"):
                 raise ConfigError(f"--group_by_length conflicts with --train_sampling_strategy {self.train_sampling_strategy}; pass only one")
             self.train_sampling_strategy = "group_by_length"
+        # before HF's own checks, some of which fail with a traceback (--deepspeed without the package)
+        for flag, is_set, reason in _UNSUPPORTED:
+            if is_set(self):
+                raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}")
         super().__post_init__()
+        if self.accelerator_config.split_batches:  # a dict or JSON text until HF's __post_init__ parses it
+            raise ConfigError(
+                "--accelerator_config split_batches is not supported by the distillation trainer: it would make "
+                "--per_device_train_batch_size the batch of all processes together, changing the batch the strategies plan over; drop it"
+            )
+        self._check_numbers()
+
+    def _check_numbers(self):
+        """Numeric flags with no meaningful value (0 epochs, batch size 0, a negative rate, NaN, ...)."""
+        for flag, fix in (
+            ("per_device_train_batch_size", "the paper uses 32"), ("per_device_eval_batch_size", "e.g. 32"),
+            ("gradient_accumulation_steps", "1 = no accumulation"), ("ddp_timeout", "seconds, default 1800"),
+        ):
+            _check_number(f"--{flag}", getattr(self, flag), "positive", fix)
+        if self.max_steps <= 0:
+            _check_number("--num_train_epochs", self.num_train_epochs, "positive", "the paper trains for 3 epochs (or set --max_steps)")
+        _check_number("--learning_rate", self.learning_rate, "positive", "the paper uses 2e-5")
+        for flag, fix in (
+            ("max_grad_norm", "0 turns gradient clipping off"), ("weight_decay", "0 turns weight decay off"),
+            ("adam_epsilon", "the default is 1e-8"), ("dataloader_num_workers", "0 loads data in the main process"),
+            ("seed", "any integer >= 0"), ("warmup_steps", "0 = no warmup"), ("eval_delay", "0 = no delay"),
+        ):
+            _check_number(f"--{flag}", getattr(self, flag), "non-negative", fix)
+        if self.data_seed is not None:
+            _check_number("--data_seed", self.data_seed, "non-negative", "any integer >= 0, or omit it to use --seed")
+        for flag in ("adam_beta1", "adam_beta2"):
+            _check_number(f"--{flag}", getattr(self, flag), "fraction", "the defaults are 0.9 and 0.999")
+        _check_number("--label_smoothing_factor", self.label_smoothing_factor, "fraction", "0 turns smoothing off, 0.1 is common")
+        if self.eval_accumulation_steps is not None:
+            _check_number("--eval_accumulation_steps", self.eval_accumulation_steps, "positive", "omit it to accumulate on the device")
+        for flag, strategy in (("logging_steps", self.logging_strategy), ("eval_steps", self.eval_strategy), ("save_steps", self.save_strategy)):
+            if strategy == "steps":
+                _check_number(f"--{flag}", getattr(self, flag), "positive", "a step count, or a fraction of the training steps below 1")
+
+    def check_task(self, task):
+        """Label smoothing spreads probability over the classes: undefined for a regression output."""
+        if task.is_regression and self.label_smoothing_factor:
+            raise ConfigError(f"--label_smoothing_factor applies to class labels and {task.name} is a regression task; drop it")
+
+
+# `TrainingArguments` fields that would change the loss, the data, the batch layout or the
+# precision in ways `DistillationTrainer` does not implement: refused rather than ignored (with
+# `--accelerator_config '{"split_batches": true}'`, checked in `RunArguments.__post_init__`).
+_UNSUPPORTED = (
+    ("average_tokens_across_devices False", lambda a: not a.average_tokens_across_devices,
+     "every loss term is a mean over the rows it covers (one label per row), so HF's token count plays no part; drop the flag"),
+    ("use_liger_kernel", lambda a: a.use_liger_kernel, "Liger kernels replace decoder-LLM layers and losses; BERT-style students have none, drop the flag"),
+    ("neftune_noise_alpha", lambda a: a.neftune_noise_alpha is not None,
+     "NEFTune would add noise to the student's input embeddings but not the teacher's, changing what is distilled; drop the flag"),
+    ("auto_find_batch_size", lambda a: a.auto_find_batch_size,
+     "it would shrink the batch the strategies plan over after an out-of-memory error; lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead"),
+    ("label_names", lambda a: a.label_names not in (None, ["labels"]), "the gold labels are always the `labels` column the data loader writes; drop the flag"),
+    ("length_column_name", lambda a: a.length_column_name != "length",
+     "the datasets carry no length column (length grouping measures input_ids); drop the flag"),
+    ("dataloader_drop_last", lambda a: a.dataloader_drop_last,
+     "it would also drop the last batch of every evaluation split, so the dev metrics would miss examples; drop the flag"),
+    ("bf16_full_eval", lambda a: a.bf16_full_eval,
+     "HF casts the student's weights to bf16 in place for the final evaluation, so the saved student would be bf16 too; use --bf16 (mixed precision)"),
+    ("fp16_full_eval", lambda a: a.fp16_full_eval,
+     "HF casts the student's weights to fp16 in place for the final evaluation, so the saved student would be fp16 too; use --fp16 (mixed precision)"),
+    ("prediction_loss_only", lambda a: a.prediction_loss_only, "results.json needs the task metrics, not only the evaluation loss; drop the flag"),
+    ("batch_eval_metrics", lambda a: a.batch_eval_metrics, "the GLUE metrics are computed over the whole evaluation split; drop the flag"),
+    ("eval_do_concat_batches False", lambda a: not a.eval_do_concat_batches, "the GLUE metrics need every evaluation batch's predictions concatenated; drop the flag"),
+    ("restore_callback_states_from_checkpoint", lambda a: a.restore_callback_states_from_checkpoint,
+     "the trainer's callbacks (teacher counters, epoch selection) restore their own state when a run resumes; drop the flag"),
+    ("do_predict", lambda a: a.do_predict, "the entry points train, then evaluate on the dev splits; test-set prediction is not implemented, drop the flag"),
+    ("resume_from_checkpoint", lambda a: a.resume_from_checkpoint is not None,
+     "a run resumes by itself from the newest complete checkpoint in its --output_dir; rerun the same command instead"),
+    ("fsdp", lambda a: bool(a.fsdp), "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"),
+    ("deepspeed", lambda a: bool(a.deepspeed), "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"),
+    ("parallelism_config", lambda a: a.parallelism_config is not None, "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"),
+)
 
 
 class _OneLineErrorParser(HfArgumentParser):
@@ -222,6 +331,11 @@ def parse_args(argv, *dataclass_types, defaults=None):
         raise ConfigError(str(error).strip().splitlines()[0]) from error
     data_args = next((a for a in parsed if isinstance(a, DataArguments)), None)
     kd_args = next((a for a in parsed if isinstance(a, DistillationArguments)), None)
-    if data_args is not None and kd_args is not None:
-        kd_args.check_task(data_args.task)
+    training_args = parsed[-1]
+    if data_args is not None:
+        training_args.check_task(data_args.task)
+    if kd_args is not None:
+        kd_args.check_training(training_args)
+        if data_args is not None:
+            kd_args.check_task(data_args.task)
     return parsed

@@ -252,20 +252,33 @@ def _looks_headerless(first_row: list[str], task: Task) -> bool:
 def _read_delimited(path: str, task: Task, delimiter: str, quoting: int) -> _Columns:
     """Read only the needed columns of a CSV/TSV file (big GLUE files carry many unused ones)."""
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        # strict: an unterminated or misplaced quote is an error, not a field swallowing the rest of the file
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
         rows = (row for row in reader if row)
-        first = next(rows, None)
-        if first is None:
-            return _Columns({c: [] for c in task.text_keys + ("label",)}, [], path)
-        if _looks_headerless(first, task):
-            header, rows = list(task.glue_header), _chain([first], rows)
-        else:
-            header = first
-        positions = {c: header.index(n) for c, n in _resolve_columns(header, task, path).items()}
-        return _collect_rows(rows, positions, lambda: f"{path} line {reader.line_num}", path)
+        try:
+            first = next(rows, None)
+            if first is None:
+                return _Columns({c: [] for c in task.text_keys + ("label",)}, [], path)
+            _check_no_nul(first, f"{path} line {reader.line_num}")
+            if _looks_headerless(first, task):
+                header, rows = list(task.glue_header), _chain([first], rows)
+            else:
+                header = first
+            positions = {c: header.index(n) for c, n in _resolve_columns(header, task, path).items()}
+            return _collect_rows(rows, positions, len(header), lambda: f"{path} line {reader.line_num}", path)
+        except csv.Error as exc:
+            raise ConfigError(f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); "
+                              "close the quote or fix the row") from None
 
 
-def _collect_rows(rows, positions: dict[str, int], locate, path: str) -> _Columns:
+def _check_no_nul(fields: list[str], where: str) -> None:
+    """A NUL character in text means a binary or UTF-16 file read as UTF-8."""
+    if any("\x00" in field for field in fields):
+        raise ConfigError(f"{where} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
+                          "re-save it as UTF-8 text")
+
+
+def _collect_rows(rows, positions: dict[str, int], header_width: int, locate, path: str) -> _Columns:
     """Pick the `positions` fields out of each row; `locate()` names the current row's line."""
     values = {column: [] for column in positions}
     where, kept, skipped = [], [], 0
@@ -276,8 +289,15 @@ def _collect_rows(rows, positions: dict[str, int], locate, path: str) -> _Column
         if len(row) < width:
             skipped += 1
             continue
-        for column, position in positions.items():
-            values[column].append(row[position])
+        # More fields than the header means a delimiter inside a field shifted the columns after
+        # it: every value read by position could be wrong. Trailing empty fields shift nothing.
+        if len(row) > header_width and any(row[header_width:]):
+            raise ConfigError(f"{locate()} has {len(row)} fields but the header has {header_width} (a delimiter inside "
+                              "a text field?); quote that field (CSV) or remove the extra delimiter")
+        fields = [row[position] for position in positions.values()]
+        _check_no_nul(fields, locate())
+        for column, field in zip(positions, fields):
+            values[column].append(field)
         where.append(locate())
         kept.append(row_number)
     if skipped:
@@ -313,38 +333,84 @@ def _read_json(path: str, task: Task) -> _Columns:
             if name not in record:
                 raise ConfigError(f"{path} {position} lacks field '{name}'; "
                                   f"give every record the fields {', '.join(names.values())}")
-            values[column].append(record[name])
+            value = record[name]
+            if isinstance(value, (list, dict)):
+                raise ConfigError(f"{path} {position}: field '{name}' holds a JSON {type(value).__name__}, not a "
+                                  "single value; give it a string (a number for a label)")
+            values[column].append(value)
         where.append(f"{path} {position}")
     return _Columns(values, where, path)
 
 
 def _json_records(text: str) -> list[tuple[str, dict]]:
-    """("line N" / "record N", object) pairs from JSON lines, a JSON array or {"data": [...]}."""
+    """("line N" / "record N", object) pairs from JSON lines, a JSON array or {"data": [...]}.
+
+    The whole text is tried as one JSON document first; if that fails it is read as JSON lines,
+    so an error names the first line that does not parse.
+    """
     stripped = text.strip()
-    if stripped.startswith("["):
-        parsed = json.loads(stripped)
-    elif stripped.startswith("{") and "\n{" not in stripped:
-        parsed = json.loads(stripped)
-        # A single object either wraps the records (HF-style {"data": [...]}) or is one record.
-        lists = [v for v in parsed.values() if isinstance(v, list)]
-        parsed = lists[0] if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]) else [parsed]
-    else:
-        lines = enumerate(text.splitlines(), 1)
-        return [(f"line {n}", json.loads(line)) for n, line in lines if line.strip()]
-    return [(f"record {n}", record) for n, record in enumerate(parsed, 1)]
+    if stripped.startswith(("[", "{")):
+        try:
+            parsed = json.loads(stripped)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            return [(f"record {n}", record) for n, record in enumerate(parsed, 1)]
+        if isinstance(parsed, dict):
+            # A single object either wraps the records (HF-style {"data": [...]}) or is one record.
+            lists = [v for v in parsed.values() if isinstance(v, list)]
+            records = lists[0] if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]) else [parsed]
+            return [(f"record {n}", record) for n, record in enumerate(records, 1)]
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append((f"line {n}", json.loads(line)))
+            except ValueError as exc:
+                raise ValueError(f"line {n}: {exc}") from None
+    return records
 
 
 def _read_file(path: str, task: Task) -> _Columns:
-    """Dispatch on the file extension; TSVs are read without quote handling, as GLUE needs."""
+    """Dispatch on the file extension; TSVs are read without quote handling, as GLUE needs.
+
+    Every way a file can fail to be read becomes a ConfigError naming the file (and the line
+    where one can be named): not UTF-8, a NUL character, an unterminated quote, a row wider than
+    the header, a JSON line that does not parse or is not an object, an OS-level read error.
+    """
     extension = os.path.splitext(path)[1].lower()
-    if extension == ".tsv":
-        return _read_delimited(path, task, "\t", csv.QUOTE_NONE)
-    if extension == ".csv":
-        return _read_delimited(path, task, ",", csv.QUOTE_MINIMAL)
-    if extension in (".json", ".jsonl"):
-        return _read_json(path, task)
-    raise ConfigError(f"unsupported file type '{extension or path}' for {path}; "
-                      "use a .csv, .tsv, .json or .jsonl file")
+    readers = {
+        ".tsv": lambda: _read_delimited(path, task, "\t", csv.QUOTE_NONE),
+        ".csv": lambda: _read_delimited(path, task, ",", csv.QUOTE_MINIMAL),
+        ".json": lambda: _read_json(path, task),
+        ".jsonl": lambda: _read_json(path, task),
+    }
+    if extension not in readers:
+        raise ConfigError(f"unsupported file type '{extension or path}' for {path}; "
+                          "use a .csv, .tsv, .json or .jsonl file")
+    try:
+        return readers[extension]()
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); check that it is a readable file") from None
+
+
+def _not_utf8(path: str) -> ConfigError:
+    """The error for a file that is not UTF-8, naming the line and byte of the first bad byte.
+
+    Text files are decoded while streaming, so the decoder's offset is relative to a chunk; the
+    file is read once more as bytes here, only on this error path, to locate the byte exactly.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return ConfigError(f"{path} line {line} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                           "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    return ConfigError(f"{path} is not valid UTF-8; re-save the file as UTF-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +518,9 @@ def _explicit_files(task: Task, train_file, validation_file) -> dict[str, str]:
                               (task.eval_splits[0], validation_file, "--validation_file")):
         if path is None:
             continue
+        if os.path.isdir(path):
+            raise ConfigError(f"{flag} {path} is a folder; pass the path of a .csv, .tsv, .json or .jsonl "
+                              "file (or the folder as --data_dir)")
         if not os.path.isfile(path):
             raise ConfigError(f"{flag} {path} does not exist; pass the path of a .csv, .tsv, "
                               ".json or .jsonl file")
@@ -467,6 +536,9 @@ def _data_dir_files(task: Task, data_dir, splits: list[str]) -> dict[str, str]:
     files = {}
     for split in splits:
         path = os.path.join(data_dir, task.glue_file(split))
+        if os.path.isdir(path):
+            raise ConfigError(f"--data_dir {data_dir} holds a folder named {task.glue_file(split)} where a file is "
+                              f"expected; {expected}")
         if not os.path.isfile(path):
             raise ConfigError(f"--data_dir {data_dir} lacks {task.glue_file(split)}; {expected}")
         files[split] = path

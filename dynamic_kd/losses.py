@@ -73,15 +73,22 @@ def kd_mse(
 KD_LOSSES: dict[str, Callable[..., Tensor]] = {"kl": kd_kl, "mse": kd_mse}
 
 
-def supervised_loss(logits: Tensor, labels: Tensor, regression: bool, reduction: str = "mean") -> Tensor:
+def supervised_loss(
+    logits: Tensor, labels: Tensor, regression: bool, reduction: str = "mean", label_smoothing: float = 0.0
+) -> Tensor:
     """Loss against the gold labels (the CE / task term the KD term is mixed with).
 
-    Classification: `logits` `[B, C]`, `labels` `[B]` integer class ids;
-    implements L_CE(x) = -log softmax(z)_y.
+    Classification: `logits` `[B, C]`, `labels` `[B]` integer class ids; with p = softmax(z) and
+    ε = `label_smoothing` (`--label_smoothing_factor`, 0 = none) implements
+    L_CE(x) = -(1 - ε) log p_y - (ε / C) Σ_c log p_c, i.e. cross-entropy against the target
+    (1 - ε)·onehot(y) + ε/C (what HF's `LabelSmoother` and torch's `label_smoothing` compute).
     Regression: `logits` `[B, 1]`, `labels` `[B]` float targets;
-    implements L_MSE(x) = (z - y)², using `logits.squeeze(-1)` `[B]`.
+    implements L_MSE(x) = (z - y)², using `logits.squeeze(-1)` `[B]`; smoothing is undefined
+    there, so a non-zero `label_smoothing` is an error.
     Returns `[B]` ("none") or a scalar ("mean"/"sum" over the batch).
     """
+    if regression and label_smoothing:
+        raise ValueError(f"label smoothing needs class labels; got label_smoothing={label_smoothing} for a regression loss")
     if regression:
         if logits.shape[-1] != 1:
             raise ValueError(
@@ -90,7 +97,7 @@ def supervised_loss(logits: Tensor, labels: Tensor, regression: bool, reduction:
             )
         per_instance = F.mse_loss(logits.float().squeeze(-1), labels.float(), reduction="none")
     else:
-        per_instance = F.cross_entropy(logits.float(), labels.long(), reduction="none")
+        per_instance = F.cross_entropy(logits.float(), labels.long(), reduction="none", label_smoothing=label_smoothing)
     return _reduce(per_instance, reduction)
 
 
@@ -157,7 +164,7 @@ def _token_states(hidden: Tensor, cls_only: bool) -> Tensor:
 def _pair_distance(
     student: Tensor, teacher: Tensor, mask: Tensor, projection: Optional[Callable[[Tensor], Tensor]]
 ) -> Tensor:
-    """Masked mean over tokens of ‖s/‖s‖ - t/‖t‖‖², `[B, L, H_s], [B, L, H_t], [B, L] -> [B]`."""
+    """Masked mean over tokens and hidden units of (s/‖s‖ - t/‖t‖)², `[B, L, H_s], [B, L, H_t], [B, L] -> [B]`."""
     if projection is not None:
         student = projection(student)
     if student.shape[-1] != teacher.shape[-1]:
@@ -170,7 +177,7 @@ def _pair_distance(
         )
     s = F.normalize(student.float(), dim=-1)
     t = F.normalize(teacher.detach().float(), dim=-1)
-    distance = (s - t).pow(2).sum(dim=-1)
+    distance = (s - t).pow(2).mean(dim=-1)
     # where, not multiply: padding may hold inf/NaN garbage, and 0 · NaN would leak into the loss.
     distance = torch.where(mask, distance, torch.zeros_like(distance))
     return distance.sum(dim=-1) / mask.sum(dim=-1).clamp_min(1)
@@ -193,8 +200,14 @@ def hidden_state_alignment(
     normalising; required when H_s != H_t. It receives the student states in their own dtype,
     so its parameters must match that dtype (or run under autocast).
     Returns `[B]`, not reduced over the batch.
-    Implements L_REP(x) = (1/|P|) Σ_{(s,t) in P} (1/|M|) Σ_{l in M} ‖h_s,l/‖h_s,l‖ - h_t,l/‖h_t,l‖‖²
-    with P the layer pairs and M the non-padding positions; each term lies in [0, 4].
+    Implements, per instance,
+        L_REP(x) = Σ_{(s,t) in P} 1/(|M|·H) Σ_{l in M} Σ_{j=1..H} (ĥ_s,l,j - ĥ_t,l,j)²,   ĥ = h / ‖h‖₂
+    with P the paired layers (summed, not averaged), M the instance's non-padding positions, H the
+    teacher's hidden size, and each state normalised along its hidden axis. This is the scale of
+    the released scripts (an MSE over tokens and hidden units of the normalised states, summed over
+    layer pairs), so `--kd_rep_alpha` means what it means there; each pair's term lies in [0, 4/H].
+    Unlike the released scripts, padding positions are excluded and the mean over tokens is taken
+    per instance (the same thing when every row has the same length).
     """
     if len(student_hidden) != len(teacher_hidden) or len(student_hidden) == 0:
         raise ValueError(
@@ -210,4 +223,4 @@ def hidden_state_alignment(
         else:
             mask = torch.ones(s.shape[:2], dtype=torch.bool, device=s.device)
         per_pair.append(_pair_distance(s, t, mask, projection))
-    return torch.stack(per_pair).mean(dim=0)
+    return torch.stack(per_pair).sum(dim=0)

@@ -21,9 +21,11 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import transformers
+from torch.utils.data import DataLoader
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -31,12 +33,13 @@ from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArgu
 from dynamic_kd.data import load_splits, make_collator, tokenize_splits
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import layer_map
-from dynamic_kd.metrics import metrics_fn
+from dynamic_kd.metrics import compute_task_metrics, metrics_fn
 from dynamic_kd.models import (
     StudentWithProjections,
     build_student,
     check_same_vocabulary,
     load_teacher,
+    model_inputs,
     load_tokenizer,
     takes_token_type_ids,
     unwrap_student,
@@ -48,6 +51,9 @@ from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
 logger = logging.getLogger("dynamic_kd")
 
 RESULTS = "results.json"
+# Dev examples each teacher is scored on before training: enough to tell a working teacher from
+# one at chance, cheap next to training (one forward pass each).
+TEACHER_CHECK_EXAMPLES = 256
 
 
 # --- run lifecycle -------------------------------------------------------------------------
@@ -186,11 +192,15 @@ def load_data(data_args: DataArguments, tokenizer, models=()) -> Data:
 
 # --- teachers ------------------------------------------------------------------------------
 
+def _teacher_flag(name: str) -> str:
+    return "--teacher" if name == "teacher" else f"--{name}_teacher"
+
+
 def load_teacher_models(kd_args: DistillationArguments, task, tokenizer) -> dict:
     """{name: model} for every teacher the adoption mode needs, checked against task and student vocabulary."""
     models = {}
     for name, path in kd_args.teachers.items():
-        flag = "--teacher" if name == "teacher" else f"--{name}_teacher"
+        flag = _teacher_flag(name)
         models[name] = load_teacher(path, task, flag)
         _check_teacher_vocabulary(tokenizer, models[name], path, flag)
     return models
@@ -217,6 +227,81 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
             cache_file=cache_location(kd_args.teacher_cache_dir, key), cache_key=key,
         )
     return teachers
+
+
+def score_teachers(models: dict, data: Data, task, training_args) -> dict:
+    """{name: {metric: value, ..., "examples": n}}: each teacher on the first n <= TEACHER_CHECK_EXAMPLES
+    examples of the task's first evaluation split (eval mode, no gradient, fp32, the run's collator).
+
+    Classification adds "accuracy" (whatever the task's metric) and "majority_class_rate", the
+    accuracy of always predicting the sample's most frequent label. Rank 0 scores and broadcasts,
+    so every process takes the same decision in `check_teachers`.
+    """
+    scores = None
+    if training_args.process_index == 0:
+        dataset = data.evals[task.eval_splits[0]]
+        sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+        labels = np.asarray(sample["labels"])
+        loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=data.collator)
+        scores = {}
+        for name, model in models.items():
+            model.eval().to(training_args.device)
+            outputs = []
+            with torch.no_grad():
+                for batch in loader:
+                    inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
+                    outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
+            logits = torch.cat(outputs).numpy()
+            metrics = compute_task_metrics(task, logits, labels)
+            if not task.is_regression:
+                metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
+                metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
+            nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
+            if nonfinite:
+                metrics["nonfinite_rows"] = nonfinite
+            scores[name] = {**metrics, "examples": len(labels)}
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shared = [scores]
+        dist.broadcast_object_list(shared, src=0)
+        scores = shared[0]
+    return scores
+
+
+def check_teachers(scores: dict, kd_args: DistillationArguments, task):
+    """Log each teacher's dev scores; refuse a classification teacher no better than the majority class.
+
+    A teacher whose config carries generic LABEL_i names passes the label-order check of
+    `models.load_teacher`; trained elsewhere with another label order it scores at or below the
+    majority-class rate, and the student would learn the permuted labels. `--skip_teacher_check`
+    turns the refusal into a warning.
+    """
+    split = task.eval_splits[0]
+    for name, path in kd_args.teachers.items():
+        score = scores[name]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in score.items() if k != "examples")
+        logger.info("teacher %s (%s) on the first %d %s examples: %s", name, path, score["examples"], split, shown)
+        if task.is_regression:
+            continue
+        where = f"{_teacher_flag(name)} '{path}'"
+        if score.get("nonfinite_rows"):
+            problem = f"{where} gives NaN/Inf logits on {score['nonfinite_rows']} of the first {score['examples']} {split} examples"
+            fix = "check or re-train the teacher"
+        elif score["majority_class_rate"] >= 1.0:
+            logger.warning("teacher %s: the first %d %s examples all have one label, so its accuracy says nothing about label order", name, score["examples"], split)
+            continue
+        elif score["accuracy"] <= score["majority_class_rate"]:
+            problem = (
+                f"{where} scores accuracy {score['accuracy']:.3f} on the first {score['examples']} {split} examples, no better "
+                f"than always predicting the majority class ({score['majority_class_rate']:.3f}); most likely its labels are "
+                f"in another order than {task.name}'s ({', '.join(task.labels)})"
+            )
+            fix = "re-train it with train_teacher.py or fix its config's id2label"
+        else:
+            continue
+        if kd_args.skip_teacher_check:
+            logger.warning("%s (--skip_teacher_check: distilling from it anyway)", problem)
+        else:
+            raise ConfigError(f"{problem}; {fix}, or pass --skip_teacher_check to distil from it anyway")
 
 
 def _check_teacher_vocabulary(tokenizer, teacher_model, path, flag):
@@ -269,13 +354,16 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
         scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
         for name, value in scores.items():
             name = name.removeprefix("eval_")
-            if name not in ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch"):
+            if name not in ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen"):
                 metrics[name + suffix] = float(value)
     return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
 
 
-def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, method: str, args: list):
-    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last."""
+def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, method: str, args: list, teacher_metrics: dict | None = None):
+    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last.
+
+    `teacher_metrics` ({teacher name: dev scores}, from `score_teachers`) is stored with the results.
+    """
     teacher_forward_examples = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
         return
@@ -291,6 +379,8 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, method: str, a
         "train_examples": len(trainer.train_dataset), "teacher_forward_examples": teacher_forward_examples,
         "args": flat_args,
     }
+    if teacher_metrics is not None:
+        results["teacher_metrics"] = teacher_metrics
     write_json_atomic(os.path.join(run.output_dir, RESULTS), results)
     logger.info("%s %s: %s (teacher forwards: %d) -> %s", run.script, task.name, outcome["metrics"], teacher_forward_examples, run.output_dir)
 
@@ -318,6 +408,8 @@ def distill(argv, script: str, defaults: dict | None = None):
     models = load_teacher_models(kd_args, task, tokenizer)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
     data = load_data(data_args, tokenizer, [student, *models.values()])
+    teacher_metrics = score_teachers(models, data, task, training_args)
+    check_teachers(teacher_metrics, kd_args, task)
     teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models)
     trainer = DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args,
@@ -326,7 +418,7 @@ def distill(argv, script: str, defaults: dict | None = None):
         kd_args=kd_args, task=task,
     )
     outcome = train_and_evaluate(trainer, task, run)
-    finish_run(run, trainer, tokenizer, task, outcome, method_label(kd_args), [data_args, model_args, kd_args, training_args])
+    finish_run(run, trainer, tokenizer, task, outcome, method_label(kd_args), [data_args, model_args, kd_args, training_args], teacher_metrics)
     del trainer, teachers, models
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -142,7 +142,7 @@ class DistillationTrainer(Trainer):
             step, micro = self._enter_micro_batch(model)
         outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
-        ce = supervised_loss(logits, labels, self.task.is_regression)
+        ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=self.args.label_smoothing_factor)
         if not distil:
             return (ce, outputs) if return_outputs else ce
         if step.parts is None:
@@ -495,7 +495,8 @@ class EpochSelection(TrainerCallback, ExportableState):
         self.trainer = trainer
         kd_args = trainer.kd_args
         self.strategy, self.ratio = kd_args.selection_strategy, kd_args.selection_ratio
-        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), self.ratio, trainer.args.seed)
+        args = trainer.args
+        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), self.ratio, args.seed if args.data_seed is None else args.data_seed)
         self.saved = None
 
     def state(self):

@@ -277,3 +277,85 @@ def test_custom_regression_refuses_uncertainty(tmp_path):
     with pytest.raises(ConfigError) as info:
         parse_custom(tmp_path, *files, "--selection_strategy", "entropy", "--selection_ratio", "0.5")
     assert "is a regression task" in str(info.value)
+@pytest.mark.parametrize("extra, words", [
+    (("--temperature", "0"), "--temperature must be a positive number"),
+    (("--temperature", "nan"), "--temperature must be a positive number, got nan"),
+    (("--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0"),
+    (("--kd_rep_alpha", "-0.5"), "--kd_rep_alpha must be a number >= 0"),
+    (("--ce_alpha", "inf"), "--ce_alpha must be a number >= 0, got inf"),
+    (("--small_teacher_alpha", "-1"), "--small_teacher_alpha must be a number >= 0"),
+    (("--ce_alpha", "0", "--kd_alpha", "0"), "no loss to train on"),
+    (("--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1"),
+    (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number"),
+    (("--per_device_eval_batch_size", "-8"), "--per_device_eval_batch_size must be a positive number"),
+    (("--gradient_accumulation_steps", "0"), "--gradient_accumulation_steps must be a positive number"),
+    (("--num_train_epochs", "0"), "--num_train_epochs must be a positive number"),
+    (("--learning_rate", "0"), "--learning_rate must be a positive number"),
+    (("--learning_rate", "nan"), "--learning_rate must be a positive number"),
+    (("--max_grad_norm", "-1"), "--max_grad_norm must be a number >= 0"),
+    (("--weight_decay", "-0.01"), "--weight_decay must be a number >= 0"),
+    (("--adam_beta2", "1"), "--adam_beta2 must be in [0, 1)"),
+    (("--label_smoothing_factor", "1"), "--label_smoothing_factor must be in [0, 1)"),
+    (("--label_smoothing_factor", "-0.1"), "--label_smoothing_factor must be in [0, 1)"),
+    (("--seed", "-1"), "--seed must be a number >= 0"),
+    (("--warmup_steps", "nan"), "--warmup_steps must be a number >= 0, got nan"),
+    (("--dataloader_num_workers", "-1"), "--dataloader_num_workers must be a number >= 0"),
+    (("--eval_accumulation_steps", "0"), "--eval_accumulation_steps must be a positive number"),
+    (("--save_strategy", "steps", "--save_steps", "0"), "--save_steps must be a positive number"),
+])
+def test_numeric_flags_without_meaningful_value(fails, extra, words):
+    message = fails(*extra)
+    assert words in message and ";" in message
+
+
+def test_numeric_flags_at_their_limits_are_accepted(parse):
+    kd, run = parse("--ce_alpha", "0", "--max_grad_norm", "0", "--weight_decay", "0", "--seed", "0",
+                    "--num_train_epochs", "0", "--max_steps", "5", "--label_smoothing_factor", "0.1")[2:]
+    assert kd.ce_alpha == 0 and run.max_steps == 5 and run.label_smoothing_factor == 0.1
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--average_tokens_across_devices", "False"), "--average_tokens_across_devices False is not supported"),
+    (("--use_liger_kernel",), "--use_liger_kernel is not supported"),
+    (("--neftune_noise_alpha", "5"), "--neftune_noise_alpha is not supported"),
+    (("--auto_find_batch_size",), "--auto_find_batch_size is not supported"),
+    (("--label_names", "target"), "--label_names is not supported"),
+    (("--length_column_name", "n_tokens"), "--length_column_name is not supported"),
+    (("--dataloader_drop_last",), "--dataloader_drop_last is not supported"),
+    (("--bf16_full_eval",), "--bf16_full_eval is not supported"),
+    (("--fp16_full_eval",), "--fp16_full_eval is not supported"),
+    (("--prediction_loss_only",), "--prediction_loss_only is not supported"),
+    (("--batch_eval_metrics",), "--batch_eval_metrics is not supported"),
+    (("--eval_do_concat_batches", "False"), "--eval_do_concat_batches False is not supported"),
+    (("--restore_callback_states_from_checkpoint",), "--restore_callback_states_from_checkpoint is not supported"),
+    (("--accelerator_config", '{"split_batches": true}'), "split_batches is not supported"),
+    (("--do_predict",), "--do_predict is not supported"),
+    (("--resume_from_checkpoint", "out/checkpoint-4"), "--resume_from_checkpoint is not supported"),
+    (("--fsdp", "full_shard"), "--fsdp is not supported"),
+    (("--deepspeed", "ds_config.json"), "--deepspeed is not supported"),
+])
+def test_training_arguments_the_trainer_does_not_honour_are_refused(fails, extra, words):
+    message = fails(*extra)
+    assert words in message and ";" in message
+
+
+def test_label_smoothing_needs_class_labels(fails, parse):
+    assert parse("--label_smoothing_factor", "0.1")[3].label_smoothing_factor == 0.1
+    message = fails("--label_smoothing_factor", "0.1", task="stsb")
+    assert "--label_smoothing_factor" in message and "stsb" in message and "regression" in message
+    # train_teacher.py parses no distillation arguments: the check still applies
+    with pytest.raises(ConfigError, match="regression"):
+        parse_args(["--task_name", "stsb", "--model_name_or_path", "m", "--output_dir", "o", "--label_smoothing_factor", "0.1"],
+                   DataArguments, ModelArguments)
+
+
+def test_epoch_scope_needs_a_selection_strategy_and_its_own_sampler(fails, parse):
+    assert "--selection_scope epoch needs a --selection_strategy" in fails("--selection_scope", "epoch")
+    epoch = ("--selection_scope", "epoch", "--selection_strategy", "entropy", "--selection_ratio", "0.5")
+    assert parse(*epoch)[2].selection_scope == "epoch"
+    for extra in (("--group_by_length",), ("--train_sampling_strategy", "sequential")):
+        message = fails(*epoch, *extra)
+        assert "--selection_scope epoch" in message and "--train_sampling_strategy" in message
+    # on STS-B the uncertainty strategies are refused whatever the scope
+    assert "regression" in fails(*epoch, task="stsb")
+    assert parse("--selection_scope", "epoch", "--selection_strategy", "random", "--selection_ratio", "0.5", task="stsb")[2].selection_scope == "epoch"

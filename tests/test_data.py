@@ -327,6 +327,75 @@ def test_missing_or_unsupported_files(tmp_path):
     assert "line 2" in message and "'label'" in message
 
 
+def write_bytes(path, raw):
+    with open(path, "wb") as f:
+        f.write(raw)
+    return str(path)
+
+
+@pytest.mark.parametrize("name, raw, line, byte", [
+    ("train.tsv", b"sentence\tlabel\ngood\t1\ncaf\xe9 good\t1\n", 3, "0xe9"),  # Latin-1
+    ("train.csv", b"sentence,label\ncaf\xe9,1\n", 2, "0xe9"),
+    ("train.jsonl", b'{"sentence": "ok", "label": 1}\n{"sentence": "caf\xe9", "label": 1}\n', 2, "0xe9"),
+    ("train.tsv", "sentence\tlabel\ngood\t1\n".encode("utf-16"), 1, "0xff"),  # UTF-16 with its byte-order mark
+])
+def test_file_that_is_not_utf8(tmp_path, name, raw, line, byte):
+    path = write_bytes(tmp_path / name, raw)
+    message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert f"{path} line {line} is not valid UTF-8 (byte {byte}" in message and "re-save the file as UTF-8" in message
+
+
+def test_nul_character_means_not_a_text_file(tmp_path):
+    # UTF-16 without a byte-order mark decodes as "valid" UTF-8 full of NULs
+    path = write_bytes(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\n".encode("utf-16-le"))
+    message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert f"{path} line 1 contains a NUL character" in message
+    path = write(tmp_path / "nul.tsv", "sentence\tlabel\ngood\t1\nba\x00d\t0\n")
+    assert f"{path} line 3 contains a NUL" in config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+
+
+def test_row_wider_than_the_header(tmp_path):
+    # a tab inside the sentence shifts the label column: refused, not read as label "movie"
+    path = write(tmp_path / "train.tsv", "sentence\tlabel\nthe movie\t1\nbad\tmovie\t0\n")
+    message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert f"{path} line 3 has 3 fields but the header has 2" in message
+    path = write(tmp_path / "train.csv", "sentence,label\nbad, awful,0\n")  # an unquoted comma
+    assert "line 2 has 3 fields" in config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    # a trailing delimiter shifts nothing
+    path = write(tmp_path / "trailing.tsv", "sentence\tlabel\ngood\t1\t\n")
+    assert load_splits("sst2", train_file=path, validation_file=path)["train"]["label"] == [1]
+
+
+def test_unterminated_quote_in_csv(tmp_path):
+    path = write(tmp_path / "train.csv", 'sentence,label\n"good movie,1\nbad,0\n')
+    message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert path in message and "cannot be parsed" in message and "close the quote" in message
+    path = write(tmp_path / "stray.csv", 'sentence,label\n"good" movie,1\n')
+    assert "line 2 cannot be parsed" in config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+
+
+def test_json_lines_that_are_not_objects(tmp_path):
+    path = write(tmp_path / "train.jsonl", '{"sentence": "a", "label": 1}\n[1, 2]\n')
+    message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert f"{path} line 2 is not a JSON object" in message
+    path = write(tmp_path / "broken.jsonl", '{"sentence": "a", "label": 1}\n{"sentence": "b", "label": 0\n')
+    assert "line 2" in config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    path = write(tmp_path / "nested.jsonl", '{"sentence": "a", "label": 1}\n{"sentence": ["b", "c"], "label": 0}\n')
+    message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert "line 2: field 'sentence' holds a JSON list" in message
+
+
+def test_folder_where_a_file_is_expected(tmp_path):
+    (tmp_path / "train.csv").mkdir()
+    message = config_error(load_splits, "sst2", train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "train.csv"))
+    assert "--train_file" in message and "is a folder" in message
+    glue = tmp_path / "glue"
+    glue.mkdir()
+    shutil.copy(os.path.join(fixture_dir("sst2"), "train.tsv"), glue / "train.tsv")
+    (glue / "dev.tsv").mkdir()
+    assert "holds a folder named dev.tsv" in config_error(load_splits, "sst2", data_dir=str(glue))
+
+
 # --------------------------------------------------------------------------------------------
 # Tokenisation and batching
 # --------------------------------------------------------------------------------------------

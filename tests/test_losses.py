@@ -115,6 +115,17 @@ def test_supervised_loss_classification_by_hand():
     assert mean.item() == pytest.approx((-math.log(0.75) + math.log(4)) / 2, abs=1e-6)
 
 
+def test_supervised_loss_label_smoothing_by_hand():
+    # C = 2, ε = 0.2: target (0.1, 0.9) for label 1 and (0.9, 0.1) for label 0
+    logits = torch.tensor([[0.0, math.log(3)], [0.0, math.log(3)]])  # p = [0.25, 0.75]
+    labels = torch.tensor([1, 0])
+    per = supervised_loss(logits, labels, regression=False, reduction="none", label_smoothing=0.2)
+    expected = [-(0.1 * math.log(0.25) + 0.9 * math.log(0.75)), -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))]
+    assert per.tolist() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="regression"):
+        supervised_loss(torch.zeros(2, 1), torch.zeros(2), regression=True, label_smoothing=0.1)
+
+
 def test_supervised_loss_regression_by_hand():
     logits = torch.tensor([[1.5], [0.0]])
     labels = torch.tensor([1.0, 2.0])
@@ -258,23 +269,44 @@ def test_alignment_identical_states_give_zero():
     assert torch.allclose(out, torch.zeros(2), atol=1e-6)
 
 
-def test_alignment_opposite_directions_give_four():
+def test_alignment_opposite_directions_give_four_over_hidden_size():
+    # unit vectors u and -u: squared distance 4, averaged over H = 3 hidden units
     h = torch.tensor([[[1.0, 2.0, -2.0]]])
     out = hidden_state_alignment([h], [-5.0 * h], torch.ones(1, 1))
-    assert out.item() == pytest.approx(4.0, abs=1e-6)
+    assert out.item() == pytest.approx(4.0 / 3, abs=1e-6)
 
 
 def test_alignment_two_tokens_by_hand():
-    # token 0: [1, 1] vs [1, 0] -> ‖(1/√2 - 1, 1/√2)‖² = 2 - 2cos45° = 2 - √2
-    # token 1: [0, 3] vs [2, 0] -> orthogonal unit vectors, distance 2
+    # H = 2. token 0: [1, 1] vs [1, 0] -> squared distance ‖(1/√2 - 1, 1/√2)‖² = 2 - √2, mean over H (2 - √2) / 2
+    # token 1: [0, 3] vs [2, 0] -> orthogonal unit vectors, squared distance 2, mean over H 1
     student = torch.tensor([[[1.0, 1.0], [0.0, 3.0]]])
     teacher = torch.tensor([[[1.0, 0.0], [2.0, 0.0]]])
     mask = torch.ones(1, 2)
+    one_pair = ((2 - math.sqrt(2)) / 2 + 1) / 2  # mean over the 2 tokens = 0.6464466
     out = hidden_state_alignment([student], [teacher], mask)
-    assert out.item() == pytest.approx(((2 - math.sqrt(2)) + 2) / 2, abs=1e-6)
-    # a second, perfectly aligned layer pair halves the mean over pairs
+    assert out.item() == pytest.approx(one_pair, abs=1e-6)
+    # layer pairs are summed (the released scripts' scale): a perfectly aligned pair adds 0 ...
     both = hidden_state_alignment([student, teacher], [teacher, teacher], mask)
-    assert both.item() == pytest.approx(((2 - math.sqrt(2)) + 2) / 4, abs=1e-6)
+    assert both.item() == pytest.approx(one_pair, abs=1e-6)
+    # ... and the same misaligned pair twice counts twice
+    twice = hidden_state_alignment([student, student], [teacher, teacher], mask)
+    assert twice.item() == pytest.approx(2 * one_pair, abs=1e-6)
+
+
+def test_alignment_matches_the_released_scale():
+    """Equal-length rows: the released scripts' MSE of hidden-axis-normalised states over
+    tokens and hidden units, summed over layer pairs (not averaged over them)."""
+    student = [torch.tensor([[[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]]]), torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])]
+    teacher = [torch.tensor([[[0.0, 5.0, 0.0], [0.0, 0.0, 7.0]]]), torch.tensor([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])]
+    # pair 0: token 0 (0.6, 0.8, 0) vs (0, 1, 0): 0.36 + 0.04 = 0.4; token 1 identical: 0
+    #         -> (0.4 + 0) / (2 tokens * 3 units) = 1/15
+    # pair 1: token 0 orthogonal: 2; token 1 identical: 0 -> 2 / 6 = 1/3
+    expected = 1 / 15 + 1 / 3
+    out = hidden_state_alignment(student, teacher, torch.ones(1, 2))
+    assert out.item() == pytest.approx(expected, abs=1e-6)
+    # the formula of the released scripts, written out with torch's own mse_loss
+    released = sum(F.mse_loss(F.normalize(s, dim=-1), F.normalize(t, dim=-1)) for s, t in zip(student, teacher))
+    assert out.item() == pytest.approx(released.item(), abs=1e-6)
 
 
 def test_alignment_ignores_padding_positions():
@@ -282,8 +314,8 @@ def test_alignment_ignores_padding_positions():
     teacher = torch.tensor([[[1.0, 0.0], [2.0, 0.0], [-1.0, 2.0]], [[0.0, 1.0], [5.0, 1.0], [1.0, 5.0]]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     out = hidden_state_alignment([student], [teacher], mask)
-    # row 0: mean of its two real tokens (as above); row 1: one real token, orthogonal -> 2
-    assert out.tolist() == pytest.approx([((2 - math.sqrt(2)) + 2) / 2, 2.0], abs=1e-6)
+    # row 0: mean of its two real tokens (as above); row 1: one real token, orthogonal -> 2 / H = 1
+    assert out.tolist() == pytest.approx([((2 - math.sqrt(2)) / 2 + 1) / 2, 1.0], abs=1e-6)
 
     garbage_s, garbage_t = student.clone(), teacher.clone()
     garbage_s[0, 2] = torch.tensor([1e6, -3.0])
@@ -337,4 +369,4 @@ def test_alignment_is_fp32_for_bf16_states():
     teacher = torch.tensor([[[1.0, 0.0], [2.0, 0.0]]]).to(torch.bfloat16)
     out = hidden_state_alignment([student], [teacher], torch.ones(1, 2))
     assert out.dtype == torch.float32
-    assert out.item() == pytest.approx(((2 - math.sqrt(2)) + 2) / 2, abs=1e-6)
+    assert out.item() == pytest.approx(((2 - math.sqrt(2)) / 2 + 1) / 2, abs=1e-6)

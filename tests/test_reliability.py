@@ -230,9 +230,11 @@ def launcher(tmp_path_factory):
 
 
 def teacher_args(base, output_dir):
+    # 10 epochs: enough for the tiny teacher to beat the majority class on the dev fixture
+    # (0.875 vs 0.5), so distillation from it passes the teacher check.
     return [
         "--model_name_or_path", base, "--task_name", "sst2", "--data_dir", SST2, "--output_dir", output_dir,
-        "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+        "--num_train_epochs", "10", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
         "--save_strategy", "no", "--seed", "3", *QUIET,
     ]
 
@@ -253,7 +255,21 @@ def zoo(tmp_path_factory, tiny_bert, launcher):
     result = launcher.run("train_teacher.py", teacher_args(tiny_bert, teacher))
     assert result.rc == 0, ok(result)
     zoo = SimpleNamespace(root=root, base=tiny_bert, teacher=teacher)
-    # Random-head classifiers are valid teachers for the checks that never reach training.
+    # The trained teacher with its classes swapped and generic LABEL_i names: the label-order
+    # check of its config cannot see the swap, the teacher check on dev examples must.
+    zoo.permuted = _copy_teacher(teacher, root / "permuted")
+    state = weights(zoo.permuted)
+    for name in ("classifier.weight", "classifier.bias"):
+        state[name] = state[name].flip(0).contiguous()
+    save_file(state, os.path.join(zoo.permuted, "model.safetensors"), metadata={"format": "pt"})
+    config_path = os.path.join(zoo.permuted, "config.json")
+    with open(config_path) as handle:
+        config = json.load(handle)
+    config.update(id2label={"0": "LABEL_0", "1": "LABEL_1"}, label2id={"LABEL_0": 0, "LABEL_1": 1})
+    with open(config_path, "w") as handle:
+        json.dump(config, handle)
+    # Random-head classifiers are valid teachers for the checks that never reach training; runs
+    # that do train from one (zoo.wide, zoo.nan) pass --skip_teacher_check.
     zoo.wide = make_tiny_bert(root / "wide", num_layers=2, hidden=48, heads=2)
     zoo.three_labels = make_tiny_bert(root / "three_labels", num_layers=2, num_labels=3)
     zoo.other_vocab = make_tiny_bert(root / "other_vocab", num_layers=2, extra_vocab=("zebra", "yak"))
@@ -296,6 +312,29 @@ def _a_file(path):
         handle.write("notes\n")
 
 
+def _latin1_data_dir(root):
+    """A GLUE-format folder whose train.tsv was saved as Latin-1, as many older exports are."""
+    folder = root / "latin1"
+    folder.mkdir()
+    (folder / "train.tsv").write_bytes("sentence\tlabel\nthe movie was good\t1\nthe caf\u00e9 was bad\t0\n".encode("latin-1"))
+    shutil.copy(os.path.join(SST2, "dev.tsv"), folder / "dev.tsv")
+    return str(folder)
+
+
+def _user_files(root, name, train_text):
+    """--train_file/--validation_file pair: `train_text` as train.<ext of name>, the fixture's dev.tsv."""
+    path = root / name
+    path.write_text(train_text)
+    return ["--train_file", str(path), "--validation_file", os.path.join(SST2, "dev.tsv")]
+
+
+def _without(argv, flag):
+    """`argv` without `flag` and its value."""
+    argv = list(argv)
+    position = argv.index(flag)
+    return argv[:position] + argv[position + 2:]
+
+
 # Each case: (entry point, argv builder(zoo, tmp, out), words of the error, where it must fail).
 # Stages: "args" = before any model is loaded, "models" = before the data is read,
 # "data" = while reading the data (before training).
@@ -322,6 +361,23 @@ BAD_INPUT = {
     "output_dir_is_a_file": ("train_teacher.py", lambda z, t, o: _a_file(o) or teacher_args(z.base, o), "is a file", "args"),
     "overwrite_keeps_finished_run_on_error": ("dynamic_data.py", lambda z, t, o: _finished_output(o) or student_args(z, o, "--teacher", str(t / "nowhere"), "--overwrite_output_dir"), "does not exist", "models"),
     "truncated_teacher_weights": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.truncated), "unreadable weights", "models"),
+    # files the loader cannot read (issue 10, item 7)
+    "data_file_not_utf8": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _latin1_data_dir(t)), "line 3 is not valid UTF-8 (byte 0xe9", "data"),
+    "data_line_not_a_json_object": ("train_teacher.py", lambda z, t, o: _without(teacher_args(z.base, o), "--data_dir") + _user_files(t, "train.jsonl", '{"sentence": "good", "label": 1}\n["bad", 0]\n'), "line 2 is not a JSON object", "data"),
+    "data_ragged_row": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "sentence\tlabel\ngood\t1\nbad\tmovie\t0\n")), "line 3 has 3 fields but the header has 2", "data"),
+    "data_header_only": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "sentence\tlabel\n")), "no labeled data rows", "data"),
+    "data_file_is_a_folder": ("train_teacher.py", lambda z, t, o: (t / "train.csv").mkdir() or _without(teacher_args(z.base, o), "--data_dir") + ["--train_file", str(t / "train.csv"), "--validation_file", os.path.join(SST2, "dev.tsv")], "is a folder", "data"),
+    # numeric flags with no meaningful value, and flags the trainer would not honour (items 3, 7)
+    "temperature_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--temperature", "0"), "--temperature must be a positive number", "args"),
+    "batch_size_zero": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number", "args"),
+    "epochs_zero": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--num_train_epochs", "0"), "--num_train_epochs must be a positive number", "args"),
+    "negative_alpha": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0", "args"),
+    "teacher_batch_size_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1", "args"),
+    "label_smoothing_on_regression": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--task_name", "stsb", "--data_dir", STSB) + ["--label_smoothing_factor", "0.1"], "stsb is a regression task", "args"),
+    "unhonoured_training_flag": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--use_liger_kernel"), "--use_liger_kernel is not supported", "args"),
+    "epoch_scope_without_selection": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_scope", "epoch"), "--selection_scope epoch needs a --selection_strategy", "args"),
+    # a teacher whose classes are in another order than the task's (item 5): caught before training
+    "teacher_with_permuted_labels": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.permuted), "no better than always predicting the majority class", "data"),
     "unwritable_teacher_cache_dir": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--teacher_cache", "disk", "--teacher_cache_dir", os.path.join(SST2, "train.tsv", "cache")), "--teacher_cache_dir", "args"),
 }
 
@@ -358,6 +414,22 @@ def test_bad_input_is_one_line_and_touches_nothing(case, zoo, launcher, tmp_path
     if stage in ("args", "models"):
         assert "dynamic_kd.data: loaded" not in result.stderr
     assert "train_runtime" not in result.stdout + result.stderr
+
+
+def test_teacher_scores_are_checked_and_reported(zoo, launcher, tmp_path):
+    """Each teacher is scored on the dev examples before training; results.json keeps the scores."""
+    good = str(tmp_path / "good")
+    result = launcher.run("dynamic_data.py", student_args(zoo, good, "--teacher", zoo.teacher))
+    assert result.rc == 0, ok(result)
+    assert f"teacher teacher ({zoo.teacher}) on the first 16 validation examples: accuracy 0.875" in result.stderr
+    assert read_results(good)["teacher_metrics"] == {"teacher": {"accuracy": 0.875, "majority_class_rate": 0.5, "examples": 16}}
+
+    # the override trains anyway, warns, and still reports the (bad) scores
+    permuted = str(tmp_path / "permuted")
+    result = launcher.run("dynamic_data.py", student_args(zoo, permuted, "--teacher", zoo.permuted, "--skip_teacher_check"))
+    assert result.rc == 0, ok(result)
+    assert "--skip_teacher_check: distilling from it anyway" in result.stderr
+    assert read_results(permuted)["teacher_metrics"]["teacher"]["accuracy"] == 0.125
 
 
 # --- 2. crash and resume ----------------------------------------------------------------------
@@ -435,7 +507,9 @@ def test_results_are_written_atomically(tmp_path, monkeypatch):
 
 def test_nan_teacher_stops_with_one_line_and_exit_3(zoo, launcher, tmp_path):
     output_dir = str(tmp_path / "out")
-    result = launcher.run("dynamic_data.py", student_args(zoo, output_dir, "--teacher", zoo.nan, "--logging_steps", "1"))
+    # --skip_teacher_check: the teacher check would catch these NaN logits before training; this
+    # test is about a loss that turns NaN during training.
+    result = launcher.run("dynamic_data.py", student_args(zoo, output_dir, "--teacher", zoo.nan, "--logging_steps", "1", "--skip_teacher_check"))
 
     assert result.rc == 3, ok(result)
     assert "Traceback" not in result.stderr, result.stderr[-4000:]
@@ -447,9 +521,9 @@ def test_nan_teacher_stops_with_one_line_and_exit_3(zoo, launcher, tmp_path):
 # --- 4. determinism ------------------------------------------------------------------------------
 
 DETERMINISM = {
-    "dynamic_teacher.py": lambda z, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide),
+    "dynamic_teacher.py": lambda z, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, "--skip_teacher_check"),
     "dynamic_data.py": lambda z, o: student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "random", "--selection_ratio", "0.5"),
-    "dynamic_objective.py": lambda z, o: student_args(z, o, "--teacher", z.wide, "--strategy", "uncertainty"),
+    "dynamic_objective.py": lambda z, o: student_args(z, o, "--teacher", z.wide, "--strategy", "uncertainty", "--skip_teacher_check"),
 }
 
 
@@ -480,11 +554,11 @@ TORCHRUN = {
     # script: (argv builder, expected teacher_forward_examples over both ranks)
     "train_teacher.py": (lambda z, o: teacher_args(z.base, o) + DDP, 0),
     # hard mode routes each row to exactly one teacher; the memory cache computes it once
-    "dynamic_teacher.py": (lambda z, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, *DDP, batch=4), 32),
+    "dynamic_teacher.py": (lambda z, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, "--skip_teacher_check", *DDP, batch=4), 32),
     # 2 epochs: caches are all-gathered at epoch end, so epoch 2 needs no teacher forward
     "dynamic_data.py": (lambda z, o: student_args(z, o, "--teacher", z.teacher, *DDP, epochs=2, batch=4), 32),
     # full-token hidden states are never cached: one forward per row
-    "dynamic_objective.py": (lambda z, o: student_args(z, o, "--teacher", z.wide, "--strategy", "uncertainty", *DDP, batch=4), 32),
+    "dynamic_objective.py": (lambda z, o: student_args(z, o, "--teacher", z.wide, "--strategy", "uncertainty", "--skip_teacher_check", *DDP, batch=4), 32),
 }
 
 

@@ -44,10 +44,13 @@ def models(tmp_path_factory):
 
 
 def student_argv(models, out, *extra):
+    # One epoch on 32 rows leaves these tiny teachers at chance on the dev fixture, which the
+    # teacher check (tested in test_reliability.py) would rightly refuse.
     return [
         "--model_name_or_path", models["base"], "--student_num_layers", "2", "--task_name", "sst2", "--data_dir", SST2,
         "--output_dir", str(out), "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-        "--report_to", "none", "--learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "no", *extra,
+        "--report_to", "none", "--learning_rate", "1e-3", "--logging_steps", "1", "--save_strategy", "no",
+        "--skip_teacher_check", *extra,
     ]
 
 
@@ -368,3 +371,74 @@ def test_nan_loss_is_read_at_logging_steps_and_names_the_first_step(logging_step
     with pytest.raises(TrainingDiverged, match=r"^loss is nan at step 1 \(ce [0-9.]+, kd nan, rep 0, .*; lower --learning_rate"):
         trainer.train()
     assert trainer.state.global_step == stopped_at  # 4 steps per epoch, 2 epochs
+def _unit(x):
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+@pytest.mark.parametrize("rep_layers, teacher", [("cls", "small"), ("all", "large")])
+def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher):
+    """`_rep` gives, per selected row, sum over layer pairs of the mean over real tokens and hidden
+    units of the squared difference of unit-normalised states (the large teacher is wider: the
+    student's states go through the learned projection first)."""
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models[teacher], "--kd_rep_alpha", "1", "--rep_layers", rep_layers))
+    batch = first_batch(trainer)
+    idx, inputs = batch.pop("idx"), {k: v for k, v in batch.items() if k != "labels"}
+    model = trainer.model.eval()
+    rows = torch.tensor([0, 3, 5])
+    with torch.no_grad():
+        student_states = model(**inputs, output_hidden_states=True).hidden_states
+        _, teacher_states = trainer.teachers["teacher"].query(inputs, rows, idx, rep_layers)
+        rep = trainer._rep(model, student_states, teacher_states, inputs["attention_mask"], rows, "teacher")
+        full_teacher = trainer.teachers["teacher"].model(**{k: v[rows] for k, v in inputs.items()}, output_hidden_states=True).hidden_states
+    projection = model.projections["teacher"] if hasattr(model, "projections") else torch.nn.Identity()
+    pairs = trainer.layer_pairs["teacher"]
+    assert pairs == [(0, 0), (1, 1), (2, 2)] if teacher == "small" else [(0, 0), (1, 2), (2, 4)]
+    expected = []
+    for position, row in enumerate(rows.tolist()):
+        real = inputs["attention_mask"][row].bool() if rep_layers == "all" else torch.tensor([True])
+        total = 0.0
+        for s, t in pairs:
+            student = projection(student_states[s][row])[: len(real)][real]
+            teacher_h = full_teacher[t][position][: len(real)][real]
+            total += (_unit(student) - _unit(teacher_h)).pow(2).mean().item()  # mean over tokens x hidden units
+        expected.append(total)
+    assert rep.shape == (3,)
+    assert rep.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def test_label_smoothing_reaches_the_gold_label_term(models, tmp_path):
+    """--label_smoothing_factor smooths the CE of students and of teachers (train_teacher.py's trainer)."""
+    from dynamic_kd.losses import supervised_loss
+
+    for argv in (
+        student_argv(models, tmp_path, "--teacher", models["small"], "--kd_alpha", "0", "--label_smoothing_factor", "0.2"),
+        ["--model_name_or_path", models["base"], "--task_name", "sst2", "--data_dir", SST2, "--output_dir", str(tmp_path / "t"),
+         "--report_to", "none", "--label_smoothing_factor", "0.2"],
+    ):
+        if "--teacher" in argv:
+            trainer = build_trainer(argv)
+        else:
+            data_args, model_args, training_args = parse_args(argv, DataArguments, ModelArguments)
+            tokenizer = load_tokenizer(model_args.model_name_or_path)
+            data = load_data(data_args, tokenizer)
+            trainer = DistillationTrainer(
+                model=build_student(model_args.model_name_or_path, data_args.task), args=training_args,
+                train_dataset=data.train, data_collator=data.collator, processing_class=tokenizer, task=data_args.task,
+            )
+        batch = first_batch(trainer)
+        trainer.model.eval()  # no dropout: the same logits twice
+        with torch.no_grad():
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+            logits = trainer.model(**{k: v for k, v in batch.items() if k not in ("idx", "labels")}).logits
+        labels = batch["labels"]
+        p = torch.softmax(logits.float(), dim=-1)
+        # ε = 0.2, C = 2: -(1 - ε) log p_y - (ε / C) Σ_c log p_c
+        by_hand = -(0.8 * p.gather(1, labels[:, None]).squeeze(1).log() + 0.1 * p.log().sum(dim=-1)).mean()
+        assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+        assert loss.item() != pytest.approx(supervised_loss(logits, labels, False).item(), rel=1e-4)
+
+
+def test_epoch_scope_shuffles_with_data_seed(models, tmp_path):
+    argv = student_argv(models, tmp_path, "--teacher", models["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.5", "--selection_scope", "epoch")
+    assert build_trainer(argv).epoch_selection.sampler.seed == 42  # --seed's default
+    assert build_trainer(argv + ["--data_seed", "7"]).epoch_selection.sampler.seed == 7
