@@ -3,6 +3,7 @@ selection reaches the teacher with the right rows, epoch scope plans the real st
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -49,7 +50,7 @@ def build_trainer(argv):
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     data = load_data(data_args, tokenizer)
     student = build_student(model_args.model_name_or_path, data_args.task, model_args.student_num_layers)
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, training_args=training_args)
     return DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args, train_dataset=data.train,
         eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(data_args.task),
@@ -158,5 +159,5 @@ def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
-    # the cache holds fp32 logits whatever the teacher's dtype
-    assert trainer.teachers["teacher"].logits.dtype == torch.float32
+    # the store holds fp32 logits whatever the teacher's dtype
+    assert trainer.teachers["teacher"].store.rows["logits"].array.dtype == np.float32
