@@ -384,7 +384,10 @@ class Teacher:
             mine = order[rank::world]
             batches = [mine[start:start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
             inputs = dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
-            loader = DataLoader(inputs, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers)
+            # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the
+            # global RNG would make a run that prefills train differently from one that finds
+            # its store already full.
+            loader = DataLoader(inputs, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers, generator=torch.Generator())
             started = time.perf_counter()
             for batch_positions, batch in zip(batches, loader):
                 logits, states = self._forward({k: v.to(device) for k, v in batch.items()}, self.cls_layers is not None)

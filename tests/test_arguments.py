@@ -1,4 +1,6 @@
 """The shared argument set: parsing, aliases, and one-line ConfigErrors for every bad input."""
+import os
+
 import pytest
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -221,3 +223,16 @@ def test_help_lists_strategies(monkeypatch):
         assert name in text, name
     for flag in ("--kd_kl_alpha", "--kd_rep_alpha", "--selection_ratio", "--uncertainty_mode", "--group_by_length"):
         assert flag in text, flag
+
+
+def test_pin_memory_only_with_an_accelerator(parse):
+    assert parse()[3].dataloader_pin_memory is False  # this suite runs on CPU
+    assert parse("--dataloader_pin_memory")[3].dataloader_pin_memory is True  # asked for: kept
+    assert parse("--dataloader_pin_memory", "false")[3].dataloader_pin_memory is False
+
+
+def test_teacher_store_defaults_under_the_cache_root(parse, monkeypatch, tmp_path):
+    monkeypatch.setenv("DYNAMIC_KD_CACHE", str(tmp_path / "root"))
+    kd = parse()[2]
+    assert (kd.teacher_cache, kd.teacher_cache_dir) == ("memory", str(tmp_path / "root" / "teacher_outputs"))
+    assert parse("--teacher_cache_dir", "~/stores")[2].teacher_cache_dir == os.path.expanduser("~/stores")

@@ -2,6 +2,7 @@
 selection reaches the teacher with the right rows, epoch scope plans the real step count."""
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -161,3 +162,12 @@ def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     # the store holds fp32 logits whatever the teacher's dtype
     assert trainer.teachers["teacher"].store.rows["logits"].array.dtype == np.float32
+
+
+def test_cpu_training_prints_no_pin_memory_warning(models, tmp_path):
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models["small"], "--num_train_epochs", "1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+        trainer.evaluate()
+    assert not [w for w in caught if "pin_memory" in str(w.message)]
