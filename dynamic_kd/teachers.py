@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 TEACHER_CACHE_MODES = ("none", "memory", "disk")
 TEACHER_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STORE_FORMAT = 1  # part of every disk key: a layout change makes old stores unreachable, never misread
+MEMORY_STORE_WARNING_BYTES = 1 << 30
 SYNC_CHUNK_BYTES = 64 << 20  # rows sent per broadcast under DDP: bounds the RAM a sync needs
 
 
@@ -300,6 +301,10 @@ class Teacher:
             logger.info("teacher %s: shared output store %s (%d of %d rows filled)", name, store_folder, self.store.filled_count(), num_examples)
         else:
             self.store = OutputStore.in_memory(shapes)
+            size = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values()) * 4
+            if size > MEMORY_STORE_WARNING_BYTES:
+                logger.warning("teacher %s: --teacher_cache memory holds %.1f GB of outputs in the RAM of every process; "
+                               "--teacher_cache disk keeps them on disk and shares them between runs", name, size / 1e9)
 
     @property
     def hidden_size(self) -> int:
@@ -315,21 +320,21 @@ class Teacher:
         return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
 
     def _forward(self, inputs: dict, hidden: bool):
-        """Teacher forward in eval mode without gradient; outputs cast to fp32."""
+        """Teacher forward in eval mode without gradient: fp32 logits [K, C] and the hidden-state
+        tuple in the pass's dtype (cast by the caller, which often keeps only the [CLS] rows)."""
         with torch.no_grad(), self.autocast():
             outputs = self.model(**inputs, output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
-        states = tuple(h.float() for h in outputs.hidden_states) if hidden else None
-        return outputs.logits.float(), states
+        return outputs.logits.float(), outputs.hidden_states if hidden else None
 
     def _cls(self, states) -> torch.Tensor:
-        """[K, P, H] [CLS] vectors of the cached layers."""
-        return torch.stack([states[layer][:, 0] for layer in self.cls_layers], dim=1)
+        """[K, P, H] fp32 [CLS] vectors of the cached layers."""
+        return torch.stack([states[layer][:, 0] for layer in self.cls_layers], dim=1).float()
 
     def _keep(self, idx: np.ndarray, logits: torch.Tensor, states) -> None:
-        values = {"logits": logits.detach().cpu().numpy()}
+        values = {"logits": logits.cpu().numpy()}
         if self.cls_layers is not None:
-            values["cls_states"] = self._cls(states).detach().cpu().numpy()
+            values["cls_states"] = self._cls(states).cpu().numpy()
         self._unsynced.append(self.store.write(idx, values))
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
@@ -345,7 +350,9 @@ class Teacher:
             logits, states = self._forward(row_inputs, hidden != "none")
             if self.store is not None and idx is not None and self.cls_layers is None:
                 self._keep(idx[rows].cpu().numpy(), logits, None)
-            return logits, self._cls(states) if hidden == "cls" else states
+            if hidden == "cls":
+                return logits, self._cls(states)
+            return logits, None if states is None else tuple(h.float() for h in states)
         row_idx = idx[rows].cpu().numpy()
         missing = np.flatnonzero(self.store.missing(row_idx))
         with_states = self.cls_layers is not None  # a stored row needs all of its values
