@@ -17,8 +17,8 @@ from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from conftest import FIXTURES, make_tiny_bert
-from dynamic_kd.arguments import DistillationArguments, RunArguments, parse_args
-from dynamic_kd.teachers import OutputStore, Teacher, store_location, teacher_compute_dtype
+from dynamic_kd.arguments import DistillationArguments, parse_args
+from dynamic_kd.teachers import Teacher, store_location, teacher_compute_dtype
 
 import dynamic_data
 
