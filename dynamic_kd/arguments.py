@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from dynamic_kd.cache import cache_root
 from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES
@@ -132,10 +133,10 @@ class DistillationArguments:
     rep_alpha: float = field(default=0.0, metadata={"help": "Weight of the hidden-state alignment term (0 = off).", "aliases": ["--kd_rep_alpha"]})
     rep_layers: str = field(default="all", metadata={"help": "Hidden-state alignment over all tokens of the mapped layers, or cls ([CLS] only, PKD)."})
     rep_projection: bool = field(default=True, metadata={"help": "Learn a linear map from student to teacher hidden size when they differ (never saved with the student)."})
-    teacher_cache: str = field(default="memory", metadata={"help": f"Teacher-output cache keyed by example idx: {_one_of(TEACHER_CACHE_MODES)}."})
-    teacher_cache_dir: str = field(default=os.path.join("~", ".cache", "dynamic_kd", "teacher_outputs"), metadata={"help": "Where --teacher_cache disk keeps teacher outputs."})
-    teacher_dtype: str = field(default="auto", metadata={"help": f"Precision of the teacher pass: {_one_of(TEACHER_DTYPES)} (auto = autocast like the student; others autocast to that dtype, weights stay fp32)."})
-    teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the cache."})
+    teacher_cache: str = field(default="memory", metadata={"help": f"Teacher-output store keyed by example idx: {_one_of(TEACHER_CACHE_MODES)} (memory: this run only; disk: shared by every run with the same teacher, data, tokenisation and precision)."})
+    teacher_cache_dir: str | None = field(default=None, metadata={"help": "Where --teacher_cache disk keeps its stores (default: $DYNAMIC_KD_CACHE/teacher_outputs, DYNAMIC_KD_CACHE defaulting to ~/.cache/dynamic_kd)."})
+    teacher_dtype: str = field(default="auto", metadata={"help": f"Precision of the teacher pass: {_one_of(TEACHER_DTYPES)} (auto = autocast like the student's --bf16/--fp16, else fp32; others autocast to that dtype; weights stay fp32)."})
+    teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the store (before training, and the misses of a batch)."})
     skip_teacher_check: bool = field(default=False, metadata={"help": "Distil even from a classification teacher that scores no better than the majority class on the first dev examples (a warning instead of an error)."})
 
     def __post_init__(self):
@@ -149,7 +150,7 @@ class DistillationArguments:
         _check_choice("--rep_layers", self.rep_layers, ("all", "cls"))
         _check_choice("--teacher_cache", self.teacher_cache, TEACHER_CACHE_MODES)
         _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
-        self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir)
+        self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs"))
         if self.teacher_cache == "disk":
             _check_writable_dir("--teacher_cache_dir", self.teacher_cache_dir)
         if self.selection_scope == "epoch" and self.selection_strategy == "none":
@@ -221,6 +222,7 @@ class RunArguments(TrainingArguments):
 
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a run in an --output_dir that already holds a finished results.json (replaced only when this run finishes)."})
     group_by_length: bool = field(default=False, metadata={"help": "Batch examples of similar length together (sets --train_sampling_strategy group_by_length)."})
+    dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Pin batches in host memory for faster copies to the accelerator (default: on with a GPU, off on CPU, where torch can only warn about it).", "nargs": "?", "const": True})
 
     def __post_init__(self):
         if self.group_by_length:
@@ -232,6 +234,8 @@ class RunArguments(TrainingArguments):
             if is_set(self):
                 raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}")
         super().__post_init__()
+        if self.dataloader_pin_memory is None:  # not passed: pinning only helps copies to a GPU-like device
+            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")
         if self.accelerator_config.split_batches:  # a dict or JSON text until HF's __post_init__ parses it
             raise ConfigError(
                 "--accelerator_config split_batches is not supported by the distillation trainer: it would make "

@@ -18,6 +18,8 @@ order of some label sets (MNLI above all), so a bare integer is only trusted whe
 it as an alias.
 """
 import csv
+import hashlib
+import inspect
 import json
 import logging
 import math
@@ -26,8 +28,12 @@ import re
 from dataclasses import dataclass, replace
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from transformers import DataCollatorWithPadding, default_data_collator
 
+from dynamic_kd.cache import cache_root, entry_folder, get_or_build, key_hash, writable_folder
 from dynamic_kd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -743,7 +749,7 @@ def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool
 
 
 def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_length=False,
-                    max_train_samples=None, max_eval_samples=None, token_type_ids=None) -> dict[str, datasets.Dataset]:
+                    max_train_samples=None, max_eval_samples=None, token_type_ids=None, cache_dir=None) -> dict[str, datasets.Dataset]:
     """Tokenise every split; columns become input_ids, attention_mask, [token_type_ids], labels, idx.
 
     ``token_type_ids``: True/False force segment ids on/off (``models.takes_token_type_ids``
@@ -751,7 +757,9 @@ def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_leng
 
     ``pad_to_max_length`` pads every row to ``max_seq_length`` (as the original code did);
     otherwise padding is left to the collator. ``max_train_samples`` / ``max_eval_samples`` keep the
-    first N rows of the train / eval splits. Results stay in memory: nothing goes to the HF cache.
+    first N rows of the train / eval splits. Without ``cache_dir`` the results stay in memory;
+    with it, each split is tokenised once per (its rows' content, tokenizer, ``max_seq_length``,
+    padding) and read back memory-mapped by every later call (see ``tokenized_cache_dir``).
     """
     task = task if isinstance(task, Task) else get_task(task)
     if not isinstance(max_seq_length, int) or max_seq_length < 2:
@@ -760,14 +768,101 @@ def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_leng
     _check_limit(max_train_samples, "--max_train_samples")
     _check_limit(max_eval_samples, "--max_eval_samples")
     encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
+    settings = None
+    if cache_dir is not None:
+        # The encoder's own source is part of the key: editing how rows are encoded invalidates the cache.
+        settings = {"encoder": hashlib.sha256(inspect.getsource(_encoder).encode()).hexdigest(), "text_keys": list(task.text_keys), "tokenizer": tokenizer_fingerprint(tokenizer),
+                    "max_seq_length": max_seq_length, "pad_to_max_length": pad_to_max_length, "token_type_ids": token_type_ids}
     tokenized = {}
     for name, dataset in splits.items():
         dataset = _take_first(dataset, max_train_samples if name == "train" else max_eval_samples)
-        mapped = dataset.map(encode, batched=True, remove_columns=dataset.column_names,
-                             keep_in_memory=True, desc=f"tokenizing {task.name} {name}")
+        desc = f"tokenizing {task.name} {name}"
+        if settings is None:
+            mapped = dataset.map(encode, batched=True, remove_columns=dataset.column_names,
+                                 keep_in_memory=True, desc=desc)
+        else:
+            mapped = _cached_map(dataset, encode, dict(settings, data=dataset_fingerprint(dataset)), cache_dir, desc)
         order = [c for c in MODEL_INPUT_COLUMNS if c in mapped.column_names] + ["labels", "idx"]
         tokenized[name] = mapped.select_columns(order)
     return tokenized
+
+
+def _cached_map(dataset, encode, key: dict, cache_dir: str, desc: str) -> datasets.Dataset:
+    """`dataset.map(encode)` written once to an Arrow file in a keyed folder, memory-mapped after."""
+    folder = entry_folder(cache_dir, "tokenized", key)
+
+    def build(tmp):
+        dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc,
+                    cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
+
+    def load(path):
+        try:
+            return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
+        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+            logger.warning("tokenised data %s is unreadable (%s)", path, _one_line(exc, 120))
+            return None
+
+    mapped, reused = get_or_build(folder, key, build, load, "tokenised data")
+    logger.info("%s tokenised %s (%d rows) %s %s", "reusing" if reused else "cached", desc.removeprefix("tokenizing "),
+                len(mapped), "from" if reused else "in", folder)
+    return mapped
+
+
+def tokenized_cache_dir() -> str | None:
+    """Where tokenised splits are cached: `$DYNAMIC_KD_CACHE/tokenized`; None (tokenise in memory,
+    with one log line) when the folder is not writable or `datasets.disable_caching()` is in effect."""
+    folder = os.path.join(cache_root(), "tokenized")
+    if not datasets.is_caching_enabled():
+        logger.info("datasets caching is disabled: tokenising in memory")
+        return None
+    if not writable_folder(folder):
+        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to a writable folder to reuse it across runs)", folder)
+        return None
+    return folder
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of everything that decides a tokenizer's output: its full spec (vocab, normaliser,
+    pre-tokeniser, post-processor) and the sides it truncates and pads."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        # Per-call state that the tokenizer sets on its backend before each call, not its identity.
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+    else:
+        spec = sorted(tokenizer.get_vocab().items())
+    described = [type(tokenizer).__name__, spec, tokenizer.padding_side, tokenizer.truncation_side, list(tokenizer.model_input_names)]
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
+    """Hash of the names, types and values of `columns` (default: all) of every row, in order."""
+    columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
+    digest = hashlib.sha256(json.dumps([[c, str(dataset.features[c])] for c in columns]).encode())
+    digest.update(str(len(dataset)).encode())
+    for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=20000):
+        for column in columns:
+            _hash_array(digest, table.column(column).combine_chunks())
+    return digest.hexdigest()
+
+
+def _hash_array(digest, array: pa.Array):
+    """Feed an Arrow array's values (not its memory layout) into `digest`."""
+    if array.null_count:
+        digest.update(pc.is_null(array).to_numpy(zero_copy_only=False).tobytes())
+    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        digest.update(pc.list_value_length(array).to_numpy(zero_copy_only=False).tobytes())
+        _hash_array(digest, array.flatten())
+    elif pa.types.is_string(array.type) or pa.types.is_binary(array.type) or pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type):
+        wide = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+        _, offsets, data = array.buffers()
+        offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[array.offset:array.offset + len(array) + 1]
+        digest.update(np.diff(offsets).tobytes())
+        if data is not None and len(offsets):
+            digest.update(memoryview(data)[offsets[0]:offsets[-1]])
+    else:
+        digest.update(array.to_numpy(zero_copy_only=False).tobytes())
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):

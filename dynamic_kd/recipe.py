@@ -22,6 +22,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 import torch.distributed as dist
 import transformers
@@ -30,7 +31,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
-from dynamic_kd.data import load_splits, make_collator, tokenize_splits
+from dynamic_kd.data import MODEL_INPUT_COLUMNS, dataset_fingerprint, load_splits, make_collator, tokenize_splits, tokenized_cache_dir
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import layer_map
 from dynamic_kd.metrics import compute_task_metrics, metrics_fn
@@ -45,7 +46,15 @@ from dynamic_kd.models import (
     unwrap_student,
 )
 from dynamic_kd.strategies import build_strategies
-from dynamic_kd.teachers import Teacher, cache_location, dataset_fingerprint, teacher_fingerprint
+from dynamic_kd.teachers import (
+    STORE_FORMAT,
+    Teacher,
+    dtype_name,
+    log_teacher_precision,
+    store_location,
+    teacher_compute_dtype,
+    teacher_fingerprint,
+)
 from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
 
 logger = logging.getLogger("dynamic_kd")
@@ -183,7 +192,7 @@ def load_data(data_args: DataArguments, tokenizer, models=()) -> Data:
     token_type_ids = any(takes_token_type_ids(model) for model in models) if models else None
     tokenized = tokenize_splits(
         splits, task, tokenizer, data_args.max_seq_length, data_args.pad_to_max_length,
-        data_args.max_train_samples, data_args.max_eval_samples, token_type_ids,
+        data_args.max_train_samples, data_args.max_eval_samples, token_type_ids, cache_dir=tokenized_cache_dir(),
     )
     # Evaluation needs no idx (only training keys teacher caches on it).
     evals = {name: tokenized[name].remove_columns("idx") for name in task.eval_splits}
@@ -206,25 +215,35 @@ def load_teacher_models(kd_args: DistillationArguments, task, tokenizer) -> dict
     return models
 
 
-def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int, models: dict | None = None) -> dict:
-    """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded)."""
+def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int,
+                  models: dict | None = None, *, training_args) -> dict:
+    """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded).
+
+    A disk store is keyed on everything its values depend on: the teacher's files, the task, the
+    tokenised training data (token ids and idx: tokenizer, --max_seq_length and padding included),
+    the precision the teacher pass really runs in and on which device type, and the cached layers.
+    """
     task = data_args.task
     models = load_teacher_models(kd_args, task, tokenizer) if models is None else models
-    num_examples = int(max(train_dataset["idx"])) + 1
-    fingerprint = dataset_fingerprint(train_dataset) if kd_args.teacher_cache == "disk" else None
+    num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
+    dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
+    device_type = training_args.device.type
+    if training_args.process_index == 0:
+        log_teacher_precision(dtype, why, device_type)
+    fingerprint = dataset_fingerprint(train_dataset, ("idx",) + MODEL_INPUT_COLUMNS) if kd_args.teacher_cache == "disk" else None
     teachers = {}
     for name, path in kd_args.teachers.items():
         model = models[name]
         pairs = layer_map(student_layers, model.config.num_hidden_layers)
         cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
         key = {
-            "teacher": os.path.realpath(path), "files": teacher_fingerprint(path), "task": task.name,
-            "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length,
-            "data": fingerprint, "teacher_dtype": kd_args.teacher_dtype, "cls_layers": cls_layers,
+            "format": STORE_FORMAT, "teacher": os.path.realpath(path), "files": teacher_fingerprint(path), "task": task.name,
+            "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length, "data": fingerprint,
+            "compute_dtype": dtype_name(dtype), "device_type": device_type, "cls_layers": cls_layers,
         }
         teachers[name] = Teacher(
-            name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size,
-            cache_file=cache_location(kd_args.teacher_cache_dir, key), cache_key=key,
+            name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size, dtype=dtype,
+            store_folder=store_location(kd_args.teacher_cache_dir, key), store_key=key,
         )
     return teachers
 
@@ -410,7 +429,7 @@ def distill(argv, script: str, defaults: dict | None = None):
     data = load_data(data_args, tokenizer, [student, *models.values()])
     teacher_metrics = score_teachers(models, data, task, training_args)
     check_teachers(teacher_metrics, kd_args, task)
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models, training_args=training_args)
     trainer = DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args,
         train_dataset=data.train, eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer,

@@ -226,10 +226,11 @@ class SoftInstanceAdoption:
 class TeacherMode:
     teachers: tuple[str, ...]
     build: object  # (DistillationArguments) -> strategy
+    every_row: bool = True  # each teacher sees every row of every batch (False: rows are split between them)
 
 
 TEACHER_MODES = {
-    "hard": TeacherMode(("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha)),
+    "hard": TeacherMode(("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha), every_row=False),
     "soft": TeacherMode(("small", "large"), lambda a: SoftAdoption()),
     "soft-instance": TeacherMode(("small", "large"), lambda a: SoftInstanceAdoption()),
     "single-small": TeacherMode(("small",), lambda a: SingleTeacher("small")),
@@ -289,6 +290,17 @@ def build_strategies(kd_args, batch_scope: bool = True) -> list:
         adoption = TEACHER_MODES[kd_args.uncertainty_mode].build(kd_args)
     objective = OBJECTIVE_STRATEGIES[kd_args.strategy](kd_args)
     return [selection, adoption, objective]
+
+
+def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
+    """Teachers that every training row reaches in every epoch, so their outputs can all be
+    computed up front; the others (selection with r < 1, hard adoption) are queried lazily."""
+    if kd_args.selection_strategy != "none" and kd_args.selection_ratio < 1.0:
+        return ()
+    if kd_args.uncertainty_mode is None:
+        return ("teacher",)
+    mode = TEACHER_MODES[kd_args.uncertainty_mode]
+    return mode.teachers if mode.every_row else ()
 
 
 def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:

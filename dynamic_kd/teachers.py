@@ -1,29 +1,50 @@
-"""Teacher forwards: lazy, counted, and cached by example `idx`.
+"""Teacher forwards: counted, computed once per example, and kept in an output store by `idx`.
 
-A teacher is queried only on the rows a strategy routed to it. With a cache (`memory`, the
-default, or `disk`) each training example costs at most one forward per teacher per run: a miss
-runs the teacher on the missing rows of the current batch, in no-grad eval mode, and stores the
-logits (and, with `--rep_layers cls`, the [CLS] states of the mapped layers) under the row's idx.
-Full-token hidden states are never cached (N x L x H is too large) and are computed online.
+A teacher is queried only on the rows a strategy routed to it. With a store (`--teacher_cache
+memory`, the default, or `disk`) each training example costs at most one forward per teacher: a
+miss runs the teacher on the missing rows, in no-grad eval mode, and stores the logits (and, with
+`--rep_layers cls`, the [CLS] states of the mapped layers) under the row's idx. Full-token hidden
+states are never stored (N x L x H is too large) and are computed online.
 
-`disk` keeps the cache in one safetensors file per (teacher weights, task, tokenisation, training
-data, dtype) in `--teacher_cache_dir`; the file name is a hash of that key and the key itself is
-stored inside and compared on load, so a stale or mismatched file is rebuilt, never used. Files are
-written atomically (temp file + rename) at each epoch end.
+When every row reaches a teacher (`strategies.teachers_seeing_every_row`), the trainer fills its
+store before training in one pass over the data sorted by length, in batches of
+`--teacher_batch_size` (`Teacher.prefill`): less padding and larger batches than the training
+batches, so the same N forwards cost less. Otherwise the store fills lazily, batch by batch.
 
-Under DDP each rank computes only its own misses; `sync()` (epoch end) all-gathers the entries
-each rank computed, so every rank's cache holds only values some rank actually wrote.
+`OutputStore` keeps, per example idx, the logits [N, C], optionally the [CLS] states [N, P, H]
+(fp32) and a `filled` flag. A row is trusted only once its flag is set; the flag is set only after
+the row's values are written (and, on disk, flushed), and a filled row never changes. `memory`
+holds dense arrays in this process. `disk` is the store that runs share: `.npy` files in one
+folder of `--teacher_cache_dir` per key (teacher files, task, tokenisation and data, the real
+compute dtype and device, the cached layers; see `recipe.load_teachers`). Rows are read and written
+with pread/pwrite under a file lock, never mapped, so a process holds only the rows in flight in
+RAM (the OS page cache keeps the hot ones), and concurrent runs on one key fill one store between
+them. A run killed at any point leaves either unpublished temp folders or rows without a flag:
+nothing that a later run trusts.
+
+Under DDP each rank computes its own rows (training batches, or its share of a prefill);
+`sync()` (after a prefill and at each epoch end) makes every rank's store hold every row some rank
+computed: with one shared disk store there is nothing to send; with per-rank stores (memory, or a
+node-local cache folder on several machines) the rows are sent in bounded chunks.
 """
 import contextlib
-import hashlib
+import fcntl
 import json
 import logging
 import os
+import time
 
+import numpy as np
+import pyarrow.compute as pc
 import torch
 import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from dynamic_kd.cache import entry_folder, get_or_build
+from dynamic_kd.data import MODEL_INPUT_COLUMNS
+from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
 
 from dynamic_kd.models import model_inputs
 
@@ -31,31 +52,261 @@ logger = logging.getLogger(__name__)
 
 TEACHER_CACHE_MODES = ("none", "memory", "disk")
 TEACHER_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+STORE_FORMAT = 1  # part of every disk key: a layout change makes old stores unreachable, never misread
+MEMORY_STORE_WARNING_BYTES = 1 << 30
+SYNC_CHUNK_BYTES = 64 << 20  # rows sent per broadcast under DDP: bounds the RAM a sync needs
+
+
+# --- precision ------------------------------------------------------------------------------
+
+def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtype, str]:
+    """(dtype the teacher pass really runs in, why).
+
+    auto follows the student: bf16/fp16 autocast with --bf16/--fp16, fp32 otherwise. It never
+    lowers the precision on its own, so a command gives the same numbers on every machine; the
+    scripts that choose for the user (quickstart, sweeps) ask `dynamic_kd.precision` and pass the
+    choice explicitly.
+    """
+    dtype = TEACHER_DTYPES[teacher_dtype]
+    if dtype is not None:
+        return dtype, f"--teacher_dtype {teacher_dtype}"
+    if training_args.bf16:
+        return torch.bfloat16, "--teacher_dtype auto follows the student's --bf16"
+    if training_args.fp16:
+        return torch.float16, "--teacher_dtype auto follows the student's --fp16"
+    return torch.float32, "--teacher_dtype auto follows the student's fp32"
+
+
+def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
+    """One line naming the teacher pass's precision and why, plus what is faster on this CPU."""
+    name = "fp32" if dtype == torch.float32 else f"{dtype_name(dtype)} autocast"
+    logger.info("teacher pass: %s on %s (%s); teacher weights stay fp32", name, device_type, why)
+    if device_type != "cpu":
+        return
+    flag = native_bf16_flag(read_cpuinfo())
+    if dtype == torch.bfloat16 and flag is None:
+        logger.warning("this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower than fp32; "
+                       "pass --teacher_dtype float32 (and drop --bf16) if it is")
+    elif dtype == torch.float32 and flag is not None:
+        logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 would run the teacher pass about 2-3x faster", flag)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# --- the store --------------------------------------------------------------------------------
+
+class _RamRows:
+    """Rows of a dense in-memory array."""
+
+    def __init__(self, shape):
+        self.array = np.zeros(shape, dtype=np.float32)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * 4
+
+    def read(self, idx):
+        return self.array[idx]
+
+    def write(self, idx, values):
+        self.array[idx] = values
+
+    def flush(self):
+        pass
+
+
+class _FileRows:
+    """Rows of a float32 .npy file, read and written with pread/pwrite.
+
+    Never memory-mapped: pages of a mapping count towards the process's RSS once touched, so an
+    epoch over an 11 GB [CLS]-state file would look like 11 GB of RAM. Explicit reads keep the
+    process at the rows in flight and leave caching to the OS page cache.
+    """
+
+    def __init__(self, path, shape):
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            stored_shape, fortran_order, dtype = read_header(handle)
+            self.offset = handle.tell()
+        self.row_shape = tuple(shape[1:])
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * 4
+        if stored_shape != tuple(shape) or fortran_order or dtype != np.float32 or os.path.getsize(path) != self.offset + shape[0] * self.row_bytes:
+            raise ValueError(f"{path} holds {stored_shape} {dtype}, expected {tuple(shape)} float32")
+        self.fd = os.open(path, os.O_RDWR)
+
+    @staticmethod
+    def create(path, shape):
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=tuple(shape)).flush()  # sparse: no data written
+
+    def _runs(self, idx):
+        """(positions in idx, first row, row count) for each run of consecutive rows."""
+        order = np.argsort(idx, kind="stable")
+        ordered = idx[order]
+        starts = np.flatnonzero(np.diff(ordered) != 1) + 1
+        for run in np.split(np.arange(len(ordered)), starts):
+            if len(run):
+                yield order[run], int(ordered[run[0]]), len(run)
+
+    def read(self, idx):
+        out = np.empty((len(idx),) + self.row_shape, dtype=np.float32)
+        for positions, first, count in self._runs(idx):
+            data = os.pread(self.fd, count * self.row_bytes, self.offset + first * self.row_bytes)
+            out[positions] = np.frombuffer(data, dtype=np.float32).reshape((count,) + self.row_shape)
+        return out
+
+    def write(self, idx, values):
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        for positions, first, count in self._runs(idx):
+            os.pwrite(self.fd, values[positions].tobytes(), self.offset + first * self.row_bytes)
+
+    def flush(self):
+        os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
+
+
+class OutputStore:
+    """Teacher outputs by example idx: named float32 row arrays plus a per-row `filled` flag.
+
+    shapes: {name: (N, ...)}, e.g. {"logits": (N, C), "cls_states": (N, P, H)}.
+    """
+
+    def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
+        self.rows, self.flags, self.folder = rows, flags, folder
+
+    @classmethod
+    def in_memory(cls, shapes: dict) -> "OutputStore":
+        num_rows = next(iter(shapes.values()))[0]
+        return cls({name: _RamRows(shape) for name, shape in shapes.items()}, np.zeros(num_rows, dtype=np.uint8))
+
+    @classmethod
+    def on_disk(cls, folder: str, key: dict, shapes: dict, what: str = "teacher store") -> "OutputStore":
+        """Open the shared store `folder` for `key`, creating it (empty) if it is missing or stale."""
+        num_rows = next(iter(shapes.values()))[0]
+
+        def build(tmp):
+            for name, shape in shapes.items():
+                _FileRows.create(os.path.join(tmp, f"{name}.npy"), shape)
+            np.lib.format.open_memmap(os.path.join(tmp, "filled.npy"), mode="w+", dtype=np.uint8, shape=(num_rows,)).flush()
+            open(os.path.join(tmp, "lock"), "w").close()
+
+        def load(path):
+            try:
+                rows = {name: _FileRows(os.path.join(path, f"{name}.npy"), shape) for name, shape in shapes.items()}
+                # The flags are small (N bytes) and checked every step: a shared mapping shows
+                # other processes' flags as soon as they set them.
+                flags = np.lib.format.open_memmap(os.path.join(path, "filled.npy"), mode="r+")
+            except (OSError, ValueError) as error:
+                logger.warning("%s: %s is unreadable (%s)", what, path, error)
+                return None
+            if flags.shape != (num_rows,) or flags.dtype != np.uint8:
+                return None
+            return cls(rows, flags, path)
+
+        store, _ = get_or_build(folder, key, build, load, what)
+        return store
+
+    @contextlib.contextmanager
+    def _locked(self):
+        if self.folder is None:
+            yield
+            return
+        with open(os.path.join(self.folder, "lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def missing(self, idx: np.ndarray) -> np.ndarray:
+        """[K] bool: which of these rows have no trusted value yet."""
+        return self.flags[idx] == 0
+
+    def filled_count(self) -> int:
+        return int(np.count_nonzero(self.flags))
+
+    def read(self, idx: np.ndarray) -> dict:
+        return {name: rows.read(idx) for name, rows in self.rows.items()}
+
+    def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
+        """Store the rows not filled yet (all of them with `overwrite`, memory only); returns their idx.
+
+        Values first, flushed to disk, then the flags: a process killed in between leaves rows
+        that are not trusted. The lock makes check-and-write atomic between processes, so a
+        filled row keeps the value it was first given.
+        """
+        with self._locked():
+            new = np.ones(len(idx), dtype=bool) if overwrite else self.missing(idx)
+            if not new.any():
+                return idx[:0]
+            for name, rows in self.rows.items():
+                rows.write(idx[new], values[name][new])
+            for rows in self.rows.values():
+                rows.flush()
+            self.flags[idx[new]] = 1
+        return idx[new]
+
+    def clear(self):
+        """Forget every row (memory stores only: a shared store is never emptied by one run)."""
+        self.flags[:] = 0
+
+    def state(self) -> dict:
+        """The whole in-memory store as tensors (for checkpoints)."""
+        state = {name: torch.from_numpy(rows.array) for name, rows in self.rows.items()}
+        state["filled"] = torch.from_numpy(self.flags)
+        return state
+
+    def load_state(self, state: dict):
+        for name, rows in self.rows.items():
+            if tuple(state[name].shape) != rows.array.shape:
+                raise ValueError(f"{name} has shape {tuple(state[name].shape)}, expected {rows.array.shape}")
+        for name, rows in self.rows.items():
+            rows.array[:] = state[name].numpy()
+        self.flags[:] = state["filled"].numpy()
+
+
+def store_location(cache_dir: str, key: dict) -> str:
+    return entry_folder(cache_dir, "teacher", key)
+
+
+# --- teachers ---------------------------------------------------------------------------------
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class Teacher:
-    """One teacher model, its forward counter, and its output cache.
+    """One teacher model, its forward counter, and its output store.
 
-    num_examples: size of the idx space (max training idx + 1).  cls_layers: teacher hidden-state
-    indices whose [CLS] vectors are cached (None = logits only).
+    num_examples: size of the idx space (max training idx + 1).  cache_mode: none | memory | disk.
+    cls_layers: teacher hidden-state indices whose [CLS] vectors are stored (None = logits only).
+    dtype: the teacher pass's compute dtype (fp32, or bf16/fp16 autocast; weights stay fp32).
+    store_folder, store_key: where the disk store lives and what it must match.
     """
 
     def __init__(self, name, model, path, num_examples, cache_mode="memory", cls_layers=None, batch_size=256,
-                 autocast=contextlib.nullcontext, cache_file=None, cache_key=None):
+                 dtype=torch.float32, store_folder=None, store_key=None):
         self.name, self.model, self.path = name, model, path
-        self.cache_mode, self.cls_layers, self.batch_size = cache_mode, cls_layers, batch_size
-        self.autocast = autocast
-        self.cache_file, self.cache_key = cache_file, cache_key
+        self.cls_layers, self.batch_size, self.dtype = cls_layers, batch_size, dtype
         self.forward_examples = 0
-        self.logits = self.filled = self.cls_states = None
-        self._unsynced = []
-        if cache_mode != "none":
-            self.filled = torch.zeros(num_examples, dtype=torch.bool)
-            self.logits = torch.zeros(num_examples, model.config.num_labels)
-            if cls_layers is not None:
-                self.cls_states = torch.zeros(num_examples, len(cls_layers), model.config.hidden_size)
-            if cache_mode == "disk":
-                self._load_disk_cache()
+        self._unsynced = []  # idx this rank stored since the last sync()
+        self.store = None
+        if cache_mode == "none":
+            return
+        shapes = {"logits": (num_examples, model.config.num_labels)}
+        if cls_layers is not None:
+            shapes["cls_states"] = (num_examples, len(cls_layers), model.config.hidden_size)
+        if cache_mode == "disk":
+            self.store = OutputStore.on_disk(store_folder, store_key, shapes, f"teacher {name}")
+            logger.info("teacher %s: shared output store %s (%d of %d rows filled)", name, store_folder, self.store.filled_count(), num_examples)
+        else:
+            self.store = OutputStore.in_memory(shapes)
+            size = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values()) * 4
+            if size > MEMORY_STORE_WARNING_BYTES:
+                logger.warning("teacher %s: --teacher_cache memory holds %.1f GB of outputs in the RAM of every process; "
+                               "--teacher_cache disk keeps them on disk and shares them between runs", name, size / 1e9)
 
     @property
     def hidden_size(self) -> int:
@@ -65,13 +316,28 @@ class Teacher:
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
+
     def _forward(self, inputs: dict, hidden: bool):
-        """Teacher forward in eval mode without gradient; outputs cast to fp32."""
+        """Teacher forward in eval mode without gradient: fp32 logits [K, C] and the hidden-state
+        tuple in the pass's dtype (cast by the caller, which often keeps only the [CLS] rows)."""
         with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
-        states = tuple(h.float() for h in outputs.hidden_states) if hidden else None
-        return outputs.logits.float(), states
+        return outputs.logits.float(), outputs.hidden_states if hidden else None
+
+    def _cls(self, states) -> torch.Tensor:
+        """[K, P, H] fp32 [CLS] vectors of the cached layers."""
+        return torch.stack([states[layer][:, 0] for layer in self.cls_layers], dim=1).float()
+
+    def _keep(self, idx: np.ndarray, logits: torch.Tensor, states) -> None:
+        values = {"logits": logits.cpu().numpy()}
+        if self.cls_layers is not None:
+            values["cls_states"] = self._cls(states).cpu().numpy()
+        self._unsynced.append(self.store.write(idx, values))
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
         """Teacher outputs for batch `rows`.
@@ -82,104 +348,135 @@ class Teacher:
         of `cls_layers` (hidden=cls), or the full hidden_states tuple of [K, L, H] (hidden=all).
         """
         row_inputs = {name: value[rows] for name, value in inputs.items()}
-        if hidden == "all" or self.cache_mode == "none" or idx is None:
+        if hidden == "all" or self.store is None or idx is None:
             logits, states = self._forward(row_inputs, hidden != "none")
+            if self.store is not None and idx is not None and self.cls_layers is None:
+                self._keep(idx[rows].cpu().numpy(), logits, None)
             if hidden == "cls":
-                states = torch.stack([states[layer][:, 0] for layer in self.cls_layers], dim=1)
-            if self.filled is not None and idx is not None:
-                self._store(idx[rows].cpu(), logits, None)
-            return logits, states
-        row_idx = idx[rows].cpu()
-        missing = (~self.filled[row_idx]).nonzero().squeeze(1)
-        for start in range(0, missing.numel(), self.batch_size):
+                return logits, self._cls(states)
+            return logits, None if states is None else tuple(h.float() for h in states)
+        row_idx = idx[rows].cpu().numpy()
+        missing = np.flatnonzero(self.store.missing(row_idx))
+        with_states = self.cls_layers is not None  # a stored row needs all of its values
+        for start in range(0, len(missing), self.batch_size):
             part = missing[start:start + self.batch_size]
-            logits, states = self._forward({n: v[part.to(v.device)] for n, v in row_inputs.items()}, hidden == "cls")
-            cls = torch.stack([states[layer][:, 0] for layer in self.cls_layers], dim=1) if hidden == "cls" else None
-            self._store(row_idx[part], logits, cls)
+            logits, states = self._forward({n: v[torch.from_numpy(part).to(v.device)] for n, v in row_inputs.items()}, with_states)
+            self._keep(row_idx[part], logits, states)
+        # Always the stored values, also for rows computed just now: a row another process stored
+        # first keeps that value, and every run reading the row sees the same numbers.
+        values = self.store.read(row_idx)
         device = rows.device
-        logits = self.logits[row_idx].to(device)
-        states = self.cls_states[row_idx].to(device) if hidden == "cls" else None
+        logits = torch.from_numpy(values["logits"]).to(device)
+        states = torch.from_numpy(values["cls_states"]).to(device) if hidden == "cls" else None
         return logits, states
 
-    def _store(self, idx, logits, cls):
-        new = ~self.filled[idx]
-        if not new.any():
+    def prefill(self, dataset, collate_fn, device, num_workers: int = 0):
+        """Fill every missing row of the training set in one pass sorted by length (longest first).
+
+        Under DDP the missing rows (the union over ranks) are dealt out to the ranks in length
+        order and then shared by `sync()`, so each row is computed once. Collective: every rank
+        must call it.
+        """
+        if self.store is None:
             return
-        idx, logits = idx[new], logits.detach().cpu()[new]
-        self.logits[idx] = logits
-        if cls is not None:
-            self.cls_states[idx] = cls.detach().cpu()[new]
-        elif self.cls_states is not None:
-            # [CLS] states unknown for these rows: keep them "missing" so a cls query recomputes.
-            return
-        self.filled[idx] = True
-        self._unsynced.append(idx)
+        columns = dataset.with_format("arrow")
+        idx = columns["idx"].to_numpy()
+        lengths = pc.list_value_length(columns["input_ids"]).to_numpy()
+        positions = np.flatnonzero(self.store.missing(idx))
+        rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+        if world > 1:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, positions)
+            positions = np.unique(np.concatenate(gathered))
+        if len(positions):
+            order = positions[np.argsort(-lengths[positions], kind="stable")]
+            mine = order[rank::world]
+            batches = [mine[start:start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
+            inputs = dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
+            # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the
+            # global RNG would make a run that prefills train differently from one that finds
+            # its store already full.
+            loader = DataLoader(inputs, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers, generator=torch.Generator())
+            started = time.perf_counter()
+            for batch_positions, batch in zip(batches, loader):
+                logits, states = self._forward({k: v.to(device) for k, v in batch.items()}, self.cls_layers is not None)
+                self._keep(idx[batch_positions], logits, states)
+            logger.info("teacher %s: computed %d outputs before training in %.1f s (length-sorted, batch %d%s)",
+                        self.name, len(mine), time.perf_counter() - started, self.batch_size, f", rank {rank} of {world}" if world > 1 else "")
+        self.sync()
 
     def sync(self):
-        """Epoch end: share newly computed entries across ranks, then persist (disk mode, rank 0)."""
-        if self.filled is None:
+        """Make every rank's store hold every row some rank stored since the last sync (collective)."""
+        if self.store is None:
             return
-        new_idx = torch.cat(self._unsynced) if self._unsynced else torch.zeros(0, dtype=torch.long)
+        new = np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
         self._unsynced = []
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            payload = (new_idx, self.logits[new_idx], None if self.cls_states is None else self.cls_states[new_idx])
-            gathered = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, payload)
-            for idx, logits, cls in gathered:
-                self.logits[idx] = logits
-                if cls is not None:
-                    self.cls_states[idx] = cls
-                self.filled[idx] = True
-            is_writer = dist.get_rank() == 0
+        if not _distributed():
+            return
+        rank, world = dist.get_rank(), dist.get_world_size()
+        gathered = [None] * world
+        dist.all_gather_object(gathered, new)
+        shared = self.store.folder is not None
+        if shared:
+            # One store on a shared file system: usually every rank already sees every row.
+            lacking = [None] * world
+            dist.all_gather_object(lacking, bool(self.store.missing(np.concatenate(gathered)).any()))
+            if not any(lacking):
+                return
+        chunk = max(1, SYNC_CHUNK_BYTES // sum(rows.row_bytes for rows in self.store.rows.values()))
+        for source, rows in enumerate(gathered):
+            for start in range(0, len(rows), chunk):
+                part = rows[start:start + chunk]
+                box = [self.store.read(part) if rank == source else None]
+                dist.broadcast_object_list(box, src=source)
+                if rank != source:
+                    # In memory, a row two ranks both computed (DistributedSampler repeats a few
+                    # rows to even out the shards) ends with the lowest rank's value everywhere.
+                    self.store.write(part, box[0], overwrite=not shared and source < rank)
+
+    # --- checkpoints: a resumed run must see exactly the outputs the interrupted one used ---
+    def save_checkpoint(self, prefix: str):
+        """Memory: this rank's whole store (`prefix.safetensors`). Disk: a reference to the shared store (`prefix.json`)."""
+        if self.store is None:
+            return
+        unsynced = np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
+        if self.store.folder is None:
+            state = dict(self.store.state(), unsynced=torch.from_numpy(unsynced))
+            save_file(state, f"{prefix}.safetensors.tmp", metadata={"teacher": self.path})
+            os.replace(f"{prefix}.safetensors.tmp", f"{prefix}.safetensors")
         else:
-            is_writer = True
-        if self.cache_mode == "disk" and is_writer:
-            self._save_disk_cache()
+            with open(f"{prefix}.json.tmp", "w") as handle:
+                json.dump({"store": self.store.folder, "unsynced": unsynced.tolist()}, handle)
+            os.replace(f"{prefix}.json.tmp", f"{prefix}.json")
 
-    def checkpoint_state(self) -> dict | None:
-        """This rank's logit cache for a checkpoint ([CLS]-state caches are rebuilt instead: too large)."""
-        if self.filled is None or self.cls_states is not None:
-            return None
-        unsynced = torch.cat(self._unsynced) if self._unsynced else torch.zeros(0, dtype=torch.long)
-        return {"logits": self.logits, "filled": self.filled, "unsynced": unsynced}
-
-    def load_checkpoint_state(self, state: dict):
-        self.logits.copy_(state["logits"])
-        self.filled.copy_(state["filled"])
-        self._unsynced = [state["unsynced"]] if state["unsynced"].numel() else []
-
-    def _tensors(self):
-        tensors = {"logits": self.logits, "filled": self.filled}
-        if self.cls_states is not None:
-            tensors["cls_states"] = self.cls_states
-        return tensors
-
-    def _save_disk_cache(self):
-        os.makedirs(os.path.dirname(self.cache_file), exist_ok=True)
-        tmp = f"{self.cache_file}.tmp{os.getpid()}"
-        save_file({k: v.contiguous() for k, v in self._tensors().items()}, tmp, metadata={"key": json.dumps(self.cache_key, sort_keys=True)})
-        os.replace(tmp, self.cache_file)
-
-    def _load_disk_cache(self):
-        if not os.path.exists(self.cache_file):
-            logger.info("teacher %s: no cache at %s yet; it is filled during training", self.name, self.cache_file)
+    def load_checkpoint(self, prefix: str):
+        if self.store is None:
+            return
+        if self.store.folder is not None:
+            self._load_store_reference(f"{prefix}.json")
             return
         try:
-            from safetensors import safe_open
+            state = load_file(f"{prefix}.safetensors")
+            self.store.load_state(state)
+        except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as error:
+            self.store.clear()
+            logger.warning("teacher %s: no usable output cache in the checkpoint (%s); recomputing its outputs", self.name, error)
+            return
+        self._unsynced = [state["unsynced"].numpy()] if state["unsynced"].numel() else []
+        logger.info("teacher %s: resumed with %d cached outputs", self.name, self.store.filled_count())
 
-            with safe_open(self.cache_file, framework="pt") as handle:
-                stored_key = json.loads((handle.metadata() or {}).get("key", "null"))
-            tensors = load_file(self.cache_file)
-        except (SafetensorError, OSError, ValueError) as error:
-            logger.warning("teacher %s: cache %s is unreadable (%s); rebuilding it", self.name, self.cache_file, error)
+    def _load_store_reference(self, path: str):
+        try:
+            with open(path) as handle:
+                reference = json.load(handle)
+        except (OSError, ValueError):
+            reference = {}
+        if reference.get("store") != self.store.folder:
+            logger.warning("teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed "
+                           "(last-bit differences from the interrupted run are possible)", self.name, self.store.folder)
             return
-        expected = self._tensors()
-        if stored_key != self.cache_key or any(tensors.get(k) is None or tensors[k].shape != v.shape for k, v in expected.items()):
-            logger.warning("teacher %s: cache %s does not match this run (teacher, data or settings changed); rebuilding it", self.name, self.cache_file)
-            return
-        for name, value in expected.items():
-            value.copy_(tensors[name])
-        logger.info("teacher %s: reusing %d cached outputs from %s", self.name, int(self.filled.sum()), self.cache_file)
+        self._unsynced = [np.asarray(reference.get("unsynced", []), dtype=np.int64)]
+        logger.info("teacher %s: resumed with %d cached outputs in the shared store %s", self.name, self.store.filled_count(), self.store.folder)
 
 
 def teacher_fingerprint(path: str) -> list:
@@ -191,24 +488,3 @@ def teacher_fingerprint(path: str) -> list:
             stat = os.stat(full)
             entries.append([name, stat.st_size, stat.st_mtime_ns])
     return entries
-
-
-def dataset_fingerprint(dataset) -> str:
-    """Hash of the training examples' ids and token ids (the cache's keys and inputs)."""
-    import pyarrow as pa
-
-    digest = hashlib.sha256()
-    columns = [c for c in ("idx", "input_ids", "token_type_ids", "attention_mask") if c in dataset.column_names]
-    for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=20000):
-        for column in columns:
-            array = table.column(column).combine_chunks()
-            if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-                digest.update(array.value_lengths().to_numpy(zero_copy_only=False).tobytes())
-                array = array.flatten()
-            digest.update(array.to_numpy(zero_copy_only=False).tobytes())
-    return digest.hexdigest()
-
-
-def cache_location(cache_dir: str, key: dict) -> str:
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return os.path.join(cache_dir, f"teacher-{name}.safetensors")

@@ -18,7 +18,6 @@ DDP every rank all-gathers the [rows, C] logits, plans the same global plan, and
 With `--selection_scope epoch` the selection happens instead at each epoch start over the whole
 training set (`EpochSelection`), and the epoch trains on the kept rows only.
 """
-import functools
 import inspect
 import logging
 import math
@@ -29,8 +28,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from accelerate.utils import broadcast
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -38,8 +35,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
 from dynamic_kd.models import model_inputs, unwrap_student
-from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, reads_student, split_plan, student_signal
-from dynamic_kd.teachers import TEACHER_DTYPES
+from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, reads_student, split_plan, student_signal, teachers_seeing_every_row
 from dynamic_kd.uncertainty import normalized_entropy
 
 logger = logging.getLogger(__name__)
@@ -99,15 +95,10 @@ class DistillationTrainer(Trainer):
         self.rep_mode = kd_args.rep_layers if kd_args.rep_alpha > 0 else "none"
         student_layers = unwrap_student(self.model).config.num_hidden_layers
         self.layer_pairs = {name: layer_map(student_layers, t.num_layers) for name, t in self.teachers.items()}
-        dtype = TEACHER_DTYPES[kd_args.teacher_dtype]
         for teacher in self.teachers.values():
+            # fp32 weights; the pass autocasts to `teacher.dtype` (on CPU a bf16-autocast teacher pass
+            # measured ~2x faster than bf16 weights; layer norms and softmax stay fp32 either way).
             teacher.model.to(self.args.device)
-            if dtype is None:  # auto: the student's mixed precision
-                teacher.autocast = self.accelerator.autocast
-            elif dtype != torch.float32:
-                # Autocast, not cast weights: on CPU a bf16-autocast teacher pass measured ~2x faster
-                # than bf16 weights (layer norms and softmax stay fp32 either way).
-                teacher.autocast = functools.partial(torch.autocast, device_type=self.args.device.type, dtype=dtype)
         if kd_args.selection_scope == "epoch":
             self.epoch_selection = EpochSelection(self)
             self.add_callback(self.epoch_selection)
@@ -343,11 +334,12 @@ class DistillationTrainer(Trainer):
         super().log(logs, start_time)
 
     # --- checkpoints -------------------------------------------------------------------------
-    def _teacher_cache_file(self, checkpoint: str, name: str) -> str:
-        return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}.safetensors")
+    def _teacher_checkpoint_prefix(self, checkpoint: str, name: str) -> str:
+        return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
     def _save_checkpoint(self, model, trial):
-        """Store each rank's teacher logits in the checkpoint, before HF writes trainer_state.json.
+        """Store each rank's teacher outputs (memory) or a reference to the shared store (disk) in the
+        checkpoint, before HF writes trainer_state.json.
 
         A resumed run then reuses exactly the teacher outputs of the interrupted one (recomputing
         them on differently padded batches changes the last bits of the final student).
@@ -356,24 +348,13 @@ class DistillationTrainer(Trainer):
         checkpoint = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         os.makedirs(checkpoint, exist_ok=True)
         for name, teacher in self.teachers.items():
-            state = teacher.checkpoint_state()
-            if state is not None:
-                path = self._teacher_cache_file(checkpoint, name)
-                save_file(state, f"{path}.tmp", metadata={"teacher": teacher.path})
-                os.replace(f"{path}.tmp", path)
+            teacher.save_checkpoint(self._teacher_checkpoint_prefix(checkpoint, name))
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         for name, teacher in self.teachers.items():
-            if teacher.checkpoint_state() is None:
-                continue
-            try:
-                teacher.load_checkpoint_state(load_file(self._teacher_cache_file(resume_from_checkpoint, name)))
-                logger.info("teacher %s: resumed with %d cached outputs", name, int(teacher.filled.sum()))
-            except (OSError, KeyError, RuntimeError, SafetensorError) as error:
-                teacher.filled.zero_()
-                logger.warning("teacher %s: no usable output cache in %s (%s); recomputing its outputs", name, resume_from_checkpoint, error)
+            teacher.load_checkpoint(self._teacher_checkpoint_prefix(resume_from_checkpoint, name))
 
     def teacher_forward_examples(self) -> int:
         """Examples passed through a teacher forward in this run, summed over teachers and ranks."""
@@ -382,6 +363,15 @@ class DistillationTrainer(Trainer):
     def end_of_epoch(self):
         for teacher in self.teachers.values():
             teacher.sync()
+
+    def prefill_teachers(self):
+        """Before training: fill the stores of the teachers that will see every row, in one
+        length-sorted large-batch pass each (a resumed run only fills what its stores lack).
+        Full-token states (--rep_layers all) need a teacher forward every step anyway."""
+        if not self.teachers or self.rep_mode == "all":
+            return
+        for name in teachers_seeing_every_row(self.kd_args):
+            self.teachers[name].prefill(self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers)
 
     # --- epoch-scope selection -------------------------------------------------------------
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
@@ -424,7 +414,8 @@ class DistillationTrainer(Trainer):
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
-    """Counts teacher forwards across ranks and resumes; syncs teacher caches at epoch end.
+    """Counts teacher forwards across ranks and resumes; fills teacher stores at train begin and
+    syncs them at epoch end.
 
     The all-reduce happens in `on_step_end` of a saving step (every rank runs it), never inside
     `state()`, which only some ranks may call while writing a checkpoint.
@@ -442,6 +433,7 @@ class TeacherCounter(TrainerCallback, ExportableState):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
         if isinstance(saved, dict) and state.global_step > 0:
             self.restored = int(saved.get("attributes", {}).get("forward_examples", 0))
+        self.trainer.prefill_teachers()
 
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_save:

@@ -52,3 +52,12 @@ def tiny_bert(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_bert):
     return BertTokenizerFast.from_pretrained(tiny_bert)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dynamic_kd_cache(tmp_path_factory):
+    """Caches that runs share (tokenised data, teacher stores) go to this session's temp folder,
+    never to ~/.cache; subprocesses inherit the variable."""
+    path = tmp_path_factory.mktemp("dynamic_kd_cache")
+    os.environ["DYNAMIC_KD_CACHE"] = str(path)
+    return path

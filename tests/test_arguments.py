@@ -1,4 +1,6 @@
 """The shared argument set: parsing, aliases, and one-line ConfigErrors for every bad input."""
+import os
+
 import pytest
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -359,3 +361,14 @@ def test_epoch_scope_needs_a_selection_strategy_and_its_own_sampler(fails, parse
     # on STS-B the uncertainty strategies are refused whatever the scope
     assert "regression" in fails(*epoch, task="stsb")
     assert parse("--selection_scope", "epoch", "--selection_strategy", "random", "--selection_ratio", "0.5", task="stsb")[2].selection_scope == "epoch"
+def test_pin_memory_only_with_an_accelerator(parse):
+    assert parse()[3].dataloader_pin_memory is False  # this suite runs on CPU
+    assert parse("--dataloader_pin_memory")[3].dataloader_pin_memory is True  # asked for: kept
+    assert parse("--dataloader_pin_memory", "false")[3].dataloader_pin_memory is False
+
+
+def test_teacher_store_defaults_under_the_cache_root(parse, monkeypatch, tmp_path):
+    monkeypatch.setenv("DYNAMIC_KD_CACHE", str(tmp_path / "root"))
+    kd = parse()[2]
+    assert (kd.teacher_cache, kd.teacher_cache_dir) == ("memory", str(tmp_path / "root" / "teacher_outputs"))
+    assert parse("--teacher_cache_dir", "~/stores")[2].teacher_cache_dir == os.path.expanduser("~/stores")

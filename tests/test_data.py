@@ -745,3 +745,88 @@ def test_custom_regression_end_to_end(custom_world, tmp_path):
     results = results_of(tmp_path / "student")
     assert AutoConfig.from_pretrained(tmp_path / "student").num_labels == 1
     assert results["args"]["kd_loss"] == "auto" and set(results["metrics"]) == {"pearson", "spearmanr"}
+# Fingerprints and the tokenisation cache
+# --------------------------------------------------------------------------------------------
+
+def test_dataset_fingerprint_sees_every_value():
+    a = datasets.Dataset.from_dict({"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a b", "c"]})
+    assert data.dataset_fingerprint(a) == data.dataset_fingerprint(datasets.Dataset.from_dict(a.to_dict()))
+    changed = [
+        {"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 7, 3]], "sentence": ["a b", "c"]},  # a token
+        {"idx": [0, 1], "input_ids": [[2, 5], [3, 2, 6, 3]], "sentence": ["a b", "c"]},  # where rows split
+        {"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a", "b c"]},  # where texts split
+        {"idx": [1, 0], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a b", "c"]},  # an idx
+    ]
+    assert len({data.dataset_fingerprint(a)} | {data.dataset_fingerprint(datasets.Dataset.from_dict(c)) for c in changed}) == 5
+    big = datasets.Dataset.from_dict({"idx": list(range(6)), "input_ids": [[i] for i in range(6)], "sentence": list("abcdef")})
+    assert data.dataset_fingerprint(big.select(range(2))) != data.dataset_fingerprint(big.select(range(3)))
+    assert data.dataset_fingerprint(big.select(range(1, 3))) == data.dataset_fingerprint(datasets.Dataset.from_dict(big.select(range(1, 3)).to_dict()))
+    assert data.dataset_fingerprint(a, ["idx"]) != data.dataset_fingerprint(a)
+
+
+def test_tokenizer_fingerprint_follows_the_vocabulary(tiny_tokenizer, tmp_path):
+    from conftest import make_tiny_bert
+    from transformers import AutoTokenizer
+
+    before = data.tokenizer_fingerprint(tiny_tokenizer)
+    tiny_tokenizer("a call sets per-call truncation state", truncation=True, max_length=4)
+    assert data.tokenizer_fingerprint(tiny_tokenizer) == before
+    other = AutoTokenizer.from_pretrained(make_tiny_bert(tmp_path / "other", extra_vocab=("zebra",)))
+    assert data.tokenizer_fingerprint(other) != before
+
+
+def cached_files(folder):
+    return sorted(os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names)
+
+
+def test_second_tokenisation_is_a_cache_hit(sst2, tiny_tokenizer, tmp_path, caplog):
+    caplog.set_level("INFO")
+    first = tokenize_splits(sst2, "sst2", tiny_tokenizer, max_seq_length=16, cache_dir=str(tmp_path))
+    files = cached_files(tmp_path)
+    assert len([f for f in files if f.endswith("data.arrow")]) == 2 and caplog.text.count("cached tokenised sst2") == 2
+    arrow = first["train"].cache_files[0]["filename"]
+    assert arrow.startswith(str(tmp_path))
+    stamp = os.stat(arrow).st_mtime_ns
+    caplog.clear()
+
+    second = tokenize_splits(sst2, "sst2", tiny_tokenizer, max_seq_length=16, cache_dir=str(tmp_path))
+    assert caplog.text.count("reusing tokenised sst2") == 2 and "cached tokenised" not in caplog.text
+    assert cached_files(tmp_path) == files and os.stat(arrow).st_mtime_ns == stamp  # nothing written
+    assert second["train"].cache_files[0]["filename"] == arrow  # memory-mapped from the cache
+    in_memory = tokenize_splits(sst2, "sst2", tiny_tokenizer, max_seq_length=16)
+    for split in second:
+        assert second[split].column_names == in_memory[split].column_names
+        assert second[split].to_dict() == in_memory[split].to_dict()
+
+
+def test_tokenisation_cache_keys_on_what_changes_the_tokens(sst2, tiny_tokenizer, tmp_path):
+    tokenize_splits(sst2, "sst2", tiny_tokenizer, cache_dir=str(tmp_path))
+    entries = set(os.listdir(tmp_path))
+    for kwargs in ({"max_seq_length": 5}, {"pad_to_max_length": True}, {"max_train_samples": 3}):
+        tokenize_splits(sst2, "sst2", tiny_tokenizer, cache_dir=str(tmp_path), **kwargs)
+        assert len(set(os.listdir(tmp_path)) - entries) >= 1, kwargs
+        entries = set(os.listdir(tmp_path))
+    edited = {**sst2, "train": sst2["train"].map(lambda row: {"sentence": row["sentence"] + " good"})}
+    tokenize_splits(edited, "sst2", tiny_tokenizer, cache_dir=str(tmp_path))
+    assert len(set(os.listdir(tmp_path)) - entries) == 1  # only the edited split is tokenised again
+
+
+def test_a_damaged_tokenisation_cache_is_rebuilt(sst2, tiny_tokenizer, tmp_path, caplog):
+    first = tokenize_splits(sst2, "sst2", tiny_tokenizer, cache_dir=str(tmp_path))
+    with open(first["train"].cache_files[0]["filename"], "r+b") as handle:
+        handle.truncate(64)
+    os.makedirs(tmp_path / "tokenized-leftover.tmpx")  # a killed writer's unpublished folder
+    again = tokenize_splits(sst2, "sst2", tiny_tokenizer, cache_dir=str(tmp_path))
+    assert "rebuilding it" in caplog.text
+    assert again["train"]["input_ids"] == tokenize_splits(sst2, "sst2", tiny_tokenizer)["train"]["input_ids"]
+
+
+def test_load_data_uses_the_cache_root(tiny_bert, tiny_tokenizer, tmp_path, monkeypatch):
+    from dynamic_kd.arguments import DataArguments
+    from dynamic_kd.recipe import load_data
+
+    monkeypatch.setenv("DYNAMIC_KD_CACHE", str(tmp_path / "root"))
+    loaded = load_data(DataArguments(task_name="sst2", data_dir=fixture_dir("sst2")), tiny_tokenizer)
+    assert loaded.train.cache_files[0]["filename"].startswith(str(tmp_path / "root" / "tokenized"))
+    monkeypatch.setenv("DYNAMIC_KD_CACHE", os.path.join(fixture_dir("sst2"), "train.tsv"))  # a file: not writable as a folder
+    assert load_data(DataArguments(task_name="sst2", data_dir=fixture_dir("sst2")), tiny_tokenizer).train.cache_files == []

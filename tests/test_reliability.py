@@ -443,12 +443,15 @@ def resume_args(zoo, output_dir):
     )
 
 
-def test_killed_run_resumes_to_the_same_result(zoo, launcher, tmp_path):
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_killed_run_resumes_to_the_same_result(zoo, launcher, tmp_path, cache):
     reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
-    result = launcher.run("dynamic_data.py", resume_args(zoo, reference))
+    # disk: each run gets its own store, so the resumed run cannot borrow the reference's outputs
+    store = (lambda name: ["--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / name)]) if cache == "disk" else (lambda name: [])
+    result = launcher.run("dynamic_data.py", resume_args(zoo, reference) + store("reference-store"))
     assert result.rc == 0, ok(result)
 
-    job = launcher.start("dynamic_data.py", resume_args(zoo, resumed))
+    job = launcher.start("dynamic_data.py", resume_args(zoo, resumed) + store("resumed-store"))
     first = os.path.join(resumed, "checkpoint-2", "trainer_state.json")  # a checkpoint's last file
     deadline = time.monotonic() + 180
     while not os.path.exists(first) and time.monotonic() < deadline:
@@ -458,15 +461,19 @@ def test_killed_run_resumes_to_the_same_result(zoo, launcher, tmp_path):
     assert killed.rc == -signal.SIGKILL, ok(killed)
     assert not os.path.exists(os.path.join(resumed, "results.json"))  # a killed run is never "finished"
 
-    again = launcher.run("dynamic_data.py", resume_args(zoo, resumed))
+    again = launcher.run("dynamic_data.py", resume_args(zoo, resumed) + store("resumed-store"))
     assert again.rc == 0, ok(again)
     resumed_line = next((line for line in again.stderr.splitlines() if "Resuming from checkpoint" in line), "")
     assert os.path.join(resumed, "checkpoint-") in resumed_line, again.stderr[-3000:]
-    assert "cached outputs" in again.stderr  # the teacher cache came back with the checkpoint
+    assert "cached outputs" in again.stderr  # the teacher outputs came back with the checkpoint
 
     expected, actual = read_results(reference), read_results(resumed)
     assert actual["metrics"] == expected["metrics"]
-    assert actual["teacher_forward_examples"] == expected["teacher_forward_examples"]
+    if cache == "memory":
+        assert actual["teacher_forward_examples"] == expected["teacher_forward_examples"]
+    else:  # rows the killed run stored after its last checkpoint stay in the store: never recomputed
+        assert "in the shared store" in again.stderr
+        assert actual["teacher_forward_examples"] <= expected["teacher_forward_examples"]
     assert_same_weights(reference, resumed)  # bitwise: CPU, fp32, same seed
 
 
@@ -576,6 +583,17 @@ def test_torchrun_two_processes(script, zoo, tmp_path):
     # rank 0 alone finishes the run: one summary line, one results.json, no temp file left
     assert sum(f"-> {output_dir}" in line for line in result.stderr.splitlines()) == 1
     assert [name for name in os.listdir(output_dir) if name.startswith("results.json")] == ["results.json"]
+
+
+def test_two_processes_fill_and_reuse_one_disk_store(zoo, launcher, tmp_path):
+    runs = [str(tmp_path / name) for name in ("first", "second")]
+    for output_dir, forwards in zip(runs, (32, 0)):
+        argv = student_args(zoo, output_dir, "--teacher", zoo.teacher, "--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / "stores"), *DDP, epochs=2, batch=4)
+        for rank, result in enumerate(run_ranks(launcher, "dynamic_data.py", argv)):
+            assert result.rc == 0, f"rank {rank}: {ok(result)}"
+        assert read_results(output_dir)["teacher_forward_examples"] == forwards
+    assert read_results(runs[0])["metrics"] == read_results(runs[1])["metrics"]
+    assert_same_weights(*runs)
 
 
 def test_two_process_teardown_is_clean_every_time(zoo, launcher, tmp_path):

@@ -7,7 +7,9 @@ import os
 import shutil
 import time
 from pathlib import Path
+import warnings
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -59,7 +61,7 @@ def build_trainer(argv):
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     data = load_data(data_args, tokenizer)
     student = build_student(model_args.model_name_or_path, data_args.task, model_args.student_num_layers)
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, training_args=training_args)
     return DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args, train_dataset=data.train,
         eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(data_args.task),
@@ -168,8 +170,17 @@ def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
-    # the cache holds fp32 logits whatever the teacher's dtype
-    assert trainer.teachers["teacher"].logits.dtype == torch.float32
+    # the store holds fp32 logits whatever the teacher's dtype
+    assert trainer.teachers["teacher"].store.rows["logits"].array.dtype == np.float32
+
+
+def test_cpu_training_prints_no_pin_memory_warning(models, tmp_path):
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models["small"], "--num_train_epochs", "1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.train()
+        trainer.evaluate()
+    assert not [w for w in caught if "pin_memory" in str(w.message)]
 
 
 # --- the global batch ----------------------------------------------------------------------------

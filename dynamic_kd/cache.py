@@ -1,0 +1,102 @@
+"""On-disk caches that runs share: one folder per key, published whole or not at all.
+
+An entry is a folder named after a hash of its key (a JSON-able dict) and holds the key itself in
+`key.json`. A writer builds the entry in a temporary sibling folder (`<name>.tmp*`) and renames it
+into place, so a reader sees either no folder or a complete one; a writer killed half-way leaves
+only a `.tmp` folder, which no reader ever opens. An entry whose stored key differs from the one
+expected, or whose files do not load, is moved aside and rebuilt, never used.
+
+Every cache lives under one root, `$DYNAMIC_KD_CACHE` (default `~/.cache/dynamic_kd`):
+`teacher_outputs/` (the teacher-output store, `teachers.py`) and `tokenized/` (tokenised
+datasets, `data.py`). Deleting the root (or a subfolder) clears them; nothing else points into it.
+"""
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE = "key.json"
+
+
+def cache_root() -> str:
+    """`$DYNAMIC_KD_CACHE`, else `~/.cache/dynamic_kd` (read at call time, so tests can redirect it)."""
+    return os.path.expanduser(os.environ.get("DYNAMIC_KD_CACHE") or os.path.join("~", ".cache", "dynamic_kd"))
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def entry_folder(parent: str, prefix: str, key: dict) -> str:
+    return os.path.join(parent, f"{prefix}-{key_hash(key)}")
+
+
+def writable_folder(path: str) -> bool:
+    """Whether `path` exists (or can be created) as a folder this process may write into."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def _stored_key(folder: str):
+    try:
+        with open(os.path.join(folder, KEY_FILE)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _discard(folder: str):
+    """Move a bad entry aside (atomic), then delete it; a process still using its files keeps them."""
+    aside = f"{folder}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(folder, aside)
+    except OSError:  # another process moved it first
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def get_or_build(folder: str, key: dict, build, load, what: str):
+    """Open the entry `folder` for `key`, building it first when it is missing or does not match.
+
+    build(tmp_folder): write the entry's files into an empty folder (`key.json` is added after).
+    load(folder): the entry's value, or None when its files do not match what is expected.
+    Returns (value, reused): reused is False when this call built the entry. Concurrent callers
+    on one key may each build, but exactly one entry is published and every caller uses it.
+    """
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    for _ in range(3):
+        if os.path.isdir(folder):
+            if _stored_key(folder) == key:
+                value = load(folder)
+                if value is not None:
+                    return value, True
+            logger.warning("%s: %s does not match this run (stale, unreadable or from another version); rebuilding it", what, folder)
+            _discard(folder)
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp", dir=os.path.dirname(folder))
+        try:
+            build(tmp)
+            with open(os.path.join(tmp, KEY_FILE), "w") as handle:
+                json.dump(key, handle, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(tmp, folder)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(folder):  # not lost to a concurrent publisher: a real failure
+                raise
+            continue  # another process published this entry first: use theirs
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        value = load(folder)
+        if value is not None:
+            return value, False
+    raise RuntimeError(f"{what}: could not build a usable {folder}")
