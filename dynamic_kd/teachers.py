@@ -25,6 +25,8 @@ import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from dynamic_kd.files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 TEACHER_CACHE_MODES = ("none", "memory", "disk")
@@ -153,10 +155,8 @@ class Teacher:
         return tensors
 
     def _save_disk_cache(self):
-        os.makedirs(os.path.dirname(self.cache_file), exist_ok=True)
-        tmp = f"{self.cache_file}.tmp{os.getpid()}"
-        save_file({k: v.contiguous() for k, v in self._tensors().items()}, tmp, metadata={"key": json.dumps(self.cache_key, sort_keys=True)})
-        os.replace(tmp, self.cache_file)
+        with atomic_path(self.cache_file) as tmp:
+            save_file({k: v.contiguous() for k, v in self._tensors().items()}, tmp, metadata={"key": json.dumps(self.cache_key, sort_keys=True)})
 
     def _load_disk_cache(self):
         if not os.path.exists(self.cache_file):

@@ -27,6 +27,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from dynamic_kd.files import atomic_path
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
 from dynamic_kd.models import unwrap_student
 from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, student_signal
@@ -194,9 +195,8 @@ class DistillationTrainer(Trainer):
         for name, teacher in self.teachers.items():
             state = teacher.checkpoint_state()
             if state is not None:
-                path = self._teacher_cache_file(checkpoint, name)
-                save_file(state, f"{path}.tmp", metadata={"teacher": teacher.path})
-                os.replace(f"{path}.tmp", path)
+                with atomic_path(self._teacher_cache_file(checkpoint, name)) as tmp:
+                    save_file(state, tmp, metadata={"teacher": teacher.path})
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
