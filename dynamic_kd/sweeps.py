@@ -263,7 +263,7 @@ def quickstart(s):
 
     root = s["OUT_ROOT"]
     large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
-    student = role("STUDENT", int(s["STUDENT_LAYERS"] or (2 if depth < 12 else 6)), "3", "1e-4")
+    student = role("STUDENT", s.int("STUDENT_LAYERS") if s["STUDENT_LAYERS"] else 2 if depth < 12 else 6, "3", "1e-4")
     both = ["--small_teacher", small, "--large_teacher", large, "--uncertainty_mode", "hard"]
     entropy = ["--selection_strategy", "entropy", "--selection_ratio", "0.1"]
     uncertainty = ["--strategy", "uncertainty", "--rep_alpha", "1.0"]
@@ -276,8 +276,8 @@ def quickstart(s):
         (f"{root}/combined/{label}/hard+entropy-r0.1+uncertainty-seed{s['SEED']}", "dynamic_teacher.py", both + entropy + uncertainty),
     ]
     return [
-        [Job(large, "train_teacher.py", tuple(role("LARGE", int(s["LARGE_LAYERS"] or depth), "1", "5e-5"))),
-         Job(small, "train_teacher.py", tuple(role("SMALL", int(s["SMALL_LAYERS"] or (depth + 1) // 2), "2", "1e-4")))],
+        [Job(large, "train_teacher.py", tuple(role("LARGE", s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth, "1", "5e-5"))),
+         Job(small, "train_teacher.py", tuple(role("SMALL", s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2, "2", "1e-4")))],
         [Job(out, script, tuple(student + extra_flags)) for out, script, extra_flags in runs],
     ]
 
@@ -300,6 +300,7 @@ def cost(s):
     """What distillation costs: 6- and 3-layer MiniLM teachers, then COST_VARIANTS of a 2-layer student, fp32."""
     root, data_dir = s["OUT_ROOT"], os.path.join(s["OUT_ROOT"], "tweets")
     s.update(MAX_LEN="64", BATCH="32", EVAL_BATCH="128")
+
     def train(lr, epochs):
         return train_flags(s, "sst2", 1, lr, epochs, data_dir) + ["--disable_tqdm", "True"]
 
@@ -582,6 +583,9 @@ def main(argv=None, env=None):
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
+    except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
+        logger.info("%s interrupted", _stamp())
+        return 130
     logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), total - len(failed), len(failed), len(notes), total + len(notes))
     for job in failed:
         logger.info("  failed: %s (log: %s.log)", job.out, job.out)

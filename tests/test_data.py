@@ -400,3 +400,22 @@ def test_collator_regression_labels_are_float(tiny_tokenizer):
 def test_module_reads_hub_through_datasets_module():
     # Monkeypatching datasets.load_dataset (as the tests above do) only works if data.py looks it up.
     assert data.datasets is datasets
+
+
+def test_data_source_fingerprints_the_content_read(tmp_path):
+    source = data.data_source("sst2", data_dir=fixture_dir("sst2"))
+    assert source["source"] == "data_dir" and source["location"] == fixture_dir("sst2")
+    copy = shutil.copytree(fixture_dir("sst2"), tmp_path / "copy")
+    assert data.data_source("sst2", data_dir=str(copy))["fingerprint"] == source["fingerprint"]  # same data, other folder
+    with open(copy / "dev.tsv", "a", encoding="utf-8") as handle:
+        handle.write("one more line\t1\n")
+    assert data.data_source("sst2", data_dir=str(copy))["fingerprint"] != source["fingerprint"]
+    files = data.data_source("sst2", train_file=str(copy / "train.tsv"), validation_file=fixture_dir("sst2") + "/dev.tsv")
+    assert files["source"] == "files" and files["fingerprint"] == source["fingerprint"]  # the same two files
+    hub = data.data_source("mnli")
+    assert hub == {"source": "hub", "location": "nyu-mll/glue/mnli", "fingerprint": hub["fingerprint"]}
+    assert hub["fingerprint"] != data.data_source("rte")["fingerprint"]
+    # MNLI with only a matched validation file: the mismatched split comes from --data_dir
+    mixed = data.data_source("mnli", data_dir=fixture_dir("mnli"), validation_file=fixture_dir("mnli") + "/dev_matched.tsv",
+                             train_file=fixture_dir("mnli") + "/train.tsv")
+    assert mixed["fingerprint"] == data.data_source("mnli", data_dir=fixture_dir("mnli"))["fingerprint"]

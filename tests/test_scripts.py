@@ -14,8 +14,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import FIXTURES, make_tiny_bert
 from dynamic_kd.report import load_runs
 from dynamic_kd.sweeps import COST, QUICKSTART, VARIABLES

@@ -4,7 +4,6 @@ Plans are checked in-process through DRY_RUN=1, command by command. Real runs us
 built in the test. The Slurm test needs a throwaway single-node Slurm: `bash scripts/test_slurm.sh`
 starts one and runs it (and CI does).
 """
-import json
 import os
 import re
 import shlex
@@ -315,7 +314,11 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
         time.sleep(0.2)
     # what a preemption does: Slurm kills the task and queues it again; start it at once
     subprocess.run(["scontrol", "requeue", f"{array}_0"], check=True)
-    subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now"], check=True)
+    state = ["squeue", "--noheader", "--format=%T", f"--jobs={array}_0"]
+    while subprocess.run(state, capture_output=True, text=True).stdout.strip() != "PENDING":  # once the kill is done
+        assert time.time() < deadline
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now"], check=True)  # not in the usual 2 minutes
     code, stdout, _ = run_sweep("data", capsys, **settings)  # meanwhile: queued runs are not submitted twice
     assert code == 0 and "already in Slurm job" in stdout and "nothing to submit" in stdout
     wait_for_slurm()
