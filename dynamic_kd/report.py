@@ -21,8 +21,8 @@ Grouping
 Table
     Rows are methods (`method_label`; baselines ``finetune`` and ``kd`` first), with a column
     for each setting that differs between rows of the same method. Columns are tasks in GLUE
-    order (cola sst2 mrpc qqp stsb mnli qnli rte wnli, then the rest alphabetically); a task run
-    on several data sources gets one column per source, e.g. ``SST-2 [tweets]``. A cell is the
+    order (cola sst2 mrpc qqp stsb mnli qnli rte wnli, then the rest alphabetically), one per
+    data source of a task; data not from the hub is named, e.g. ``SST-2 [tweets]``. A cell is the
     mean ± sample std (ddof=1) over seeds ×100 with the seed count, ``91.2 ± 0.4 (n=3)``; MRPC
     and QQP show F1/acc, STS-B Pearson/Spearman, MNLI matched/mismatched. Each run's *primary
     score* is the mean of its task metrics; ``Avg`` is the mean over a row's columns of their
@@ -254,7 +254,7 @@ def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
     for (task, data, label), n_sources, n_homonyms in zip(columns.itertuples(index=False), sources, homonyms):
         names = summary.loc[(summary.task == task) & (summary.metric != "primary"), "metric"].unique()
         name = TASK_HEADERS.get(task) or (f"{task} ({'/'.join(names)})" if len(names) > 1 else task)
-        if n_sources > 1:  # the same task on several data sources: say which column is which
+        if n_sources > 1 or not data.startswith("hub:"):  # e.g. the demo's tweets under task sst2 are not SST-2
             name += f" [{label}" + (f"@{data.split(':', 1)[1][:6]}" if n_homonyms > 1 else "") + "]"
         headers[(task, data)] = name
     return varying, shown, headers
@@ -358,8 +358,10 @@ def plot_methods(runs: pd.DataFrame, path: str) -> str:
     fig, axes = _panels(len(headers), 5.5, max(2.5, 0.35 * len(rows) + 1.2))
     for ax, ((task, data), header) in zip(axes, headers.items()):
         cell = primary[(primary.task == task) & (primary.data == data)]
-        ax.barh([rows.index(r) for r in cell.row], 100 * cell["mean"], xerr=100 * cell["std"].fillna(0.0),
-                height=0.7, capsize=3, color="tab:blue", alpha=0.8)
+        means, errors = 100 * cell["mean"], 100 * cell["std"].fillna(0.0)
+        ax.barh([rows.index(r) for r in cell.row], means, xerr=errors, height=0.7, capsize=3, color="tab:blue", alpha=0.8)
+        low = (means - errors).min()  # zoomed in, so differences of a point stay visible
+        ax.set_xlim(low - 5.0 if low <= 0 else max(0.0, low - 5.0), (means + errors).max() + 2.0)
         ax.set_yticks(range(len(rows)), rows, fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_title(header, fontsize=10)
