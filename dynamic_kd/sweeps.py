@@ -340,14 +340,15 @@ def _check_parser():
     return _OneLineErrorParser((DataArguments, ModelArguments, DistillationArguments))
 
 
-def not_applicable(job, parser):
+def not_applicable(job, parser, extra=()):
     """Why the task cannot run this distillation setting (the entry points' own check), or None.
 
-    Any other problem with the flags is the user's and stops the sweep before anything runs.
+    `extra` are the flags appended to every command (EXTRA_ARGS). Any other problem with the
+    flags is the user's and stops the sweep before anything runs.
     """
     if job.script == "train_teacher.py":
         return None
-    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses(args=list(job.flags), return_remaining_strings=True)
+    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses(args=[*job.flags, *extra], return_remaining_strings=True)
     try:
         kd_args.check_task(get_task(data_args.task_name))
     except ConfigError as error:
@@ -376,7 +377,7 @@ def plan(stages, s):
             if job.out in seen:
                 continue
             seen.add(job.out)
-            reason = "finished" if job.finished() else not_applicable(job, parser)
+            reason = "finished" if job.finished() else not_applicable(job, parser, shlex.split(s["EXTRA_ARGS"]))
             if reason:
                 notes.append((len(todo) - 1, f"skip {job.out} ({reason if reason == 'finished' else 'not applicable: ' + reason})"))
             else:
@@ -489,8 +490,6 @@ def sbatch_options(s):
 
 def submit(stages, s, name):
     """One job array per stage, each after the previous stage's arrays; returns the submitted job ids."""
-    if s["GPUS"]:
-        raise ConfigError("GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)")
     queued = queued_runs()
     submitted, after = [], set()
     for number, stage in enumerate(stages):
@@ -566,6 +565,8 @@ def main(argv=None, env=None):
         s = Settings(env, {**VARIABLES, **(sweep.defaults or {})})
         if s["LAUNCHER"] not in ("local", "slurm"):
             raise ConfigError(f"LAUNCHER takes local or slurm, got '{s['LAUNCHER']}'")
+        if s["LAUNCHER"] == "slurm" and s["GPUS"]:
+            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)")
         stages, notes = plan(sweep.build(s), s)
         total = sum(map(len, stages))
         if s.on("DRY_RUN"):
