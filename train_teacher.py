@@ -25,9 +25,7 @@ def main(argv=None):
         data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(task), task=task,
     )
     outcome = train_and_evaluate(trainer, task, run)
-    # Size in the label, so the report keeps e.g. BERT-base and BERT-large teachers apart.
-    method = f"finetune/{model.config.num_hidden_layers}L-{model.config.hidden_size}H"
-    finish_run(run, trainer, tokenizer, task, outcome, method, [data_args, model_args, training_args])
+    finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, training_args])
 
 
 if __name__ == "__main__":

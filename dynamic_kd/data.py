@@ -687,6 +687,44 @@ def _check_seen(columns: _Columns, labels: tuple[str, ...], train_source: str) -
                               "so no class can predict it; fix the label or add training rows with it")
 
 
+def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str, str]:
+    """Split -> local file for every split not read from the hub (command-line files first)."""
+    files = _explicit_files(task, train_file, validation_file)
+    missing = [split for split in task.splits if split not in files]
+    if data_dir is not None and missing:
+        files.update(_data_dir_files(task, data_dir, missing))
+    return files
+
+
+def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
+    """Where `load_splits` reads the task from, for results.json and the report.
+
+    ``source`` is ``files`` (--train_file/--validation_file), ``data_dir`` or ``hub``;
+    ``location`` the train file, the folder (absolute) or the hub dataset; ``fingerprint`` a
+    SHA-256 prefix over every split's local file content, so the same folder with other data (or
+    the same data in another folder) is told apart (or not). Hub splits enter by name only: the
+    hub versions its datasets.
+    """
+    task = task if isinstance(task, Task) else get_task(task)
+    files = _source_files(task, data_dir, train_file, validation_file)
+    digest = hashlib.sha256()
+    for split in task.splits:
+        digest.update(split.encode())
+        if split in files:
+            with open(files[split], "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            digest.update(f"{task.hub_path}/{task.hub_config}/{task.hub_split(split)}".encode())
+    if train_file is not None:
+        source, location = "files", os.path.abspath(train_file)
+    elif data_dir is not None:
+        source, location = "data_dir", os.path.abspath(data_dir)
+    else:
+        source, location = "hub", "/".join(p for p in (task.hub_path, task.hub_config) if p)
+    return {"source": source, "location": location, "fingerprint": digest.hexdigest()[:16]}
+
+
 def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> dict[str, datasets.Dataset]:
     """Load "train" and every ``task.eval_splits`` split, each from the best source available.
 
@@ -700,14 +738,12 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     Returns split name -> in-memory Dataset with the text columns, ``label`` and ``idx``.
     """
     task = task if isinstance(task, Task) else get_task(task)
-    files = _explicit_files(task, train_file, validation_file)
+    files = _source_files(task, data_dir, train_file, validation_file)
     missing = [split for split in task.splits if split not in files]
     if missing and task.is_custom:
         raise ConfigError(f"{task.name} is read from your own files only; pass --train_file and --validation_file")
     if task.is_custom and not task.is_regression:
         logger.info("%s: %d labels from the training file; class i is the i-th of %s", task.name, task.num_labels, list(task.labels))
-    if data_dir is not None and missing:
-        files.update(_data_dir_files(task, data_dir, missing))
     loaded = {split: _build_split(task, _read_file(path, task), split, drop_unlabeled=False)
               for split, path in files.items()}
     missing = [split for split in task.splits if split not in loaded]

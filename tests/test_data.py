@@ -830,3 +830,20 @@ def test_load_data_uses_the_cache_root(tiny_bert, tiny_tokenizer, tmp_path, monk
     assert loaded.train.cache_files[0]["filename"].startswith(str(tmp_path / "root" / "tokenized"))
     monkeypatch.setenv("DYNAMIC_KD_CACHE", os.path.join(fixture_dir("sst2"), "train.tsv"))  # a file: not writable as a folder
     assert load_data(DataArguments(task_name="sst2", data_dir=fixture_dir("sst2")), tiny_tokenizer).train.cache_files == []
+def test_data_source_fingerprints_the_content_read(tmp_path):
+    source = data.data_source("sst2", data_dir=fixture_dir("sst2"))
+    assert source["source"] == "data_dir" and source["location"] == fixture_dir("sst2")
+    copy = shutil.copytree(fixture_dir("sst2"), tmp_path / "copy")
+    assert data.data_source("sst2", data_dir=str(copy))["fingerprint"] == source["fingerprint"]  # same data, other folder
+    with open(copy / "dev.tsv", "a", encoding="utf-8") as handle:
+        handle.write("one more line\t1\n")
+    assert data.data_source("sst2", data_dir=str(copy))["fingerprint"] != source["fingerprint"]
+    files = data.data_source("sst2", train_file=str(copy / "train.tsv"), validation_file=fixture_dir("sst2") + "/dev.tsv")
+    assert files["source"] == "files" and files["fingerprint"] == source["fingerprint"]  # the same two files
+    hub = data.data_source("mnli")
+    assert hub == {"source": "hub", "location": "nyu-mll/glue/mnli", "fingerprint": hub["fingerprint"]}
+    assert hub["fingerprint"] != data.data_source("rte")["fingerprint"]
+    # MNLI with only a matched validation file: the mismatched split comes from --data_dir
+    mixed = data.data_source("mnli", data_dir=fixture_dir("mnli"), validation_file=fixture_dir("mnli") + "/dev_matched.tsv",
+                             train_file=fixture_dir("mnli") + "/train.tsv")
+    assert mixed["fingerprint"] == data.data_source("mnli", data_dir=fixture_dir("mnli"))["fingerprint"]

@@ -490,26 +490,6 @@ def test_resume_skips_a_half_written_checkpoint(tmp_path):
     assert last_complete_checkpoint(str(tmp_path / "checkpoint-6")) is None
 
 
-def test_results_are_written_atomically(tmp_path, monkeypatch):
-    from dynamic_kd import recipe
-
-    path = tmp_path / "results.json"
-    path.write_text('{"old": 1}')
-
-    def killed(src, dst):  # the process dies between writing the temp file and the rename
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(recipe.os, "replace", killed)
-    with pytest.raises(KeyboardInterrupt):
-        recipe.write_json_atomic(str(path), {"new": 2})
-    assert path.read_text() == '{"old": 1}'  # the old file stays whole; the new one is only in the temp file
-    assert json.loads((tmp_path / f"results.json.tmp{os.getpid()}").read_text()) == {"new": 2}
-    monkeypatch.undo()
-    recipe.write_json_atomic(str(path), {"new": 2})
-    assert json.loads(path.read_text()) == {"new": 2}
-    assert os.listdir(tmp_path) == ["results.json"]
-
-
 # --- 3. NaN / Inf -------------------------------------------------------------------------------
 
 def test_nan_teacher_stops_with_one_line_and_exit_3(zoo, launcher, tmp_path):

@@ -1,214 +1,270 @@
-"""Tests for dynamic_kd.report: reading results.json, aggregation over seeds, tables, figures."""
-import csv
+"""Tests for dynamic_kd.report: grouping by settings and data, aggregation over seeds, tables, figures."""
 import io
 import json
 import os
 
+import pandas as pd
 import pytest
 
 from dynamic_kd import report
 from dynamic_kd.errors import ConfigError
 
+# The arguments of a dynamic_objective.py run as finish_run records them (the ones that matter here).
+OBJECTIVE_ARGS = {
+    "task_name": "sst2", "model_name_or_path": "bert-base-uncased", "student_num_layers": 6, "teacher": "/t/{task}-base",
+    "uncertainty_mode": None, "selection_strategy": "none", "selection_ratio": 1.0, "selection_scope": "batch",
+    "strategy": "uncertainty", "rep_alpha": 1.0, "rep_layers": "all", "kd_loss": "auto", "learning_rate": 2e-5,
+    "logging_steps": 500, "per_device_eval_batch_size": 8, "report_to": [],
+}
+DROP = object()  # an argument the script does not have
+HUB_SST2 = {"source": "hub", "location": "nyu-mll/glue/sst2", "fingerprint": "0123456789abcdef"}
 
-def write_run(root, name, task, seed, metrics, method=None, script="dynamic_data.py", **args):
-    """Write `root/name/results.json` like the training scripts do; return the run dir."""
+
+def write_run(root, name, seed, metrics, task="sst2", data=HUB_SST2, history=None, **args):
+    """Write `root/name/results.json` as finish_run does; `args` override OBJECTIVE_ARGS. Returns the run dir."""
     run_dir = os.path.join(str(root), name)
     os.makedirs(run_dir, exist_ok=True)
+    resolved = {**OBJECTIVE_ARGS, "teacher": f"/t/{task}-base", "task_name": task, "seed": seed, "output_dir": run_dir, **args}
+    resolved = {k: v for k, v in resolved.items() if v is not DROP}
     record = {
-        "script": script, "task": task, "seed": seed, "metrics": metrics,
-        "train_runtime_s": 1.0, "train_examples": 10, "teacher_forward_examples": 5,
-        "args": {"task_name": task, "seed": seed, "output_dir": run_dir, **args},
+        "script": "dynamic_objective.py", "task": task, "seed": seed, "metrics": metrics, "train_runtime_s": 10.0 + seed,
+        "train_examples": 100, "teacher_forward_examples": 50, "args": resolved, "method": "ignored",
+        "data": data, "log_history": history or [],
     }
-    if method is not None:
-        record["method"] = method
-    with open(os.path.join(run_dir, "results.json"), "w") as f:
-        json.dump(record, f)
+    with open(os.path.join(run_dir, "results.json"), "w") as handle:
+        json.dump(record, handle)
     return run_dir
 
 
+def md_rows(text):
+    """The body rows of a markdown table as lists of stripped cells."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[:1] + lines[2:]]
+
+
+def table_of(root, fmt="md"):
+    runs, skipped = report.load_runs([str(root)])
+    return report.format_report(runs, skipped, fmt)
+
+
+# --- the merge defect ----------------------------------------------------------------------
+
+def test_runs_differing_only_in_rep_layers_are_two_rows(tmp_path):
+    for seed, (all_acc, cls_acc) in zip((1, 2), ((0.60, 0.70), (0.70, 0.80))):
+        write_run(tmp_path, f"all-seed{seed}", seed, {"accuracy": all_acc}, rep_layers="all")
+        write_run(tmp_path, f"cls-seed{seed}", seed, {"accuracy": cls_acc}, rep_layers="cls")
+    header, *rows = md_rows(table_of(tmp_path))
+    assert header == ["Method", "rep_layers", "SST-2", "Avg"]
+    # mean of 0.60, 0.70 = 65.0, sample std = 0.0707 -> 7.1; the cls runs: 75.0 ± 7.1
+    assert rows == [["kd+objective/uncertainty", "all", "65.0 ± 7.1 (n=2)", "65.0"],
+                    ["kd+objective/uncertainty", "cls", "75.0 ± 7.1 (n=2)", "75.0"]]
+
+
+def test_demo_tweets_are_not_averaged_with_real_sst2(tmp_path):
+    tweets = {"source": "data_dir", "location": "/x/outputs/quickstart/data/tweets", "fingerprint": "feedfacefeedface"}
+    write_run(tmp_path, "hub", 1, {"accuracy": 0.90})
+    write_run(tmp_path, "tweets", 1, {"accuracy": 0.80}, data=tweets, data_dir="/x/outputs/quickstart/data/tweets")
+    header, *rows = md_rows(table_of(tmp_path))
+    assert header == ["Method", "SST-2 [hub]", "SST-2 [tweets]", "Avg"]
+    assert rows == [["kd+objective/uncertainty", "90.0 (n=1)", "80.0 (n=1)", "85.0"]]
+    # two folders of the same name but different content stay apart too, named by fingerprint
+    write_run(tmp_path, "tweets2", 1, {"accuracy": 0.70}, data={**tweets, "fingerprint": "0badc0de0badc0de"})
+    header, *_ = md_rows(table_of(tmp_path))
+    assert header[1:4] == ["SST-2 [hub]", "SST-2 [tweets@0badc0]", "SST-2 [tweets@feedfa]"]
+
+
+def test_teacher_paths_are_compared_per_task(tmp_path):
+    for task, metrics in (("rte", {"accuracy": 0.6}), ("mrpc", {"f1": 0.8, "accuracy": 0.7})):
+        data = {**HUB_SST2, "location": f"nyu-mll/glue/{task}", "fingerprint": task}
+        for size, bonus in (("base", 0.0), ("large", 0.1)):
+            scores = {k: v + bonus for k, v in metrics.items()}
+            write_run(tmp_path, f"{task}-{size}", 1, scores, task=task, data=data, teacher=f"/t/{task}-{size}")
+    header, *rows = md_rows(table_of(tmp_path))
+    assert header == ["Method", "teacher", "MRPC (F1/acc)", "RTE", "Avg"]
+    assert rows == [["kd+objective/uncertainty", "/t/{task}-base", "80.0/70.0 (n=1)", "60.0 (n=1)", "67.5"],
+                    ["kd+objective/uncertainty", "/t/{task}-large", "90.0/80.0 (n=1)", "70.0 (n=1)", "77.5"]]
+
+
+def test_seed_paths_and_bookkeeping_do_not_split_a_row(tmp_path):
+    write_run(tmp_path, "a", 1, {"accuracy": 0.80}, logging_steps=10, report_to=["tensorboard"], teacher_cache="disk")
+    write_run(tmp_path, "b", 2, {"accuracy": 0.90}, per_device_eval_batch_size=128, save_strategy="no")
+    write_run(tmp_path, "c", 3, {"accuracy": 0.85}, data_seed=7)
+    runs, _ = report.load_runs([str(tmp_path)])
+    assert report.setting_columns(runs) == []
+    assert md_rows(table_of(tmp_path))[1] == ["kd+objective/uncertainty", "85.0 ± 5.0 (n=3)", "85.0"]
+
+
+def test_every_other_setting_splits_a_row(tmp_path):
+    write_run(tmp_path, "a", 1, {"accuracy": 0.80})
+    write_run(tmp_path, "b", 1, {"accuracy": 0.90}, learning_rate=1e-4, temperature=2.0)
+    runs, _ = report.load_runs([str(tmp_path)])
+    assert report.setting_columns(runs) == ["learning_rate", "temperature"]  # temperature: absent in "a" = "–"
+    header, *rows = md_rows(table_of(tmp_path))
+    assert header == ["Method", "learning_rate", "temperature", "SST-2", "Avg"]
+    assert [row[1:3] for row in rows] == [["2e-05", "–"], ["0.0001", "2.0"]]
+
+
+# --- aggregation and tables ----------------------------------------------------------------
+
+def test_method_label():
+    assert report.method_label({"task_name": "rte", "student_num_layers": None}) == "finetune"
+    assert report.method_label({"student_num_layers": 2}) == "finetune/2L"
+    kd = {"uncertainty_mode": None, "selection_strategy": "none", "rep_alpha": 0.0, "kd_loss": "auto"}
+    assert report.method_label(kd) == "kd"
+    combined = {**kd, "uncertainty_mode": "hard", "selection_strategy": "entropy", "selection_ratio": 0.1,
+                "selection_scope": "epoch", "rep_alpha": 1.0, "strategy": "uncertainty", "kd_loss": "mse"}
+    assert report.method_label(combined) == "teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse"
+
+
 @pytest.fixture
-def runs_dir(tmp_path):
-    """kd on sst2 (3 seeds), mrpc (2 seeds), mnli (1 seed); a data method (1 seed) on sst2; two bad files."""
+def glue_runs(tmp_path):
+    """KD on sst2 (3 seeds), mrpc (2 seeds), mnli (1 seed); entropy selection on sst2 (1 seed); two bad files."""
     root = tmp_path / "runs"
+    kd = dict(strategy="none", rep_alpha=0.0)
     for seed, acc in zip((1, 2, 3), (0.80, 0.90, 0.85)):
-        write_run(root, f"kd_sst2_s{seed}", "sst2", seed, {"accuracy": acc}, method="kd")
-    write_run(root, "kd_mrpc_s1", "mrpc", 1, {"f1": 0.90, "accuracy": 0.80}, method="kd")
-    write_run(root, "kd_mrpc_s2", "mrpc", 2, {"f1": 0.86, "accuracy": 0.84}, method="kd")
-    write_run(root, "kd_mnli_s1", "mnli", 1, {"accuracy": 0.70, "accuracy_mm": 0.72}, method="kd")
-    write_run(root, "data_sst2", "sst2", 1, {"accuracy": 0.875}, method="data/entropy/r0.1",
-              selection_strategy="entropy", selection_ratio=0.1)
-    bad = root / "broken"
-    bad.mkdir(parents=True)
-    (bad / "results.json").write_text('{"task": "sst2", "metrics": {"accuracy": 0.')
-    partial = root / "partial"
-    partial.mkdir()
-    (partial / "results.json").write_text(json.dumps({"method": "kd", "task": "sst2", "seed": 4}))
+        write_run(root, f"kd_sst2_s{seed}", seed, {"accuracy": acc}, **kd)
+    for seed, (f1, acc) in zip((1, 2), ((0.90, 0.80), (0.86, 0.84))):
+        write_run(root, f"kd_mrpc_s{seed}", seed, {"f1": f1, "accuracy": acc}, task="mrpc", data={**HUB_SST2, "fingerprint": "m"}, **kd)
+    write_run(root, "kd_mnli_s1", 1, {"accuracy": 0.70, "accuracy_mm": 0.72}, task="mnli", data={**HUB_SST2, "fingerprint": "n"}, **kd)
+    write_run(root, "entropy_sst2", 1, {"accuracy": 0.875}, selection_strategy="entropy", selection_ratio=0.1, **kd)
+    (root / "broken").mkdir()
+    (root / "broken" / "results.json").write_text('{"task": "sst2", "metrics": {"accuracy": 0.')
+    (root / "partial").mkdir()
+    (root / "partial" / "results.json").write_text(json.dumps({"task": "sst2", "args": {"seed": 4}}))
     return root
 
 
-def test_collect_lists_bad_files_as_skipped(runs_dir, tmp_path):
-    runs, skipped = report.collect_runs(str(runs_dir))
-    assert len(runs) == 7
-    reasons = {os.path.basename(os.path.dirname(p)): r for p, r in skipped}
-    assert set(reasons) == {"broken", "partial"}
-    assert reasons["broken"].startswith("invalid JSON")
-    assert "metrics" in reasons["partial"]
+def test_markdown_table_cells_average_and_skipped(glue_runs):
+    text = table_of(glue_runs)
+    header, *rows = md_rows(text)
+    assert header == ["Method", "SST-2", "MRPC (F1/acc)", "MNLI (m/mm)", "Avg"]
+    # sst2 0.80/0.90/0.85 -> 85.0 ± 5.0; mrpc f1 0.90/0.86 -> 88.0 ± 2.8, acc 0.80/0.84 -> 82.0 ± 2.8;
+    # Avg = mean of the primary means: sst2 0.85, mrpc (0.88 + 0.82) / 2 = 0.85, mnli 0.71 -> 80.3
+    assert rows[0] == ["kd", "85.0 ± 5.0 (n=3)", "88.0 ± 2.8/82.0 ± 2.8 (n=2)", "70.0/72.0 (n=1)", "80.3"]
+    assert rows[1] == ["kd+data/entropy/r0.1", "87.5 (n=1)", "–", "–", "87.5*"]
+    assert "* Avg over fewer columns than the table shows." in text
+    skipped = [line for line in text.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 2
+    assert any("broken" in line and "invalid JSON" in line for line in skipped)
+    assert any("partial" in line and "missing key 'metrics'" in line for line in skipped)
 
 
 @pytest.mark.parametrize("record, reason", [
-    ({"method": "kd", "task": "sst2", "metrics": {"accuracy": "high"}}, "not a finite number"),
-    ({"method": "kd", "task": "mrpc", "metrics": {"accuracy": 0.8}}, "missing metric(s) f1"),
-    ({"method": "kd", "metrics": {"accuracy": 0.8}}, "missing key 'task'"),
-    ({"task": "sst2", "metrics": {"accuracy": 0.8}}, "missing key 'method'"),
+    ({"task": "sst2", "args": {}, "metrics": {"accuracy": "high"}}, "not a finite number"),
+    ({"task": "mrpc", "args": {}, "metrics": {"accuracy": 0.8}}, "missing metric(s) f1"),
+    ({"args": {}, "metrics": {"accuracy": 0.8}}, "missing key 'task'"),
+    ({"task": "sst2", "metrics": {"accuracy": 0.8}}, "missing key 'args'"),
     ([1, 2], "not a JSON object"),
 ])
-def test_parse_record_reasons(record, reason):
-    result = report.parse_record(record, "x/results.json")
+def test_unusable_files_give_reasons(tmp_path, record, reason):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(record))
+    result = report.read_run(str(path))
     assert isinstance(result, str) and reason in result
 
 
-def test_derive_method_from_script_and_args():
-    record = {"script": "dynamic_data.py", "task": "sst2", "metrics": {"eval_accuracy": 0.9},
-              "args": {"selection_strategy": "entropy", "selection_ratio": 0.1, "seed": 3}}
-    run = report.parse_record(record, "x/results.json")
-    assert run.method == "data/entropy/r0.1"
-    assert run.seed == 3 and run.metrics == {"accuracy": 0.9}
+def test_csv_and_latex(glue_runs):
+    text = table_of(glue_runs, "csv")
+    frame = pd.read_csv(io.StringIO(text), comment="#")
+    row = frame[(frame.method == "kd") & (frame.task == "sst2") & (frame.metric == "accuracy")].iloc[0]
+    assert row["mean"] == pytest.approx(0.85) and row["std"] == pytest.approx(0.05) and row["n"] == 3
+    assert row["seeds"] == "1;2;3" and len(row["runs"].split(";")) == 3
+    assert pd.isna(frame[(frame.task == "mnli") & (frame.metric == "accuracy_mm")].iloc[0]["std"])
+    avg = frame[(frame.method == "kd") & (frame.task == "avg")].iloc[0]
+    assert avg["mean"] == pytest.approx((0.85 + 0.85 + 0.71) / 3) and avg["n"] == 3
+    assert set(frame.columns) >= {"method", "selection_strategy", "selection_ratio", "task", "data", "metric", "mean", "std", "n"}
+    assert text.count("# skipped:") == 2
 
-
-def test_aggregate_means_and_sample_stds(runs_dir):
-    groups = report.aggregate(report.collect_runs(str(runs_dir))[0])
-    sst2 = groups[("kd", "sst2")]
-    assert sst2.stats["accuracy"].mean == pytest.approx(0.85)
-    assert sst2.stats["accuracy"].std == pytest.approx(0.05)
-    assert sst2.stats["accuracy"].n == 3
-    assert report.format_cell(sst2) == "85.0 ± 5.0 (n=3)"
-
-    single = groups[("data/entropy/r0.1", "sst2")]
-    assert single.stats["accuracy"].std is None
-    assert report.format_cell(single) == "87.5 (n=1)"
-
-    mrpc = groups[("kd", "mrpc")]  # f1 0.90, 0.86 -> 88.0 ± 2.8; acc 0.80, 0.84 -> 82.0 ± 2.8
-    assert report.format_cell(mrpc) == "88.0 ± 2.8/82.0 ± 2.8 (n=2)"
-    assert mrpc.primary.mean == pytest.approx(0.85)
-    assert report.format_cell(groups[("kd", "mnli")]) == "70.0/72.0 (n=1)"
-
-    # Avg = mean over tasks of the primary means: sst2 0.85, mrpc 0.85, mnli 0.71 -> 80.333
-    avg, covered = report.method_average(groups, "kd")
-    assert avg == pytest.approx((0.85 + 0.85 + 0.71) / 3) and covered == 3
-
-
-def test_markdown_table(runs_dir):
-    runs, skipped = report.collect_runs(str(runs_dir))
-    text = report.format_table(report.aggregate(runs), "md", skipped)
-    lines = text.splitlines()
-    assert lines[0] == "| Method | SST-2 | MRPC (F1/acc) | MNLI (m/mm) | Avg |"
-    assert lines[2] == "| kd | 85.0 ± 5.0 (n=3) | 88.0 ± 2.8/82.0 ± 2.8 (n=2) | 70.0/72.0 (n=1) | 80.3 |"
-    assert lines[3] == "| data/entropy/r0.1 | 87.5 (n=1) | – | – | 87.5* |"
-    assert any(line.startswith("skipped: ") and "broken" in line and "invalid JSON" in line for line in lines)
-    assert any(line.startswith("skipped: ") and "partial" in line for line in lines)
-
-
-def test_csv_and_latex(runs_dir):
-    runs, skipped = report.collect_runs(str(runs_dir))
-    groups = report.aggregate(runs)
-    text = report.format_table(groups, "csv", skipped)
-    rows = list(csv.DictReader(io.StringIO("".join(l for l in text.splitlines(True) if not l.startswith("#")))))
-    by_key = {(r["method"], r["task"], r["metric"]): r for r in rows}
-    row = by_key[("kd", "sst2", "accuracy")]
-    assert float(row["mean"]) == pytest.approx(0.85) and float(row["std"]) == pytest.approx(0.05)
-    assert row["n"] == "3" and row["seeds"] == "1;2;3" and len(row["runs"].split(";")) == 3
-    assert by_key[("kd", "mnli", "accuracy_mm")]["std"] == ""
-    assert float(by_key[("kd", "avg", "primary")]["mean"]) == pytest.approx((0.85 + 0.85 + 0.71) / 3)
-    assert "# skipped:" in text
-
-    latex = report.format_table(groups, "latex", skipped)
+    latex = table_of(glue_runs, "latex")
     assert latex.startswith(r"\begin{tabular}{lcccc}")
     assert r"kd & 85.0 $\pm$ 5.0 (n=3) & 88.0 $\pm$ 2.8/82.0 $\pm$ 2.8 (n=2) & 70.0/72.0 (n=1) & 80.3 \\" in latex
-    assert r"data/entropy/r0.1 & 87.5 (n=1) & -- & -- & 87.5$^*$ \\" in latex
+    assert r"kd+data/entropy/r0.1 & 87.5 (n=1) & – & – & 87.5$^*$ \\" in latex
     assert "% skipped:" in latex and r"\end{tabular}" in latex
     with pytest.raises(ConfigError):
-        report.format_table(groups, "html")
+        report.format_report(*report.load_runs([str(glue_runs)]), "html")
 
 
-def test_row_and_column_order():
-    runs = [report.Run(f"{m}/{t}/results.json", m, t, 1, {n: 0.5 for n in report.TASK_METRICS.get(t, ("score",))})
-            for m in ("objective/uncertainty", "data/entropy/r0.5", "kd", "data/entropy/r0.05", "finetune/12L-768H")
-            for t in ("rte", "cola", "zzz", "sst2")]
-    groups = report.aggregate(runs)
-    assert report.methods_of(groups) == ["finetune/12L-768H", "kd", "data/entropy/r0.05", "data/entropy/r0.5",
-                                         "objective/uncertainty"]
-    assert report.tasks_of(groups) == ["cola", "sst2", "rte", "zzz"]
+def test_row_and_column_order(tmp_path):
+    tasks = {"rte": {"accuracy": 0.5}, "cola": {"matthews_correlation": 0.5}, "zzz": {"score": 0.5, "other": 0.5},
+             "sst2": {"accuracy": 0.5}}
+    methods = {"objective": dict(strategy="uncertainty"), "r0.5": dict(selection_strategy="entropy", selection_ratio=0.5),
+               "kd": dict(rep_alpha=0.0, strategy="none"), "r0.05": dict(selection_strategy="entropy", selection_ratio=0.05),
+               "finetune": dict(teacher=DROP, uncertainty_mode=DROP, selection_strategy=DROP, selection_ratio=DROP,
+                                selection_scope=DROP, strategy=DROP, rep_alpha=DROP, rep_layers=DROP, kd_loss=DROP)}
+    for name, args in methods.items():
+        for task, metrics in tasks.items():
+            write_run(tmp_path, f"{name}-{task}", 1, metrics, task=task, data={**HUB_SST2, "fingerprint": task}, **args)
+    header, *rows = md_rows(table_of(tmp_path))
+    assert [row[0] for row in rows] == ["finetune/6L", "kd", "kd+data/entropy/r0.05+objective/uncertainty",
+                                        "kd+data/entropy/r0.5+objective/uncertainty", "kd+objective/uncertainty"]
+    assert header[-5:] == ["CoLA", "SST-2", "RTE", "zzz (other/score)", "Avg"]
 
 
-def test_main_writes_out_file_and_returns_codes(runs_dir, tmp_path, capsys):
+def test_main_writes_out_file_and_returns_codes(glue_runs, tmp_path, capsys):
     out = tmp_path / "nested" / "table.md"
-    assert report.main([str(runs_dir), "--out", str(out)]) == 0
+    assert report.main([str(glue_runs), "--out", str(out)]) == 0
     assert "85.0 ± 5.0 (n=3)" in out.read_text()
     assert capsys.readouterr().out == ""
     assert [p.name for p in out.parent.iterdir()] == ["table.md"]  # no temp file left behind
 
-    assert report.main([str(runs_dir), "--format", "csv"]) == 0
-    assert capsys.readouterr().out.startswith("method,task,metric,mean,std,n,seeds,runs")
+    assert report.main([str(glue_runs), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("method,")
 
     assert report.main([str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "missing" in err
-
-    assert report.main([str(runs_dir), "--curves", str(runs_dir)]) == 2  # --curves without --plot
+    assert report.main([str(glue_runs), "--curves", str(glue_runs)]) == 2  # --curves without --plot
     assert "--plot" in capsys.readouterr().err
 
 
+def test_several_runs_dirs_count_each_file_once(glue_runs, tmp_path):
+    runs, _ = report.load_runs([str(glue_runs), str(glue_runs / "kd_sst2_s1"), str(glue_runs)])
+    assert len(runs) == 7
+
+
+# --- figures -------------------------------------------------------------------------------
+
 def assert_png(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data.startswith(report.PNG_SIGNATURE) and len(data) > 1024
+    data = open(path, "rb").read()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1024
 
 
-def test_plot_methods_and_ratio(runs_dir, tmp_path):
+def test_methods_and_ratio_plots(glue_runs, tmp_path):
+    kd = dict(strategy="none", rep_alpha=0.0)
+    runs, _ = report.load_runs([str(glue_runs)])
+    assert report.plot_ratios(runs, str(tmp_path / "none.png")) is None  # one ratio only
+    assert not (tmp_path / "none.png").exists()
     for seed in (1, 2):
-        for ratio, acc in ((0.1, 0.84), (0.3, 0.86), (0.5, 0.88)):
-            write_run(runs_dir, f"entropy_r{ratio}_s{seed}", "sst2", seed, {"accuracy": acc + 0.01 * seed},
-                      method=f"data/entropy/r{ratio}", selection_strategy="entropy", selection_ratio=ratio)
-        write_run(runs_dir, f"random_r0.3_s{seed}", "sst2", seed, {"accuracy": 0.8},
-                  method="data/random/r0.3", selection_strategy="random", selection_ratio=0.3)
+        for ratio, acc in ((0.3, 0.86), (0.5, 0.88)):
+            write_run(glue_runs, f"entropy_r{ratio}_s{seed}", seed, {"accuracy": acc + 0.01 * seed},
+                      selection_strategy="entropy", selection_ratio=ratio, **kd)
     plots = tmp_path / "plots" / "deep"
-    assert report.main([str(runs_dir), "--plot", str(plots)]) == 0
+    assert report.main([str(glue_runs), "--plot", str(plots)]) == 0
     assert_png(plots / "methods.png")
     assert_png(plots / "ratio.png")
 
 
-def test_no_ratio_plot_when_ratios_do_not_vary(runs_dir, tmp_path):
-    runs, _ = report.collect_runs(str(runs_dir))
-    assert report.plot_ratios(runs, str(tmp_path / "ratio.png")) is None
-    assert not (tmp_path / "ratio.png").exists()
+def dkd_history(steps=4):
+    """A log_history as the Trainer keeps it: loss lines with dkd/* values, an eval line, the summary."""
+    history = [{"step": s, "epoch": s / 2, "loss": 0.5, "dkd/uncertainty": 0.9 - 0.1 * s, "dkd/kd_weight": 0.5} for s in range(1, steps + 1)]
+    return history + [{"step": steps, "eval_accuracy": 0.8}, {"step": steps, "train_runtime": 1.0}]
 
 
-def write_events(log_dir, tags, steps=5):
-    """A real TensorBoard event file with the given scalar tags."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(log_dir=str(log_dir))
-    for step in range(steps):
-        for i, tag in enumerate(tags):
-            writer.add_scalar(tag, 0.1 * i + 0.05 * step, step)
-    writer.close()
-
-
-def test_curves(tmp_path, capsys):
-    run_a, run_b = tmp_path / "run_a", tmp_path / "run_b"
-    write_events(run_a / "runs" / "Jan01_host", ["train/dkd/small_teacher_weight", "train/dkd/uncertainty", "train/loss"])
-    write_events(run_b / "runs" / "Jan02_host", ["train/dkd/small_teacher_weight", "train/loss"])
-    curves = report.read_dkd_scalars(str(run_a))
-    assert sorted(curves) == ["train/dkd/small_teacher_weight", "train/dkd/uncertainty"]
-    assert [s for s, _ in curves["train/dkd/uncertainty"]] == [0, 1, 2, 3, 4]
-
+def test_curves_from_the_training_history(tmp_path, capsys):
+    run_a = write_run(tmp_path, "a", 1, {"accuracy": 0.8}, history=dkd_history())
+    # an unfinished run: the newest complete checkpoint's trainer_state.json (checkpoint-4 is half written)
+    run_b = tmp_path / "b"
+    for step, state in ((2, {"log_history": dkd_history(2)}), (4, None)):
+        (run_b / f"checkpoint-{step}").mkdir(parents=True)
+        if state:
+            (run_b / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
+    assert [e["step"] for e in report.read_history(str(run_b))][:2] == [1, 2]
     plots = tmp_path / "plots"
-    assert report.main(["--curves", str(run_a), str(run_b), "--plot", str(plots)]) == 0
+    assert report.main(["--curves", run_a, str(run_b), "--plot", str(plots)]) == 0
     assert_png(plots / "curves.png")
 
-    plain = tmp_path / "plain"
-    write_events(plain / "runs", ["train/loss"])
-    with pytest.raises(ConfigError, match="plain.*--report_to tensorboard"):
-        report.plot_curves([str(plain)], str(tmp_path / "x.png"))
-    assert report.main(["--curves", str(plain), "--plot", str(plots)]) == 2
-    assert "--report_to tensorboard" in capsys.readouterr().err
+    plain = write_run(tmp_path, "plain", 1, {"accuracy": 0.8}, history=[{"step": 1, "loss": 0.3}])
+    with pytest.raises(ConfigError, match="no dkd/\\* values"):
+        report.plot_curves([plain], str(tmp_path / "x.png"))
+    assert report.main(["--curves", str(tmp_path / "nowhere"), "--plot", str(plots)]) == 2
+    assert "neither results.json nor a checkpoint" in capsys.readouterr().err

@@ -1,0 +1,613 @@
+"""Sweeps as data: grids of runs turned into commands, run locally or as Slurm job arrays.
+
+    python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
+
+SWEEP is one of `SWEEPS`. Settings are the environment variables in `VARIABLES` (the names the
+scripts document), overridden by NAME=VALUE arguments; an unset or empty variable takes its
+default. A sweep is a list of stages (students need the teachers of the stage before); a run is
+an entry point, its flags and an --output_dir. Method grids are enumerated from the strategy
+registries, and a combination a task cannot run (an uncertainty strategy on a regression task)
+is dropped by the entry points' own check, `DistillationArguments.check_task`. Flags equal to
+the shared argument set's defaults are left out of the commands.
+
+A folder holding results.json is finished and never run or submitted again; any other folder is
+(re)run with the same command and the entry point resumes from its newest complete checkpoint.
+Each run's output is appended to <output_dir>.log. Relative paths are relative to the repository.
+
+LAUNCHER=local runs one run after another or, with GPUS="0 1 2 3", one run per GPU (group of
+NPROC_PER_RUN GPUs) at a time; LAUNCHER=slurm submits one job array per stage (`sbatch --array`,
+the next stage `--dependency=afterany` on it), each task one run, `--requeue`d on preemption so
+the same command resumes from its checkpoint; runs already in the queue are not submitted again.
+DRY_RUN=1 prints the commands and runs nothing.
+"""
+import json
+import logging
+import os
+import queue
+import shlex
+import string
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+
+from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, _OneLineErrorParser
+from dynamic_kd.data import get_task
+from dynamic_kd.errors import ConfigError
+from dynamic_kd.files import write_atomic
+from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
+
+logger = logging.getLogger(__name__)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> default; "$NAME" refers to a variable above it, "{task}" is replaced per task.
+VARIABLES = {
+    "TASKS": "rte mrpc cola sst2 qnli", "SEEDS": "1 2 3", "OUT_ROOT": "outputs",
+    "BASE_MODEL": "bert-base-uncased", "LARGE_MODEL": "bert-large-uncased",
+    "STUDENT_MODEL": "bert-base-uncased", "STUDENT_LAYERS": "6", "STUDENT_LAYER_INIT": "first",
+    "BASE_TEACHER": "$OUT_ROOT/teachers/{task}-base", "LARGE_TEACHER": "$OUT_ROOT/teachers/{task}-large",
+    "TEACHER": "$BASE_TEACHER", "TEACHER_SIZES": "base large",
+    "LR": "2e-5", "EPOCHS": "3", "TEACHER_LR": "$LR", "TEACHER_EPOCHS": "$EPOCHS", "TEACHER_SEED": "42",
+    "MAX_LEN": "128", "BATCH": "32", "EVAL_BATCH": "128", "REPORT_TO": "none",
+    "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "", "EXTRA_ARGS": "",
+    "STUDENT_BASELINE": "1", "KD_BASELINE": "1",
+    "MODES": " ".join(TEACHER_MODES), "SELECTIONS": " ".join(s for s in SELECTION_STRATEGIES if s != "none"),
+    "RATIOS": "0.1 0.3 0.5 0.7", "SELECTION_SCOPE": "batch", "KD_LOSS": "auto",
+    "STRATEGIES": " ".join(OBJECTIVE_STRATEGIES), "REP_ALPHA": "1.0", "REP_LAYERS": "all",
+    "STAGES": "teachers teacher data objective",
+    "LAUNCHER": "local", "PYTHON": sys.executable, "GPUS": "", "NPROC_PER_RUN": "", "TORCHRUN": "",
+    "DRY_RUN": "0", "SHOW_OUTPUT": "0",
+    "SLURM_PARTITION": "", "SLURM_TIME": "", "SLURM_GPUS_PER_RUN": "", "SLURM_CPUS_PER_RUN": "",
+    "SLURM_MEM_PER_RUN": "", "SLURM_ARRAY_LIMIT": "", "SLURM_ARGS": "",
+}
+# The quickstart's own variables (scripts/quickstart.sh): empty ones get a value that depends on
+# TASK (the offline tweets demo when unset, the paper's setting for a real task) or on MODEL.
+QUICKSTART = {
+    "OUT_ROOT": "outputs/quickstart", "TASK": "", "MODEL": "", "DATA_DIR": "", "SEED": "1", "PRECISION": "auto",
+    "LARGE_LAYERS": "", "SMALL_LAYERS": "", "STUDENT_LAYERS": "", "MAX_LEN": "", "SAVE_ARGS": "--save_strategy no",
+    "LARGE_EPOCHS": "", "LARGE_LR": "", "SMALL_EPOCHS": "", "SMALL_LR": "", "STUDENT_EPOCHS": "", "STUDENT_LR": "",
+    "SHOW_OUTPUT": "1",
+}
+# The cost benchmark (benchmarks/distillation_cost.py): MiniLM teachers and a 2-layer student on the tweets.
+COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "EPOCHS": "3", "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
+
+
+class Settings(dict):
+    """Resolved variables: the environment (non-empty values) over the defaults, "$NAME" expanded."""
+
+    def __init__(self, env, defaults):
+        super().__init__()
+        self.env = env
+        for name, default in defaults.items():
+            self[name] = env.get(name) or string.Template(default).safe_substitute(self)
+
+    def words(self, name):
+        return self[name].replace(",", " ").split()
+
+    def on(self, name):
+        return self[name].lower() in ("1", "true", "yes")
+
+    def int(self, name, minimum=1):
+        if not self[name].isdigit() or int(self[name]) < minimum:
+            raise ConfigError(f"{name} must be an integer >= {minimum}, got '{self[name]}'")
+        return int(self[name])
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: `script` (an entry point in the repository) with `flags`, writing to `out`."""
+
+    out: str
+    script: str
+    flags: tuple
+
+    @property
+    def path(self):
+        return os.path.join(REPO, self.out)
+
+    def finished(self):
+        return os.path.exists(os.path.join(self.path, "results.json"))
+
+
+# ---------------------------------------------------------------- flags
+
+_DEFAULTS = {f.name: f.default for cls in (DataArguments, ModelArguments, DistillationArguments, RunArguments) for f in fields(cls)}
+
+
+def _same(a, b):
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def flags(**values):
+    """``--name value`` for every value that differs from the entry points' default (None = leave out)."""
+    out = []
+    for name, value in values.items():
+        if value is not None and value != "" and not _same(value, _DEFAULTS.get(name)):
+            out += [f"--{name}", str(value)]
+    return out
+
+
+def train_flags(s, task, seed, lr, epochs, data_dir=None):
+    """Task, data, schedule and bookkeeping flags shared by every run (BATCH is the global batch)."""
+    nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
+    batch = s.int("BATCH")
+    if batch % nproc:
+        raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; the global batch is split over the processes")
+    if data_dir is None:
+        data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None)
+    out = ["--task_name", task] + flags(
+        data_dir=data_dir, max_seq_length=s["MAX_LEN"], num_train_epochs=epochs, learning_rate=lr,
+        per_device_train_batch_size=batch // nproc, per_device_eval_batch_size=s["EVAL_BATCH"], seed=seed,
+    )
+    if s["REPORT_TO"] not in ("", "none"):
+        out += ["--report_to", s["REPORT_TO"]]
+    return out + shlex.split(s["SAVE_ARGS"])
+
+
+def model_flags(model, layers=None, init=None):
+    """The pretrained model and how many of its layers to keep (None: all)."""
+    return flags(model_name_or_path=model, student_num_layers=layers, student_layer_init=init)
+
+
+def student_flags(s, task, seed):
+    return model_flags(s["STUDENT_MODEL"], s["STUDENT_LAYERS"], s["STUDENT_LAYER_INIT"]) + train_flags(s, task, seed, s["LR"], s["EPOCHS"])
+
+
+def _teacher(template, task):
+    return template.replace("{task}", task)
+
+
+# ---------------------------------------------------------------- the grids
+
+
+def teachers(s):
+    """Fine-tune BASE_MODEL and LARGE_MODEL on every task (the teachers of the other sweeps)."""
+    jobs = []
+    for task in s.words("TASKS"):
+        for size in s.words("TEACHER_SIZES"):
+            if size not in ("base", "large"):
+                raise ConfigError(f"TEACHER_SIZES takes base and/or large, got '{size}'")
+            model, out = (s["BASE_MODEL"], s["BASE_TEACHER"]) if size == "base" else (s["LARGE_MODEL"], s["LARGE_TEACHER"])
+            train = train_flags(s, task, s["TEACHER_SEED"], s["TEACHER_LR"], s["TEACHER_EPOCHS"])
+            jobs.append(Job(_teacher(out, task), "train_teacher.py", ("--model_name_or_path", model, *train)))
+    return [jobs]
+
+
+def _students(s, runs):
+    """For every task and seed: the no-KD student baseline (STUDENT_BASELINE) and `runs(task, seed, student flags)`."""
+    jobs = []
+    for task in s.words("TASKS"):
+        for seed in s.words("SEEDS"):
+            student = student_flags(s, task, seed)
+            if s.on("STUDENT_BASELINE"):
+                jobs.append(Job(f"{s['OUT_ROOT']}/student/{task}/seed{seed}", "train_teacher.py", tuple(student)))
+            jobs += [Job(out, script, tuple(student + extra)) for out, script, extra in runs(task, seed)]
+    return jobs
+
+
+def teacher(s):
+    """Paper Sec. 3.1: every --uncertainty_mode (single-small, single-large, average are the baselines)."""
+    def runs(task, seed):
+        paths = {"small": _teacher(s["BASE_TEACHER"], task), "large": _teacher(s["LARGE_TEACHER"], task)}
+        for mode in s.words("MODES"):
+            needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
+            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
+            yield f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}", "dynamic_teacher.py", pool + ["--uncertainty_mode", mode]
+    return [_students(s, runs)]
+
+
+def data(s):
+    """Paper Sec. 3.2: every selection strategy x ratio, plus plain KD (KD_BASELINE)."""
+    scope = "" if s["SELECTION_SCOPE"] == "batch" else f"-{s['SELECTION_SCOPE']}"
+    common = flags(selection_scope=s["SELECTION_SCOPE"], kd_loss=s["KD_LOSS"])
+
+    def runs(task, seed):
+        kd = ["--teacher", _teacher(s["TEACHER"], task)]
+        if s.on("KD_BASELINE"):
+            yield f"{s['OUT_ROOT']}/data/{task}/kd-seed{seed}", "dynamic_data.py", kd + flags(kd_loss=s["KD_LOSS"])
+        for strategy in s.words("SELECTIONS"):
+            for ratio in s.words("RATIOS"):
+                yield (f"{s['OUT_ROOT']}/data/{task}/{strategy}-r{ratio}{scope}-seed{seed}", "dynamic_data.py",
+                       kd + ["--selection_strategy", strategy, "--selection_ratio", ratio] + common)
+    return [_students(s, runs)]
+
+
+def objective(s):
+    """Paper Sec. 3.3: every --strategy (none = the static PKD-style baseline)."""
+    layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
+
+    def runs(task, seed):
+        for strategy in s.words("STRATEGIES"):
+            yield (f"{s['OUT_ROOT']}/objective/{task}/{strategy}{layers}-seed{seed}", "dynamic_objective.py",
+                   ["--teacher", _teacher(s["TEACHER"], task)] + flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"]))
+    return [_students(s, runs)]
+
+
+def everything(s):
+    """STAGES: the teachers first, then the three distillation sweeps as one stage."""
+    unknown = set(s.words("STAGES")) - {"teachers", "teacher", "data", "objective"}
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective")
+    first = teachers(s)[0] if "teachers" in s.words("STAGES") else []
+    students = [job for stage in s.words("STAGES") if stage != "teachers" for job in SWEEPS[stage].build(s)[0]]
+    return [first, list({job.out: job for job in students}.values())]  # the student baseline once
+
+
+def quickstart(s):
+    """The quickstart: two teachers, then the student alone, KD and every dynamic method (one seed)."""
+    import torch
+    from transformers import AutoConfig
+
+    demo = not s["TASK"]
+    task, label = (s["TASK"], s["TASK"]) if not demo else ("sst2", "tweets")
+    if not s["MODEL"]:
+        raise ConfigError("MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)")
+    depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
+    cuda = torch.cuda.is_available()
+    precision = {"auto": "fp32" if cuda else "bf16"}.get(s["PRECISION"], s["PRECISION"])
+    if precision not in ("bf16", "fp32"):
+        raise ConfigError(f"PRECISION takes auto, bf16 or fp32, got '{s['PRECISION']}'")
+    s["MAX_LEN"] = s["MAX_LEN"] or ("64" if demo else "128")
+    extra = ["--logging_steps", "10"] + (["--bf16"] + ([] if cuda else ["--use_cpu"]) if precision == "bf16" else [])
+
+    def role(name, layers, epochs, lr):  # a model of `layers` layers cut from MODEL, with its own schedule
+        lr = s[f"{name}_LR"] or (lr if demo else "2e-5")
+        epochs = s[f"{name}_EPOCHS"] or (epochs if demo else "3")
+        cut = None if layers == depth else layers
+        return model_flags(s["MODEL"], cut) + train_flags(s, task, s["SEED"], lr, epochs, s["DATA_DIR"] or None) + extra
+
+    root = s["OUT_ROOT"]
+    large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
+    student = role("STUDENT", s.int("STUDENT_LAYERS") if s["STUDENT_LAYERS"] else 2 if depth < 12 else 6, "3", "1e-4")
+    both = ["--small_teacher", small, "--large_teacher", large, "--uncertainty_mode", "hard"]
+    entropy = ["--selection_strategy", "entropy", "--selection_ratio", "0.1"]
+    uncertainty = ["--strategy", "uncertainty", "--rep_alpha", "1.0"]
+    runs = [
+        (f"{root}/student/{label}/seed{s['SEED']}", "train_teacher.py", []),
+        (f"{root}/data/{label}/kd-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large]),
+        (f"{root}/teacher/{label}/hard-seed{s['SEED']}", "dynamic_teacher.py", both),
+        (f"{root}/data/{label}/entropy-r0.1-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + entropy),
+        (f"{root}/objective/{label}/uncertainty-seed{s['SEED']}", "dynamic_objective.py", ["--teacher", large] + uncertainty),
+        (f"{root}/combined/{label}/hard+entropy-r0.1+uncertainty-seed{s['SEED']}", "dynamic_teacher.py", both + entropy + uncertainty),
+    ]
+    return [
+        [Job(large, "train_teacher.py", tuple(role("LARGE", s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth, "1", "5e-5"))),
+         Job(small, "train_teacher.py", tuple(role("SMALL", s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2, "2", "1e-4")))],
+        [Job(out, script, tuple(student + extra_flags)) for out, script, extra_flags in runs],
+    ]
+
+
+# The variants of benchmarks/distillation_cost.py: (entry point, flags after the student's).
+COST_VARIANTS = {
+    "original": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none", "--pad_to_max_length"]),
+    "uncached": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none"]),
+    "cached": ("dynamic_data.py", ["--teacher", "{large}"]),
+    "cached-bf16": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_dtype", "bfloat16"]),
+    "batch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1"]),
+    "epoch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--selection_scope", "epoch"]),
+    "hard-nocache": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard", "--teacher_cache", "none"]),
+    "hard": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]),
+    "student": ("train_teacher.py", []),
+}
+
+
+def cost(s):
+    """What distillation costs: 6- and 3-layer MiniLM teachers, then COST_VARIANTS of a 2-layer student, fp32."""
+    root, data_dir = s["OUT_ROOT"], os.path.join(s["OUT_ROOT"], "tweets")
+    s.update(MAX_LEN="64", BATCH="32", EVAL_BATCH="128")
+
+    def train(lr, epochs):
+        return train_flags(s, "sst2", 1, lr, epochs, data_dir) + ["--disable_tqdm", "True"]
+
+    large, small = f"{root}/teacher-6L", f"{root}/teacher-3L"
+    # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
+    stage = [Job(large, "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
+             Job(small, "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2")))]
+    student = model_flags(s["MODEL"], 2) + train("1e-4", s["EPOCHS"])
+    only = s.words("ONLY") or list(COST_VARIANTS)
+    variants = [Job(f"{root}/runs/{name}", script, tuple(student + [a.format(large=large, small=small) for a in extra]))
+                for name, (script, extra) in COST_VARIANTS.items() if name in only]
+    return [stage, variants]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    build: object          # (Settings) -> list of stages, each a list of Jobs
+    reports: tuple = ()    # folders below OUT_ROOT whose tables the sweep prints the command for
+    defaults: dict = None  # variables (and defaults) besides VARIABLES
+
+
+SWEEPS = {
+    "teachers": Sweep(teachers, ("teachers",)),
+    "teacher": Sweep(teacher, ("teacher",)),
+    "data": Sweep(data, ("data",)),
+    "objective": Sweep(objective, ("objective",)),
+    "all": Sweep(everything, ("teacher", "data", "objective")),
+    "quickstart": Sweep(quickstart, ("",), QUICKSTART),
+    "cost": Sweep(cost, (), COST),
+}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _check_parser():
+    return _OneLineErrorParser((DataArguments, ModelArguments, DistillationArguments))
+
+
+def not_applicable(job, parser, extra=()):
+    """Why the task cannot run this distillation setting (the entry points' own check), or None.
+
+    `extra` are the flags appended to every command (EXTRA_ARGS). Any other problem with the
+    flags is the user's and stops the sweep before anything runs.
+    """
+    if job.script == "train_teacher.py":
+        return None
+    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses(args=[*job.flags, *extra], return_remaining_strings=True)
+    try:
+        kd_args.check_task(get_task(data_args.task_name))
+    except ConfigError as error:
+        return str(error).split(";")[0]
+    return None
+
+
+def command(job, s):
+    """The argv of a run: the launcher (python, or torchrun with NPROC_PER_RUN), the script, its flags, EXTRA_ARGS last."""
+    if s["NPROC_PER_RUN"]:
+        torchrun = shlex.split(s["TORCHRUN"]) or (
+            [os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")] if os.path.exists(os.path.join(os.path.dirname(s["PYTHON"]), "torchrun"))
+            else [s["PYTHON"], "-m", "torch.distributed.run"])
+        launcher = torchrun + ["--standalone", "--nproc_per_node", str(s.int("NPROC_PER_RUN"))]
+    else:
+        launcher = [s["PYTHON"]]
+    return launcher + [job.script, *job.flags, "--output_dir", job.out] + shlex.split(s["EXTRA_ARGS"])
+
+
+def plan(stages, s):
+    """(stages of jobs to run, notes): finished and not-applicable runs become notes, in plan order."""
+    parser, todo, notes, seen = _check_parser(), [], [], set()
+    for stage in stages:
+        todo.append([])
+        for job in stage:
+            if job.out in seen:
+                continue
+            seen.add(job.out)
+            reason = "finished" if job.finished() else not_applicable(job, parser, shlex.split(s["EXTRA_ARGS"]))
+            if reason:
+                notes.append((len(todo) - 1, f"skip {job.out} ({reason if reason == 'finished' else 'not applicable: ' + reason})"))
+            else:
+                todo[-1].append(job)
+    return todo, notes
+
+
+def gpu_slots(s):
+    """CUDA_VISIBLE_DEVICES of each parallel local run: GPUS cut into groups of NPROC_PER_RUN, or [None]."""
+    gpus = s.words("GPUS")
+    if not gpus:
+        return [None]
+    if not all(g.isdigit() for g in gpus):
+        raise ConfigError(f"GPUS is a list of GPU indices like \"0 1 2 3\", got '{s['GPUS']}'")
+    per = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
+    if len(gpus) < per:
+        raise ConfigError(f"NPROC_PER_RUN={per} needs at least {per} GPUs, GPUS has {len(gpus)}")
+    return [",".join(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
+
+
+# ---------------------------------------------------------------- running
+
+
+def execute(job, argv, gpu=None, show=False):
+    """Run one command, its output appended to <out>.log after a header line; return its exit code."""
+    log = job.path + ".log"
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
+    where = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else ""
+    if os.environ.get("SLURM_JOB_ID"):
+        where += f"[slurm job {os.environ['SLURM_JOB_ID']}, array {os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}, restart {os.environ.get('SLURM_RESTART_COUNT', 0)}] "
+    logger.info("%s start  %s%s (log: %s)", _stamp(), job.out, " (resuming)" if os.path.isdir(job.path) else "", log)
+    start = time.time()
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {where}{shlex.join(argv)}\n")
+        handle.flush()
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE if show else handle, stderr=subprocess.STDOUT, text=True)
+        for line in process.stdout if show else ():
+            handle.write(line)
+            sys.stdout.write(line)
+        code = process.wait()
+    took = _clock(time.time() - start)
+    if code == 0:
+        logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
+    else:
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            last = [line.strip() for line in handle.read().replace("\r", "\n").splitlines() if line.strip()][-1:]
+        logger.info("%s FAILED %s (exit %d after %s; log: %s)%s", _stamp(), job.out, code, took, log, "".join(f"\n         {t[:300]}" for t in last))
+    return code
+
+
+_START = time.time()
+
+
+def _clock(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _stamp():
+    return f"[{time.strftime('%H:%M:%S')} +{_clock(time.time() - _START)}]"
+
+
+def run_local(stages, s):
+    """Run the stages in order; within a stage one run per GPU slot at a time. Returns the failed runs."""
+    slots = gpu_slots(s)
+    show = s.on("SHOW_OUTPUT") and len(slots) == 1
+    failed = []
+    for stage in stages:
+        free = queue.SimpleQueue()
+        for slot in slots:
+            free.put(slot)
+
+        def work(job):
+            gpu = free.get()
+            try:
+                return job, execute(job, command(job, s), gpu, show)
+            finally:
+                free.put(gpu)
+
+        with ThreadPoolExecutor(len(slots)) as pool:
+            failed += [job for job, code in pool.map(work, stage) if code != 0]
+    return failed
+
+
+def queued_runs():
+    """Output folder (absolute) -> array job id of every run of ours waiting or running in Slurm."""
+    result = subprocess.run(["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ConfigError(f"squeue failed ({result.stderr.strip()}); is Slurm reachable from here?")
+    queued, manifests = {}, {}
+    for line in result.stdout.splitlines():
+        job, task, script = (line.split(maxsplit=2) + ["", ""])[:3]
+        manifest = os.path.join(os.path.dirname(script), "manifest.json")
+        if task.isdigit() and os.path.exists(manifest):
+            if manifest not in manifests:
+                with open(manifest, encoding="utf-8") as handle:
+                    manifests[manifest] = json.load(handle)
+            queued[manifests[manifest][int(task)]["path"]] = job
+    return queued
+
+
+def sbatch_options(s):
+    """sbatch flags from the SLURM_* variables (GPUs per run default to NPROC_PER_RUN, else 1)."""
+    gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
+    options = [f"--{flag}={s[name]}" for flag, name in (("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"),
+               ("cpus-per-task", "SLURM_CPUS_PER_RUN"), ("mem", "SLURM_MEM_PER_RUN")) if s[name]]
+    return options + ([f"--gres=gpu:{gpus}"] if gpus != "0" else []) + shlex.split(s["SLURM_ARGS"])
+
+
+def submit(stages, s, name):
+    """One job array per stage, each after the previous stage's arrays; returns the submitted job ids."""
+    queued = queued_runs()
+    submitted, after = [], set()
+    for number, stage in enumerate(stages):
+        waiting = {queued[job.path] for job in stage if job.path in queued}
+        for job in stage:
+            if job.path in queued:
+                logger.info("queued %s (already in Slurm job %s)", job.out, queued[job.path])
+        todo = [job for job in stage if job.path not in queued]
+        if todo:
+            folder = os.path.join(REPO, s["OUT_ROOT"], ".slurm", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}-{number}")
+            manifest = os.path.join(folder, "manifest.json")
+            write_atomic(manifest, json.dumps([{"out": job.out, "path": job.path, "argv": command(job, s)} for job in todo], indent=1))
+            script = write_atomic(os.path.join(folder, "task.sh"), f"#!/bin/sh\nexec {shlex.quote(os.path.abspath(s['PYTHON']))} -m dynamic_kd.sweeps --slurm-task {shlex.quote(manifest)}\n")
+            limit = f"%{s.int('SLURM_ARRAY_LIMIT')}" if s["SLURM_ARRAY_LIMIT"] else ""
+            argv = ["sbatch", "--parsable", f"--array=0-{len(todo) - 1}{limit}", f"--job-name=dkd-{name}", "--requeue",
+                    "--open-mode=append", f"--output={folder}/%A_%a.out", f"--chdir={REPO}", *sbatch_options(s)]
+            argv += [f"--dependency=afterany:{':'.join(sorted(after))}"] if after else []
+            result = subprocess.run(argv + [script], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise ConfigError(f"sbatch failed: {' '.join(result.stderr.split())}; check the SLURM_* settings")
+            job_id = result.stdout.strip().split(";")[0]
+            logger.info("submitted job array %s: %d runs (stage %d; tasks log to %s)", job_id, len(todo), number + 1, folder)
+            submitted.append(job_id)
+            waiting.add(job_id)
+        after = waiting
+    return submitted
+
+
+def slurm_task(manifest):
+    """Inside a Slurm array task: run the manifest's entry for SLURM_ARRAY_TASK_ID (nothing if it finished meanwhile)."""
+    with open(manifest, encoding="utf-8") as handle:
+        entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
+    job = Job(entry["out"], entry["argv"][1], ())
+    if os.path.exists(os.path.join(entry["path"], "results.json")):
+        logger.info("skip %s (finished)", entry["out"])
+        return 0
+    return execute(job, entry["argv"])
+
+
+# ---------------------------------------------------------------- command line
+
+
+def report_command(s, sweep):
+    """The report command(s) that turn a sweep's runs into tables and figures."""
+    lines = []
+    for folder in sweep.reports:
+        first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
+        dirs = [first] + ([os.path.join(s["OUT_ROOT"], "student")] if folder and s.on("STUDENT_BASELINE") else [])
+        lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, "--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]))
+    return lines
+
+
+def main(argv=None, env=None):
+    """`python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]`; returns 0, 1 (a run failed) or 2 (bad settings)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    env = dict(os.environ if env is None else env)
+    handler = logging.StreamHandler(sys.stdout)  # progress lines are the program's output, as before in bash
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    if argv[:1] == ["--slurm-task"]:
+        return slurm_task(argv[1])
+    if not argv or argv[0] not in SWEEPS:
+        sys.stderr.write(f"usage: python -m dynamic_kd.sweeps {{{','.join(SWEEPS)}}} [NAME=VALUE ...]\n{__doc__}")
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    sweep = SWEEPS[argv[0]]
+    try:
+        for assignment in argv[1:]:
+            name, equals, value = assignment.partition("=")
+            if not equals:
+                raise ConfigError(f"'{assignment}' is not NAME=VALUE; settings are variables like TASKS=rte")
+            env[name] = value
+        s = Settings(env, {**VARIABLES, **(sweep.defaults or {})})
+        if s["LAUNCHER"] not in ("local", "slurm"):
+            raise ConfigError(f"LAUNCHER takes local or slurm, got '{s['LAUNCHER']}'")
+        if s["LAUNCHER"] == "slurm" and s["GPUS"]:
+            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)")
+        stages, notes = plan(sweep.build(s), s)
+        total = sum(map(len, stages))
+        if s.on("DRY_RUN"):
+            sys.stdout.write(plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). Turn the results into tables with:\n")
+            sys.stdout.write("".join(f"# {line}\n" for line in report_command(s, sweep)))
+            return 0
+        for _, note in notes:
+            logger.info(note)
+        if s["LAUNCHER"] == "slurm":
+            ids = submit(stages, s, argv[0])
+            logger.info("%s; follow with: squeue --me", f"submitted {', '.join(ids)}" if ids else "nothing to submit")
+            logger.info("Tables and figures, once they finished:\n" + "".join(f"  {line}\n" for line in report_command(s, sweep)))
+            return 0
+        failed = run_local(stages, s)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
+        logger.info("%s interrupted", _stamp())
+        return 130
+    logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), total - len(failed), len(failed), len(notes), total + len(notes))
+    for job in failed:
+        logger.info("  failed: %s (log: %s.log)", job.out, job.out)
+    if report_command(s, sweep):
+        logger.info("Tables and figures:\n" + "".join(f"  {line}\n" for line in report_command(s, sweep)).rstrip())
+    return 1 if failed else 0
+
+
+def plan_text(stages, notes, s):
+    """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
+    slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
+    lines = [f"# LAUNCHER=slurm: one job array per stage, each line one array task of: sbatch {shlex.join(sbatch_options(s))}"] if s["LAUNCHER"] == "slurm" else []
+    for number, stage in enumerate(stages):
+        if len(stages) > 1:
+            lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))
+        lines += [f"# {note}" for at, note in notes if at == number]
+        for job in stage:
+            gpu = slots[len([line for line in lines if not line.startswith("#")]) % len(slots)]
+            lines.append((f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else "") + shlex.join(command(job, s)))
+    return "".join(f"{line}\n" for line in lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
