@@ -194,6 +194,55 @@ def setting_columns(runs: pd.DataFrame) -> list:
     return [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].nunique() > 1]
 
 
+# ---------------------------------------------------------------- paired claims (the miniature)
+
+
+def run_score(metrics: dict) -> float:
+    """A run's score for paired comparisons: accuracy where the task has it, else the mean of its metrics."""
+    return metrics["accuracy"] if "accuracy" in metrics else sum(metrics.values()) / len(metrics)
+
+
+def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of a sweep laid out as <root>/<row>/seed<seed> (the miniature): row, seed, score x100, time, forwards."""
+    return pd.DataFrame({
+        "row": runs.run_dir.map(lambda path: os.path.basename(os.path.dirname(path))),
+        "seed": runs.seed.astype(str), "score": runs.metrics.map(run_score) * 100,
+        "seconds": runs.train_runtime_s, "forwards": runs.teacher_forward_examples,
+    })
+
+
+def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
+    """Per row of `order` (that ran): score mean ± sample std (n), mean training time, mean teacher forwards."""
+    stats = rows.groupby("row").agg(mean=("score", "mean"), std=("score", "std"), n=("score", "size"),
+                                     seconds=("seconds", "mean"), forwards=("forwards", "mean"))
+    stats = stats.loc[[name for name in order if name in stats.index]]
+    return pd.DataFrame({
+        "run": stats.index, "dev accuracy": [f"{m:.1f} ± {s:.1f} (n={n})" for m, s, n in zip(stats["mean"], stats["std"].fillna(0), stats.n)],
+        "train s": stats.seconds.map("{:.0f}".format), "teacher forwards": stats.forwards.map("{:.0f}".format),
+    })
+
+
+def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
+    """Each claim (section, text, row, baseline) as the paired difference row - baseline over the
+    seeds both ran: mean, 95% t-interval, and the verdict: holds (interval above 0), contradicted
+    (below 0) or within noise (it contains 0)."""
+    from scipy import stats
+
+    scores = rows.pivot_table(index="seed", columns="row", values="score")
+    out = []
+    for section, text, row, baseline in claims:
+        if row not in scores or baseline not in scores:
+            continue
+        diff = (scores[row] - scores[baseline]).dropna()
+        n, mean = len(diff), diff.mean()
+        half = stats.t.ppf(0.975, n - 1) * diff.std() / math.sqrt(n) if n > 1 else math.inf
+        low, high = mean - half, mean + half
+        verdict = "holds" if low > 0 else "contradicted" if high < 0 else "within noise"
+        out.append({"§": section, "claim": text, "difference (points)": f"{mean:+.1f}", "95% interval": f"[{low:+.1f}, {high:+.1f}]",
+                    "seeds": n, "verdict": verdict})
+    return pd.DataFrame(out)
+
+
 # ---------------------------------------------------------------- aggregation
 
 
@@ -453,7 +502,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     parser.add_argument("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
     parser.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot the dkd/* training history of these runs (needs --plot)")
+    parser.add_argument("--claims", metavar="SWEEP", help="runs laid out as RUNS_DIR/<row>/seed<n> by SWEEP (miniature): per-row table and each paper claim's paired verdict instead of the method table")
     return parser
+
+
+def claims_report(runs: pd.DataFrame, skipped, sweep: str, fmt: str) -> str:
+    """The per-row table and the claims table of a seeded sweep (`sweeps.<SWEEP>_ROWS` / `_CLAIMS`)."""
+    from dynamic_kd import sweeps
+
+    order, claims = getattr(sweeps, f"{sweep.upper()}_ROWS", None), getattr(sweeps, f"{sweep.upper()}_CLAIMS", None)
+    if order is None or claims is None or fmt == "csv":
+        raise ConfigError(f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, got {sweep} / {fmt}")
+    rows = seeded_rows(runs)
+    text = render(rows_table(rows, [name for name, _, _ in order]), fmt) + "\n" + render(claims_table(rows, claims), fmt)
+    return text + "".join(f"\nskipped: {path} ({reason})" for path, reason in skipped)
 
 
 def run_report(args):
@@ -468,7 +530,7 @@ def run_report(args):
         runs, skipped = load_runs(args.runs_dirs)
         if runs.empty and not skipped:
             raise ConfigError(f"no {RESULTS_FILE} below {' '.join(args.runs_dirs)}; point RUNS_DIR at the training output root")
-        text = format_report(runs, skipped, args.format)
+        text = claims_report(runs, skipped, args.claims, args.format) if args.claims else format_report(runs, skipped, args.format)
         if args.out:
             write_atomic(args.out, text)
             logger.info("wrote %s", args.out)

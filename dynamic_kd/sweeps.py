@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, _OneLineErrorParser
-from dynamic_kd.data import get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
 from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
@@ -132,16 +131,20 @@ def flags(**values):
     return out
 
 
-def train_flags(s, task, seed, lr, epochs, data_dir=None):
-    """Task, data, schedule and bookkeeping flags shared by every run (BATCH is the global batch)."""
+def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
+    """Task, data, schedule and bookkeeping flags shared by every run (BATCH is the global batch).
+
+    files: (train file, validation file) of the custom task (task "custom"), e.g. `tweet_files`."""
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
         raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; the global batch is split over the processes")
     if data_dir is None:
         data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None)
+    if files is not None:
+        data_dir = None
     out = ["--task_name", task] + flags(
-        data_dir=data_dir, max_seq_length=s["MAX_LEN"], num_train_epochs=epochs, learning_rate=lr,
+        data_dir=data_dir, train_file=files and files[0], validation_file=files and files[1], max_seq_length=s["MAX_LEN"], num_train_epochs=epochs, learning_rate=lr,
         per_device_train_batch_size=batch // nproc, per_device_eval_batch_size=s["EVAL_BATCH"], seed=seed,
     )
     if s["REPORT_TO"] not in ("", "none"):
@@ -238,28 +241,49 @@ def everything(s):
     return [first, list({job.out: job for job in students}.values())]  # the student baseline once
 
 
+def tweet_files(folder):
+    """The offline demo data written by scripts/prepare_tweets.py: three-class tweets, the custom task."""
+    return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
+
+
+def precision_flags(s):
+    """PRECISION (auto | bf16 | fp32) as flags; auto asks `precision.choose_precision` (bf16 on a CPU
+    only where it is native or measured faster) and logs what it chose and why."""
+    import torch
+
+    from dynamic_kd.precision import choose_precision
+
+    precision = s["PRECISION"]
+    if precision == "auto":
+        precision, why = choose_precision()
+        logger.info("PRECISION=auto: %s (%s)", precision, why)
+        s["PRECISION"] = precision
+    if precision not in ("bf16", "fp32"):
+        raise ConfigError(f"PRECISION takes auto, bf16 or fp32, got '{precision}'")
+    if precision == "fp32":
+        return []
+    return ["--bf16"] + ([] if torch.cuda.is_available() else ["--use_cpu"])
+
+
 def quickstart(s):
     """The quickstart: two teachers, then the student alone, KD and every dynamic method (one seed)."""
-    import torch
     from transformers import AutoConfig
 
     demo = not s["TASK"]
-    task, label = (s["TASK"], s["TASK"]) if not demo else ("sst2", "tweets")
+    task, label = (s["TASK"], s["TASK"]) if not demo else ("custom", "tweets")
+    files = tweet_files(s["DATA_DIR"]) if demo else None
     if not s["MODEL"]:
         raise ConfigError("MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)")
     depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
-    cuda = torch.cuda.is_available()
-    precision = {"auto": "fp32" if cuda else "bf16"}.get(s["PRECISION"], s["PRECISION"])
-    if precision not in ("bf16", "fp32"):
-        raise ConfigError(f"PRECISION takes auto, bf16 or fp32, got '{s['PRECISION']}'")
     s["MAX_LEN"] = s["MAX_LEN"] or ("64" if demo else "128")
-    extra = ["--logging_steps", "10"] + (["--bf16"] + ([] if cuda else ["--use_cpu"]) if precision == "bf16" else [])
+    extra = ["--logging_steps", "10"] + precision_flags(s)
+    store = ["--teacher_cache", "disk"]  # every student of the sweep reuses the teachers' outputs
 
     def role(name, layers, epochs, lr):  # a model of `layers` layers cut from MODEL, with its own schedule
         lr = s[f"{name}_LR"] or (lr if demo else "2e-5")
         epochs = s[f"{name}_EPOCHS"] or (epochs if demo else "3")
         cut = None if layers == depth else layers
-        return model_flags(s["MODEL"], cut) + train_flags(s, task, s["SEED"], lr, epochs, s["DATA_DIR"] or None) + extra
+        return model_flags(s["MODEL"], cut) + train_flags(s, task, s["SEED"], lr, epochs, s["DATA_DIR"] or None, files) + extra
 
     root = s["OUT_ROOT"]
     large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
@@ -269,17 +293,87 @@ def quickstart(s):
     uncertainty = ["--strategy", "uncertainty", "--rep_alpha", "1.0"]
     runs = [
         (f"{root}/student/{label}/seed{s['SEED']}", "train_teacher.py", []),
-        (f"{root}/data/{label}/kd-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large]),
-        (f"{root}/teacher/{label}/hard-seed{s['SEED']}", "dynamic_teacher.py", both),
-        (f"{root}/data/{label}/entropy-r0.1-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + entropy),
-        (f"{root}/objective/{label}/uncertainty-seed{s['SEED']}", "dynamic_objective.py", ["--teacher", large] + uncertainty),
-        (f"{root}/combined/{label}/hard+entropy-r0.1+uncertainty-seed{s['SEED']}", "dynamic_teacher.py", both + entropy + uncertainty),
+        (f"{root}/data/{label}/kd-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + store),
+        (f"{root}/teacher/{label}/hard-seed{s['SEED']}", "dynamic_teacher.py", both + store),
+        (f"{root}/data/{label}/entropy-r0.1-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + entropy + store),
+        (f"{root}/objective/{label}/uncertainty-seed{s['SEED']}", "dynamic_objective.py", ["--teacher", large] + uncertainty + store),
+        (f"{root}/combined/{label}/hard+entropy-r0.1+uncertainty-seed{s['SEED']}", "dynamic_teacher.py", both + entropy + uncertainty + store),
     ]
     return [
         [Job(large, "train_teacher.py", tuple(role("LARGE", s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth, "1", "5e-5"))),
          Job(small, "train_teacher.py", tuple(role("SMALL", s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2, "2", "1e-4")))],
         [Job(out, script, tuple(student + extra_flags)) for out, script, extra_flags in runs],
     ]
+
+
+def miniature(s):
+    """The paper in miniature (scripts/miniature.sh): its three experiments on three-class tweets.
+
+    Teachers: MiniLM-L6 (large) and its first 3 layers (small), fine-tuned once. Students: the
+    first STUDENT_LAYERS layers, every row of `MINIATURE_ROWS` for every seed in SEEDS, in
+    OUT_ROOT/runs/<row>/seed<seed> (the report pairs rows by seed: `report.claims_table`).
+    """
+    if not s["MODEL"]:
+        raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
+    root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
+    extra = ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
+
+    def role(layers, seed, lr, epochs):
+        return model_flags(s["MODEL"], layers) + train_flags(s, "custom", seed, lr, epochs, files=files) + extra
+
+    large, small = f"{root}/teachers/large", f"{root}/teachers/small"
+    teachers = [Job(large, "train_teacher.py", tuple(role(None, s["TEACHER_SEED"], s["TEACHER_LR"], s["TEACHER_EPOCHS"]))),
+                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), s["TEACHER_SEED"], s["TEACHER_LR"], s["TEACHER_EPOCHS"])))]
+    paths = {"large": large, "small": small}
+    students = []
+    for seed in s.words("SEEDS"):
+        student = role(s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
+        for row, script, extra_flags in MINIATURE_ROWS:
+            if script != "train_teacher.py":
+                extra_flags = [paths.get(flag, flag) for flag in extra_flags]
+                # Rows whose cost the tables compare (full KD, selection) keep a cache of their own, so
+                # their time and teacher forwards are theirs; every other row reuses the shared store.
+                if not row.startswith(("kd-large", "data-")):
+                    extra_flags += ["--teacher_cache", "disk"]
+            students.append(Job(f"{root}/runs/{row}/seed{seed}", script, tuple(student + list(extra_flags))))
+    return [teachers, students]
+
+
+_HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode"]
+_REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass per step
+# (row name, entry point, flags after the student's; "small"/"large" stand for the teachers' folders)
+MINIATURE_ROWS = (
+    ("student-alone", "train_teacher.py", ()),
+    ("kd-large", "dynamic_data.py", ("--teacher", "large")),
+    ("kd-small", "dynamic_data.py", ("--teacher", "small")),
+    *((f"teacher-{mode}", "dynamic_teacher.py", (*_HARD, mode)) for mode in ("hard", "soft", "soft-instance", "average")),
+    *((f"data-{strategy}-r{ratio}", "dynamic_data.py", ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", ratio))
+      for strategy in ("random", "entropy", "margin", "lc") for ratio in ("0.1", "0.3", "0.5")),
+    *((f"objective-{strategy}", "dynamic_objective.py", ("--teacher", "large", "--strategy", strategy, *_REP))
+      for strategy in ("none", "uncertainty", "uncertainty-r")),
+    ("combined", "dynamic_teacher.py", (*_HARD, "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.5", "--strategy", "uncertainty", *_REP)),
+)
+# (paper section, claim, row, baseline row): each claim says `row` scores higher than `baseline`.
+MINIATURE_CLAIMS = (
+    ("KD", "distilling from the large teacher beats training the student alone", "kd-large", "student-alone"),
+    ("KD", "distilling from the small teacher beats training the student alone", "kd-small", "student-alone"),
+    *(("3.1", f"{mode} adoption beats the large teacher alone", f"teacher-{mode}", "kd-large") for mode in ("hard", "soft", "soft-instance")),
+    *(("3.1", f"{mode} adoption beats averaging both teachers", f"teacher-{mode}", "teacher-average") for mode in ("hard", "soft", "soft-instance")),
+    *(("3.2", f"{strategy} selection beats random selection at r={ratio}", f"data-{strategy}-r{ratio}", f"data-random-r{ratio}")
+      for strategy in ("entropy", "margin", "lc") for ratio in ("0.1", "0.3", "0.5")),
+    *(("3.2", f"{strategy} selection at r={ratio} is no worse than full KD", f"data-{strategy}-r{ratio}", "kd-large")
+      for strategy in ("entropy", "margin", "lc") for ratio in ("0.1", "0.3", "0.5")),
+    ("3.3", "uncertainty-weighted objective beats the static KD + REP objective", "objective-uncertainty", "objective-none"),
+    ("3.3", "uncertainty-weighted objective beats its reverse", "objective-uncertainty", "objective-uncertainty-r"),
+    ("all", "the three combined beat plain KD from the large teacher", "combined", "kd-large"),
+)
+# The miniature's own variables (scripts/miniature.sh): budget sized for ~90 min on 2 fp32 CPU cores.
+MINIATURE = {
+    "OUT_ROOT": "outputs/miniature", "MODEL": "", "DATA_DIR": "", "SEEDS": "1 2 3", "PRECISION": "auto",
+    "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "SAVE_ARGS": "--save_strategy no",
+    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "SMALL_LAYERS": "3",
+    "STUDENT_LAYERS": "1", "LR": "1e-4", "EPOCHS": "2",
+}
 
 
 # The variants of benchmarks/distillation_cost.py: (entry point, flags after the student's).
@@ -302,7 +396,7 @@ def cost(s):
     s.update(MAX_LEN="64", BATCH="32", EVAL_BATCH="128")
 
     def train(lr, epochs):
-        return train_flags(s, "sst2", 1, lr, epochs, data_dir) + ["--disable_tqdm", "True"]
+        return train_flags(s, "custom", 1, lr, epochs, files=tweet_files(data_dir)) + ["--disable_tqdm", "True"]
 
     large, small = f"{root}/teacher-6L", f"{root}/teacher-3L"
     # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
@@ -329,6 +423,7 @@ SWEEPS = {
     "objective": Sweep(objective, ("objective",)),
     "all": Sweep(everything, ("teacher", "data", "objective")),
     "quickstart": Sweep(quickstart, ("",), QUICKSTART),
+    "miniature": Sweep(miniature, (), MINIATURE),
     "cost": Sweep(cost, (), COST),
 }
 
@@ -350,7 +445,7 @@ def not_applicable(job, parser, extra=()):
         return None
     data_args, _, kd_args, _ = parser.parse_args_into_dataclasses(args=[*job.flags, *extra], return_remaining_strings=True)
     try:
-        kd_args.check_task(get_task(data_args.task_name))
+        kd_args.check_task(data_args.task)
     except ConfigError as error:
         return str(error).split(";")[0]
     return None

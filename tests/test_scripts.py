@@ -92,7 +92,7 @@ def test_quickstart_goes_through_the_sweep_layer(tmp_path):
     model = make_tiny_bert(tmp_path / "model", num_layers=4)
     out = tmp_path / "qs"
     result = run_script("quickstart.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=out, MODEL=model, TASK="sst2",
-                        DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"))
+                        DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"), PRECISION="bf16")
     planned = commands(result)
     assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == [
         "teachers/sst2-large", "teachers/sst2-small", "student/sst2/seed1", "data/sst2/kd-seed1", "teacher/sst2/hard-seed1",
@@ -101,6 +101,34 @@ def test_quickstart_goes_through_the_sweep_layer(tmp_path):
     assert "--student_num_layers" not in large and flag(small, "--student_num_layers") == "2"
     assert alone[1] == "train_teacher.py" and flag(alone, "--student_num_layers") == "2"  # the no-KD student
     assert all(flag(argv, "--logging_steps") == "10" and "--bf16" in argv for argv in planned)  # bf16 autocast on CPU
+    assert all(flag(argv, "--teacher_cache") == "disk" for argv in planned[3:])  # the students share the teachers' outputs
+    fp32 = commands(run_script("quickstart.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=out, MODEL=model, TASK="sst2",
+                               DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"), PRECISION="fp32"))
+    assert not any("--bf16" in argv for argv in fp32)
+
+
+def test_miniature_plans_every_row_for_every_seed(tmp_path):
+    from dynamic_kd.sweeps import MINIATURE_CLAIMS, MINIATURE_ROWS
+
+    model = make_tiny_bert(tmp_path / "model", num_layers=4)
+    corpus = tmp_path / "tweets.csv"
+    _write_fake_corpus(corpus)
+    data = tmp_path / "tweets"
+    subprocess.run([sys.executable, os.path.join(SCRIPTS, "prepare_tweets.py"), "--csv", str(corpus), "--train", "20", "--dev", "10", str(data)], check=True)
+    out = tmp_path / "mini"
+    result = run_script("miniature.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=out, MODEL=model, DATA_DIR=data, SEEDS="1 2", PRECISION="fp32")
+    planned = commands(result)
+    rows = [name for name, _, _ in MINIATURE_ROWS]
+    assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == (
+        ["teachers/large", "teachers/small"] + [f"runs/{row}/seed{seed}" for seed in (1, 2) for row in rows])
+    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} <= set(rows)
+    for argv in planned:
+        assert flag(argv, "--train_file") == str(data / "train.tsv") and flag(argv, "--task_name") == "custom"
+    students = planned[2:]
+    assert all(flag(argv, "--student_num_layers") == "1" for argv in students)
+    # every selection ratio of every strategy, each with its own cache (its time and forwards are its own)
+    selection = [argv for argv in students if flag(argv, "--selection_strategy") and argv[1] == "dynamic_data.py"]
+    assert len(selection) == 2 * 4 * 3 and not any(flag(argv, "--teacher_cache") for argv in selection)
 
 
 # --- a tiny real sweep: logs, skip, resume -------------------------------------------------
@@ -190,25 +218,26 @@ def _read_tsv(path):
     return lines[0], [line.split("\t") for line in lines[1:-1]]
 
 
-def test_prepare_tweets_balanced_and_clean(tmp_path):
+def test_prepare_tweets_stratified_and_clean(tmp_path):
     corpus = tmp_path / "tweets.csv"
-    _write_fake_corpus(corpus)
+    _write_fake_corpus(corpus)  # unique: 12 positive, 13 negative, 6 neutral
     script = os.path.join(SCRIPTS, "prepare_tweets.py")
-    args = [sys.executable, script, "--csv", str(corpus), "--train", "12", "--dev", "6", "--seed", "3"]
+    args = [sys.executable, script, "--csv", str(corpus), "--train", "20", "--dev", "10", "--seed", "3"]
     result = subprocess.run(args + [str(tmp_path / "a")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     texts = {}
-    for split, size in (("train", 12), ("dev", 6)):
+    # 10 rows of 31 in the proportions 13:6:12 -> 4.19, 1.94, 3.87: 4, 1, 3 plus the two largest remainders
+    for split, size, counts in (("train", 20, {"negative": 8, "neutral": 4, "positive": 8}), ("dev", 10, {"negative": 4, "neutral": 2, "positive": 4})):
         header, rows = _read_tsv(tmp_path / "a" / f"{split}.tsv")
         assert header == "sentence\tlabel"
         assert len(rows) == size and all(len(row) == 2 for row in rows)  # no tab inside a text
         labels = [row[1] for row in rows]
-        assert labels.count("0") == labels.count("1") == size // 2
+        assert {label: labels.count(label) for label in counts} == counts
         texts[split] = [row[0] for row in rows]
         for text, label in rows:
             assert text and text == text.strip() and "\r" not in text
-            assert not text.startswith("a day"), "neutral rows are dropped"
-            assert ("great" in text or "tab here" in text or "latte" in text) == (label == "1")
+            kind = "positive" if ("great" in text or "tab here" in text or "latte" in text) else "neutral" if text.startswith("a day") else "negative"
+            assert kind == label
     assert not set(texts["train"]) & set(texts["dev"])
     everything = texts["train"] + texts["dev"]
     assert len(everything) == len(set(everything))
@@ -217,12 +246,12 @@ def test_prepare_tweets_balanced_and_clean(tmp_path):
     for split in ("train", "dev"):
         assert (tmp_path / "a" / f"{split}.tsv").read_bytes() == (tmp_path / "b" / f"{split}.tsv").read_bytes()
 
-    # 12 unique positives (incl. the multi-line and UTF-8 ones): 12 train + 14 dev needs 13 per class
+    # 40 rows of 31 unique: 16 negative rows are needed and 13 exist
     result = subprocess.run(
-        [sys.executable, script, "--csv", str(corpus), "--train", "12", "--dev", "14", str(tmp_path / "c")],
+        [sys.executable, script, "--csv", str(corpus), "--train", "20", "--dev", "20", str(tmp_path / "c")],
         capture_output=True, text=True, timeout=60,
     )
-    assert result.returncode == 2 and "positive" in result.stderr
+    assert result.returncode == 2 and "only 13 negative rows" in result.stderr
     assert not (tmp_path / "c").exists()
 
 
@@ -233,6 +262,6 @@ def test_prepare_tweets_reads_every_kind_of_row(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     by_label = module.read_rows(str(corpus))
-    assert len(by_label[1]) == 12 and len(by_label[0]) == 13  # duplicate, empty and neutral rows dropped
-    assert "tab here and a newline" in by_label[1] and "caf\u00e9 latte" in by_label[1]
-    assert "caf\u00e9 closed" in by_label[0]  # the Latin-1 row, decoded
+    assert {label: len(texts) for label, texts in by_label.items()} == {"negative": 13, "neutral": 6, "positive": 12}  # duplicate and empty rows dropped
+    assert "tab here and a newline" in by_label["positive"] and "caf\u00e9 latte" in by_label["positive"]
+    assert "caf\u00e9 closed" in by_label["negative"]  # the Latin-1 row, decoded
