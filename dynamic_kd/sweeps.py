@@ -12,7 +12,8 @@ the shared argument set's defaults are left out of the commands.
 
 A folder holding results.json is finished and never run or submitted again; any other folder is
 (re)run with the same command and the entry point resumes from its newest complete checkpoint.
-Each run's output is appended to <output_dir>.log. Relative paths are relative to the repository.
+Each run's output is appended to <output_dir>.log, closed by a line with its exit code, wall time,
+CPU time and peak RSS (`RUN_END`, read back by `run_end`). Relative paths are relative to the repository.
 
 LAUNCHER=local runs one run after another or, with GPUS="0 1 2 3", one run per GPU (group of
 NPROC_PER_RUN GPUs) at a time; LAUNCHER=slurm submits one job array per stage (`sbatch --array`,
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shlex
 import string
 import subprocess
@@ -69,8 +71,15 @@ QUICKSTART = {
     "LARGE_EPOCHS": "", "LARGE_LR": "", "SMALL_EPOCHS": "", "SMALL_LR": "", "STUDENT_EPOCHS": "", "STUDENT_LR": "",
     "SHOW_OUTPUT": "1",
 }
-# The cost benchmark (benchmarks/distillation_cost.py): MiniLM teachers and a 2-layer student on the tweets.
-COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "EPOCHS": "3", "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
+# The cost benchmarks (benchmarks/distillation_cost.py), grids `cost` and `shared-store`: by default a
+# MiniLM teacher fine-tuned on the tweets in DATA_DIR and a 2-layer student, fp32. TEACHER (a model
+# folder) skips the fine-tuning; KD_ARGS are added to every distillation run (never the student alone).
+COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "DATA_DIR": "$OUT_ROOT/tweets", "TEACHER": "", "KD_ARGS": "",
+        "STUDENT_LAYERS": "2", "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "EPOCHS": "3", "PRECISION": "fp32",
+        "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
+# The shared-store sweep: KD and every selection strategy x RATIOS on one teacher-output store, and
+# STUDENT_RUNS runs of the student alone spread evenly between them.
+SHARED_STORE = {**{k: v for k, v in COST.items() if k != "ONLY"}, "RATIOS": "0.1 0.5", "STUDENT_RUNS": "9"}
 
 
 class Settings(dict):
@@ -376,37 +385,81 @@ MINIATURE = {
 }
 
 
-# The variants of benchmarks/distillation_cost.py: (entry point, flags after the student's).
+# The variants of benchmarks/distillation_cost.py: (entry point, flags after the student's), in run
+# order: the student alone between the two cached runs it is compared with, so a machine whose load
+# drifts (other jobs) biases the ratios least.
 COST_VARIANTS = {
     "original": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none", "--pad_to_max_length"]),
-    "uncached": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none"]),
     "cached": ("dynamic_data.py", ["--teacher", "{large}"]),
+    "student": ("train_teacher.py", []),
     "cached-bf16": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_dtype", "bfloat16"]),
-    "batch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1"]),
     "epoch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--selection_scope", "epoch"]),
+    "uncached": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none"]),
+    "batch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1"]),
     "hard-nocache": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard", "--teacher_cache", "none"]),
     "hard": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]),
-    "student": ("train_teacher.py", []),
 }
 
 
-def cost(s):
-    """What distillation costs: 6- and 3-layer MiniLM teachers, then COST_VARIANTS of a 2-layer student, fp32."""
-    root, data_dir = s["OUT_ROOT"], os.path.join(s["OUT_ROOT"], "tweets")
-    s.update(MAX_LEN="64", BATCH="32", EVAL_BATCH="128")
+def _cost_runs(s, small_teacher):
+    """The cost grids' common part: (teacher stage, the student's flags, {"large": .., "small": ..} teacher folders).
+
+    Without TEACHER: MODEL (all its layers) fine-tuned on DATA_DIR as the large teacher and its
+    first 3 layers as the small one (benchmarks/strategy_grid.py uses both). With TEACHER there is
+    no small teacher, an error where `small_teacher` is needed. The student: MODEL's first STUDENT_LAYERS.
+    """
+    if not s["MODEL"]:
+        raise ConfigError("MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)")
+    root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
+    extra = ["--disable_tqdm", "True"] + precision_flags(s)
 
     def train(lr, epochs):
-        return train_flags(s, "custom", 1, lr, epochs, files=tweet_files(data_dir)) + ["--disable_tqdm", "True"]
+        return train_flags(s, "custom", 1, lr, epochs, files=files) + extra
 
-    large, small = f"{root}/teacher-6L", f"{root}/teacher-3L"
-    # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
-    stage = [Job(large, "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
-             Job(small, "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2")))]
-    student = model_flags(s["MODEL"], 2) + train("1e-4", s["EPOCHS"])
+    if s["TEACHER"]:
+        if small_teacher:
+            raise ConfigError("the hard-adoption variants need the small teacher fine-tuned from MODEL; leave TEACHER unset or leave them out of ONLY")
+        stage, teachers = [], {"large": s["TEACHER"], "small": None}
+    else:
+        teachers = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
+        # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
+        stage = [Job(teachers["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
+                 Job(teachers["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2")))]
+    return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), teachers
+
+
+def cost(s):
+    """What distillation costs: the COST_VARIANTS of the student (ONLY: a subset), after their teachers."""
     only = s.words("ONLY") or list(COST_VARIANTS)
-    variants = [Job(f"{root}/runs/{name}", script, tuple(student + [a.format(large=large, small=small) for a in extra]))
-                for name, (script, extra) in COST_VARIANTS.items() if name in only]
-    return [stage, variants]
+    unknown = set(only) - set(COST_VARIANTS)
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}")
+    chosen = {name: COST_VARIANTS[name] for name in COST_VARIANTS if name in only}
+    stage, student, teachers = _cost_runs(s, any("{small}" in flag for _, extra in chosen.values() for flag in extra))
+    kd = shlex.split(s["KD_ARGS"])
+    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script,
+                    tuple(student + [flag.format(**teachers) for flag in extra] + (kd if script != "train_teacher.py" else [])))
+                for name, (script, extra) in chosen.items()]
+    return [stage, variants] if stage else [variants]
+
+
+def shared_store(s):
+    """A sweep on one task as the paper runs it, on one shared store: KD, then every selection strategy
+    of SELECTIONS x RATIOS (batch scope, one seed), all with `--teacher_cache disk` in one store folder
+    inside OUT_ROOT/sweep (so it starts cold), and STUDENT_RUNS runs of the student alone, spread evenly
+    between them (the first before KD, the last after the last selection run)."""
+    stage, student, teachers = _cost_runs(s, False)
+    root = f"{s['OUT_ROOT']}/sweep"
+    kd = ["--teacher", teachers["large"], "--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs"] + shlex.split(s["KD_ARGS"])
+    distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(student + kd))] + [
+        Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py", tuple(student + kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]))
+        for strategy in s.words("SELECTIONS") for ratio in s.words("RATIOS")]
+    alone = s.int("STUDENT_RUNS", minimum=0)
+    runs = list(distilled)
+    for number in reversed(range(alone)):  # student i goes before distilled run round(i * n / (k - 1))
+        at = round(number * len(distilled) / max(alone - 1, 1))
+        runs.insert(at, Job(f"{root}/student-{number + 1}", "train_teacher.py", tuple(student)))
+    return [stage, runs] if stage else [runs]
 
 
 @dataclass(frozen=True)
@@ -425,6 +478,7 @@ SWEEPS = {
     "quickstart": Sweep(quickstart, ("",), QUICKSTART),
     "miniature": Sweep(miniature, (), MINIATURE),
     "cost": Sweep(cost, (), COST),
+    "shared-store": Sweep(shared_store, (), SHARED_STORE),
 }
 
 
@@ -496,8 +550,31 @@ def gpu_slots(s):
 # ---------------------------------------------------------------- running
 
 
+# The last line a run adds to its log: what the benchmarks read back with `run_end`.
+RUN_END = "=== exit {code} after {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB"
+_RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak RSS (\d+) MB$", re.MULTILINE)
+
+
+def run_end(out):
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`,
+    from its log (None: none ended).
+
+    seconds: the run's wall time (start to exit, model loading and evaluation included); CPU: user +
+    system time of the run and the processes it waited for (on a shared machine, the part of the
+    wall time that other jobs do not change); peak RSS: its largest process (ru_maxrss), in MiB."""
+    try:
+        with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
+            ends = _RUN_END.findall(handle.read())
+    except FileNotFoundError:
+        return None
+    if not ends:
+        return None
+    code, seconds, cpu, rss = ends[-1]
+    return {"exit": int(code), "seconds": float(seconds), "cpu_seconds": float(cpu), "peak_rss_mb": float(rss)}
+
+
 def execute(job, argv, gpu=None, show=False):
-    """Run one command, its output appended to <out>.log after a header line; return its exit code."""
+    """Run one command, its output appended to <out>.log between a header line and a `RUN_END` line; return its exit code."""
     log = job.path + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
@@ -513,7 +590,11 @@ def execute(job, argv, gpu=None, show=False):
         for line in process.stdout if show else ():
             handle.write(line)
             sys.stdout.write(line)
-        code = process.wait()
+        # wait4, not wait: the kernel's resource usage of this run (and the processes it waited for)
+        _, status, usage = os.wait4(process.pid, 0)
+        code = process.returncode = os.waitstatus_to_exitcode(status)
+        rss = usage.ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)  # bytes on macOS, KiB on Linux
+        handle.write(RUN_END.format(code=code, seconds=time.time() - start, cpu=usage.ru_utime + usage.ru_stime, rss=rss) + "\n")
     took = _clock(time.time() - start)
     if code == 0:
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)

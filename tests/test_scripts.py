@@ -16,12 +16,12 @@ import time
 
 from conftest import FIXTURES, make_tiny_bert
 from dynamic_kd.report import load_runs
-from dynamic_kd.sweeps import COST, QUICKSTART, VARIABLES
+from dynamic_kd.sweeps import COST, QUICKSTART, SHARED_STORE, VARIABLES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 # Every variable the scripts read: a value in the caller's environment must not leak into a test.
-SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS"}
+SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | set(SHARED_STORE) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS"}
 
 
 def script_env(**overrides):

@@ -151,6 +151,63 @@ def test_combinations_a_task_cannot_run_are_dropped_by_the_entry_point_check(cap
     assert f"# skip {out}/data/stsb/entropy-r0.1-seed1 (not applicable: stsb is a regression task and --selection_strategy needs class probabilities)" in comments
 
 
+def custom_data(folder):
+    """A tiny three-class custom task (train.tsv, dev.tsv), the layout of scripts/prepare_tweets.py."""
+    folder.mkdir()
+    rows = "".join(f"text number {i}\t{label}\n" for i, label in enumerate(("negative", "neutral", "positive") * 2))
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("sentence\tlabel\n" + rows)
+    return folder
+
+
+def test_shared_store_plan_runs_kd_and_every_selection_on_one_store_between_students(capsys, tmp_path):
+    out, data = tmp_path / "out", custom_data(tmp_path / "tweets")
+    commands, _ = plan("shared-store", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, STUDENT_RUNS=3)
+    teacher, runs = commands[0], commands[1:]
+    assert teacher[1] == "train_teacher.py" and flag(teacher, "--output_dir") == f"{out}/teacher-6L" and "--student_num_layers" not in teacher
+    selections = [f"{name}-r{ratio}" for name in SELECTION_STRATEGIES if name != "none" for ratio in ("0.1", "0.5")]
+    assert len(selections) == 8  # KD + 4 strategies x 2 ratios: the issue's 9 runs
+    names = [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in runs]
+    assert names == ["student-1", "kd", *selections[:3], "student-2", *selections[3:], "student-3"]  # 4 | 5 distilled runs
+    distilled = [argv for argv in runs if argv[1] == "dynamic_data.py"]
+    assert len(distilled) == 9 and all(flag(argv, "--teacher") == f"{out}/teacher-6L" for argv in distilled)
+    # one store for all nine, inside the sweep's folder (so a fresh sweep starts cold)
+    assert {(flag(argv, "--teacher_cache"), flag(argv, "--teacher_cache_dir")) for argv in distilled} == {("disk", f"{out}/sweep/teacher_outputs")}
+    assert [(flag(argv, "--selection_strategy"), flag(argv, "--selection_ratio")) for argv in distilled[1:]] == [
+        tuple(name.rsplit("-r", 1)) for name in selections]
+    # the students alone are the distilled runs' student, nothing more
+    alone = [argv for argv in runs if argv[1] == "train_teacher.py"]
+    assert len(alone) == 3 and all(distilled[0][2:len(argv) - 2] == argv[2:-2] for argv in alone)  # same flags up to --output_dir
+    assert flag(alone[0], "--student_num_layers") == "2" and flag(alone[0], "--max_seq_length") == "64"
+    commands, _ = plan("shared-store", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, STUDENT_RUNS=0, SELECTIONS="entropy", RATIOS="0.3")
+    assert [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in commands[1:]] == ["kd", "entropy-r0.3"]
+
+
+def test_cost_plan_variants_teachers_and_kd_args(capsys, tmp_path):
+    out, data = tmp_path / "out", custom_data(tmp_path / "tweets")
+    commands, _ = plan("cost", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, ONLY="student cached")
+    assert dirs(commands) == [f"{out}/teacher-6L", f"{out}/teacher-3L", f"{out}/runs/cached", f"{out}/runs/student"]  # COST_VARIANTS order
+    assert flag(commands[1], "--student_num_layers") == "3" and flag(commands[2], "--teacher") == f"{out}/teacher-6L"
+    # a given teacher: nothing to fine-tune; KD_ARGS on the distillation runs only
+    commands, _ = plan("cost", capsys, tmp_path, MODEL="/m/bert", DATA_DIR=data, TEACHER="/m/teacher", ONLY="student cached",
+                       STUDENT_LAYERS=6, MAX_LEN=96, PRECISION="bf16", KD_ARGS="--skip_teacher_check")
+    cached, student = commands
+    assert flag(cached, "--teacher") == "/m/teacher" and "--skip_teacher_check" in cached and "--skip_teacher_check" not in student
+    assert all(flag(argv, "--student_num_layers") == "6" and flag(argv, "--max_seq_length") == "96" and "--bf16" in argv for argv in commands)
+    for settings, message in ((dict(ONLY="cachd"), "unknown variant(s) cachd in ONLY"),
+                              (dict(ONLY="hard", TEACHER="/m/teacher"), "hard-adoption variants need the small teacher")):
+        code, _, err = run_sweep("cost", capsys, DRY_RUN=1, OUT_ROOT=out, MODEL="/m/minilm", DATA_DIR=data, **settings)
+        assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_run_end_reads_the_latest_attempt(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("=== 2024-01-01 10:00:00 python x.py\n" + sweeps.RUN_END.format(code=1, seconds=3.25, cpu=2.5, rss=100.4) + "\n"
+                   "=== 2024-01-01 10:01:00 python x.py\nsome output\n" + sweeps.RUN_END.format(code=0, seconds=61.04, cpu=58.96, rss=812.6) + "\n")
+    assert sweeps.run_end(str(tmp_path / "run")) == {"exit": 0, "seconds": 61.0, "cpu_seconds": 59.0, "peak_rss_mb": 813.0}
+    assert sweeps.run_end(str(tmp_path / "never")) is None
+
+
 def test_finished_runs_are_skipped(capsys, tmp_path):
     finished = tmp_path / "out" / "data" / "rte" / "kd-seed1"
     finished.mkdir(parents=True)
@@ -238,6 +295,10 @@ def test_a_failed_run_is_reported_and_the_others_go_on(capsys, tmp_path):
     assert [p.name for p in logs] == ["none-seed1.log", "uncertainty-seed1.log"]
     headers = sorted(p.read_text().splitlines()[0].split(" ")[3] for p in logs)
     assert headers == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"]
+    # each log ends with the run's exit code, wall time and peak RSS (a Python process holds more than 10 MB)
+    end = sweeps.run_end(str(out / "objective" / "sst2" / "none-seed1"))
+    assert end["exit"] == 2 and end["seconds"] > 0 and 0 < end["cpu_seconds"] and end["peak_rss_mb"] > 10
+    assert logs[0].read_text().splitlines()[-1].startswith("=== exit 2 after ")
 
 
 # --- Slurm, for real (bash scripts/test_slurm.sh) ----------------------------------------

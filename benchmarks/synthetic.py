@@ -1,0 +1,57 @@
+"""Synthetic data and random-weight models for the benchmarks that measure cost, not accuracy (no hub needed).
+
+Texts are random words of a tokenizer's vocabulary (whole words of 3+ letters, so a word is about
+one token) with random labels; models are BERTs of any size with random weights, written with
+`save_pretrained` next to that tokenizer, their classes the data's labels, so the entry points
+take them as teachers or students of the custom task (`--train_file DIR/train.tsv --validation_file
+DIR/dev.tsv`).
+"""
+import os
+import random
+
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+from dynamic_kd.files import write_atomic
+
+
+def vocabulary(tokenizer_path: str) -> list[str]:
+    """Whole words (letters only, 3+ characters) of the tokenizer's vocabulary, in vocabulary order."""
+    vocab = AutoTokenizer.from_pretrained(tokenizer_path).get_vocab()
+    return [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
+
+
+def write_split(path: str, rows: int, columns: tuple[str, ...], words: tuple[int, int], labels: tuple[str, ...], vocab: list[str], seed: int):
+    """A TSV of `rows` rows: each text column `words` = (min, max) random words, the label column random."""
+    rng = random.Random(seed)
+    lines = ["\t".join((*columns, "label"))]
+    for _ in range(rows):
+        texts = (" ".join(rng.choices(vocab, k=rng.randint(*words))) for _ in columns)
+        lines.append("\t".join((*texts, rng.choice(labels))))
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def write_data(folder: str, train: int, dev: int, columns: tuple[str, ...], words: tuple[int, int], labels: tuple[str, ...], tokenizer_path: str):
+    """folder/train.tsv and folder/dev.tsv (kept if both exist: the same arguments give the same files)."""
+    if all(os.path.exists(os.path.join(folder, name)) for name in ("train.tsv", "dev.tsv")):
+        return
+    vocab = vocabulary(tokenizer_path)
+    write_split(os.path.join(folder, "dev.tsv"), dev, columns, words, labels, vocab, seed=1)
+    write_split(os.path.join(folder, "train.tsv"), train, columns, words, labels, vocab, seed=0)
+
+
+def random_bert(folder: str, tokenizer_path: str, labels: tuple[str, ...], **config):
+    """A BertForSequenceClassification with random weights (seed 0) over `labels` (sorted, as the
+    custom task orders them), saved with the tokenizer; `config` overrides BERT-base's sizes."""
+    if os.path.exists(os.path.join(folder, "config.json")):
+        return
+    import torch
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    names = sorted(labels)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=len(tokenizer), num_labels=len(names), id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)}, **config))
+    tokenizer.save_pretrained(folder + ".tmp")
+    model.save_pretrained(folder + ".tmp")
+    os.replace(folder + ".tmp", folder)
