@@ -122,7 +122,9 @@ def cost_table(work, epochs):
 
 def sweep_table(work):
     folder = os.path.join(work, "sweep")
-    rows = pd.DataFrame.from_dict({name: row for name in sorted(os.listdir(folder)) if (row := load(os.path.join(folder, name)))}, orient="index")
+    finished = [name for name in os.listdir(folder) if os.path.exists(os.path.join(folder, name, "results.json"))]
+    finished.sort(key=lambda name: os.path.getmtime(os.path.join(folder, name, "results.json")))  # the order they ran in
+    rows = pd.DataFrame.from_dict({name: load(os.path.join(folder, name)) for name in finished}, orient="index")
     rows.index.name = "run"
     alone = rows[rows.index.str.startswith("student-")]
     distilled = rows.drop(alone.index)

@@ -163,8 +163,8 @@ def custom_data(folder):
 def test_shared_store_plan_runs_kd_and_every_selection_on_one_store_between_students(capsys, tmp_path):
     out, data = tmp_path / "out", custom_data(tmp_path / "tweets")
     commands, _ = plan("shared-store", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, STUDENT_RUNS=3)
-    teacher, runs = commands[0], commands[1:]
-    assert teacher[1] == "train_teacher.py" and flag(teacher, "--output_dir") == f"{out}/teacher-6L" and "--student_num_layers" not in teacher
+    teachers, runs = commands[:2], commands[2:]
+    assert dirs(teachers) == [f"{out}/teacher-6L", f"{out}/teacher-3L"] and "--student_num_layers" not in teachers[0]
     selections = [f"{name}-r{ratio}" for name in SELECTION_STRATEGIES if name != "none" for ratio in ("0.1", "0.5")]
     assert len(selections) == 8  # KD + 4 strategies x 2 ratios: the 9 runs
     names = [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in runs]
@@ -180,7 +180,7 @@ def test_shared_store_plan_runs_kd_and_every_selection_on_one_store_between_stud
     assert len(alone) == 3 and all(distilled[0][2:len(argv) - 2] == argv[2:-2] for argv in alone)  # same flags up to --output_dir
     assert flag(alone[0], "--student_num_layers") == "2" and flag(alone[0], "--max_seq_length") == "64"
     commands, _ = plan("shared-store", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, STUDENT_RUNS=0, SELECTIONS="entropy", RATIOS="0.3")
-    assert [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in commands[1:]] == ["kd", "entropy-r0.3"]
+    assert [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in commands[2:]] == ["kd", "entropy-r0.3"]
 
 
 def test_cost_plan_variants_teachers_and_kd_args(capsys, tmp_path):
