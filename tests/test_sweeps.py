@@ -210,7 +210,7 @@ def test_slurm_plan_names_its_sbatch_options(capsys, tmp_path):
     (dict(SELECTIONS="entrpy"), "unknown --selection_strategy 'entrpy'"),
     (dict(LAUNCHER="pbs"), "LAUNCHER takes local or slurm"),
     (dict(LAUNCHER="slurm", GPUS="0 1"), "under Slurm set SLURM_GPUS_PER_RUN"),
-    (dict(EXTRA_ARGS="--temperature 0"), "--temperature must be positive"),  # EXTRA_ARGS are checked with the grid's flags
+    (dict(EXTRA_ARGS="--temperature 0"), "--temperature must be a positive number"),  # EXTRA_ARGS are checked with the grid's flags
 ])
 def test_bad_settings_fail_with_one_line(capsys, tmp_path, settings, message):
     code, out, err = run_sweep("data", capsys, DRY_RUN=1, TASKS="rte", SEEDS="1", OUT_ROOT=tmp_path, **settings)
