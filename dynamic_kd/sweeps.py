@@ -52,7 +52,7 @@ VARIABLES = {
     "TEACHER": "$BASE_TEACHER", "TEACHER_SIZES": "base large",
     "LR": "2e-5", "EPOCHS": "3", "TEACHER_LR": "$LR", "TEACHER_EPOCHS": "$EPOCHS", "TEACHER_SEED": "42",
     "MAX_LEN": "128", "BATCH": "32", "EVAL_BATCH": "128", "REPORT_TO": "none",
-    "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "", "EXTRA_ARGS": "",
+    "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "", "EXTRA_ARGS": "", "KD_ARGS": "",
     "STUDENT_BASELINE": "1", "KD_BASELINE": "1",
     "MODES": " ".join(TEACHER_MODES), "SELECTIONS": " ".join(s for s in SELECTION_STRATEGIES if s != "none"),
     "RATIOS": "0.1 0.3 0.5 0.7", "SELECTION_SCOPE": "batch", "KD_LOSS": "auto",
@@ -332,7 +332,7 @@ def miniature(s):
 
     large, small = f"{root}/teachers/large", f"{root}/teachers/small"
     teachers = [Job(large, "train_teacher.py", tuple(role(None, s["TEACHER_SEED"], s["TEACHER_LR"], s["TEACHER_EPOCHS"]))),
-                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), s["TEACHER_SEED"], s["TEACHER_LR"], s["TEACHER_EPOCHS"])))]
+                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), s["TEACHER_SEED"], s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
     paths = {"large": large, "small": small}
     students = []
     for seed in s.words("SEEDS"):
@@ -380,8 +380,10 @@ MINIATURE_CLAIMS = (
 MINIATURE = {
     "OUT_ROOT": "outputs/miniature", "MODEL": "", "DATA_DIR": "", "SEEDS": "1 2 3", "PRECISION": "auto",
     "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "SAVE_ARGS": "--save_strategy no",
-    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "SMALL_LAYERS": "3",
-    "STUDENT_LAYERS": "1", "LR": "1e-4", "EPOCHS": "2",
+    # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
+    # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
+    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "SMALL_LAYERS": "3", "SMALL_LR": "1e-4",
+    "STUDENT_LAYERS": "1", "LR": "2e-4", "EPOCHS": "2",
 }
 
 
@@ -492,7 +494,7 @@ def _check_parser():
 def not_applicable(job, parser, extra=()):
     """Why the task cannot run this distillation setting (the entry points' own check), or None.
 
-    `extra` are the flags appended to every command (EXTRA_ARGS). Any other problem with the
+    `extra` are the flags appended to the command (`extra_flags`). Any other problem with the
     flags is the user's and stops the sweep before anything runs.
     """
     if job.script == "train_teacher.py":
@@ -506,7 +508,8 @@ def not_applicable(job, parser, extra=()):
 
 
 def command(job, s):
-    """The argv of a run: the launcher (python, or torchrun with NPROC_PER_RUN), the script, its flags, EXTRA_ARGS last."""
+    """The argv of a run: the launcher (python, or torchrun with NPROC_PER_RUN), the script, its flags, then
+    EXTRA_ARGS (every run) and KD_ARGS (distillation runs only: flags train_teacher.py does not take)."""
     if s["NPROC_PER_RUN"]:
         torchrun = shlex.split(s["TORCHRUN"]) or (
             [os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")] if os.path.exists(os.path.join(os.path.dirname(s["PYTHON"]), "torchrun"))
@@ -514,7 +517,12 @@ def command(job, s):
         launcher = torchrun + ["--standalone", "--nproc_per_node", str(s.int("NPROC_PER_RUN"))]
     else:
         launcher = [s["PYTHON"]]
-    return launcher + [job.script, *job.flags, "--output_dir", job.out] + shlex.split(s["EXTRA_ARGS"])
+    return launcher + [job.script, *job.flags, "--output_dir", job.out] + extra_flags(job, s)
+
+
+def extra_flags(job, s):
+    """EXTRA_ARGS, plus KD_ARGS for a distillation run."""
+    return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 
 def plan(stages, s):
@@ -526,7 +534,7 @@ def plan(stages, s):
             if job.out in seen:
                 continue
             seen.add(job.out)
-            reason = "finished" if job.finished() else not_applicable(job, parser, shlex.split(s["EXTRA_ARGS"]))
+            reason = "finished" if job.finished() else not_applicable(job, parser, extra_flags(job, s))
             if reason:
                 notes.append((len(todo) - 1, f"skip {job.out} ({reason if reason == 'finished' else 'not applicable: ' + reason})"))
             else:

@@ -675,7 +675,7 @@ def test_every_method_distils_on_the_custom_task(custom_world):
         assert (results["task"], results["method"]) == ("custom:tweets/train.csv+dev.csv", method)
         assert set(results["metrics"]) == {"accuracy", "macro_f1"}
         assert id2label(runs / name) == {0: "neg", 1: "neu", 2: "pos"}
-    table = report.format_table(report.aggregate(report.collect_runs(str(runs))[0]))
+    table = report.format_report(*report.load_runs([str(runs)]))
     assert "custom:tweets/train.csv+dev.csv (accuracy/macro_f1)" in table and "teacher/hard" in table
 
 

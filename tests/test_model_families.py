@@ -145,9 +145,9 @@ def assert_plain_student(out, base, task="sst2", layers=2):
 # --- train_teacher.py ------------------------------------------------------------------------
 
 def test_train_teacher_fine_tunes_each_family(family):
-    for folder, layers, hidden in ((family.small, 2, 32), (family.large, 3, 48)):
+    for folder, layers, method in ((family.small, 2, "finetune/2L"), (family.large, 3, "finetune")):
         results = json.loads(open(os.path.join(folder, "results.json")).read())
-        assert results["method"] == f"finetune/{layers}L-{hidden}H"
+        assert results["method"] == method  # a cut names its depth (the no-KD student baseline)
         assert 0.0 <= results["metrics"]["accuracy"] <= 1.0
         teacher = AutoModelForSequenceClassification.from_pretrained(folder)
         assert teacher.config.model_type == family.name

@@ -268,3 +268,56 @@ def test_curves_from_the_training_history(tmp_path, capsys):
         report.plot_curves([plain], str(tmp_path / "x.png"))
     assert report.main(["--curves", str(tmp_path / "nowhere"), "--plot", str(plots)]) == 2
     assert "neither results.json nor a checkpoint" in capsys.readouterr().err
+
+
+# --- seeded grids: rows and paired claims (the miniature) ---------------------------------------
+
+def seeded(scores: dict) -> pd.DataFrame:
+    """Rows as `report.seeded_rows` gives them: {row: [score of seed 1, 2, 3]} (points)."""
+    return pd.DataFrame([{"row": row, "seed": str(seed), "score": score, "seconds": 10.0, "forwards": 100}
+                         for row, values in scores.items() for seed, score in enumerate(values, 1)])
+
+
+def test_claims_are_paired_by_seed_with_a_t_interval():
+    rows = seeded({"kd": [80, 82, 84], "alone": [78, 79, 81], "worse": [70, 71, 72], "noisy": [90, 70, 83]})
+    claims = [("KD", "kd beats alone", "kd", "alone"), ("KD", "worse beats alone", "worse", "alone"),
+              ("KD", "noisy beats alone", "noisy", "alone"), ("KD", "missing row is left out", "absent", "alone")]
+    table = report.claims_table(rows, claims).set_index("claim")
+    # kd - alone = [2, 3, 3]: mean 2.667, sd 0.577, half width t(0.975, 2) = 4.303 x 0.577 / sqrt(3) = 1.434
+    assert table.loc["kd beats alone", "difference (points)"] == "+2.7"
+    assert table.loc["kd beats alone", "95% interval"] == "[+1.2, +4.1]"
+    assert table.loc["kd beats alone", "verdict"] == "holds"
+    assert table.loc["worse beats alone", "verdict"] == "contradicted"  # [-8, -8, -9]
+    assert table.loc["noisy beats alone", "verdict"] == "within noise"  # [12, -9, 2]
+    assert "missing row is left out" not in table.index and set(table.seeds) == {3}
+
+
+def test_claims_pair_only_the_seeds_both_rows_ran():
+    rows = seeded({"kd": [80, 82, 84], "alone": [78, 79]})
+    table = report.claims_table(rows, [("KD", "kd beats alone", "kd", "alone")])
+    assert table.seeds.tolist() == [2] and table["difference (points)"].tolist() == ["+2.5"]
+
+
+def test_rows_table_keeps_the_grid_order_and_the_spread():
+    rows = seeded({"b": [80, 82, 84], "a": [70, 70, 70]})
+    table = report.rows_table(rows, ["a", "b", "not run"])
+    assert table.run.tolist() == ["a", "b"]
+    assert table["dev accuracy"].tolist() == ["70.0 ± 0.0 (n=3)", "82.0 ± 2.0 (n=3)"]
+
+
+def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
+    from dynamic_kd.sweeps import MINIATURE_CLAIMS
+
+    for row, scores in (("kd-large", (0.80, 0.82, 0.84)), ("student-alone", (0.78, 0.79, 0.81))):
+        for seed, accuracy in enumerate(scores, 1):
+            folder = tmp_path / "runs" / row / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps({
+                "task": "custom:tweets/train.tsv+dev.tsv", "seed": seed, "metrics": {"accuracy": accuracy, "macro_f1": accuracy - 0.1},
+                "args": {"seed": seed, "learning_rate": 2e-4}, "train_runtime_s": 12.0, "teacher_forward_examples": 3000}))
+    assert report.main([str(tmp_path / "runs"), "--claims", "miniature"]) == 0
+    text = capsys.readouterr().out
+    assert "| student-alone | 79.3 ± 1.5 (n=3) |" in text and "| kd-large      | 82.0 ± 2.0 (n=3) |" in text
+    claim = next(text for _, text, row, base in MINIATURE_CLAIMS if (row, base) == ("kd-large", "student-alone"))
+    assert claim in text and "holds" in text
+    assert report.main([str(tmp_path / "runs"), "--claims", "quickstart"]) == 2  # no rows and claims there
