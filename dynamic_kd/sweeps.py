@@ -73,8 +73,8 @@ QUICKSTART = {
 }
 # The cost benchmarks (benchmarks/distillation_cost.py), grids `cost` and `shared-store`: by default a
 # MiniLM teacher fine-tuned on the tweets in DATA_DIR and a 2-layer student, fp32. TEACHER (a model
-# folder) skips the fine-tuning; KD_ARGS are added to every distillation run (never the student alone).
-COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "DATA_DIR": "$OUT_ROOT/tweets", "TEACHER": "", "KD_ARGS": "",
+# folder) skips the fine-tuning.
+COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "DATA_DIR": "$OUT_ROOT/tweets", "TEACHER": "",
         "STUDENT_LAYERS": "2", "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "EPOCHS": "3", "PRECISION": "fp32",
         "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
 # The shared-store sweep: KD and every selection strategy x RATIOS on one teacher-output store, and
@@ -438,9 +438,7 @@ def cost(s):
         raise ConfigError(f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}")
     chosen = {name: COST_VARIANTS[name] for name in COST_VARIANTS if name in only}
     stage, student, teachers = _cost_runs(s, any("{small}" in flag for _, extra in chosen.values() for flag in extra))
-    kd = shlex.split(s["KD_ARGS"])
-    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script,
-                    tuple(student + [flag.format(**teachers) for flag in extra] + (kd if script != "train_teacher.py" else [])))
+    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [flag.format(**teachers) for flag in extra]))
                 for name, (script, extra) in chosen.items()]
     return [stage, variants] if stage else [variants]
 
@@ -452,7 +450,7 @@ def shared_store(s):
     between them (the first before KD, the last after the last selection run)."""
     stage, student, teachers = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
-    kd = ["--teacher", teachers["large"], "--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs"] + shlex.split(s["KD_ARGS"])
+    kd = ["--teacher", teachers["large"], "--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs"]
     distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(student + kd))] + [
         Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py", tuple(student + kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]))
         for strategy in s.words("SELECTIONS") for ratio in s.words("RATIOS")]
@@ -608,7 +606,7 @@ def execute(job, argv, gpu=None, show=False):
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
     else:
         with open(log, encoding="utf-8", errors="replace") as handle:
-            last = [line.strip() for line in handle.read().replace("\r", "\n").splitlines() if line.strip()][-1:]
+            last = [line.strip() for line in handle.read().replace("\r", "\n").splitlines() if line.strip() and not _RUN_END.match(line)][-1:]
         logger.info("%s FAILED %s (exit %d after %s; log: %s)%s", _stamp(), job.out, code, took, log, "".join(f"\n         {t[:300]}" for t in last))
     return code
 
