@@ -389,6 +389,6 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     wait_for_slurm()
     log = (run.parent / f"{run.name}.log").read_text()
     assert (run / "results.json").exists(), log
-    assert log.count("=== ") == 2 and ", restart 1] " in log and "Resuming from checkpoint" in log
+    assert len(re.findall(r"^=== \d{4}-", log, re.M)) == 2 and ", restart 1] " in log and "Resuming from checkpoint" in log
     states = [r["JobState"] for r in jobcomp_records() if r.get("ArrayJobId") == array]
     assert states[-1] == "COMPLETED" and len(states) == 2  # the killed attempt, then the finished one
