@@ -364,7 +364,8 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     teacher = make_tiny_bert(tmp_path / "teacher", num_layers=2, seed=1)
     settings = dict(
         LAUNCHER="slurm", SLURM_GPUS_PER_RUN=0, SLURM_CPUS_PER_RUN=1, OUT_ROOT=out, TASKS="sst2", SEEDS="1", DATA_ROOT=GLUE,
-        EPOCHS=3, BATCH=4, EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", SAVE_ARGS="--save_strategy steps --save_steps 2",
+        # 20 epochs: the run must still be training when the requeue's kill arrives after checkpoint-2
+        EPOCHS=20, BATCH=4, EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", SAVE_ARGS="--save_strategy steps --save_steps 2",
         EXTRA_ARGS="--disable_tqdm true --use_cpu", STUDENT_MODEL=base, STUDENT_LAYERS=1, TEACHER=teacher,
         SELECTIONS="entropy", RATIOS="0.5", KD_BASELINE=0, STUDENT_BASELINE=0,
         KD_ARGS="--skip_teacher_check",  # the teacher is a random tiny BERT
