@@ -212,32 +212,34 @@ def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
-    """Per row of `order` (that ran): score mean ± sample std (n), mean training time, mean teacher forwards."""
+    """Per row of `order` (that ran): score mean ± sample std (n; one seed has no std), mean training time, mean teacher forwards."""
     stats = rows.groupby("row").agg(mean=("score", "mean"), std=("score", "std"), n=("score", "size"),
                                      seconds=("seconds", "mean"), forwards=("forwards", "mean"))
     stats = stats.loc[[name for name in order if name in stats.index]]
     return pd.DataFrame({
-        "run": stats.index, "dev accuracy": [f"{m:.1f} ± {s:.1f} (n={n})" for m, s, n in zip(stats["mean"], stats["std"].fillna(0), stats.n)],
+        "run": stats.index, "dev accuracy": [f"{m:.1f} ± {s:.1f} (n={n})" if n > 1 else f"{m:.1f} (n=1)" for m, s, n in zip(stats["mean"], stats["std"], stats.n)],
         "train s": stats.seconds.map("{:.0f}".format), "teacher forwards": stats.forwards.map("{:.0f}".format),
     })
 
 
 def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
-    """Each claim (section, text, row, baseline) as the paired difference row - baseline over the
-    seeds both ran: mean, 95% t-interval, and the verdict: holds (interval above 0), contradicted
-    (below 0) or within noise (it contains 0)."""
+    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline
+    over the seeds both ran: mean, 95% t-interval, and the verdict against -margin (points; 0 when
+    absent): holds (interval above it), contradicted (below it) or within noise (it contains it).
+    A margin turns "row beats baseline" into "row is at most `margin` points worse than baseline"."""
     from scipy import stats
 
     scores = rows.pivot_table(index="seed", columns="row", values="score")
     out = []
-    for section, text, row, baseline in claims:
+    for section, text, row, baseline, *margin in claims:
+        bound = -margin[0] if margin else 0.0
         if row not in scores or baseline not in scores:
             continue
         diff = (scores[row] - scores[baseline]).dropna()
         n, mean = len(diff), diff.mean()
         half = stats.t.ppf(0.975, n - 1) * diff.std() / math.sqrt(n) if n > 1 else math.inf
         low, high = mean - half, mean + half
-        verdict = "holds" if low > 0 else "contradicted" if high < 0 else "within noise"
+        verdict = "holds" if low > bound else "contradicted" if high < bound else "within noise"
         out.append({"§": section, "claim": text, "difference (points)": f"{mean:+.1f}", "95% interval": f"[{low:+.1f}, {high:+.1f}]",
                     "seeds": n, "verdict": verdict})
     return pd.DataFrame(out)

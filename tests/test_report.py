@@ -292,6 +292,14 @@ def test_claims_are_paired_by_seed_with_a_t_interval():
     assert "missing row is left out" not in table.index and set(table.seeds) == {3}
 
 
+def test_a_margin_makes_the_claim_non_inferiority():
+    # r - base = [-0.5, -0.4, -0.6]: interval [-0.75, -0.25], below 0 but above -1
+    rows = seeded({"r": [79.5, 80.6, 81.4], "base": [80, 81, 82], "far": [77, 78, 79]})
+    claims = [("3.2", "r beats base", "r", "base"), ("3.2", "r within 1", "r", "base", 1.0), ("3.2", "far within 1", "far", "base", 1.0)]
+    verdicts = report.claims_table(rows, claims).set_index("claim").verdict
+    assert verdicts.to_dict() == {"r beats base": "contradicted", "r within 1": "holds", "far within 1": "contradicted"}
+
+
 def test_claims_pair_only_the_seeds_both_rows_ran():
     rows = seeded({"kd": [80, 82, 84], "alone": [78, 79]})
     table = report.claims_table(rows, [("KD", "kd beats alone", "kd", "alone")])
@@ -299,10 +307,10 @@ def test_claims_pair_only_the_seeds_both_rows_ran():
 
 
 def test_rows_table_keeps_the_grid_order_and_the_spread():
-    rows = seeded({"b": [80, 82, 84], "a": [70, 70, 70]})
-    table = report.rows_table(rows, ["a", "b", "not run"])
-    assert table.run.tolist() == ["a", "b"]
-    assert table["dev accuracy"].tolist() == ["70.0 ± 0.0 (n=3)", "82.0 ± 2.0 (n=3)"]
+    rows = seeded({"b": [80, 82, 84], "a": [70, 70, 70], "once": [75]})
+    table = report.rows_table(rows, ["a", "b", "once", "not run"])
+    assert table.run.tolist() == ["a", "b", "once"]
+    assert table["dev accuracy"].tolist() == ["70.0 ± 0.0 (n=3)", "82.0 ± 2.0 (n=3)", "75.0 (n=1)"]  # one seed: no spread to show
 
 
 def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
@@ -318,6 +326,6 @@ def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
     assert report.main([str(tmp_path / "runs"), "--claims", "miniature"]) == 0
     text = capsys.readouterr().out
     assert "| student-alone | 79.3 ± 1.5 (n=3) |" in text and "| kd-large      | 82.0 ± 2.0 (n=3) |" in text
-    claim = next(text for _, text, row, base in MINIATURE_CLAIMS if (row, base) == ("kd-large", "student-alone"))
+    claim = next(text for _, text, row, base, *_ in MINIATURE_CLAIMS if (row, base) == ("kd-large", "student-alone"))
     assert claim in text and "holds" in text
     assert report.main([str(tmp_path / "runs"), "--claims", "quickstart"]) == 2  # no rows and claims there
