@@ -384,7 +384,9 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     while subprocess.run(state, capture_output=True, text=True).stdout.strip() != "PENDING":  # once the kill is done
         assert time.time() < deadline
         time.sleep(0.2)
-    subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now"], check=True)  # not in the usual 2 minutes
+    # not in the usual 2 minutes, but not in the second of the kill either: slurmd refuses a launch
+    # whose credential is not newer (to the second) than the old one's revocation ("Job credential revoked")
+    subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now+2"], check=True)
     code, stdout, _ = run_sweep("data", capsys, **settings)  # meanwhile: queued runs are not submitted twice
     assert code == 0 and "already in Slurm job" in stdout and "nothing to submit" in stdout
     wait_for_slurm()
