@@ -32,6 +32,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.data import MODEL_INPUT_COLUMNS, data_source, dataset_fingerprint, load_splits, make_collator, tokenize_splits, tokenized_cache_dir
+from dynamic_kd.cache import entry_folder
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
 from dynamic_kd.losses import layer_map
@@ -270,11 +271,73 @@ def score_teachers(models: dict, data: Data, task, training_args) -> dict:
             if nonfinite:
                 metrics["nonfinite_rows"] = nonfinite
             scores[name] = {**metrics, "examples": len(labels)}
+    return _from_rank_zero(scores)
+
+
+def _from_rank_zero(value):
+    """Rank 0's `value` on every rank (collective under DDP; `value` itself otherwise)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        shared = [scores]
+        shared = [value]
         dist.broadcast_object_list(shared, src=0)
-        scores = shared[0]
-    return scores
+        value = shared[0]
+    return value
+
+
+def teacher_check_key(path: str, data: Data, task, training_args, data_args: DataArguments) -> dict:
+    """Everything `score_teachers`' result for one teacher depends on: its files, the task, the dev
+    sample's token ids and labels (tokenizer, --max_seq_length and padding included), the batch
+    size (padding of each batch), the precision (fp32) and the device type."""
+    dataset = data.evals[task.eval_splits[0]]
+    sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+    return {
+        "format": STORE_FORMAT, "check": "teacher dev scores", "teacher": os.path.realpath(path), "files": teacher_fingerprint(path),
+        "task": task.name, "split": task.eval_splits[0], "examples": len(sample),
+        "data": dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",)),
+        "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length,
+        "batch_size": training_args.per_device_eval_batch_size, "compute_dtype": "float32",
+        "device_type": training_args.device.type,
+    }
+
+
+def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args: DistillationArguments,
+                          data_args: DataArguments) -> dict:
+    """`score_teachers`, paid once per teacher and dev data: with `--teacher_cache disk` each teacher's
+    scores are kept next to its output store (`teacher-check-<hash of teacher_check_key>.json`,
+    written atomically) and later runs with the same key read them instead of scoring again.
+
+    Rank 0 looks up and stores; every rank gets the same scores.
+    """
+    if kd_args.teacher_cache != "disk":
+        return score_teachers(models, data, task, training_args)
+    paths, stored = {}, None
+    if training_args.process_index == 0:
+        stored = {}
+        for name, path in kd_args.teachers.items():
+            key = teacher_check_key(path, data, task, training_args, data_args)
+            paths[name] = (entry_folder(kd_args.teacher_cache_dir, "teacher-check", key) + ".json", key)
+            stored[name] = _read_teacher_check(*paths[name])
+            if stored[name] is not None:
+                logger.info("teacher %s: dev scores from %s (scored before on the same files and dev data)", name, paths[name][0])
+    stored = _from_rank_zero(stored)
+    missing = {name: model for name, model in models.items() if stored[name] is None}
+    scores = score_teachers(missing, data, task, training_args) if missing else {}
+    for name in missing:
+        if training_args.process_index == 0:
+            path, key = paths[name]
+            try:
+                write_atomic(path, json.dumps({"key": key, "scores": scores[name]}, indent=1, sort_keys=True))
+            except OSError as error:
+                logger.warning("teacher %s: could not keep its dev scores in %s (%s); the next run scores it again", name, path, error)
+    return {name: scores[name] if name in missing else stored[name] for name in models}
+
+
+def _read_teacher_check(path: str, key: dict) -> dict | None:
+    try:
+        with open(path) as handle:
+            entry = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return entry.get("scores") if isinstance(entry, dict) and entry.get("key") == key else None
 
 
 def check_teachers(scores: dict, kd_args: DistillationArguments, task):
@@ -412,7 +475,7 @@ def distill(argv, script: str, defaults: dict | None = None):
     models = load_teacher_models(kd_args, task, tokenizer)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
     data = load_data(data_args, tokenizer, [student, *models.values()])
-    teacher_metrics = score_teachers(models, data, task, training_args)
+    teacher_metrics = stored_teacher_scores(models, data, task, training_args, kd_args, data_args)
     check_teachers(teacher_metrics, kd_args, task)
     teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models, training_args=training_args)
     trainer = DistillationTrainer(
