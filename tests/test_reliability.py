@@ -569,10 +569,14 @@ def test_two_processes_fill_and_reuse_one_disk_store(zoo, launcher, tmp_path):
     runs = [str(tmp_path / name) for name in ("first", "second")]
     for output_dir, forwards in zip(runs, (32, 0)):
         argv = student_args(zoo, output_dir, "--teacher", zoo.teacher, "--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / "stores"), *DDP, epochs=2, batch=4)
-        for rank, result in enumerate(run_ranks(launcher, "dynamic_data.py", argv)):
+        results = run_ranks(launcher, "dynamic_data.py", argv)
+        for rank, result in enumerate(results):
             assert result.rc == 0, f"rank {rank}: {ok(result)}"
         assert read_results(output_dir)["teacher_forward_examples"] == forwards
+        # the teacher check too is paid once: the second run reads its scores from the store
+        assert ("dev scores from" in results[0].stderr) == (forwards == 0)
     assert read_results(runs[0])["metrics"] == read_results(runs[1])["metrics"]
+    assert read_results(runs[0])["teacher_metrics"] == read_results(runs[1])["teacher_metrics"]
     assert_same_weights(*runs)
 
 
