@@ -3,7 +3,11 @@
 Everything here is built offline from a vocab file, so no test touches the hub.
 """
 import os
+import stat
 import string
+import sys
+import time
+from types import SimpleNamespace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -41,6 +45,64 @@ def make_tiny_bert(folder, num_layers=2, hidden=32, heads=2, num_labels=2, extra
     torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(folder)
     return str(folder)
+
+
+# The PYTHON of a sweep under test: runs its arguments as python does, but a training run waits
+# after writing checkpoint-STEP (trainer_state.json included) until the test removes RELEASE.
+HOLDING_PYTHON = """
+import os, runpy, sys, time
+
+if sys.argv[1] == "-m":  # python -m MODULE ...: the sweep's own process (a Slurm task)
+    module, sys.argv = sys.argv[2], sys.argv[2:]
+    sys.path[0] = os.getcwd()
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+else:  # python SCRIPT ...: an entry point
+    from transformers import Trainer
+
+    save = Trainer._save_checkpoint
+
+    def save_and_hold(self, model, trial):
+        save(self, model, trial)
+        if self.state.global_step == {step} and os.path.exists({release!r}):
+            open({held!r}, "w").close()
+            while os.path.exists({release!r}):
+                time.sleep(0.05)
+
+    Trainer._save_checkpoint = save_and_hold
+    sys.argv = sys.argv[1:]
+    sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def holding_python(folder, step=2):
+    """SimpleNamespace(python, held, release): `python` is an executable for a sweep's PYTHON whose
+    training runs stop after checkpoint-`step` (creating `held`) until the caller deletes `release`.
+
+    A test that must act while a run is between two checkpoints (kill it, requeue it) holds it
+    there instead of racing it."""
+    os.makedirs(folder, exist_ok=True)
+    hold = SimpleNamespace(held=os.path.join(folder, "held"), release=os.path.join(folder, "release"))
+    open(hold.release, "w").close()
+    script = os.path.join(folder, "hold.py")
+    with open(script, "w") as handle:
+        handle.write(HOLDING_PYTHON.format(step=step, held=hold.held, release=hold.release))
+    hold.python = os.path.join(folder, "python")
+    with open(hold.python, "w") as handle:
+        handle.write(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    os.chmod(hold.python, os.stat(hold.python).st_mode | stat.S_IXUSR)
+    return hold
+
+
+def wait_until_held(hold, running, what, hang=1800):
+    """Wait until the held run created `hold.held`; fail as soon as `running()` says it ended.
+
+    `hang` only keeps a broken run from blocking the suite forever: no run here comes near it."""
+    give_up = time.monotonic() + hang
+    while not os.path.exists(hold.held):
+        assert running(), f"{what} ended before it reached the held checkpoint"
+        assert time.monotonic() < give_up, f"{what} did not reach the held checkpoint in {hang} s"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import FIXTURES, make_tiny_bert
+from conftest import FIXTURES, holding_python, make_tiny_bert, wait_until_held
 from dynamic_kd import sweeps
 from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
 
@@ -364,26 +364,28 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     teacher = make_tiny_bert(tmp_path / "teacher", num_layers=2, seed=1)
     settings = dict(
         LAUNCHER="slurm", SLURM_GPUS_PER_RUN=0, SLURM_CPUS_PER_RUN=1, OUT_ROOT=out, TASKS="sst2", SEEDS="1", DATA_ROOT=GLUE,
-        # 20 epochs: the run must still be training when the requeue's kill arrives after checkpoint-2
-        EPOCHS=20, BATCH=4, EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", SAVE_ARGS="--save_strategy steps --save_steps 2",
+        EPOCHS=2, BATCH=4, EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", SAVE_ARGS="--save_strategy steps --save_steps 2",
         EXTRA_ARGS="--disable_tqdm true --use_cpu", STUDENT_MODEL=base, STUDENT_LAYERS=1, TEACHER=teacher,
         SELECTIONS="entropy", RATIOS="0.5", KD_BASELINE=0, STUDENT_BASELINE=0,
         KD_ARGS="--skip_teacher_check",  # the teacher is a random tiny BERT
     )
-    code, stdout, err = run_sweep("data", capsys, **settings)
+    # the first attempt waits after checkpoint-2 until it is killed: the requeue never races training
+    hold = holding_python(tmp_path / "hold")
+    code, stdout, err = run_sweep("data", capsys, **dict(settings, PYTHON=hold.python))
     assert code == 0, err
     array = re.search(r"submitted job array (\d+)", stdout).group(1)
     run = out / "data" / "sst2" / "entropy-r0.5-seed1"
-    deadline = time.time() + 300
-    while not (run / "checkpoint-2" / "trainer_state.json").exists():
-        assert time.time() < deadline and not (run / "results.json").exists(), "no checkpoint before the run ended"
-        time.sleep(0.2)
+    state = ["squeue", "--noheader", "--format=%T", f"--jobs={array}_0"]
+    queued = lambda: subprocess.run(state, capture_output=True, text=True).stdout.strip() not in ("", "COMPLETING")  # noqa: E731
+    wait_until_held(hold, queued, "the Slurm task")
+    assert (run / "checkpoint-2" / "trainer_state.json").exists() and not (run / "results.json").exists()
     # what a preemption does: Slurm kills the task and queues it again; start it at once
     subprocess.run(["scontrol", "requeue", f"{array}_0"], check=True)
-    state = ["squeue", "--noheader", "--format=%T", f"--jobs={array}_0"]
+    deadline = time.time() + 300  # a kill takes seconds; this only stops a broken Slurm from hanging the suite
     while subprocess.run(state, capture_output=True, text=True).stdout.strip() != "PENDING":  # once the kill is done
         assert time.time() < deadline
         time.sleep(0.2)
+    os.remove(hold.release)  # the second attempt trains through
     # not in the usual 2 minutes, but not in the second of the kill either: slurmd refuses a launch
     # whose credential is not newer (to the second) than the old one's revocation ("Job credential revoked")
     subprocess.run(["scontrol", "update", f"JobId={array}_0", "StartTime=now+2"], check=True)
