@@ -76,7 +76,7 @@ else:  # python SCRIPT ...: an entry point
 
 
 def holding_python(folder, step=2):
-    """SimpleNamespace(python, held, release): `python` is an executable for a sweep's PYTHON whose
+    """SimpleNamespace(python, script, held, release): `python` is an executable for a sweep's PYTHON whose
     training runs stop after checkpoint-`step` (creating `held`) until the caller deletes `release`.
 
     A test that must act while a run is between two checkpoints (kill it, requeue it) holds it
@@ -84,12 +84,12 @@ def holding_python(folder, step=2):
     os.makedirs(folder, exist_ok=True)
     hold = SimpleNamespace(held=os.path.join(folder, "held"), release=os.path.join(folder, "release"))
     open(hold.release, "w").close()
-    script = os.path.join(folder, "hold.py")
-    with open(script, "w") as handle:
+    hold.script = os.path.join(folder, "hold.py")  # `python hold.py SCRIPT ARGS` = `python SCRIPT ARGS`, held
+    with open(hold.script, "w") as handle:
         handle.write(HOLDING_PYTHON.format(step=step, held=hold.held, release=hold.release))
     hold.python = os.path.join(folder, "python")
     with open(hold.python, "w") as handle:
-        handle.write(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+        handle.write(f'#!/bin/sh\nexec "{sys.executable}" "{hold.script}" "$@"\n')
     os.chmod(hold.python, os.stat(hold.python).st_mode | stat.S_IXUSR)
     return hold
 

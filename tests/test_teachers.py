@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from conftest import FIXTURES, make_tiny_bert
+from conftest import FIXTURES, make_tiny_bert, wait_until_held
 from dynamic_kd.arguments import DistillationArguments, parse_args
 from dynamic_kd.teachers import Teacher, store_location, teacher_compute_dtype
 
@@ -217,17 +217,28 @@ def test_a_fill_killed_between_values_and_flags_leaves_rows_untrusted(teacher_di
     assert teacher.forward_examples == 8
 
 
-SLOW_PREFILL = r"""
-import sys, time, torch
+HELD_PREFILL = r"""
+import os, sys, time, torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 from dynamic_kd.teachers import Teacher
 teacher_dir, folder, key = sys.argv[1], sys.argv[2], {"teacher": sys.argv[1], "data": "many"}
-sentences = sys.argv[3:]
+held, release, sentences = sys.argv[3], sys.argv[4], sys.argv[5:]
 tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
 dataset = Dataset.from_dict({**tokenizer(sentences), "idx": list(range(len(sentences)))})
 model = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
-model.register_forward_hook(lambda *args: time.sleep(0.05))  # a slow teacher: a long window to kill in
+forwards = []
+
+
+def hold(*args):  # the 6th forward (5 rows stored) waits until the test has killed the fill
+    forwards.append(1)
+    if len(forwards) == 6:
+        open(held, "w").close()
+        while os.path.exists(release):
+            time.sleep(0.05)
+
+
+model.register_forward_hook(hold)
 teacher = Teacher("teacher", model, teacher_dir, len(sentences), "disk", batch_size=1, store_folder=folder, store_key=key)
 teacher.prefill(dataset, DataCollatorWithPadding(tokenizer), "cpu")
 """
@@ -237,21 +248,19 @@ def test_a_fill_killed_at_any_moment_leaves_only_correct_trusted_rows(teacher_di
     sentences = [f"{a} {b} movie" for a in ("good", "bad", "great", "awful", "very good", "not bad") for b in ("it was", "this is", "a", "the", "i")] * 2
     key = {"teacher": teacher_dir, "data": "many"}
     folder = store_location(str(tmp_path), key)
-    job = subprocess.Popen([sys.executable, "-c", SLOW_PREFILL, teacher_dir, folder, *sentences], cwd=REPO, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    filled = 0
-    while filled < 5 and time.monotonic() < deadline and job.poll() is None:
-        time.sleep(0.02)
-        if os.path.exists(os.path.join(folder, "filled.npy")):
-            filled = int(np.load(os.path.join(folder, "filled.npy")).sum())
+    hold = SimpleNamespace(held=str(tmp_path / "held"), release=str(tmp_path / "release"))
+    open(hold.release, "w").close()
+    job = subprocess.Popen([sys.executable, "-c", HELD_PREFILL, teacher_dir, folder, hold.held, hold.release, *sentences],
+                           cwd=REPO, stderr=subprocess.PIPE)
+    wait_until_held(hold, lambda: job.poll() is None, "the fill")
     os.kill(job.pid, signal.SIGKILL)
     job.wait()
-    assert job.returncode == -signal.SIGKILL and filled >= 5
+    assert job.returncode == -signal.SIGKILL
 
     dataset, collate = tokenized_dataset(teacher_dir, sentences)
     teacher = make_teacher(teacher_dir, "disk", folder=folder, key=key, num_examples=len(sentences))
     trusted = np.flatnonzero(~teacher.store.missing(np.arange(len(sentences))))
-    assert 5 <= len(trusted) < len(sentences)
+    assert len(trusted) == 5  # the rows stored before the kill, no more, no less
     stored = torch.from_numpy(teacher.store.read(trusted)["logits"])
     batch = collate([dataset[int(i)] for i in trusted])
     torch.testing.assert_close(stored, direct_logits(teacher, {k: v for k, v in batch.items() if k != "idx"}, torch.arange(len(trusted))))
