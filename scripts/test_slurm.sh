@@ -32,8 +32,8 @@ stop() {
   exit "$status"
 }
 trap stop EXIT
-daemon_pid() {  # wait for a daemon's pid file, remember the pid
-  for _ in $(seq 50); do [[ -s "$1" ]] && { pids+=("$(cat "$1")"); return 0; }; sleep 0.2; done
+daemon_pid() {  # wait for a daemon's pid file (a minute: daemons start slowly on a busy machine), remember the pid
+  for _ in $(seq 300); do [[ -s "$1" ]] && { pids+=("$(cat "$1")"); return 0; }; sleep 0.2; done
   echo "error: $1 did not appear; see the logs in $dir" >&2; exit 1
 }
 

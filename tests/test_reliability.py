@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -613,11 +612,9 @@ def test_one_failing_rank_ends_the_job_instead_of_hanging(zoo, launcher, tmp_pat
     with open(os.path.join(output_dir, "checkpoint-2", "rng_state_1.pth"), "wb") as handle:
         handle.write(b"not a torch file")
 
-    started = time.monotonic()
     # A hang lasts --ddp_timeout (30 min by default); a failing job ends in seconds, or a few
     # minutes on a busy machine: 10 minutes tell the two apart without guessing the machine's speed.
     result = torchrun("dynamic_data.py", argv, tmp_path / "torchrun", timeout=600)
 
     assert result.rc not in (0, None), ok(result)  # None: still hanging after 10 minutes
-    assert time.monotonic() - started < 600
     assert not os.path.exists(os.path.join(output_dir, "results.json"))

@@ -344,7 +344,7 @@ def _epoch_selection_rank(rank, world, port, argv, result_dir):
 def test_epoch_scope_under_ddp_trains_every_rank_on_rank_zeros_selection(models, tmp_path):
     argv = student_argv(models, tmp_path / "out", "--teacher", models["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.25", "--selection_scope", "epoch", "--per_device_train_batch_size", "4", "--ddp_backend", "gloo", "--use_cpu")
     context = torch.multiprocessing.start_processes(_epoch_selection_rank, args=(2, free_port(), argv, str(tmp_path)), nprocs=2, join=False, start_method="spawn")
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 900  # only stops a deadlock; two spawned ranks take a minute or two on a busy machine
     while not context.join(timeout=2):
         if time.monotonic() > deadline:
             for process in context.processes:
