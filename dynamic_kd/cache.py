@@ -7,9 +7,9 @@ only a `.tmp` folder, which no reader ever opens. An entry whose stored key diff
 expected, or whose files do not load, is moved aside and rebuilt, never used.
 
 Every cache lives under one root, `$DYNAMIC_KD_CACHE` (default `~/.cache/dynamic_kd`):
-`teacher_outputs/` (the teacher-output store, `teachers.py`, and each teacher's dev scores,
-`recipe.stored_teacher_scores`) and `tokenized/` (tokenised
-datasets, `data.py`). Deleting the root (or a subfolder) clears them; nothing else points into it.
+`teacher_outputs/` (the teacher-output stores, `teachers.py`, and next to them each teacher's dev
+scores, `check-*.json` from `recipe.stored_teacher_scores`) and `tokenized/` (tokenised datasets,
+`data.py`). Deleting the root (or a subfolder) clears them; nothing else points into it.
 """
 import hashlib
 import json

@@ -290,7 +290,8 @@ def teacher_check_key(path: str, data: Data, task, training_args, data_args: Dat
     dataset = data.evals[task.eval_splits[0]]
     sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
     return {
-        "format": STORE_FORMAT, "check": "teacher dev scores", "teacher": os.path.realpath(path), "files": teacher_fingerprint(path),
+        "format": STORE_FORMAT, "check": "teacher dev scores",
+        "teacher": os.path.realpath(path), "files": teacher_fingerprint(path),
         "task": task.name, "split": task.eval_splits[0], "examples": len(sample),
         "data": dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",)),
         "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length,
@@ -302,8 +303,8 @@ def teacher_check_key(path: str, data: Data, task, training_args, data_args: Dat
 def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args: DistillationArguments,
                           data_args: DataArguments) -> dict:
     """`score_teachers`, paid once per teacher and dev data: with `--teacher_cache disk` each teacher's
-    scores are kept next to its output store (`teacher-check-<hash of teacher_check_key>.json`,
-    written atomically) and later runs with the same key read them instead of scoring again.
+    scores are kept next to its output store (`check-<hash of teacher_check_key>.json`, key
+    and scores in one file written atomically) and later runs with the same key read them instead of scoring again.
 
     Rank 0 looks up and stores; every rank gets the same scores.
     """
@@ -314,10 +315,11 @@ def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args
         stored = {}
         for name, path in kd_args.teachers.items():
             key = teacher_check_key(path, data, task, training_args, data_args)
-            paths[name] = (entry_folder(kd_args.teacher_cache_dir, "teacher-check", key) + ".json", key)
+            paths[name] = (entry_folder(kd_args.teacher_cache_dir, "check", key) + ".json", key)
             stored[name] = _read_teacher_check(*paths[name])
             if stored[name] is not None:
-                logger.info("teacher %s: dev scores from %s (scored before on the same files and dev data)", name, paths[name][0])
+                logger.info("teacher %s: dev scores from %s (scored before on the same files and dev data)",
+                            name, paths[name][0])
     stored = _from_rank_zero(stored)
     missing = {name: model for name, model in models.items() if stored[name] is None}
     scores = score_teachers(missing, data, task, training_args) if missing else {}
@@ -327,7 +329,8 @@ def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args
             try:
                 write_atomic(path, json.dumps({"key": key, "scores": scores[name]}, indent=1, sort_keys=True))
             except OSError as error:
-                logger.warning("teacher %s: could not keep its dev scores in %s (%s); the next run scores it again", name, path, error)
+                logger.warning("teacher %s: could not keep its dev scores in %s (%s); the next run scores it again",
+                               name, path, error)
     return {name: scores[name] if name in missing else stored[name] for name in models}
 
 

@@ -42,7 +42,8 @@ def test_a_shared_store_keeps_the_teacher_check_and_a_changed_teacher_is_checked
     store = ["--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / "store")]
     first = distil(base, teacher, tmp_path / "a", *store)
     assert scored == [["teacher"]]
-    assert distil(base, teacher, tmp_path / "b", *store, "--selection_strategy", "entropy", "--selection_ratio", "0.5") == first
+    selection = ["--selection_strategy", "entropy", "--selection_ratio", "0.5"]
+    assert distil(base, teacher, tmp_path / "b", *store, *selection) == first
     assert scored == [["teacher"]]  # the second run read the scores: no teacher forward for the check
     assert distil(base, teacher, tmp_path / "c", "--teacher_cache", "memory") == first
     assert scored == [["teacher"]] * 2  # a run without the shared store scores its teacher itself

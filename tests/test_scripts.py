@@ -165,7 +165,8 @@ def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
     wait_until_held(hold, lambda: process.poll() is None, "data.sh")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert (run / "checkpoint-2" / "trainer_state.json").exists() and not (run / "results.json").exists(), log.read_text()
+    held_at = run / "checkpoint-2" / "trainer_state.json"
+    assert held_at.exists() and not (run / "results.json").exists(), log.read_text()
 
     result = run_script("data.sh", tmp_path, **sweep)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -376,7 +376,9 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     array = re.search(r"submitted job array (\d+)", stdout).group(1)
     run = out / "data" / "sst2" / "entropy-r0.5-seed1"
     state = ["squeue", "--noheader", "--format=%T", f"--jobs={array}_0"]
-    queued = lambda: subprocess.run(state, capture_output=True, text=True).stdout.strip() not in ("", "COMPLETING")  # noqa: E731
+    def queued():
+        return subprocess.run(state, capture_output=True, text=True).stdout.strip() not in ("", "COMPLETING")
+
     wait_until_held(hold, queued, "the Slurm task")
     assert (run / "checkpoint-2" / "trainer_state.json").exists() and not (run / "results.json").exists()
     # what a preemption does: Slurm kills the task and queues it again; start it at once
