@@ -327,7 +327,8 @@ def test_teacher_sees_the_segment_ids_it_was_trained_with(mixed, tmp_path):
     gives the logits it gives on its own tokenisation, sentence B marked as segment 1."""
     cache_dir = tmp_path / "cache"
     run(dynamic_data, *mixed_args(mixed, tmp_path / "run", "--teacher", mixed.bert, "--teacher_cache", "disk", "--teacher_cache_dir", str(cache_dir), "--max_steps", "1"))
-    [store] = os.listdir(cache_dir)  # one store folder: logits.npy and the per-row filled flags
+    # one store folder (logits.npy and the per-row filled flags) next to the teacher check's check-*.json
+    [store] = [name for name in os.listdir(cache_dir) if name.startswith("teacher-")]
     cache = {name: torch.from_numpy(np.load(cache_dir / store / f"{name}.npy")) for name in ("logits", "filled")}
     pairs = rte_pairs()
     assert cache["filled"].all() and len(cache["filled"]) == len(pairs)
