@@ -133,15 +133,16 @@ class DistillationTrainer(Trainer):
             step, micro = self._enter_micro_batch(model)
         outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
+        smoothing = self.args.label_smoothing_factor
         if not distil:
-            ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=self.args.label_smoothing_factor)
+            ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=smoothing)
             return (ce, outputs) if return_outputs else ce
         if step.parts is None:
             self._plan_step(step, logits.detach())
         routes, share, real = step.parts[micro]
         # Rows past `real` repeat rows to fill an epoch's last global batch (DDP): no loss, no plan slot.
         if real:
-            ce = supervised_loss(logits[:real], labels[:real], self.task.is_regression, label_smoothing=self.args.label_smoothing_factor)
+            ce = supervised_loss(logits[:real], labels[:real], self.task.is_regression, label_smoothing=smoothing)
         else:  # every parameter still takes part in the backward pass (DDP)
             ce = 0.0 * logits.sum()
         kd_total = logits.new_zeros(())

@@ -390,7 +390,9 @@ def test_teacher_store_defaults_under_the_cache_root(parse, monkeypatch, tmp_pat
 ])
 def test_best_model_metric_takes_the_names_users_know(parse, task, given, expected):
     """The trainer reports eval_<split>_<metric>; before, `accuracy` ended the run in a KeyError."""
-    run = parse("--load_best_model_at_end", "--metric_for_best_model", given, "--eval_strategy", "epoch", "--save_strategy", "epoch", task=task)[3]
+    flags = ("--load_best_model_at_end", "--metric_for_best_model", given,
+             "--eval_strategy", "epoch", "--save_strategy", "epoch")
+    run = parse(*flags, task=task)[3]
     assert run.metric_for_best_model == expected
     assert run.greater_is_better == (given != "loss")
 
@@ -437,28 +439,39 @@ RUN_GLUE_FLAGS = {
     "--do_predict": ("train_teacher", ["--do_predict"], "--do_predict is not supported"),
     "--push_to_hub": ("train_teacher", ["--push_to_hub"], "hf upload"),
     "--evaluation_strategy": ("train_teacher", ["--evaluation_strategy", "steps"], "use --eval_strategy"),
-    "--per_gpu_train_batch_size": ("train_teacher", ["--per_gpu_train_batch_size", "8"], "use --per_device_train_batch_size"),
+    "--per_gpu_train_batch_size": ("train_teacher", ["--per_gpu_train_batch_size", "8"],
+                                   "use --per_device_train_batch_size"),
     "--logging_dir": ("train_teacher", ["--logging_dir", "runs"], "TENSORBOARD_LOGGING_DIR"),
     "--cache_dir": ("train_teacher", ["--cache_dir", "hf"], "HF_HOME"),
     "--overwrite_cache": ("train_teacher", ["--overwrite_cache"], "never stale"),
     "--fp16 on CPU": ("train_teacher", ["--fp16"], "would train in fp32"),
     "--fp16_full_eval": ("train_teacher", ["--fp16_full_eval"], "--fp16_full_eval is not supported"),
-    "--resume_from_checkpoint PATH": ("train_teacher", ["--resume_from_checkpoint", "somewhere"], "rerun the same command"),
+    "--resume_from_checkpoint PATH": ("train_teacher", ["--resume_from_checkpoint", "somewhere"],
+                                      "rerun the same command"),
     "--warmup_ratio": ("train_teacher", ["--warmup_ratio", "0.5"],
                        # 4 steps, 2 of warmup; each step logs the rate it trained with
-                       lambda out, r: [lr for _, lr in logged(r, "learning_rate")] == pytest.approx([0, 5e-4, 1e-3, 5e-4])),
+                       lambda out, r: [lr for _, lr in logged(r, "learning_rate")]
+                       == pytest.approx([0, 5e-4, 1e-3, 5e-4])),
     "--max_steps": ("train_teacher", ["--max_steps", "3"], lambda out, r: logged(r, "train_loss")[0][0] == 3),
     "--eval_strategy steps": ("train_teacher", ["--eval_strategy", "steps", "--eval_steps", "2"],
                               lambda out, r: [step for step, _ in logged(r, "eval_validation_accuracy")] == [2, 4]),
-    "--save_total_limit": ("train_teacher", ["--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2"],
+    "--save_total_limit": ("train_teacher",
+                           ["--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2"],
                            lambda out, r: checkpoints(out) == ["checkpoint-3", "checkpoint-4"]),
-    "--load_best_model_at_end accuracy": ("train_teacher", [*BEST_MODEL, "--metric_for_best_model", "accuracy"], best_model_is_the_best_evaluation),
-    "--load_best_model_at_end eval_accuracy": ("train_teacher", [*BEST_MODEL, "--metric_for_best_model", "eval_accuracy"], best_model_is_the_best_evaluation),
+    "--load_best_model_at_end accuracy": (
+        "train_teacher", [*BEST_MODEL, "--metric_for_best_model", "accuracy"], best_model_is_the_best_evaluation),
+    "--load_best_model_at_end eval_accuracy": (
+        "train_teacher", [*BEST_MODEL, "--metric_for_best_model", "eval_accuracy"], best_model_is_the_best_evaluation),
     "--load_best_model_at_end, save steps not on eval steps": (
-        "train_teacher", ["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "epoch"], "save"),
+        "train_teacher",
+        ["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "epoch"],
+        # HF's message, on one line
+        "but found - Evaluation strategy: IntervalStrategy.STEPS - Save strategy: SaveStrategy.EPOCH"),
     # a teacher of another hidden size: the student is wrapped with projections
-    "--gradient_checkpointing with a projection": ("dynamic_objective", ["--gradient_checkpointing"], lambda out, r: None),
-    "--activation_checkpointing with a projection": ("dynamic_objective", ["--activation_checkpointing"], lambda out, r: None),
+    "--gradient_checkpointing with a projection": (
+        "dynamic_objective", ["--gradient_checkpointing"], lambda out, r: None),
+    "--activation_checkpointing with a projection": (
+        "dynamic_objective", ["--activation_checkpointing"], lambda out, r: None),
 }
 
 
@@ -472,11 +485,11 @@ def test_run_glue_flags_act_or_are_refused_in_one_line(case, tiny_bert, wide_tea
     script, extra, expected = RUN_GLUE_FLAGS[case]
     out = str(tmp_path / "out")
     argv = ["--model_name_or_path", tiny_bert, "--task_name", "sst2", "--data_dir", SST2, "--output_dir", out,
-            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--logging_steps", "1",
-            "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+            "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
     if script == "dynamic_objective":
-        argv += ["--student_num_layers", "2", "--teacher", wide_teacher, "--strategy", "uncertainty", "--kd_rep_alpha", "1",
-                 "--skip_teacher_check"]
+        argv += ["--student_num_layers", "2", "--teacher", wide_teacher, "--strategy", "uncertainty",
+                 "--kd_rep_alpha", "1", "--skip_teacher_check"]
     main = importlib.import_module(script).main
     code = cli(lambda: main(argv + extra))
     err = capsys.readouterr().err

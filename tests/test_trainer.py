@@ -255,15 +255,16 @@ def test_selection_sees_the_global_batch_on_any_layout(exact, tmp_path):
 PARTIAL_LAST_STEP = {  # 20 rows, global batch 16: steps of 16 and 4 rows; layout: (flags, launched with torchrun)
     "1 process x 16": (["--per_device_train_batch_size", "16"], False),
     "2 processes x 8": (["--per_device_train_batch_size", "8"], True),
-    "2 processes x 4, accumulation 2": (["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"], True),
+    "2 processes x 4, accumulation 2": (
+        ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"], True),
 }
 
 
 def test_the_last_step_holds_the_rows_that_are_left_on_any_layout(exact, tmp_path):
     """Under DDP accelerate fills an epoch's last global batch with rows from its start (before: 16
     rows planned, 12 of them repeats, against 4); they get no plan slot and no loss."""
-    flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.5", "--max_train_samples", "20",
-             "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
+    flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.5",
+             "--max_train_samples", "20", "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
     runs = {}
     for position, (layout, (extra, ddp)) in enumerate(PARTIAL_LAST_STEP.items()):
         out = str(tmp_path / f"layout{position}")
