@@ -9,12 +9,15 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
+from accelerate.utils import get_int_from_env
 from transformers import HfArgumentParser, TrainingArguments
 
 from dynamic_kd.cache import cache_root
 from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES
+from dynamic_kd.metrics import metric_names
 from dynamic_kd.strategies import (
     OBJECTIVE_STRATEGIES,
     SELECTION_ALIASES,
@@ -223,17 +226,43 @@ class RunArguments(TrainingArguments):
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow a run in an --output_dir that already holds a finished results.json (replaced only when this run finishes)."})
     group_by_length: bool = field(default=False, metadata={"help": "Batch examples of similar length together (sets --train_sampling_strategy group_by_length)."})
     dataloader_pin_memory: bool | None = field(default=None, metadata={"help": "Pin batches in host memory for faster copies to the accelerator (default: on with a GPU, off on CPU, where torch can only warn about it).", "nargs": "?", "const": True})
+    do_train: bool = field(default=True, metadata={
+        "help": "Every entry point trains (run_glue.py's flag, accepted); --do_train False is refused."})
+    do_eval: bool = field(default=True, metadata={
+        "help": "Every entry point evaluates on the dev splits at the end (run_glue.py's flag, accepted); "
+                "--do_eval False is refused."})
+    warmup_ratio: float | None = field(default=None, metadata={
+        "help": "Fraction of the training steps with a linear warmup (the released scripts' flag, gone from "
+                "transformers 5): sets --warmup_steps to it, which reads values below 1 as a fraction."})
 
     def __post_init__(self):
+        for flag in ("do_train", "do_eval"):
+            if not getattr(self, flag):
+                raise ConfigError(f"--{flag} False: every entry point trains, then evaluates on the dev splits "
+                                  "(results.json needs both); drop the flag")
+        if self.warmup_ratio is not None:
+            _check_number("--warmup_ratio", self.warmup_ratio, "fraction", "0.1 warms up over the first 10% of steps")
+            if self.warmup_steps:
+                raise ConfigError(f"--warmup_ratio {self.warmup_ratio} and --warmup_steps {self.warmup_steps} both set "
+                                  "the warmup; pass one")
+            self.warmup_steps = self.warmup_ratio
         if self.group_by_length:
             if self.train_sampling_strategy not in ("random", "group_by_length"):
                 raise ConfigError(f"--group_by_length conflicts with --train_sampling_strategy {self.train_sampling_strategy}; pass only one")
             self.train_sampling_strategy = "group_by_length"
+        if not self.use_cpu and _launched_as_several_processes() and torch.accelerator.current_accelerator() is None:
+            # accelerate builds a CPU process group (gloo) only when told the run is on CPU; without
+            # it each process of `torchrun --nproc_per_node N` trains its own copy on all the data.
+            self.use_cpu = True
         # before HF's own checks, some of which fail with a traceback (--deepspeed without the package)
         for flag, is_set, reason in _UNSUPPORTED:
             if is_set(self):
                 raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}")
         super().__post_init__()
+        if self.fp16 and self.device.type == "cpu":
+            raise ConfigError("--fp16 on a CPU: accelerate has no fp16 autocast there and would train in fp32; "
+                              "drop it, or use --bf16 --use_cpu where the CPU has native bf16 "
+                              "(`python -m dynamic_kd.precision` says)")
         if self.dataloader_pin_memory is None:  # not passed: pinning only helps copies to a GPU-like device
             self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")
         if self.accelerator_config.split_batches:  # a dict or JSON text until HF's __post_init__ parses it
@@ -271,9 +300,18 @@ class RunArguments(TrainingArguments):
                 _check_number(f"--{flag}", getattr(self, flag), "positive", "a step count, or a fraction of the training steps below 1")
 
     def check_task(self, task):
-        """Label smoothing spreads probability over the classes: undefined for a regression output."""
+        """Label smoothing is undefined for a regression output; the best-model metric is one the task reports."""
         if task.is_regression and self.label_smoothing_factor:
             raise ConfigError(f"--label_smoothing_factor applies to class labels and {task.name} is a regression task; drop it")
+        if self.metric_for_best_model is not None:
+            split = task.eval_splits[0]
+            name = self.metric_for_best_model.removeprefix("eval_").removeprefix(f"{split}_")
+            known = ("loss", *metric_names(task))
+            if name not in known:
+                raise ConfigError(f"--metric_for_best_model {self.metric_for_best_model} is not a {task.name} metric; "
+                                  f"choose one of: {', '.join(known)}")
+            # The trainer evaluates a dict of splits and names each score eval_<split>_<metric> (it adds `eval_`).
+            self.metric_for_best_model = f"{split}_{name}"
 
 
 # `TrainingArguments` fields that would change the loss, the data, the batch layout or the
@@ -304,10 +342,41 @@ _UNSUPPORTED = (
     ("do_predict", lambda a: a.do_predict, "the entry points train, then evaluate on the dev splits; test-set prediction is not implemented, drop the flag"),
     ("resume_from_checkpoint", lambda a: a.resume_from_checkpoint is not None,
      "a run resumes by itself from the newest complete checkpoint in its --output_dir; rerun the same command instead"),
+    ("push_to_hub", lambda a: a.push_to_hub,
+     "HF would upload from inside the training loop (checkpoints with teacher caches), and a hub error would end "
+     "the run; upload the finished --output_dir (student, tokenizer, results.json) with "
+     "`hf upload REPO_ID OUTPUT_DIR`"),
     ("fsdp", lambda a: bool(a.fsdp), "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"),
     ("deepspeed", lambda a: bool(a.deepspeed), "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"),
     ("parallelism_config", lambda a: a.parallelism_config is not None, "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"),
 )
+
+
+def _launched_as_several_processes() -> bool:
+    """A launcher (torchrun, mpirun) started this process as one of several: accelerate's own test."""
+    return int(os.environ.get("LOCAL_RANK", -1)) != -1 or get_int_from_env(
+        ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "WORLD_SIZE"], 1) > 1
+
+
+# Flags of HF's run_glue.py or of transformers 4 that this parser does not know: what to do instead.
+_UNKNOWN_FLAGS = {
+    "--evaluation_strategy": "renamed in transformers 5; use --eval_strategy",
+    "--per_gpu_train_batch_size": "renamed in transformers 5; use --per_device_train_batch_size",
+    "--per_gpu_eval_batch_size": "renamed in transformers 5; use --per_device_eval_batch_size",
+    "--logging_dir": "gone from transformers 5, which reads the TensorBoard folder from the environment; "
+                     "set TENSORBOARD_LOGGING_DIR=PATH",
+    "--cache_dir": "models and tokenizers are read from the Hugging Face cache; set HF_HOME=PATH "
+                   "(tokenised data: DYNAMIC_KD_CACHE=PATH)",
+    "--overwrite_cache": "the tokenised-data cache is keyed on the files, tokenizer and settings it was built from, "
+                         "so it is never stale; drop the flag",
+}
+
+
+def _check_unknown_flags(argv):
+    for argument in argv:
+        flag = argument.split("=", 1)[0]
+        if flag in _UNKNOWN_FLAGS:
+            raise ConfigError(f"{flag} is not a flag of these scripts: {_UNKNOWN_FLAGS[flag]}")
 
 
 class _OneLineErrorParser(HfArgumentParser):
@@ -327,12 +396,13 @@ def parse_args(argv, *dataclass_types, defaults=None):
     if defaults:
         parser.set_defaults(**defaults)
     argv = sys.argv[1:] if argv is None else list(argv)
+    _check_unknown_flags(argv)
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:  # TrainingArguments' own checks
         if isinstance(error, ConfigError):
             raise
-        raise ConfigError(str(error).strip().splitlines()[0]) from error
+        raise ConfigError(" ".join(line.strip() for line in str(error).splitlines() if line.strip())) from error
     data_args = next((a for a in parsed if isinstance(a, DataArguments)), None)
     kd_args = next((a for a in parsed if isinstance(a, DistillationArguments)), None)
     training_args = parsed[-1]

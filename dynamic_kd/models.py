@@ -266,6 +266,10 @@ class StudentWithProjections(nn.Module):
             outputs.logits = outputs.logits + 0.0 * sum(p.sum() for p in self.projections.parameters())
         return outputs
 
+    def activation_checkpointing_enable(self, **kwargs):
+        """--gradient_checkpointing / --activation_checkpointing: the Trainer asks the model it trains."""
+        self.student.activation_checkpointing_enable(**kwargs)
+
 
 def unwrap_student(model: nn.Module) -> nn.Module:
     return model.student if isinstance(model, StudentWithProjections) else model

@@ -464,6 +464,8 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     }
     if teacher_metrics is not None:
         results["teacher_metrics"] = teacher_metrics
+    if trainer.args.load_best_model_at_end:  # `metrics` then score this checkpoint's student, not the last step's
+        results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
     write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
     logger.info("%s %s: %s (teacher forwards: %d) -> %s", run.script, task.name, outcome["metrics"], teacher_forward_examples, run.output_dir)
 

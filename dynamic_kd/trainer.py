@@ -58,7 +58,7 @@ class OptimizerStep:
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch (gradient accumulation)
     rng_states: list | None = None  # the RNG state each micro-batch's training forward starts from
-    parts: list | None = None  # per micro-batch: (its routes, its share of the global batch's rows)
+    parts: list | None = None  # per micro-batch: (its routes, its share of the global batch's rows, its real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging of the step's losses
 
     @property
@@ -133,12 +133,18 @@ class DistillationTrainer(Trainer):
             step, micro = self._enter_micro_batch(model)
         outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none")
         logits = outputs.logits.float()
-        ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=self.args.label_smoothing_factor)
+        smoothing = self.args.label_smoothing_factor
         if not distil:
+            ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=smoothing)
             return (ce, outputs) if return_outputs else ce
         if step.parts is None:
             self._plan_step(step, logits.detach())
-        routes, share = step.parts[micro]
+        routes, share, real = step.parts[micro]
+        # Rows past `real` repeat rows to fill an epoch's last global batch (DDP): no loss, no plan slot.
+        if real:
+            ce = supervised_loss(logits[:real], labels[:real], self.task.is_regression, label_smoothing=smoothing)
+        else:  # every parameter still takes part in the backward pass (DDP)
+            ce = 0.0 * logits.sum()
         kd_total = logits.new_zeros(())
         rep_total = logits.new_zeros(())
         for route in routes:
@@ -152,7 +158,7 @@ class DistillationTrainer(Trainer):
         # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP,
         # times `scale`: HF divides by the micro-batch count and DDP averages over ranks.
         loss = step.scale * (self.kd_args.ce_alpha * share * ce + kd_total + rep_total)
-        self._record_micro_batch(step, logits, routes, share, loss, ce, kd_total, rep_total)
+        self._record_micro_batch(step, logits[:real], routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
 
     def _enter_micro_batch(self, model):
@@ -208,6 +214,13 @@ class DistillationTrainer(Trainer):
             local = [logits.new_zeros(len(batch["labels"]), logits.shape[1]) for batch in step.batches]
         sizes, global_logits = self._gather_rows(local)
         world, rank = self.args.world_size, self.args.process_index
+        # The real rows come first in the global order; cap each micro-batch at what is left of them.
+        left = self._real_rows(global_logits.shape[0])
+        global_logits = global_logits[:left]
+        for per_rank in sizes:
+            for r, n in enumerate(per_rank):
+                per_rank[r] = min(n, left)
+                left -= per_rank[r]
         # One generator per optimizer step, seeded alike on every rank: the random strategy draws
         # the same rows everywhere and replays on resume.
         generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
@@ -215,8 +228,23 @@ class DistillationTrainer(Trainer):
         parts = split_plan(plan, [n for per_rank in sizes for n in per_rank])
         total = global_logits.shape[0]
         step.scale = world * step.count
-        step.parts = [(parts[m * world + rank], sizes[m][rank] / total) for m in range(step.count)]
+        step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(step.count)]
         self._record_plan(plan, total, global_logits)
+
+    def _real_rows(self, gathered: int) -> int:
+        """How many of the step's `gathered` global-batch rows the epoch really holds.
+
+        Under DDP accelerate's batch sampler (`even_batches`) completes an epoch's last global batch
+        with rows from the epoch's start, placed after the real ones (in batch order, the order of
+        `_gather_rows`); every step before the last of an epoch is full.
+        """
+        if self.args.world_size == 1:
+            return gathered
+        rows = self.epoch_selection.sampler.size if self.epoch_selection is not None else len(self.train_dataset)
+        batch, world, accumulation = self._train_batch_size, self.args.world_size, self.args.gradient_accumulation_steps
+        steps_per_epoch = math.ceil(math.ceil(math.ceil(rows / batch) / world) / accumulation)
+        done = (self.state.global_step % steps_per_epoch) * batch * world * accumulation
+        return min(gathered, rows - done)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
         """Every rank's micro-batch logits in global order: micro-batch, then rank, then row.

@@ -1,4 +1,6 @@
 """The shared argument set: parsing, aliases, and one-line ConfigErrors for every bad input."""
+import importlib
+import json
 import os
 
 import pytest
@@ -6,6 +8,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, parse_args
 from dynamic_kd.errors import ConfigError
+from dynamic_kd.recipe import cli
+from conftest import FIXTURES, make_tiny_bert
 
 TEACHER_MODES = ["hard", "soft", "soft-instance", "single-small", "single-large", "average"]
 SELECTIONS = ["none", "random", "entropy", "margin", "lc"]
@@ -372,3 +376,129 @@ def test_teacher_store_defaults_under_the_cache_root(parse, monkeypatch, tmp_pat
     kd = parse()[2]
     assert (kd.teacher_cache, kd.teacher_cache_dir) == ("memory", str(tmp_path / "root" / "teacher_outputs"))
     assert parse("--teacher_cache_dir", "~/stores")[2].teacher_cache_dir == os.path.expanduser("~/stores")
+
+
+@pytest.mark.parametrize("task, given, expected", [
+    ("sst2", "accuracy", "validation_accuracy"),
+    ("sst2", "eval_accuracy", "validation_accuracy"),
+    ("sst2", "eval_validation_accuracy", "validation_accuracy"),
+    ("sst2", "loss", "validation_loss"),
+    ("mrpc", "f1", "validation_f1"),
+    ("cola", "matthews_correlation", "validation_matthews_correlation"),
+    ("stsb", "pearson", "validation_pearson"),
+    ("mnli", "accuracy", "validation_matched_accuracy"),
+])
+def test_best_model_metric_takes_the_names_users_know(parse, task, given, expected):
+    """The trainer reports eval_<split>_<metric>; before, `accuracy` ended the run in a KeyError."""
+    flags = ("--load_best_model_at_end", "--metric_for_best_model", given,
+             "--eval_strategy", "epoch", "--save_strategy", "epoch")
+    run = parse(*flags, task=task)[3]
+    assert run.metric_for_best_model == expected
+    assert run.greater_is_better == (given != "loss")
+
+
+def test_best_model_metric_must_be_one_the_task_reports(fails):
+    message = fails("--metric_for_best_model", "f1")
+    assert "--metric_for_best_model f1 is not a sst2 metric; choose one of: loss, accuracy" in message
+
+
+def test_warmup_ratio_is_the_warmup_fraction(parse, fails):
+    assert parse("--warmup_ratio", "0.1")[3].warmup_steps == 0.1
+    assert "pass one" in fails("--warmup_ratio", "0.1", "--warmup_steps", "10")
+    assert "--warmup_ratio must be in [0, 1)" in fails("--warmup_ratio", "1.5")
+
+
+# --- the flags a run_glue.py user types, through the real entry points --------------------
+
+SST2 = os.path.join(FIXTURES, "glue", "sst2")
+
+
+def checkpoints(out):
+    return sorted(name for name in os.listdir(out) if name.startswith("checkpoint-"))
+
+
+def logged(results, key):
+    return [(entry["step"], entry[key]) for entry in results["log_history"] if key in entry]
+
+
+def best_model_is_the_best_evaluation(out, results):
+    scores = logged(results, "eval_validation_accuracy")
+    best = max(score for _, score in scores)
+    best_step = next(step for step, score in scores if score == best)  # HF keeps the first of equal scores
+    assert results["metrics"]["accuracy"] == best  # the final evaluation scores the loaded checkpoint
+    assert results["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+
+
+BEST_MODEL = ["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
+              "--save_steps", "2", "--num_train_epochs", "4"]
+# name: (entry point, extra flags, expectation): words of the one-line error (exit 2), or a check of the run (exit 0)
+RUN_GLUE_FLAGS = {
+    "--do_train --do_eval": ("train_teacher", ["--do_train", "--do_eval"], lambda out, r: None),
+    "--do_train False": ("train_teacher", ["--do_train", "False"], "--do_train False: every entry point trains"),
+    "--do_eval False": ("train_teacher", ["--do_eval", "False"], "--do_eval False: every entry point trains"),
+    "--do_predict": ("train_teacher", ["--do_predict"], "--do_predict is not supported"),
+    "--push_to_hub": ("train_teacher", ["--push_to_hub"], "hf upload"),
+    "--evaluation_strategy": ("train_teacher", ["--evaluation_strategy", "steps"], "use --eval_strategy"),
+    "--per_gpu_train_batch_size": ("train_teacher", ["--per_gpu_train_batch_size", "8"],
+                                   "use --per_device_train_batch_size"),
+    "--logging_dir": ("train_teacher", ["--logging_dir", "runs"], "TENSORBOARD_LOGGING_DIR"),
+    "--cache_dir": ("train_teacher", ["--cache_dir", "hf"], "HF_HOME"),
+    "--overwrite_cache": ("train_teacher", ["--overwrite_cache"], "never stale"),
+    "--fp16 on CPU": ("train_teacher", ["--fp16"], "would train in fp32"),
+    "--fp16_full_eval": ("train_teacher", ["--fp16_full_eval"], "--fp16_full_eval is not supported"),
+    "--resume_from_checkpoint PATH": ("train_teacher", ["--resume_from_checkpoint", "somewhere"],
+                                      "rerun the same command"),
+    "--warmup_ratio": ("train_teacher", ["--warmup_ratio", "0.5"],
+                       # 4 steps, 2 of warmup; each step logs the rate it trained with
+                       lambda out, r: [lr for _, lr in logged(r, "learning_rate")]
+                       == pytest.approx([0, 5e-4, 1e-3, 5e-4])),
+    "--max_steps": ("train_teacher", ["--max_steps", "3"], lambda out, r: logged(r, "train_loss")[0][0] == 3),
+    "--eval_strategy steps": ("train_teacher", ["--eval_strategy", "steps", "--eval_steps", "2"],
+                              lambda out, r: [step for step, _ in logged(r, "eval_validation_accuracy")] == [2, 4]),
+    "--save_total_limit": ("train_teacher",
+                           ["--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2"],
+                           lambda out, r: checkpoints(out) == ["checkpoint-3", "checkpoint-4"]),
+    "--load_best_model_at_end accuracy": (
+        "train_teacher", [*BEST_MODEL, "--metric_for_best_model", "accuracy"], best_model_is_the_best_evaluation),
+    "--load_best_model_at_end eval_accuracy": (
+        "train_teacher", [*BEST_MODEL, "--metric_for_best_model", "eval_accuracy"], best_model_is_the_best_evaluation),
+    "--load_best_model_at_end, save steps not on eval steps": (
+        "train_teacher",
+        ["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "epoch"],
+        # HF's message, on one line
+        "but found - Evaluation strategy: IntervalStrategy.STEPS - Save strategy: SaveStrategy.EPOCH"),
+    # a teacher of another hidden size: the student is wrapped with projections
+    "--gradient_checkpointing with a projection": (
+        "dynamic_objective", ["--gradient_checkpointing"], lambda out, r: None),
+    "--activation_checkpointing with a projection": (
+        "dynamic_objective", ["--activation_checkpointing"], lambda out, r: None),
+}
+
+
+@pytest.fixture(scope="module")
+def wide_teacher(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("wide"), num_layers=2, hidden=48, heads=4)
+
+
+@pytest.mark.parametrize("case", list(RUN_GLUE_FLAGS))
+def test_run_glue_flags_act_or_are_refused_in_one_line(case, tiny_bert, wide_teacher, tmp_path, capsys):
+    script, extra, expected = RUN_GLUE_FLAGS[case]
+    out = str(tmp_path / "out")
+    argv = ["--model_name_or_path", tiny_bert, "--task_name", "sst2", "--data_dir", SST2, "--output_dir", out,
+            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+            "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    if script == "dynamic_objective":
+        argv += ["--student_num_layers", "2", "--teacher", wide_teacher, "--strategy", "uncertainty",
+                 "--kd_rep_alpha", "1", "--skip_teacher_check"]
+    main = importlib.import_module(script).main
+    code = cli(lambda: main(argv + extra))
+    err = capsys.readouterr().err
+    if isinstance(expected, str):
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and expected in lines[0], err[-3000:]
+        assert not os.path.exists(os.path.join(out, "results.json"))
+        return
+    assert code == 0, err[-3000:]
+    with open(os.path.join(out, "results.json")) as handle:
+        results = json.load(handle)
+    assert expected(out, results) in (None, True), case

@@ -221,7 +221,8 @@ def assert_close_weights(a, b, atol=1e-6):
 
 GLOBAL_BATCH_32 = {  # layout: (flags, launched with torchrun)
     "1 process x 32": (["--per_device_train_batch_size", "32"], False),
-    "2 processes x 16": (["--per_device_train_batch_size", "16", "--ddp_backend", "gloo", "--use_cpu"], True),
+    # as users launch it (the README's command): no --use_cpu, no --ddp_backend
+    "2 processes x 16": (["--per_device_train_batch_size", "16"], True),
     "1 process x 16, accumulation 2": (["--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "2"], False),
 }
 
@@ -245,6 +246,39 @@ def test_selection_sees_the_global_batch_on_any_layout(exact, tmp_path):
         results = json.loads(open(os.path.join(out, "results.json")).read())
         assert results["teacher_forward_examples"] == 2 * 3, layout  # 2 epochs x 1 step x k = 3 (no cache)
         assert step_logs(out, "dkd/selected_fraction") == [3 / 32, 3 / 32], layout  # k per global batch
+    reference, *others = runs.values()
+    for out in others:
+        assert step_logs(out, "loss") == pytest.approx(step_logs(reference, "loss"), abs=1e-5)
+        assert_close_weights(reference, out)
+
+
+PARTIAL_LAST_STEP = {  # 20 rows, global batch 16: steps of 16 and 4 rows; layout: (flags, launched with torchrun)
+    "1 process x 16": (["--per_device_train_batch_size", "16"], False),
+    "2 processes x 8": (["--per_device_train_batch_size", "8"], True),
+    "2 processes x 4, accumulation 2": (
+        ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"], True),
+}
+
+
+def test_the_last_step_holds_the_rows_that_are_left_on_any_layout(exact, tmp_path):
+    """Under DDP accelerate fills an epoch's last global batch with rows from its start (before: 16
+    rows planned, 12 of them repeats, against 4); they get no plan slot and no loss."""
+    flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.5",
+             "--max_train_samples", "20", "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
+    runs = {}
+    for position, (layout, (extra, ddp)) in enumerate(PARTIAL_LAST_STEP.items()):
+        out = str(tmp_path / f"layout{position}")
+        argv = student_argv(exact, out, *flags, *extra)
+        if ddp:
+            result = torchrun("dynamic_data.py", argv, tmp_path / "torchrun")
+            assert result.rc == 0, result.stderr[-4000:]
+        else:
+            dynamic_data.main(argv)
+        runs[layout] = out
+    for layout, out in runs.items():
+        results = json.loads(open(os.path.join(out, "results.json")).read())
+        assert results["teacher_forward_examples"] == 2 * (8 + 2), layout  # per epoch: k = 8 of 16 rows, then 2 of 4
+        assert len(step_logs(out, "loss")) == 4, layout
     reference, *others = runs.values()
     for out in others:
         assert step_logs(out, "loss") == pytest.approx(step_logs(reference, "loss"), abs=1e-5)
