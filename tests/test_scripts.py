@@ -58,10 +58,15 @@ def test_each_script_plans_its_sweep(tmp_path):
     # all.sh in one go: teachers first, then the three distillation sweeps
     planned = commands(run_script("all.sh", tmp_path, **common))
     scripts = [argv[1] for argv in planned]
-    assert scripts == ["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6 + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3
+    # the released settings: modes hard and soft, the objective's uncertainty next to its static baseline
+    assert scripts == ["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 2 + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 2
+    assert all(flag(argv, "--kd_loss") == "mse" for argv in planned[2:])
+    planned = commands(run_script("all.sh", tmp_path, **common, PROFILE="library"))
+    assert [argv[1] for argv in planned] == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6 + ["dynamic_data.py"] * 5
+                                             + ["dynamic_objective.py"] * 3)
     for name, script in (("train_teacher.sh", "train_teacher.py"), ("teacher.sh", "dynamic_teacher.py"),
                          ("data.sh", "dynamic_data.py"), ("objective.sh", "dynamic_objective.py")):
-        planned = commands(run_script(name, tmp_path, **common, LR="3e-5"))
+        planned = commands(run_script(name, tmp_path, **common, LR="3e-5", PROFILE="library"))
         assert planned and {argv[1] for argv in planned} == {script}
         assert all(argv[0] == sys.executable and flag(argv, "--learning_rate") == "3e-5" for argv in planned)
 
