@@ -114,7 +114,7 @@ def test_quickstart_goes_through_the_sweep_layer(tmp_path):
 
 
 def test_miniature_plans_every_row_for_every_seed(tmp_path):
-    from dynamic_kd.sweeps import MINIATURE_CLAIMS, MINIATURE_ROWS
+    from dynamic_kd.sweeps import MINIATURE, MINIATURE_CLAIMS, MINIATURE_COST_ROWS, MINIATURE_ROWS
 
     model = make_tiny_bert(tmp_path / "model", num_layers=4)
     corpus = tmp_path / "tweets.csv"
@@ -127,14 +127,22 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
     rows = [name for name, _, _ in MINIATURE_ROWS]
     assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == (
         ["teachers/large", "teachers/small"] + [f"runs/{row}/seed{seed}" for seed in (1, 2) for row in rows])
-    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} <= set(rows)
+    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} == set(rows)  # every row answers a claim
+    assert len(MINIATURE["SEEDS"].split()) >= 5
     for argv in planned:
         assert flag(argv, "--train_file") == str(data / "train.tsv") and flag(argv, "--task_name") == "custom"
     students = planned[2:]
     assert all(flag(argv, "--student_num_layers") == "1" for argv in students)
-    # every selection ratio of every strategy, each with its own cache (its time and forwards are its own)
-    selection = [argv for argv in students if flag(argv, "--selection_strategy") and argv[1] == "dynamic_data.py"]
-    assert len(selection) == 2 * 4 * 3 and not any(flag(argv, "--teacher_cache") for argv in selection)
+    # the cost rows keep a cache of their own (their time and forwards are their own), the others share the store
+    for argv in students:
+        row = os.path.basename(os.path.dirname(flag(argv, "--output_dir")))
+        expected = None if row in MINIATURE_COST_ROWS or argv[1] == "train_teacher.py" else "disk"
+        assert flag(argv, "--teacher_cache") == expected, row
+    assert len(rows) <= 14 and set(MINIATURE_COST_ROWS) <= set(rows)
+    released = [argv for argv in students if "objective-none-released" in flag(argv, "--output_dir")]
+    assert len(released) == 2 and all(flag(argv, "--rep_normalization") == "sequence" for argv in released)
+    weights = [argv for argv in students if "-w1/" in flag(argv, "--output_dir")]
+    assert len(weights) == 4 and all(flag(argv, "--small_teacher_alpha") == flag(argv, "--large_teacher_alpha") == "1" for argv in weights)
 
 
 # --- a tiny real sweep: logs, skip, resume -------------------------------------------------
