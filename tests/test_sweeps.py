@@ -457,3 +457,13 @@ def test_every_distillation_run_of_a_sweep_shares_the_teacher_store(capsys, tmp_
         assert not any("--teacher_cache" in argv for argv in commands if argv[1] == "train_teacher.py")
     commands, _ = plan(sweep, capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.5", TEACHER_CACHE="memory")
     assert not any("--teacher_cache" in argv for argv in commands)  # memory is the entry points' default
+
+
+def test_the_released_plan_is_accepted_by_the_entry_points(capsys, tmp_path):
+    from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
+
+    commands, _ = plan("all", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.5", SELECTIONS="margin")
+    for argv in commands:
+        kinds = (DataArguments, ModelArguments) + ((DistillationArguments,) if argv[1] != "train_teacher.py" else ())
+        *_, training = parse_args(argv[2:], *kinds)
+        assert training.get_warmup_steps(1000) in (50, 100) and not training.load_best_model_at_end
