@@ -504,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     parser.add_argument("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
     parser.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot the dkd/* training history of these runs (needs --plot)")
-    parser.add_argument("--claims", metavar="SWEEP", help="runs laid out as RUNS_DIR/<row>/seed<n> by SWEEP (miniature): per-row table and each paper claim's paired verdict instead of the method table; several RUNS_DIRs (draws of the data) side by side")
+    parser.add_argument("--claims", metavar="SWEEP", help=(
+        "runs laid out as RUNS_DIR/<row>/seed<n> by SWEEP (miniature): per-row table and each paper claim's paired "
+        "verdict instead of the method table; several RUNS_DIRs (draws of the data) side by side"))
     return parser
 
 
@@ -532,7 +534,8 @@ def claims_report(draws: dict, skipped, sweep: str, fmt: str) -> str:
         suffix = f" ({label})" if len(draws) > 1 else ""
         row_tables.append(rows_table(rows, names).set_index("run").add_suffix(suffix))
         claim_tables.append(claims_table(rows, claims).set_index(["§", "claim"]).add_suffix(suffix))
-    rows_out = pd.concat(row_tables, axis=1).reindex([name for name in names if any(name in t.index for t in row_tables)])
+    ran = [name for name in names if any(name in table.index for table in row_tables)]
+    rows_out = pd.concat(row_tables, axis=1).reindex(ran)
     claims_out = pd.concat(claim_tables, axis=1)
     claim_order = [(section, text) for section, text, *_ in claims if (section, text) in claims_out.index]
     text = render(rows_out.reset_index(), fmt) + "\n" + render(claims_out.loc[claim_order].reset_index(), fmt)
@@ -554,7 +557,8 @@ def run_report(args):
         if args.claims:  # each RUNS_DIR on its own: a draw of the data
             draws = {_draw_label(folder): load_runs([folder])[0] for folder in args.runs_dirs}
             if len(draws) < len(args.runs_dirs):
-                raise ConfigError(f"--claims names each RUNS_DIR by its folder, and two share one: {' '.join(args.runs_dirs)}")
+                raise ConfigError(f"--claims names each RUNS_DIR by its folder, and two share one: "
+                                  f"{' '.join(args.runs_dirs)}")
             text = claims_report(draws, skipped, args.claims, args.format)
         else:
             text = format_report(runs, skipped, args.format)

@@ -5,7 +5,8 @@
 SWEEP is one of `SWEEPS`. Settings are the environment variables in `VARIABLES` (the names the
 scripts document), overridden by NAME=VALUE arguments; an unset or empty variable takes its
 default: the paper sweeps' (teachers, teacher, data, objective, all) from PROFILE's entry of
-`PROFILES` (released = the released scripts' settings, library = our defaults), then `VARIABLES`. A sweep is a list of stages (students need the teachers of the stage before); a run is
+`PROFILES` (released = the released scripts' settings, library = our defaults), then `VARIABLES`.
+A sweep is a list of stages (students need the teachers of the stage before); a run is
 an entry point, its flags and an --output_dir. Method grids are enumerated from the strategy
 registries, and a combination a task cannot run (an uncertainty strategy on a regression task)
 is dropped by the entry points' own check, `DistillationArguments.check_task`. Flags equal to
@@ -58,7 +59,8 @@ VARIABLES = {
     "STUDENT_BASELINE": "1", "KD_BASELINE": "1", "TEACHER_CACHE": "disk", "TEACHER_ALPHAS": "",
     "MODES": " ".join(TEACHER_MODES), "SELECTIONS": " ".join(s for s in SELECTION_STRATEGIES if s != "none"),
     "RATIOS": "0.1 0.3 0.5 0.7", "SELECTION_SCOPE": "batch", "KD_LOSS": "auto",
-    "STRATEGIES": " ".join(OBJECTIVE_STRATEGIES), "REP_ALPHA": "1.0", "REP_LAYERS": "all", "STATIC_REP_NORMALIZATION": "hidden",
+    "STRATEGIES": " ".join(OBJECTIVE_STRATEGIES), "REP_ALPHA": "1.0", "REP_LAYERS": "all",
+    "STATIC_REP_NORMALIZATION": "hidden",
     "STAGES": "teachers teacher data objective",
     "LAUNCHER": "local", "PYTHON": sys.executable, "GPUS": "", "NPROC_PER_RUN": "", "TORCHRUN": "",
     "DRY_RUN": "0", "SHOW_OUTPUT": "0",
@@ -71,7 +73,8 @@ VARIABLES = {
 # in their own OUT_ROOT so that a finished run of one profile is never taken for the other's.
 PROFILES = {
     "released": {
-        "*": {"KD_LOSS": "mse", "PAD_TO_MAX": "1", "EVAL_BATCH": "64", "PRECISION": "fp16", "STATIC_REP_NORMALIZATION": "sequence"},
+        "*": {"KD_LOSS": "mse", "PAD_TO_MAX": "1", "EVAL_BATCH": "64", "PRECISION": "fp16",
+              "STATIC_REP_NORMALIZATION": "sequence"},
         "teachers": {"BASE_TEACHER_LR": "2e-5", "LARGE_TEACHER_LR": "5e-5", "TEACHER_WARMUP": "0.05"},
         # batch 16: the student alone at that batch is a run of its own
         "teacher": {"BATCH": "16", "WARMUP": "0.05", "TEACHER_ALPHAS": "1 1", "MODES": "hard soft",
@@ -223,7 +226,8 @@ def teachers(s):
             model, out = (s["BASE_MODEL"], s["BASE_TEACHER"]) if size == "base" else (s["LARGE_MODEL"], s["LARGE_TEACHER"])
             # a TEACHER_LR the user sets applies to both sizes, over the profile's rate per size
             lr = s.env.get(f"{size.upper()}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size.upper()}_TEACHER_LR"]
-            train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"]) + paper_flags(s, s["TEACHER_WARMUP"])
+            train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"])
+            train += paper_flags(s, s["TEACHER_WARMUP"])
             jobs.append(Job(_teacher(out, task), "train_teacher.py", ("--model_name_or_path", model, *train)))
     return [jobs]
 
@@ -249,14 +253,16 @@ def teacher(s):
     released teacher.sh passes them; hard and average use them), empty = the entry points' defaults."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
-        raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), got '{s['TEACHER_ALPHAS']}'")
+        raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), "
+                          f"got '{s['TEACHER_ALPHAS']}'")
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
 
     def runs(task, seed):
         paths = {"small": _teacher(s["BASE_TEACHER"], task), "large": _teacher(s["LARGE_TEACHER"], task)}
         for mode in s.words("MODES"):
             needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
-            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])] + (weights if len(needed) == 2 else [])
+            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
+            pool += weights if len(needed) == 2 else []
             yield f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}", "dynamic_teacher.py", pool + ["--uncertainty_mode", mode]
     return [_students(s, runs)]
 
@@ -288,9 +294,9 @@ def objective(s):
     def runs(task, seed):
         for strategy in s.words("STRATEGIES"):
             norm = flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
+            rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"]) + norm
             yield (f"{s['OUT_ROOT']}/objective/{task}/{strategy}{layers}-seed{seed}", "dynamic_objective.py",
-                   ["--teacher", _teacher(s["TEACHER"], task)] + flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
-                   + norm)
+                   ["--teacher", _teacher(s["TEACHER"], task)] + rep)
     return [_students(s, runs)]
 
 
@@ -300,7 +306,8 @@ def everything(s):
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective")
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in s.words("STAGES") else []
-    students = [job for stage in s.words("STAGES") if stage != "teachers" for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]]
+    students = [job for stage in s.words("STAGES") if stage != "teachers"
+                for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]]
     return [first, list({job.out: job for job in students}.values())]  # the student baseline once
 
 
@@ -428,7 +435,8 @@ MINIATURE_ROWS = (
     ("teacher-hard-w1", "dynamic_teacher.py", (*_HARD, "hard", *_RELEASED_WEIGHTS)),
     ("teacher-average", "dynamic_teacher.py", (*_HARD, "average")),
     ("teacher-average-w1", "dynamic_teacher.py", (*_HARD, "average", *_RELEASED_WEIGHTS)),
-    *((f"data-{strategy}-r0.5", "dynamic_data.py", ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", "0.5"))
+    *((f"data-{strategy}-r0.5", "dynamic_data.py",
+       ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", "0.5"))
       for strategy in ("random", "margin")),
     *((f"objective-{strategy}", "dynamic_objective.py", ("--teacher", "large", "--strategy", strategy, *_REP))
       for strategy in ("none", "uncertainty")),
@@ -449,14 +457,17 @@ MINIATURE_CLAIMS = (
     ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),
     ("3.1", "hard adoption beats averaging both teachers", "teacher-hard", "teacher-average"),
     # the released weights (1 + 1) give hard and average twice single-teacher KD's weight: teacher choice or weight?
-    ("3.1", "hard adoption at the released weights (1 + 1) beats the large teacher alone", "teacher-hard-w1", "kd-large"),
-    ("3.1", "hard adoption (1 + 1) beats the large teacher alone at the same KD weight 2", "teacher-hard-w1", "kd-large-w2"),
+    ("3.1", "hard adoption at the released weights (1 + 1) beats the large teacher alone",
+     "teacher-hard-w1", "kd-large"),
+    ("3.1", "hard adoption (1 + 1) beats the large teacher alone at the same KD weight 2",
+     "teacher-hard-w1", "kd-large-w2"),
     ("3.1", "hard adoption at 1 + 1 beats hard adoption at 0.5 + 0.5", "teacher-hard-w1", "teacher-hard"),
     ("3.1", "the large teacher at KD weight 2 beats it at weight 1", "kd-large-w2", "kd-large"),
-    ("3.1", "averaging both teachers (1 + 1) beats the large teacher alone at KD weight 2", "teacher-average-w1", "kd-large-w2"),
+    ("3.1", "averaging both teachers (1 + 1) beats the large teacher alone at KD weight 2",
+     "teacher-average-w1", "kd-large-w2"),
     ("3.2", "margin selection beats random selection at r=0.5", "data-margin-r0.5", "data-random-r0.5"),
-    ("3.2", f"margin selection at r=0.5 is at most {NONINFERIORITY_MARGIN:g} point below full KD", "data-margin-r0.5", "kd-large",
-     NONINFERIORITY_MARGIN),
+    ("3.2", f"margin selection at r=0.5 is at most {NONINFERIORITY_MARGIN:g} point below full KD",
+     "data-margin-r0.5", "kd-large", NONINFERIORITY_MARGIN),
     ("3.3", "uncertainty-weighted objective beats the static KD + REP objective", "objective-uncertainty", "objective-none"),
     ("3.3", "uncertainty-weighted objective beats the released static baseline (REP normalised over the tokens)",
      "objective-uncertainty", "objective-none-released"),

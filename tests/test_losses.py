@@ -373,7 +373,7 @@ def test_alignment_is_fp32_for_bf16_states():
     assert out.item() == pytest.approx(((2 - math.sqrt(2)) / 2 + 1) / 2, abs=1e-6)
 
 
-# ---------------------------------------------------------------- --rep_normalization sequence (the released static baseline)
+# ---------------------------------------------------------------- --rep_normalization sequence (released)
 
 def test_sequence_normalization_by_hand():
     # one row, L = 2 tokens, H = 2 units; each hidden unit is normalised over the tokens:

@@ -344,7 +344,8 @@ def test_claims_of_two_data_draws_side_by_side(tmp_path, capsys):
                 (folder / "results.json").write_text(json.dumps({
                     "task": "custom:tweets/train.tsv+dev.tsv", "seed": seed, "metrics": {"accuracy": accuracy},
                     "args": {"seed": seed}, "train_runtime_s": 12.0, "teacher_forward_examples": 3000}))
-    assert report.main([str(tmp_path / "draw0" / "runs"), str(tmp_path / "draw1" / "runs"), "--claims", "miniature"]) == 0
+    runs_dirs = [str(tmp_path / draw / "runs") for draw in draws]
+    assert report.main([*runs_dirs, "--claims", "miniature"]) == 0
     text = capsys.readouterr().out
     claim = next(text for _, text, row, base, *_ in MINIATURE_CLAIMS if (row, base) == ("kd-large", "student-alone"))
     line = next(line for line in text.splitlines() if claim in line)

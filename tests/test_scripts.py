@@ -59,11 +59,12 @@ def test_each_script_plans_its_sweep(tmp_path):
     planned = commands(run_script("all.sh", tmp_path, **common))
     scripts = [argv[1] for argv in planned]
     # the released settings: modes hard and soft, the objective's uncertainty next to its static baseline
-    assert scripts == ["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 2 + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 2
+    assert scripts == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 2 + ["dynamic_data.py"] * 5
+                       + ["dynamic_objective.py"] * 2)
     assert all(flag(argv, "--kd_loss") == "mse" for argv in planned[2:])
     planned = commands(run_script("all.sh", tmp_path, **common, PROFILE="library"))
-    assert [argv[1] for argv in planned] == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6 + ["dynamic_data.py"] * 5
-                                             + ["dynamic_objective.py"] * 3)
+    assert [argv[1] for argv in planned] == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6
+                                             + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3)
     for name, script in (("train_teacher.sh", "train_teacher.py"), ("teacher.sh", "dynamic_teacher.py"),
                          ("data.sh", "dynamic_data.py"), ("objective.sh", "dynamic_objective.py")):
         planned = commands(run_script(name, tmp_path, **common, LR="3e-5", PROFILE="library"))
@@ -127,7 +128,8 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
     rows = [name for name, _, _ in MINIATURE_ROWS]
     assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == (
         ["teachers/large", "teachers/small"] + [f"runs/{row}/seed{seed}" for seed in (1, 2) for row in rows])
-    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} == set(rows)  # every row answers a claim
+    # every row answers a claim
+    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} == set(rows)
     assert len(MINIATURE["SEEDS"].split()) >= 5
     for argv in planned:
         assert flag(argv, "--train_file") == str(data / "train.tsv") and flag(argv, "--task_name") == "custom"
@@ -142,7 +144,8 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
     released = [argv for argv in students if "objective-none-released" in flag(argv, "--output_dir")]
     assert len(released) == 2 and all(flag(argv, "--rep_normalization") == "sequence" for argv in released)
     weights = [argv for argv in students if "-w1/" in flag(argv, "--output_dir")]
-    assert len(weights) == 4 and all(flag(argv, "--small_teacher_alpha") == flag(argv, "--large_teacher_alpha") == "1" for argv in weights)
+    assert len(weights) == 4
+    assert all(flag(argv, "--small_teacher_alpha") == flag(argv, "--large_teacher_alpha") == "1" for argv in weights)
 
 
 # --- a tiny real sweep: logs, skip, resume -------------------------------------------------

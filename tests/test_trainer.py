@@ -393,8 +393,8 @@ def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normali
     units of the squared difference of unit-normalised states (the large teacher is wider: the
     student's states go through the learned projection first); --rep_normalization sequence
     normalises each hidden unit over the row's real tokens instead."""
-    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models[teacher], "--kd_rep_alpha", "1", "--rep_layers", rep_layers,
-                                         "--rep_normalization", normalization))
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models[teacher], "--kd_rep_alpha", "1",
+                                         "--rep_layers", rep_layers, "--rep_normalization", normalization))
     batch = first_batch(trainer)
     idx, inputs = batch.pop("idx"), {k: v for k, v in batch.items() if k != "labels"}
     model = trainer.model.eval()
@@ -415,7 +415,8 @@ def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normali
             student = projection(student_states[s][row])[: len(real)][real]
             teacher_h = full_teacher[t][position][: len(real)][real]
             dim = 0 if normalization == "sequence" else -1  # [tokens, H]: along the tokens, or the hidden units
-            total += (_unit(student, dim) - _unit(teacher_h, dim)).pow(2).mean().item()  # mean over tokens x hidden units
+            # mean over tokens x hidden units
+            total += (_unit(student, dim) - _unit(teacher_h, dim)).pow(2).mean().item()
         expected.append(total)
     assert rep.shape == (3,)
     assert rep.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-7)
