@@ -195,7 +195,7 @@ def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
     assert "dynamic_kd.report" in result.stdout
     # results.json carries the data source and the training history with the dkd/* values
     record = json.loads(finished.read_text())
-    assert record["method"] == "kd+data/entropy/r0.5"
+    assert record["method"] == "kd+data/entropy/r0.5+mse"  # the released logit MSE
     assert record["data"]["source"] == "data_dir" and record["data"]["location"] == os.path.join(FIXTURES, "glue", "sst2")
     assert any("dkd/selected_fraction" in entry for entry in record["log_history"])
     runs, skipped = load_runs([str(out)])
