@@ -23,6 +23,7 @@ the next stage `--dependency=afterany` on it), each task one run, `--requeue`d o
 the same command resumes from its checkpoint; runs already in the queue are not submitted again.
 DRY_RUN=1 prints the commands and runs nothing.
 """
+import functools
 import json
 import logging
 import os
@@ -316,6 +317,12 @@ def tweet_files(folder):
     return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
 
 
+@functools.lru_cache(maxsize=None)
+def _log_once(message):
+    """A note about the whole sweep: `all` resolves the settings of each of its sweeps, logged once."""
+    logger.info(message)
+
+
 def precision_flags(s):
     """PRECISION (auto | bf16 | fp16 | fp32) as flags; auto asks `precision.choose_precision` (bf16 on a CPU
     only where it is native or measured faster) and logs what it chose and why; fp16 (the released
@@ -332,7 +339,7 @@ def precision_flags(s):
     if precision == "fp16":
         if torch.cuda.is_available():
             return ["--fp16"]
-        logger.info("PRECISION=fp16 needs CUDA, which this machine lacks: the runs train in fp32")
+        _log_once("PRECISION=fp16 needs CUDA, which this machine lacks: the runs train in fp32")
         s["PRECISION"] = precision = "fp32"
     if precision not in ("bf16", "fp32"):
         raise ConfigError(f"PRECISION takes auto, bf16, fp16 or fp32, got '{precision}'")
@@ -831,6 +838,7 @@ def main(argv=None, env=None):
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers, logger.propagate = [handler], False
     logger.setLevel(logging.INFO)
+    _log_once.cache_clear()  # once per sweep, not per process
     if argv[:1] == ["--slurm-task"]:
         return slurm_task(argv[1])
     if not argv or argv[0] not in SWEEPS:

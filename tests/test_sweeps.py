@@ -477,3 +477,8 @@ def test_the_released_plan_is_accepted_by_the_entry_points(capsys, tmp_path):
         kinds = (DataArguments, ModelArguments) + ((DistillationArguments,) if argv[1] != "train_teacher.py" else ())
         *_, training = parse_args(argv[2:], *kinds)
         assert training.get_warmup_steps(1000) in (50, 100) and not training.load_best_model_at_end
+
+
+def test_fp32_without_cuda_is_said_once_per_sweep(capsys, tmp_path):
+    _, comments = plan("all", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.5")
+    assert sum("PRECISION=fp16 needs CUDA" in line for line in comments) == 1
