@@ -22,7 +22,7 @@ from dynamic_kd.sweeps import COST, QUICKSTART, SHARED_STORE, VARIABLES
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 # Every variable the scripts read: a value in the caller's environment must not leak into a test.
-SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | set(SHARED_STORE) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS"}
+SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | set(SHARED_STORE) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS", "DATA_SEED"}
 
 
 def script_env(**overrides):
