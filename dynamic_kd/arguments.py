@@ -16,7 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from dynamic_kd.cache import cache_root
 from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
-from dynamic_kd.losses import KD_LOSSES
+from dynamic_kd.losses import KD_LOSSES, REP_NORMALIZATIONS
 from dynamic_kd.metrics import metric_names
 from dynamic_kd.strategies import (
     OBJECTIVE_STRATEGIES,
@@ -135,6 +135,9 @@ class DistillationArguments:
     kd_alpha: float = field(default=1.0, metadata={"help": "Weight of the logit KD term.", "aliases": ["--kd_kl_alpha"]})
     rep_alpha: float = field(default=0.0, metadata={"help": "Weight of the hidden-state alignment term (0 = off).", "aliases": ["--kd_rep_alpha"]})
     rep_layers: str = field(default="all", metadata={"help": "Hidden-state alignment over all tokens of the mapped layers, or cls ([CLS] only, PKD)."})
+    rep_normalization: str = field(default="hidden", metadata={"help": (
+        "Axis each hidden state is normalised along in the REP term: hidden (each token's state) or sequence "
+        "(each unit over the tokens: the released static baseline; needs --rep_layers all).")})
     rep_projection: bool = field(default=True, metadata={"help": "Learn a linear map from student to teacher hidden size when they differ (never saved with the student)."})
     teacher_cache: str = field(default="memory", metadata={"help": f"Teacher-output store keyed by example idx: {_one_of(TEACHER_CACHE_MODES)} (memory: this run only; disk: shared by every run with the same teacher, data, tokenisation and precision)."})
     teacher_cache_dir: str | None = field(default=None, metadata={"help": "Where --teacher_cache disk keeps its stores (default: $DYNAMIC_KD_CACHE/teacher_outputs, DYNAMIC_KD_CACHE defaulting to ~/.cache/dynamic_kd)."})
@@ -151,6 +154,10 @@ class DistillationArguments:
         _check_choice("--strategy", self.strategy, OBJECTIVE_STRATEGIES)
         _check_choice("--kd_loss", self.kd_loss, tuple(KD_LOSSES) + ("auto",))
         _check_choice("--rep_layers", self.rep_layers, ("all", "cls"))
+        _check_choice("--rep_normalization", self.rep_normalization, REP_NORMALIZATIONS)
+        if self.rep_normalization == "sequence" and self.rep_layers == "cls":
+            raise ConfigError("--rep_normalization sequence normalises each hidden unit over the tokens, "
+                              "and --rep_layers cls keeps one; use --rep_layers all")
         _check_choice("--teacher_cache", self.teacher_cache, TEACHER_CACHE_MODES)
         _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
         self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs"))

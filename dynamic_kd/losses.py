@@ -161,10 +161,16 @@ def _token_states(hidden: Tensor, cls_only: bool) -> Tensor:
     return hidden
 
 
+# --rep_normalization: the axis each state is normalised along before the squared distance.
+# hidden: ours (each token's state a unit vector); sequence: the released `none` branch (each hidden
+# unit a unit vector over the tokens, ~H/L times larger: ~6x at BERT-base, L = 128).
+REP_NORMALIZATIONS = {"hidden": -1, "sequence": 1}
+
+
 def _pair_distance(
-    student: Tensor, teacher: Tensor, mask: Tensor, projection: Optional[Callable[[Tensor], Tensor]]
+    student: Tensor, teacher: Tensor, mask: Tensor, projection: Optional[Callable[[Tensor], Tensor]], normalization: str
 ) -> Tensor:
-    """Masked mean over tokens and hidden units of (s/‖s‖ - t/‖t‖)², `[B, L, H_s], [B, L, H_t], [B, L] -> [B]`."""
+    """Masked mean over tokens and hidden units of (ŝ - t̂)², `[B, L, H_s], [B, L, H_t], [B, L] -> [B]`."""
     if projection is not None:
         student = projection(student)
     if student.shape[-1] != teacher.shape[-1]:
@@ -175,10 +181,13 @@ def _pair_distance(
         raise ValueError(
             f"hidden_state_alignment: hidden sizes differ ({student.shape[-1]} vs {teacher.shape[-1]}); {hint}"
         )
-    s = F.normalize(student.float(), dim=-1)
-    t = F.normalize(teacher.detach().float(), dim=-1)
-    distance = (s - t).pow(2).mean(dim=-1)
-    # where, not multiply: padding may hold inf/NaN garbage, and 0 · NaN would leak into the loss.
+    # where, not multiply: padding may hold inf/NaN garbage, and 0 · NaN would leak into the loss
+    # (and, normalised along the sequence, into every token's norm).
+    keep = mask.unsqueeze(-1)
+    student = torch.where(keep, student.float(), torch.zeros((), device=student.device))
+    teacher = torch.where(keep, teacher.detach().float(), torch.zeros((), device=teacher.device))
+    dim = REP_NORMALIZATIONS[normalization]
+    distance = (F.normalize(student, dim=dim) - F.normalize(teacher, dim=dim)).pow(2).mean(dim=-1)
     distance = torch.where(mask, distance, torch.zeros_like(distance))
     return distance.sum(dim=-1) / mask.sum(dim=-1).clamp_min(1)
 
@@ -189,6 +198,7 @@ def hidden_state_alignment(
     attention_mask: Optional[Tensor],
     cls_only: bool = False,
     projection: Optional[Callable[[Tensor], Tensor]] = None,
+    normalization: str = "hidden",
 ) -> Tensor:
     """Patient (BERT-PKD style) hidden-state loss: the REP term of the supervision adjustment.
 
@@ -208,7 +218,20 @@ def hidden_state_alignment(
     layer pairs), so `--kd_rep_alpha` means what it means there; each pair's term lies in [0, 4/H].
     Unlike the released scripts, padding positions are excluded and the mean over tokens is taken
     per instance (the same thing when every row has the same length).
+
+    `normalization="sequence"` is the released static baseline (the `none` branch of its
+    dynamic_objective.py): the same mean, with each hidden unit normalised along the tokens instead,
+        ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½,
+    so each pair's term lies in [0, 4/|M|] (~H/L times the default's scale). Padding stays out of the
+    norm and the mean (the released code pads to --max_seq_length and includes it). One position
+    (`cls_only` or `[B, H]` states) would turn every value into ±1, so it is refused.
     """
+    if normalization not in REP_NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(REP_NORMALIZATIONS)}")
+    one_position = cls_only or any(state.dim() == 2 for state in (*student_hidden, *teacher_hidden))
+    if normalization == "sequence" and one_position:
+        raise ValueError("normalization='sequence' normalises each hidden unit over the tokens and needs them all "
+                         "(--rep_layers all); one [CLS] position would make every value ±1")
     if len(student_hidden) != len(teacher_hidden) or len(student_hidden) == 0:
         raise ValueError(
             f"hidden_state_alignment needs equally many student and teacher states (at least one), "
@@ -222,5 +245,5 @@ def hidden_state_alignment(
             mask = attention_mask.to(device=s.device).bool()
         else:
             mask = torch.ones(s.shape[:2], dtype=torch.bool, device=s.device)
-        per_pair.append(_pair_distance(s, t, mask, projection))
+        per_pair.append(_pair_distance(s, t, mask, projection, normalization))
     return torch.stack(per_pair).sum(dim=0)

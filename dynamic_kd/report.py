@@ -504,19 +504,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     parser.add_argument("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
     parser.add_argument("--curves", nargs="+", metavar="RUN_DIR", help="plot the dkd/* training history of these runs (needs --plot)")
-    parser.add_argument("--claims", metavar="SWEEP", help="runs laid out as RUNS_DIR/<row>/seed<n> by SWEEP (miniature): per-row table and each paper claim's paired verdict instead of the method table")
+    parser.add_argument("--claims", metavar="SWEEP", help=(
+        "runs laid out as RUNS_DIR/<row>/seed<n> by SWEEP (miniature): per-row table and each paper claim's paired "
+        "verdict instead of the method table; several RUNS_DIRs (draws of the data) side by side"))
     return parser
 
 
-def claims_report(runs: pd.DataFrame, skipped, sweep: str, fmt: str) -> str:
-    """The per-row table and the claims table of a seeded sweep (`sweeps.<SWEEP>_ROWS` / `_CLAIMS`)."""
+def _draw_label(folder: str) -> str:
+    """A RUNS_DIR's name in the claims report: its last folder, or the one above a trailing `runs`."""
+    parts = os.path.normpath(folder).split(os.sep)
+    return parts[-2] if parts[-1] == "runs" and len(parts) > 1 else parts[-1]
+
+
+def claims_report(draws: dict, skipped, sweep: str, fmt: str) -> str:
+    """The per-row table and the claims table of a seeded sweep (`sweeps.<SWEEP>_ROWS` / `_CLAIMS`).
+
+    draws: {label: runs} with one entry per RUNS_DIR, e.g. one per draw of the data; with several,
+    each draw's columns stand side by side (suffixed with its label), so a reader sees which
+    verdicts survive a new draw."""
     from dynamic_kd import sweeps
 
     order, claims = getattr(sweeps, f"{sweep.upper()}_ROWS", None), getattr(sweeps, f"{sweep.upper()}_CLAIMS", None)
     if order is None or claims is None or fmt == "csv":
         raise ConfigError(f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, got {sweep} / {fmt}")
-    rows = seeded_rows(runs)
-    text = render(rows_table(rows, [name for name, _, _ in order]), fmt) + "\n" + render(claims_table(rows, claims), fmt)
+    names = [name for name, _, _ in order]
+    row_tables, claim_tables = [], []
+    for label, runs in draws.items():
+        rows = seeded_rows(runs)
+        suffix = f" ({label})" if len(draws) > 1 else ""
+        row_tables.append(rows_table(rows, names).set_index("run").add_suffix(suffix))
+        claim_tables.append(claims_table(rows, claims).set_index(["§", "claim"]).add_suffix(suffix))
+    ran = [name for name in names if any(name in table.index for table in row_tables)]
+    rows_out = pd.concat(row_tables, axis=1).reindex(ran)
+    claims_out = pd.concat(claim_tables, axis=1)
+    claim_order = [(section, text) for section, text, *_ in claims if (section, text) in claims_out.index]
+    text = render(rows_out.reset_index(), fmt) + "\n" + render(claims_out.loc[claim_order].reset_index(), fmt)
     return text + "".join(f"\nskipped: {path} ({reason})" for path, reason in skipped)
 
 
@@ -532,7 +554,14 @@ def run_report(args):
         runs, skipped = load_runs(args.runs_dirs)
         if runs.empty and not skipped:
             raise ConfigError(f"no {RESULTS_FILE} below {' '.join(args.runs_dirs)}; point RUNS_DIR at the training output root")
-        text = claims_report(runs, skipped, args.claims, args.format) if args.claims else format_report(runs, skipped, args.format)
+        if args.claims:  # each RUNS_DIR on its own: a draw of the data
+            draws = {_draw_label(folder): load_runs([folder])[0] for folder in args.runs_dirs}
+            if len(draws) < len(args.runs_dirs):
+                raise ConfigError(f"--claims names each RUNS_DIR by its folder, and two share one: "
+                                  f"{' '.join(args.runs_dirs)}")
+            text = claims_report(draws, skipped, args.claims, args.format)
+        else:
+            text = format_report(runs, skipped, args.format)
         if args.out:
             write_atomic(args.out, text)
             logger.info("wrote %s", args.out)

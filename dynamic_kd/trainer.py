@@ -278,7 +278,8 @@ class DistillationTrainer(Trainer):
         else:
             teacher = [teacher_states[t] for _, t in pairs]
             mask = attention_mask[rows]
-        return hidden_state_alignment(student, teacher, mask, projection=projection)
+        normalization = self.kd_args.rep_normalization
+        return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
 
     # --- statistics and the NaN/Inf check -------------------------------------------------
     # Both stay on the device and are read on the host only at logging steps, checkpoint saves

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The paper in miniature, offline: its three experiments on three-class tweets, with seeds.
 #
-#     bash scripts/miniature.sh        # README "The paper in miniature" gives the measured time
+#     bash scripts/miniature.sh               # draw 0 of the tweets, in outputs/miniature/draw0
+#     DATA_SEED=1 bash scripts/miniature.sh   # a second draw (replication), in outputs/miniature/draw1
+#     python -m dynamic_kd.report outputs/miniature/draw0/runs outputs/miniature/draw1/runs --claims miniature
+#                                             # both draws' verdicts side by side
 #
 # The quickstart's setup (venv, demo assets, data) with the `miniature` grid of dynamic_kd/sweeps.py
 # (MINIATURE_ROWS x SEEDS, teachers once), then `python -m dynamic_kd.report OUT/runs --claims

@@ -42,6 +42,7 @@
 #   STUDENT_EPOCHS / STUDENT_LR   every student      3 / 1e-4   (TASK set: 3 / 2e-5)
 #   BATCH / EVAL_BATCH / MAX_LEN  32 / 128 / 64 (TASK set: MAX_LEN 128)
 #   SEED 1     TRAIN_ROWS / DEV_ROWS   2000 / 500 (tweets demo)
+#   DATA_SEED 0      prepare_tweets.py --seed: which draw of the tweets (the miniature: one OUT per draw)
 #   SWEEP            quickstart, or miniature (scripts/miniature.sh: the paper in miniature)
 #   EXTRA_ARGS       extra flags for every run (e.g. "--max_train_samples 500" for a smoke test)
 #   DRY_RUN=1        set up, then print the commands instead of running them
@@ -58,7 +59,9 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 start=$SECONDS
-: "${SWEEP:=quickstart}" "${OUT:=outputs/$SWEEP}" "${SKIP_INSTALL:=0}" "${TASK:=}" "${MODEL:=}" "${DATA_DIR:=}" "${DRY_RUN:=0}"
+: "${SWEEP:=quickstart}" "${DATA_SEED:=0}"
+if [[ "$SWEEP" == miniature ]]; then : "${OUT:=outputs/miniature/draw$DATA_SEED}"; else : "${OUT:=outputs/$SWEEP}"; fi
+: "${SKIP_INSTALL:=0}" "${TASK:=}" "${MODEL:=}" "${DATA_DIR:=}" "${DRY_RUN:=0}"
 : "${TRAIN_ROWS:=2000}" "${DEV_ROWS:=500}"
 
 # --- 1. environment ------------------------------------------------------------------------
@@ -90,7 +93,7 @@ fi
 # --- 2. data -------------------------------------------------------------------------------
 if [[ -z "$TASK" ]]; then
   DATA_DIR="${DATA_DIR:-$OUT/data/tweets}"  # a folder of prepared tweets (train.tsv, dev.tsv) is used as it is
-  prepare=("$PYTHON" scripts/prepare_tweets.py "$DATA_DIR" --train "$TRAIN_ROWS" --dev "$DEV_ROWS" --seed 0)
+  prepare=("$PYTHON" scripts/prepare_tweets.py "$DATA_DIR" --train "$TRAIN_ROWS" --dev "$DEV_ROWS" --seed "$DATA_SEED")
   if [[ -f "$DATA_DIR/train.tsv" && -f "$DATA_DIR/dev.tsv" ]]; then
     echo "# skip $DATA_DIR (exists)"
   else  # even with DRY_RUN=1: the plan reads the files (the custom task's labels)

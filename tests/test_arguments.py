@@ -109,6 +109,7 @@ def test_ratio_not_a_number(fails):
     ("--strategy", OBJECTIVES, ("--kd_rep_alpha", "1")),
     ("--kd_loss", ["kl", "mse", "auto"], ()),
     ("--rep_layers", ["all", "cls"], ()),
+    ("--rep_normalization", ["hidden", "sequence"], ()),
     ("--teacher_cache", ["none", "memory", "disk"], ()),
     ("--teacher_dtype", ["auto", "float32", "bfloat16", "float16"], ()),
     ("--selection_scope", ["batch", "epoch"], ()),
@@ -120,6 +121,11 @@ def test_unknown_choice(fails, flag, valid, extra):
     assert "'bogus'" in message
     for name in valid:
         assert name in message
+
+
+def test_sequence_rep_normalization_needs_every_token(fails):
+    message = fails("--kd_rep_alpha", "1", "--rep_layers", "cls", "--rep_normalization", "sequence")
+    assert "--rep_normalization sequence" in message and "--rep_layers all" in message
 
 
 def test_ratio_without_selection_strategy(fails):

@@ -8,6 +8,7 @@ from torch import nn
 
 from dynamic_kd.losses import (
     KD_LOSSES,
+    REP_NORMALIZATIONS,
     dynamic_kd_loss,
     hidden_state_alignment,
     kd_kl,
@@ -370,3 +371,40 @@ def test_alignment_is_fp32_for_bf16_states():
     out = hidden_state_alignment([student], [teacher], torch.ones(1, 2))
     assert out.dtype == torch.float32
     assert out.item() == pytest.approx(((2 - math.sqrt(2)) / 2 + 1) / 2, abs=1e-6)
+
+
+# ---------------------------------------------------------------- --rep_normalization sequence (released)
+
+def test_sequence_normalization_by_hand():
+    # one row, L = 2 tokens, H = 2 units; each hidden unit is normalised over the tokens:
+    # student unit 0 (3, 4) -> (0.6, 0.8), unit 1 (1, 0) -> (1, 0)
+    # teacher unit 0 (4, 3) -> (0.8, 0.6), unit 1 (0, 1) -> (0, 1)
+    # squared differences 0.04 + 0.04 + 1 + 1 = 2.08, over |M| * H = 4 -> 0.52
+    student = torch.tensor([[[3.0, 1.0], [4.0, 0.0]]])
+    teacher = torch.tensor([[[4.0, 0.0], [3.0, 1.0]]])
+    out = hidden_state_alignment([student], [teacher], torch.ones(1, 2), normalization="sequence")
+    assert out.item() == pytest.approx(0.52, abs=1e-6)
+    # the released `none` branch: torch's mse_loss of the states normalised along dim 1
+    released = F.mse_loss(F.normalize(student, dim=1), F.normalize(teacher, dim=1))
+    assert out.item() == pytest.approx(released.item(), abs=1e-6)
+    # the hidden-axis default on the same states differs: rows (3, 1)/sqrt(10) vs (1, 0), twice
+    hidden = hidden_state_alignment([student], [teacher], torch.ones(1, 2))
+    assert hidden.item() == pytest.approx(2 * ((3 / math.sqrt(10) - 1) ** 2 + 0.1) / 4, abs=1e-6)
+    assert set(REP_NORMALIZATIONS) == {"hidden", "sequence"}
+
+
+def test_sequence_normalization_leaves_padding_out_of_the_norm_and_the_mean():
+    student = torch.tensor([[[3.0, 1.0], [4.0, 0.0], [100.0, -7.0]]])
+    teacher = torch.tensor([[[4.0, 0.0], [3.0, 1.0], [float("nan"), 2.0]]])
+    out = hidden_state_alignment([student], [teacher], torch.tensor([[1, 1, 0]]), normalization="sequence")
+    assert out.item() == pytest.approx(0.52, abs=1e-6)
+
+
+def test_sequence_normalization_refuses_a_single_position():
+    h = torch.ones(2, 3, 4)
+    with pytest.raises(ValueError, match="rep_layers all"):
+        hidden_state_alignment([h], [h], torch.ones(2, 3), cls_only=True, normalization="sequence")
+    with pytest.raises(ValueError, match="rep_layers all"):
+        hidden_state_alignment([h[:, 0]], [h[:, 0]], None, normalization="sequence")
+    with pytest.raises(ValueError, match="hidden, sequence"):
+        hidden_state_alignment([h], [h], torch.ones(2, 3), normalization="tokens")

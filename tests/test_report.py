@@ -329,3 +329,30 @@ def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
     claim = next(text for _, text, row, base, *_ in MINIATURE_CLAIMS if (row, base) == ("kd-large", "student-alone"))
     assert claim in text and "holds" in text
     assert report.main([str(tmp_path / "runs"), "--claims", "quickstart"]) == 2  # no rows and claims there
+
+
+def test_claims_of_two_data_draws_side_by_side(tmp_path, capsys):
+    """One RUNS_DIR per draw of the data: per claim, each draw's estimate, interval and verdict."""
+    from dynamic_kd.sweeps import MINIATURE_CLAIMS
+
+    draws = {"draw0": ((0.80, 0.82, 0.84), (0.78, 0.79, 0.81)), "draw1": ((0.70, 0.71, 0.72), (0.78, 0.79, 0.80))}
+    for draw, (kd, alone) in draws.items():
+        for row, scores in (("kd-large", kd), ("student-alone", alone)):
+            for seed, accuracy in enumerate(scores, 1):
+                folder = tmp_path / draw / "runs" / row / f"seed{seed}"
+                folder.mkdir(parents=True)
+                (folder / "results.json").write_text(json.dumps({
+                    "task": "custom:tweets/train.tsv+dev.tsv", "seed": seed, "metrics": {"accuracy": accuracy},
+                    "args": {"seed": seed}, "train_runtime_s": 12.0, "teacher_forward_examples": 3000}))
+    runs_dirs = [str(tmp_path / draw / "runs") for draw in draws]
+    assert report.main([*runs_dirs, "--claims", "miniature"]) == 0
+    text = capsys.readouterr().out
+    claim = next(text for _, text, row, base, *_ in MINIATURE_CLAIMS if (row, base) == ("kd-large", "student-alone"))
+    line = next(line for line in text.splitlines() if claim in line)
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    # draw0: kd - alone = [2, 3, 3] holds; draw1: [-8, -8, -8] contradicted
+    assert cells[2:] == ["+2.7", "[+1.2, +4.1]", "3", "holds", "-8.0", "[-8.0, -8.0]", "3", "contradicted"]
+    header = next(line for line in text.splitlines() if "verdict" in line)
+    assert "verdict (draw0)" in header and "verdict (draw1)" in header
+    rows_line = next(line for line in text.splitlines() if line.startswith("| kd-large"))
+    assert "82.0 ± 2.0 (n=3)" in rows_line and "71.0 ± 1.0 (n=3)" in rows_line

@@ -21,7 +21,7 @@ from dynamic_kd.sweeps import COST, QUICKSTART, SHARED_STORE, VARIABLES
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 # Every variable the scripts read: a value in the caller's environment must not leak into a test.
-SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | set(SHARED_STORE) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS"}
+SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | set(SHARED_STORE) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS", "DATA_SEED"}
 
 
 def script_env(**overrides):
@@ -59,10 +59,16 @@ def test_each_script_plans_its_sweep(tmp_path):
     # all.sh in one go: teachers first, then the three distillation sweeps
     planned = commands(run_script("all.sh", tmp_path, **common))
     scripts = [argv[1] for argv in planned]
-    assert scripts == ["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6 + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3
+    # the released settings: modes hard and soft, the objective's uncertainty next to its static baseline
+    assert scripts == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 2 + ["dynamic_data.py"] * 5
+                       + ["dynamic_objective.py"] * 2)
+    assert all(flag(argv, "--kd_loss") == "mse" for argv in planned[2:])
+    planned = commands(run_script("all.sh", tmp_path, **common, PROFILE="library"))
+    assert [argv[1] for argv in planned] == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6
+                                             + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3)
     for name, script in (("train_teacher.sh", "train_teacher.py"), ("teacher.sh", "dynamic_teacher.py"),
                          ("data.sh", "dynamic_data.py"), ("objective.sh", "dynamic_objective.py")):
-        planned = commands(run_script(name, tmp_path, **common, LR="3e-5"))
+        planned = commands(run_script(name, tmp_path, **common, LR="3e-5", PROFILE="library"))
         assert planned and {argv[1] for argv in planned} == {script}
         assert all(argv[0] == sys.executable and flag(argv, "--learning_rate") == "3e-5" for argv in planned)
 
@@ -110,7 +116,7 @@ def test_quickstart_goes_through_the_sweep_layer(tmp_path):
 
 
 def test_miniature_plans_every_row_for_every_seed(tmp_path):
-    from dynamic_kd.sweeps import MINIATURE_CLAIMS, MINIATURE_ROWS
+    from dynamic_kd.sweeps import MINIATURE, MINIATURE_CLAIMS, MINIATURE_COST_ROWS, MINIATURE_ROWS
 
     model = make_tiny_bert(tmp_path / "model", num_layers=4)
     corpus = tmp_path / "tweets.csv"
@@ -123,14 +129,24 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
     rows = [name for name, _, _ in MINIATURE_ROWS]
     assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == (
         ["teachers/large", "teachers/small"] + [f"runs/{row}/seed{seed}" for seed in (1, 2) for row in rows])
-    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} <= set(rows)
+    # every row answers a claim
+    assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} == set(rows)
+    assert len(MINIATURE["SEEDS"].split()) >= 5
     for argv in planned:
         assert flag(argv, "--train_file") == str(data / "train.tsv") and flag(argv, "--task_name") == "custom"
     students = planned[2:]
     assert all(flag(argv, "--student_num_layers") == "1" for argv in students)
-    # every selection ratio of every strategy, each with its own cache (its time and forwards are its own)
-    selection = [argv for argv in students if flag(argv, "--selection_strategy") and argv[1] == "dynamic_data.py"]
-    assert len(selection) == 2 * 4 * 3 and not any(flag(argv, "--teacher_cache") for argv in selection)
+    # the cost rows keep a cache of their own (their time and forwards are their own), the others share the store
+    for argv in students:
+        row = os.path.basename(os.path.dirname(flag(argv, "--output_dir")))
+        expected = None if row in MINIATURE_COST_ROWS or argv[1] == "train_teacher.py" else "disk"
+        assert flag(argv, "--teacher_cache") == expected, row
+    assert len(rows) <= 14 and set(MINIATURE_COST_ROWS) <= set(rows)
+    released = [argv for argv in students if "objective-none-released" in flag(argv, "--output_dir")]
+    assert len(released) == 2 and all(flag(argv, "--rep_normalization") == "sequence" for argv in released)
+    weights = [argv for argv in students if "-w1/" in flag(argv, "--output_dir")]
+    assert len(weights) == 4
+    assert all(flag(argv, "--small_teacher_alpha") == flag(argv, "--large_teacher_alpha") == "1" for argv in weights)
 
 
 # --- a tiny real sweep: logs, skip, resume -------------------------------------------------
@@ -177,7 +193,7 @@ def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
     assert "dynamic_kd.report" in result.stdout
     # results.json carries the data source and the training history with the dkd/* values
     record = json.loads(finished.read_text())
-    assert record["method"] == "kd+data/entropy/r0.5"
+    assert record["method"] == "kd+data/entropy/r0.5+mse"  # the released logit MSE
     assert record["data"]["source"] == "data_dir" and record["data"]["location"] == os.path.join(FIXTURES, "glue", "sst2")
     assert any("dkd/selected_fraction" in entry for entry in record["log_history"])
     runs, skipped = load_runs([str(out)])

@@ -60,7 +60,7 @@ def test_default_grids_come_from_the_strategy_registries():
 
 def test_teachers_plan(capsys, tmp_path):
     out = tmp_path / "out"
-    commands, _ = plan("teachers", capsys, tmp_path, TASKS="rte mrpc")
+    commands, _ = plan("teachers", capsys, tmp_path, PROFILE="library", TASKS="rte mrpc")
     assert [(argv[1], flag(argv, "--model_name_or_path"), flag(argv, "--output_dir")) for argv in commands] == [
         ("train_teacher.py", "bert-base-uncased", f"{out}/teachers/rte-base"),
         ("train_teacher.py", "bert-large-uncased", f"{out}/teachers/rte-large"),
@@ -68,7 +68,8 @@ def test_teachers_plan(capsys, tmp_path):
         ("train_teacher.py", "bert-large-uncased", f"{out}/teachers/mrpc-large"),
     ]
     assert all("--seed" not in argv and "--student_num_layers" not in argv for argv in commands)  # seed 42 = the default
-    commands, _ = plan("teachers", capsys, tmp_path, TASKS="rte", TEACHER_SIZES="large", LARGE_MODEL="roberta-large",
+    commands, _ = plan("teachers", capsys, tmp_path, PROFILE="library",
+                       TASKS="rte", TEACHER_SIZES="large", LARGE_MODEL="roberta-large",
                        LARGE_TEACHER="/models/{task}/big", TEACHER_LR="1e-5", TEACHER_EPOCHS=2)
     assert len(commands) == 1
     assert flag(commands[0], "--model_name_or_path") == "roberta-large" and flag(commands[0], "--output_dir") == "/models/rte/big"
@@ -77,7 +78,7 @@ def test_teachers_plan(capsys, tmp_path):
 
 def test_data_plan(capsys, tmp_path):
     out = tmp_path / "out"
-    commands, comments = plan("data", capsys, tmp_path, TASKS="rte", SEEDS="1 2", RATIOS="0.1 0.5")
+    commands, comments = plan("data", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="1 2", RATIOS="0.1 0.5")
     # per seed: the student alone, plain KD, 4 strategies x 2 ratios
     assert len(commands) == 2 * (1 + 1 + 4 * 2)
     expected = set()
@@ -101,7 +102,8 @@ def test_data_plan(capsys, tmp_path):
             assert name == f"{flag(argv, '--selection_strategy')}-r{flag(argv, '--selection_ratio')}-seed{flag(argv, '--seed')}"
     assert comments[-1] == f"# {sys.executable} -m dynamic_kd.report {out}/data {out}/student --out {out}/data/results.md --plot {out}/data/plots"
 
-    commands, _ = plan("data", capsys, tmp_path, TASKS="rte mrpc", SEEDS="3", SELECTIONS="entropy", RATIOS="0.1",
+    commands, _ = plan("data", capsys, tmp_path, PROFILE="library",
+                       TASKS="rte mrpc", SEEDS="3", SELECTIONS="entropy", RATIOS="0.1",
                        KD_BASELINE=0, STUDENT_BASELINE=0, SELECTION_SCOPE="epoch")
     assert dirs(commands) == [f"{out}/data/rte/entropy-r0.1-epoch-seed3", f"{out}/data/mrpc/entropy-r0.1-epoch-seed3"]
     assert flag(commands[0], "--selection_scope") == "epoch"
@@ -109,7 +111,7 @@ def test_data_plan(capsys, tmp_path):
 
 def test_teacher_plan_gives_single_teacher_modes_only_their_teacher(capsys, tmp_path):
     out = tmp_path / "out"
-    commands, _ = plan("teacher", capsys, tmp_path, TASKS="rte", SEEDS="1", STUDENT_BASELINE=0)
+    commands, _ = plan("teacher", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="1", STUDENT_BASELINE=0)
     assert [flag(argv, "--uncertainty_mode") for argv in commands] == list(TEACHER_MODES)
     for argv in commands:
         mode = flag(argv, "--uncertainty_mode")
@@ -120,29 +122,32 @@ def test_teacher_plan_gives_single_teacher_modes_only_their_teacher(capsys, tmp_
 
 def test_objective_plan(capsys, tmp_path):
     out = tmp_path / "out"
-    commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="3", STUDENT_BASELINE=0)
+    commands, _ = plan("objective", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="3", STUDENT_BASELINE=0)
     assert dirs(commands) == [f"{out}/objective/rte/{s}-seed3" for s in OBJECTIVE_STRATEGIES]
     assert [flag(argv, "--strategy") for argv in commands] == [None, "uncertainty", "uncertainty-r"]  # none is the default
     assert all(flag(argv, "--rep_alpha") == "1.0" and "--rep_layers" not in argv for argv in commands)
-    commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", STRATEGIES="uncertainty", REP_LAYERS="cls", REP_ALPHA="0.5")
+    commands, _ = plan("objective", capsys, tmp_path, PROFILE="library",
+                       TASKS="rte", SEEDS="1", STRATEGIES="uncertainty", REP_LAYERS="cls", REP_ALPHA="0.5")
     assert dirs(commands) == [f"{out}/student/rte/seed1", f"{out}/objective/rte/uncertainty-cls-seed1"]
     assert flag(commands[1], "--rep_layers") == "cls" and flag(commands[1], "--rep_alpha") == "0.5"
 
 
 def test_all_plan_runs_teachers_first_and_the_student_baseline_once(capsys, tmp_path):
-    commands, comments = plan("all", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.1")
+    commands, comments = plan("all", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="1", RATIOS="0.1")
     scripts = [argv[1] for argv in commands]
     assert scripts == (["train_teacher.py"] * 2 + ["train_teacher.py"] + ["dynamic_teacher.py"] * 6
                        + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3)
     assert comments[0] == "# stage 1" and comments[1].startswith("# stage 2")
     assert sum("dynamic_kd.report" in line for line in comments) == 3
-    commands, _ = plan("all", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.1", STAGES="data objective")
+    commands, _ = plan("all", capsys, tmp_path, PROFILE="library",
+                       TASKS="rte", SEEDS="1", RATIOS="0.1", STAGES="data objective")
     assert {argv[1] for argv in commands} == {"train_teacher.py", "dynamic_data.py", "dynamic_objective.py"}
 
 
 def test_combinations_a_task_cannot_run_are_dropped_by_the_entry_point_check(capsys, tmp_path):
     out = tmp_path / "out"
-    commands, comments = plan("all", capsys, tmp_path, TASKS="stsb", SEEDS="1", RATIOS="0.1", STAGES="teacher data objective")
+    commands, comments = plan("all", capsys, tmp_path, PROFILE="library",
+                              TASKS="stsb", SEEDS="1", RATIOS="0.1", STAGES="teacher data objective")
     assert dirs(commands) == [f"{out}/student/stsb/seed1"] + [f"{out}/teacher/stsb/{m}-seed1" for m in ("single-small", "single-large", "average")] + [
         f"{out}/data/stsb/kd-seed1", f"{out}/data/stsb/random-r0.1-seed1", f"{out}/objective/stsb/none-seed1"]
     dropped = [line for line in comments if "not applicable" in line]
@@ -237,7 +242,8 @@ def test_environment_overrides(capsys, tmp_path):
 
 
 def test_gpus_and_torchrun(capsys, tmp_path):
-    commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1 2", GPUS="0 1", STUDENT_BASELINE=0)
+    commands, _ = plan("objective", capsys, tmp_path, PROFILE="library",
+                       TASKS="rte", SEEDS="1 2", GPUS="0 1", STUDENT_BASELINE=0)
     assert [argv[0] for argv in commands] == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"] * 3
     assert all(argv[1] == sys.executable for argv in commands)
     commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", NPROC_PER_RUN=2)
@@ -399,3 +405,84 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     assert len(re.findall(r"^=== \d{4}-", log, re.M)) == 2 and ", restart 1] " in log and "Resuming from checkpoint" in log
     states = [r["JobState"] for r in jobcomp_records() if r.get("ArrayJobId") == array]
     assert states[-1] == "COMPLETED" and len(states) == 2  # the killed attempt, then the finished one
+
+
+# --- profiles: the released scripts' settings by default, the library's on request ------------
+
+def test_paper_sweeps_default_to_the_released_settings(capsys, tmp_path):
+    out = tmp_path / "out"
+    teachers, comments = plan("teachers", capsys, tmp_path, TASKS="rte")
+    rates = [float(flag(argv, "--learning_rate") or sweeps._DEFAULTS["learning_rate"]) for argv in teachers]
+    assert [flag(argv, "--model_name_or_path") for argv in teachers] == ["bert-base-uncased", "bert-large-uncased"]
+    assert rates == [2e-5, 5e-5]
+    for argv in teachers:
+        assert flag(argv, "--warmup_steps") == "0.05" and "--pad_to_max_length" in argv
+        assert flag(argv, "--per_device_eval_batch_size") == "64"
+        assert flag(argv, "--per_device_train_batch_size") == "32"
+        assert "--fp16" not in argv  # no CUDA here: fp32, and the plan says so
+    assert any("fp16" in line and "CUDA" in line and "fp32" in line for line in comments)
+
+    commands, _ = plan("teacher", capsys, tmp_path, TASKS="rte", SEEDS="1")
+    assert dirs(commands) == [f"{out}/student-batch16/rte/seed1", f"{out}/teacher/rte/hard-seed1",
+                              f"{out}/teacher/rte/soft-seed1"]
+    for argv in commands:
+        assert flag(argv, "--per_device_train_batch_size") == "16" and flag(argv, "--warmup_steps") == "0.05"
+        assert "--pad_to_max_length" in argv and flag(argv, "--student_num_layers") == "6"
+    for argv in commands[1:]:
+        assert flag(argv, "--small_teacher_alpha") == "1" and flag(argv, "--large_teacher_alpha") == "1"
+        assert flag(argv, "--kd_loss") == "mse" and flag(argv, "--teacher_cache") == "disk"
+
+    commands, _ = plan("data", capsys, tmp_path, TASKS="rte", SEEDS="1")
+    assert f"{out}/data/rte/margin-r0.5-seed1" in dirs(commands)
+    assert {flag(argv, "--warmup_steps") for argv in commands} == {"0.1"}
+    assert {flag(argv, "--per_device_train_batch_size") for argv in commands} == {"32"}
+
+    commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", STUDENT_BASELINE=0)
+    assert [(flag(argv, "--strategy"), flag(argv, "--rep_normalization")) for argv in commands] == [
+        (None, "sequence"), ("uncertainty", None)]
+    assert all(flag(argv, "--rep_alpha") == "1.0" and flag(argv, "--warmup_steps") == "0.1" for argv in commands)
+
+
+def test_library_profile_keeps_the_library_defaults_in_its_own_root(capsys, tmp_path):
+    code, out, _ = run_sweep("teacher", capsys, DRY_RUN=1, PROFILE="library", TASKS="rte", SEEDS="1")
+    commands = [shlex.split(line) for line in out.splitlines() if line.strip() and not line.startswith("#")]
+    assert code == 0 and [flag(argv, "--uncertainty_mode") for argv in commands[1:]] == list(TEACHER_MODES)
+    assert all(flag(argv, "--output_dir").startswith("outputs/library/") for argv in commands)
+    for name in ("--warmup_steps", "--pad_to_max_length", "--kd_loss", "--small_teacher_alpha", "--fp16"):
+        assert not any(name in argv for argv in commands)
+    code, _, err = run_sweep("data", capsys, DRY_RUN=1, PROFILE="paper", TASKS="rte")
+    assert code == 2 and err.startswith("error: PROFILE") and "released" in err and "library" in err
+
+
+def test_released_fp16_on_cuda(capsys, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    commands, _ = plan("data", capsys, tmp_path, TASKS="rte", SEEDS="1", SELECTIONS="margin", RATIOS="0.5")
+    assert all("--fp16" in argv for argv in commands)
+
+
+@pytest.mark.parametrize("sweep", ["teacher", "data", "objective", "all"])
+def test_every_distillation_run_of_a_sweep_shares_the_teacher_store(capsys, tmp_path, sweep):
+    for profile in ("released", "library"):
+        commands, _ = plan(sweep, capsys, tmp_path, PROFILE=profile, TASKS="rte", SEEDS="1", RATIOS="0.5")
+        distilled = [argv for argv in commands if argv[1] != "train_teacher.py"]
+        assert distilled and all(flag(argv, "--teacher_cache") == "disk" for argv in distilled)
+        assert not any("--teacher_cache" in argv for argv in commands if argv[1] == "train_teacher.py")
+    commands, _ = plan(sweep, capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.5", TEACHER_CACHE="memory")
+    assert not any("--teacher_cache" in argv for argv in commands)  # memory is the entry points' default
+
+
+def test_the_released_plan_is_accepted_by_the_entry_points(capsys, tmp_path):
+    from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
+
+    commands, _ = plan("all", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.5", SELECTIONS="margin")
+    for argv in commands:
+        kinds = (DataArguments, ModelArguments) + ((DistillationArguments,) if argv[1] != "train_teacher.py" else ())
+        *_, training = parse_args(argv[2:], *kinds)
+        assert training.get_warmup_steps(1000) in (50, 100) and not training.load_best_model_at_end
+
+
+def test_fp32_without_cuda_is_said_once_per_sweep(capsys, tmp_path):
+    _, comments = plan("all", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.5")
+    assert sum("PRECISION=fp16 needs CUDA" in line for line in comments) == 1

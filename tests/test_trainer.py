@@ -416,16 +416,19 @@ def test_nan_loss_is_read_at_logging_steps_and_names_the_first_step(logging_step
     with pytest.raises(TrainingDiverged, match=r"^loss is nan at step 1 \(ce [0-9.]+, kd nan, rep 0, .*; lower --learning_rate"):
         trainer.train()
     assert trainer.state.global_step == stopped_at  # 4 steps per epoch, 2 epochs
-def _unit(x):
-    return x / x.norm(dim=-1, keepdim=True)
+def _unit(x, dim=-1):
+    return x / x.norm(dim=dim, keepdim=True)
 
 
-@pytest.mark.parametrize("rep_layers, teacher", [("cls", "small"), ("all", "large")])
-def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher):
+@pytest.mark.parametrize("rep_layers, teacher, normalization", [("cls", "small", "hidden"), ("all", "large", "hidden"),
+                                                                 ("all", "large", "sequence")])
+def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normalization):
     """`_rep` gives, per selected row, sum over layer pairs of the mean over real tokens and hidden
     units of the squared difference of unit-normalised states (the large teacher is wider: the
-    student's states go through the learned projection first)."""
-    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models[teacher], "--kd_rep_alpha", "1", "--rep_layers", rep_layers))
+    student's states go through the learned projection first); --rep_normalization sequence
+    normalises each hidden unit over the row's real tokens instead."""
+    trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models[teacher], "--kd_rep_alpha", "1",
+                                         "--rep_layers", rep_layers, "--rep_normalization", normalization))
     batch = first_batch(trainer)
     idx, inputs = batch.pop("idx"), {k: v for k, v in batch.items() if k != "labels"}
     model = trainer.model.eval()
@@ -445,7 +448,9 @@ def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher):
         for s, t in pairs:
             student = projection(student_states[s][row])[: len(real)][real]
             teacher_h = full_teacher[t][position][: len(real)][real]
-            total += (_unit(student) - _unit(teacher_h)).pow(2).mean().item()  # mean over tokens x hidden units
+            dim = 0 if normalization == "sequence" else -1  # [tokens, H]: along the tokens, or the hidden units
+            # mean over tokens x hidden units
+            total += (_unit(student, dim) - _unit(teacher_h, dim)).pow(2).mean().item()
         expected.append(total)
     assert rep.shape == (3,)
     assert rep.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-7)
