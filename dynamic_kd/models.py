@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from dynamic_kd.errors import ConfigError
 
@@ -221,12 +222,63 @@ def model_inputs(model, batch: dict) -> dict:
     return batch
 
 
-def check_same_vocabulary(student_tokenizer, teacher_tokenizer, teacher_path: str, flag: str = "--teacher"):
-    """KD compares outputs on the same token ids, so teacher and student must share a vocabulary."""
-    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+def is_decoder(config) -> bool:
+    """Whether a classifier of this family is a causal decoder, which reads the last non-padding token
+    (GPT-2, Llama, Qwen2, Mistral, Gemma): a causal-LM family without a masked-LM head (BERT-like
+    encoders have both)."""
+    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def align_pad_token(tokenizer, config, flag: str):
+    """Give a decoder classifier and its tokenizer one pad token, and pad on the right.
+
+    The classifier pools the last token whose id is not `config.pad_token_id`, so the tokenizer
+    must pad with exactly that id. Right padding: causal attention never lets a real token see the
+    pads after it and positions start at 0 for every row, so a text gets the same logits in any
+    batch (left padding shifts the positions of Llama-style models by the padding length).
+    A tokenizer without a pad token (GPT-2, Llama) pads with the config's pad id, else with eos.
+    """
+    if not is_decoder(config):
+        return
+    if tokenizer.pad_token is None:
+        if config.pad_token_id is not None:
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(config.pad_token_id)
+        elif tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            raise ConfigError(f"{flag} tokenizer has neither a pad nor an eos token; add a pad token to it and save it again")
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    elif config.pad_token_id != tokenizer.pad_token_id:
         raise ConfigError(
-            f"{flag} '{teacher_path}' uses a different vocabulary ({len(teacher_tokenizer)} tokens) than the student "
-            f"({len(student_tokenizer)} tokens); distil between models that share a tokenizer"
+            f"{flag} config's pad_token_id {config.pad_token_id} differs from its tokenizer's pad token id "
+            f"{tokenizer.pad_token_id}; set one to the other and save the model again"
+        )
+    if tokenizer.padding_side != "right":
+        logger.info("%s: padding on the right (not %s), so a text's logits do not depend on its batch", flag, tokenizer.padding_side)
+        tokenizer.padding_side = "right"
+
+
+def usable_positions(model, tokenizer) -> int | None:
+    """The longest input `model` takes: its position table (less RoBERTa-style offsets past the pad
+    id) and its tokenizer's `model_max_length`, where either is known."""
+    limits = []
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None:
+        table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+        offset = getattr(table, "padding_idx", None)
+        limits.append(positions - (offset + 1 if offset is not None else 0))
+    if tokenizer.model_max_length < 1_000_000:  # "no limit" is stored as a huge number
+        limits.append(tokenizer.model_max_length)
+    return min(limits) if limits else None
+
+
+def refuse_decoder_student(student, path: str):
+    """A distillation student is an encoder: its sentence state is its first token and it is cut by layers."""
+    if is_decoder(student.config):
+        raise ConfigError(
+            f"--model_name_or_path '{path}' is a decoder ({student.config.model_type}); distil into an encoder student "
+            "(BERT, MiniLM, DistilBERT, ...): decoders can be teachers (--teacher) or fine-tuned with train_teacher.py"
         )
 
 
