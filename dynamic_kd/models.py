@@ -34,7 +34,15 @@ def label_maps(task) -> dict:
     }
 
 
+# Files one of which every saved tokenizer has (sentencepiece models end in .model).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json")
+
+
 def load_tokenizer(path: str):
+    """The tokenizer saved with a model. A local folder without tokenizer files is an error:
+    transformers 5 would build an empty tokenizer of the config's family from nothing."""
+    if os.path.isdir(path) and not any(name in TOKENIZER_FILES or name.endswith(".model") for name in os.listdir(path)):
+        raise ConfigError(f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)")
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:

@@ -30,7 +30,7 @@ import dynamic_teacher
 import train_teacher
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
-QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--per_device_eval_batch_size", "16"]
+QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--per_device_eval_batch_size", "16", "--logging_steps", "1"]
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
 
 
@@ -190,7 +190,7 @@ def build(zoo, out, *extra):
 
 
 def test_the_teacher_check_scores_a_foreign_teacher_on_its_own_tokens(zoo, tmp_path):
-    run_ = build(zoo, tmp_path, "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2)
+    run_ = build(zoo, tmp_path, "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2, "--uncertainty_mode", "hard")
     scores = score_teachers(run_.models, run_.data, run_.task, run_.training_args)
     labels = np.asarray(run_.data.evals["validation"]["labels"])
     for name, folder in (("small", zoo.roberta), ("large", zoo.qwen2)):
@@ -204,7 +204,7 @@ def test_same_tokenizer_teachers_keep_the_students_batch(zoo, tmp_path):
     vocabulary of its own (one extra word) or a decoder reads its own tokenisation."""
     same = make_tiny_bert(tmp_path / "same", num_layers=1, seed=1)
     other = make_tiny_bert(tmp_path / "other", num_layers=1, extra_vocab=("zebra",), seed=2)
-    run_ = build(zoo, tmp_path / "out", "--small_teacher", same, "--large_teacher", other)
+    run_ = build(zoo, tmp_path / "out", "--small_teacher", same, "--large_teacher", other, "--uncertainty_mode", "hard")
     assert set(run_.foreign) == {"large"}
     assert run_.teachers["small"].inputs is None and run_.teachers["large"].inputs is not None
 
@@ -219,8 +219,9 @@ def test_rep_cls_stores_the_teachers_own_sentence_state(zoo, tmp_path, family, p
     run_ = build(zoo, tmp_path, "--teacher", folder, "--kd_rep_alpha", "1", "--rep_layers", "cls")
     teacher = run_.teachers["teacher"]
     train = run_.data.train
-    batch = {k: torch.tensor(train[:5][k]) for k in ("input_ids", "attention_mask")}
-    idx = torch.tensor(train[:5]["idx"])
+    batch = run_.data.collator([train[i] for i in range(5)])
+    idx = batch.pop("idx")
+    batch = {k: v for k, v in batch.items() if k != "labels"}
     rows = torch.tensor([4, 1, 3])
     logits, states = teacher.query(batch, rows, idx, "cls")
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
