@@ -9,6 +9,7 @@ train_teacher.py. A foreign teacher must compute on a text exactly what it compu
 import csv
 import json
 import os
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -298,3 +299,22 @@ def test_a_teacher_without_tokenizer_files_is_refused_unless_its_vocabulary_is_t
             dst.write(src.read())
     with pytest.raises(ConfigError, match=r"has no tokenizer files .*save the teacher's tokenizer next to it"):
         run(dynamic_data, *student_args(zoo, tmp_path / "out", "--teacher", str(bare)))
+
+
+def test_a_resumed_run_ends_with_the_uninterrupted_runs_student(zoo, tmp_path, capfd):
+    """Checkpoints carry a foreign teacher's stored outputs like any other's (keyed by idx)."""
+    def args(out):
+        return student_args(zoo, out, "--teacher", zoo.roberta, "--selection_strategy", "entropy", "--selection_ratio", "0.5",
+                            "--kd_rep_alpha", "1", "--rep_layers", "cls", "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2")
+    run(dynamic_data, *args(tmp_path / "reference"))
+    resumed = tmp_path / "resumed"
+    run(dynamic_data, *args(resumed))
+    os.remove(resumed / "results.json")  # as if killed after its first checkpoint
+    shutil.rmtree(resumed / "checkpoint-4")
+    capfd.readouterr()
+    run(dynamic_data, *args(resumed))
+    log = capfd.readouterr().err
+    assert "Resuming from checkpoint" in log and "checkpoint-2" in log and "resumed with" in log
+    a, b = load_file(tmp_path / "reference" / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert results(resumed)["metrics"] == results(tmp_path / "reference")["metrics"]
