@@ -872,7 +872,10 @@ def _tokenizer_spec(tokenizer):
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of everything that decides a tokenizer's output: its full spec (vocab, normaliser,
     pre-tokeniser, post-processor) and the sides it truncates and pads."""
-    described = [type(tokenizer).__name__, _tokenizer_spec(tokenizer), tokenizer.padding_side, tokenizer.truncation_side, list(tokenizer.model_input_names)]
+    described = [
+        type(tokenizer).__name__, _tokenizer_spec(tokenizer), tokenizer.padding_side, tokenizer.truncation_side,
+        list(tokenizer.model_input_names),
+    ]
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 

@@ -35,14 +35,18 @@ def label_maps(task) -> dict:
 
 
 # Files one of which every saved tokenizer has (sentencepiece models end in .model).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json",
+)
 
 
 def load_tokenizer(path: str):
     """The tokenizer saved with a model. A local folder without tokenizer files is an error:
     transformers 5 would build an empty tokenizer of the config's family from nothing."""
     if os.path.isdir(path) and not any(name in TOKENIZER_FILES or name.endswith(".model") for name in os.listdir(path)):
-        raise ConfigError(f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)")
+        raise ConfigError(
+            f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
+        )
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
@@ -234,7 +238,8 @@ def is_decoder(config) -> bool:
     """Whether a classifier of this family is a causal decoder, which reads the last non-padding token
     (GPT-2, Llama, Qwen2, Mistral, Gemma): a causal-LM family without a masked-LM head (BERT-like
     encoders have both)."""
-    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    family = config.model_type
+    return family in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and family not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def align_pad_token(tokenizer, config, flag: str):
@@ -254,7 +259,9 @@ def align_pad_token(tokenizer, config, flag: str):
         elif tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
         else:
-            raise ConfigError(f"{flag} tokenizer has neither a pad nor an eos token; add a pad token to it and save it again")
+            raise ConfigError(
+                f"{flag} tokenizer has neither a pad nor an eos token; add a pad token to it and save it again"
+            )
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id
     elif config.pad_token_id != tokenizer.pad_token_id:
@@ -263,7 +270,8 @@ def align_pad_token(tokenizer, config, flag: str):
             f"{tokenizer.pad_token_id}; set one to the other and save the model again"
         )
     if tokenizer.padding_side != "right":
-        logger.info("%s: padding on the right (not %s), so a text's logits do not depend on its batch", flag, tokenizer.padding_side)
+        logger.info("%s: padding on the right (not %s), so a text's logits do not depend on its batch",
+                    flag, tokenizer.padding_side)
         tokenizer.padding_side = "right"
 
 

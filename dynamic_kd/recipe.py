@@ -178,7 +178,9 @@ def load_student(model_args: ModelArguments, task, seed: int):
     """The tokenizer and a K-layer model with a new head, seeded so the head's init is reproducible."""
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     transformers.set_seed(seed)
-    model = build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    model = build_student(
+        model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init
+    )
     align_pad_token(tokenizer, model.config, "--model_name_or_path")
     return tokenizer, model
 
@@ -190,7 +192,7 @@ class Data:
     train: object
     evals: dict
     collator: object
-    teacher_inputs: dict = field(default_factory=dict)  # {teacher name: TeacherInputs} of teachers with their own tokenizer
+    teacher_inputs: dict = field(default_factory=dict)  # {name: TeacherInputs} of teachers with their own tokenizer
 
 
 def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
@@ -219,8 +221,10 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
         segments = takes_token_type_ids(model)
         key = (tokenizer_fingerprint(teacher_tokenizer), length, segments)
         if key not in done:
-            own = tokenize_splits(wanted, task, teacher_tokenizer, length, data_args.pad_to_max_length,
-                                  data_args.max_train_samples, data_args.max_eval_samples, segments, cache_dir=cache_dir)
+            own = tokenize_splits(
+                wanted, task, teacher_tokenizer, length, data_args.pad_to_max_length,
+                data_args.max_train_samples, data_args.max_eval_samples, segments, cache_dir=cache_dir,
+            )
             done[key] = TeacherInputs(own["train"], make_collator(teacher_tokenizer, data_args.pad_to_max_length),
                                       own[task.eval_splits[0]].remove_columns("idx"), length)
         data.teacher_inputs[name] = done[key]
@@ -255,7 +259,8 @@ def foreign_teachers(kd_args: DistillationArguments, tokenizer, models: dict) ->
             own = load_tokenizer(path)
         except ConfigError:
             if config.vocab_size == len(tokenizer) and not is_decoder(config):
-                logger.info("%s '%s' has no tokenizer files; its vocabulary size matches the student's, so it reads the student's tokens", flag, path)
+                logger.info("%s '%s' has no tokenizer files; its vocabulary size is the student's, "
+                            "so it reads the student's tokens", flag, path)
                 continue
             raise ConfigError(
                 f"{flag} '{path}' has no tokenizer files and a vocabulary of {config.vocab_size} tokens, the student "
@@ -267,8 +272,9 @@ def foreign_teachers(kd_args: DistillationArguments, tokenizer, models: dict) ->
     if foreign and kd_args.rep_alpha > 0 and kd_args.rep_layers == "all":
         name = next(iter(foreign))
         raise ConfigError(
-            f"--rep_layers all aligns token positions, but {_teacher_flag(name)} '{kd_args.teachers[name]}' has its own "
-            "tokenizer, whose tokens align with no student token; use --rep_layers cls (sentence states) or --kd_rep_alpha 0"
+            f"--rep_layers all aligns token positions, but {_teacher_flag(name)} '{kd_args.teachers[name]}' has "
+            "its own tokenizer, whose tokens align with no student token; "
+            "use --rep_layers cls (sentence states) or --kd_rep_alpha 0"
         )
     return foreign
 
@@ -288,7 +294,8 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
     teacher_inputs = teacher_inputs or {}
     missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
     if missing:
-        raise ValueError(f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation (load_data's foreign)")
+        raise ValueError(f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation "
+                         "(load_data's `foreign`)")
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -307,7 +314,8 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
             "compute_dtype": dtype_name(dtype), "device_type": device_type, "cls_layers": cls_layers,
         }
         if own is not None and kd_args.teacher_cache == "disk":
-            key.update(max_seq_length=own.max_seq_length, data=dataset_fingerprint(own.train, ("idx",) + MODEL_INPUT_COLUMNS))
+            own_data = dataset_fingerprint(own.train, ("idx",) + MODEL_INPUT_COLUMNS)
+            key.update(max_seq_length=own.max_seq_length, data=own_data)
         teachers[name] = Teacher(
             name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size, dtype=dtype,
             store_folder=store_location(kd_args.teacher_cache_dir, key), store_key=key, inputs=own,
@@ -483,7 +491,8 @@ def distill(argv, script: str, defaults: dict | None = None):
     foreign = foreign_teachers(kd_args, tokenizer, models)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
     shared = [m for name, m in models.items() if name not in foreign]
-    data = load_data(data_args, tokenizer, [student, *shared], {name: (own, models[name]) for name, own in foreign.items()})
+    own_tokenizers = {name: (own, models[name]) for name, own in foreign.items()}
+    data = load_data(data_args, tokenizer, [student, *shared], own_tokenizers)
     teacher_metrics = score_teachers(models, data, task, training_args)
     check_teachers(teacher_metrics, kd_args, task)
     teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models,

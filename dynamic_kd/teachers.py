@@ -393,7 +393,8 @@ class Teacher:
         of `cls_layers` (hidden=cls), or the full hidden_states tuple of [K, L, H] (hidden=all).
         """
         if hidden == "all" and self.inputs is not None:
-            raise ValueError(f"teacher {self.name} reads its own tokenisation: its token states align with no student token")
+            raise ValueError(f"teacher {self.name} reads its own tokenisation: "
+                             "its token states align with no student token")
         if hidden == "all" or self.store is None or idx is None:
             row_inputs = self._row_inputs(inputs, rows, idx)
             logits, states = self._forward(row_inputs, hidden != "none")

@@ -17,12 +17,27 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import ByteLevelBPETokenizer
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, GPT2Tokenizer, Qwen2Tokenizer, RobertaTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GPT2Tokenizer,
+    Qwen2Tokenizer,
+    RobertaTokenizer,
+)
 
 from conftest import FIXTURES, make_tiny_bert
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.errors import ConfigError
-from dynamic_kd.recipe import foreign_teachers, load_data, load_student, load_teacher_models, load_teachers, score_teachers
+from dynamic_kd.recipe import (
+    foreign_teachers,
+    load_data,
+    load_student,
+    load_teacher_models,
+    load_teachers,
+    score_teachers,
+)
 from test_reliability import torchrun
 
 import dynamic_data
@@ -31,7 +46,10 @@ import dynamic_teacher
 import train_teacher
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
-QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--per_device_eval_batch_size", "16", "--logging_steps", "1"]
+QUIET = [
+    "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--per_device_eval_batch_size", "16",
+    "--logging_steps", "1",
+]
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
 
 
@@ -60,7 +78,8 @@ def make_pretrained(folder, family, vocab, merges, hidden=32, seed=0):
         tokenizer = cls(vocab={**vocab, "<|endoftext|>": len(vocab)}, merges=merges)
         end = tokenizer.eos_token_id
         extra = dict(bos_token_id=end, eos_token_id=end, pad_token_id=None)
-        extra.update(num_key_value_heads=1, max_position_embeddings=128) if family == "qwen2" else extra.update(n_positions=128)
+        qwen2 = dict(num_key_value_heads=1, max_position_embeddings=128)
+        extra.update(qwen2 if family == "qwen2" else dict(n_positions=128))
     config = AutoConfig.for_model(family, vocab_size=len(tokenizer), **sizes, **extra)
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
@@ -135,9 +154,10 @@ def test_train_teacher_fine_tunes_a_decoder_classifier(zoo, family):
 def test_each_entry_point_takes_a_foreign_teacher(zoo, tmp_path):
     run(dynamic_data, *student_args(zoo, tmp_path / "data", "--teacher", zoo.roberta, "--selection_strategy", "entropy",
                                     "--selection_ratio", "0.5", "--gradient_accumulation_steps", "2"))
-    run(dynamic_objective, *student_args(zoo, tmp_path / "objective", "--teacher", zoo.gpt2, "--strategy", "uncertainty-r",
-                                         "--rep_layers", "cls"))
-    run(dynamic_teacher, *student_args(zoo, tmp_path / "teacher", "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2))
+    run(dynamic_objective, *student_args(zoo, tmp_path / "objective", "--teacher", zoo.gpt2,
+                                         "--strategy", "uncertainty-r", "--rep_layers", "cls"))
+    run(dynamic_teacher, *student_args(zoo, tmp_path / "teacher", "--small_teacher", zoo.roberta,
+                                       "--large_teacher", zoo.qwen2))
     for name in ("data", "objective", "teacher"):
         assert results(tmp_path / name)["teacher_forward_examples"] > 0
         assert AutoModelForSequenceClassification.from_pretrained(tmp_path / name).config.model_type == "bert"
@@ -169,7 +189,8 @@ def test_ddp_with_a_foreign_teacher(zoo, tmp_path):
     """Two gloo processes: each row is computed once between the ranks, each from the teacher's own tokens."""
     cache = tmp_path / "cache"
     argv = [*QUIET, "--skip_teacher_check", "--per_device_train_batch_size", "4", "--ddp_backend", "gloo", "--use_cpu",
-            *student_args(zoo, tmp_path / "out", "--teacher", zoo.roberta, "--teacher_cache", "disk", "--teacher_cache_dir", str(cache))]
+            *student_args(zoo, tmp_path / "out", "--teacher", zoo.roberta, "--teacher_cache", "disk",
+                          "--teacher_cache_dir", str(cache))]
     result = torchrun("dynamic_data.py", argv, tmp_path / "torchrun")
     assert result.rc == 0, result.err[-3000:]
     assert results(tmp_path / "out")["teacher_forward_examples"] == len(texts())
@@ -186,12 +207,15 @@ def build(zoo, out, *extra):
     models = load_teacher_models(kd_args, data_args.task, tokenizer)
     foreign = foreign_teachers(kd_args, tokenizer, models)
     data = load_data(data_args, tokenizer, [student], {name: (own, models[name]) for name, own in foreign.items()})
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, 2, models, training_args=training_args, teacher_inputs=data.teacher_inputs)
-    return SimpleNamespace(models=models, foreign=foreign, data=data, teachers=teachers, training_args=training_args, task=data_args.task)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, 2, models, training_args=training_args,
+                             teacher_inputs=data.teacher_inputs)
+    return SimpleNamespace(models=models, foreign=foreign, data=data, teachers=teachers, training_args=training_args,
+                           task=data_args.task)
 
 
 def test_the_teacher_check_scores_a_foreign_teacher_on_its_own_tokens(zoo, tmp_path):
-    run_ = build(zoo, tmp_path, "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2, "--uncertainty_mode", "hard")
+    run_ = build(zoo, tmp_path, "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2,
+                 "--uncertainty_mode", "hard")
     scores = score_teachers(run_.models, run_.data, run_.task, run_.training_args)
     labels = np.asarray(run_.data.evals["validation"]["labels"])
     for name, folder in (("small", zoo.roberta), ("large", zoo.qwen2)):
@@ -237,7 +261,8 @@ def test_rep_cls_stores_the_teachers_own_sentence_state(zoo, tmp_path, family, p
 
 
 def test_rep_cls_through_a_projection_to_a_wider_foreign_teacher(zoo, tmp_path):
-    run(dynamic_objective, *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1", "--rep_layers", "cls"))
+    run(dynamic_objective, *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1",
+                                         "--rep_layers", "cls"))
     losses = [entry["dkd/loss_rep"] for entry in results(tmp_path)["log_history"] if "dkd/loss_rep" in entry]
     assert losses and all(value > 0 for value in losses)
 
@@ -252,7 +277,8 @@ def permuted_teacher(source, target):
     fixed = len(SPECIALS)
     order = np.random.default_rng(0).permutation(np.arange(fixed, len(vocab)))
     new_id = {old: new for old, new in zip(range(fixed, len(vocab)), order)}
-    RobertaTokenizer(vocab={token: int(new_id.get(i, i)) for token, i in vocab.items()}, merges=merges).save_pretrained(target)
+    renumbered = {token: int(new_id.get(i, i)) for token, i in vocab.items()}
+    RobertaTokenizer(vocab=renumbered, merges=merges).save_pretrained(target)
     for name in ("config.json",):
         with open(os.path.join(source, name)) as src, open(os.path.join(target, name), "w") as dst:
             dst.write(src.read())
@@ -281,7 +307,8 @@ def test_the_student_does_not_depend_on_the_teachers_token_ids(zoo, tmp_path):
 
 def test_token_level_rep_with_a_foreign_teacher_is_refused(zoo, tmp_path):
     with pytest.raises(ConfigError, match=r"--rep_layers all aligns token positions.*use --rep_layers cls") as info:
-        run(dynamic_objective, *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1", "--rep_layers", "all"))
+        run(dynamic_objective, *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1",
+                                             "--rep_layers", "all"))
     assert "\n" not in str(info.value)
 
 
@@ -304,8 +331,9 @@ def test_a_teacher_without_tokenizer_files_is_refused_unless_its_vocabulary_is_t
 def test_a_resumed_run_ends_with_the_uninterrupted_runs_student(zoo, tmp_path, capfd):
     """Checkpoints carry a foreign teacher's stored outputs like any other's (keyed by idx)."""
     def args(out):
-        return student_args(zoo, out, "--teacher", zoo.roberta, "--selection_strategy", "entropy", "--selection_ratio", "0.5",
-                            "--kd_rep_alpha", "1", "--rep_layers", "cls", "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2")
+        return student_args(zoo, out, "--teacher", zoo.roberta, "--selection_strategy", "entropy",
+                            "--selection_ratio", "0.5", "--kd_rep_alpha", "1", "--rep_layers", "cls",
+                            "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2")
     run(dynamic_data, *args(tmp_path / "reference"))
     resumed = tmp_path / "resumed"
     run(dynamic_data, *args(resumed))

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from transformers import AlbertConfig, AutoModel, AutoModelForSequenceClassification, BertTokenizerFast, FunnelBaseModel, FunnelConfig
+from transformers import AlbertConfig, AutoModel, AutoModelForSequenceClassification, FunnelBaseModel, FunnelConfig
 
 from conftest import make_tiny_bert
 from dynamic_kd.data import get_task
