@@ -4,8 +4,9 @@ Students are built from a pretrained encoder (BERT, RoBERTa, XLM-R, ELECTRA, Dis
 DeBERTa-v2/v3, ALBERT, ModernBERT, or any other whose layers form one stack) by keeping K of its
 layers (`first`: 0..K-1 as in the original code; `skip`: every (L/K)-th layer as in PKD-Skip) under
 a freshly initialised classifier head; `save_pretrained` output reloads with
-`AutoModelForSequenceClassification`. Teachers are fine-tuned classifiers, loaded in fp32 and
-returned in eval mode with gradients off; they are never submodules of the student.
+`AutoModelForSequenceClassification`. Teachers are fine-tuned classifiers of any family, decoders
+(GPT-2, Llama, Qwen2, ...) included, loaded in fp32 and returned in eval mode with gradients off;
+they are never submodules of the student.
 """
 import copy
 import inspect

@@ -11,6 +11,10 @@ store before training in one pass over the data sorted by length, in batches of
 `--teacher_batch_size` (`Teacher.prefill`): less padding and larger batches than the training
 batches, so the same N forwards cost less. Otherwise the store fills lazily, batch by batch.
 
+A teacher whose tokenizer differs from the student's (`recipe.foreign_teachers`) holds its own
+tokenisation of the training rows (`TeacherInputs`) and builds a row's inputs from it by idx, never
+from the student's batch; everything else (store, prefill, sync, checkpoints) is the same.
+
 `OutputStore` keeps, per example idx, the logits [N, C], optionally the [CLS] states [N, P, H]
 (fp32) and a `filled` flag. A row is trusted only once its flag is set; the flag is set only after
 the row's values are written (and, on disk, flushed), and a filled row never changes. `memory`
