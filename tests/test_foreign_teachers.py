@@ -154,13 +154,17 @@ def test_train_teacher_fine_tunes_a_decoder_classifier(zoo, family):
 def test_each_entry_point_takes_a_foreign_teacher(zoo, tmp_path):
     run(dynamic_data, *student_args(zoo, tmp_path / "data", "--teacher", zoo.roberta, "--selection_strategy", "entropy",
                                     "--selection_ratio", "0.5", "--gradient_accumulation_steps", "2"))
-    run(dynamic_objective, *student_args(zoo, tmp_path / "objective", "--teacher", zoo.gpt2,
+    # RoBERTa is wider (48) than the student (32): REP cls goes through the projection
+    run(dynamic_objective, *student_args(zoo, tmp_path / "objective", "--teacher", zoo.roberta,
                                          "--strategy", "uncertainty-r", "--rep_layers", "cls"))
     run(dynamic_teacher, *student_args(zoo, tmp_path / "teacher", "--small_teacher", zoo.roberta,
                                        "--large_teacher", zoo.qwen2))
     for name in ("data", "objective", "teacher"):
         assert results(tmp_path / name)["teacher_forward_examples"] > 0
         assert AutoModelForSequenceClassification.from_pretrained(tmp_path / name).config.model_type == "bert"
+    history = results(tmp_path / "objective")["log_history"]
+    losses = [entry["dkd/loss_rep"] for entry in history if "dkd/loss_rep" in entry]
+    assert losses and all(value > 0 for value in losses)
 
 
 @pytest.mark.parametrize("mode", ["hard", "soft", "soft-instance", "average"])
@@ -258,13 +262,6 @@ def test_rep_cls_stores_the_teachers_own_sentence_state(zoo, tmp_path, family, p
         expected = torch.stack([out.hidden_states[layer][0, token] for layer in teacher.cls_layers])
         assert torch.allclose(states[k], expected, atol=1e-5)
         assert torch.allclose(logits[k], out.logits[0], atol=1e-5)
-
-
-def test_rep_cls_through_a_projection_to_a_wider_foreign_teacher(zoo, tmp_path):
-    run(dynamic_objective, *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1",
-                                         "--rep_layers", "cls"))
-    losses = [entry["dkd/loss_rep"] for entry in results(tmp_path)["log_history"] if "dkd/loss_rep" in entry]
-    assert losses and all(value > 0 for value in losses)
 
 
 # --- the student does not depend on the teacher's token ids ----------------------------------------
