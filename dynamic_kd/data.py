@@ -857,19 +857,36 @@ def tokenized_cache_dir() -> str | None:
     return folder
 
 
+def _tokenizer_spec(tokenizer):
+    """Its full spec (vocab, normaliser, pre-tokeniser, post-processor), or the vocab of a slow one."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return sorted(tokenizer.get_vocab().items())
+    spec = json.loads(backend.to_str())
+    # Per-call state that the tokenizer sets on its backend before each call, not its identity.
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    return spec
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of everything that decides a tokenizer's output: its full spec (vocab, normaliser,
     pre-tokeniser, post-processor) and the sides it truncates and pads."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        # Per-call state that the tokenizer sets on its backend before each call, not its identity.
-        spec.pop("truncation", None)
-        spec.pop("padding", None)
-    else:
-        spec = sorted(tokenizer.get_vocab().items())
-    described = [type(tokenizer).__name__, spec, tokenizer.padding_side, tokenizer.truncation_side, list(tokenizer.model_input_names)]
+    described = [
+        type(tokenizer).__name__, _tokenizer_spec(tokenizer), tokenizer.padding_side, tokenizer.truncation_side,
+        list(tokenizer.model_input_names),
+    ]
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def same_tokenization(a, b) -> bool:
+    """Whether two tokenizers turn every text into the same input_ids and attention_mask, padded alike.
+
+    The class and the input names may differ (a DistilBERT tokenizer emits no token_type_ids,
+    BERT's does; `models.model_inputs` feeds each model its part of one batch).
+    """
+    return (_tokenizer_spec(a) == _tokenizer_spec(b) and a.pad_token_id == b.pad_token_id
+            and a.padding_side == b.padding_side and a.truncation_side == b.truncation_side)
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:

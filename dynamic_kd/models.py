@@ -4,8 +4,9 @@ Students are built from a pretrained encoder (BERT, RoBERTa, XLM-R, ELECTRA, Dis
 DeBERTa-v2/v3, ALBERT, ModernBERT, or any other whose layers form one stack) by keeping K of its
 layers (`first`: 0..K-1 as in the original code; `skip`: every (L/K)-th layer as in PKD-Skip) under
 a freshly initialised classifier head; `save_pretrained` output reloads with
-`AutoModelForSequenceClassification`. Teachers are fine-tuned classifiers, loaded in fp32 and
-returned in eval mode with gradients off; they are never submodules of the student.
+`AutoModelForSequenceClassification`. Teachers are fine-tuned classifiers of any family, decoders
+(GPT-2, Llama, Qwen2, ...) included, loaded in fp32 and returned in eval mode with gradients off;
+they are never submodules of the student.
 """
 import copy
 import inspect
@@ -17,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from dynamic_kd.errors import ConfigError
 
@@ -33,7 +35,19 @@ def label_maps(task) -> dict:
     }
 
 
+# Files one of which every saved tokenizer has (sentencepiece models end in .model).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json",
+)
+
+
 def load_tokenizer(path: str):
+    """The tokenizer saved with a model. A local folder without tokenizer files is an error:
+    transformers 5 would build an empty tokenizer of the config's family from nothing."""
+    if os.path.isdir(path) and not any(name in TOKENIZER_FILES or name.endswith(".model") for name in os.listdir(path)):
+        raise ConfigError(
+            f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
+        )
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
@@ -221,12 +235,67 @@ def model_inputs(model, batch: dict) -> dict:
     return batch
 
 
-def check_same_vocabulary(student_tokenizer, teacher_tokenizer, teacher_path: str, flag: str = "--teacher"):
-    """KD compares outputs on the same token ids, so teacher and student must share a vocabulary."""
-    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
+def is_decoder(config) -> bool:
+    """Whether a classifier of this family is a causal decoder, which reads the last non-padding token
+    (GPT-2, Llama, Qwen2, Mistral, Gemma): a causal-LM family without a masked-LM head (BERT-like
+    encoders have both)."""
+    family = config.model_type
+    return family in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and family not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def align_pad_token(tokenizer, config, flag: str):
+    """Give a decoder classifier and its tokenizer one pad token, and pad on the right.
+
+    The classifier pools the last token whose id is not `config.pad_token_id`, so the tokenizer
+    must pad with exactly that id. Right padding: causal attention never lets a real token see the
+    pads after it and positions start at 0 for every row, so a text gets the same logits in any
+    batch (left padding shifts the positions of Llama-style models by the padding length).
+    A tokenizer without a pad token (GPT-2, Llama) pads with the config's pad id, else with eos.
+    """
+    if not is_decoder(config):
+        return
+    if tokenizer.pad_token is None:
+        if config.pad_token_id is not None:
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(config.pad_token_id)
+        elif tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        else:
+            raise ConfigError(
+                f"{flag} tokenizer has neither a pad nor an eos token; add a pad token to it and save it again"
+            )
+    if config.pad_token_id is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    elif config.pad_token_id != tokenizer.pad_token_id:
         raise ConfigError(
-            f"{flag} '{teacher_path}' uses a different vocabulary ({len(teacher_tokenizer)} tokens) than the student "
-            f"({len(student_tokenizer)} tokens); distil between models that share a tokenizer"
+            f"{flag} config's pad_token_id {config.pad_token_id} differs from its tokenizer's pad token id "
+            f"{tokenizer.pad_token_id}; set one to the other and save the model again"
+        )
+    if tokenizer.padding_side != "right":
+        logger.info("%s: padding on the right (not %s), so a text's logits do not depend on its batch",
+                    flag, tokenizer.padding_side)
+        tokenizer.padding_side = "right"
+
+
+def usable_positions(model, tokenizer) -> int | None:
+    """The longest input `model` takes: its position table (less RoBERTa-style offsets past the pad
+    id) and its tokenizer's `model_max_length`, where either is known."""
+    limits = []
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions is not None:
+        table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+        offset = getattr(table, "padding_idx", None)
+        limits.append(positions - (offset + 1 if offset is not None else 0))
+    if tokenizer.model_max_length < 1_000_000:  # "no limit" is stored as a huge number
+        limits.append(tokenizer.model_max_length)
+    return min(limits) if limits else None
+
+
+def refuse_decoder_student(student, path: str):
+    """A distillation student is an encoder: its sentence state is its first token and it is cut by layers."""
+    if is_decoder(student.config):
+        raise ConfigError(
+            f"--model_name_or_path '{path}' is a decoder ({student.config.model_type}); distil into an encoder student "
+            "(BERT, MiniLM, DistilBERT, ...): decoders can be teachers (--teacher) or fine-tuned with train_teacher.py"
         )
 
 

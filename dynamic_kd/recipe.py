@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pyarrow.compute as pc
@@ -31,27 +31,41 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
-from dynamic_kd.data import MODEL_INPUT_COLUMNS, data_source, dataset_fingerprint, load_splits, make_collator, tokenize_splits, tokenized_cache_dir
 from dynamic_kd.cache import entry_folder
+from dynamic_kd.data import (
+    MODEL_INPUT_COLUMNS,
+    data_source,
+    dataset_fingerprint,
+    load_splits,
+    make_collator,
+    same_tokenization,
+    tokenize_splits,
+    tokenized_cache_dir,
+    tokenizer_fingerprint,
+)
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
 from dynamic_kd.losses import layer_map
 from dynamic_kd.metrics import compute_task_metrics, metrics_fn
 from dynamic_kd.models import (
     StudentWithProjections,
+    align_pad_token,
     build_student,
-    check_same_vocabulary,
+    is_decoder,
     load_teacher,
     model_inputs,
     load_tokenizer,
+    refuse_decoder_student,
     takes_token_type_ids,
     unwrap_student,
+    usable_positions,
 )
 from dynamic_kd.report import method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     STORE_FORMAT,
     Teacher,
+    TeacherInputs,
     dtype_name,
     log_teacher_precision,
     store_location,
@@ -165,7 +179,11 @@ def load_student(model_args: ModelArguments, task, seed: int):
     """The tokenizer and a K-layer model with a new head, seeded so the head's init is reproducible."""
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     transformers.set_seed(seed)
-    return tokenizer, build_student(model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init)
+    model = build_student(
+        model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init
+    )
+    align_pad_token(tokenizer, model.config, "--model_name_or_path")
+    return tokenizer, model
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -175,20 +193,43 @@ class Data:
     train: object
     evals: dict
     collator: object
+    teacher_inputs: dict = field(default_factory=dict)  # {name: TeacherInputs} of teachers with their own tokenizer
 
 
-def load_data(data_args: DataArguments, tokenizer, models=()) -> Data:
-    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them."""
+def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
+    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them.
+
+    foreign: {teacher name: (its tokenizer, its model)} for teachers that read the text through their
+    own tokenizer (`foreign_teachers`); each gets its own tokenisation of the training split and of
+    the first evaluation split (for the teacher check), tokenised once per distinct tokenizer.
+    """
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
     token_type_ids = any(takes_token_type_ids(model) for model in models) if models else None
+    cache_dir = tokenized_cache_dir()
     tokenized = tokenize_splits(
         splits, task, tokenizer, data_args.max_seq_length, data_args.pad_to_max_length,
-        data_args.max_train_samples, data_args.max_eval_samples, token_type_ids, cache_dir=tokenized_cache_dir(),
+        data_args.max_train_samples, data_args.max_eval_samples, token_type_ids, cache_dir=cache_dir,
     )
     # Evaluation needs no idx (only training keys teacher caches on it).
     evals = {name: tokenized[name].remove_columns("idx") for name in task.eval_splits}
-    return Data(tokenized["train"], evals, make_collator(tokenizer, data_args.pad_to_max_length))
+    data = Data(tokenized["train"], evals, make_collator(tokenizer, data_args.pad_to_max_length))
+    wanted = {"train": splits["train"], task.eval_splits[0]: splits[task.eval_splits[0]]}
+    done = {}
+    for name, (teacher_tokenizer, model) in (foreign or {}).items():
+        limit = usable_positions(model, teacher_tokenizer)
+        length = data_args.max_seq_length if limit is None else min(data_args.max_seq_length, limit)
+        segments = takes_token_type_ids(model)
+        key = (tokenizer_fingerprint(teacher_tokenizer), length, segments)
+        if key not in done:
+            own = tokenize_splits(
+                wanted, task, teacher_tokenizer, length, data_args.pad_to_max_length,
+                data_args.max_train_samples, data_args.max_eval_samples, segments, cache_dir=cache_dir,
+            )
+            done[key] = TeacherInputs(own["train"], make_collator(teacher_tokenizer, data_args.pad_to_max_length),
+                                      own[task.eval_splits[0]].remove_columns("idx"), length)
+        data.teacher_inputs[name] = done[key]
+    return data
 
 
 # --- teachers ------------------------------------------------------------------------------
@@ -198,25 +239,64 @@ def _teacher_flag(name: str) -> str:
 
 
 def load_teacher_models(kd_args: DistillationArguments, task, tokenizer) -> dict:
-    """{name: model} for every teacher the adoption mode needs, checked against task and student vocabulary."""
-    models = {}
+    """{name: model} for every teacher the adoption mode needs, checked against the task."""
+    return {name: load_teacher(path, task, _teacher_flag(name)) for name, path in kd_args.teachers.items()}
+
+
+def foreign_teachers(kd_args: DistillationArguments, tokenizer, models: dict) -> dict:
+    """{name: its tokenizer} for every teacher that reads the text through a tokenizer of its own.
+
+    A teacher is foreign when its tokenizer would give other input_ids, padding or special tokens
+    than the student's (`data.same_tokenization`), and always when it is a decoder (it pads on the
+    right with its own pad id). Foreign teachers need no shared vocabulary: logits and sentence
+    states are per example. Token-level alignment (`--rep_layers all`) is refused for them: their
+    tokens align with no student token. A teacher folder without tokenizer files is taken to share
+    the student's tokenizer if its embedding table has the student's vocabulary size, as before.
+    """
+    foreign = {}
     for name, path in kd_args.teachers.items():
-        flag = _teacher_flag(name)
-        models[name] = load_teacher(path, task, flag)
-        _check_teacher_vocabulary(tokenizer, models[name], path, flag)
-    return models
+        flag, config = _teacher_flag(name), models[name].config
+        try:
+            own = load_tokenizer(path)
+        except ConfigError:
+            if config.vocab_size == len(tokenizer) and not is_decoder(config):
+                logger.info("%s '%s' has no tokenizer files; its vocabulary size is the student's, "
+                            "so it reads the student's tokens", flag, path)
+                continue
+            raise ConfigError(
+                f"{flag} '{path}' has no tokenizer files and a vocabulary of {config.vocab_size} tokens, the student "
+                f"{len(tokenizer)}; save the teacher's tokenizer next to it (tokenizer.save_pretrained('{path}'))"
+            ) from None
+        align_pad_token(own, config, flag)
+        if is_decoder(config) or not same_tokenization(tokenizer, own):
+            foreign[name] = own
+    if foreign and kd_args.rep_alpha > 0 and kd_args.rep_layers == "all":
+        name = next(iter(foreign))
+        raise ConfigError(
+            f"--rep_layers all aligns token positions, but {_teacher_flag(name)} '{kd_args.teachers[name]}' has "
+            "its own tokenizer, whose tokens align with no student token; "
+            "use --rep_layers cls (sentence states) or --kd_rep_alpha 0"
+        )
+    return foreign
 
 
 def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int,
-                  models: dict | None = None, *, training_args) -> dict:
+                  models: dict | None = None, *, training_args, teacher_inputs: dict | None = None) -> dict:
     """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded).
 
+    teacher_inputs: `Data.teacher_inputs`, the own tokenisation of every foreign teacher.
     A disk store is keyed on everything its values depend on: the teacher's files, the task, the
-    tokenised training data (token ids and idx: tokenizer, --max_seq_length and padding included),
-    the precision the teacher pass really runs in and on which device type, and the cached layers.
+    tokenised training data the teacher reads (token ids and idx: tokenizer, --max_seq_length and
+    padding included; a foreign teacher's own), the precision the teacher pass really runs in and
+    on which device type, and the cached layers.
     """
     task = data_args.task
     models = load_teacher_models(kd_args, task, tokenizer) if models is None else models
+    teacher_inputs = teacher_inputs or {}
+    missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
+    if missing:
+        raise ValueError(f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation "
+                         "(load_data's `foreign`)")
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -228,21 +308,26 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
         model = models[name]
         pairs = layer_map(student_layers, model.config.num_hidden_layers)
         cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
+        own = teacher_inputs.get(name)
         key = {
             "format": STORE_FORMAT, "teacher": os.path.realpath(path), "files": teacher_fingerprint(path), "task": task.name,
             "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length, "data": fingerprint,
             "compute_dtype": dtype_name(dtype), "device_type": device_type, "cls_layers": cls_layers,
         }
+        if own is not None and kd_args.teacher_cache == "disk":
+            own_data = dataset_fingerprint(own.train, ("idx",) + MODEL_INPUT_COLUMNS)
+            key.update(max_seq_length=own.max_seq_length, data=own_data)
         teachers[name] = Teacher(
             name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size, dtype=dtype,
-            store_folder=store_location(kd_args.teacher_cache_dir, key), store_key=key,
+            store_folder=store_location(kd_args.teacher_cache_dir, key), store_key=key, inputs=own,
         )
     return teachers
 
 
 def score_teachers(models: dict, data: Data, task, training_args) -> dict:
     """{name: {metric: value, ..., "examples": n}}: each teacher on the first n <= TEACHER_CHECK_EXAMPLES
-    examples of the task's first evaluation split (eval mode, no gradient, fp32, the run's collator).
+    examples of the task's first evaluation split (eval mode, no gradient, fp32, the run's collator;
+    a teacher with its own tokenizer on its own tokenisation of those examples).
 
     Classification adds "accuracy" (whatever the task's metric) and "majority_class_rate", the
     accuracy of always predicting the sample's most frequent label. Rank 0 scores and broadcasts,
@@ -250,12 +335,14 @@ def score_teachers(models: dict, data: Data, task, training_args) -> dict:
     """
     scores = None
     if training_args.process_index == 0:
-        dataset = data.evals[task.eval_splits[0]]
-        sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
-        labels = np.asarray(sample["labels"])
-        loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=data.collator)
         scores = {}
         for name, model in models.items():
+            own = data.teacher_inputs.get(name)
+            dataset = data.evals[task.eval_splits[0]] if own is None else own.check
+            sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+            labels = np.asarray(sample["labels"])
+            collator = data.collator if own is None else own.collator
+            loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
             model.eval().to(training_args.device)
             outputs = []
             with torch.no_grad():
@@ -283,11 +370,13 @@ def _from_rank_zero(value):
     return value
 
 
-def teacher_check_key(path: str, data: Data, task, training_args, data_args: DataArguments) -> dict:
+def teacher_check_key(name: str, path: str, data: Data, task, training_args, data_args: DataArguments) -> dict:
     """Everything `score_teachers`' result for one teacher depends on: its files, the task, the dev
-    sample's token ids and labels (tokenizer, --max_seq_length and padding included), the batch
-    size (padding of each batch), the precision (fp32) and the device type."""
-    dataset = data.evals[task.eval_splits[0]]
+    sample's token ids and labels (the teacher's own tokenisation where it has one; tokenizer,
+    --max_seq_length and padding included), the batch size (padding of each batch), the precision
+    (fp32) and the device type."""
+    own = data.teacher_inputs.get(name)
+    dataset = data.evals[task.eval_splits[0]] if own is None else own.check
     sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
     return {
         "format": STORE_FORMAT, "check": "teacher dev scores",
@@ -314,7 +403,7 @@ def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args
     if training_args.process_index == 0:
         stored = {}
         for name, path in kd_args.teachers.items():
-            key = teacher_check_key(path, data, task, training_args, data_args)
+            key = teacher_check_key(name, path, data, task, training_args, data_args)
             paths[name] = (entry_folder(kd_args.teacher_cache_dir, "check", key) + ".json", key)
             stored[name] = _read_teacher_check(*paths[name])
             if stored[name] is not None:
@@ -378,16 +467,6 @@ def check_teachers(scores: dict, kd_args: DistillationArguments, task):
             logger.warning("%s (--skip_teacher_check: distilling from it anyway)", problem)
         else:
             raise ConfigError(f"{problem}; {fix}, or pass --skip_teacher_check to distil from it anyway")
-
-
-def _check_teacher_vocabulary(tokenizer, teacher_model, path, flag):
-    try:
-        teacher_tokenizer = load_tokenizer(path)
-    except ConfigError:  # a teacher folder without tokenizer files: compare what the config says
-        if teacher_model.config.vocab_size != len(tokenizer):
-            raise ConfigError(f"{flag} '{path}' has a vocabulary of {teacher_model.config.vocab_size} tokens, the student {len(tokenizer)}; distil between models that share a tokenizer")
-        return
-    check_same_vocabulary(tokenizer, teacher_tokenizer, path, flag)
 
 
 def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args: DistillationArguments) -> bool:
@@ -476,13 +555,18 @@ def distill(argv, script: str, defaults: dict | None = None):
     run = start_run(script, training_args)
     task = data_args.task
     tokenizer, student = load_student(model_args, task, training_args.seed)
+    refuse_decoder_student(student, model_args.model_name_or_path)
     # Models and flags are checked before the data is read and tokenised (minutes on MNLI/QQP).
     models = load_teacher_models(kd_args, task, tokenizer)
+    foreign = foreign_teachers(kd_args, tokenizer, models)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)
-    data = load_data(data_args, tokenizer, [student, *models.values()])
+    shared = [m for name, m in models.items() if name not in foreign]
+    own_tokenizers = {name: (own, models[name]) for name, own in foreign.items()}
+    data = load_data(data_args, tokenizer, [student, *shared], own_tokenizers)
     teacher_metrics = stored_teacher_scores(models, data, task, training_args, kd_args, data_args)
     check_teachers(teacher_metrics, kd_args, task)
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models, training_args=training_args)
+    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models,
+                             training_args=training_args, teacher_inputs=data.teacher_inputs)
     trainer = DistillationTrainer(
         model=attach_projections(student, teachers, kd_args), args=training_args,
         train_dataset=data.train, eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer,

@@ -11,6 +11,10 @@ store before training in one pass over the data sorted by length, in batches of
 `--teacher_batch_size` (`Teacher.prefill`): less padding and larger batches than the training
 batches, so the same N forwards cost less. Otherwise the store fills lazily, batch by batch.
 
+A teacher whose tokenizer differs from the student's (`recipe.foreign_teachers`) holds its own
+tokenisation of the training rows (`TeacherInputs`) and builds a row's inputs from it by idx, never
+from the student's batch; everything else (store, prefill, sync, checkpoints) is the same.
+
 `OutputStore` keeps, per example idx, the logits [N, C], optionally the [CLS] states [N, P, H]
 (fp32) and a `filled` flag. A row is trusted only once its flag is set; the flag is set only after
 the row's values are written (and, on disk, flushed), and a filled row never changes. `memory`
@@ -46,7 +50,7 @@ from dynamic_kd.cache import entry_folder, get_or_build
 from dynamic_kd.data import MODEL_INPUT_COLUMNS
 from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
 
-from dynamic_kd.models import model_inputs
+from dynamic_kd.models import is_decoder, model_inputs
 
 
 logger = logging.getLogger(__name__)
@@ -274,6 +278,29 @@ def store_location(cache_dir: str, key: dict) -> str:
 
 # --- teachers ---------------------------------------------------------------------------------
 
+class TeacherInputs:
+    """A teacher's own tokenisation of the training rows (its tokenizer differs from the student's).
+
+    train: the tokenised training split (the student's rows, same idx).  collator: pads its rows.
+    check: the tokenised dev rows the teacher check scores it on.  max_seq_length: its length cap.
+    Every row is found by idx, so whatever routes rows by idx (selection, adoption, prefill, DDP,
+    resume) routes them here too; a teacher sees exactly what it sees when used alone.
+    """
+
+    def __init__(self, train, collator, check=None, max_seq_length=None):
+        self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
+        idx = train.with_format("arrow")["idx"].to_numpy()
+        self.position = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, dtype=np.int64)
+        self.position[idx] = np.arange(len(idx))
+        self.columns = train.select_columns([c for c in MODEL_INPUT_COLUMNS if c in train.column_names])
+
+    def batch(self, idx: np.ndarray, device) -> dict:
+        """The padded model inputs ({name: [K, L']}) of the rows with these idx."""
+        values = self.columns[self.position[idx].tolist()]
+        rows = [dict(zip(values, row)) for row in zip(*values.values())]
+        return {name: tensor.to(device) for name, tensor in self.collator(rows).items()}
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -282,15 +309,20 @@ class Teacher:
     """One teacher model, its forward counter, and its output store.
 
     num_examples: size of the idx space (max training idx + 1).  cache_mode: none | memory | disk.
-    cls_layers: teacher hidden-state indices whose [CLS] vectors are stored (None = logits only).
+    cls_layers: teacher hidden-state indices whose sentence states are stored (None = logits only):
+    the first token's for an encoder ([CLS], <s>), the last non-padding token's for a decoder (the
+    token its classifier reads).
     dtype: the teacher pass's compute dtype (fp32, or bf16/fp16 autocast; weights stay fp32).
     store_folder, store_key: where the disk store lives and what it must match.
+    inputs: a `TeacherInputs` when the teacher reads its own tokenisation (None: the student's batch).
     """
 
     def __init__(self, name, model, path, num_examples, cache_mode="memory", cls_layers=None, batch_size=256,
-                 dtype=torch.float32, store_folder=None, store_key=None):
+                 dtype=torch.float32, store_folder=None, store_key=None, inputs=None):
         self.name, self.model, self.path = name, model, path
         self.cls_layers, self.batch_size, self.dtype = cls_layers, batch_size, dtype
+        self.inputs = inputs
+        self.last_token = is_decoder(model.config)
         self.forward_examples = 0
         self._unsynced = []  # idx this rank stored since the last sync()
         self.store = None
@@ -330,15 +362,31 @@ class Teacher:
         self.forward_examples += outputs.logits.shape[0]
         return outputs.logits.float(), outputs.hidden_states if hidden else None
 
-    def _cls(self, states) -> torch.Tensor:
-        """[K, P, H] fp32 [CLS] vectors of the cached layers."""
-        return torch.stack([states[layer][:, 0] for layer in self.cls_layers], dim=1).float()
+    def _cls(self, states, inputs: dict) -> torch.Tensor:
+        """[K, P, H] fp32 sentence states of the cached layers: the first token's, or for a decoder
+        the last token that is not padding, found as its classifier finds it (ids != pad_token_id)."""
+        input_ids = inputs["input_ids"]
+        if self.last_token and self.model.config.pad_token_id is not None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            chosen = (positions * (input_ids != self.model.config.pad_token_id)).argmax(-1)
+        else:
+            chosen = torch.full_like(input_ids[:, 0], input_ids.shape[1] - 1 if self.last_token else 0)
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        return torch.stack([states[layer][rows, chosen] for layer in self.cls_layers], dim=1).float()
 
-    def _keep(self, idx: np.ndarray, logits: torch.Tensor, states) -> None:
+    def _keep(self, idx: np.ndarray, logits: torch.Tensor, states, inputs: dict) -> None:
         values = {"logits": logits.cpu().numpy()}
         if self.cls_layers is not None:
-            values["cls_states"] = self._cls(states).cpu().numpy()
+            values["cls_states"] = self._cls(states, inputs).cpu().numpy()
         self._unsynced.append(self.store.write(idx, values))
+
+    def _row_inputs(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None) -> dict:
+        """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation by idx."""
+        if self.inputs is None:
+            return {name: value[rows] for name, value in inputs.items()}
+        if idx is None:
+            raise ValueError(f"teacher {self.name} reads its own tokenisation, which needs the rows' idx")
+        return self.inputs.batch(idx[rows].cpu().numpy(), next(self.model.parameters()).device)
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
         """Teacher outputs for batch `rows`.
@@ -348,21 +396,25 @@ class Teacher:
         Returns (logits [K, C], states): states is None, a [K, P, H] tensor of cached [CLS] states
         of `cls_layers` (hidden=cls), or the full hidden_states tuple of [K, L, H] (hidden=all).
         """
-        row_inputs = {name: value[rows] for name, value in inputs.items()}
+        if hidden == "all" and self.inputs is not None:
+            raise ValueError(f"teacher {self.name} reads its own tokenisation: "
+                             "its token states align with no student token")
         if hidden == "all" or self.store is None or idx is None:
+            row_inputs = self._row_inputs(inputs, rows, idx)
             logits, states = self._forward(row_inputs, hidden != "none")
             if self.store is not None and idx is not None and self.cls_layers is None:
-                self._keep(idx[rows].cpu().numpy(), logits, None)
+                self._keep(idx[rows].cpu().numpy(), logits, None, row_inputs)
             if hidden == "cls":
-                return logits, self._cls(states)
+                return logits, self._cls(states, row_inputs)
             return logits, None if states is None else tuple(h.float() for h in states)
         row_idx = idx[rows].cpu().numpy()
         missing = np.flatnonzero(self.store.missing(row_idx))
         with_states = self.cls_layers is not None  # a stored row needs all of its values
         for start in range(0, len(missing), self.batch_size):
             part = missing[start:start + self.batch_size]
-            logits, states = self._forward({n: v[torch.from_numpy(part).to(v.device)] for n, v in row_inputs.items()}, with_states)
-            self._keep(row_idx[part], logits, states)
+            part_inputs = self._row_inputs(inputs, rows[torch.from_numpy(part).to(rows.device)], idx)
+            logits, states = self._forward(part_inputs, with_states)
+            self._keep(row_idx[part], logits, states, part_inputs)
         # Always the stored values, also for rows computed just now: a row another process stored
         # first keeps that value, and every run reading the row sees the same numbers.
         values = self.store.read(row_idx)
@@ -380,6 +432,8 @@ class Teacher:
         """
         if self.store is None:
             return
+        if self.inputs is not None:  # the same rows in this teacher's own tokenisation
+            dataset, collate_fn = self.inputs.train, self.inputs.collator
         columns = dataset.with_format("arrow")
         idx = columns["idx"].to_numpy()
         lengths = pc.list_value_length(columns["input_ids"]).to_numpy()
@@ -400,8 +454,9 @@ class Teacher:
             loader = DataLoader(inputs, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers, generator=torch.Generator())
             started = time.perf_counter()
             for batch_positions, batch in zip(batches, loader):
-                logits, states = self._forward({k: v.to(device) for k, v in batch.items()}, self.cls_layers is not None)
-                self._keep(idx[batch_positions], logits, states)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                logits, states = self._forward(batch, self.cls_layers is not None)
+                self._keep(idx[batch_positions], logits, states, batch)
             logger.info("teacher %s: computed %d outputs before training in %.1f s (length-sorted, batch %d%s)",
                         self.name, len(mine), time.perf_counter() - started, self.batch_size, f", rank {rank} of {world}" if world > 1 else "")
         self.sync()

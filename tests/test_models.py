@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from transformers import AlbertConfig, AutoModel, AutoModelForSequenceClassification, BertTokenizerFast, FunnelBaseModel, FunnelConfig
+from transformers import AlbertConfig, AutoModel, AutoModelForSequenceClassification, FunnelBaseModel, FunnelConfig
 
 from conftest import make_tiny_bert
 from dynamic_kd.data import get_task
@@ -13,7 +13,6 @@ from dynamic_kd.errors import ConfigError
 from dynamic_kd.models import (
     StudentWithProjections,
     build_student,
-    check_same_vocabulary,
     label_maps,
     load_teacher,
     model_inputs,
@@ -285,23 +284,6 @@ def test_load_teacher_truncated_weights(tmp_path, teacher_sst2):
     message = str(info.value)
     assert str(folder) in message
     assert "\n" not in message
-
-
-# ---------------------------------------------------------------------------------------------
-# check_same_vocabulary
-
-def test_same_vocabulary_passes(tiny_bert, tiny_tokenizer):
-    check_same_vocabulary(tiny_tokenizer, BertTokenizerFast.from_pretrained(tiny_bert), tiny_bert)
-
-
-def test_different_vocabulary_raises(tmp_path, tiny_tokenizer):
-    other = make_tiny_bert(tmp_path / "extra", num_layers=1, extra_vocab=("zzz",))
-    with pytest.raises(ConfigError) as info:
-        check_same_vocabulary(tiny_tokenizer, BertTokenizerFast.from_pretrained(other), other, flag="--large_teacher")
-    message = str(info.value)
-    assert other in message
-    assert "--large_teacher" in message
-    assert str(len(tiny_tokenizer) + 1) in message and str(len(tiny_tokenizer)) in message
 
 
 # ---------------------------------------------------------------------------------------------

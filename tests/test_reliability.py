@@ -282,7 +282,11 @@ def zoo(tmp_path_factory, tiny_bert, launcher):
     # that do train from one (zoo.wide, zoo.nan) pass --skip_teacher_check.
     zoo.wide = make_tiny_bert(root / "wide", num_layers=2, hidden=48, heads=2)
     zoo.three_labels = make_tiny_bert(root / "three_labels", num_layers=2, num_labels=3)
+    # Another vocabulary and no tokenizer files: nothing says how it reads text.
     zoo.other_vocab = make_tiny_bert(root / "other_vocab", num_layers=2, extra_vocab=("zebra", "yak"))
+    for name in os.listdir(zoo.other_vocab):
+        if name.startswith(("tokenizer", "vocab", "special_tokens")):
+            os.remove(os.path.join(zoo.other_vocab, name))
     zoo.truncated = _copy_teacher(teacher, root / "truncated")
     with open(os.path.join(zoo.truncated, "model.safetensors"), "r+b") as handle:
         handle.truncate(os.path.getsize(handle.name) // 3)
@@ -362,7 +366,7 @@ BAD_INPUT = {
     "teacher_does_not_exist": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", str(t / "nowhere")), "does not exist", "models"),
     "teacher_not_a_model_folder": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", SST2), "is not a model folder", "models"),
     "teacher_num_labels": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.three_labels), "predicts 3 labels but sst2 has 2", "models"),
-    "teacher_vocabulary": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.other_vocab), "different vocabulary", "models"),
+    "teacher_without_tokenizer": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.other_vocab), "save the teacher's tokenizer next to it", "models"),
     "student_zero_layers": ("dynamic_data.py", lambda z, t, o: _with(student_args(z, o, "--teacher", z.teacher), "--student_num_layers", "0"), "--student_num_layers must be at least 1", "args"),
     "student_too_many_layers": ("train_teacher.py", lambda z, t, o: teacher_args(z.base, o) + ["--student_num_layers", "9"], "--student_num_layers 9 is out of range", "models"),
     "hidden_sizes_without_projection": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.wide, "--rep_projection", "False"), "needs equal hidden sizes", "models"),
