@@ -392,7 +392,10 @@ def quickstart(s):
 def miniature(s):
     """The paper in miniature (scripts/miniature.sh): its three experiments on three-class tweets.
 
-    Teachers: MiniLM-L6 (large) and its first 3 layers (small), fine-tuned once. Students: the
+    Teachers: MiniLM-L6 (large) and its first 3 layers (small), fine-tuned once; LARGE_MODEL (any
+    classifier folder, e.g. the 12-layer MPNet of benchmarks/README.md, with its own tokenizer) replaces
+    the large one, trained at LARGE_LR for LARGE_EPOCHS (give it its own OUT_ROOT: finished runs are
+    skipped by folder). Students: the
     first STUDENT_LAYERS layers, every row of `MINIATURE_ROWS` for every seed in SEEDS, in
     OUT_ROOT/runs/<row>/seed<seed> (the report pairs rows by seed: `report.claims_table`). One
     OUT_ROOT per draw of the tweets (scripts/miniature.sh: DATA_SEED); `python -m dynamic_kd.report
@@ -403,11 +406,12 @@ def miniature(s):
     root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
     extra = ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
 
-    def role(layers, seed, lr, epochs):
-        return model_flags(s["MODEL"], layers) + train_flags(s, "custom", seed, lr, epochs, files=files) + extra
+    def role(layers, seed, lr, epochs, model=s["MODEL"]):
+        return model_flags(model, layers) + train_flags(s, "custom", seed, lr, epochs, files=files) + extra
 
     large, small = f"{root}/teachers/large", f"{root}/teachers/small"
-    teachers = [Job(large, "train_teacher.py", tuple(role(None, s["TEACHER_SEED"], s["TEACHER_LR"], s["TEACHER_EPOCHS"]))),
+    large_model = s["LARGE_MODEL"] or s["MODEL"]
+    teachers = [Job(large, "train_teacher.py", tuple(role(None, s["TEACHER_SEED"], s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
                 Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), s["TEACHER_SEED"], s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
     paths = {"large": large, "small": small}
     students = []
@@ -488,6 +492,7 @@ MINIATURE = {
     # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
     "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "SMALL_LAYERS": "3", "SMALL_LR": "1e-4",
     "STUDENT_LAYERS": "1", "LR": "2e-4", "EPOCHS": "2",
+    "LARGE_MODEL": "", "LARGE_LR": "$TEACHER_LR", "LARGE_EPOCHS": "$TEACHER_EPOCHS",
 }
 
 

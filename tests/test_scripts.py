@@ -147,6 +147,13 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
     weights = [argv for argv in students if "-w1/" in flag(argv, "--output_dir")]
     assert len(weights) == 4
     assert all(flag(argv, "--small_teacher_alpha") == flag(argv, "--large_teacher_alpha") == "1" for argv in weights)
+    # LARGE_MODEL: another classifier (its own tokenizer allowed) as the large teacher, on its own schedule
+    other = make_tiny_bert(tmp_path / "other", num_layers=2, seed=3)
+    swapped = commands(run_script("miniature.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=tmp_path / "mini-other", MODEL=model,
+                                  DATA_DIR=data, SEEDS="1", PRECISION="fp32", LARGE_MODEL=other, LARGE_LR="3e-5"))
+    large, small = swapped[0], swapped[1]
+    assert flag(large, "--model_name_or_path") == str(other) and flag(large, "--learning_rate") == "3e-5"
+    assert flag(small, "--model_name_or_path") == str(model) and flag(small, "--learning_rate") == "1e-4"
 
 
 # --- a tiny real sweep: logs, skip, resume -------------------------------------------------
