@@ -227,13 +227,10 @@ GLOBAL_BATCH_32 = {  # layout: (flags, launched with torchrun)
 }
 
 
-def test_selection_sees_the_global_batch_on_any_layout(exact, tmp_path):
-    """Issue acceptance: entropy r = 0.1 sends k = floor(0.1 x 32) = 3 rows per global batch to the
-    teacher on 1 process x 32, 2 processes x 16 and 1 process x 16 with accumulation 2 (before:
-    3, 2 and 2 rows per step)."""
-    flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
+def run_layouts(exact, tmp_path, flags, layouts) -> dict:
+    """{layout: output folder}: dynamic_data.py with `flags` on each layout (flags, launched with torchrun)."""
     runs = {}
-    for position, (layout, (extra, ddp)) in enumerate(GLOBAL_BATCH_32.items()):
+    for position, (layout, (extra, ddp)) in enumerate(layouts.items()):
         out = str(tmp_path / f"layout{position}")
         argv = student_argv(exact, out, *flags, *extra)
         if ddp:
@@ -242,6 +239,15 @@ def test_selection_sees_the_global_batch_on_any_layout(exact, tmp_path):
         else:
             dynamic_data.main(argv)
         runs[layout] = out
+    return runs
+
+
+def test_selection_sees_the_global_batch_on_any_layout(exact, tmp_path):
+    """Issue acceptance: entropy r = 0.1 sends k = floor(0.1 x 32) = 3 rows per global batch to the
+    teacher on 1 process x 32, 2 processes x 16 and 1 process x 16 with accumulation 2 (before:
+    3, 2 and 2 rows per step)."""
+    flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
+    runs = run_layouts(exact, tmp_path, flags, GLOBAL_BATCH_32)
     for layout, out in runs.items():
         results = json.loads(open(os.path.join(out, "results.json")).read())
         assert results["teacher_forward_examples"] == 2 * 3, layout  # 2 epochs x 1 step x k = 3 (no cache)
@@ -265,16 +271,7 @@ def test_the_last_step_holds_the_rows_that_are_left_on_any_layout(exact, tmp_pat
     rows planned, 12 of them repeats, against 4); they get no plan slot and no loss."""
     flags = ["--teacher", exact["small"], "--selection_strategy", "entropy", "--selection_ratio", "0.5",
              "--max_train_samples", "20", "--teacher_cache", "none", "--save_strategy", "epoch", *SGD]
-    runs = {}
-    for position, (layout, (extra, ddp)) in enumerate(PARTIAL_LAST_STEP.items()):
-        out = str(tmp_path / f"layout{position}")
-        argv = student_argv(exact, out, *flags, *extra)
-        if ddp:
-            result = torchrun("dynamic_data.py", argv, tmp_path / "torchrun")
-            assert result.rc == 0, result.stderr[-4000:]
-        else:
-            dynamic_data.main(argv)
-        runs[layout] = out
+    runs = run_layouts(exact, tmp_path, flags, PARTIAL_LAST_STEP)
     for layout, out in runs.items():
         results = json.loads(open(os.path.join(out, "results.json")).read())
         assert results["teacher_forward_examples"] == 2 * (8 + 2), layout  # per epoch: k = 8 of 16 rows, then 2 of 4
