@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from dynamic_kd import report  # noqa: E402
-from dynamic_kd.sweeps import Job, execute, tweet_files  # noqa: E402
+from dynamic_kd.sweeps import Job, Settings, execute, model_flags, train_flags, tweet_files  # noqa: E402
 
 ROWS = ("student-alone", "kd-minilm6", "kd-mpnet")
 CLAIMS = (
@@ -46,19 +46,22 @@ def main():
     if not os.path.exists(os.path.join(data, "dev.tsv")):
         subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_tweets.py"), data,
                         "--train", "3000", "--dev", "1500", "--seed", "0"], check=True)
-    train, dev = tweet_files(data)
-    common = ["--task_name", "custom", "--train_file", train, "--validation_file", dev, "--max_seq_length", "64",
-              "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "128", "--save_strategy", "no",
-              "--logging_steps", "25", "--disable_tqdm", "True", "--report_to", "none"]
+    # the miniature's settings (dynamic_kd/sweeps.py MINIATURE): length, batches, schedules, the student
+    s = Settings.of({"PRECISION": "fp32"}, "miniature")
+    files = tweet_files(data)
+    log = ["--logging_steps", "25", "--disable_tqdm", "True", "--report_to", "none"]
+
+    def role(model, layers, seed, lr, epochs):
+        return (*model_flags(model, layers), *train_flags(s, "custom", seed, lr, epochs, files=files), *log)
+
     teachers = {"minilm6": os.path.join(args.work, "teachers", "minilm6"), "mpnet": os.path.join(args.work, "teachers", "mpnet")}
+    seed = s["TEACHER_SEED"]
     jobs = [
-        Job(teachers["minilm6"], "train_teacher.py", ("--model_name_or_path", minilm, *common, "--seed", "42")),
-        Job(teachers["mpnet"], "train_teacher.py", ("--model_name_or_path", args.mpnet, *common, "--seed", "42",
-                                                    "--num_train_epochs", "2", "--learning_rate", "2e-5")),
+        Job(teachers["minilm6"], "train_teacher.py", role(minilm, None, seed, s["TEACHER_LR"], s["TEACHER_EPOCHS"])),
+        Job(teachers["mpnet"], "train_teacher.py", role(args.mpnet, None, seed, "2e-5", "2")),
     ]
     for seed in args.seeds.split():
-        student = ("--model_name_or_path", minilm, "--student_num_layers", "1", *common, "--num_train_epochs", "2",
-                   "--learning_rate", "2e-4", "--seed", seed)
+        student = role(minilm, s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
         runs = os.path.join(args.work, "runs")
         jobs.append(Job(os.path.join(runs, "student-alone", f"seed{seed}"), "train_teacher.py", student))
         for name in ("minilm6", "mpnet"):

@@ -291,12 +291,13 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
     on which device type, and the cached layers.
     """
     task = data_args.task
-    models = load_teacher_models(kd_args, task, tokenizer) if models is None else models
     teacher_inputs = teacher_inputs or {}
-    missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
-    if missing:
-        raise ValueError(f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation "
-                         "(load_data's `foreign`)")
+    if models is None:  # loaded here: check that no teacher needs a tokenisation of its own the caller lacks
+        models = load_teacher_models(kd_args, task, tokenizer)
+        missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
+        if missing:
+            raise ValueError(f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation "
+                             "(load_data's `foreign`)")
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -337,11 +338,8 @@ def score_teachers(models: dict, data: Data, task, training_args) -> dict:
     if training_args.process_index == 0:
         scores = {}
         for name, model in models.items():
-            own = data.teacher_inputs.get(name)
-            dataset = data.evals[task.eval_splits[0]] if own is None else own.check
-            sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+            sample, collator = _check_sample(name, data, task)
             labels = np.asarray(sample["labels"])
-            collator = data.collator if own is None else own.collator
             loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
             model.eval().to(training_args.device)
             outputs = []
@@ -361,6 +359,14 @@ def score_teachers(models: dict, data: Data, task, training_args) -> dict:
     return _from_rank_zero(scores)
 
 
+def _check_sample(name: str, data: Data, task) -> tuple:
+    """(the dev rows teacher `name` is checked on, their collator): its own tokenisation where it has one."""
+    own = data.teacher_inputs.get(name)
+    dataset = data.evals[task.eval_splits[0]] if own is None else own.check
+    sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+    return sample, data.collator if own is None else own.collator
+
+
 def _from_rank_zero(value):
     """Rank 0's `value` on every rank (collective under DDP; `value` itself otherwise)."""
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -375,9 +381,7 @@ def teacher_check_key(name: str, path: str, data: Data, task, training_args, dat
     sample's token ids and labels (the teacher's own tokenisation where it has one; tokenizer,
     --max_seq_length and padding included), the batch size (padding of each batch), the precision
     (fp32) and the device type."""
-    own = data.teacher_inputs.get(name)
-    dataset = data.evals[task.eval_splits[0]] if own is None else own.check
-    sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+    sample, _ = _check_sample(name, data, task)
     return {
         "format": STORE_FORMAT, "check": "teacher dev scores",
         "teacher": os.path.realpath(path), "files": teacher_fingerprint(path),

@@ -427,7 +427,9 @@ def miniature(s):
 
 
 _HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode"]
-_RELEASED_WEIGHTS = ["--small_teacher_alpha", "1", "--large_teacher_alpha", "1"]  # the released hard/average: 1 + 1
+# the released hard/average teacher weights (1 + 1), as the released profile's teacher.sh passes them
+_RELEASED_WEIGHTS = flags(**dict(zip(("small_teacher_alpha", "large_teacher_alpha"),
+                                     PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())))
 _REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass per step
 # (row name, entry point, flags after the student's; "small"/"large" stand for the teachers' folders).
 # 13 rows x 5 seeds per draw of the data, sized for ~70 min of student runs on 2 fp32 CPU cores at
