@@ -138,6 +138,15 @@ class DistillationArguments:
     rep_normalization: str = field(default="hidden", metadata={"help": (
         "Axis each hidden state is normalised along in the REP term: hidden (each token's state) or sequence "
         "(each unit over the tokens: the released static baseline; needs --rep_layers all).")})
+    rep_include_padding: bool = field(default=False, metadata={"help": (
+        "Let padding positions into the REP term's norm and mean, as the released scripts did (with "
+        "--pad_to_max_length, to reproduce them); needs --kd_rep_alpha > 0 and --rep_layers all.")})
+    uncertainty_grad: bool = field(default=False, metadata={"help": (
+        "Let gradient flow through the uncertainty weights (soft/soft-instance adoption, the uncertainty "
+        "objectives), as the released code did; one process, no gradient accumulation.")})
+    teacher_dropout: bool = field(default=False, metadata={"help": (
+        "Run the teachers in train mode, with dropout, as the released code did; fresh outputs every "
+        "step, so it needs --teacher_cache none.")})
     rep_projection: bool = field(default=True, metadata={"help": "Learn a linear map from student to teacher hidden size when they differ (never saved with the student)."})
     teacher_cache: str = field(default="memory", metadata={"help": f"Teacher-output store keyed by example idx: {_one_of(TEACHER_CACHE_MODES)} (memory: this run only; disk: shared by every run with the same teacher, data, tokenisation and precision)."})
     teacher_cache_dir: str | None = field(default=None, metadata={"help": "Where --teacher_cache disk keeps its stores (default: $DYNAMIC_KD_CACHE/teacher_outputs, DYNAMIC_KD_CACHE defaulting to ~/.cache/dynamic_kd)."})
@@ -158,7 +167,17 @@ class DistillationArguments:
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError("--rep_normalization sequence normalises each hidden unit over the tokens, "
                               "and --rep_layers cls keeps one; use --rep_layers all")
+        if self.rep_include_padding and (self.rep_alpha == 0 or self.rep_layers == "cls"):
+            raise ConfigError("--rep_include_padding changes the REP term over every token; "
+                              "it needs --kd_rep_alpha > 0 and --rep_layers all")
         _check_choice("--teacher_cache", self.teacher_cache, TEACHER_CACHE_MODES)
+        if self.teacher_dropout and self.teacher_cache != "none":
+            raise ConfigError("--teacher_dropout draws new teacher dropout every step, so no stored output can stand in "
+                              f"for a forward; add --teacher_cache none (got {self.teacher_cache})")
+        if self.uncertainty_grad and self.uncertainty_mode not in ("soft", "soft-instance") \
+                and self.strategy not in ("uncertainty", "uncertainty-r"):
+            raise ConfigError("--uncertainty_grad acts on weights computed from the uncertainty: use it with --uncertainty_mode "
+                              "soft/soft-instance or --strategy uncertainty/uncertainty-r, or drop it")
         _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
         self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs"))
         if self.teacher_cache == "disk":
@@ -218,7 +237,14 @@ class DistillationArguments:
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
     def check_training(self, training_args):
-        """Cross-checks with `TrainingArguments`: epoch scope brings its own sampler."""
+        """Cross-checks with `TrainingArguments`: epoch scope brings its own sampler; gradient through
+        the uncertainty weights needs the plan made from the logits the loss back-propagates through."""
+        if self.uncertainty_grad and (training_args.world_size > 1 or training_args.gradient_accumulation_steps > 1):
+            raise ConfigError(
+                "--uncertainty_grad needs the global batch in one forward (one process, --gradient_accumulation_steps 1): "
+                f"here it spans {training_args.world_size} process(es) x {training_args.gradient_accumulation_steps} "
+                "accumulation step(s); drop one of the two"
+            )
         if self.selection_scope == "epoch" and training_args.train_sampling_strategy != "random":
             raise ConfigError(
                 f"--selection_scope epoch trains each epoch on its selected rows in a shuffled order, so --train_sampling_strategy "

@@ -321,6 +321,7 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
         teachers[name] = Teacher(
             name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size, dtype=dtype,
             store_folder=store_location(kd_args.teacher_cache_dir, key), store_key=key, inputs=own,
+            dropout=kd_args.teacher_dropout,
         )
     return teachers
 

@@ -16,8 +16,9 @@ gold-label loss.
 "Batch" here is the *global* batch of one optimizer step: per_device_train_batch_size x world size
 x gradient_accumulation_steps rows. The trainer gathers the student signal of all of them, plans
 once, and hands each micro-batch its share (`split_plan`), so k, the `hard` split and the `soft`
-batch mean do not depend on how many processes or accumulation steps carry the batch. Weights are constants (no gradient flows through the uncertainty), as in the
-paper's `dynamic_kd_loss` snippet; the original code let gradient flow through them.
+batch mean do not depend on how many processes or accumulation steps carry the batch. Weights are
+constants (no gradient flows through the uncertainty), as in the paper's `dynamic_kd_loss` snippet;
+the released code let gradient flow through them, which `--uncertainty_grad` restores.
 
 Each registry below is a plain dict from flag value to the class that implements it; the argument
 parser builds its help text and validation from these dicts.
@@ -337,6 +338,10 @@ def reads_student(strategies) -> bool:
     return any(strategy.reads_student for strategy in strategies)
 
 
-def student_signal(student_logits: torch.Tensor, regression: bool, generator=None) -> StudentSignal:
-    logits = student_logits.detach().float()
-    return StudentSignal(logits, None if regression else normalized_entropy(logits), generator)
+def student_signal(student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False) -> StudentSignal:
+    """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the
+    uncertainty's graph, so weights computed from it pass gradient to the student (rows chosen by
+    sorting or selection stay discrete either way)."""
+    logits = student_logits.float() if differentiable else student_logits.detach().float()
+    uncertainty = None if regression else normalized_entropy(logits, differentiable)
+    return StudentSignal(logits, uncertainty, generator)

@@ -315,11 +315,14 @@ class Teacher:
     dtype: the teacher pass's compute dtype (fp32, or bf16/fp16 autocast; weights stay fp32).
     store_folder, store_key: where the disk store lives and what it must match.
     inputs: a `TeacherInputs` when the teacher reads its own tokenisation (None: the student's batch).
+    dropout: train mode in every forward (`--teacher_dropout`, the released code's teachers; no store).
     """
 
     def __init__(self, name, model, path, num_examples, cache_mode="memory", cls_layers=None, batch_size=256,
-                 dtype=torch.float32, store_folder=None, store_key=None, inputs=None):
-        self.name, self.model, self.path = name, model, path
+                 dtype=torch.float32, store_folder=None, store_key=None, inputs=None, dropout=False):
+        if dropout and cache_mode != "none":
+            raise ValueError("a teacher with dropout draws new outputs every forward; it needs cache_mode='none'")
+        self.name, self.model, self.path, self.dropout = name, model, path, dropout
         self.cls_layers, self.batch_size, self.dtype = cls_layers, batch_size, dtype
         self.inputs = inputs
         self.last_token = is_decoder(model.config)
@@ -355,8 +358,10 @@ class Teacher:
         return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
 
     def _forward(self, inputs: dict, hidden: bool):
-        """Teacher forward in eval mode without gradient: fp32 logits [K, C] and the hidden-state
-        tuple in the pass's dtype (cast by the caller, which often keeps only the [CLS] rows)."""
+        """Teacher forward without gradient, in eval mode (train mode with `dropout`): fp32 logits
+        [K, C] and the hidden-state tuple in the pass's dtype (cast by the caller, which often keeps
+        only the [CLS] rows)."""
+        self.model.train(self.dropout)
         with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]

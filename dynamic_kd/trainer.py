@@ -137,8 +137,8 @@ class DistillationTrainer(Trainer):
         if not distil:
             ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=smoothing)
             return (ce, outputs) if return_outputs else ce
-        if step.parts is None:
-            self._plan_step(step, logits.detach())
+        if step.parts is None:  # --uncertainty_grad: the plan's weights keep the graph to these logits
+            self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
         routes, share, real = step.parts[micro]
         # Rows past `real` repeat rows to fill an epoch's last global batch (DDP): no loss, no plan slot.
         if real:
@@ -224,7 +224,8 @@ class DistillationTrainer(Trainer):
         # One generator per optimizer step, seeded alike on every rank: the random strategy draws
         # the same rows everywhere and replays on resume.
         generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
-        plan = plan_distillation(self.strategies, student_signal(global_logits, self.task.is_regression, generator))
+        signal = student_signal(global_logits, self.task.is_regression, generator, self.kd_args.uncertainty_grad)
+        plan = plan_distillation(self.strategies, signal)
         parts = split_plan(plan, [n for per_rank in sizes for n in per_rank])
         total = global_logits.shape[0]
         step.scale = world * step.count
@@ -277,7 +278,7 @@ class DistillationTrainer(Trainer):
             mask = attention_mask[rows][:, :1]
         else:
             teacher = [teacher_states[t] for _, t in pairs]
-            mask = attention_mask[rows]
+            mask = None if self.kd_args.rep_include_padding else attention_mask[rows]  # None: every position counts
         normalization = self.kd_args.rep_normalization
         return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
 
@@ -287,7 +288,7 @@ class DistillationTrainer(Trainer):
 
     def _accumulate(self, key: str, total: torch.Tensor, count):
         count = count.float() if torch.is_tensor(count) else total.new_full((), float(count))
-        pair = torch.stack([total.float(), count])
+        pair = torch.stack([total.detach().float(), count])
         self._stats[key] = self._stats[key] + pair if key in self._stats else pair
 
     def _record_plan(self, plan, total: int, like: torch.Tensor):

@@ -3,8 +3,10 @@
 Dynamic KD (Li et al., EMNLP 2021) lets the *student's* uncertainty decide what to learn: which
 instances to distil (data selection) and how much each one weighs (the KD objective adjustment).
 These scores are that signal. All take logits `[B, C]` (B batch, C classes), return one score per
-instance `[B]` in fp32, and never carry gradient: a score only selects or weighs instances, so
-back-propagating through it would let the student lower its loss by faking confidence.
+instance `[B]` in fp32, and carry no gradient: a score only selects or weighs instances, so
+back-propagating through it would let the student lower its loss by faking confidence. The one
+exception is `normalized_entropy(..., differentiable=True)`, the released code's behaviour behind
+`--uncertainty_grad`.
 
 Direction: entropy-based scores grow with uncertainty; `margin` and `least_confidence` shrink
 with it (small = uncertain).
@@ -26,15 +28,7 @@ def _log_probs(logits: Tensor) -> Tensor:
     return F.log_softmax(logits.float(), dim=-1)
 
 
-@torch.no_grad()
-def entropy(logits: Tensor) -> Tensor:
-    """Shannon entropy of the predictive distribution (natural log).
-
-    `logits` `[B, C]` -> `[B]`, no reduction over the batch.
-    Implements H(x) = -Σ_c p_c log p_c with p = softmax(z), the paper's uncertainty measure.
-    Uses the convention 0 · log 0 = 0, so saturated logits (e.g. `[1000, -1000]`) give exactly 0
-    and `-inf` logits contribute nothing rather than NaN.
-    """
+def _entropy(logits: Tensor) -> Tensor:
     log_p = _log_probs(logits)
     p = log_p.exp()
     # `p * log_p` is 0 * -inf = NaN exactly where p underflows; those terms are 0 by definition.
@@ -45,13 +39,25 @@ def entropy(logits: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def normalized_entropy(logits: Tensor) -> Tensor:
+def entropy(logits: Tensor) -> Tensor:
+    """Shannon entropy of the predictive distribution (natural log).
+
+    `logits` `[B, C]` -> `[B]`, no reduction over the batch.
+    Implements H(x) = -Σ_c p_c log p_c with p = softmax(z), the paper's uncertainty measure.
+    Uses the convention 0 · log 0 = 0, so saturated logits (e.g. `[1000, -1000]`) give exactly 0
+    and `-inf` logits contribute nothing rather than NaN.
+    """
+    return _entropy(logits)
+
+
+def normalized_entropy(logits: Tensor, differentiable: bool = False) -> Tensor:
     """Entropy divided by its upper bound, so scores compare across label sets.
 
     `logits` `[B, C]` -> `[B]` in [0, 1], no reduction over the batch.
     Implements u(x) = H(x) / log C (log C = entropy of the uniform distribution over C classes),
     the paper's normalised student uncertainty. Raises ValueError when C < 2 (log 1 = 0: a
-    one-output head, e.g. regression, has no predictive entropy).
+    one-output head, e.g. regression, has no predictive entropy). `differentiable=True` keeps the
+    graph to `logits` (`--uncertainty_grad`); the default returns a constant.
     """
     num_classes = logits.shape[-1]
     if num_classes < 2:
@@ -59,7 +65,8 @@ def normalized_entropy(logits: Tensor) -> Tensor:
             f"normalized_entropy needs at least 2 classes, got logits with C={num_classes}; "
             "uncertainty scores are undefined for regression / single-output heads"
         )
-    return entropy(logits) / math.log(num_classes)
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        return _entropy(logits) / math.log(num_classes)
 
 
 @torch.no_grad()

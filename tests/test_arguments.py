@@ -128,6 +128,27 @@ def test_sequence_rep_normalization_needs_every_token(fails):
     assert "--rep_normalization sequence" in message and "--rep_layers all" in message
 
 
+@pytest.mark.parametrize("flags, named", [
+    (("--teacher_dropout",), "--teacher_cache none"),
+    (("--teacher_dropout", "--teacher_cache", "disk"), "--teacher_cache none"),
+    (("--uncertainty_grad",), "--strategy uncertainty"),
+    (("--uncertainty_grad", "--selection_strategy", "entropy", "--selection_ratio", "0.5"), "--uncertainty_mode soft"),
+    (("--uncertainty_grad", "--strategy", "uncertainty", "--kd_rep_alpha", "1", "--gradient_accumulation_steps", "2"),
+     "--gradient_accumulation_steps 1"),
+    (("--rep_include_padding",), "--kd_rep_alpha > 0"),
+    (("--rep_include_padding", "--kd_rep_alpha", "1", "--rep_layers", "cls"), "--rep_layers all"),
+])
+def test_released_behaviour_flags_are_refused_where_they_cannot_act(fails, flags, named):
+    message = fails(*flags)
+    assert flags[0] in message and named in message
+
+
+def test_released_behaviour_flags_parse_where_they_act(parse):
+    kd = parse("--teacher_dropout", "--teacher_cache", "none", "--strategy", "uncertainty", "--kd_rep_alpha", "1",
+               "--uncertainty_grad", "--rep_include_padding")[2]
+    assert kd.teacher_dropout and kd.uncertainty_grad and kd.rep_include_padding
+
+
 def test_ratio_without_selection_strategy(fails):
     message = fails("--selection_ratio", "0.5")
     assert "--selection_ratio" in message
@@ -478,6 +499,10 @@ RUN_GLUE_FLAGS = {
         "dynamic_objective", ["--gradient_checkpointing"], lambda out, r: None),
     "--activation_checkpointing with a projection": (
         "dynamic_objective", ["--activation_checkpointing"], lambda out, r: None),
+    # the released code's behaviours (docs/released.md), end to end
+    "--uncertainty_grad": ("dynamic_objective", ["--uncertainty_grad"], lambda out, r: None),
+    "--teacher_dropout": ("dynamic_objective", ["--teacher_dropout", "--teacher_cache", "none"], lambda out, r: None),
+    "--rep_include_padding": ("dynamic_objective", ["--rep_include_padding"], lambda out, r: None),
 }
 
 

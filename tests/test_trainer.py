@@ -417,16 +417,21 @@ def _unit(x, dim=-1):
     return x / x.norm(dim=dim, keepdim=True)
 
 
-@pytest.mark.parametrize("rep_layers, teacher, normalization", [("cls", "small", "hidden"), ("all", "large", "hidden"),
-                                                                 ("all", "large", "sequence")])
-def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normalization):
+@pytest.mark.parametrize("rep_layers, teacher, normalization, padding", [
+    ("cls", "small", "hidden", False), ("all", "large", "hidden", False), ("all", "large", "sequence", False),
+    ("all", "large", "hidden", True), ("all", "small", "sequence", True)])
+def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normalization, padding):
     """`_rep` gives, per selected row, sum over layer pairs of the mean over real tokens and hidden
     units of the squared difference of unit-normalised states (the large teacher is wider: the
     student's states go through the learned projection first); --rep_normalization sequence
-    normalises each hidden unit over the row's real tokens instead."""
+    normalises each hidden unit over the row's real tokens instead; --rep_include_padding counts
+    the batch's padding positions as tokens (the released code)."""
     trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models[teacher], "--kd_rep_alpha", "1",
-                                         "--rep_layers", rep_layers, "--rep_normalization", normalization))
+                                         "--rep_layers", rep_layers, "--rep_normalization", normalization,
+                                         *(["--rep_include_padding"] if padding else [])))
     batch = first_batch(trainer)
+    if padding:  # the rows below must hold padding, or including it changes nothing
+        assert not batch["attention_mask"][[0, 3, 5]].bool().all()
     idx, inputs = batch.pop("idx"), {k: v for k, v in batch.items() if k != "labels"}
     model = trainer.model.eval()
     rows = torch.tensor([0, 3, 5])
@@ -441,6 +446,8 @@ def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normali
     expected = []
     for position, row in enumerate(rows.tolist()):
         real = inputs["attention_mask"][row].bool() if rep_layers == "all" else torch.tensor([True])
+        if padding:
+            real = torch.ones_like(real)
         total = 0.0
         for s, t in pairs:
             student = projection(student_states[s][row])[: len(real)][real]
@@ -451,6 +458,77 @@ def test_rep_term_per_row_by_hand(models, tmp_path, rep_layers, teacher, normali
         expected.append(total)
     assert rep.shape == (3,)
     assert rep.tolist() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def _no_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+@pytest.mark.parametrize("flags", [
+    ("--teacher", "large", "--strategy", "uncertainty", "--kd_rep_alpha", "1"),
+    ("--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode", "soft"),
+])
+def test_uncertainty_grad_back_propagates_through_the_weights(models, tmp_path, flags):
+    """--uncertainty_grad: the student's gradient is that of the loss written with u = H(p_s)/log C
+    a function of the student's logits (the released code); without it, u is a constant."""
+    from dynamic_kd.losses import kd_kl, supervised_loss
+    from dynamic_kd.uncertainty import normalized_entropy
+
+    flags = [models.get(flag, flag) for flag in flags]
+    grads = {}
+    for differentiable in (True, False):
+        torch.manual_seed(0)  # the same student head in both runs
+        trainer = build_trainer(student_argv(models, tmp_path, *flags, "--teacher_cache", "none",
+                                             *(["--uncertainty_grad"] if differentiable else [])))
+        model = _no_dropout(trainer.model.train())
+        with torch.no_grad():  # a student away from the uniform prediction, where du/dlogits ~ 0
+            for name, parameter in model.named_parameters():
+                if "classifier" in name:
+                    parameter.mul_(30)
+        batch = first_batch(trainer)
+        trainer.compute_loss(model, dict(batch)).backward()
+        grads[differentiable] = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    idx, labels = batch.pop("idx"), batch.pop("labels")
+    rows = torch.arange(len(labels))
+    outputs = model(**batch, output_hidden_states=True)
+    logits = outputs.logits
+    u = normalized_entropy(logits, differentiable=True)
+    loss = supervised_loss(logits, labels, regression=False)
+    for name, teacher in trainer.teachers.items():
+        teacher_logits, states = teacher.query(batch, rows, idx, trainer.rep_mode)
+        kd = kd_kl(logits, teacher_logits, reduction="none")
+        if name == "teacher":  # the uncertainty objective: (1 - u) KD + u REP
+            rep = trainer._rep(model, outputs.hidden_states, states, batch["attention_mask"], rows, name)
+            loss = loss + ((1 - u) * kd + u * rep).mean()
+        else:  # soft adoption: mean u on the small teacher, 1 - mean u on the large
+            share = u.mean() if name == "small" else 1 - u.mean()
+            loss = loss + share * kd.mean()
+    loss.backward()
+    by_hand = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(by_hand) == len(grads[True])
+    for hand, flagged in zip(by_hand, grads[True]):
+        torch.testing.assert_close(flagged, hand, rtol=1e-4, atol=1e-6)
+    assert any(not torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads[True], grads[False]))
+
+
+def test_teacher_dropout_runs_teachers_in_train_mode(models, tmp_path):
+    """--teacher_dropout: every forward draws new dropout (the released teachers); default: eval mode."""
+    for dropout in (True, False):
+        trainer = build_trainer(student_argv(models, tmp_path, "--teacher", models["large"], "--teacher_cache", "none",
+                                             *(["--teacher_dropout"] if dropout else [])))
+        teacher = trainer.teachers["teacher"]
+        assert teacher.model.config.hidden_dropout_prob > 0
+        batch = first_batch(trainer)
+        idx, rows = batch.pop("idx"), torch.arange(4)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        first, _ = teacher.query(inputs, rows, idx)
+        second, _ = teacher.query(inputs, rows, idx)
+        assert teacher.model.training == dropout
+        assert torch.equal(first, second) != dropout
 
 
 def test_label_smoothing_reaches_the_gold_label_term(models, tmp_path):

@@ -121,3 +121,14 @@ def test_entropy_and_margin_rank_uncertainty_oppositely():
     assert normalized_entropy(batch)[0] < normalized_entropy(batch)[1]
     assert margin(batch)[0] > margin(batch)[1]
     assert least_confidence(batch)[0] > least_confidence(batch)[1]
+
+
+def test_differentiable_normalized_entropy_has_the_gradient_of_its_formula():
+    """`differentiable=True` (--uncertainty_grad): d u / d z of u = -Σ p log p / log C."""
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]], requires_grad=True)
+    normalized_entropy(logits, differentiable=True).sum().backward()
+    by_hand = logits.detach().clone().requires_grad_(True)
+    p = torch.softmax(by_hand, dim=-1)
+    (-(p * p.log()).sum(dim=-1) / math.log(3)).sum().backward()
+    torch.testing.assert_close(logits.grad, by_hand.grad)
+    assert not normalized_entropy(logits).requires_grad
