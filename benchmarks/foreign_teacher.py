@@ -22,7 +22,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from dynamic_kd import report  # noqa: E402
+from dynamic_kd import claims, report  # noqa: E402
 from dynamic_kd.sweeps import Job, Settings, execute, model_flags, train_flags, tweet_files  # noqa: E402
 
 ROWS = ("student-alone", "kd-minilm6", "kd-mpnet")
@@ -71,10 +71,10 @@ def main():
         if not job.finished() and execute(job, [sys.executable, job.script, *job.flags, "--output_dir", job.out]):
             sys.exit(f"error: {job.out} failed; see {job.out}.log")
     runs, _ = report.load_runs([os.path.join(args.work, "runs")])
-    rows = report.seeded_rows(runs)
-    print(report.render(report.rows_table(rows, ROWS), "md"))
+    rows = claims.seeded_rows(runs)
+    print(report.render(claims.rows_table(rows, ROWS), "md"))
     print()
-    print(report.render(report.claims_table(rows, CLAIMS), "md"))
+    print(report.render(claims.claims_table(rows, CLAIMS), "md"))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ from dynamic_kd.models import (
     unwrap_student,
     usable_positions,
 )
-from dynamic_kd.report import method_label
+from dynamic_kd.runs import RESULTS_FILE as RESULTS, method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     STORE_FORMAT,
@@ -76,7 +76,6 @@ from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
 
 logger = logging.getLogger("dynamic_kd")
 
-RESULTS = "results.json"
 # Dev examples each teacher is scored on before training: enough to tell a working teacher from
 # one at chance, cheap next to training (one forward pass each).
 TEACHER_CHECK_EXAMPLES = 256

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import pytest
 
-from dynamic_kd import report
+from dynamic_kd import figures, report
 from dynamic_kd.errors import ConfigError
 
 # The arguments of a dynamic_objective.py run as finish_run records them (the ones that matter here).
@@ -66,11 +66,29 @@ def test_demo_tweets_are_not_averaged_with_real_sst2(tmp_path):
     write_run(tmp_path, "tweets", 1, {"accuracy": 0.80}, data=tweets, data_dir="/x/outputs/quickstart/data/tweets")
     header, *rows = md_rows(table_of(tmp_path))
     assert header == ["Method", "SST-2 [hub]", "SST-2 [tweets]", "Avg"]
-    assert rows == [["kd+objective/uncertainty", "90.0 (n=1)", "80.0 (n=1)", "85.0"]]
+    assert rows == [["kd+objective/uncertainty", "90.0 (n=1)", "80.0 (n=1)", "90.0"]]  # Avg: SST-2 is the hub's
     # two folders of the same name but different content stay apart too, named by fingerprint
     write_run(tmp_path, "tweets2", 1, {"accuracy": 0.70}, data={**tweets, "fingerprint": "0badc0de0badc0de"})
     header, *_ = md_rows(table_of(tmp_path))
     assert header[1:4] == ["SST-2 [hub]", "SST-2 [tweets@0badc0]", "SST-2 [tweets@feedfa]"]
+
+
+def test_avg_counts_each_task_once_never_averaging_its_data_sources(tmp_path):
+    tweets = {"source": "data_dir", "location": "/x/tweets", "fingerprint": "feedfacefeedface"}
+    write_run(tmp_path, "hub", 1, {"accuracy": 0.90})
+    write_run(tmp_path, "tweets", 1, {"accuracy": 0.80}, data=tweets, data_dir="/x/tweets")
+    write_run(tmp_path, "rte", 1, {"accuracy": 0.60}, task="rte", data={**HUB_SST2, "fingerprint": "r"})
+    header, *rows = md_rows(table_of(tmp_path))
+    assert header == ["Method", "SST-2 [hub]", "SST-2 [tweets]", "RTE", "Avg"]
+    # two tasks: SST-2 counts by its hub data, (90 + 60) / 2 (not (90 + 80 + 60) / 3 as if three tasks)
+    assert rows == [["kd+objective/uncertainty", "90.0 (n=1)", "80.0 (n=1)", "60.0 (n=1)", "75.0"]]
+    frame = pd.read_csv(io.StringIO(table_of(tmp_path, "csv")), comment="#")
+    avg = frame[frame.task == "avg"].iloc[0]
+    assert avg["mean"] == pytest.approx(0.75) and avg["n"] == 2
+    # SST-2 on two local folders and no hub: no one SST-2 score, so no Avg
+    os.remove(tmp_path / "hub" / "results.json")
+    write_run(tmp_path, "tweets2", 1, {"accuracy": 0.70}, data={**tweets, "fingerprint": "0badc0de0badc0de"})
+    assert md_rows(table_of(tmp_path))[1][-1] == "–"
 
 
 def test_teacher_paths_are_compared_per_task(tmp_path):
@@ -81,8 +99,9 @@ def test_teacher_paths_are_compared_per_task(tmp_path):
             write_run(tmp_path, f"{task}-{size}", 1, scores, task=task, data=data, teacher=f"/t/{task}-{size}")
     header, *rows = md_rows(table_of(tmp_path))
     assert header == ["Method", "teacher", "MRPC (F1/acc)", "RTE", "Avg"]
-    assert rows == [["kd+objective/uncertainty", "/t/{task}-base", "80.0/70.0 (n=1)", "60.0 (n=1)", "67.5"],
-                    ["kd+objective/uncertainty", "/t/{task}-large", "90.0/80.0 (n=1)", "70.0 (n=1)", "77.5"]]
+    # Avg: each task's primary metric (metrics.primary_metric: MRPC's F1), (80 + 60) / 2 and (90 + 70) / 2
+    assert rows == [["kd+objective/uncertainty", "/t/{task}-base", "80.0/70.0 (n=1)", "60.0 (n=1)", "70.0"],
+                    ["kd+objective/uncertainty", "/t/{task}-large", "90.0/80.0 (n=1)", "70.0 (n=1)", "80.0"]]
 
 
 def test_seed_paths_and_bookkeeping_do_not_split_a_row(tmp_path):
@@ -105,16 +124,6 @@ def test_every_other_setting_splits_a_row(tmp_path):
 
 
 # --- aggregation and tables ----------------------------------------------------------------
-
-def test_method_label():
-    assert report.method_label({"task_name": "rte", "student_num_layers": None}) == "finetune"
-    assert report.method_label({"student_num_layers": 2}) == "finetune/2L"
-    kd = {"uncertainty_mode": None, "selection_strategy": "none", "rep_alpha": 0.0, "kd_loss": "auto"}
-    assert report.method_label(kd) == "kd"
-    combined = {**kd, "uncertainty_mode": "hard", "selection_strategy": "entropy", "selection_ratio": 0.1,
-                "selection_scope": "epoch", "rep_alpha": 1.0, "strategy": "uncertainty", "kd_loss": "mse"}
-    assert report.method_label(combined) == "teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse"
-
 
 @pytest.fixture
 def glue_runs(tmp_path):
@@ -139,8 +148,8 @@ def test_markdown_table_cells_average_and_skipped(glue_runs):
     header, *rows = md_rows(text)
     assert header == ["Method", "SST-2", "MRPC (F1/acc)", "MNLI (m/mm)", "Avg"]
     # sst2 0.80/0.90/0.85 -> 85.0 ± 5.0; mrpc f1 0.90/0.86 -> 88.0 ± 2.8, acc 0.80/0.84 -> 82.0 ± 2.8;
-    # Avg = mean of the primary means: sst2 0.85, mrpc (0.88 + 0.82) / 2 = 0.85, mnli 0.71 -> 80.3
-    assert rows[0] == ["kd", "85.0 ± 5.0 (n=3)", "88.0 ± 2.8/82.0 ± 2.8 (n=2)", "70.0/72.0 (n=1)", "80.3"]
+    # Avg = mean of the primary (metrics.primary_metric) means: sst2 0.85, mrpc F1 0.88, mnli matched 0.70 -> 81.0
+    assert rows[0] == ["kd", "85.0 ± 5.0 (n=3)", "88.0 ± 2.8/82.0 ± 2.8 (n=2)", "70.0/72.0 (n=1)", "81.0"]
     assert rows[1] == ["kd+data/entropy/r0.1", "87.5 (n=1)", "–", "–", "87.5*"]
     assert "* Avg over fewer columns than the table shows." in text
     skipped = [line for line in text.splitlines() if line.startswith("skipped: ")]
@@ -155,6 +164,7 @@ def test_markdown_table_cells_average_and_skipped(glue_runs):
     ({"args": {}, "metrics": {"accuracy": 0.8}}, "missing key 'task'"),
     ({"task": "sst2", "metrics": {"accuracy": 0.8}}, "missing key 'args'"),
     ([1, 2], "not a JSON object"),
+    ({"task": "zzz", "args": {}, "metrics": {"score": 0.8}}, "no primary metric"),
 ])
 def test_unusable_files_give_reasons(tmp_path, record, reason):
     path = tmp_path / "results.json"
@@ -171,13 +181,13 @@ def test_csv_and_latex(glue_runs):
     assert row["seeds"] == "1;2;3" and len(row["runs"].split(";")) == 3
     assert pd.isna(frame[(frame.task == "mnli") & (frame.metric == "accuracy_mm")].iloc[0]["std"])
     avg = frame[(frame.method == "kd") & (frame.task == "avg")].iloc[0]
-    assert avg["mean"] == pytest.approx((0.85 + 0.85 + 0.71) / 3) and avg["n"] == 3
+    assert avg["mean"] == pytest.approx((0.85 + 0.88 + 0.70) / 3) and avg["n"] == 3
     assert set(frame.columns) >= {"method", "selection_strategy", "selection_ratio", "task", "data", "metric", "mean", "std", "n"}
     assert text.count("# skipped:") == 2
 
     latex = table_of(glue_runs, "latex")
     assert latex.startswith(r"\begin{tabular}{lcccc}")
-    assert r"kd & 85.0 $\pm$ 5.0 (n=3) & 88.0 $\pm$ 2.8/82.0 $\pm$ 2.8 (n=2) & 70.0/72.0 (n=1) & 80.3 \\" in latex
+    assert r"kd & 85.0 $\pm$ 5.0 (n=3) & 88.0 $\pm$ 2.8/82.0 $\pm$ 2.8 (n=2) & 70.0/72.0 (n=1) & 81.0 \\" in latex
     assert r"kd+data/entropy/r0.1 & 87.5 (n=1) & – & – & 87.5$^*$ \\" in latex
     assert "% skipped:" in latex and r"\end{tabular}" in latex
     with pytest.raises(ConfigError):
@@ -185,8 +195,8 @@ def test_csv_and_latex(glue_runs):
 
 
 def test_row_and_column_order(tmp_path):
-    tasks = {"rte": {"accuracy": 0.5}, "cola": {"matthews_correlation": 0.5}, "zzz": {"score": 0.5, "other": 0.5},
-             "sst2": {"accuracy": 0.5}}
+    tasks = {"rte": {"accuracy": 0.5}, "cola": {"matthews_correlation": 0.5}, "sst2": {"accuracy": 0.5},
+             "custom:x/train.csv+dev.csv": {"macro_f1": 0.5, "accuracy": 0.5}, "boolq": {"accuracy": 0.5}}
     methods = {"objective": dict(strategy="uncertainty"), "r0.5": dict(selection_strategy="entropy", selection_ratio=0.5),
                "kd": dict(rep_alpha=0.0, strategy="none"), "r0.05": dict(selection_strategy="entropy", selection_ratio=0.05),
                "finetune": dict(teacher=DROP, uncertainty_mode=DROP, selection_strategy=DROP, selection_ratio=DROP,
@@ -197,7 +207,7 @@ def test_row_and_column_order(tmp_path):
     header, *rows = md_rows(table_of(tmp_path))
     assert [row[0] for row in rows] == ["finetune/6L", "kd", "kd+data/entropy/r0.05+objective/uncertainty",
                                         "kd+data/entropy/r0.5+objective/uncertainty", "kd+objective/uncertainty"]
-    assert header[-5:] == ["CoLA", "SST-2", "RTE", "zzz (other/score)", "Avg"]
+    assert header[-6:] == ["CoLA", "SST-2", "RTE", "boolq", "custom:x/train.csv+dev.csv (accuracy/macro_f1)", "Avg"]
 
 
 def test_main_writes_out_file_and_returns_codes(glue_runs, tmp_path, capsys):
@@ -244,6 +254,58 @@ def test_methods_and_ratio_plots(glue_runs, tmp_path):
     assert_png(plots / "ratio.png")
 
 
+def inside_the_figure(fig, texts):
+    """Every text's drawn box lies within the figure (nothing cut off)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1, text.get_text()
+
+
+def test_methods_figure_reads_at_a_glance(tmp_path):
+    from matplotlib import pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    alone = dict(teacher=DROP, uncertainty_mode=DROP, selection_strategy=DROP, selection_ratio=DROP,
+                 selection_scope=DROP, strategy=DROP, rep_alpha=DROP, rep_layers=DROP, kd_loss=DROP, student_num_layers=2)
+    for seed, (a, k) in enumerate(((0.80, 0.83), (0.82, 0.85), (0.81, 0.84)), 1):
+        write_run(tmp_path, f"alone{seed}", seed, {"accuracy": a}, **alone)
+        write_run(tmp_path, f"kd{seed}", seed, {"accuracy": k}, strategy="none", rep_alpha=0.0)
+    write_run(tmp_path, "hard", 1, {"accuracy": 0.86}, strategy="none", rep_alpha=0.0, uncertainty_mode="hard")
+    fig = figures.methods_figure(*report.primary_rows(report.load_runs([str(tmp_path)])[0]))
+    try:
+        ax = fig.axes[0]
+        labels = [label.get_text() for label in ax.get_yticklabels()]
+        assert labels == ["student alone (2 layers)", "KD", "hard adoption"]
+        assert ax.get_xlim()[0] == 0  # bars start at zero: a one-point gap looks like one point
+        spread = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        # error bars on the two three-seed rows only, the one-seed row has no spread to show
+        assert sum(len(c.lines[2][0].get_segments()) for c in spread) == 2
+        level = [line for line in ax.lines if line.get_label() == "student alone"]
+        assert len(level) == 1 and level[0].get_xdata()[0] == pytest.approx(81.0)
+        inside_the_figure(fig, [fig._suptitle, ax.title, ax.xaxis.label, *ax.get_yticklabels()])
+    finally:
+        plt.close(fig)
+
+
+def test_curves_show_uncertainty_weights_and_selected_fraction(tmp_path):
+    from matplotlib import pyplot as plt
+
+    history = [{"step": s, "loss": 0.5, "dkd/loss_ce": 0.3, "dkd/loss_kd": 0.2, "dkd/uncertainty": 0.9 - 0.1 * s,
+                "dkd/selected_uncertainty": 0.95 - 0.1 * s, "dkd/kd_weight": 0.5, "dkd/rep_weight": 0.5,
+                "dkd/selected_fraction": 0.5 + 0.001 * s} for s in range(1, 5)]
+    fig = figures.curves_figure(figures.curve_points([write_run(tmp_path, "a", 1, {"accuracy": 0.8}, history=history)]))
+    try:
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in panels] == ["uncertainty", "weights", "selected fraction"]  # no loss panels
+        assert panels[2].get_ylim()[0] == 0 and panels[2].get_ylim()[1] >= 1  # a 0.003 change stays small
+        assert panels[0].get_ylim()[0] == 0 and panels[1].get_ylim()[0] == 0
+        inside_the_figure(fig, [ax.title for ax in panels])
+    finally:
+        plt.close(fig)
+
+
 def dkd_history(steps=4):
     """A log_history as the Trainer keeps it: loss lines with dkd/* values, an eval line, the summary."""
     history = [{"step": s, "epoch": s / 2, "loss": 0.5, "dkd/uncertainty": 0.9 - 0.1 * s, "dkd/kd_weight": 0.5} for s in range(1, steps + 1)]
@@ -258,60 +320,19 @@ def test_curves_from_the_training_history(tmp_path, capsys):
         (run_b / f"checkpoint-{step}").mkdir(parents=True)
         if state:
             (run_b / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
-    assert [e["step"] for e in report.read_history(str(run_b))][:2] == [1, 2]
+    assert [e["step"] for e in figures.read_history(str(run_b))][:2] == [1, 2]
     plots = tmp_path / "plots"
     assert report.main(["--curves", run_a, str(run_b), "--plot", str(plots)]) == 0
     assert_png(plots / "curves.png")
 
     plain = write_run(tmp_path, "plain", 1, {"accuracy": 0.8}, history=[{"step": 1, "loss": 0.3}])
     with pytest.raises(ConfigError, match="no dkd/\\* values"):
-        report.plot_curves([plain], str(tmp_path / "x.png"))
+        figures.curve_points([plain])
     assert report.main(["--curves", str(tmp_path / "nowhere"), "--plot", str(plots)]) == 2
     assert "neither results.json nor a checkpoint" in capsys.readouterr().err
 
 
 # --- seeded grids: rows and paired claims (the miniature) ---------------------------------------
-
-def seeded(scores: dict) -> pd.DataFrame:
-    """Rows as `report.seeded_rows` gives them: {row: [score of seed 1, 2, 3]} (points)."""
-    return pd.DataFrame([{"row": row, "seed": str(seed), "score": score, "seconds": 10.0, "forwards": 100}
-                         for row, values in scores.items() for seed, score in enumerate(values, 1)])
-
-
-def test_claims_are_paired_by_seed_with_a_t_interval():
-    rows = seeded({"kd": [80, 82, 84], "alone": [78, 79, 81], "worse": [70, 71, 72], "noisy": [90, 70, 83]})
-    claims = [("KD", "kd beats alone", "kd", "alone"), ("KD", "worse beats alone", "worse", "alone"),
-              ("KD", "noisy beats alone", "noisy", "alone"), ("KD", "missing row is left out", "absent", "alone")]
-    table = report.claims_table(rows, claims).set_index("claim")
-    # kd - alone = [2, 3, 3]: mean 2.667, sd 0.577, half width t(0.975, 2) = 4.303 x 0.577 / sqrt(3) = 1.434
-    assert table.loc["kd beats alone", "difference (points)"] == "+2.7"
-    assert table.loc["kd beats alone", "95% interval"] == "[+1.2, +4.1]"
-    assert table.loc["kd beats alone", "verdict"] == "holds"
-    assert table.loc["worse beats alone", "verdict"] == "contradicted"  # [-8, -8, -9]
-    assert table.loc["noisy beats alone", "verdict"] == "within noise"  # [12, -9, 2]
-    assert "missing row is left out" not in table.index and set(table.seeds) == {3}
-
-
-def test_a_margin_makes_the_claim_non_inferiority():
-    # r - base = [-0.5, -0.4, -0.6]: interval [-0.75, -0.25], below 0 but above -1
-    rows = seeded({"r": [79.5, 80.6, 81.4], "base": [80, 81, 82], "far": [77, 78, 79]})
-    claims = [("3.2", "r beats base", "r", "base"), ("3.2", "r within 1", "r", "base", 1.0), ("3.2", "far within 1", "far", "base", 1.0)]
-    verdicts = report.claims_table(rows, claims).set_index("claim").verdict
-    assert verdicts.to_dict() == {"r beats base": "contradicted", "r within 1": "holds", "far within 1": "contradicted"}
-
-
-def test_claims_pair_only_the_seeds_both_rows_ran():
-    rows = seeded({"kd": [80, 82, 84], "alone": [78, 79]})
-    table = report.claims_table(rows, [("KD", "kd beats alone", "kd", "alone")])
-    assert table.seeds.tolist() == [2] and table["difference (points)"].tolist() == ["+2.5"]
-
-
-def test_rows_table_keeps_the_grid_order_and_the_spread():
-    rows = seeded({"b": [80, 82, 84], "a": [70, 70, 70], "once": [75]})
-    table = report.rows_table(rows, ["a", "b", "once", "not run"])
-    assert table.run.tolist() == ["a", "b", "once"]
-    assert table["dev accuracy"].tolist() == ["70.0 ± 0.0 (n=3)", "82.0 ± 2.0 (n=3)", "75.0 (n=1)"]  # one seed: no spread to show
-
 
 def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
     from dynamic_kd.sweeps import MINIATURE_CLAIMS

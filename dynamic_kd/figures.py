@@ -1,0 +1,174 @@
+"""The report's figures (matplotlib, written atomically): from the groups `report.py` aggregates, and
+the training curves from the runs' logged history.
+
+Each answers one question with names a reader knows and axes that do not magnify noise: did a
+method beat the student alone (bars from 0), how does the score move with the selection ratio,
+how did the uncertainty, the weights and the selected fraction move during training.
+"""
+import json
+import logging
+import math
+import os
+import re
+
+import numpy as np
+import pandas as pd
+
+from dynamic_kd.errors import ConfigError
+from dynamic_kd.files import atomic_path
+from dynamic_kd.runs import RESULTS_FILE
+
+logger = logging.getLogger(__name__)
+
+# Panels of the training curves: (title, logged dkd/* names it draws, y range; None: from 0).
+CURVE_PANELS = (("uncertainty", r"uncertainty$", (0.0, 1.05)), ("weights", r"_weight$", None),
+                ("selected fraction", r"_fraction$", (0.0, 1.05)))
+STYLES = ("-", "--", ":", "-.")
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: str) -> str:
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        pyplot().close(fig)
+    logger.info("wrote %s", path)
+    return path
+
+
+def _panels(n: int, width: float, height: float):
+    """A figure of n panels, three to a row, laid out so that no title or label is cut off."""
+    ncols = min(3, n)
+    fig, axes = pyplot().subplots(math.ceil(n / ncols), ncols, figsize=(width * ncols, height * math.ceil(n / ncols)),
+                                  squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def methods_figure(primary: pd.DataFrame, headers: dict):
+    """Each row's score ×100 as a bar from 0, whiskers (sample std) only where ≥ 2 seeds, the student
+    alone's level dashed; a panel per table column. primary: one row per group with `row` (its
+    reader's name), `method`, `task`, `data`, `metric_name`, `mean`, `std`, `n`; headers: {(task, data): title}."""
+    rows = list(dict.fromkeys(primary.row))
+    fig, axes = _panels(len(headers), 6.0, 0.4 * len(rows) + 1.6)
+    fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where there are ≥ 2 seeds", fontsize=11)
+    for ax, ((task, data), header) in zip(axes, headers.items()):
+        cell = primary[(primary.task == task) & (primary.data == data)]
+        y, means = np.array([rows.index(r) for r in cell.row]), 100 * cell["mean"].to_numpy()
+        ax.barh(y, means, height=0.7, color="tab:blue", alpha=0.8)
+        seeded = (cell.n > 1).to_numpy()
+        if seeded.any():
+            ax.errorbar(means[seeded], y[seeded], xerr=100 * cell["std"].to_numpy()[seeded], fmt="none",
+                        ecolor="black", capsize=3)
+        for position, mean in zip(y, means):
+            ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), xytext=(3, 0), textcoords="offset points",
+                        va="center", fontsize=8)
+        alone = cell[cell.method.str.startswith("finetune/")]
+        if len(alone):
+            ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.set_xlim(min(0.0, means.min() - 5.0), max(100.0, means.max() + 5.0))
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_title(header, fontsize=10)
+        ax.set_xlabel(f"{cell.metric_name.iloc[0]} ×100")
+        ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def ratio_figure(lines: pd.DataFrame, headers: dict):
+    """Score ×100 vs selection ratio, a line per `line` (whiskers where ≥ 2 seeds), a panel per (task, data);
+    the axis from 0. lines: `methods_figure`'s columns plus `ratio` and `line`."""
+    panels = list(dict.fromkeys(zip(lines.task, lines.data)))
+    fig, axes = _panels(len(panels), 5.0, 3.5)
+    for ax, (task, data) in zip(axes, panels):
+        for line, points in lines[(lines.task == task) & (lines.data == data)].groupby("line", sort=False):
+            points = points.sort_values("ratio")
+            drawn = ax.plot(points.ratio, 100 * points["mean"], marker="o", label=line)
+            seeded = points[points.n > 1]
+            ax.errorbar(seeded.ratio, 100 * seeded["mean"], yerr=100 * seeded["std"], fmt="none", capsize=3,
+                        ecolor=drawn[0].get_color())
+        ax.set_ylim(0.0, max(100.0, ax.get_ylim()[1]))
+        ax.set(title=headers[(task, data)], xlabel="selection ratio", ylabel=f"{lines.metric_name.iloc[0]} ×100")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def curve_panels(keys) -> list:
+    """(title, the logged names it draws, y range) of each `CURVE_PANELS` entry that has values in `keys`."""
+    panels = [(title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
+              for title, pattern, limits in CURVE_PANELS]
+    return [panel for panel in panels if panel[1]]
+
+
+def read_history(run_dir: str) -> list:
+    """A run's training history: results.json's `log_history`, or the newest complete checkpoint's while it trains."""
+    path = os.path.join(run_dir, RESULTS_FILE)
+    if not os.path.exists(path):
+        # torch and the Trainer load only for an unfinished run, not for every report
+        from transformers.trainer import TRAINER_STATE_NAME
+
+        from dynamic_kd.recipe import last_complete_checkpoint
+
+        checkpoint = last_complete_checkpoint(run_dir) if os.path.isdir(run_dir) else None
+        if checkpoint is None:
+            raise ConfigError(f"{run_dir} holds neither {RESULTS_FILE} nor a checkpoint; pass a training output dir")
+        path = os.path.join(checkpoint, TRAINER_STATE_NAME)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            history = json.load(handle).get("log_history")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"cannot read the training history in {path} ({exc}); pass a finished or checkpointed run") \
+            from None
+    if not isinstance(history, list):
+        raise ConfigError(f"{path} has no log_history (written before it was recorded); rerun to get curves")
+    return history
+
+
+def curve_points(run_dirs) -> pd.DataFrame:
+    """Every logged dkd/* value of the runs as (run, step, key without dkd/, value), named by folder."""
+    if not run_dirs:
+        raise ConfigError("no run dirs given for --curves; pass one or more training output dirs")
+    names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+    names = names if len(set(names)) == len(names) else [os.path.normpath(d) for d in run_dirs]
+    points = pd.DataFrame([
+        {"run": name, "step": entry.get("step"), "key": key.removeprefix("dkd/"), "value": value}
+        for name, run_dir in zip(names, run_dirs) for entry in read_history(run_dir)
+        for key, value in entry.items() if key.startswith("dkd/")
+    ], columns=["run", "step", "key", "value"])
+    points = points[np.isfinite(pd.to_numeric(points.value, errors="coerce"))].astype({"value": float})
+    if not curve_panels(points.key):
+        raise ConfigError(f"no dkd/* values to plot (uncertainty, weights, selected fraction) in the training "
+                          f"history of {', '.join(run_dirs)}; distillation runs log them every --logging_steps")
+    return points
+
+
+def curves_figure(points: pd.DataFrame):
+    """The uncertainty, the weights and the selected fraction over steps (`CURVE_PANELS`, fractions on
+    [0, 1]): a colour per run, a line style per logged value. points: run, step, key (dkd/ dropped), value."""
+    plt = pyplot()
+    panels = curve_panels(points.key)
+    fig, axes = _panels(len(panels), 5.0, 3.4)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys(points.run))}  # one colour in every panel
+    for ax, (title, keys, limits) in zip(axes, panels):
+        for (name, key), curve in points[points.key.isin(keys)].groupby(["run", "key"], sort=False):
+            ax.plot(curve.step, curve.value, color=colours[name], linestyle=STYLES[keys.index(key) % 4], linewidth=1.2)
+        ax.legend(handles=[plt.Line2D([], [], color="grey", linestyle=STYLES[i % 4], label=key.replace("_", " "))
+                           for i, key in enumerate(keys)], fontsize=8)
+        ax.set_ylim(*(limits or (0.0, None)))
+        ax.set(title=title, xlabel="step")
+        ax.grid(alpha=0.3)
+    fig.legend(handles=[plt.Line2D([], [], color=c, label=n) for n, c in colours.items()], loc="outside lower center",
+               ncols=min(4, len(colours)), fontsize=8)
+    return fig
