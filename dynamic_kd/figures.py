@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ STYLES = ("-", "--", ":", "-.")
 
 
 def pyplot():
+    """matplotlib, loaded only when a figure is drawn (tables alone never import it)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -36,6 +38,7 @@ def pyplot():
 
 
 def save(fig, path: str) -> str:
+    """Write `fig` to `path` as PNG in one rename (`files.atomic_path`) and close it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
@@ -60,8 +63,9 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
     alone's level dashed; a panel per table column. primary: one row per group with `row` (its
     reader's name), `method`, `task`, `data`, `metric_name`, `mean`, `std`, `n`; headers: {(task, data): title}."""
     rows = list(dict.fromkeys(primary.row))
-    fig, axes = _panels(len(headers), 6.0, 0.4 * len(rows) + 1.6)
-    fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where there are ≥ 2 seeds", fontsize=11)
+    labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap instead of squeezing the bars
+    fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
+    fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where ≥ 2 seeds", fontsize=11)
     for ax, ((task, data), header) in zip(axes, headers.items()):
         cell = primary[(primary.task == task) & (primary.data == data)]
         y, means = np.array([rows.index(r) for r in cell.row]), 100 * cell["mean"].to_numpy()
@@ -78,7 +82,7 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
             ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
             ax.legend(fontsize=8, loc="lower right")
         ax.set_xlim(min(0.0, means.min() - 5.0), max(100.0, means.max() + 5.0))
-        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_title(header, fontsize=10)
         ax.set_xlabel(f"{cell.metric_name.iloc[0]} ×100")

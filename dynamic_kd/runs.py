@@ -42,7 +42,7 @@ def method_label(args: dict) -> str:
 def _title(part: str) -> str:
     kind, _, rest = part.partition("/")
     if kind == "finetune":
-        return f"student alone ({rest[:-1]} layers)" if rest else "trained alone"
+        return f"student alone ({rest[:-1]} layer{'' if rest == '1L' else 's'})" if rest else "trained alone"
     if kind == "teacher":
         return TEACHER_TITLES.get(rest, f"teacher {rest}")
     if kind == "data":

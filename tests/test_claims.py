@@ -29,7 +29,8 @@ def test_claims_are_paired_by_seed_with_a_t_interval():
 def test_a_margin_makes_the_claim_non_inferiority():
     # r - base = [-0.5, -0.4, -0.6]: interval [-0.75, -0.25], below 0 but above -1
     rows = seeded({"r": [79.5, 80.6, 81.4], "base": [80, 81, 82], "far": [77, 78, 79]})
-    stated = [("3.2", "r beats base", "r", "base"), ("3.2", "r within 1", "r", "base", 1.0), ("3.2", "far within 1", "far", "base", 1.0)]
+    stated = [("3.2", "r beats base", "r", "base"), ("3.2", "r within 1", "r", "base", 1.0),
+              ("3.2", "far within 1", "far", "base", 1.0)]
     verdicts = claims.claims_table(rows, stated).set_index("claim").verdict
     assert verdicts.to_dict() == {"r beats base": "contradicted", "r within 1": "holds", "far within 1": "contradicted"}
 
@@ -44,7 +45,8 @@ def test_rows_table_keeps_the_grid_order_and_the_spread():
     rows = seeded({"b": [80, 82, 84], "a": [70, 70, 70], "once": [75]})
     table = claims.rows_table(rows, ["a", "b", "once", "not run"])
     assert table.run.tolist() == ["a", "b", "once"]
-    assert table["dev accuracy"].tolist() == ["70.0 ± 0.0 (n=3)", "82.0 ± 2.0 (n=3)", "75.0 (n=1)"]  # one seed: no spread to show
+    # one seed: no spread to show
+    assert table["dev accuracy"].tolist() == ["70.0 ± 0.0 (n=3)", "82.0 ± 2.0 (n=3)", "75.0 (n=1)"]
 
 
 def test_claims_of_rows_that_did_not_run_are_an_empty_table_with_its_columns():

@@ -19,6 +19,7 @@ def test_method_label():
 
 def test_method_title_says_what_a_row_is():
     assert runs.method_title("finetune/2L") == "student alone (2 layers)"
+    assert runs.method_title("finetune/1L") == "student alone (1 layer)"
     assert runs.method_title("finetune") == "trained alone"
     assert runs.method_title("kd") == "KD"
     assert runs.method_title("kd+objective/none") == "KD + REP (static)"
