@@ -1,16 +1,17 @@
-"""Sweeps as data: grids of runs turned into commands, run locally or as Slurm job arrays.
+"""The sweep launcher: grids of runs turned into commands, run locally or as Slurm job arrays.
 
     python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
 
-SWEEP is one of `SWEEPS`. Settings are the environment variables in `VARIABLES` (the names the
-scripts document), overridden by NAME=VALUE arguments; an unset or empty variable takes its
-default: the paper sweeps' (teachers, teacher, data, objective, all) from PROFILE's entry of
-`PROFILES` (released = the released scripts' settings, library = our defaults), then `VARIABLES`.
-A sweep is a list of stages (students need the teachers of the stage before); a run is
-an entry point, its flags and an --output_dir. Method grids are enumerated from the strategy
-registries, and a combination a task cannot run (an uncertainty strategy on a regression task)
-is dropped by the entry points' own check, `DistillationArguments.check_task`. Flags equal to
-the shared argument set's defaults are left out of the commands.
+The grids are data next to the scripts that run them, in `GRIDS` (scripts/grids.py: the paper's
+sweeps and their PROFILES, the quickstart, the miniature, the benchmarks'): SWEEP is a key of its
+`SWEEPS`, each a `Sweep`. The grid module's names read as this module's too (`sweeps.MINIATURE_ROWS`,
+which `report --claims miniature` looks up). Settings are the environment variables in `VARIABLES`
+and the sweep's own `Sweep.defaults` (the names the scripts document), overridden by NAME=VALUE
+arguments; an unset or empty variable takes its default, for a sweep with `Sweep.profiles` first
+PROFILE's. A sweep is a list of stages (students need the teachers of the stage before); a run is
+an entry point, its flags and an --output_dir. A combination a task cannot run (an uncertainty
+strategy on a regression task) is dropped by the entry points' own check,
+`DistillationArguments.check_task`. Flags equal to the shared argument set's defaults are left out.
 
 A folder holding results.json is finished and never run or submitted again; any other folder is
 (re)run with the same command and the entry point resumes from its newest complete checkpoint.
@@ -22,8 +23,14 @@ NPROC_PER_RUN GPUs) at a time; LAUNCHER=slurm submits one job array per stage (`
 the next stage `--dependency=afterany` on it), each task one run, `--requeue`d on preemption so
 the same command resumes from its checkpoint; runs already in the queue are not submitted again.
 DRY_RUN=1 prints the commands and runs nothing.
+
+Slurm is driven by hand-written `sbatch` rather than submitit: a run is a command line (not a
+pickled function), one array per stage with an `afterany` dependency is one sbatch flag each, and
+finding our queued runs (no double submission) reads our own manifests; submitit would add a
+layer and leave these three to us.
 """
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -40,69 +47,51 @@ from dataclasses import dataclass, fields
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, _OneLineErrorParser
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
-from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
 
 logger = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRIDS = os.path.join(REPO, "scripts", "grids.py")
 
-# name -> default; "$NAME" refers to a variable above it, "{task}" is replaced per task.
+# Every sweep's variables: name -> default; "$NAME" refers to a variable above it (or of VARIABLES).
 VARIABLES = {
-    "PROFILE": "released", "TASKS": "rte mrpc cola sst2 qnli", "SEEDS": "1 2 3", "OUT_ROOT": "outputs",
-    "BASE_MODEL": "bert-base-uncased", "LARGE_MODEL": "bert-large-uncased",
-    "STUDENT_MODEL": "bert-base-uncased", "STUDENT_LAYERS": "6", "STUDENT_LAYER_INIT": "first",
-    "BASE_TEACHER": "$OUT_ROOT/teachers/{task}-base", "LARGE_TEACHER": "$OUT_ROOT/teachers/{task}-large",
-    "TEACHER": "$BASE_TEACHER", "TEACHER_SIZES": "base large", "STUDENT_ROOT": "$OUT_ROOT/student",
-    "LR": "2e-5", "EPOCHS": "3", "WARMUP": "0", "TEACHER_LR": "$LR", "BASE_TEACHER_LR": "$TEACHER_LR",
-    "LARGE_TEACHER_LR": "$TEACHER_LR", "TEACHER_EPOCHS": "$EPOCHS", "TEACHER_WARMUP": "$WARMUP", "TEACHER_SEED": "42",
-    "MAX_LEN": "128", "PAD_TO_MAX": "0", "BATCH": "32", "EVAL_BATCH": "128", "PRECISION": "fp32", "REPORT_TO": "none",
-    "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "", "EXTRA_ARGS": "", "KD_ARGS": "",
-    "STUDENT_BASELINE": "1", "KD_BASELINE": "1", "TEACHER_CACHE": "disk", "TEACHER_ALPHAS": "",
-    "MODES": " ".join(TEACHER_MODES), "SELECTIONS": " ".join(s for s in SELECTION_STRATEGIES if s != "none"),
-    "RATIOS": "0.1 0.3 0.5 0.7", "SELECTION_SCOPE": "batch", "KD_LOSS": "auto",
-    "STRATEGIES": " ".join(OBJECTIVE_STRATEGIES), "REP_ALPHA": "1.0", "REP_LAYERS": "all",
-    "STATIC_REP_NORMALIZATION": "hidden",
-    "STAGES": "teachers teacher data objective",
+    "OUT_ROOT": "outputs", "MAX_LEN": "128", "BATCH": "32", "EVAL_BATCH": "128", "PRECISION": "fp32",
+    "REPORT_TO": "none", "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "",
+    "EXTRA_ARGS": "", "KD_ARGS": "",
     "LAUNCHER": "local", "PYTHON": sys.executable, "GPUS": "", "NPROC_PER_RUN": "", "TORCHRUN": "",
     "DRY_RUN": "0", "SHOW_OUTPUT": "0",
     "SLURM_PARTITION": "", "SLURM_TIME": "", "SLURM_GPUS_PER_RUN": "", "SLURM_CPUS_PER_RUN": "",
     "SLURM_MEM_PER_RUN": "", "SLURM_ARRAY_LIMIT": "", "SLURM_ARGS": "",
 }
-# The paper sweeps' defaults by PROFILE, over `VARIABLES`: "*" for every paper sweep, then the
-# sweep's own. released: the released scripts' settings (docs/released.md; WARMUP as a fraction
-# of the training steps, which --warmup_steps < 1 means in transformers 5); library: our defaults,
-# in their own OUT_ROOT so that a finished run of one profile is never taken for the other's.
-PROFILES = {
-    "released": {
-        "*": {"KD_LOSS": "mse", "PAD_TO_MAX": "1", "EVAL_BATCH": "64", "PRECISION": "fp16",
-              "STATIC_REP_NORMALIZATION": "sequence"},
-        "teachers": {"BASE_TEACHER_LR": "2e-5", "LARGE_TEACHER_LR": "5e-5", "TEACHER_WARMUP": "0.05"},
-        # batch 16: the student alone at that batch is a run of its own
-        "teacher": {"BATCH": "16", "WARMUP": "0.05", "TEACHER_ALPHAS": "1 1", "MODES": "hard soft",
-                    "STUDENT_ROOT": "$OUT_ROOT/student-batch16"},
-        "data": {"WARMUP": "0.1"},
-        # the released objective.sh runs uncertainty; `none` is the static baseline it is compared with
-        "objective": {"WARMUP": "0.1", "STRATEGIES": "none uncertainty"},
-    },
-    "library": {"*": {"OUT_ROOT": "outputs/library"}},
-}
-# The quickstart's own variables (scripts/quickstart.sh): empty ones get a value that depends on
-# TASK (the offline tweets demo when unset, the paper's setting for a real task) or on MODEL.
-QUICKSTART = {
-    "OUT_ROOT": "outputs/quickstart", "TASK": "", "MODEL": "", "DATA_DIR": "", "SEED": "1", "PRECISION": "auto",
-    "LARGE_LAYERS": "", "SMALL_LAYERS": "", "STUDENT_LAYERS": "", "MAX_LEN": "", "SAVE_ARGS": "--save_strategy no",
-    "LARGE_EPOCHS": "", "LARGE_LR": "", "SMALL_EPOCHS": "", "SMALL_LR": "", "STUDENT_EPOCHS": "", "STUDENT_LR": "",
-    "SHOW_OUTPUT": "1",
-}
-# The cost benchmarks (benchmarks/distillation_cost.py), grids `cost` and `shared-store`: by default a
-# MiniLM teacher fine-tuned on the tweets in DATA_DIR and a 2-layer student, fp32. TEACHER (a model
-# folder) skips the fine-tuning.
-COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "DATA_DIR": "$OUT_ROOT/tweets", "TEACHER": "",
-        "STUDENT_LAYERS": "2", "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "EPOCHS": "3", "PRECISION": "fp32",
-        "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
-# The shared-store sweep: KD and every selection strategy x RATIOS on one teacher-output store, and
-# STUDENT_RUNS runs of the student alone spread evenly between them.
-SHARED_STORE = {**{k: v for k, v in COST.items() if k != "ONLY"}, "RATIOS": "0.1 0.5", "STUDENT_RUNS": "9"}
+
+
+def grids():
+    """The grid module (`GRIDS`), loaded once; its `SWEEPS` are the sweeps."""
+    module = sys.modules.get("dynamic_kd_grids")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
+        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[spec.name]
+            raise
+    return module
+
+
+def __getattr__(name):
+    """The grid module's names as this module's (`sweeps.MINIATURE_CLAIMS`)."""
+    if not name.startswith("_") and hasattr(grids(), name):
+        return getattr(grids(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    build: object           # (Settings) -> list of stages, each a list of Jobs
+    reports: tuple = ()     # folders below OUT_ROOT whose tables the sweep prints the command for
+    defaults: dict = None   # its variables (and defaults) besides VARIABLES
+    profiles: dict = None   # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
 
 
 class Settings(dict):
@@ -110,13 +99,14 @@ class Settings(dict):
 
     @classmethod
     def of(cls, env, name):
-        """The settings of sweep `name`: `VARIABLES`, its own defaults and, for a paper sweep, PROFILE's."""
-        defaults = {**VARIABLES, **(SWEEPS[name].defaults or {})}
-        if SWEEPS[name].profiled:
-            profile = env.get("PROFILE") or VARIABLES["PROFILE"]
-            if profile not in PROFILES:
-                raise ConfigError(f"PROFILE takes {' or '.join(PROFILES)}, got '{profile}'")
-            defaults.update({**PROFILES[profile].get("*", {}), **PROFILES[profile].get(name, {})})
+        """The settings of sweep `name`: `VARIABLES`, its own defaults and, with profiles, PROFILE's."""
+        sweep = grids().SWEEPS[name]
+        defaults = {**VARIABLES, **(sweep.defaults or {})}
+        if sweep.profiles:
+            profile = env.get("PROFILE") or defaults["PROFILE"]
+            if profile not in sweep.profiles:
+                raise ConfigError(f"PROFILE takes {' or '.join(sweep.profiles)}, got '{profile}'")
+            defaults.update({**sweep.profiles[profile].get("*", {}), **sweep.profiles[profile].get(name, {})})
         return cls(env, defaults)
 
     def __init__(self, env, defaults):
@@ -177,7 +167,7 @@ def flags(**values):
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
     """Task, data, schedule and bookkeeping flags shared by every run (BATCH is the global batch).
 
-    files: (train file, validation file) of the custom task (task "custom"), e.g. `tweet_files`."""
+    files: (train file, validation file) of the custom task (task "custom"), e.g. the grids' `tweet_files`."""
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
@@ -195,126 +185,10 @@ def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
     return out + shlex.split(s["SAVE_ARGS"])
 
 
-def paper_flags(s, warmup):
-    """What the paper sweeps add to `train_flags`: warmup (a fraction of the steps below 1), padding, PRECISION."""
-    return flags(warmup_steps=warmup) + (["--pad_to_max_length"] if s.on("PAD_TO_MAX") else []) + precision_flags(s)
-
 
 def model_flags(model, layers=None, init=None):
     """The pretrained model and how many of its layers to keep (None: all)."""
     return flags(model_name_or_path=model, student_num_layers=layers, student_layer_init=init)
-
-
-def student_flags(s, task, seed):
-    student = model_flags(s["STUDENT_MODEL"], s["STUDENT_LAYERS"], s["STUDENT_LAYER_INIT"])
-    return student + train_flags(s, task, seed, s["LR"], s["EPOCHS"]) + paper_flags(s, s["WARMUP"])
-
-
-def _teacher(template, task):
-    return template.replace("{task}", task)
-
-
-# ---------------------------------------------------------------- the grids
-
-
-def teachers(s):
-    """Fine-tune BASE_MODEL and LARGE_MODEL on every task (the teachers of the other sweeps)."""
-    jobs = []
-    for task in s.words("TASKS"):
-        for size in s.words("TEACHER_SIZES"):
-            if size not in ("base", "large"):
-                raise ConfigError(f"TEACHER_SIZES takes base and/or large, got '{size}'")
-            model, out = (s["BASE_MODEL"], s["BASE_TEACHER"]) if size == "base" else (s["LARGE_MODEL"], s["LARGE_TEACHER"])
-            # a TEACHER_LR the user sets applies to both sizes, over the profile's rate per size
-            lr = s.env.get(f"{size.upper()}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size.upper()}_TEACHER_LR"]
-            train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"])
-            train += paper_flags(s, s["TEACHER_WARMUP"])
-            jobs.append(Job(_teacher(out, task), "train_teacher.py", ("--model_name_or_path", model, *train)))
-    return [jobs]
-
-
-def _students(s, runs):
-    """For every task and seed: the no-KD student baseline (STUDENT_BASELINE) and `runs(task, seed)`, each
-    distillation run with KD_LOSS and the teacher-output store TEACHER_CACHE (disk: every run of the sweep
-    with the same teacher reads the outputs the first one computed)."""
-    jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
-    for task in s.words("TASKS"):
-        for seed in s.words("SEEDS"):
-            student = student_flags(s, task, seed)
-            if s.on("STUDENT_BASELINE"):
-                jobs.append(Job(f"{s['STUDENT_ROOT']}/{task}/seed{seed}", "train_teacher.py", tuple(student)))
-            jobs += [Job(out, script, tuple(student + extra + kd)) for out, script, extra in runs(task, seed)]
-    return jobs
-
-
-def teacher(s):
-    """Paper Sec. 3.1: every --uncertainty_mode (single-small, single-large, average are the baselines).
-
-    TEACHER_ALPHAS "SMALL LARGE": the two teachers' KD weights of every two-teacher mode (as the
-    released teacher.sh passes them; hard and average use them), empty = the entry points' defaults."""
-    alphas = s.words("TEACHER_ALPHAS")
-    if len(alphas) not in (0, 2):
-        raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), "
-                          f"got '{s['TEACHER_ALPHAS']}'")
-    weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
-
-    def runs(task, seed):
-        paths = {"small": _teacher(s["BASE_TEACHER"], task), "large": _teacher(s["LARGE_TEACHER"], task)}
-        for mode in s.words("MODES"):
-            needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
-            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
-            pool += weights if len(needed) == 2 else []
-            yield f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}", "dynamic_teacher.py", pool + ["--uncertainty_mode", mode]
-    return [_students(s, runs)]
-
-
-def data(s):
-    """Paper Sec. 3.2: every selection strategy x ratio, plus plain KD (KD_BASELINE)."""
-    scope = "" if s["SELECTION_SCOPE"] == "batch" else f"-{s['SELECTION_SCOPE']}"
-    common = flags(selection_scope=s["SELECTION_SCOPE"])
-
-    def runs(task, seed):
-        kd = ["--teacher", _teacher(s["TEACHER"], task)]
-        if s.on("KD_BASELINE"):
-            yield f"{s['OUT_ROOT']}/data/{task}/kd-seed{seed}", "dynamic_data.py", kd
-        for strategy in s.words("SELECTIONS"):
-            for ratio in s.words("RATIOS"):
-                yield (f"{s['OUT_ROOT']}/data/{task}/{strategy}-r{ratio}{scope}-seed{seed}", "dynamic_data.py",
-                       kd + ["--selection_strategy", strategy, "--selection_ratio", ratio] + common)
-    return [_students(s, runs)]
-
-
-def objective(s):
-    """Paper Sec. 3.3: every --strategy (none = the static PKD-style baseline, its REP normalised along
-    STATIC_REP_NORMALIZATION: sequence in the released code, see losses.hidden_state_alignment)."""
-    layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
-    if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
-        raise ConfigError("STATIC_REP_NORMALIZATION=sequence normalises over the tokens, REP_LAYERS=cls keeps one; "
-                          "set REP_LAYERS=all or STATIC_REP_NORMALIZATION=hidden")
-
-    def runs(task, seed):
-        for strategy in s.words("STRATEGIES"):
-            norm = flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
-            rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"]) + norm
-            yield (f"{s['OUT_ROOT']}/objective/{task}/{strategy}{layers}-seed{seed}", "dynamic_objective.py",
-                   ["--teacher", _teacher(s["TEACHER"], task)] + rep)
-    return [_students(s, runs)]
-
-
-def everything(s):
-    """STAGES: the teachers first, then the three distillation sweeps as one stage."""
-    unknown = set(s.words("STAGES")) - {"teachers", "teacher", "data", "objective"}
-    if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective")
-    first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in s.words("STAGES") else []
-    students = [job for stage in s.words("STAGES") if stage != "teachers"
-                for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]]
-    return [first, list({job.out: job for job in students}.values())]  # the student baseline once
-
-
-def tweet_files(folder):
-    """The offline demo data written by scripts/prepare_tweets.py: three-class tweets, the custom task."""
-    return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
 
 
 @functools.lru_cache(maxsize=None)
@@ -346,252 +220,6 @@ def precision_flags(s):
     if precision == "fp32":
         return []
     return ["--bf16"] + ([] if torch.cuda.is_available() else ["--use_cpu"])
-
-
-def quickstart(s):
-    """The quickstart: two teachers, then the student alone, KD and every dynamic method (one seed)."""
-    from transformers import AutoConfig
-
-    demo = not s["TASK"]
-    task, label = (s["TASK"], s["TASK"]) if not demo else ("custom", "tweets")
-    files = tweet_files(s["DATA_DIR"]) if demo else None
-    if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)")
-    depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
-    s["MAX_LEN"] = s["MAX_LEN"] or ("64" if demo else "128")
-    extra = ["--logging_steps", "10"] + precision_flags(s)
-    store = ["--teacher_cache", "disk"]  # every student of the sweep reuses the teachers' outputs
-
-    def role(name, layers, epochs, lr):  # a model of `layers` layers cut from MODEL, with its own schedule
-        lr = s[f"{name}_LR"] or (lr if demo else "2e-5")
-        epochs = s[f"{name}_EPOCHS"] or (epochs if demo else "3")
-        cut = None if layers == depth else layers
-        return model_flags(s["MODEL"], cut) + train_flags(s, task, s["SEED"], lr, epochs, s["DATA_DIR"] or None, files) + extra
-
-    root = s["OUT_ROOT"]
-    large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
-    student = role("STUDENT", s.int("STUDENT_LAYERS") if s["STUDENT_LAYERS"] else 2 if depth < 12 else 6, "3", "1e-4")
-    both = ["--small_teacher", small, "--large_teacher", large, "--uncertainty_mode", "hard"]
-    entropy = ["--selection_strategy", "entropy", "--selection_ratio", "0.1"]
-    uncertainty = ["--strategy", "uncertainty", "--rep_alpha", "1.0"]
-    runs = [
-        (f"{root}/student/{label}/seed{s['SEED']}", "train_teacher.py", []),
-        (f"{root}/data/{label}/kd-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + store),
-        (f"{root}/teacher/{label}/hard-seed{s['SEED']}", "dynamic_teacher.py", both + store),
-        (f"{root}/data/{label}/entropy-r0.1-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + entropy + store),
-        (f"{root}/objective/{label}/uncertainty-seed{s['SEED']}", "dynamic_objective.py", ["--teacher", large] + uncertainty + store),
-        (f"{root}/combined/{label}/hard+entropy-r0.1+uncertainty-seed{s['SEED']}", "dynamic_teacher.py", both + entropy + uncertainty + store),
-    ]
-    return [
-        [Job(large, "train_teacher.py", tuple(role("LARGE", s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth, "3", "5e-5"))),
-         Job(small, "train_teacher.py", tuple(role("SMALL", s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2, "3", "1e-4")))],
-        [Job(out, script, tuple(student + extra_flags)) for out, script, extra_flags in runs],
-    ]
-
-
-def miniature(s):
-    """The paper in miniature (scripts/miniature.sh): its three experiments on three-class tweets.
-
-    Teachers: MiniLM-L6 (large) and its first 3 layers (small), fine-tuned once; LARGE_MODEL (any
-    classifier folder, e.g. the 12-layer MPNet of benchmarks/README.md, with its own tokenizer) replaces
-    the large one, trained at LARGE_LR for LARGE_EPOCHS (give it its own OUT_ROOT: finished runs are
-    skipped by folder). Students: the
-    first STUDENT_LAYERS layers, every row of `MINIATURE_ROWS` for every seed in SEEDS, in
-    OUT_ROOT/runs/<row>/seed<seed> (the report pairs rows by seed: `report.claims_table`). One
-    OUT_ROOT per draw of the tweets (scripts/miniature.sh: DATA_SEED); `python -m dynamic_kd.report
-    DRAW1/runs DRAW2/runs --claims miniature` puts the draws side by side.
-    """
-    if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
-    root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
-    extra = ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
-
-    def role(layers, seed, lr, epochs, model=s["MODEL"]):
-        return model_flags(model, layers) + train_flags(s, "custom", seed, lr, epochs, files=files) + extra
-
-    large, small = f"{root}/teachers/large", f"{root}/teachers/small"
-    large_model = s["LARGE_MODEL"] or s["MODEL"]
-    teachers = [Job(large, "train_teacher.py", tuple(role(None, s["TEACHER_SEED"], s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
-                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), s["TEACHER_SEED"], s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
-    paths = {"large": large, "small": small}
-    students = []
-    for seed in s.words("SEEDS"):
-        student = role(s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
-        for row, script, extra_flags in MINIATURE_ROWS:
-            if script != "train_teacher.py":
-                extra_flags = [paths.get(flag, flag) for flag in extra_flags]
-                if row not in MINIATURE_COST_ROWS:
-                    extra_flags += ["--teacher_cache", "disk"]
-            students.append(Job(f"{root}/runs/{row}/seed{seed}", script, tuple(student + list(extra_flags))))
-    return [teachers, students]
-
-
-_HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode"]
-# the released hard/average teacher weights (1 + 1), as the released profile's teacher.sh passes them
-_RELEASED_WEIGHTS = flags(**dict(zip(("small_teacher_alpha", "large_teacher_alpha"),
-                                     PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())))
-_REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass per step
-# (row name, entry point, flags after the student's; "small"/"large" stand for the teachers' folders).
-# 13 rows x 5 seeds per draw of the data, sized for ~70 min of student runs on 2 fp32 CPU cores at
-# ~60 s a run (the released static baseline counted twice: every token's states need a teacher pass
-# per step). Cut from the 23-row grid of the first (3-seed) run, as no claim below needs them:
-# kd-small, soft and soft-instance adoption, entropy and lc selection, the ratios 0.1 and 0.3 (r = 0.5
-# is the released data.sh's), the reversed objective (uncertainty-r). Added: the released teacher
-# weights (1 + 1) for hard and average and single-large KD at weight 2 (is §3.1's gain the teacher
-# choice or the doubled KD weight?), and the released static REP baseline (every token, each hidden
-# unit normalised over the tokens).
-MINIATURE_ROWS = (
-    ("student-alone", "train_teacher.py", ()),
-    ("kd-large", "dynamic_data.py", ("--teacher", "large")),
-    ("kd-large-w2", "dynamic_data.py", ("--teacher", "large", "--kd_alpha", "2")),
-    ("teacher-hard", "dynamic_teacher.py", (*_HARD, "hard")),
-    ("teacher-hard-w1", "dynamic_teacher.py", (*_HARD, "hard", *_RELEASED_WEIGHTS)),
-    ("teacher-average", "dynamic_teacher.py", (*_HARD, "average")),
-    ("teacher-average-w1", "dynamic_teacher.py", (*_HARD, "average", *_RELEASED_WEIGHTS)),
-    *((f"data-{strategy}-r0.5", "dynamic_data.py",
-       ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", "0.5"))
-      for strategy in ("random", "margin")),
-    *((f"objective-{strategy}", "dynamic_objective.py", ("--teacher", "large", "--strategy", strategy, *_REP))
-      for strategy in ("none", "uncertainty")),
-    ("objective-none-released", "dynamic_objective.py",
-     ("--teacher", "large", "--rep_alpha", "1.0", "--rep_layers", "all", "--rep_normalization", "sequence")),
-    ("combined", "dynamic_teacher.py", (*_HARD, "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.5", "--strategy", "uncertainty", *_REP)),
-)
-# Rows whose cost the rows table compares (full KD against selection: training time, teacher forwards)
-# keep a teacher cache of their own, so both are theirs; every other row reads the shared store.
-MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
-# §3.2's "selection matches full KD" is a non-inferiority claim, so it needs a margin: 1 accuracy
-# point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
-NONINFERIORITY_MARGIN = 1.0
-# (paper section, claim, row, baseline[, margin]): each claim says `row` scores higher than
-# `baseline`, or with a margin, at most `margin` points lower (report.claims_table).
-MINIATURE_CLAIMS = (
-    ("KD", "distilling from the large teacher beats training the student alone", "kd-large", "student-alone"),
-    ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),
-    ("3.1", "hard adoption beats averaging both teachers", "teacher-hard", "teacher-average"),
-    # the released weights (1 + 1) give hard and average twice single-teacher KD's weight: teacher choice or weight?
-    ("3.1", "hard adoption at the released weights (1 + 1) beats the large teacher alone",
-     "teacher-hard-w1", "kd-large"),
-    ("3.1", "hard adoption (1 + 1) beats the large teacher alone at the same KD weight 2",
-     "teacher-hard-w1", "kd-large-w2"),
-    ("3.1", "hard adoption at 1 + 1 beats hard adoption at 0.5 + 0.5", "teacher-hard-w1", "teacher-hard"),
-    ("3.1", "the large teacher at KD weight 2 beats it at weight 1", "kd-large-w2", "kd-large"),
-    ("3.1", "averaging both teachers (1 + 1) beats the large teacher alone at KD weight 2",
-     "teacher-average-w1", "kd-large-w2"),
-    ("3.2", "margin selection beats random selection at r=0.5", "data-margin-r0.5", "data-random-r0.5"),
-    ("3.2", f"margin selection at r=0.5 is at most {NONINFERIORITY_MARGIN:g} point below full KD",
-     "data-margin-r0.5", "kd-large", NONINFERIORITY_MARGIN),
-    ("3.3", "uncertainty-weighted objective beats the static KD + REP objective", "objective-uncertainty", "objective-none"),
-    ("3.3", "uncertainty-weighted objective beats the released static baseline (REP normalised over the tokens)",
-     "objective-uncertainty", "objective-none-released"),
-    ("all", "the three combined beat plain KD from the large teacher", "combined", "kd-large"),
-)
-# The miniature's own variables (scripts/miniature.sh): budget sized for ~70 min a data draw on 2 fp32 CPU cores.
-MINIATURE = {
-    "OUT_ROOT": "outputs/miniature", "MODEL": "", "DATA_DIR": "", "SEEDS": "1 2 3 4 5", "PRECISION": "auto",
-    "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "SAVE_ARGS": "--save_strategy no",
-    # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
-    # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
-    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "SMALL_LAYERS": "3", "SMALL_LR": "1e-4",
-    "STUDENT_LAYERS": "1", "LR": "2e-4", "EPOCHS": "2",
-    "LARGE_MODEL": "", "LARGE_LR": "$TEACHER_LR", "LARGE_EPOCHS": "$TEACHER_EPOCHS",
-}
-
-
-# The variants of benchmarks/distillation_cost.py: (entry point, flags after the student's), in run
-# order: the student alone between the two cached runs it is compared with, so a machine whose load
-# drifts (other jobs) biases the ratios least.
-COST_VARIANTS = {
-    "original": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none", "--pad_to_max_length"]),
-    "cached": ("dynamic_data.py", ["--teacher", "{large}"]),
-    "student": ("train_teacher.py", []),
-    "cached-bf16": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_dtype", "bfloat16"]),
-    "epoch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--selection_scope", "epoch"]),
-    "uncached": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none"]),
-    "batch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1"]),
-    "hard-nocache": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard", "--teacher_cache", "none"]),
-    "hard": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]),
-}
-
-
-def _cost_runs(s, small_teacher):
-    """The cost grids' common part: (teacher stage, the student's flags, {"large": .., "small": ..} teacher folders).
-
-    Without TEACHER: MODEL (all its layers) fine-tuned on DATA_DIR as the large teacher and its
-    first 3 layers as the small one (benchmarks/strategy_grid.py uses both). With TEACHER there is
-    no small teacher, an error where `small_teacher` is needed. The student: MODEL's first STUDENT_LAYERS.
-    """
-    if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)")
-    root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
-    extra = ["--disable_tqdm", "True"] + precision_flags(s)
-
-    def train(lr, epochs):
-        return train_flags(s, "custom", 1, lr, epochs, files=files) + extra
-
-    if s["TEACHER"]:
-        if small_teacher:
-            raise ConfigError("the hard-adoption variants need the small teacher fine-tuned from MODEL; leave TEACHER unset or leave them out of ONLY")
-        stage, teachers = [], {"large": s["TEACHER"], "small": None}
-    else:
-        teachers = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
-        # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
-        stage = [Job(teachers["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
-                 Job(teachers["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2")))]
-    return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), teachers
-
-
-def cost(s):
-    """What distillation costs: the COST_VARIANTS of the student (ONLY: a subset), after their teachers."""
-    only = s.words("ONLY") or list(COST_VARIANTS)
-    unknown = set(only) - set(COST_VARIANTS)
-    if unknown:
-        raise ConfigError(f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}")
-    chosen = {name: COST_VARIANTS[name] for name in COST_VARIANTS if name in only}
-    stage, student, teachers = _cost_runs(s, any("{small}" in flag for _, extra in chosen.values() for flag in extra))
-    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [flag.format(**teachers) for flag in extra]))
-                for name, (script, extra) in chosen.items()]
-    return [stage, variants] if stage else [variants]
-
-
-def shared_store(s):
-    """A sweep on one task as the paper runs it, on one shared store: KD, then every selection strategy
-    of SELECTIONS x RATIOS (batch scope, one seed), all with `--teacher_cache disk` in one store folder
-    inside OUT_ROOT/sweep (so it starts cold), and STUDENT_RUNS runs of the student alone, spread evenly
-    between them (the first before KD, the last after the last selection run)."""
-    stage, student, teachers = _cost_runs(s, False)
-    root = f"{s['OUT_ROOT']}/sweep"
-    kd = ["--teacher", teachers["large"], "--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs"]
-    distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(student + kd))] + [
-        Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py", tuple(student + kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]))
-        for strategy in s.words("SELECTIONS") for ratio in s.words("RATIOS")]
-    alone = s.int("STUDENT_RUNS", minimum=0)
-    runs = list(distilled)
-    for number in reversed(range(alone)):  # student i goes before distilled run round(i * n / (k - 1))
-        at = round(number * len(distilled) / max(alone - 1, 1))
-        runs.insert(at, Job(f"{root}/student-{number + 1}", "train_teacher.py", tuple(student)))
-    return [stage, runs] if stage else [runs]
-
-
-@dataclass(frozen=True)
-class Sweep:
-    build: object          # (Settings) -> list of stages, each a list of Jobs
-    reports: tuple = ()    # folders below OUT_ROOT whose tables the sweep prints the command for
-    defaults: dict = None  # variables (and defaults) besides VARIABLES
-    profiled: bool = False  # a paper sweep: PROFILE picks its defaults (`PROFILES`)
-
-
-SWEEPS = {
-    "teachers": Sweep(teachers, ("teachers",), profiled=True),
-    "teacher": Sweep(teacher, ("teacher",), profiled=True),
-    "data": Sweep(data, ("data",), profiled=True),
-    "objective": Sweep(objective, ("objective",), profiled=True),
-    "all": Sweep(everything, ("teacher", "data", "objective"), profiled=True),
-    "quickstart": Sweep(quickstart, ("",), QUICKSTART),
-    "miniature": Sweep(miniature, (), MINIATURE),
-    "cost": Sweep(cost, (), COST),
-    "shared-store": Sweep(shared_store, (), SHARED_STORE),
-}
 
 
 # ---------------------------------------------------------------- planning
@@ -830,7 +458,7 @@ def report_command(s, sweep):
     """The report command(s) that turn a sweep's runs into tables and figures."""
     lines = []
     for folder in sweep.reports:
-        own = Settings.of(s.env, folder) if folder in SWEEPS else s  # the sweep's own student folder
+        own = Settings.of(s.env, folder) if folder in grids().SWEEPS else s  # the sweep's own student folder
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
         dirs = [first] + ([own["STUDENT_ROOT"]] if folder and s.on("STUDENT_BASELINE") else [])
         lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, "--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]))
@@ -848,10 +476,11 @@ def main(argv=None, env=None):
     _log_once.cache_clear()  # once per sweep, not per process
     if argv[:1] == ["--slurm-task"]:
         return slurm_task(argv[1])
-    if not argv or argv[0] not in SWEEPS:
-        sys.stderr.write(f"usage: python -m dynamic_kd.sweeps {{{','.join(SWEEPS)}}} [NAME=VALUE ...]\n{__doc__}")
+    sweeps = grids().SWEEPS
+    if not argv or argv[0] not in sweeps:
+        sys.stderr.write(f"usage: python -m dynamic_kd.sweeps {{{','.join(sweeps)}}} [NAME=VALUE ...]\n{__doc__}")
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    sweep = SWEEPS[argv[0]]
+    sweep = sweeps[argv[0]]
     try:
         for assignment in argv[1:]:
             name, equals, value = assignment.partition("=")
@@ -907,5 +536,7 @@ def plan_text(stages, notes, s):
     return "".join(f"{line}\n" for line in lines)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # one module object: the grids import dynamic_kd.sweeps, not __main__
+    from dynamic_kd.sweeps import main
+
     sys.exit(main())

@@ -13,5 +13,5 @@
 # library auto = kl, mse for stsb), TEACHER_CACHE (disk: the runs share the teacher's outputs).
 # Shared ones: README "Sweeps".
 # PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in dynamic_kd/sweeps.py PROFILES.
+# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" data "$@"

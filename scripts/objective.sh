@@ -13,5 +13,5 @@
 # hidden-state alignment), REP_LAYERS (all tokens of the mapped layers, or cls). Shared ones:
 # README "Sweeps".
 # PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in dynamic_kd/sweeps.py PROFILES.
+# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" objective "$@"
