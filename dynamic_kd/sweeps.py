@@ -2,32 +2,24 @@
 
     python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
 
-The grids are data next to the scripts that run them, in `GRIDS` (scripts/grids.py: the paper's
-sweeps and their PROFILES, the quickstart, the miniature, the benchmarks'): SWEEP is a key of its
-`SWEEPS`, each a `Sweep`. The grid module's names read as this module's too (`sweeps.MINIATURE_ROWS`,
-which `report --claims miniature` looks up). Settings are the environment variables in `VARIABLES`
-and the sweep's own `Sweep.defaults` (the names the scripts document), overridden by NAME=VALUE
-arguments; an unset or empty variable takes its default, for a sweep with `Sweep.profiles` first
-PROFILE's. A sweep is a list of stages (students need the teachers of the stage before); a run is
-an entry point, its flags and an --output_dir. A combination a task cannot run (an uncertainty
-strategy on a regression task) is dropped by the entry points' own check,
-`DistillationArguments.check_task`. Flags equal to the shared argument set's defaults are left out.
+SWEEP is a key of `SWEEPS` in `GRIDS` (scripts/grids.py), whose names read as this module's too
+(`report --claims miniature` reads `sweeps.MINIATURE_CLAIMS`). Settings: `VARIABLES` and the sweep's
+`Sweep.defaults` (PROFILE's first, with `Sweep.profiles`), overridden by the environment or NAME=VALUE.
+A sweep is a list of stages (students need the teachers of the stage before) of runs: an entry
+point, its flags (the entry points' defaults left out), an --output_dir. A run the task cannot do
+is dropped by the entry points' own `DistillationArguments.check_task`.
 
 A folder holding results.json is finished and never run or submitted again; any other folder is
-(re)run with the same command and the entry point resumes from its newest complete checkpoint.
-Each run's output is appended to <output_dir>.log, closed by a line with its exit code, wall time,
-CPU time and peak RSS (`RUN_END`, read back by `run_end`). Relative paths are relative to the repository.
+(re)run with the same command and resumes from its newest checkpoint. Each run's output is
+appended to <output_dir>.log, closed by `RUN_END` (exit code, wall and CPU time, peak RSS; read back
+by `run_end`). Relative paths are relative to the repository.
 
-LAUNCHER=local runs one run after another or, with GPUS="0 1 2 3", one run per GPU (group of
-NPROC_PER_RUN GPUs) at a time; LAUNCHER=slurm submits one job array per stage (`sbatch --array`,
-the next stage `--dependency=afterany` on it), each task one run, `--requeue`d on preemption so
-the same command resumes from its checkpoint; runs already in the queue are not submitted again.
-DRY_RUN=1 prints the commands and runs nothing.
-
-Slurm is driven by hand-written `sbatch` rather than submitit: a run is a command line (not a
-pickled function), one array per stage with an `afterany` dependency is one sbatch flag each, and
-finding our queued runs (no double submission) reads our own manifests; submitit would add a
-layer and leave these three to us.
+LAUNCHER=local runs one run at a time or, with GPUS="0 1 2 3", one per GPU (group of NPROC_PER_RUN
+GPUs); LAUNCHER=slurm submits one job array per stage (`sbatch --array`, the next stage
+`--dependency=afterany` on it), each task one run, `--requeue`d on preemption to resume; runs
+already in the queue are not submitted again. DRY_RUN=1 prints the commands and runs nothing.
+Hand-written `sbatch`, not submitit: a run is a command line, not a pickled function, and the
+dependency, the requeue and finding our queued runs would still be ours to write.
 """
 import functools
 import importlib.util
@@ -89,7 +81,7 @@ def __getattr__(name):
 @dataclass(frozen=True)
 class Sweep:
     build: object           # (Settings) -> list of stages, each a list of Jobs
-    reports: tuple = ()     # folders below OUT_ROOT whose tables the sweep prints the command for
+    reports: tuple = ()     # folders below OUT_ROOT whose report command the sweep prints
     defaults: dict = None   # its variables (and defaults) besides VARIABLES
     profiles: dict = None   # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
 
@@ -145,7 +137,8 @@ class Job:
 
 # ---------------------------------------------------------------- flags
 
-_DEFAULTS = {f.name: f.default for cls in (DataArguments, ModelArguments, DistillationArguments, RunArguments) for f in fields(cls)}
+_DEFAULTS = {f.name: f.default for cls in (DataArguments, ModelArguments, DistillationArguments, RunArguments)
+             for f in fields(cls)}
 
 
 def _same(a, b):
@@ -171,19 +164,21 @@ def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
-        raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; the global batch is split over the processes")
+        raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; "
+                          "the global batch is split over the processes")
     if data_dir is None:
-        data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None)
+        data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (
+            os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None)
     if files is not None:
         data_dir = None
     out = ["--task_name", task] + flags(
-        data_dir=data_dir, train_file=files and files[0], validation_file=files and files[1], max_seq_length=s["MAX_LEN"], num_train_epochs=epochs, learning_rate=lr,
+        data_dir=data_dir, train_file=files and files[0], validation_file=files and files[1],
+        max_seq_length=s["MAX_LEN"], num_train_epochs=epochs, learning_rate=lr,
         per_device_train_batch_size=batch // nproc, per_device_eval_batch_size=s["EVAL_BATCH"], seed=seed,
     )
     if s["REPORT_TO"] not in ("", "none"):
         out += ["--report_to", s["REPORT_TO"]]
     return out + shlex.split(s["SAVE_ARGS"])
-
 
 
 def model_flags(model, layers=None, init=None):
@@ -198,9 +193,8 @@ def _log_once(message):
 
 
 def precision_flags(s):
-    """PRECISION (auto | bf16 | fp16 | fp32) as flags; auto asks `precision.choose_precision` (bf16 on a CPU
-    only where it is native or measured faster) and logs what it chose and why; fp16 (the released
-    scripts') is --fp16 on CUDA, and fp32 elsewhere, logged once."""
+    """PRECISION (auto | bf16 | fp16 | fp32) as flags; auto asks `precision.choose_precision` and logs
+    its choice; fp16 (the released scripts') is --fp16 on CUDA, fp32 elsewhere (logged once)."""
     import torch
 
     from dynamic_kd.precision import choose_precision
@@ -249,9 +243,9 @@ def command(job, s):
     """The argv of a run: the launcher (python, or torchrun with NPROC_PER_RUN), the script, its flags, then
     EXTRA_ARGS (every run) and KD_ARGS (distillation runs only: flags train_teacher.py does not take)."""
     if s["NPROC_PER_RUN"]:
+        tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
         torchrun = shlex.split(s["TORCHRUN"]) or (
-            [os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")] if os.path.exists(os.path.join(os.path.dirname(s["PYTHON"]), "torchrun"))
-            else [s["PYTHON"], "-m", "torch.distributed.run"])
+            [tool] if os.path.exists(tool) else [s["PYTHON"], "-m", "torch.distributed.run"])
         launcher = torchrun + ["--standalone", "--nproc_per_node", str(s.int("NPROC_PER_RUN"))]
     else:
         launcher = [s["PYTHON"]]
@@ -302,12 +296,9 @@ _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`,
-    from its log (None: none ended).
-
-    seconds: the run's wall time (start to exit, model loading and evaluation included); CPU: user +
-    system time of the run and the processes it waited for (on a shared machine, the part of the
-    wall time that other jobs do not change); peak RSS: its largest process (ru_maxrss), in MiB."""
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`
+    (None: none ended): wall time, user + system time of it and its children (what other jobs on a
+    shared machine do not change), its largest process's ru_maxrss in MiB."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -320,13 +311,15 @@ def run_end(out):
 
 
 def execute(job, argv, gpu=None, show=False):
-    """Run one command, its output appended to <out>.log between a header line and a `RUN_END` line; return its exit code."""
+    """Run one command, its output appended to <out>.log after a header line, then `RUN_END`; its exit code."""
     log = job.path + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
     where = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else ""
     if os.environ.get("SLURM_JOB_ID"):
-        where += f"[slurm job {os.environ['SLURM_JOB_ID']}, array {os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}, restart {os.environ.get('SLURM_RESTART_COUNT', 0)}] "
+        e = os.environ
+        where += (f"[slurm job {e['SLURM_JOB_ID']}, array {e.get('SLURM_ARRAY_JOB_ID')}_{e.get('SLURM_ARRAY_TASK_ID')}, "
+                  f"restart {e.get('SLURM_RESTART_COUNT', 0)}] ")
     logger.info("%s start  %s%s (log: %s)", _stamp(), job.out, " (resuming)" if os.path.isdir(job.path) else "", log)
     start = time.time()
     with open(log, "a", encoding="utf-8") as handle:
@@ -441,7 +434,7 @@ def submit(stages, s, name):
 
 
 def slurm_task(manifest):
-    """Inside a Slurm array task: run the manifest's entry for SLURM_ARRAY_TASK_ID (nothing if it finished meanwhile)."""
+    """In a Slurm array task: run the manifest's entry SLURM_ARRAY_TASK_ID (unless it finished meanwhile)."""
     with open(manifest, encoding="utf-8") as handle:
         entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
     job = Job(entry["out"], entry["argv"][1], ())
@@ -461,7 +454,8 @@ def report_command(s, sweep):
         own = Settings.of(s.env, folder) if folder in grids().SWEEPS else s  # the sweep's own student folder
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
         dirs = [first] + ([own["STUDENT_ROOT"]] if folder and s.on("STUDENT_BASELINE") else [])
-        lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, "--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]))
+        lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs,
+                                 "--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]))
     return lines
 
 
@@ -493,19 +487,20 @@ def main(argv=None, env=None):
         if s["LAUNCHER"] not in ("local", "slurm"):
             raise ConfigError(f"LAUNCHER takes local or slurm, got '{s['LAUNCHER']}'")
         if s["LAUNCHER"] == "slurm" and s["GPUS"]:
-            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)")
+            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; "
+                              "under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)")
         stages, notes = plan(sweep.build(s), s)
-        total = sum(map(len, stages))
+        total, reports = sum(map(len, stages)), report_command(s, sweep)
         if s.on("DRY_RUN"):
-            sys.stdout.write(plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). Turn the results into tables with:\n")
-            sys.stdout.write("".join(f"# {line}\n" for line in report_command(s, sweep)))
+            sys.stdout.write(plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). "
+                             "Turn the results into tables with:\n" + "".join(f"# {line}\n" for line in reports))
             return 0
         for _, note in notes:
             logger.info(note)
         if s["LAUNCHER"] == "slurm":
             ids = submit(stages, s, argv[0])
             logger.info("%s; follow with: squeue --me", f"submitted {', '.join(ids)}" if ids else "nothing to submit")
-            logger.info("Tables and figures, once they finished:\n" + "".join(f"  {line}\n" for line in report_command(s, sweep)))
+            logger.info("Tables and figures, once they finished:\n" + "".join(f"  {line}\n" for line in reports))
             return 0
         failed = run_local(stages, s)
     except ConfigError as error:
@@ -514,18 +509,20 @@ def main(argv=None, env=None):
     except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
         logger.info("%s interrupted", _stamp())
         return 130
-    logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), total - len(failed), len(failed), len(notes), total + len(notes))
+    logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), total - len(failed), len(failed),
+                len(notes), total + len(notes))
     for job in failed:
         logger.info("  failed: %s (log: %s.log)", job.out, job.out)
-    if report_command(s, sweep):
-        logger.info("Tables and figures:\n" + "".join(f"  {line}\n" for line in report_command(s, sweep)).rstrip())
+    if reports:
+        logger.info("Tables and figures:\n" + "".join(f"  {line}\n" for line in reports).rstrip())
     return 1 if failed else 0
 
 
 def plan_text(stages, notes, s):
     """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
     slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
-    lines = [f"# LAUNCHER=slurm: one job array per stage, each line one array task of: sbatch {shlex.join(sbatch_options(s))}"] if s["LAUNCHER"] == "slurm" else []
+    lines = [f"# LAUNCHER=slurm: one job array per stage, each line one array task of: "
+             f"sbatch {shlex.join(sbatch_options(s))}"] if s["LAUNCHER"] == "slurm" else []
     for number, stage in enumerate(stages):
         if len(stages) > 1:
             lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))
@@ -536,7 +533,7 @@ def plan_text(stages, notes, s):
     return "".join(f"{line}\n" for line in lines)
 
 
-if __name__ == "__main__":  # one module object: the grids import dynamic_kd.sweeps, not __main__
+if __name__ == "__main__":  # the grids import dynamic_kd.sweeps: run that module, not a copy
     from dynamic_kd.sweeps import main
 
     sys.exit(main())

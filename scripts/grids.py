@@ -1,14 +1,9 @@
-"""The sweeps: grids of runs as data, next to the scripts that run them (`dynamic_kd.sweeps` runs them).
+"""The sweeps' grids, as data next to the scripts that run them through `dynamic_kd.sweeps`.
 
-    python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
-
-`SWEEPS` names them: the paper's (teachers, teacher, data, objective, all: scripts/train_teacher.sh,
-teacher.sh, data.sh, objective.sh, all.sh), whose defaults come from PROFILE's entry of `PROFILES`
-(released = the released scripts' settings, library = our defaults) over `PAPER`; the quickstart and
-the miniature (scripts/quickstart.sh, miniature.sh); the cost benchmarks' (cost, shared-store:
-benchmarks/distillation_cost.py). Each grid is a function of the resolved settings
-(`dynamic_kd.sweeps.Settings`) returning stages of `Job`s; method grids are enumerated from the
-strategy registries.
+`SWEEPS`: the paper's (teachers, teacher, data, objective, all: scripts/train_teacher.sh, teacher.sh,
+data.sh, objective.sh, all.sh; defaults `PAPER` under PROFILE's entry of `PROFILES`), the quickstart's
+and the miniature's (scripts/quickstart.sh, miniature.sh) and the cost benchmarks' (cost,
+shared-store: benchmarks/distillation_cost.py). A grid maps resolved `Settings` to stages of `Job`s.
 """
 import os
 
@@ -18,8 +13,7 @@ from dynamic_kd.sweeps import Job, Settings, Sweep, flags, model_flags, precisio
 
 # ---------------------------------------------------------------- the paper's sweeps
 
-# The paper sweeps' variables besides `dynamic_kd.sweeps.VARIABLES`: name -> default; "$NAME" refers to a
-# variable above it, "{task}" is replaced per task.
+# The paper sweeps' variables besides `sweeps.VARIABLES`; "{task}" is replaced per task.
 PAPER = {
     "PROFILE": "released", "TASKS": "rte mrpc cola sst2 qnli", "SEEDS": "1 2 3",
     "BASE_MODEL": "bert-base-uncased", "LARGE_MODEL": "bert-large-uncased",
@@ -35,10 +29,8 @@ PAPER = {
     "STATIC_REP_NORMALIZATION": "hidden",
     "STAGES": "teachers teacher data objective",
 }
-# The paper sweeps' defaults by PROFILE, over `VARIABLES`: "*" for every paper sweep, then the
-# sweep's own. released: the released scripts' settings (docs/released.md; WARMUP as a fraction
-# of the training steps, which --warmup_steps < 1 means in transformers 5); library: our defaults,
-# in their own OUT_ROOT so that a finished run of one profile is never taken for the other's.
+# released: the released scripts' settings (docs/released.md; WARMUP < 1 is a fraction of the steps);
+# library: our defaults, in an OUT_ROOT of their own (a finished run is never the other profile's).
 PROFILES = {
     "released": {
         "*": {"KD_LOSS": "mse", "PAD_TO_MAX": "1", "EVAL_BATCH": "64", "PRECISION": "fp16",
@@ -76,7 +68,7 @@ def teachers(s):
         for size in s.words("TEACHER_SIZES"):
             if size not in ("base", "large"):
                 raise ConfigError(f"TEACHER_SIZES takes base and/or large, got '{size}'")
-            model, out = (s["BASE_MODEL"], s["BASE_TEACHER"]) if size == "base" else (s["LARGE_MODEL"], s["LARGE_TEACHER"])
+            model, out = s[f"{size.upper()}_MODEL"], s[f"{size.upper()}_TEACHER"]
             # a TEACHER_LR the user sets applies to both sizes, over the profile's rate per size
             lr = s.env.get(f"{size.upper()}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size.upper()}_TEACHER_LR"]
             train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"])
@@ -86,9 +78,8 @@ def teachers(s):
 
 
 def _students(s, runs):
-    """For every task and seed: the no-KD student baseline (STUDENT_BASELINE) and `runs(task, seed)`, each
-    distillation run with KD_LOSS and the teacher-output store TEACHER_CACHE (disk: every run of the sweep
-    with the same teacher reads the outputs the first one computed)."""
+    """For every task and seed: the student alone (STUDENT_BASELINE) and `runs(task, seed)`, each with
+    KD_LOSS and the teacher-output store TEACHER_CACHE (disk: runs with one teacher share its outputs)."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
@@ -102,8 +93,7 @@ def _students(s, runs):
 def teacher(s):
     """Paper Sec. 3.1: every --uncertainty_mode (single-small, single-large, average are the baselines).
 
-    TEACHER_ALPHAS "SMALL LARGE": the two teachers' KD weights of every two-teacher mode (as the
-    released teacher.sh passes them; hard and average use them), empty = the entry points' defaults."""
+    TEACHER_ALPHAS "SMALL LARGE": both teachers' KD weights in every two-teacher mode (empty: the defaults)."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
         raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), "
@@ -116,7 +106,8 @@ def teacher(s):
             needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
             pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
             pool += weights if len(needed) == 2 else []
-            yield f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}", "dynamic_teacher.py", pool + ["--uncertainty_mode", mode]
+            yield (f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}", "dynamic_teacher.py",
+                   pool + ["--uncertainty_mode", mode])
     return [_students(s, runs)]
 
 
@@ -137,8 +128,8 @@ def data(s):
 
 
 def objective(s):
-    """Paper Sec. 3.3: every --strategy (none = the static PKD-style baseline, its REP normalised along
-    STATIC_REP_NORMALIZATION: sequence in the released code, see losses.hidden_state_alignment)."""
+    """Paper Sec. 3.3: every --strategy (none: the static PKD-style baseline, REP normalised along
+    STATIC_REP_NORMALIZATION)."""
     layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
     if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
         raise ConfigError("STATIC_REP_NORMALIZATION=sequence normalises over the tokens, REP_LAYERS=cls keeps one; "
@@ -157,7 +148,8 @@ def everything(s):
     """STAGES: the teachers first, then the three distillation sweeps as one stage."""
     unknown = set(s.words("STAGES")) - {"teachers", "teacher", "data", "objective"}
     if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective")
+        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; "
+                          "STAGES takes: teachers teacher data objective")
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in s.words("STAGES") else []
     students = [job for stage in s.words("STAGES") if stage != "teachers"
                 for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]]
@@ -171,8 +163,7 @@ def tweet_files(folder):
     return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
 
 
-# The quickstart's own variables (scripts/quickstart.sh): empty ones get a value that depends on
-# TASK (the offline tweets demo when unset, the paper's setting for a real task) or on MODEL.
+# The quickstart's variables: empty ones depend on TASK (unset: the tweets demo) or on MODEL.
 QUICKSTART = {
     "OUT_ROOT": "outputs/quickstart", "TASK": "", "MODEL": "", "DATA_DIR": "", "SEED": "1", "PRECISION": "auto",
     "LARGE_LAYERS": "", "SMALL_LAYERS": "", "STUDENT_LAYERS": "", "MAX_LEN": "", "SAVE_ARGS": "--save_strategy no",
@@ -189,7 +180,8 @@ def quickstart(s):
     task, label = (s["TASK"], s["TASK"]) if not demo else ("custom", "tweets")
     files = tweet_files(s["DATA_DIR"]) if demo else None
     if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)")
+        raise ConfigError("MODEL is not set; pass a model folder or hub id "
+                          "(scripts/quickstart.sh sets the MiniLM demo model)")
     depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
     s["MAX_LEN"] = s["MAX_LEN"] or ("64" if demo else "128")
     extra = ["--logging_steps", "10"] + precision_flags(s)
@@ -199,40 +191,39 @@ def quickstart(s):
         lr = s[f"{name}_LR"] or (lr if demo else "2e-5")
         epochs = s[f"{name}_EPOCHS"] or (epochs if demo else "3")
         cut = None if layers == depth else layers
-        return model_flags(s["MODEL"], cut) + train_flags(s, task, s["SEED"], lr, epochs, s["DATA_DIR"] or None, files) + extra
+        return model_flags(s["MODEL"], cut) + train_flags(s, task, seed, lr, epochs, s["DATA_DIR"] or None, files) + extra
 
-    root = s["OUT_ROOT"]
+    root, seed = s["OUT_ROOT"], s["SEED"]
     large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
     student = role("STUDENT", s.int("STUDENT_LAYERS") if s["STUDENT_LAYERS"] else 2 if depth < 12 else 6, "3", "1e-4")
     both = ["--small_teacher", small, "--large_teacher", large, "--uncertainty_mode", "hard"]
     entropy = ["--selection_strategy", "entropy", "--selection_ratio", "0.1"]
     uncertainty = ["--strategy", "uncertainty", "--rep_alpha", "1.0"]
+    kd = ["--teacher", large]
     runs = [
-        (f"{root}/student/{label}/seed{s['SEED']}", "train_teacher.py", []),
-        (f"{root}/data/{label}/kd-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + store),
-        (f"{root}/teacher/{label}/hard-seed{s['SEED']}", "dynamic_teacher.py", both + store),
-        (f"{root}/data/{label}/entropy-r0.1-seed{s['SEED']}", "dynamic_data.py", ["--teacher", large] + entropy + store),
-        (f"{root}/objective/{label}/uncertainty-seed{s['SEED']}", "dynamic_objective.py", ["--teacher", large] + uncertainty + store),
-        (f"{root}/combined/{label}/hard+entropy-r0.1+uncertainty-seed{s['SEED']}", "dynamic_teacher.py", both + entropy + uncertainty + store),
+        (f"student/{label}/seed{seed}", "train_teacher.py", []),
+        (f"data/{label}/kd-seed{seed}", "dynamic_data.py", kd + store),
+        (f"teacher/{label}/hard-seed{seed}", "dynamic_teacher.py", both + store),
+        (f"data/{label}/entropy-r0.1-seed{seed}", "dynamic_data.py", kd + entropy + store),
+        (f"objective/{label}/uncertainty-seed{seed}", "dynamic_objective.py", kd + uncertainty + store),
+        (f"combined/{label}/hard+entropy-r0.1+uncertainty-seed{seed}", "dynamic_teacher.py",
+         both + entropy + uncertainty + store),
     ]
+    large_layers = s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth
+    small_layers = s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2
     return [
-        [Job(large, "train_teacher.py", tuple(role("LARGE", s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth, "3", "5e-5"))),
-         Job(small, "train_teacher.py", tuple(role("SMALL", s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2, "3", "1e-4")))],
-        [Job(out, script, tuple(student + extra_flags)) for out, script, extra_flags in runs],
+        [Job(large, "train_teacher.py", tuple(role("LARGE", large_layers, "3", "5e-5"))),
+         Job(small, "train_teacher.py", tuple(role("SMALL", small_layers, "3", "1e-4")))],
+        [Job(f"{root}/{out}", script, tuple(student + extra)) for out, script, extra in runs],
     ]
 
 
 def miniature(s):
     """The paper in miniature (scripts/miniature.sh): its three experiments on three-class tweets.
 
-    Teachers: MiniLM-L6 (large) and its first 3 layers (small), fine-tuned once; LARGE_MODEL (any
-    classifier folder, e.g. the 12-layer MPNet of benchmarks/README.md, with its own tokenizer) replaces
-    the large one, trained at LARGE_LR for LARGE_EPOCHS (give it its own OUT_ROOT: finished runs are
-    skipped by folder). Students: the
-    first STUDENT_LAYERS layers, every row of `MINIATURE_ROWS` for every seed in SEEDS, in
-    OUT_ROOT/runs/<row>/seed<seed> (the report pairs rows by seed: `report.claims_table`). One
-    OUT_ROOT per draw of the tweets (scripts/miniature.sh: DATA_SEED); `python -m dynamic_kd.report
-    DRAW1/runs DRAW2/runs --claims miniature` puts the draws side by side.
+    Teachers: MiniLM-L6 (large; LARGE_MODEL, any classifier folder, replaces it: give it its own
+    OUT_ROOT) and its first 3 layers (small). Students: MODEL's first STUDENT_LAYERS layers, every row of
+    `MINIATURE_ROWS` x SEEDS in OUT_ROOT/runs/<row>/seed<seed> (`report --claims miniature` pairs seeds).
     """
     if not s["MODEL"]:
         raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
@@ -244,8 +235,9 @@ def miniature(s):
 
     large, small = f"{root}/teachers/large", f"{root}/teachers/small"
     large_model = s["LARGE_MODEL"] or s["MODEL"]
-    teachers = [Job(large, "train_teacher.py", tuple(role(None, s["TEACHER_SEED"], s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
-                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), s["TEACHER_SEED"], s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
+    seed = s["TEACHER_SEED"]
+    teachers = [Job(large, "train_teacher.py", tuple(role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
+                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
     paths = {"large": large, "small": small}
     students = []
     for seed in s.words("SEEDS"):
@@ -263,16 +255,10 @@ _HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_
 # the released hard/average teacher weights (1 + 1), as the released profile's teacher.sh passes them
 _RELEASED_WEIGHTS = flags(**dict(zip(("small_teacher_alpha", "large_teacher_alpha"),
                                      PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())))
-_REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass per step
+_REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass
 # (row name, entry point, flags after the student's; "small"/"large" stand for the teachers' folders).
-# 13 rows x 5 seeds per draw of the data, sized for ~70 min of student runs on 2 fp32 CPU cores at
-# ~60 s a run (the released static baseline counted twice: every token's states need a teacher pass
-# per step). Cut from the 23-row grid of the first (3-seed) run, as no claim below needs them:
-# kd-small, soft and soft-instance adoption, entropy and lc selection, the ratios 0.1 and 0.3 (r = 0.5
-# is the released data.sh's), the reversed objective (uncertainty-r). Added: the released teacher
-# weights (1 + 1) for hard and average and single-large KD at weight 2 (is §3.1's gain the teacher
-# choice or the doubled KD weight?), and the released static REP baseline (every token, each hidden
-# unit normalised over the tokens).
+# 13 rows x 5 seeds per draw, ~70 min of student runs on 2 fp32 CPU cores; why these rows and not the
+# first run's 23: README "The paper in miniature".
 MINIATURE_ROWS = (
     ("student-alone", "train_teacher.py", ()),
     ("kd-large", "dynamic_data.py", ("--teacher", "large")),
@@ -288,7 +274,8 @@ MINIATURE_ROWS = (
       for strategy in ("none", "uncertainty")),
     ("objective-none-released", "dynamic_objective.py",
      ("--teacher", "large", "--rep_alpha", "1.0", "--rep_layers", "all", "--rep_normalization", "sequence")),
-    ("combined", "dynamic_teacher.py", (*_HARD, "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.5", "--strategy", "uncertainty", *_REP)),
+    ("combined", "dynamic_teacher.py", (*_HARD, "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.5",
+                                        "--strategy", "uncertainty", *_REP)),
 )
 # Rows whose cost the rows table compares (full KD against selection: training time, teacher forwards)
 # keep a teacher cache of their own, so both are theirs; every other row reads the shared store.
@@ -314,18 +301,20 @@ MINIATURE_CLAIMS = (
     ("3.2", "margin selection beats random selection at r=0.5", "data-margin-r0.5", "data-random-r0.5"),
     ("3.2", f"margin selection at r=0.5 is at most {NONINFERIORITY_MARGIN:g} point below full KD",
      "data-margin-r0.5", "kd-large", NONINFERIORITY_MARGIN),
-    ("3.3", "uncertainty-weighted objective beats the static KD + REP objective", "objective-uncertainty", "objective-none"),
+    ("3.3", "uncertainty-weighted objective beats the static KD + REP objective",
+     "objective-uncertainty", "objective-none"),
     ("3.3", "uncertainty-weighted objective beats the released static baseline (REP normalised over the tokens)",
      "objective-uncertainty", "objective-none-released"),
     ("all", "the three combined beat plain KD from the large teacher", "combined", "kd-large"),
 )
-# The miniature's own variables (scripts/miniature.sh): budget sized for ~70 min a data draw on 2 fp32 CPU cores.
+# The miniature's variables: sized for ~70 min a draw on 2 fp32 CPU cores.
 MINIATURE = {
     "OUT_ROOT": "outputs/miniature", "MODEL": "", "DATA_DIR": "", "SEEDS": "1 2 3 4 5", "PRECISION": "auto",
     "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "SAVE_ARGS": "--save_strategy no",
     # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
     # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
-    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "TEACHER_SEED": PAPER["TEACHER_SEED"], "SMALL_LAYERS": "3", "SMALL_LR": "1e-4",
+    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "TEACHER_SEED": PAPER["TEACHER_SEED"],
+    "SMALL_LAYERS": "3", "SMALL_LR": "1e-4",
     "STUDENT_LAYERS": "1", "LR": "2e-4", "EPOCHS": "2",
     "LARGE_MODEL": "", "LARGE_LR": "$TEACHER_LR", "LARGE_EPOCHS": "$TEACHER_EPOCHS",
 }
@@ -333,41 +322,38 @@ MINIATURE = {
 
 # ---------------------------------------------------------------- the cost benchmarks
 
-# The cost benchmarks (benchmarks/distillation_cost.py), grids `cost` and `shared-store`: by default a
-# MiniLM teacher fine-tuned on the tweets in DATA_DIR and a 2-layer student, fp32. TEACHER (a model
-# folder) skips the fine-tuning.
+# benchmarks/distillation_cost.py's grids: by default a MiniLM teacher fine-tuned on the tweets in DATA_DIR
+# and a 2-layer student, fp32; TEACHER (a model folder) skips the fine-tuning.
 COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "DATA_DIR": "$OUT_ROOT/tweets", "TEACHER": "",
         "STUDENT_LAYERS": "2", "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "EPOCHS": "3", "PRECISION": "fp32",
         "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
-# The shared-store sweep: KD and every selection strategy x RATIOS on one teacher-output store, and
-# STUDENT_RUNS runs of the student alone spread evenly between them.
-SHARED_STORE = {**{k: v for k, v in COST.items() if k != "ONLY"}, "SELECTIONS": PAPER["SELECTIONS"], "RATIOS": "0.1 0.5",
-                "STUDENT_RUNS": "9"}
-# The variants of benchmarks/distillation_cost.py: (entry point, flags after the student's), in run
-# order: the student alone between the two cached runs it is compared with, so a machine whose load
-# drifts (other jobs) biases the ratios least.
+SHARED_STORE = {**{k: v for k, v in COST.items() if k != "ONLY"}, "SELECTIONS": PAPER["SELECTIONS"],
+                "RATIOS": "0.1 0.5", "STUDENT_RUNS": "9"}
+# (entry point, flags after the student's) in run order: the student alone between the two cached runs
+# it is compared with, so a drifting machine load biases the ratios least.
+_KD, _BOTH = ["--teacher", "{large}"], ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]
+_ENTROPY = [*_KD, "--selection_strategy", "entropy", "--selection_ratio", "0.1"]
 COST_VARIANTS = {
-    "original": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none", "--pad_to_max_length"]),
-    "cached": ("dynamic_data.py", ["--teacher", "{large}"]),
+    "original": ("dynamic_data.py", [*_KD, "--teacher_cache", "none", "--pad_to_max_length"]),
+    "cached": ("dynamic_data.py", _KD),
     "student": ("train_teacher.py", []),
-    "cached-bf16": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_dtype", "bfloat16"]),
-    "epoch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1", "--selection_scope", "epoch"]),
-    "uncached": ("dynamic_data.py", ["--teacher", "{large}", "--teacher_cache", "none"]),
-    "batch-r0.1": ("dynamic_data.py", ["--teacher", "{large}", "--selection_strategy", "entropy", "--selection_ratio", "0.1"]),
-    "hard-nocache": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard", "--teacher_cache", "none"]),
-    "hard": ("dynamic_teacher.py", ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]),
+    "cached-bf16": ("dynamic_data.py", [*_KD, "--teacher_dtype", "bfloat16"]),
+    "epoch-r0.1": ("dynamic_data.py", [*_ENTROPY, "--selection_scope", "epoch"]),
+    "uncached": ("dynamic_data.py", [*_KD, "--teacher_cache", "none"]),
+    "batch-r0.1": ("dynamic_data.py", _ENTROPY),
+    "hard-nocache": ("dynamic_teacher.py", [*_BOTH, "--teacher_cache", "none"]),
+    "hard": ("dynamic_teacher.py", _BOTH),
 }
 
 
 def _cost_runs(s, small_teacher):
-    """The cost grids' common part: (teacher stage, the student's flags, {"large": .., "small": ..} teacher folders).
+    """The cost grids' common part: (teacher stage, the student's flags, {"large": .., "small": ..} folders).
 
-    Without TEACHER: MODEL (all its layers) fine-tuned on DATA_DIR as the large teacher and its
-    first 3 layers as the small one (benchmarks/strategy_grid.py uses both). With TEACHER there is
-    no small teacher, an error where `small_teacher` is needed. The student: MODEL's first STUDENT_LAYERS.
-    """
+    Without TEACHER: MODEL fine-tuned on DATA_DIR as the large teacher and its first 3 layers as the
+    small one; with TEACHER there is no small teacher. The student: MODEL's first STUDENT_LAYERS."""
     if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)")
+        raise ConfigError("MODEL is not set; pass a model folder "
+                          "(benchmarks/distillation_cost.py sets the MiniLM demo model)")
     root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
     extra = ["--disable_tqdm", "True"] + precision_flags(s)
 
@@ -376,7 +362,8 @@ def _cost_runs(s, small_teacher):
 
     if s["TEACHER"]:
         if small_teacher:
-            raise ConfigError("the hard-adoption variants need the small teacher fine-tuned from MODEL; leave TEACHER unset or leave them out of ONLY")
+            raise ConfigError("the hard-adoption variants need the small teacher fine-tuned from MODEL; "
+                              "leave TEACHER unset or leave them out of ONLY")
         stage, teachers = [], {"large": s["TEACHER"], "small": None}
     else:
         teachers = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
@@ -391,24 +378,25 @@ def cost(s):
     only = s.words("ONLY") or list(COST_VARIANTS)
     unknown = set(only) - set(COST_VARIANTS)
     if unknown:
-        raise ConfigError(f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}")
+        raise ConfigError(f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; "
+                          f"the variants: {' '.join(COST_VARIANTS)}")
     chosen = {name: COST_VARIANTS[name] for name in COST_VARIANTS if name in only}
     stage, student, teachers = _cost_runs(s, any("{small}" in flag for _, extra in chosen.values() for flag in extra))
-    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [flag.format(**teachers) for flag in extra]))
+    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [f.format(**teachers) for f in extra]))
                 for name, (script, extra) in chosen.items()]
     return [stage, variants] if stage else [variants]
 
 
 def shared_store(s):
-    """A sweep on one task as the paper runs it, on one shared store: KD, then every selection strategy
-    of SELECTIONS x RATIOS (batch scope, one seed), all with `--teacher_cache disk` in one store folder
-    inside OUT_ROOT/sweep (so it starts cold), and STUDENT_RUNS runs of the student alone, spread evenly
-    between them (the first before KD, the last after the last selection run)."""
+    """One task's sweep on one store (OUT_ROOT/sweep, so it starts cold): KD, then SELECTIONS x RATIOS
+    (batch scope, one seed), and STUDENT_RUNS runs of the student alone spread evenly between them."""
     stage, student, teachers = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
-    kd = ["--teacher", teachers["large"], "--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs"]
-    distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(student + kd))] + [
-        Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py", tuple(student + kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]))
+    kd = student + ["--teacher", teachers["large"], "--teacher_cache", "disk",
+                    "--teacher_cache_dir", f"{root}/teacher_outputs"]
+    distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(kd))] + [
+        Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py",
+            tuple(kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]))
         for strategy in s.words("SELECTIONS") for ratio in s.words("RATIOS")]
     alone = s.int("STUDENT_RUNS", minimum=0)
     runs = list(distilled)
