@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRIDS = os.path.join(REPO, "scripts", "grids.py")
 
-# Every sweep's variables: name -> default; "$NAME" refers to a variable above it (or of VARIABLES).
+# Every sweep's variables: name -> default; "$NAME" refers to a variable above it.
 VARIABLES = {
     "OUT_ROOT": "outputs", "MAX_LEN": "128", "BATCH": "32", "EVAL_BATCH": "128", "PRECISION": "fp32",
     "REPORT_TO": "none", "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "",
@@ -231,7 +231,7 @@ def not_applicable(job, parser, extra=()):
     """
     if job.script == "train_teacher.py":
         return None
-    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses(args=[*job.flags, *extra], return_remaining_strings=True)
+    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses([*job.flags, *extra], return_remaining_strings=True)
     try:
         kd_args.check_task(data_args.task)
     except ConfigError as error:
@@ -268,7 +268,8 @@ def plan(stages, s):
             seen.add(job.out)
             reason = "finished" if job.finished() else not_applicable(job, parser, extra_flags(job, s))
             if reason:
-                notes.append((len(todo) - 1, f"skip {job.out} ({reason if reason == 'finished' else 'not applicable: ' + reason})"))
+                why = reason if reason == "finished" else f"not applicable: {reason}"
+                notes.append((len(todo) - 1, f"skip {job.out} ({why})"))
             else:
                 todo[-1].append(job)
     return todo, notes
@@ -318,14 +319,15 @@ def execute(job, argv, gpu=None, show=False):
     where = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else ""
     if os.environ.get("SLURM_JOB_ID"):
         e = os.environ
-        where += (f"[slurm job {e['SLURM_JOB_ID']}, array {e.get('SLURM_ARRAY_JOB_ID')}_{e.get('SLURM_ARRAY_TASK_ID')}, "
-                  f"restart {e.get('SLURM_RESTART_COUNT', 0)}] ")
+        where += (f"[slurm job {e['SLURM_JOB_ID']}, array {e.get('SLURM_ARRAY_JOB_ID')}_"
+                  f"{e.get('SLURM_ARRAY_TASK_ID')}, restart {e.get('SLURM_RESTART_COUNT', 0)}] ")
     logger.info("%s start  %s%s (log: %s)", _stamp(), job.out, " (resuming)" if os.path.isdir(job.path) else "", log)
     start = time.time()
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {where}{shlex.join(argv)}\n")
         handle.flush()
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE if show else handle, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE if show else handle,
+                                   stderr=subprocess.STDOUT, text=True)
         for line in process.stdout if show else ():
             handle.write(line)
             sys.stdout.write(line)
@@ -333,14 +335,17 @@ def execute(job, argv, gpu=None, show=False):
         _, status, usage = os.wait4(process.pid, 0)
         code = process.returncode = os.waitstatus_to_exitcode(status)
         rss = usage.ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)  # bytes on macOS, KiB on Linux
-        handle.write(RUN_END.format(code=code, seconds=time.time() - start, cpu=usage.ru_utime + usage.ru_stime, rss=rss) + "\n")
+        cpu = usage.ru_utime + usage.ru_stime
+        handle.write(RUN_END.format(code=code, seconds=time.time() - start, cpu=cpu, rss=rss) + "\n")
     took = _clock(time.time() - start)
     if code == 0:
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
     else:
         with open(log, encoding="utf-8", errors="replace") as handle:
-            last = [line.strip() for line in handle.read().replace("\r", "\n").splitlines() if line.strip() and not _RUN_END.match(line)][-1:]
-        logger.info("%s FAILED %s (exit %d after %s; log: %s)%s", _stamp(), job.out, code, took, log, "".join(f"\n         {t[:300]}" for t in last))
+            last = [line.strip() for line in handle.read().replace("\r", "\n").splitlines()
+                    if line.strip() and not _RUN_END.match(line)][-1:]
+        logger.info("%s FAILED %s (exit %d after %s; log: %s)%s", _stamp(), job.out, code, took, log,
+                    "".join(f"\n         {t[:300]}" for t in last))
     return code
 
 
@@ -349,7 +354,9 @@ _START = time.time()
 
 def _clock(seconds):
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _stamp():
@@ -380,7 +387,8 @@ def run_local(stages, s):
 
 def queued_runs():
     """Output folder (absolute) -> array job id of every run of ours waiting or running in Slurm."""
-    result = subprocess.run(["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"], capture_output=True, text=True)
+    result = subprocess.run(["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigError(f"squeue failed ({result.stderr.strip()}); is Slurm reachable from here?")
     queued, manifests = {}, {}
@@ -414,10 +422,14 @@ def submit(stages, s, name):
                 logger.info("queued %s (already in Slurm job %s)", job.out, queued[job.path])
         todo = [job for job in stage if job.path not in queued]
         if todo:
-            folder = os.path.join(REPO, s["OUT_ROOT"], ".slurm", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}-{number}")
+            stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}-{number}"
+            folder = os.path.join(REPO, s["OUT_ROOT"], ".slurm", stamp)
             manifest = os.path.join(folder, "manifest.json")
-            write_atomic(manifest, json.dumps([{"out": job.out, "path": job.path, "argv": command(job, s)} for job in todo], indent=1))
-            script = write_atomic(os.path.join(folder, "task.sh"), f"#!/bin/sh\nexec {shlex.quote(os.path.abspath(s['PYTHON']))} -m dynamic_kd.sweeps --slurm-task {shlex.quote(manifest)}\n")
+            entries = [{"out": job.out, "path": job.path, "argv": command(job, s)} for job in todo]
+            write_atomic(manifest, json.dumps(entries, indent=1))
+            python = shlex.quote(os.path.abspath(s["PYTHON"]))
+            task = f"#!/bin/sh\nexec {python} -m dynamic_kd.sweeps --slurm-task {shlex.quote(manifest)}\n"
+            script = write_atomic(os.path.join(folder, "task.sh"), task)
             limit = f"%{s.int('SLURM_ARRAY_LIMIT')}" if s["SLURM_ARRAY_LIMIT"] else ""
             argv = ["sbatch", "--parsable", f"--array=0-{len(todo) - 1}{limit}", f"--job-name=dkd-{name}", "--requeue",
                     "--open-mode=append", f"--output={folder}/%A_%a.out", f"--chdir={REPO}", *sbatch_options(s)]
@@ -426,7 +438,8 @@ def submit(stages, s, name):
             if result.returncode != 0:
                 raise ConfigError(f"sbatch failed: {' '.join(result.stderr.split())}; check the SLURM_* settings")
             job_id = result.stdout.strip().split(";")[0]
-            logger.info("submitted job array %s: %d runs (stage %d; tasks log to %s)", job_id, len(todo), number + 1, folder)
+            logger.info("submitted job array %s: %d runs (stage %d; tasks log to %s)",
+                        job_id, len(todo), number + 1, folder)
             submitted.append(job_id)
             waiting.add(job_id)
         after = waiting
@@ -434,7 +447,7 @@ def submit(stages, s, name):
 
 
 def slurm_task(manifest):
-    """In a Slurm array task: run the manifest's entry SLURM_ARRAY_TASK_ID (unless it finished meanwhile)."""
+    """In a Slurm array task: run entry SLURM_ARRAY_TASK_ID of the manifest (unless it finished meanwhile)."""
     with open(manifest, encoding="utf-8") as handle:
         entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
     job = Job(entry["out"], entry["argv"][1], ())

@@ -91,7 +91,7 @@ def _students(s, runs):
 
 
 def teacher(s):
-    """Paper Sec. 3.1: every --uncertainty_mode (single-small, single-large, average are the baselines).
+    """Paper Sec. 3.1: every --uncertainty_mode (single-small, single-large, average: the baselines).
 
     TEACHER_ALPHAS "SMALL LARGE": both teachers' KD weights in every two-teacher mode (empty: the defaults)."""
     alphas = s.words("TEACHER_ALPHAS")
@@ -173,7 +173,7 @@ QUICKSTART = {
 
 
 def quickstart(s):
-    """The quickstart: two teachers, then the student alone, KD and every dynamic method (one seed)."""
+    """Two teachers, then the student alone, KD and every dynamic method (one seed)."""
     from transformers import AutoConfig
 
     demo = not s["TASK"]
@@ -191,7 +191,8 @@ def quickstart(s):
         lr = s[f"{name}_LR"] or (lr if demo else "2e-5")
         epochs = s[f"{name}_EPOCHS"] or (epochs if demo else "3")
         cut = None if layers == depth else layers
-        return model_flags(s["MODEL"], cut) + train_flags(s, task, seed, lr, epochs, s["DATA_DIR"] or None, files) + extra
+        train = train_flags(s, task, seed, lr, epochs, s["DATA_DIR"] or None, files)
+        return model_flags(s["MODEL"], cut) + train + extra
 
     root, seed = s["OUT_ROOT"], s["SEED"]
     large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
@@ -237,7 +238,8 @@ def miniature(s):
     large_model = s["LARGE_MODEL"] or s["MODEL"]
     seed = s["TEACHER_SEED"]
     teachers = [Job(large, "train_teacher.py", tuple(role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
-                Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
+                Job(small, "train_teacher.py",
+                    tuple(role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
     paths = {"large": large, "small": small}
     students = []
     for seed in s.words("SEEDS"):
@@ -307,7 +309,7 @@ MINIATURE_CLAIMS = (
      "objective-uncertainty", "objective-none-released"),
     ("all", "the three combined beat plain KD from the large teacher", "combined", "kd-large"),
 )
-# The miniature's variables: sized for ~70 min a draw on 2 fp32 CPU cores.
+# The miniature's variables: ~70 min a draw on 2 fp32 CPU cores.
 MINIATURE = {
     "OUT_ROOT": "outputs/miniature", "MODEL": "", "DATA_DIR": "", "SEEDS": "1 2 3 4 5", "PRECISION": "auto",
     "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "SAVE_ARGS": "--save_strategy no",
@@ -331,7 +333,8 @@ SHARED_STORE = {**{k: v for k, v in COST.items() if k != "ONLY"}, "SELECTIONS": 
                 "RATIOS": "0.1 0.5", "STUDENT_RUNS": "9"}
 # (entry point, flags after the student's) in run order: the student alone between the two cached runs
 # it is compared with, so a drifting machine load biases the ratios least.
-_KD, _BOTH = ["--teacher", "{large}"], ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]
+_KD = ["--teacher", "{large}"]
+_BOTH = ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]
 _ENTROPY = [*_KD, "--selection_strategy", "entropy", "--selection_ratio", "0.1"]
 COST_VARIANTS = {
     "original": ("dynamic_data.py", [*_KD, "--teacher_cache", "none", "--pad_to_max_length"]),
