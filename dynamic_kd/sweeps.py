@@ -91,7 +91,7 @@ class Settings(dict):
 
     @classmethod
     def of(cls, env, name):
-        """The settings of sweep `name`: `VARIABLES`, its own defaults and, with profiles, PROFILE's."""
+        """`VARIABLES`, sweep `name`'s defaults and, with profiles, PROFILE's."""
         sweep = grids().SWEEPS[name]
         defaults = {**VARIABLES, **(sweep.defaults or {})}
         if sweep.profiles:
@@ -225,10 +225,7 @@ def _check_parser():
 
 def not_applicable(job, parser, extra=()):
     """Why the task cannot run this distillation setting (the entry points' own check), or None.
-
-    `extra` are the flags appended to the command (`extra_flags`). Any other problem with the
-    flags is the user's and stops the sweep before anything runs.
-    """
+    `extra`: the command's `extra_flags`. Any other problem with the flags stops the sweep."""
     if job.script == "train_teacher.py":
         return None
     data_args, _, kd_args, _ = parser.parse_args_into_dataclasses([*job.flags, *extra], return_remaining_strings=True)
@@ -240,8 +237,7 @@ def not_applicable(job, parser, extra=()):
 
 
 def command(job, s):
-    """The argv of a run: the launcher (python, or torchrun with NPROC_PER_RUN), the script, its flags, then
-    EXTRA_ARGS (every run) and KD_ARGS (distillation runs only: flags train_teacher.py does not take)."""
+    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script, its flags, `extra_flags`."""
     if s["NPROC_PER_RUN"]:
         tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
         torchrun = shlex.split(s["TORCHRUN"]) or (
@@ -253,7 +249,7 @@ def command(job, s):
 
 
 def extra_flags(job, s):
-    """EXTRA_ARGS, plus KD_ARGS for a distillation run."""
+    """EXTRA_ARGS, plus KD_ARGS for a distillation run (flags train_teacher.py does not take)."""
     return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 

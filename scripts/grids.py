@@ -254,7 +254,7 @@ def miniature(s):
 
 
 _HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode"]
-# the released hard/average teacher weights (1 + 1), as the released profile's teacher.sh passes them
+# the released teacher.sh's weights of hard and average (1 + 1)
 _RELEASED_WEIGHTS = flags(**dict(zip(("small_teacher_alpha", "large_teacher_alpha"),
                                      PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())))
 _REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass
@@ -279,8 +279,8 @@ MINIATURE_ROWS = (
     ("combined", "dynamic_teacher.py", (*_HARD, "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.5",
                                         "--strategy", "uncertainty", *_REP)),
 )
-# Rows whose cost the rows table compares (full KD against selection: training time, teacher forwards)
-# keep a teacher cache of their own, so both are theirs; every other row reads the shared store.
+# Rows whose cost is compared (full KD vs selection: time, teacher forwards) keep a teacher cache of their
+# own; every other row reads the shared store.
 MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
 # §3.2's "selection matches full KD" is a non-inferiority claim, so it needs a margin: 1 accuracy
 # point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
