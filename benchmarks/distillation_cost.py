@@ -4,7 +4,7 @@
         [--sweep [--student_runs 9] [--sweep_train N]] [--gpu] [--dry_run]
 
 One command, one machine, all variants side by side, run one after another through the sweep
-layer (grid `cost` in dynamic_kd/sweeps.py, `COST_VARIANTS`, in that order): a MiniLM-L6-H384
+layer (grid `cost` in scripts/grids.py, `COST_VARIANTS`, in that order): a MiniLM-L6-H384
 teacher fine-tuned on 2,000 three-class tweets (scripts/prepare_tweets.py), a 2-layer MiniLM
 student, seq 64, batch 32, 3 epochs, lr 1e-4, fp32, CPU unless CUDA is there.
 
@@ -109,7 +109,7 @@ def table(rows: pd.DataFrame) -> str:
 
 
 def cost_table(work, epochs):
-    rows = pd.DataFrame.from_dict({name: row for name in sweeps.COST_VARIANTS if (row := load(os.path.join(work, "runs", name)))}, orient="index")
+    rows = pd.DataFrame.from_dict({name: row for name in sweeps.grids().COST_VARIANTS if (row := load(os.path.join(work, "runs", name)))}, orient="index")
     rows.index.name = "variant"
     if "original" in rows.index:
         rows["time vs original"] = rows["train loop s"] / rows.loc["original", "train loop s"]

@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from dynamic_kd import claims, report  # noqa: E402
-from dynamic_kd.sweeps import Job, Settings, execute, model_flags, train_flags, tweet_files  # noqa: E402
+from dynamic_kd.sweeps import Job, Settings, execute, grids, model_flags, train_flags  # noqa: E402
 
 ROWS = ("student-alone", "kd-minilm6", "kd-mpnet")
 CLAIMS = (
@@ -46,9 +46,9 @@ def main():
     if not os.path.exists(os.path.join(data, "dev.tsv")):
         subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_tweets.py"), data,
                         "--train", "3000", "--dev", "1500", "--seed", "0"], check=True)
-    # the miniature's settings (dynamic_kd/sweeps.py MINIATURE): length, batches, schedules, the student
+    # the miniature's settings (scripts/grids.py MINIATURE): length, batches, schedules, the student
     s = Settings.of({"PRECISION": "fp32"}, "miniature")
-    files = tweet_files(data)
+    files = grids().tweet_files(data)
     log = ["--logging_steps", "25", "--disable_tqdm", "True", "--report_to", "none"]
 
     def role(model, layers, seed, lr, epochs):

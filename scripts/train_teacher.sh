@@ -11,5 +11,5 @@
 # Own variables: TEACHER_SIZES (base large), TEACHER_LR ($LR), TEACHER_EPOCHS ($EPOCHS),
 # TEACHER_SEED (42); the shared ones (TASKS, OUT_ROOT, GPUS, LAUNCHER, ...) are in README "Sweeps".
 # PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in dynamic_kd/sweeps.py PROFILES.
+# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" teachers "$@"

@@ -1,4 +1,4 @@
-"""The sweep scripts (scripts/*.sh, thin wrappers over dynamic_kd/sweeps.py) and scripts/prepare_tweets.py.
+"""The sweep scripts (scripts/*.sh, thin wrappers over dynamic_kd/sweeps.py and scripts/grids.py) and scripts/prepare_tweets.py.
 
 Each script reaches its sweep with the environment's settings (DRY_RUN=1); one tiny real sweep
 checks logging, skipping a finished run and resuming a killed one; the quickstart's plan has the
@@ -16,12 +16,14 @@ import sys
 
 from conftest import FIXTURES, holding_python, make_tiny_bert, wait_until_held
 from dynamic_kd.report import load_runs
-from dynamic_kd.sweeps import COST, QUICKSTART, SHARED_STORE, VARIABLES
+from dynamic_kd import sweeps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 # Every variable the scripts read: a value in the caller's environment must not leak into a test.
-SCRIPT_VARIABLES = set(VARIABLES) | set(QUICKSTART) | set(COST) | set(SHARED_STORE) | {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS", "DATA_SEED"}
+GRIDS = sweeps.grids()
+SCRIPT_VARIABLES = set(sweeps.VARIABLES).union(*(sweep.defaults for sweep in GRIDS.SWEEPS.values()))
+SCRIPT_VARIABLES |= {"OUT", "SKIP_INSTALL", "TRAIN_ROWS", "DEV_ROWS", "DATA_SEED"}
 
 
 def script_env(**overrides):
@@ -116,7 +118,8 @@ def test_quickstart_goes_through_the_sweep_layer(tmp_path):
 
 
 def test_miniature_plans_every_row_for_every_seed(tmp_path):
-    from dynamic_kd.sweeps import MINIATURE, MINIATURE_CLAIMS, MINIATURE_COST_ROWS, MINIATURE_ROWS
+    MINIATURE, MINIATURE_CLAIMS, MINIATURE_COST_ROWS, MINIATURE_ROWS = (
+        GRIDS.MINIATURE, GRIDS.MINIATURE_CLAIMS, GRIDS.MINIATURE_COST_ROWS, GRIDS.MINIATURE_ROWS)
 
     model = make_tiny_bert(tmp_path / "model", num_layers=4)
     corpus = tmp_path / "tweets.csv"

@@ -1,4 +1,4 @@
-"""Tests for dynamic_kd.sweeps: grids, plans, the local launcher and (with a live Slurm) the Slurm launcher.
+"""Tests for dynamic_kd.sweeps and its grids (scripts/grids.py): plans, the local launcher and (with a live Slurm) the Slurm launcher.
 
 Plans are checked in-process through DRY_RUN=1, command by command. Real runs use tiny models
 built in the test. The Slurm test needs a throwaway single-node Slurm: `bash scripts/test_slurm.sh`
@@ -18,6 +18,7 @@ from dynamic_kd import sweeps
 from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
 
 GLUE = os.path.join(FIXTURES, "glue")
+PAPER = {**sweeps.VARIABLES, **sweeps.grids().PAPER}  # the paper sweeps' variables
 
 
 def run_sweep(name, capsys, **settings):
@@ -49,13 +50,13 @@ def dirs(commands):
 # --- grids ---------------------------------------------------------------------------------
 
 def test_default_grids_come_from_the_strategy_registries():
-    s = sweeps.Settings({}, sweeps.VARIABLES)
+    s = sweeps.Settings({}, PAPER)
     assert s.words("MODES") == list(TEACHER_MODES)
     assert s.words("SELECTIONS") == [name for name in SELECTION_STRATEGIES if name != "none"]
     assert s.words("STRATEGIES") == list(OBJECTIVE_STRATEGIES)
     assert s["TEACHER"] == "outputs/teachers/{task}-base" and s["TEACHER_LR"] == s["LR"]
-    assert sweeps.Settings({"LR": "1e-4", "OUT_ROOT": "/o"}, sweeps.VARIABLES)["TEACHER_LR"] == "1e-4"
-    assert sweeps.Settings({"OUT_ROOT": "/o"}, sweeps.VARIABLES)["LARGE_TEACHER"] == "/o/teachers/{task}-large"
+    assert sweeps.Settings({"LR": "1e-4", "OUT_ROOT": "/o"}, PAPER)["TEACHER_LR"] == "1e-4"
+    assert sweeps.Settings({"OUT_ROOT": "/o"}, PAPER)["LARGE_TEACHER"] == "/o/teachers/{task}-large"
 
 
 def test_teachers_plan(capsys, tmp_path):
