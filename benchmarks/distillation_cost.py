@@ -47,6 +47,7 @@ sys.path.insert(0, ROOT)
 from benchmarks import synthetic  # noqa: E402
 from dynamic_kd import report, sweeps  # noqa: E402
 from dynamic_kd.files import write_atomic  # noqa: E402
+from dynamic_kd.runs import RESULTS_FILE  # noqa: E402
 
 # ratio name -> (variant, baseline variant); computed where both ran.
 RATIOS = {"cached/student": ("cached", "student"), "cached-bf16/student": ("cached-bf16", "student"),
@@ -84,7 +85,7 @@ def gpu_settings(work, train):
 
 def load(folder):
     """One run's results.json, with its wall time and peak RSS (sweeps.run_end); None if it did not finish."""
-    path = os.path.join(folder, "results.json")
+    path = os.path.join(folder, RESULTS_FILE)
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as handle:
@@ -122,8 +123,8 @@ def cost_table(work, epochs):
 
 def sweep_table(work):
     folder = os.path.join(work, "sweep")
-    finished = [name for name in os.listdir(folder) if os.path.exists(os.path.join(folder, name, "results.json"))]
-    finished.sort(key=lambda name: os.path.getmtime(os.path.join(folder, name, "results.json")))  # the order they ran in
+    finished = [name for name in os.listdir(folder) if os.path.exists(os.path.join(folder, name, RESULTS_FILE))]
+    finished.sort(key=lambda name: os.path.getmtime(os.path.join(folder, name, RESULTS_FILE)))  # the order they ran in
     rows = pd.DataFrame.from_dict({name: load(os.path.join(folder, name)) for name in finished}, orient="index")
     rows.index.name = "run"
     alone = rows[rows.index.str.startswith("student-")]

@@ -40,6 +40,7 @@ sys.path.insert(0, ROOT)
 from benchmarks import synthetic  # noqa: E402
 from dynamic_kd import sweeps  # noqa: E402
 from dynamic_kd.files import write_atomic  # noqa: E402
+from dynamic_kd.runs import RESULTS_FILE  # noqa: E402
 
 LABELS = ("contradiction", "entailment", "neutral")
 TEACHER = {"hidden_size": 1024, "num_hidden_layers": 1, "num_attention_heads": 16, "intermediate_size": 256}
@@ -106,7 +107,7 @@ def main(argv=None):
     ends = {name: sweeps.run_end(os.path.join(work, "runs", name)) for name in ("student", "cached")}
     with open(os.path.join(work, "runs", "cached.log"), encoding="utf-8", errors="replace") as handle:
         prefill = re.findall(r"computed (\d+) outputs before training in ([\d.]+) s", handle.read())
-    with open(os.path.join(work, "runs", "cached", "results.json"), encoding="utf-8") as handle:
+    with open(os.path.join(work, "runs", "cached", RESULTS_FILE), encoding="utf-8") as handle:
         forwards = json.load(handle)["teacher_forward_examples"]
     stored = sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(store) for name in names)
     growth = ends["cached"]["peak_rss_mb"] - ends["student"]["peak_rss_mb"]

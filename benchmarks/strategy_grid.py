@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from dynamic_kd import report, sweeps  # noqa: E402
 from dynamic_kd.files import write_atomic  # noqa: E402
+from dynamic_kd.runs import RESULTS_FILE  # noqa: E402
 
 
 def main(argv=None):
@@ -32,7 +33,7 @@ def main(argv=None):
 
     work = os.path.abspath(args.work)
     data, small, large = (os.path.join(work, name) for name in ("tweets", "teacher-3L", "teacher-6L"))
-    if not all(os.path.exists(os.path.join(p, name)) for p, name in ((data, "dev.tsv"), (small, "results.json"), (large, "results.json"))):
+    if not all(os.path.exists(os.path.join(p, name)) for p, name in ((data, "dev.tsv"), (small, RESULTS_FILE), (large, RESULTS_FILE))):
         sys.exit("error: teachers or data missing; run python benchmarks/distillation_cost.py --only student first")
     grid = os.path.join(work, "grid")
     train_file, validation_file = sweeps.grids().tweet_files(data)

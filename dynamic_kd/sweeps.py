@@ -39,6 +39,7 @@ from dataclasses import dataclass, fields
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, _OneLineErrorParser
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
+from dynamic_kd.runs import RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Job:
         return os.path.join(REPO, self.out)
 
     def finished(self):
-        return os.path.exists(os.path.join(self.path, "results.json"))
+        return os.path.exists(os.path.join(self.path, RESULTS_FILE))
 
 
 # ---------------------------------------------------------------- flags
@@ -447,7 +448,7 @@ def slurm_task(manifest):
     with open(manifest, encoding="utf-8") as handle:
         entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
     job = Job(entry["out"], entry["argv"][1], ())
-    if os.path.exists(os.path.join(entry["path"], "results.json")):
+    if os.path.exists(os.path.join(entry["path"], RESULTS_FILE)):
         logger.info("skip %s (finished)", entry["out"])
         return 0
     return execute(job, entry["argv"])
