@@ -24,6 +24,8 @@ from dynamic_kd.strategies import (
     SELECTION_STRATEGIES,
     TEACHER_MODES,
     UNCERTAINTY_STRATEGIES,
+    UNCERTAINTY_WEIGHTED_MODES,
+    UNCERTAINTY_WEIGHTED_OBJECTIVES,
 )
 from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
 
@@ -174,10 +176,11 @@ class DistillationArguments:
         if self.teacher_dropout and self.teacher_cache != "none":
             raise ConfigError("--teacher_dropout draws new teacher dropout every step, so no stored output can stand in "
                               f"for a forward; add --teacher_cache none (got {self.teacher_cache})")
-        if self.uncertainty_grad and self.uncertainty_mode not in ("soft", "soft-instance") \
-                and self.strategy not in ("uncertainty", "uncertainty-r"):
+        if self.uncertainty_grad and self.uncertainty_mode not in UNCERTAINTY_WEIGHTED_MODES \
+                and self.strategy not in UNCERTAINTY_WEIGHTED_OBJECTIVES:
             raise ConfigError("--uncertainty_grad acts on weights computed from the uncertainty: use it with --uncertainty_mode "
-                              "soft/soft-instance or --strategy uncertainty/uncertainty-r, or drop it")
+                              f"{'/'.join(UNCERTAINTY_WEIGHTED_MODES)} or --strategy "
+                              f"{'/'.join(UNCERTAINTY_WEIGHTED_OBJECTIVES)}, or drop it")
         _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
         self.teacher_cache_dir = os.path.expanduser(self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs"))
         if self.teacher_cache == "disk":

@@ -239,7 +239,7 @@ def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _task_score(cells: pd.DataFrame) -> float:
-    """A task's one primary mean in Avg: its hub data's, else its only data source's (NaN if it has several)."""
+    """A task's one primary mean in Avg: its hub data's, else its only source's (NaN if several)."""
     hub = cells[cells.data.str.startswith("hub:")]
     cells = hub if len(hub) else cells
     return cells["mean"].iloc[0] if len(cells) == 1 else math.nan
@@ -310,10 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def claims_report(draws: dict, skipped, sweep: str, fmt: str) -> str:
-    """The rows and claims tables of a seeded sweep (`sweeps.<SWEEP>_ROWS` / `_CLAIMS`), draws side by side."""
-    from dynamic_kd import sweeps
+    """A seeded sweep's rows and claims (grids `<SWEEP>_ROWS`/`_CLAIMS`) per draw."""
+    from dynamic_kd.sweeps import grids
 
-    order, stated = getattr(sweeps, f"{sweep.upper()}_ROWS", None), getattr(sweeps, f"{sweep.upper()}_CLAIMS", None)
+    grid, name = grids(), sweep.upper()
+    order, stated = getattr(grid, f"{name}_ROWS", None), getattr(grid, f"{name}_CLAIMS", None)
     if order is None or stated is None or fmt == "csv":
         raise ConfigError(f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, "
                           f"got {sweep} / {fmt}")

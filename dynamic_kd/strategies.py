@@ -280,6 +280,10 @@ SELECTION_STRATEGIES = SELECTION_SCORES
 
 # Names (across the three registries) that need the student's class distribution.
 UNCERTAINTY_STRATEGIES = {"entropy", "margin", "lc", "hard", "soft", "soft-instance", "uncertainty", "uncertainty-r"}
+# Of those, the adoption modes and objectives whose weights are functions of u (the rest pick rows by
+# sorting): the ones `--uncertainty_grad` can back-propagate through.
+UNCERTAINTY_WEIGHTED_MODES = ("soft", "soft-instance")
+UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 
 
 def build_strategies(kd_args, batch_scope: bool = True) -> list:

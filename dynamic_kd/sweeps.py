@@ -3,7 +3,7 @@
     python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
 
 SWEEP is a key of `SWEEPS` in `GRIDS` (scripts/grids.py), whose names read as this module's too
-(`report --claims miniature` reads `sweeps.MINIATURE_CLAIMS`). Settings: `VARIABLES` and the sweep's
+(`report --claims miniature` reads `grids().MINIATURE_CLAIMS`). Settings: `VARIABLES` and the sweep's
 `Sweep.defaults` (PROFILE's first, with `Sweep.profiles`), overridden by the environment or NAME=VALUE.
 A sweep is a list of stages (students need the teachers of the stage before) of runs: an entry
 point, its flags (the entry points' defaults left out), an --output_dir. A run the task cannot do
@@ -70,13 +70,6 @@ def grids():
             del sys.modules[spec.name]
             raise
     return module
-
-
-def __getattr__(name):
-    """The grid module's names as this module's (`sweeps.MINIATURE_CLAIMS`)."""
-    if not name.startswith("_") and hasattr(grids(), name):
-        return getattr(grids(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
 # point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
 NONINFERIORITY_MARGIN = 1.0
 # (paper section, claim, row, baseline[, margin]): each claim says `row` scores higher than
-# `baseline`, or with a margin, at most `margin` points lower (report.claims_table).
+# `baseline`, or with a margin, at most `margin` points lower (claims.claims_table).
 MINIATURE_CLAIMS = (
     ("KD", "distilling from the large teacher beats training the student alone", "kd-large", "student-alone"),
     ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),

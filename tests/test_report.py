@@ -335,7 +335,8 @@ def test_curves_from_the_training_history(tmp_path, capsys):
 # --- seeded grids: rows and paired claims (the miniature) ---------------------------------------
 
 def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
-    from dynamic_kd.sweeps import MINIATURE_CLAIMS
+    from dynamic_kd.sweeps import grids
+    MINIATURE_CLAIMS = grids().MINIATURE_CLAIMS
 
     for row, scores in (("kd-large", (0.80, 0.82, 0.84)), ("student-alone", (0.78, 0.79, 0.81))):
         for seed, accuracy in enumerate(scores, 1):
@@ -354,7 +355,8 @@ def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
 
 def test_claims_of_two_data_draws_side_by_side(tmp_path, capsys):
     """One RUNS_DIR per draw of the data: per claim, each draw's estimate, interval and verdict."""
-    from dynamic_kd.sweeps import MINIATURE_CLAIMS
+    from dynamic_kd.sweeps import grids
+    MINIATURE_CLAIMS = grids().MINIATURE_CLAIMS
 
     draws = {"draw0": ((0.80, 0.82, 0.84), (0.78, 0.79, 0.81)), "draw1": ((0.70, 0.71, 0.72), (0.78, 0.79, 0.80))}
     for draw, (kd, alone) in draws.items():
