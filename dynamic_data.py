@@ -8,6 +8,7 @@ distilled; every instance still gets the gold-label loss.
 Without --selection_strategy this is plain KD (the baseline). The flags of the other two methods
 (--uncertainty_mode, --strategy) work here too: all three are strategies of one engine.
 """
+
 import sys
 
 from dynamic_kd.recipe import cli, distill

@@ -8,6 +8,7 @@ alignment, confident ones on matching the teacher's outputs.
 --strategy none is the static BERT-PKD baseline. Hidden-state alignment is on here by default
 (--kd_rep_alpha 1.0); the other scripts default it to 0.
 """
+
 import sys
 
 from dynamic_kd.recipe import cli, distill

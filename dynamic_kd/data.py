@@ -17,6 +17,7 @@ Labels are always mapped by *name* onto the task's label list: pipelines disagre
 order of some label sets (MNLI above all), so a bare integer is only trusted where the task lists
 it as an alias.
 """
+
 import csv
 import hashlib
 import inspect
@@ -143,49 +144,86 @@ _SST5_LABELS = ("very negative", "negative", "neutral", "positive", "very positi
 # pipelines, so only label names are accepted for them.
 TASKS: dict[str, Task] = {
     "cola": _task(
-        "cola", ("sentence",), ("unacceptable", "acceptable"), "matthews", numbered=True,
+        "cola",
+        ("sentence",),
+        ("unacceptable", "acceptable"),
+        "matthews",
+        numbered=True,
         glue_header=("source", "label", "label_notation", "sentence"),
     ),
     "sst2": _task("sst2", ("sentence",), ("negative", "positive"), "accuracy", numbered=True),
     "mrpc": _task(
-        "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1_accuracy",
+        "mrpc",
+        ("sentence1", "sentence2"),
+        ("not_equivalent", "equivalent"),
+        "f1_accuracy",
         numbered=True,
-        column_aliases=(("sentence1", ("#1 String",)), ("sentence2", ("#2 String",)),
-                        ("label", ("Quality",))),
+        column_aliases=(("sentence1", ("#1 String",)), ("sentence2", ("#2 String",)), ("label", ("Quality",))),
     ),
     "qqp": _task(
-        "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1_accuracy",
-        numbered=True, column_aliases=(("label", ("is_duplicate",)),),
+        "qqp",
+        ("question1", "question2"),
+        ("not_duplicate", "duplicate"),
+        "f1_accuracy",
+        numbered=True,
+        column_aliases=(("label", ("is_duplicate",)),),
     ),
     "stsb": _task(
-        "stsb", ("sentence1", "sentence2"), (), "pearson_spearman",
+        "stsb",
+        ("sentence1", "sentence2"),
+        (),
+        "pearson_spearman",
         column_aliases=(("label", ("score",)),),
     ),
     "mnli": _task(
-        "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "accuracy",
+        "mnli",
+        ("premise", "hypothesis"),
+        ("entailment", "neutral", "contradiction"),
+        "accuracy",
         eval_splits=("validation_matched", "validation_mismatched"),
-        column_aliases=(("premise", ("sentence1",)), ("hypothesis", ("sentence2",)),
-                        ("label", ("gold_label",))),
-        glue_files=(("train", "train.tsv"), ("validation_matched", "dev_matched.tsv"),
-                    ("validation_mismatched", "dev_mismatched.tsv")),
+        column_aliases=(("premise", ("sentence1",)), ("hypothesis", ("sentence2",)), ("label", ("gold_label",))),
+        glue_files=(
+            ("train", "train.tsv"),
+            ("validation_matched", "dev_matched.tsv"),
+            ("validation_mismatched", "dev_mismatched.tsv"),
+        ),
     ),
     "qnli": _task("qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy"),
     "rte": _task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy"),
     "wnli": _task(
-        "wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy",
+        "wnli",
+        ("sentence1", "sentence2"),
+        ("not_entailment", "entailment"),
+        "accuracy",
         numbered=True,
     ),
     "sst5": _task(
-        "sst5", ("sentence",), _SST5_LABELS, "accuracy", numbered=True,
-        column_aliases=(("sentence", ("text",)),), hub_path="SetFit/sst5", hub_config=None,
+        "sst5",
+        ("sentence",),
+        _SST5_LABELS,
+        "accuracy",
+        numbered=True,
+        column_aliases=(("sentence", ("text",)),),
+        hub_path="SetFit/sst5",
+        hub_config=None,
     ),
     "imdb": _task(
-        "imdb", ("text",), ("neg", "pos"), "accuracy", numbered=True,
+        "imdb",
+        ("text",),
+        ("neg", "pos"),
+        "accuracy",
+        numbered=True,
         column_aliases=(("text", ("sentence",)),),
-        hub_path="stanfordnlp/imdb", hub_config=None, hub_splits=(("validation", "test"),),
+        hub_path="stanfordnlp/imdb",
+        hub_config=None,
+        hub_splits=(("validation", "test"),),
     ),
     "boolq": _task(
-        "boolq", ("question", "passage"), ("False", "True"), "accuracy", numbered=True,
+        "boolq",
+        ("question", "passage"),
+        ("False", "True"),
+        "accuracy",
+        numbered=True,
         glue_files=(("train", "train.jsonl"), ("validation", "val.jsonl")),
         hub_path="aps/super_glue",
     ),
@@ -200,14 +238,17 @@ def get_task(name: str) -> Task:
     """Look a registry task up by its (case-insensitive) name."""
     key = str(name).lower()
     if key not in TASKS:
-        raise ConfigError(f"unknown --task_name '{name}'; choose one of: {', '.join(sorted(TASKS))}, "
-                          f"or {CUSTOM_TASK} (your own --train_file/--validation_file)")
+        raise ConfigError(
+            f"unknown --task_name '{name}'; choose one of: {', '.join(sorted(TASKS))}, "
+            f"or {CUSTOM_TASK} (your own --train_file/--validation_file)"
+        )
     return TASKS[key]
 
 
 # --------------------------------------------------------------------------------------------
 # Reading sources into columns
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Columns:
@@ -240,8 +281,11 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
             raise ConfigError(
                 f"{source} lacks column {names} needed by task {task.name} "
                 f"(found: {', '.join(found) or 'none'}); "
-                + ("name your columns with --text_column/--label_column" if task.is_custom
-                   else "rename the column or check --task_name")
+                + (
+                    "name your columns with --text_column/--label_column"
+                    if task.is_custom
+                    else "rename the column or check --task_name"
+                )
             )
         resolved[column] = match
     return resolved
@@ -273,15 +317,19 @@ def _read_delimited(path: str, task: Task, delimiter: str, quoting: int) -> _Col
             positions = {c: header.index(n) for c, n in _resolve_columns(header, task, path).items()}
             return _collect_rows(rows, positions, len(header), lambda: f"{path} line {reader.line_num}", path)
         except csv.Error as exc:
-            raise ConfigError(f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); "
-                              "close the quote or fix the row") from None
+            raise ConfigError(
+                f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); "
+                "close the quote or fix the row"
+            ) from None
 
 
 def _check_no_nul(fields: list[str], where: str) -> None:
     """A NUL character in text means a binary or UTF-16 file read as UTF-8."""
     if any("\x00" in field for field in fields):
-        raise ConfigError(f"{where} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
-                          "re-save it as UTF-8 text")
+        raise ConfigError(
+            f"{where} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
+            "re-save it as UTF-8 text"
+        )
 
 
 def _collect_rows(rows, positions: dict[str, int], header_width: int, locate, path: str) -> _Columns:
@@ -298,8 +346,10 @@ def _collect_rows(rows, positions: dict[str, int], header_width: int, locate, pa
         # More fields than the header means a delimiter inside a field shifted the columns after
         # it: every value read by position could be wrong. Trailing empty fields shift nothing.
         if len(row) > header_width and any(row[header_width:]):
-            raise ConfigError(f"{locate()} has {len(row)} fields but the header has {header_width} (a delimiter inside "
-                              "a text field?); quote that field (CSV) or remove the extra delimiter")
+            raise ConfigError(
+                f"{locate()} has {len(row)} fields but the header has {header_width} (a delimiter inside "
+                "a text field?); quote that field (CSV) or remove the extra delimiter"
+            )
         fields = [row[position] for position in positions.values()]
         _check_no_nul(fields, locate())
         for column, field in zip(positions, fields):
@@ -324,8 +374,9 @@ def _read_json(path: str, task: Task) -> _Columns:
     try:
         records = _json_records(text)
     except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON or JSON lines ({_one_line(exc, 120)}); "
-                          "write one JSON object per line") from None
+        raise ConfigError(
+            f"{path} is not valid JSON or JSON lines ({_one_line(exc, 120)}); write one JSON object per line"
+        ) from None
     if not records:
         return _Columns({c: [] for c in task.text_keys + ("label",)}, [], path)
     for position, record in records:
@@ -337,12 +388,15 @@ def _read_json(path: str, task: Task) -> _Columns:
     for position, record in records:
         for column, name in names.items():
             if name not in record:
-                raise ConfigError(f"{path} {position} lacks field '{name}'; "
-                                  f"give every record the fields {', '.join(names.values())}")
+                raise ConfigError(
+                    f"{path} {position} lacks field '{name}'; give every record the fields {', '.join(names.values())}"
+                )
             value = record[name]
             if isinstance(value, (list, dict)):
-                raise ConfigError(f"{path} {position}: field '{name}' holds a JSON {type(value).__name__}, not a "
-                                  "single value; give it a string (a number for a label)")
+                raise ConfigError(
+                    f"{path} {position}: field '{name}' holds a JSON {type(value).__name__}, not a "
+                    "single value; give it a string (a number for a label)"
+                )
             values[column].append(value)
         where.append(f"{path} {position}")
     return _Columns(values, where, path)
@@ -392,8 +446,9 @@ def _read_file(path: str, task: Task) -> _Columns:
         ".jsonl": lambda: _read_json(path, task),
     }
     if extension not in readers:
-        raise ConfigError(f"unsupported file type '{extension or path}' for {path}; "
-                          "use a .csv, .tsv, .json or .jsonl file")
+        raise ConfigError(
+            f"unsupported file type '{extension or path}' for {path}; use a .csv, .tsv, .json or .jsonl file"
+        )
     try:
         return readers[extension]()
     except UnicodeDecodeError:
@@ -414,14 +469,17 @@ def _not_utf8(path: str) -> ConfigError:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        return ConfigError(f"{path} line {line} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                           "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+        return ConfigError(
+            f"{path} line {line} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        )
     return ConfigError(f"{path} is not valid UTF-8; re-save the file as UTF-8")
 
 
 # --------------------------------------------------------------------------------------------
 # Labels and datasets
 # --------------------------------------------------------------------------------------------
+
 
 def _label_key(value) -> str:
     """Normalise a raw label so that 1, 1.0, "1", True and "true" compare as strings."""
@@ -455,8 +513,9 @@ def _parse_score(raw, where: str, split: str) -> float:
     try:
         return float(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; "
-                          "regression labels must be numeric") from None
+        raise ConfigError(
+            f"{where} ({split}): score {raw!r} is not a number; regression labels must be numeric"
+        ) from None
 
 
 def _features(task: Task) -> datasets.Features:
@@ -472,10 +531,14 @@ def _build_split(task: Task, columns: _Columns, split: str, drop_unlabeled: bool
     labels = _convert_labels(task, columns, split, drop_unlabeled)
     keep = [i for i, label in enumerate(labels) if label is not None]
     if not keep:
-        raise ConfigError(f"{columns.source} has no labeled data rows for the {split} split; "
-                          "give it a header line and at least one labeled row")
-    data = {key: ["" if columns.values[key][i] is None else str(columns.values[key][i]) for i in keep]
-            for key in task.text_keys}
+        raise ConfigError(
+            f"{columns.source} has no labeled data rows for the {split} split; "
+            "give it a header line and at least one labeled row"
+        )
+    data = {
+        key: ["" if columns.values[key][i] is None else str(columns.values[key][i]) for i in keep]
+        for key in task.text_keys
+    }
     data["label"] = [labels[i] for i in keep]
     data["idx"] = [columns.positions[i] for i in keep]
     dropped = len(labels) - len(keep)
@@ -498,8 +561,10 @@ def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
     for split in splits:
         hub_split = task.hub_split(split)
         if hub_split not in hub:
-            raise ConfigError(f"hub dataset {task.hub_path} has no '{hub_split}' split (has: "
-                              f"{', '.join(hub)}); pass --data_dir or --train_file/--validation_file")
+            raise ConfigError(
+                f"hub dataset {task.hub_path} has no '{hub_split}' split (has: "
+                f"{', '.join(hub)}); pass --data_dir or --train_file/--validation_file"
+            )
         columns = _hub_columns(task, hub[hub_split], f"hub {task.hub_path} {hub_split}")
         loaded[split] = _build_split(task, columns, split, hub_split.startswith("test"))
     return loaded
@@ -511,8 +576,7 @@ def _hub_columns(task: Task, dataset: datasets.Dataset, source: str) -> _Columns
     values = {column: list(dataset[name]) for column, name in names.items()}
     feature = dataset.features[names["label"]]
     if isinstance(feature, datasets.ClassLabel):
-        values["label"] = [feature.names[v] if v is not None and v >= 0 else None
-                           for v in values["label"]]
+        values["label"] = [feature.names[v] if v is not None and v >= 0 else None for v in values["label"]]
     where = [f"{source} row {i}" for i in range(len(dataset))]
     return _Columns(values, where, source)
 
@@ -520,16 +584,19 @@ def _hub_columns(task: Task, dataset: datasets.Dataset, source: str) -> _Columns
 def _explicit_files(task: Task, train_file, validation_file) -> dict[str, str]:
     """Split -> path for files named on the command line; each must exist."""
     files = {}
-    for split, path, flag in (("train", train_file, "--train_file"),
-                              (task.eval_splits[0], validation_file, "--validation_file")):
+    for split, path, flag in (
+        ("train", train_file, "--train_file"),
+        (task.eval_splits[0], validation_file, "--validation_file"),
+    ):
         if path is None:
             continue
         if os.path.isdir(path):
-            raise ConfigError(f"{flag} {path} is a folder; pass the path of a .csv, .tsv, .json or .jsonl "
-                              "file (or the folder as --data_dir)")
+            raise ConfigError(
+                f"{flag} {path} is a folder; pass the path of a .csv, .tsv, .json or .jsonl "
+                "file (or the folder as --data_dir)"
+            )
         if not os.path.isfile(path):
-            raise ConfigError(f"{flag} {path} does not exist; pass the path of a .csv, .tsv, "
-                              ".json or .jsonl file")
+            raise ConfigError(f"{flag} {path} does not exist; pass the path of a .csv, .tsv, .json or .jsonl file")
         files[split] = str(path)
     return files
 
@@ -543,8 +610,10 @@ def _data_dir_files(task: Task, data_dir, splits: list[str]) -> dict[str, str]:
     for split in splits:
         path = os.path.join(data_dir, task.glue_file(split))
         if os.path.isdir(path):
-            raise ConfigError(f"--data_dir {data_dir} holds a folder named {task.glue_file(split)} where a file is "
-                              f"expected; {expected}")
+            raise ConfigError(
+                f"--data_dir {data_dir} holds a folder named {task.glue_file(split)} where a file is "
+                f"expected; {expected}"
+            )
         if not os.path.isfile(path):
             raise ConfigError(f"--data_dir {data_dir} lacks {task.glue_file(split)}; {expected}")
         files[split] = path
@@ -560,8 +629,9 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _RESERVED_COLUMNS = ("label", "idx")
 
 
-def custom_task(train_file, validation_file, text_columns=("sentence",), label_column="label",
-                is_regression=False) -> Task:
+def custom_task(
+    train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
+) -> Task:
     """The task of the user's own CSV/TSV/JSON(L) files, read the way HF's classification examples read them.
 
     ``text_columns``: one column, or two for sentence pairs. Classification labels are the
@@ -582,8 +652,15 @@ def custom_task(train_file, validation_file, text_columns=("sentence",), label_c
         raise ConfigError(f"the {CUSTOM_TASK} task needs --train_file and --validation_file (your own data)")
     text_columns = tuple(text_columns)
     _check_custom_columns(text_columns, label_column)
-    reader = Task(_custom_name(train_file, validation_file), text_columns, (), "pearson_spearman",
-                  glue_files=(), hub_path=None, label_column=label_column)
+    reader = Task(
+        _custom_name(train_file, validation_file),
+        text_columns,
+        (),
+        "pearson_spearman",
+        glue_files=(),
+        hub_path=None,
+        label_column=label_column,
+    )
     files = _explicit_files(reader, train_file, validation_file)
     train = _read_file(files["train"], reader)
     validation = _read_file(files["validation"], reader)
@@ -601,21 +678,27 @@ def custom_task(train_file, validation_file, text_columns=("sentence",), label_c
 def _check_custom_columns(text_columns: tuple[str, ...], label_column: str) -> None:
     """One or two distinct, non-empty text columns, none of them the label column or a reserved name."""
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
-        raise ConfigError(f"--text_column takes one column or two distinct comma-separated ones (a sentence pair), "
-                          f"got {','.join(text_columns)!r}; e.g. --text_column sentence or --text_column premise,hypothesis")
+        raise ConfigError(
+            f"--text_column takes one column or two distinct comma-separated ones (a sentence pair), "
+            f"got {','.join(text_columns)!r}; e.g. --text_column sentence or --text_column premise,hypothesis"
+        )
     if not label_column:
         raise ConfigError("--label_column is empty; name the column holding the labels (default: label)")
     clash = next((c for c in text_columns if c == label_column or c in _RESERVED_COLUMNS), None)
     if clash is not None:
-        raise ConfigError(f"--text_column {clash!r} is the label column or a reserved name ({', '.join(_RESERVED_COLUMNS)}); "
-                          "rename that column in your files")
+        raise ConfigError(
+            f"--text_column {clash!r} is the label column or a reserved name ({', '.join(_RESERVED_COLUMNS)}); "
+            "rename that column in your files"
+        )
 
 
 def _custom_name(train_file: str, validation_file: str) -> str:
     """custom:<train folder>/<train file>+<validation file> (with its folder when that differs)."""
+
     def short(path):
         folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
         return f"{folder}/{os.path.basename(path)}" if folder else os.path.basename(path)
+
     same_folder = os.path.dirname(os.path.abspath(train_file)) == os.path.dirname(os.path.abspath(validation_file))
     return f"{CUSTOM_TASK}:{short(train_file)}+{os.path.basename(validation_file) if same_folder else short(validation_file)}"
 
@@ -644,8 +727,10 @@ def _check_scores(columns: _Columns) -> None:
         except (TypeError, ValueError):
             finite = False
         if not finite:
-            raise ConfigError(f"{where}: label {raw!r} is not a finite number; --is_regression needs numeric "
-                              "labels (omit it to treat the labels as classes)")
+            raise ConfigError(
+                f"{where}: label {raw!r} is not a finite number; --is_regression needs numeric "
+                "labels (omit it to treat the labels as classes)"
+            )
 
 
 def _custom_labels(columns: _Columns) -> tuple[str, ...]:
@@ -659,14 +744,23 @@ def _custom_labels(columns: _Columns) -> tuple[str, ...]:
     for name in labels:
         other = seen.setdefault(name.lower(), name)
         if other != name:
-            raise ConfigError(f"{columns.source}: labels {other!r} and {name!r} differ only in case (labels are "
-                              "matched without case); spell each label one way")
+            raise ConfigError(
+                f"{columns.source}: labels {other!r} and {name!r} differ only in case (labels are "
+                "matched without case); spell each label one way"
+            )
     if len(labels) < 2:
-        raise ConfigError(f"{columns.source} has a single label {labels[0]!r}; classification needs at least two "
-                          "(for numeric targets pass --is_regression)")
+        raise ConfigError(
+            f"{columns.source} has a single label {labels[0]!r}; classification needs at least two "
+            "(for numeric targets pass --is_regression)"
+        )
     if all(_is_number(name) for name in labels) and not all(_INTEGER.fullmatch(name) for name in labels):
-        logger.warning("%s: the %d labels look like numeric scores (e.g. %s); they are taken as classes; "
-                       "pass --is_regression to fit them as numbers", columns.source, len(labels), labels[0])
+        logger.warning(
+            "%s: the %d labels look like numeric scores (e.g. %s); they are taken as classes; "
+            "pass --is_regression to fit them as numbers",
+            columns.source,
+            len(labels),
+            labels[0],
+        )
     return labels
 
 
@@ -683,8 +777,10 @@ def _check_seen(columns: _Columns, labels: tuple[str, ...], train_source: str) -
     known = {name.lower() for name in labels}
     for raw, where in zip(columns.values["label"], columns.where):
         if _label_key(raw) not in known:
-            raise ConfigError(f"{where}: validation label {raw!r} does not occur in the training file {train_source}, "
-                              "so no class can predict it; fix the label or add training rows with it")
+            raise ConfigError(
+                f"{where}: validation label {raw!r} does not occur in the training file {train_source}, "
+                "so no class can predict it; fix the label or add training rows with it"
+            )
 
 
 def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str, str]:
@@ -743,9 +839,15 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     if missing and task.is_custom:
         raise ConfigError(f"{task.name} is read from your own files only; pass --train_file and --validation_file")
     if task.is_custom and not task.is_regression:
-        logger.info("%s: %d labels from the training file; class i is the i-th of %s", task.name, task.num_labels, list(task.labels))
-    loaded = {split: _build_split(task, _read_file(path, task), split, drop_unlabeled=False)
-              for split, path in files.items()}
+        logger.info(
+            "%s: %d labels from the training file; class i is the i-th of %s",
+            task.name,
+            task.num_labels,
+            list(task.labels),
+        )
+    loaded = {
+        split: _build_split(task, _read_file(path, task), split, drop_unlabeled=False) for split, path in files.items()
+    }
     missing = [split for split in task.splits if split not in loaded]
     if missing:
         loaded.update(_load_hub(task, missing))
@@ -755,6 +857,7 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
 # --------------------------------------------------------------------------------------------
 # Tokenisation and batching
 # --------------------------------------------------------------------------------------------
+
 
 def _check_limit(value, flag: str) -> None:
     """Sample limits must be positive integers when given."""
@@ -775,7 +878,9 @@ def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool
 
     def encode(batch):
         texts = [batch[key] for key in task.text_keys]
-        encoded = tokenizer(*texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids)
+        encoded = tokenizer(
+            *texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids
+        )
         out = {key: encoded[key] for key in MODEL_INPUT_COLUMNS if key in encoded}
         out["labels"] = batch["label"]
         out["idx"] = batch["idx"]
@@ -784,8 +889,17 @@ def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool
     return encode
 
 
-def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_length=False,
-                    max_train_samples=None, max_eval_samples=None, token_type_ids=None, cache_dir=None) -> dict[str, datasets.Dataset]:
+def tokenize_splits(
+    splits,
+    task,
+    tokenizer,
+    max_seq_length=128,
+    pad_to_max_length=False,
+    max_train_samples=None,
+    max_eval_samples=None,
+    token_type_ids=None,
+    cache_dir=None,
+) -> dict[str, datasets.Dataset]:
     """Tokenise every split; columns become input_ids, attention_mask, [token_type_ids], labels, idx.
 
     ``token_type_ids``: True/False force segment ids on/off (``models.takes_token_type_ids``
@@ -799,23 +913,29 @@ def tokenize_splits(splits, task, tokenizer, max_seq_length=128, pad_to_max_leng
     """
     task = task if isinstance(task, Task) else get_task(task)
     if not isinstance(max_seq_length, int) or max_seq_length < 2:
-        raise ConfigError(f"--max_seq_length must be an integer >= 2, got {max_seq_length!r}; "
-                          "the paper uses 128")
+        raise ConfigError(f"--max_seq_length must be an integer >= 2, got {max_seq_length!r}; the paper uses 128")
     _check_limit(max_train_samples, "--max_train_samples")
     _check_limit(max_eval_samples, "--max_eval_samples")
     encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
     settings = None
     if cache_dir is not None:
         # The encoder's own source is part of the key: editing how rows are encoded invalidates the cache.
-        settings = {"encoder": hashlib.sha256(inspect.getsource(_encoder).encode()).hexdigest(), "text_keys": list(task.text_keys), "tokenizer": tokenizer_fingerprint(tokenizer),
-                    "max_seq_length": max_seq_length, "pad_to_max_length": pad_to_max_length, "token_type_ids": token_type_ids}
+        settings = {
+            "encoder": hashlib.sha256(inspect.getsource(_encoder).encode()).hexdigest(),
+            "text_keys": list(task.text_keys),
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "max_seq_length": max_seq_length,
+            "pad_to_max_length": pad_to_max_length,
+            "token_type_ids": token_type_ids,
+        }
     tokenized = {}
     for name, dataset in splits.items():
         dataset = _take_first(dataset, max_train_samples if name == "train" else max_eval_samples)
         desc = f"tokenizing {task.name} {name}"
         if settings is None:
-            mapped = dataset.map(encode, batched=True, remove_columns=dataset.column_names,
-                                 keep_in_memory=True, desc=desc)
+            mapped = dataset.map(
+                encode, batched=True, remove_columns=dataset.column_names, keep_in_memory=True, desc=desc
+            )
         else:
             mapped = _cached_map(dataset, encode, dict(settings, data=dataset_fingerprint(dataset)), cache_dir, desc)
         order = [c for c in MODEL_INPUT_COLUMNS if c in mapped.column_names] + ["labels", "idx"]
@@ -828,8 +948,14 @@ def _cached_map(dataset, encode, key: dict, cache_dir: str, desc: str) -> datase
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
-        dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc=desc,
-                    cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
+        dataset.map(
+            encode,
+            batched=True,
+            remove_columns=dataset.column_names,
+            desc=desc,
+            cache_file_name=os.path.join(tmp, "data.arrow"),
+            new_fingerprint=key_hash(key),
+        )
 
     def load(path):
         try:
@@ -839,8 +965,14 @@ def _cached_map(dataset, encode, key: dict, cache_dir: str, desc: str) -> datase
             return None
 
     mapped, reused = get_or_build(folder, key, build, load, "tokenised data")
-    logger.info("%s tokenised %s (%d rows) %s %s", "reusing" if reused else "cached", desc.removeprefix("tokenizing "),
-                len(mapped), "from" if reused else "in", folder)
+    logger.info(
+        "%s tokenised %s (%d rows) %s %s",
+        "reusing" if reused else "cached",
+        desc.removeprefix("tokenizing "),
+        len(mapped),
+        "from" if reused else "in",
+        folder,
+    )
     return mapped
 
 
@@ -852,7 +984,10 @@ def tokenized_cache_dir() -> str | None:
         logger.info("datasets caching is disabled: tokenising in memory")
         return None
     if not writable_folder(folder):
-        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to a writable folder to reuse it across runs)", folder)
+        logger.warning(
+            "%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to a writable folder to reuse it across runs)",
+            folder,
+        )
         return None
     return folder
 
@@ -873,7 +1008,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """Hash of everything that decides a tokenizer's output: its full spec (vocab, normaliser,
     pre-tokeniser, post-processor) and the sides it truncates and pads."""
     described = [
-        type(tokenizer).__name__, _tokenizer_spec(tokenizer), tokenizer.padding_side, tokenizer.truncation_side,
+        type(tokenizer).__name__,
+        _tokenizer_spec(tokenizer),
+        tokenizer.padding_side,
+        tokenizer.truncation_side,
         list(tokenizer.model_input_names),
     ]
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
@@ -885,8 +1023,12 @@ def same_tokenization(a, b) -> bool:
     The class and the input names may differ (a DistilBERT tokenizer emits no token_type_ids,
     BERT's does; `models.model_inputs` feeds each model its part of one batch).
     """
-    return (_tokenizer_spec(a) == _tokenizer_spec(b) and a.pad_token_id == b.pad_token_id
-            and a.padding_side == b.padding_side and a.truncation_side == b.truncation_side)
+    return (
+        _tokenizer_spec(a) == _tokenizer_spec(b)
+        and a.pad_token_id == b.pad_token_id
+        and a.padding_side == b.padding_side
+        and a.truncation_side == b.truncation_side
+    )
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
@@ -907,13 +1049,20 @@ def _hash_array(digest, array: pa.Array):
     if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
         digest.update(pc.list_value_length(array).to_numpy(zero_copy_only=False).tobytes())
         _hash_array(digest, array.flatten())
-    elif pa.types.is_string(array.type) or pa.types.is_binary(array.type) or pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type):
+    elif (
+        pa.types.is_string(array.type)
+        or pa.types.is_binary(array.type)
+        or pa.types.is_large_string(array.type)
+        or pa.types.is_large_binary(array.type)
+    ):
         wide = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
         _, offsets, data = array.buffers()
-        offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[array.offset:array.offset + len(array) + 1]
+        offsets = np.frombuffer(offsets, dtype=np.int64 if wide else np.int32)[
+            array.offset : array.offset + len(array) + 1
+        ]
         digest.update(np.diff(offsets).tobytes())
         if data is not None and len(offsets):
-            digest.update(memoryview(data)[offsets[0]:offsets[-1]])
+            digest.update(memoryview(data)[offsets[0] : offsets[-1]])
     else:
         digest.update(array.to_numpy(zero_copy_only=False).tobytes())
 

@@ -5,6 +5,7 @@ Each answers one question with names a reader knows and axes that do not magnify
 method beat the student alone (bars from 0), how does the score move with the selection ratio,
 how did the uncertainty, the weights and the selected fraction move during training.
 """
+
 import json
 import logging
 import math
@@ -22,8 +23,11 @@ from dynamic_kd.runs import RESULTS_FILE
 logger = logging.getLogger(__name__)
 
 # Panels of the training curves: (title, logged dkd/* names it draws, y range; None: from 0).
-CURVE_PANELS = (("uncertainty", r"uncertainty$", (0.0, 1.05)), ("weights", r"_weight$", None),
-                ("selected fraction", r"_fraction$", (0.0, 1.05)))
+CURVE_PANELS = (
+    ("uncertainty", r"uncertainty$", (0.0, 1.05)),
+    ("weights", r"_weight$", None),
+    ("selected fraction", r"_fraction$", (0.0, 1.05)),
+)
 STYLES = ("-", "--", ":", "-.")
 
 
@@ -51,8 +55,13 @@ def save(fig, path: str) -> str:
 def _panels(n: int, width: float, height: float):
     """A figure of n panels, three to a row, laid out so that no title or label is cut off."""
     ncols = min(3, n)
-    fig, axes = pyplot().subplots(math.ceil(n / ncols), ncols, figsize=(width * ncols, height * math.ceil(n / ncols)),
-                                  squeeze=False, layout="constrained")
+    fig, axes = pyplot().subplots(
+        math.ceil(n / ncols),
+        ncols,
+        figsize=(width * ncols, height * math.ceil(n / ncols)),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -72,11 +81,23 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
         ax.barh(y, means, height=0.7, color="tab:blue", alpha=0.8)
         seeded = (cell.n > 1).to_numpy()
         if seeded.any():
-            ax.errorbar(means[seeded], y[seeded], xerr=100 * cell["std"].to_numpy()[seeded], fmt="none",
-                        ecolor="black", capsize=3)
+            ax.errorbar(
+                means[seeded],
+                y[seeded],
+                xerr=100 * cell["std"].to_numpy()[seeded],
+                fmt="none",
+                ecolor="black",
+                capsize=3,
+            )
         for position, mean in zip(y, means):
-            ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize=8)
+            ax.annotate(
+                f"{mean:.1f}",
+                (max(mean, 0.0), position),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
         alone = cell[cell.method.str.startswith("finetune/")]
         if len(alone):
             ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
@@ -100,8 +121,14 @@ def ratio_figure(lines: pd.DataFrame, headers: dict):
             points = points.sort_values("ratio")
             drawn = ax.plot(points.ratio, 100 * points["mean"], marker="o", label=line)
             seeded = points[points.n > 1]
-            ax.errorbar(seeded.ratio, 100 * seeded["mean"], yerr=100 * seeded["std"], fmt="none", capsize=3,
-                        ecolor=drawn[0].get_color())
+            ax.errorbar(
+                seeded.ratio,
+                100 * seeded["mean"],
+                yerr=100 * seeded["std"],
+                fmt="none",
+                capsize=3,
+                ecolor=drawn[0].get_color(),
+            )
         ax.set_ylim(0.0, max(100.0, ax.get_ylim()[1]))
         ax.set(title=headers[(task, data)], xlabel="selection ratio", ylabel=f"{lines.metric_name.iloc[0]} ×100")
         ax.grid(alpha=0.3)
@@ -111,8 +138,10 @@ def ratio_figure(lines: pd.DataFrame, headers: dict):
 
 def curve_panels(keys) -> list:
     """(title, the logged names it draws, y range) of each `CURVE_PANELS` entry that has values in `keys`."""
-    panels = [(title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
-              for title, pattern, limits in CURVE_PANELS]
+    panels = [
+        (title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
+        for title, pattern, limits in CURVE_PANELS
+    ]
     return [panel for panel in panels if panel[1]]
 
 
@@ -133,8 +162,9 @@ def read_history(run_dir: str) -> list:
         with open(path, encoding="utf-8") as handle:
             history = json.load(handle).get("log_history")
     except (OSError, ValueError, AttributeError) as exc:
-        raise ConfigError(f"cannot read the training history in {path} ({exc}); pass a finished or checkpointed run") \
-            from None
+        raise ConfigError(
+            f"cannot read the training history in {path} ({exc}); pass a finished or checkpointed run"
+        ) from None
     if not isinstance(history, list):
         raise ConfigError(f"{path} has no log_history (written before it was recorded); rerun to get curves")
     return history
@@ -146,15 +176,22 @@ def curve_points(run_dirs) -> pd.DataFrame:
         raise ConfigError("no run dirs given for --curves; pass one or more training output dirs")
     names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
     names = names if len(set(names)) == len(names) else [os.path.normpath(d) for d in run_dirs]
-    points = pd.DataFrame([
-        {"run": name, "step": entry.get("step"), "key": key.removeprefix("dkd/"), "value": value}
-        for name, run_dir in zip(names, run_dirs) for entry in read_history(run_dir)
-        for key, value in entry.items() if key.startswith("dkd/")
-    ], columns=["run", "step", "key", "value"])
+    points = pd.DataFrame(
+        [
+            {"run": name, "step": entry.get("step"), "key": key.removeprefix("dkd/"), "value": value}
+            for name, run_dir in zip(names, run_dirs)
+            for entry in read_history(run_dir)
+            for key, value in entry.items()
+            if key.startswith("dkd/")
+        ],
+        columns=["run", "step", "key", "value"],
+    )
     points = points[np.isfinite(pd.to_numeric(points.value, errors="coerce"))].astype({"value": float})
     if not curve_panels(points.key):
-        raise ConfigError(f"no dkd/* values to plot (uncertainty, weights, selected fraction) in the training "
-                          f"history of {', '.join(run_dirs)}; distillation runs log them every --logging_steps")
+        raise ConfigError(
+            f"no dkd/* values to plot (uncertainty, weights, selected fraction) in the training "
+            f"history of {', '.join(run_dirs)}; distillation runs log them every --logging_steps"
+        )
     return points
 
 
@@ -168,11 +205,20 @@ def curves_figure(points: pd.DataFrame):
     for ax, (title, keys, limits) in zip(axes, panels):
         for (name, key), curve in points[points.key.isin(keys)].groupby(["run", "key"], sort=False):
             ax.plot(curve.step, curve.value, color=colours[name], linestyle=STYLES[keys.index(key) % 4], linewidth=1.2)
-        ax.legend(handles=[plt.Line2D([], [], color="grey", linestyle=STYLES[i % 4], label=key.replace("_", " "))
-                           for i, key in enumerate(keys)], fontsize=8)
+        ax.legend(
+            handles=[
+                plt.Line2D([], [], color="grey", linestyle=STYLES[i % 4], label=key.replace("_", " "))
+                for i, key in enumerate(keys)
+            ],
+            fontsize=8,
+        )
         ax.set_ylim(*(limits or (0.0, None)))
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)
-    fig.legend(handles=[plt.Line2D([], [], color=c, label=n) for n, c in colours.items()], loc="outside lower center",
-               ncols=min(4, len(colours)), fontsize=8)
+    fig.legend(
+        handles=[plt.Line2D([], [], color=c, label=n) for n, c in colours.items()],
+        loc="outside lower center",
+        ncols=min(4, len(colours)),
+        fontsize=8,
+    )
     return fig

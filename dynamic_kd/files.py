@@ -5,6 +5,7 @@ by later runs, tables and figures are replaced in place: each is written to a te
 the same folder, flushed to disk, then renamed over the target in one `os.replace`, so a reader
 sees the old file or the new one, never a part.
 """
+
 import os
 from contextlib import contextmanager
 

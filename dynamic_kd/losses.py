@@ -8,8 +8,9 @@ flows into the student (and a student-side projection) only.
 Reductions: "none" keeps one value per instance `[B]` (what Dynamic KD re-weights or selects),
 "mean" averages over the batch, "sum" adds over it.
 """
+
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +41,7 @@ def _kl_per_instance(student_logits: Tensor, teacher_logits: Tensor, temperature
     return terms.sum(dim=-1)
 
 
-def kd_kl(
-    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean"
-) -> Tensor:
+def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
     """Soft-label distillation loss (Hinton et al.), the KD term of the paper.
 
     `student_logits`, `teacher_logits`: `[B, C]`. Returns `[B]` ("none") or a scalar
@@ -54,9 +53,7 @@ def kd_kl(
     return _reduce(per_instance, reduction)
 
 
-def kd_mse(
-    student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean"
-) -> Tensor:
+def kd_mse(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
     """Logit-matching distillation loss; the KD loss of the original released scripts.
 
     `student_logits`, `teacher_logits`: `[B, C]` (C = 1 for regression). Returns `[B]` ("none")
@@ -88,7 +85,9 @@ def supervised_loss(
     Returns `[B]` ("none") or a scalar ("mean"/"sum" over the batch).
     """
     if regression and label_smoothing:
-        raise ValueError(f"label smoothing needs class labels; got label_smoothing={label_smoothing} for a regression loss")
+        raise ValueError(
+            f"label smoothing needs class labels; got label_smoothing={label_smoothing} for a regression loss"
+        )
     if regression:
         if logits.shape[-1] != 1:
             raise ValueError(
@@ -146,9 +145,7 @@ def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[tuple[in
     -> teacher 0, 1, 3, 4, 6).
     """
     if num_student_layers < 1 or num_teacher_layers < 1:
-        raise ValueError(
-            f"layer counts must be >= 1, got student={num_student_layers}, teacher={num_teacher_layers}"
-        )
+        raise ValueError(f"layer counts must be >= 1, got student={num_student_layers}, teacher={num_teacher_layers}")
     return [(i, i * num_teacher_layers // num_student_layers) for i in range(num_student_layers + 1)]
 
 
@@ -168,7 +165,7 @@ REP_NORMALIZATIONS = {"hidden": -1, "sequence": 1}
 
 
 def _pair_distance(
-    student: Tensor, teacher: Tensor, mask: Tensor, projection: Optional[Callable[[Tensor], Tensor]], normalization: str
+    student: Tensor, teacher: Tensor, mask: Tensor, projection: Callable[[Tensor], Tensor] | None, normalization: str
 ) -> Tensor:
     """Masked mean over tokens and hidden units of (ŝ - t̂)², `[B, L, H_s], [B, L, H_t], [B, L] -> [B]`."""
     if projection is not None:
@@ -195,9 +192,9 @@ def _pair_distance(
 def hidden_state_alignment(
     student_hidden: Sequence[Tensor],
     teacher_hidden: Sequence[Tensor],
-    attention_mask: Optional[Tensor],
+    attention_mask: Tensor | None,
     cls_only: bool = False,
-    projection: Optional[Callable[[Tensor], Tensor]] = None,
+    projection: Callable[[Tensor], Tensor] | None = None,
     normalization: str = "hidden",
 ) -> Tensor:
     """Patient (BERT-PKD style) hidden-state loss: the REP term of the supervision adjustment.
@@ -230,8 +227,10 @@ def hidden_state_alignment(
         raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(REP_NORMALIZATIONS)}")
     one_position = cls_only or any(state.dim() == 2 for state in (*student_hidden, *teacher_hidden))
     if normalization == "sequence" and one_position:
-        raise ValueError("normalization='sequence' normalises each hidden unit over the tokens and needs them all "
-                         "(--rep_layers all); one [CLS] position would make every value ±1")
+        raise ValueError(
+            "normalization='sequence' normalises each hidden unit over the tokens and needs them all "
+            "(--rep_layers all); one [CLS] position would make every value ±1"
+        )
     if len(student_hidden) != len(teacher_hidden) or len(student_hidden) == 0:
         raise ValueError(
             f"hidden_state_alignment needs equally many student and teacher states (at least one), "

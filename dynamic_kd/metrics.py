@@ -3,7 +3,8 @@
 Each task names one metric family (``Task.metric``); `compute_task_metrics` returns that family's
 scores as plain Python floats, and `primary_metric` names the score used to pick checkpoints.
 """
-from typing import Callable
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -57,8 +58,7 @@ def _matthews(predictions, labels) -> dict[str, float]:
 def _pearson_spearman(predictions, labels) -> dict[str, float]:
     scores = _scores(predictions)
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
-    return {"pearson": float(pearsonr(scores, labels)[0]),
-            "spearmanr": float(spearmanr(scores, labels)[0])}
+    return {"pearson": float(pearsonr(scores, labels)[0]), "spearmanr": float(spearmanr(scores, labels)[0])}
 
 
 METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {

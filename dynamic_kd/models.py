@@ -8,6 +8,7 @@ a freshly initialised classifier head; `save_pretrained` output reloads with
 (GPT-2, Llama, Qwen2, ...) included, loaded in fp32 and returned in eval mode with gradients off;
 they are never submodules of the student.
 """
+
 import copy
 import inspect
 import logging
@@ -24,6 +25,7 @@ from dynamic_kd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+
 def label_maps(task) -> dict:
     """config kwargs that store the task's label names, so checkpoints say what class i means."""
     if task.is_regression:
@@ -37,7 +39,12 @@ def label_maps(task) -> dict:
 
 # Files one of which every saved tokenizer has (sentencepiece models end in .model).
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
 )
 
 
@@ -51,7 +58,9 @@ def load_tokenizer(path: str):
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"cannot load a tokenizer from '{path}' ({_first_line(error)}); pass a model folder or hub id that has one") from error
+        raise ConfigError(
+            f"cannot load a tokenizer from '{path}' ({_first_line(error)}); pass a model folder or hub id that has one"
+        ) from error
 
 
 def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
@@ -62,7 +71,9 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
     """
     keep = num_layers if keep is None else keep
     if not 1 <= keep <= num_layers:
-        raise ConfigError(f"--student_num_layers {keep} is out of range; the pretrained model has {num_layers} layers (use 1..{num_layers})")
+        raise ConfigError(
+            f"--student_num_layers {keep} is out of range; the pretrained model has {num_layers} layers (use 1..{num_layers})"
+        )
     if init == "first":
         return list(range(keep))
     stride = num_layers // keep
@@ -83,7 +94,9 @@ def build_student(model_name_or_path: str, task, num_layers: int | None = None, 
     try:
         encoder = AutoModel.from_pretrained(model_name_or_path)
     except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
-        raise ConfigError(f"cannot load pretrained weights from '{model_name_or_path}' ({_first_line(error)}); check the folder or re-download it") from error
+        raise ConfigError(
+            f"cannot load pretrained weights from '{model_name_or_path}' ({_first_line(error)}); check the folder or re-download it"
+        ) from error
     cut = len(layers) < config.num_hidden_layers  # keeping every layer needs no stack: any family trains
     stack = layer_stack(encoder, model_name_or_path) if cut else None
     state = encoder.state_dict() if stack is None else _renumber_layers(encoder.state_dict(), stack, layers)
@@ -101,17 +114,32 @@ def build_student(model_name_or_path: str, task, num_layers: int | None = None, 
     if in_layers:
         # ModernBERT: layer 0 has no attention norm (the embedding norm precedes it), so a layer
         # moved there by `skip` loses its own.
-        logger.info("student: %d weights of kept layers have no place at their new position and are dropped: %s", len(in_layers), _summarise(in_layers))
+        logger.info(
+            "student: %d weights of kept layers have no place at their new position and are dropped: %s",
+            len(in_layers),
+            _summarise(in_layers),
+        )
     others = [key for key in unexpected if key not in in_layers]
     if others:
-        logger.info("student: %d pretrained weights the classifier does not use are dropped: %s", len(others), _summarise(others))
+        logger.info(
+            "student: %d pretrained weights the classifier does not use are dropped: %s",
+            len(others),
+            _summarise(others),
+        )
     if not cut:
         kept = "all"
     elif stack is None:
         kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
     else:
         kept = f"{layer_init}: {layers}"
-    logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), config.num_hidden_layers, model_name_or_path, config.model_type, kept)
+    logger.info(
+        "student: %d of %d layers of %s (%s, %s)",
+        len(layers),
+        config.num_hidden_layers,
+        model_name_or_path,
+        config.model_type,
+        kept,
+    )
     return student
 
 
@@ -134,7 +162,8 @@ def layer_stack(model, path: str) -> str | None:
         return None
     count = config.num_hidden_layers
     stacks = [
-        name for name, module in model.named_modules()
+        name
+        for name, module in model.named_modules()
         if isinstance(module, nn.ModuleList) and len(module) == count and len({type(layer) for layer in module}) == 1
     ]
     # a list of the same length inside a layer (a tiny model's heads or experts) is not the stack
@@ -157,7 +186,7 @@ def _renumber_layers(state: dict, stack: str, layers: list[int]) -> dict:
         if not key.startswith(prefix):
             renamed[key] = value
             continue
-        number, rest = key[len(prefix):].split(".", 1)
+        number, rest = key[len(prefix) :].split(".", 1)
         if int(number) in new_index:
             renamed[f"{prefix}{new_index[int(number)]}.{rest}"] = value
     return renamed
@@ -196,19 +225,27 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
     fp16): a lower-precision teacher pass is `--teacher_dtype`'s autocast, never a silent cast.
     """
     if not os.path.isdir(path):
-        raise ConfigError(f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote (it holds config.json and the weights)")
+        raise ConfigError(
+            f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote (it holds config.json and the weights)"
+        )
     config = _load_config(path, flag)
     expected = 1 if task.is_regression else task.num_labels
     if config.num_labels != expected:
-        raise ConfigError(f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {expected}; use a teacher fine-tuned on {task.name}")
+        raise ConfigError(
+            f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {expected}; use a teacher fine-tuned on {task.name}"
+        )
     names = [config.id2label[i] for i in range(config.num_labels)]
     generic = all(re.fullmatch(r"LABEL_\d+", str(name)) for name in names)
     if not task.is_regression and not generic and tuple(str(n) for n in names) != tuple(task.labels):
-        raise ConfigError(f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; re-train the teacher with this repository's data loader")
+        raise ConfigError(
+            f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; re-train the teacher with this repository's data loader"
+        )
     try:
         teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
     except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
-        raise ConfigError(f"{flag} '{path}' has unreadable weights ({_first_line(error)}); re-save or re-train the teacher") from error
+        raise ConfigError(
+            f"{flag} '{path}' has unreadable weights ({_first_line(error)}); re-save or re-train the teacher"
+        ) from error
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher
@@ -220,7 +257,10 @@ def takes_token_type_ids(model) -> bool:
     BERT, ELECTRA and ALBERT do; RoBERTa and XLM-R (one segment embedding), DeBERTa-v3 (none),
     DistilBERT and ModernBERT (no such input) do not.
     """
-    return "token_type_ids" in inspect.signature(model.forward).parameters and getattr(model.config, "type_vocab_size", 0) > 1
+    return (
+        "token_type_ids" in inspect.signature(model.forward).parameters
+        and getattr(model.config, "type_vocab_size", 0) > 1
+    )
 
 
 def model_inputs(model, batch: dict) -> dict:
@@ -271,8 +311,11 @@ def align_pad_token(tokenizer, config, flag: str):
             f"{tokenizer.pad_token_id}; set one to the other and save the model again"
         )
     if tokenizer.padding_side != "right":
-        logger.info("%s: padding on the right (not %s), so a text's logits do not depend on its batch",
-                    flag, tokenizer.padding_side)
+        logger.info(
+            "%s: padding on the right (not %s), so a text's logits do not depend on its batch",
+            flag,
+            tokenizer.padding_side,
+        )
         tokenizer.padding_side = "right"
 
 
@@ -303,7 +346,9 @@ def _load_config(path: str, flag: str):
     try:
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{flag} '{path}' is not a model folder or hub id ({_first_line(error)}); it must hold config.json") from error
+        raise ConfigError(
+            f"{flag} '{path}' is not a model folder or hub id ({_first_line(error)}); it must hold config.json"
+        ) from error
 
 
 def _first_line(error: Exception) -> str:
@@ -322,7 +367,9 @@ class StudentWithProjections(nn.Module):
         super().__init__()
         self.student = student
         hidden = student.config.hidden_size
-        self.projections = nn.ModuleDict({name: nn.Linear(hidden, size) for name, size in teacher_hidden_sizes.items() if size != hidden})
+        self.projections = nn.ModuleDict(
+            {name: nn.Linear(hidden, size) for name, size in teacher_hidden_sizes.items() if size != hidden}
+        )
         self.config = student.config
 
     def forward(self, **inputs):

@@ -10,6 +10,7 @@ tensor cores (compute capability >= 8.0), else fp32.
 From bash (the quickstart and the sweeps):  PRECISION=$(python -m dynamic_kd.precision)
 prints `bf16` or `fp32` on stdout and the reason on stderr.
 """
+
 import argparse
 import logging
 import sys
@@ -85,7 +86,11 @@ def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -
     flag = native_bf16_flag(cpuinfo)
     if flag is not None:
         return "bf16", f"the CPU has native bf16 ({flag})"
-    what = "the CPU lists no native bf16 flag (" + "/".join(NATIVE_BF16_FLAGS) + ")" if cpuinfo else "no /proc/cpuinfo to read"
+    what = (
+        "the CPU lists no native bf16 flag (" + "/".join(NATIVE_BF16_FLAGS) + ")"
+        if cpuinfo
+        else "no /proc/cpuinfo to read"
+    )
     if probe is None:
         return "fp32", what
     speedup = probe()
@@ -108,7 +113,9 @@ def choose_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tu
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Print the precision that is fast on this machine: bf16 or fp32.")
     parser.add_argument("--cpuinfo", help="read CPU flags from this file instead of /proc/cpuinfo")
-    parser.add_argument("--no_probe", action="store_true", help="never time bf16 against fp32; decide from the flags alone")
+    parser.add_argument(
+        "--no_probe", action="store_true", help="never time bf16 against fp32; decide from the flags alone"
+    )
     args = parser.parse_args(argv)
     cpuinfo = None
     if args.cpuinfo:

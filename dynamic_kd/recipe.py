@@ -11,6 +11,7 @@ with the same student as an uninterrupted run. A finished folder is never reused
 `--overwrite_output_dir` is given, and even then the old `results.json` stays until the new run
 replaces it (its checkpoints until the new run starts training).
 """
+
 import gc
 import glob
 import json
@@ -53,14 +54,15 @@ from dynamic_kd.models import (
     build_student,
     is_decoder,
     load_teacher,
-    model_inputs,
     load_tokenizer,
+    model_inputs,
     refuse_decoder_student,
     takes_token_type_ids,
     unwrap_student,
     usable_positions,
 )
-from dynamic_kd.runs import RESULTS_FILE as RESULTS, method_label
+from dynamic_kd.runs import RESULTS_FILE as RESULTS
+from dynamic_kd.runs import method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     STORE_FORMAT,
@@ -82,6 +84,7 @@ TEACHER_CHECK_EXAMPLES = 256
 
 
 # --- run lifecycle -------------------------------------------------------------------------
+
 
 def cli(main) -> int:
     """Run `main()`; a user mistake becomes one line on stderr and exit code 2, no traceback."""
@@ -129,7 +132,11 @@ class Run:
 def start_run(script: str, training_args) -> Run:
     """Set up logging, refuse a finished --output_dir, and find the checkpoint to resume from."""
     main_process = training_args.process_index == 0
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if main_process else logging.WARNING, force=True)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if main_process else logging.WARNING,
+        force=True,
+    )
     transformers.logging.set_verbosity_warning()
     output_dir = training_args.output_dir
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -137,10 +144,16 @@ def start_run(script: str, training_args) -> Run:
     finished = os.path.join(output_dir, RESULTS)
     if os.path.exists(finished):
         if not training_args.overwrite_output_dir:
-            raise ConfigError(f"--output_dir {output_dir} already holds a finished {RESULTS}; choose another --output_dir or pass --overwrite_output_dir")
+            raise ConfigError(
+                f"--output_dir {output_dir} already holds a finished {RESULTS}; choose another --output_dir or pass --overwrite_output_dir"
+            )
         if main_process:
-            logger.warning("--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished)
-        return Run(os.path.basename(script), output_dir, None, tuple(glob.glob(os.path.join(output_dir, "checkpoint-*"))))
+            logger.warning(
+                "--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished
+            )
+        return Run(
+            os.path.basename(script), output_dir, None, tuple(glob.glob(os.path.join(output_dir, "checkpoint-*")))
+        )
     resume_from = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
     if resume_from is not None:
         logger.warning("Resuming from checkpoint %s", resume_from)
@@ -161,7 +174,9 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     for step in sorted(checkpoints, reverse=True):
         if _readable_json(os.path.join(checkpoints[step], TRAINER_STATE_NAME)):
             return checkpoints[step]
-        logger.warning("ignoring %s: it has no %s (the run was killed while saving it)", checkpoints[step], TRAINER_STATE_NAME)
+        logger.warning(
+            "ignoring %s: it has no %s (the run was killed while saving it)", checkpoints[step], TRAINER_STATE_NAME
+        )
     return None
 
 
@@ -187,6 +202,7 @@ def load_student(model_args: ModelArguments, task, seed: int):
 
 # --- data ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Data:
     train: object
@@ -207,8 +223,15 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
     token_type_ids = any(takes_token_type_ids(model) for model in models) if models else None
     cache_dir = tokenized_cache_dir()
     tokenized = tokenize_splits(
-        splits, task, tokenizer, data_args.max_seq_length, data_args.pad_to_max_length,
-        data_args.max_train_samples, data_args.max_eval_samples, token_type_ids, cache_dir=cache_dir,
+        splits,
+        task,
+        tokenizer,
+        data_args.max_seq_length,
+        data_args.pad_to_max_length,
+        data_args.max_train_samples,
+        data_args.max_eval_samples,
+        token_type_ids,
+        cache_dir=cache_dir,
     )
     # Evaluation needs no idx (only training keys teacher caches on it).
     evals = {name: tokenized[name].remove_columns("idx") for name in task.eval_splits}
@@ -222,16 +245,28 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
         key = (tokenizer_fingerprint(teacher_tokenizer), length, segments)
         if key not in done:
             own = tokenize_splits(
-                wanted, task, teacher_tokenizer, length, data_args.pad_to_max_length,
-                data_args.max_train_samples, data_args.max_eval_samples, segments, cache_dir=cache_dir,
+                wanted,
+                task,
+                teacher_tokenizer,
+                length,
+                data_args.pad_to_max_length,
+                data_args.max_train_samples,
+                data_args.max_eval_samples,
+                segments,
+                cache_dir=cache_dir,
             )
-            done[key] = TeacherInputs(own["train"], make_collator(teacher_tokenizer, data_args.pad_to_max_length),
-                                      own[task.eval_splits[0]].remove_columns("idx"), length)
+            done[key] = TeacherInputs(
+                own["train"],
+                make_collator(teacher_tokenizer, data_args.pad_to_max_length),
+                own[task.eval_splits[0]].remove_columns("idx"),
+                length,
+            )
         data.teacher_inputs[name] = done[key]
     return data
 
 
 # --- teachers ------------------------------------------------------------------------------
+
 
 def _teacher_flag(name: str) -> str:
     return "--teacher" if name == "teacher" else f"--{name}_teacher"
@@ -259,8 +294,12 @@ def foreign_teachers(kd_args: DistillationArguments, tokenizer, models: dict) ->
             own = load_tokenizer(path)
         except ConfigError:
             if config.vocab_size == len(tokenizer) and not is_decoder(config):
-                logger.info("%s '%s' has no tokenizer files; its vocabulary size is the student's, "
-                            "so it reads the student's tokens", flag, path)
+                logger.info(
+                    "%s '%s' has no tokenizer files; its vocabulary size is the student's, "
+                    "so it reads the student's tokens",
+                    flag,
+                    path,
+                )
                 continue
             raise ConfigError(
                 f"{flag} '{path}' has no tokenizer files and a vocabulary of {config.vocab_size} tokens, the student "
@@ -279,8 +318,17 @@ def foreign_teachers(kd_args: DistillationArguments, tokenizer, models: dict) ->
     return foreign
 
 
-def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, tokenizer, train_dataset, student_layers: int,
-                  models: dict | None = None, *, training_args, teacher_inputs: dict | None = None) -> dict:
+def load_teachers(
+    kd_args: DistillationArguments,
+    data_args: DataArguments,
+    tokenizer,
+    train_dataset,
+    student_layers: int,
+    models: dict | None = None,
+    *,
+    training_args,
+    teacher_inputs: dict | None = None,
+) -> dict:
     """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded).
 
     teacher_inputs: `Data.teacher_inputs`, the own tokenisation of every foreign teacher.
@@ -295,14 +343,17 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
         models = load_teacher_models(kd_args, task, tokenizer)
         missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
         if missing:
-            raise ValueError(f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation "
-                             "(load_data's `foreign`)")
+            raise ValueError(
+                f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation (load_data's `foreign`)"
+            )
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
     if training_args.process_index == 0:
         log_teacher_precision(dtype, why, device_type)
-    fingerprint = dataset_fingerprint(train_dataset, ("idx",) + MODEL_INPUT_COLUMNS) if kd_args.teacher_cache == "disk" else None
+    fingerprint = (
+        dataset_fingerprint(train_dataset, ("idx",) + MODEL_INPUT_COLUMNS) if kd_args.teacher_cache == "disk" else None
+    )
     teachers = {}
     for name, path in kd_args.teachers.items():
         model = models[name]
@@ -310,16 +361,32 @@ def load_teachers(kd_args: DistillationArguments, data_args: DataArguments, toke
         cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
         own = teacher_inputs.get(name)
         key = {
-            "format": STORE_FORMAT, "teacher": os.path.realpath(path), "files": teacher_fingerprint(path), "task": task.name,
-            "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length, "data": fingerprint,
-            "compute_dtype": dtype_name(dtype), "device_type": device_type, "cls_layers": cls_layers,
+            "format": STORE_FORMAT,
+            "teacher": os.path.realpath(path),
+            "files": teacher_fingerprint(path),
+            "task": task.name,
+            "max_seq_length": data_args.max_seq_length,
+            "pad_to_max_length": data_args.pad_to_max_length,
+            "data": fingerprint,
+            "compute_dtype": dtype_name(dtype),
+            "device_type": device_type,
+            "cls_layers": cls_layers,
         }
         if own is not None and kd_args.teacher_cache == "disk":
             own_data = dataset_fingerprint(own.train, ("idx",) + MODEL_INPUT_COLUMNS)
             key.update(max_seq_length=own.max_seq_length, data=own_data)
         teachers[name] = Teacher(
-            name, model, path, num_examples, kd_args.teacher_cache, cls_layers, kd_args.teacher_batch_size, dtype=dtype,
-            store_folder=store_location(kd_args.teacher_cache_dir, key), store_key=key, inputs=own,
+            name,
+            model,
+            path,
+            num_examples,
+            kd_args.teacher_cache,
+            cls_layers,
+            kd_args.teacher_batch_size,
+            dtype=dtype,
+            store_folder=store_location(kd_args.teacher_cache_dir, key),
+            store_key=key,
+            inputs=own,
             dropout=kd_args.teacher_dropout,
         )
     return teachers
@@ -383,18 +450,25 @@ def teacher_check_key(name: str, path: str, data: Data, task, training_args, dat
     (fp32) and the device type."""
     sample, _ = _check_sample(name, data, task)
     return {
-        "format": STORE_FORMAT, "check": "teacher dev scores",
-        "teacher": os.path.realpath(path), "files": teacher_fingerprint(path),
-        "task": task.name, "split": task.eval_splits[0], "examples": len(sample),
+        "format": STORE_FORMAT,
+        "check": "teacher dev scores",
+        "teacher": os.path.realpath(path),
+        "files": teacher_fingerprint(path),
+        "task": task.name,
+        "split": task.eval_splits[0],
+        "examples": len(sample),
         "data": dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",)),
-        "max_seq_length": data_args.max_seq_length, "pad_to_max_length": data_args.pad_to_max_length,
-        "batch_size": training_args.per_device_eval_batch_size, "compute_dtype": "float32",
+        "max_seq_length": data_args.max_seq_length,
+        "pad_to_max_length": data_args.pad_to_max_length,
+        "batch_size": training_args.per_device_eval_batch_size,
+        "compute_dtype": "float32",
         "device_type": training_args.device.type,
     }
 
 
-def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args: DistillationArguments,
-                          data_args: DataArguments) -> dict:
+def stored_teacher_scores(
+    models: dict, data: Data, task, training_args, kd_args: DistillationArguments, data_args: DataArguments
+) -> dict:
     """`score_teachers`, paid once per teacher and dev data: with `--teacher_cache disk` each teacher's
     scores are kept next to its output store (`check-<hash of teacher_check_key>.json`, key
     and scores in one file written atomically) and later runs with the same key read them instead of scoring again.
@@ -411,8 +485,11 @@ def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args
             paths[name] = (entry_folder(kd_args.teacher_cache_dir, "check", key) + ".json", key)
             stored[name] = _read_teacher_check(*paths[name])
             if stored[name] is not None:
-                logger.info("teacher %s: dev scores from %s (scored before on the same files and dev data)",
-                            name, paths[name][0])
+                logger.info(
+                    "teacher %s: dev scores from %s (scored before on the same files and dev data)",
+                    name,
+                    paths[name][0],
+                )
     stored = _from_rank_zero(stored)
     missing = {name: model for name, model in models.items() if stored[name] is None}
     scores = score_teachers(missing, data, task, training_args) if missing else {}
@@ -422,8 +499,12 @@ def stored_teacher_scores(models: dict, data: Data, task, training_args, kd_args
             try:
                 write_atomic(path, json.dumps({"key": key, "scores": scores[name]}, indent=1, sort_keys=True))
             except OSError as error:
-                logger.warning("teacher %s: could not keep its dev scores in %s (%s); the next run scores it again",
-                               name, path, error)
+                logger.warning(
+                    "teacher %s: could not keep its dev scores in %s (%s); the next run scores it again",
+                    name,
+                    path,
+                    error,
+                )
     return {name: scores[name] if name in missing else stored[name] for name in models}
 
 
@@ -456,7 +537,12 @@ def check_teachers(scores: dict, kd_args: DistillationArguments, task):
             problem = f"{where} gives NaN/Inf logits on {score['nonfinite_rows']} of the first {score['examples']} {split} examples"
             fix = "check or re-train the teacher"
         elif score["majority_class_rate"] >= 1.0:
-            logger.warning("teacher %s: the first %d %s examples all have one label, so its accuracy says nothing about label order", name, score["examples"], split)
+            logger.warning(
+                "teacher %s: the first %d %s examples all have one label, so its accuracy says nothing about label order",
+                name,
+                score["examples"],
+                split,
+            )
             continue
         elif score["accuracy"] <= score["majority_class_rate"]:
             problem = (
@@ -497,6 +583,7 @@ def attach_projections(student, teachers: dict, kd_args: DistillationArguments):
 
 # --- train, evaluate, finish ---------------------------------------------------------------
 
+
 def train_and_evaluate(trainer, task, run: Run) -> dict:
     """Train (resuming if a checkpoint exists) and evaluate every eval split of the task.
 
@@ -513,7 +600,14 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
         scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
         for name, value in scores.items():
             name = name.removeprefix("eval_")
-            if name not in ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen"):
+            if name not in (
+                "loss",
+                "runtime",
+                "samples_per_second",
+                "steps_per_second",
+                "epoch",
+                "num_input_tokens_seen",
+            ):
                 metrics[name + suffix] = float(value)
     return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
 
@@ -537,10 +631,17 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
         flat_args.update(group.to_dict() if hasattr(group, "to_dict") else asdict(group))
     data_args = next(group for group in args if isinstance(group, DataArguments))
     results = {
-        "script": run.script, "task": task.name, "seed": trainer.args.seed, "method": method_label(flat_args),
-        "metrics": outcome["metrics"], "train_runtime_s": outcome["train_runtime_s"],
-        "train_examples": len(trainer.train_dataset), "teacher_forward_examples": teacher_forward_examples,
-        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None,  # rank 0's
+        "script": run.script,
+        "task": task.name,
+        "seed": trainer.args.seed,
+        "method": method_label(flat_args),
+        "metrics": outcome["metrics"],
+        "train_runtime_s": outcome["train_runtime_s"],
+        "train_examples": len(trainer.train_dataset),
+        "teacher_forward_examples": teacher_forward_examples,
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20
+        if torch.cuda.is_available()
+        else None,  # rank 0's
         "args": flat_args,
         "data": data_source(task, data_args.data_dir, data_args.train_file, data_args.validation_file),
         "log_history": trainer.state.log_history,
@@ -550,12 +651,21 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     if trainer.args.load_best_model_at_end:  # `metrics` then score this checkpoint's student, not the last step's
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
     write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
-    logger.info("%s %s: %s (teacher forwards: %d) -> %s", run.script, task.name, outcome["metrics"], teacher_forward_examples, run.output_dir)
+    logger.info(
+        "%s %s: %s (teacher forwards: %d) -> %s",
+        run.script,
+        task.name,
+        outcome["metrics"],
+        teacher_forward_examples,
+        run.output_dir,
+    )
 
 
 def distill(argv, script: str, defaults: dict | None = None):
     """The distillation recipe: parse -> build student, teachers, strategies -> train -> save."""
-    data_args, model_args, kd_args, training_args = parse_args(argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
+    data_args, model_args, kd_args, training_args = parse_args(
+        argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults
+    )
     run = start_run(script, training_args)
     task = data_args.task
     tokenizer, student = load_student(model_args, task, training_args.seed)
@@ -569,13 +679,28 @@ def distill(argv, script: str, defaults: dict | None = None):
     data = load_data(data_args, tokenizer, [student, *shared], own_tokenizers)
     teacher_metrics = stored_teacher_scores(models, data, task, training_args, kd_args, data_args)
     check_teachers(teacher_metrics, kd_args, task)
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, models,
-                             training_args=training_args, teacher_inputs=data.teacher_inputs)
+    teachers = load_teachers(
+        kd_args,
+        data_args,
+        tokenizer,
+        data.train,
+        student.config.num_hidden_layers,
+        models,
+        training_args=training_args,
+        teacher_inputs=data.teacher_inputs,
+    )
     trainer = DistillationTrainer(
-        model=attach_projections(student, teachers, kd_args), args=training_args,
-        train_dataset=data.train, eval_dataset=data.evals, data_collator=data.collator, processing_class=tokenizer,
-        compute_metrics=metrics_fn(task), teachers=teachers, strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
-        kd_args=kd_args, task=task,
+        model=attach_projections(student, teachers, kd_args),
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.evals,
+        data_collator=data.collator,
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn(task),
+        teachers=teachers,
+        strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
+        kd_args=kd_args,
+        task=task,
     )
     outcome = train_and_evaluate(trainer, task, run)
     finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, kd_args, training_args], teacher_metrics)

@@ -5,6 +5,7 @@
 A table row groups the runs that agree on the method, task, data and every argument but
 `NOT_SETTINGS`; a run's primary score is `metrics.primary_metric`; Avg averages tasks.
 """
+
 import argparse
 import json
 import logging
@@ -27,17 +28,31 @@ logger = logging.getLogger(__name__)
 
 # Metrics of the GLUE tasks in display order (other tasks show theirs alphabetically).
 TASK_METRICS = {
-    "cola": ("matthews_correlation",), "sst2": ("accuracy",), "mrpc": ("f1", "accuracy"),
-    "qqp": ("f1", "accuracy"), "stsb": ("pearson", "spearmanr"), "mnli": ("accuracy", "accuracy_mm"),
-    "qnli": ("accuracy",), "rte": ("accuracy",), "wnli": ("accuracy",),
+    "cola": ("matthews_correlation",),
+    "sst2": ("accuracy",),
+    "mrpc": ("f1", "accuracy"),
+    "qqp": ("f1", "accuracy"),
+    "stsb": ("pearson", "spearmanr"),
+    "mnli": ("accuracy", "accuracy_mm"),
+    "qnli": ("accuracy",),
+    "rte": ("accuracy",),
+    "wnli": ("accuracy",),
 }
 TASK_HEADERS = {
-    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC (F1/acc)", "qqp": "QQP (F1/acc)", "stsb": "STS-B (P/S)",
-    "mnli": "MNLI (m/mm)", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI",
+    "cola": "CoLA",
+    "sst2": "SST-2",
+    "mrpc": "MRPC (F1/acc)",
+    "qqp": "QQP (F1/acc)",
+    "stsb": "STS-B (P/S)",
+    "mnli": "MNLI (m/mm)",
+    "qnli": "QNLI",
+    "rte": "RTE",
+    "wnli": "WNLI",
 }
 # Arguments that never make two runs different methods: the task (a column), seeds, where things are
 # written or read (the data enters by its fingerprint), bookkeeping that leaves the model unchanged.
-NOT_SETTINGS = frozenset("""
+NOT_SETTINGS = frozenset(
+    """
     task_name seed data_seed output_dir run_name overwrite_output_dir resume_from_checkpoint data_dir train_file
     validation_file teacher_cache teacher_cache_dir teacher_batch_size logging_strategy logging_steps
     logging_first_step log_on_each_node logging_nan_inf_filter log_level log_level_replica disable_tqdm report_to
@@ -47,10 +62,23 @@ NOT_SETTINGS = frozenset("""
     hub_model_id hub_strategy hub_always_push hub_revision dataloader_num_workers dataloader_pin_memory
     dataloader_persistent_workers dataloader_prefetch_factor skip_memory_metrics local_rank debug do_train do_eval
     do_predict
-""".split())
+""".split()
+)
 BASELINES = ("finetune", "kd")
-RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method", "metrics", "primary_metric",
-               "train_runtime_s", "train_examples", "teacher_forward_examples")
+RUN_COLUMNS = (
+    "path",
+    "run_dir",
+    "task",
+    "data",
+    "data_label",
+    "seed",
+    "method",
+    "metrics",
+    "primary_metric",
+    "train_runtime_s",
+    "train_examples",
+    "teacher_forward_examples",
+)
 
 
 @cache
@@ -119,9 +147,15 @@ def read_run(path: str):
         return f"no primary metric for task {task} (metrics: {', '.join(sorted(metrics))})"
     data, data_label = _data(record, args, task)
     return {
-        "path": path, "run_dir": os.path.dirname(path), "task": task, "data": data, "data_label": data_label,
-        "seed": record.get("seed", args.get("seed")), "method": method_label(args),
-        "metrics": {m: metrics[m] for m in wanted}, "primary_metric": primary,
+        "path": path,
+        "run_dir": os.path.dirname(path),
+        "task": task,
+        "data": data,
+        "data_label": data_label,
+        "seed": record.get("seed", args.get("seed")),
+        "method": method_label(args),
+        "metrics": {m: metrics[m] for m in wanted},
+        "primary_metric": primary,
         **{k: record.get(k) for k in RUN_COLUMNS[-3:]},
         "settings": {k: _setting(v, task) for k, v in args.items() if k not in NOT_SETTINGS},
     }
@@ -177,26 +211,37 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     mean, std, n, seeds, runs."""
     rows = setting_columns(runs)
     keys = ["method", *rows, "task", "data", "data_label"]
-    long = pd.DataFrame([
-        {**{k: run[k] for k in [*keys, "seed", "run_dir"]}, "metric": name, "value": value}
-        for run in runs.to_dict("records")
-        for name, value in [*run["metrics"].items(), ("primary", run["metrics"][run["primary_metric"]])]
-    ])
-    summary = long.groupby([*keys, "metric"], sort=False).agg(
-        mean=("value", "mean"), std=("value", "std"), n=("value", "size"),
-        seeds=("seed", lambda s: ";".join(map(str, s))), runs=("run_dir", ";".join),
-    ).reset_index()
+    long = pd.DataFrame(
+        [
+            {**{k: run[k] for k in [*keys, "seed", "run_dir"]}, "metric": name, "value": value}
+            for run in runs.to_dict("records")
+            for name, value in [*run["metrics"].items(), ("primary", run["metrics"][run["primary_metric"]])]
+        ]
+    )
+    summary = (
+        long.groupby([*keys, "metric"], sort=False)
+        .agg(
+            mean=("value", "mean"),
+            std=("value", "std"),
+            n=("value", "size"),
+            seeds=("seed", lambda s: ";".join(map(str, s))),
+            runs=("run_dir", ";".join),
+        )
+        .reset_index()
+    )
     for group in summary[summary.metric == "primary"].itertuples():
         if len(set(group.seeds.split(";"))) < group.n:
             logger.warning("%s on %s has repeated seeds (%s); all are averaged", group.method, group.task, group.seeds)
-    ranks = summary.assign(_row=summary[["method", *rows]].apply(_row_order, axis=1),
-                           _col=[_column_order(*c) for c in zip(summary.task, summary.data, summary.data_label)])
+    ranks = summary.assign(
+        _row=summary[["method", *rows]].apply(_row_order, axis=1),
+        _col=[_column_order(*c) for c in zip(summary.task, summary.data, summary.data_label)],
+    )
     return ranks.sort_values(["_row", "_col"], kind="stable").drop(columns=["_row", "_col"])
 
 
 def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
     """(settings that vary, those shown as columns, {(task, data): column header}) of a summary."""
-    varying = list(summary.columns[1:summary.columns.get_loc("task")])
+    varying = list(summary.columns[1 : summary.columns.get_loc("task")])
     shown = [c for c in varying if summary.groupby("method")[c].nunique().gt(1).any()]
     columns = summary[["task", "data", "data_label"]].drop_duplicates()
     columns = columns.iloc[sorted(range(len(columns)), key=lambda i: _column_order(*columns.iloc[i]))]
@@ -214,8 +259,9 @@ def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
 
 def _cell(stats_: pd.DataFrame) -> str:
     """``88.0 ± 2.8/82.0 ± 2.8 (n=2)`` from one group's task-metric rows."""
-    parts = [f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}")
-             for m, s in zip(stats_["mean"], stats_["std"])]
+    parts = [
+        f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") for m, s in zip(stats_["mean"], stats_["std"])
+    ]
     return f"{'/'.join(parts)} (n={stats_['n'].iloc[0]})"
 
 
@@ -232,8 +278,9 @@ def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         avg = tasks.mean(skipna=False)
         row["Avg"] = f"{100 * avg:.1f}" + ("*" if len(primary) < len(headers) else "") if pd.notna(avg) else None
         display.append(row)
-        avgs.append({**dict(zip(["method", *varying], key)), "task": "avg", "metric": "primary", "mean": avg,
-                     "n": len(tasks)})
+        avgs.append(
+            {**dict(zip(["method", *varying], key)), "task": "avg", "metric": "primary", "mean": avg, "n": len(tasks)}
+        )
     frame = pd.DataFrame(display, columns=["Method", *shown, *headers.values(), "Avg"]).fillna("–")
     return frame, pd.DataFrame(avgs)
 
@@ -289,8 +336,10 @@ def plot_ratios(runs: pd.DataFrame, path: str):
         logger.info("no selection strategy was run at several ratios; no ratio plot")
         return None
     primary, headers = primary_rows(selected)
-    primary = primary.assign(ratio=primary.selection_ratio.astype(float),
-                             line=primary.row.str.replace(r" selection \d+%", " selection", regex=True))
+    primary = primary.assign(
+        ratio=primary.selection_ratio.astype(float),
+        line=primary.row.str.replace(r" selection \d+%", " selection", regex=True),
+    )
     lines = primary.groupby(["task", "data", "line"]).filter(lambda g: g.ratio.nunique() > 1)
     return None if lines.empty else figures.save(figures.ratio_figure(lines, headers), path)
 
@@ -301,11 +350,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     parser.add_argument("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
-    parser.add_argument("--curves", nargs="+", metavar="RUN_DIR",
-                        help="plot these runs' uncertainty, weights and selected fraction (needs --plot)")
-    parser.add_argument("--claims", metavar="SWEEP", help=(
-        "RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table; "
-        "several RUNS_DIRs (draws of the data) side by side"))
+    parser.add_argument(
+        "--curves",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="plot these runs' uncertainty, weights and selected fraction (needs --plot)",
+    )
+    parser.add_argument(
+        "--claims",
+        metavar="SWEEP",
+        help=(
+            "RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table; "
+            "several RUNS_DIRs (draws of the data) side by side"
+        ),
+    )
     return parser
 
 
@@ -316,8 +374,9 @@ def claims_report(draws: dict, skipped, sweep: str, fmt: str) -> str:
     grid, name = grids(), sweep.upper()
     order, stated = getattr(grid, f"{name}_ROWS", None), getattr(grid, f"{name}_CLAIMS", None)
     if order is None or stated is None or fmt == "csv":
-        raise ConfigError(f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, "
-                          f"got {sweep} / {fmt}")
+        raise ConfigError(
+            f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, got {sweep} / {fmt}"
+        )
     rows, verdicts = claims.side_by_side(draws, [name for name, _, _ in order], stated)
     text = render(rows.reset_index(), fmt) + "\n" + render(verdicts.reset_index(), fmt)
     return text + "".join(f"\nskipped: {path} ({reason})" for path, reason in skipped)
@@ -334,13 +393,15 @@ def run_report(args):
     if args.runs_dirs:
         runs, skipped = load_runs(args.runs_dirs)
         if runs.empty and not skipped:
-            raise ConfigError(f"no {RESULTS_FILE} below {' '.join(args.runs_dirs)}; "
-                              "point RUNS_DIR at the training output root")
+            raise ConfigError(
+                f"no {RESULTS_FILE} below {' '.join(args.runs_dirs)}; point RUNS_DIR at the training output root"
+            )
         if args.claims:  # each RUNS_DIR on its own: a draw of the data
             draws = {claims.draw_label(folder): load_runs([folder])[0] for folder in args.runs_dirs}
             if len(draws) < len(args.runs_dirs):
-                raise ConfigError(f"--claims names each RUNS_DIR by its folder, and two share one: "
-                                  f"{' '.join(args.runs_dirs)}")
+                raise ConfigError(
+                    f"--claims names each RUNS_DIR by its folder, and two share one: {' '.join(args.runs_dirs)}"
+                )
             text = claims_report(draws, skipped, args.claims, args.format)
         else:
             text = format_report(runs, skipped, args.format)

@@ -10,12 +10,18 @@ RESULTS_FILE = "results.json"
 
 # A reader's words for the parts of a `method_label` (figures; tables keep the label).
 TEACHER_TITLES = {
-    "hard": "hard adoption", "soft": "soft adoption", "soft-instance": "soft adoption per instance",
-    "single-small": "KD from the small teacher", "single-large": "KD from the large teacher",
+    "hard": "hard adoption",
+    "soft": "soft adoption",
+    "soft-instance": "soft adoption per instance",
+    "single-small": "KD from the small teacher",
+    "single-large": "KD from the large teacher",
     "average": "both teachers averaged",
 }
-OBJECTIVE_TITLES = {"none": "REP (static)", "uncertainty": "uncertainty-weighted REP",
-                    "uncertainty-r": "reverse uncertainty-weighted REP"}
+OBJECTIVE_TITLES = {
+    "none": "REP (static)",
+    "uncertainty": "uncertainty-weighted REP",
+    "uncertainty-r": "reverse uncertainty-weighted REP",
+}
 
 
 def method_label(args: dict) -> str:

@@ -23,6 +23,7 @@ the released code let gradient flow through them, which `--uncertainty_grad` res
 Each registry below is a plain dict from flag value to the class that implements it; the argument
 parser builds its help text and validation from these dicts.
 """
+
 import math
 from dataclasses import dataclass, replace
 
@@ -62,11 +63,19 @@ class Route:
 def initial_plan(batch_size: int, device=None) -> list[Route]:
     """Every row, one unassigned teacher, KD averaged over the batch, no REP."""
     rows = torch.arange(batch_size, device=device)
-    return [Route(None, rows, torch.full((batch_size,), 1.0 / batch_size, device=device), torch.zeros(batch_size, device=device))]
+    return [
+        Route(
+            None,
+            rows,
+            torch.full((batch_size,), 1.0 / batch_size, device=device),
+            torch.zeros(batch_size, device=device),
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
 # Data selection (paper Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
+
 
 def _ascending(score_fn):
     # Small margin / small max-probability means uncertain; negate so "higher = more informative".
@@ -137,6 +146,7 @@ class DataSelection:
 # Teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident
 # ones from the large teacher.
 
+
 class SingleTeacher:
     """Every route learns from one named teacher (plain KD, or the single-small/-large baselines)."""
 
@@ -158,7 +168,9 @@ class AverageTeachers:
         self.alphas = {"small": small_alpha, "large": large_alpha}
 
     def refine(self, plan, signal):
-        return [replace(r, teacher=name, kd_weight=r.kd_weight * alpha) for r in plan for name, alpha in self.alphas.items()]
+        return [
+            replace(r, teacher=name, kd_weight=r.kd_weight * alpha) for r in plan for name, alpha in self.alphas.items()
+        ]
 
 
 class HardAdoption:
@@ -231,7 +243,9 @@ class TeacherMode:
 
 
 TEACHER_MODES = {
-    "hard": TeacherMode(("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha), every_row=False),
+    "hard": TeacherMode(
+        ("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha), every_row=False
+    ),
     "soft": TeacherMode(("small", "large"), lambda a: SoftAdoption()),
     "soft-instance": TeacherMode(("small", "large"), lambda a: SoftInstanceAdoption()),
     "single-small": TeacherMode(("small",), lambda a: SingleTeacher("small")),
@@ -243,6 +257,7 @@ TEACHER_MODES = {
 # ---------------------------------------------------------------------------------------------
 # Supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment,
 # confident ones on output matching.
+
 
 class ObjectiveWeights:
     """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight).
@@ -263,11 +278,13 @@ class ObjectiveWeights:
             else:
                 w = signal.uncertainty[route.rows]
                 kd_factor, rep_factor = (1 - w, w) if self.strategy == "uncertainty" else (w, 1 - w)
-            refined.append(replace(
-                route,
-                kd_weight=route.kd_weight * self.kd_alpha * kd_factor,
-                rep_weight=route.kd_weight * self.rep_alpha * rep_factor,
-            ))
+            refined.append(
+                replace(
+                    route,
+                    kd_weight=route.kd_weight * self.kd_alpha * kd_factor,
+                    rep_weight=route.kd_weight * self.rep_alpha * rep_factor,
+                )
+            )
         return refined
 
 
@@ -331,7 +348,9 @@ def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
         for route in plan:
             mine = (route.rows >= start) & (route.rows < stop)
             if mine.any():
-                part.append(Route(route.teacher, route.rows[mine] - start, route.kd_weight[mine], route.rep_weight[mine]))
+                part.append(
+                    Route(route.teacher, route.rows[mine] - start, route.kd_weight[mine], route.rep_weight[mine])
+                )
         parts.append(part)
         start = stop
     return parts
@@ -342,7 +361,9 @@ def reads_student(strategies) -> bool:
     return any(strategy.reads_student for strategy in strategies)
 
 
-def student_signal(student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False) -> StudentSignal:
+def student_signal(
+    student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False
+) -> StudentSignal:
     """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the
     uncertainty's graph, so weights computed from it pass gradient to the student (rows chosen by
     sorting or selection stay discrete either way)."""

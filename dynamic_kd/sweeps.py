@@ -21,6 +21,7 @@ already in the queue are not submitted again. DRY_RUN=1 prints the commands and 
 Hand-written `sbatch`, not submitit: a run is a command line, not a pickled function, and the
 dependency, the requeue and finding our queued runs would still be ours to write.
 """
+
 import functools
 import importlib.util
 import json
@@ -48,13 +49,30 @@ GRIDS = os.path.join(REPO, "scripts", "grids.py")
 
 # Every sweep's variables: name -> default; "$NAME" refers to a variable above it.
 VARIABLES = {
-    "OUT_ROOT": "outputs", "MAX_LEN": "128", "BATCH": "32", "EVAL_BATCH": "128", "PRECISION": "fp32",
-    "REPORT_TO": "none", "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1", "DATA_ROOT": "",
-    "EXTRA_ARGS": "", "KD_ARGS": "",
-    "LAUNCHER": "local", "PYTHON": sys.executable, "GPUS": "", "NPROC_PER_RUN": "", "TORCHRUN": "",
-    "DRY_RUN": "0", "SHOW_OUTPUT": "0",
-    "SLURM_PARTITION": "", "SLURM_TIME": "", "SLURM_GPUS_PER_RUN": "", "SLURM_CPUS_PER_RUN": "",
-    "SLURM_MEM_PER_RUN": "", "SLURM_ARRAY_LIMIT": "", "SLURM_ARGS": "",
+    "OUT_ROOT": "outputs",
+    "MAX_LEN": "128",
+    "BATCH": "32",
+    "EVAL_BATCH": "128",
+    "PRECISION": "fp32",
+    "REPORT_TO": "none",
+    "SAVE_ARGS": "--save_strategy epoch --save_total_limit 1",
+    "DATA_ROOT": "",
+    "EXTRA_ARGS": "",
+    "KD_ARGS": "",
+    "LAUNCHER": "local",
+    "PYTHON": sys.executable,
+    "GPUS": "",
+    "NPROC_PER_RUN": "",
+    "TORCHRUN": "",
+    "DRY_RUN": "0",
+    "SHOW_OUTPUT": "0",
+    "SLURM_PARTITION": "",
+    "SLURM_TIME": "",
+    "SLURM_GPUS_PER_RUN": "",
+    "SLURM_CPUS_PER_RUN": "",
+    "SLURM_MEM_PER_RUN": "",
+    "SLURM_ARRAY_LIMIT": "",
+    "SLURM_ARGS": "",
 }
 
 
@@ -74,10 +92,10 @@ def grids():
 
 @dataclass(frozen=True)
 class Sweep:
-    build: object           # (Settings) -> list of stages, each a list of Jobs
-    reports: tuple = ()     # folders below OUT_ROOT whose report command the sweep prints
-    defaults: dict = None   # its variables (and defaults) besides VARIABLES
-    profiles: dict = None   # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
+    build: object  # (Settings) -> list of stages, each a list of Jobs
+    reports: tuple = ()  # folders below OUT_ROOT whose report command the sweep prints
+    defaults: dict = None  # its variables (and defaults) besides VARIABLES
+    profiles: dict = None  # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
 
 
 class Settings(dict):
@@ -131,8 +149,11 @@ class Job:
 
 # ---------------------------------------------------------------- flags
 
-_DEFAULTS = {f.name: f.default for cls in (DataArguments, ModelArguments, DistillationArguments, RunArguments)
-             for f in fields(cls)}
+_DEFAULTS = {
+    f.name: f.default
+    for cls in (DataArguments, ModelArguments, DistillationArguments, RunArguments)
+    for f in fields(cls)
+}
 
 
 def _same(a, b):
@@ -158,17 +179,25 @@ def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
-        raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; "
-                          "the global batch is split over the processes")
+        raise ConfigError(
+            f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; the global batch is split over the processes"
+        )
     if data_dir is None:
         data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (
-            os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None)
+            os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None
+        )
     if files is not None:
         data_dir = None
     out = ["--task_name", task] + flags(
-        data_dir=data_dir, train_file=files and files[0], validation_file=files and files[1],
-        max_seq_length=s["MAX_LEN"], num_train_epochs=epochs, learning_rate=lr,
-        per_device_train_batch_size=batch // nproc, per_device_eval_batch_size=s["EVAL_BATCH"], seed=seed,
+        data_dir=data_dir,
+        train_file=files and files[0],
+        validation_file=files and files[1],
+        max_seq_length=s["MAX_LEN"],
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=batch // nproc,
+        per_device_eval_batch_size=s["EVAL_BATCH"],
+        seed=seed,
     )
     if s["REPORT_TO"] not in ("", "none"):
         out += ["--report_to", s["REPORT_TO"]]
@@ -180,7 +209,7 @@ def model_flags(model, layers=None, init=None):
     return flags(model_name_or_path=model, student_num_layers=layers, student_layer_init=init)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _log_once(message):
     """A note about the whole sweep: `all` resolves the settings of each of its sweeps, logged once."""
     logger.info(message)
@@ -235,7 +264,8 @@ def command(job, s):
     if s["NPROC_PER_RUN"]:
         tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
         torchrun = shlex.split(s["TORCHRUN"]) or (
-            [tool] if os.path.exists(tool) else [s["PYTHON"], "-m", "torch.distributed.run"])
+            [tool] if os.path.exists(tool) else [s["PYTHON"], "-m", "torch.distributed.run"]
+        )
         launcher = torchrun + ["--standalone", "--nproc_per_node", str(s.int("NPROC_PER_RUN"))]
     else:
         launcher = [s["PYTHON"]]
@@ -275,7 +305,7 @@ def gpu_slots(s):
     per = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     if len(gpus) < per:
         raise ConfigError(f"NPROC_PER_RUN={per} needs at least {per} GPUs, GPUS has {len(gpus)}")
-    return [",".join(gpus[i:i + per]) for i in range(0, len(gpus) - per + 1, per)]
+    return [",".join(gpus[i : i + per]) for i in range(0, len(gpus) - per + 1, per)]
 
 
 # ---------------------------------------------------------------- running
@@ -309,22 +339,25 @@ def execute(job, argv, gpu=None, show=False):
     where = f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else ""
     if os.environ.get("SLURM_JOB_ID"):
         e = os.environ
-        where += (f"[slurm job {e['SLURM_JOB_ID']}, array {e.get('SLURM_ARRAY_JOB_ID')}_"
-                  f"{e.get('SLURM_ARRAY_TASK_ID')}, restart {e.get('SLURM_RESTART_COUNT', 0)}] ")
+        where += (
+            f"[slurm job {e['SLURM_JOB_ID']}, array {e.get('SLURM_ARRAY_JOB_ID')}_"
+            f"{e.get('SLURM_ARRAY_TASK_ID')}, restart {e.get('SLURM_RESTART_COUNT', 0)}] "
+        )
     logger.info("%s start  %s%s (log: %s)", _stamp(), job.out, " (resuming)" if os.path.isdir(job.path) else "", log)
     start = time.time()
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {where}{shlex.join(argv)}\n")
         handle.flush()
-        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE if show else handle,
-                                   stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            argv, cwd=REPO, env=env, stdout=subprocess.PIPE if show else handle, stderr=subprocess.STDOUT, text=True
+        )
         for line in process.stdout if show else ():
             handle.write(line)
             sys.stdout.write(line)
         # wait4, not wait: the kernel's resource usage of this run (and the processes it waited for)
         _, status, usage = os.wait4(process.pid, 0)
         code = process.returncode = os.waitstatus_to_exitcode(status)
-        rss = usage.ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)  # bytes on macOS, KiB on Linux
+        rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
         cpu = usage.ru_utime + usage.ru_stime
         handle.write(RUN_END.format(code=code, seconds=time.time() - start, cpu=cpu, rss=rss) + "\n")
     took = _clock(time.time() - start)
@@ -332,10 +365,20 @@ def execute(job, argv, gpu=None, show=False):
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
     else:
         with open(log, encoding="utf-8", errors="replace") as handle:
-            last = [line.strip() for line in handle.read().replace("\r", "\n").splitlines()
-                    if line.strip() and not _RUN_END.match(line)][-1:]
-        logger.info("%s FAILED %s (exit %d after %s; log: %s)%s", _stamp(), job.out, code, took, log,
-                    "".join(f"\n         {t[:300]}" for t in last))
+            last = [
+                line.strip()
+                for line in handle.read().replace("\r", "\n").splitlines()
+                if line.strip() and not _RUN_END.match(line)
+            ][-1:]
+        logger.info(
+            "%s FAILED %s (exit %d after %s; log: %s)%s",
+            _stamp(),
+            job.out,
+            code,
+            took,
+            log,
+            "".join(f"\n         {t[:300]}" for t in last),
+        )
     return code
 
 
@@ -363,7 +406,7 @@ def run_local(stages, s):
         for slot in slots:
             free.put(slot)
 
-        def work(job):
+        def work(job, free=free):
             gpu = free.get()
             try:
                 return job, execute(job, command(job, s), gpu, show)
@@ -377,8 +420,9 @@ def run_local(stages, s):
 
 def queued_runs():
     """Output folder (absolute) -> array job id of every run of ours waiting or running in Slurm."""
-    result = subprocess.run(["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise ConfigError(f"squeue failed ({result.stderr.strip()}); is Slurm reachable from here?")
     queued, manifests = {}, {}
@@ -396,8 +440,16 @@ def queued_runs():
 def sbatch_options(s):
     """sbatch flags from the SLURM_* variables (GPUs per run default to NPROC_PER_RUN, else 1)."""
     gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
-    options = [f"--{flag}={s[name]}" for flag, name in (("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"),
-               ("cpus-per-task", "SLURM_CPUS_PER_RUN"), ("mem", "SLURM_MEM_PER_RUN")) if s[name]]
+    options = [
+        f"--{flag}={s[name]}"
+        for flag, name in (
+            ("partition", "SLURM_PARTITION"),
+            ("time", "SLURM_TIME"),
+            ("cpus-per-task", "SLURM_CPUS_PER_RUN"),
+            ("mem", "SLURM_MEM_PER_RUN"),
+        )
+        if s[name]
+    ]
     return options + ([f"--gres=gpu:{gpus}"] if gpus != "0" else []) + shlex.split(s["SLURM_ARGS"])
 
 
@@ -421,15 +473,25 @@ def submit(stages, s, name):
             task = f"#!/bin/sh\nexec {python} -m dynamic_kd.sweeps --slurm-task {shlex.quote(manifest)}\n"
             script = write_atomic(os.path.join(folder, "task.sh"), task)
             limit = f"%{s.int('SLURM_ARRAY_LIMIT')}" if s["SLURM_ARRAY_LIMIT"] else ""
-            argv = ["sbatch", "--parsable", f"--array=0-{len(todo) - 1}{limit}", f"--job-name=dkd-{name}", "--requeue",
-                    "--open-mode=append", f"--output={folder}/%A_%a.out", f"--chdir={REPO}", *sbatch_options(s)]
+            argv = [
+                "sbatch",
+                "--parsable",
+                f"--array=0-{len(todo) - 1}{limit}",
+                f"--job-name=dkd-{name}",
+                "--requeue",
+                "--open-mode=append",
+                f"--output={folder}/%A_%a.out",
+                f"--chdir={REPO}",
+                *sbatch_options(s),
+            ]
             argv += [f"--dependency=afterany:{':'.join(sorted(after))}"] if after else []
             result = subprocess.run(argv + [script], capture_output=True, text=True)
             if result.returncode != 0:
                 raise ConfigError(f"sbatch failed: {' '.join(result.stderr.split())}; check the SLURM_* settings")
             job_id = result.stdout.strip().split(";")[0]
-            logger.info("submitted job array %s: %d runs (stage %d; tasks log to %s)",
-                        job_id, len(todo), number + 1, folder)
+            logger.info(
+                "submitted job array %s: %d runs (stage %d; tasks log to %s)", job_id, len(todo), number + 1, folder
+            )
             submitted.append(job_id)
             waiting.add(job_id)
         after = waiting
@@ -457,8 +519,20 @@ def report_command(s, sweep):
         own = Settings.of(s.env, folder) if folder in grids().SWEEPS else s  # the sweep's own student folder
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
         dirs = [first] + ([own["STUDENT_ROOT"]] if folder and s.on("STUDENT_BASELINE") else [])
-        lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs,
-                                 "--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]))
+        lines.append(
+            shlex.join(
+                [
+                    s["PYTHON"],
+                    "-m",
+                    "dynamic_kd.report",
+                    *dirs,
+                    "--out",
+                    os.path.join(first, "results.md"),
+                    "--plot",
+                    os.path.join(first, "plots"),
+                ]
+            )
+        )
     return lines
 
 
@@ -490,13 +564,16 @@ def main(argv=None, env=None):
         if s["LAUNCHER"] not in ("local", "slurm"):
             raise ConfigError(f"LAUNCHER takes local or slurm, got '{s['LAUNCHER']}'")
         if s["LAUNCHER"] == "slurm" and s["GPUS"]:
-            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; "
-                              "under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)")
+            raise ConfigError(
+                "GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)"
+            )
         stages, notes = plan(sweep.build(s), s)
         total, reports = sum(map(len, stages)), report_command(s, sweep)
         if s.on("DRY_RUN"):
-            sys.stdout.write(plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). "
-                             "Turn the results into tables with:\n" + "".join(f"# {line}\n" for line in reports))
+            sys.stdout.write(
+                plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). "
+                "Turn the results into tables with:\n" + "".join(f"# {line}\n" for line in reports)
+            )
             return 0
         for _, note in notes:
             logger.info(note)
@@ -512,8 +589,14 @@ def main(argv=None, env=None):
     except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
         logger.info("%s interrupted", _stamp())
         return 130
-    logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), total - len(failed), len(failed),
-                len(notes), total + len(notes))
+    logger.info(
+        "%s done: %d ok, %d failed, %d skipped (of %d runs)",
+        _stamp(),
+        total - len(failed),
+        len(failed),
+        len(notes),
+        total + len(notes),
+    )
     for job in failed:
         logger.info("  failed: %s (log: %s.log)", job.out, job.out)
     if reports:
@@ -524,8 +607,14 @@ def main(argv=None, env=None):
 def plan_text(stages, notes, s):
     """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
     slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
-    lines = [f"# LAUNCHER=slurm: one job array per stage, each line one array task of: "
-             f"sbatch {shlex.join(sbatch_options(s))}"] if s["LAUNCHER"] == "slurm" else []
+    lines = (
+        [
+            f"# LAUNCHER=slurm: one job array per stage, each line one array task of: "
+            f"sbatch {shlex.join(sbatch_options(s))}"
+        ]
+        if s["LAUNCHER"] == "slurm"
+        else []
+    )
     for number, stage in enumerate(stages):
         if len(stages) > 1:
             lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))

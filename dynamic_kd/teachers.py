@@ -31,6 +31,7 @@ Under DDP each rank computes its own rows (training batches, or its share of a p
 computed: with one shared disk store there is nothing to send; with per-rank stores (memory, or a
 node-local cache folder on several machines) the rows are sent in bounded chunks.
 """
+
 import contextlib
 import fcntl
 import json
@@ -48,10 +49,8 @@ from torch.utils.data import DataLoader
 
 from dynamic_kd.cache import entry_folder, get_or_build
 from dynamic_kd.data import MODEL_INPUT_COLUMNS
-from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
-
 from dynamic_kd.models import is_decoder, model_inputs
-
+from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +62,7 @@ SYNC_CHUNK_BYTES = 64 << 20  # rows sent per broadcast under DDP: bounds the RAM
 
 
 # --- precision ------------------------------------------------------------------------------
+
 
 def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtype, str]:
     """(dtype the teacher pass really runs in, why).
@@ -90,10 +90,14 @@ def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
         return
     flag = native_bf16_flag(read_cpuinfo())
     if dtype == torch.bfloat16 and flag is None:
-        logger.warning("this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower than fp32; "
-                       "pass --teacher_dtype float32 (and drop --bf16) if it is")
+        logger.warning(
+            "this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower than fp32; "
+            "pass --teacher_dtype float32 (and drop --bf16) if it is"
+        )
     elif dtype == torch.float32 and flag is not None:
-        logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 would run the teacher pass about 2-3x faster", flag)
+        logger.info(
+            "this CPU has native bf16 (%s): --teacher_dtype bfloat16 would run the teacher pass about 2-3x faster", flag
+        )
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -101,6 +105,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 # --- the store --------------------------------------------------------------------------------
+
 
 class _RamRows:
     """Rows of a dense in-memory array."""
@@ -130,18 +135,27 @@ class _FileRows:
     def __init__(self, path, shape):
         with open(path, "rb") as handle:
             version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             stored_shape, fortran_order, dtype = read_header(handle)
             self.offset = handle.tell()
         self.row_shape = tuple(shape[1:])
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * 4
-        if stored_shape != tuple(shape) or fortran_order or dtype != np.float32 or os.path.getsize(path) != self.offset + shape[0] * self.row_bytes:
+        if (
+            stored_shape != tuple(shape)
+            or fortran_order
+            or dtype != np.float32
+            or os.path.getsize(path) != self.offset + shape[0] * self.row_bytes
+        ):
             raise ValueError(f"{path} holds {stored_shape} {dtype}, expected {tuple(shape)} float32")
         self.fd = os.open(path, os.O_RDWR)
 
     @staticmethod
     def create(path, shape):
-        np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=tuple(shape)).flush()  # sparse: no data written
+        np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.float32, shape=tuple(shape)
+        ).flush()  # sparse: no data written
 
     def _runs(self, idx):
         """(positions in idx, first row, row count) for each run of consecutive rows."""
@@ -161,7 +175,7 @@ class _FileRows:
 
     def write(self, idx, values):
         values = np.ascontiguousarray(values, dtype=np.float32)
-        for positions, first, count in self._runs(idx):
+        for positions, first, _count in self._runs(idx):
             os.pwrite(self.fd, values[positions].tobytes(), self.offset + first * self.row_bytes)
 
     def flush(self):
@@ -194,7 +208,9 @@ class OutputStore:
         def build(tmp):
             for name, shape in shapes.items():
                 _FileRows.create(os.path.join(tmp, f"{name}.npy"), shape)
-            np.lib.format.open_memmap(os.path.join(tmp, "filled.npy"), mode="w+", dtype=np.uint8, shape=(num_rows,)).flush()
+            np.lib.format.open_memmap(
+                os.path.join(tmp, "filled.npy"), mode="w+", dtype=np.uint8, shape=(num_rows,)
+            ).flush()
             open(os.path.join(tmp, "lock"), "w").close()
 
         def load(path):
@@ -278,6 +294,7 @@ def store_location(cache_dir: str, key: dict) -> str:
 
 # --- teachers ---------------------------------------------------------------------------------
 
+
 class TeacherInputs:
     """A teacher's own tokenisation of the training rows (its tokenizer differs from the student's).
 
@@ -318,8 +335,21 @@ class Teacher:
     dropout: train mode in every forward (`--teacher_dropout`, the released code's teachers; no store).
     """
 
-    def __init__(self, name, model, path, num_examples, cache_mode="memory", cls_layers=None, batch_size=256,
-                 dtype=torch.float32, store_folder=None, store_key=None, inputs=None, dropout=False):
+    def __init__(
+        self,
+        name,
+        model,
+        path,
+        num_examples,
+        cache_mode="memory",
+        cls_layers=None,
+        batch_size=256,
+        dtype=torch.float32,
+        store_folder=None,
+        store_key=None,
+        inputs=None,
+        dropout=False,
+    ):
         if dropout and cache_mode != "none":
             raise ValueError("a teacher with dropout draws new outputs every forward; it needs cache_mode='none'")
         self.name, self.model, self.path, self.dropout = name, model, path, dropout
@@ -336,13 +366,23 @@ class Teacher:
             shapes["cls_states"] = (num_examples, len(cls_layers), model.config.hidden_size)
         if cache_mode == "disk":
             self.store = OutputStore.on_disk(store_folder, store_key, shapes, f"teacher {name}")
-            logger.info("teacher %s: shared output store %s (%d of %d rows filled)", name, store_folder, self.store.filled_count(), num_examples)
+            logger.info(
+                "teacher %s: shared output store %s (%d of %d rows filled)",
+                name,
+                store_folder,
+                self.store.filled_count(),
+                num_examples,
+            )
         else:
             self.store = OutputStore.in_memory(shapes)
             size = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values()) * 4
             if size > MEMORY_STORE_WARNING_BYTES:
-                logger.warning("teacher %s: --teacher_cache memory holds %.1f GB of outputs in the RAM of every process; "
-                               "--teacher_cache disk keeps them on disk and shares them between runs", name, size / 1e9)
+                logger.warning(
+                    "teacher %s: --teacher_cache memory holds %.1f GB of outputs in the RAM of every process; "
+                    "--teacher_cache disk keeps them on disk and shares them between runs",
+                    name,
+                    size / 1e9,
+                )
 
     @property
     def hidden_size(self) -> int:
@@ -402,8 +442,9 @@ class Teacher:
         of `cls_layers` (hidden=cls), or the full hidden_states tuple of [K, L, H] (hidden=all).
         """
         if hidden == "all" and self.inputs is not None:
-            raise ValueError(f"teacher {self.name} reads its own tokenisation: "
-                             "its token states align with no student token")
+            raise ValueError(
+                f"teacher {self.name} reads its own tokenisation: its token states align with no student token"
+            )
         if hidden == "all" or self.store is None or idx is None:
             row_inputs = self._row_inputs(inputs, rows, idx)
             logits, states = self._forward(row_inputs, hidden != "none")
@@ -416,7 +457,7 @@ class Teacher:
         missing = np.flatnonzero(self.store.missing(row_idx))
         with_states = self.cls_layers is not None  # a stored row needs all of its values
         for start in range(0, len(missing), self.batch_size):
-            part = missing[start:start + self.batch_size]
+            part = missing[start : start + self.batch_size]
             part_inputs = self._row_inputs(inputs, rows[torch.from_numpy(part).to(rows.device)], idx)
             logits, states = self._forward(part_inputs, with_states)
             self._keep(row_idx[part], logits, states, part_inputs)
@@ -451,19 +492,31 @@ class Teacher:
         if len(positions):
             order = positions[np.argsort(-lengths[positions], kind="stable")]
             mine = order[rank::world]
-            batches = [mine[start:start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
+            batches = [mine[start : start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
             inputs = dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
             # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the
             # global RNG would make a run that prefills train differently from one that finds
             # its store already full.
-            loader = DataLoader(inputs, batch_sampler=batches, collate_fn=collate_fn, num_workers=num_workers, generator=torch.Generator())
+            loader = DataLoader(
+                inputs,
+                batch_sampler=batches,
+                collate_fn=collate_fn,
+                num_workers=num_workers,
+                generator=torch.Generator(),
+            )
             started = time.perf_counter()
             for batch_positions, batch in zip(batches, loader):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits, states = self._forward(batch, self.cls_layers is not None)
                 self._keep(idx[batch_positions], logits, states, batch)
-            logger.info("teacher %s: computed %d outputs before training in %.1f s (length-sorted, batch %d%s)",
-                        self.name, len(mine), time.perf_counter() - started, self.batch_size, f", rank {rank} of {world}" if world > 1 else "")
+            logger.info(
+                "teacher %s: computed %d outputs before training in %.1f s (length-sorted, batch %d%s)",
+                self.name,
+                len(mine),
+                time.perf_counter() - started,
+                self.batch_size,
+                f", rank {rank} of {world}" if world > 1 else "",
+            )
         self.sync()
 
     def sync(self):
@@ -487,7 +540,7 @@ class Teacher:
         chunk = max(1, SYNC_CHUNK_BYTES // sum(rows.row_bytes for rows in self.store.rows.values()))
         for source, rows in enumerate(gathered):
             for start in range(0, len(rows), chunk):
-                part = rows[start:start + chunk]
+                part = rows[start : start + chunk]
                 box = [self.store.read(part) if rank == source else None]
                 dist.broadcast_object_list(box, src=source)
                 if rank != source:
@@ -521,7 +574,9 @@ class Teacher:
             self.store.load_state(state)
         except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as error:
             self.store.clear()
-            logger.warning("teacher %s: no usable output cache in the checkpoint (%s); recomputing its outputs", self.name, error)
+            logger.warning(
+                "teacher %s: no usable output cache in the checkpoint (%s); recomputing its outputs", self.name, error
+            )
             return
         self._unsynced = [state["unsynced"].numpy()] if state["unsynced"].numel() else []
         logger.info("teacher %s: resumed with %d cached outputs", self.name, self.store.filled_count())
@@ -533,11 +588,20 @@ class Teacher:
         except (OSError, ValueError):
             reference = {}
         if reference.get("store") != self.store.folder:
-            logger.warning("teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed "
-                           "(last-bit differences from the interrupted run are possible)", self.name, self.store.folder)
+            logger.warning(
+                "teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed "
+                "(last-bit differences from the interrupted run are possible)",
+                self.name,
+                self.store.folder,
+            )
             return
         self._unsynced = [np.asarray(reference.get("unsynced", []), dtype=np.int64)]
-        logger.info("teacher %s: resumed with %d cached outputs in the shared store %s", self.name, self.store.filled_count(), self.store.folder)
+        logger.info(
+            "teacher %s: resumed with %d cached outputs in the shared store %s",
+            self.name,
+            self.store.filled_count(),
+            self.store.folder,
+        )
 
 
 def teacher_fingerprint(path: str) -> list:

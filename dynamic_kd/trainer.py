@@ -18,6 +18,7 @@ DDP every rank all-gathers the [rows, C] logits, plans the same global plan, and
 With `--selection_scope epoch` the selection happens instead at each epoch start over the whole
 training set (`EpochSelection`), and the epoch trains on the kept rows only.
 """
+
 import inspect
 import logging
 import math
@@ -35,7 +36,15 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supervised_loss
 from dynamic_kd.models import model_inputs, unwrap_student
-from dynamic_kd.strategies import SELECTION_SCORES, num_selected, plan_distillation, reads_student, split_plan, student_signal, teachers_seeing_every_row
+from dynamic_kd.strategies import (
+    SELECTION_SCORES,
+    num_selected,
+    plan_distillation,
+    reads_student,
+    split_plan,
+    student_signal,
+    teachers_seeing_every_row,
+)
 from dynamic_kd.uncertainty import normalized_entropy
 
 logger = logging.getLogger(__name__)
@@ -110,7 +119,14 @@ class DistillationTrainer(Trainer):
             # the teacher caches, and HF would drop it as an unused column.
             forward = inspect.signature(unwrap_student(self.model).forward)
             # token_type_ids stay for a teacher that uses them; `model_inputs` feeds each model its part.
-            self._signature_columns = [*forward.parameters, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
+            self._signature_columns = [
+                *forward.parameters,
+                "token_type_ids",
+                "label",
+                "label_ids",
+                *self.label_names,
+                "idx",
+            ]
 
     def _get_train_sampler(self, train_dataset=None):
         if self.epoch_selection is not None:
@@ -131,7 +147,9 @@ class DistillationTrainer(Trainer):
         distil = model.training and bool(self.teachers)
         if distil:
             step, micro = self._enter_micro_batch(model)
-        outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none")
+        outputs = model(
+            **model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none"
+        )
         logits = outputs.logits.float()
         smoothing = self.args.label_smoothing_factor
         if not distil:
@@ -150,10 +168,14 @@ class DistillationTrainer(Trainer):
         for route in routes:
             teacher = self.teachers[route.teacher]
             teacher_logits, teacher_states = teacher.query(inputs, route.rows, idx, self.rep_mode)
-            kd = self.kd_loss(logits[route.rows], teacher_logits, temperature=self.kd_args.temperature, reduction="none")
+            kd = self.kd_loss(
+                logits[route.rows], teacher_logits, temperature=self.kd_args.temperature, reduction="none"
+            )
             kd_total = kd_total + (route.kd_weight * kd).sum()
             if self.rep_mode != "none":
-                rep = self._rep(model, outputs.hidden_states, teacher_states, inputs["attention_mask"], route.rows, route.teacher)
+                rep = self._rep(
+                    model, outputs.hidden_states, teacher_states, inputs["attention_mask"], route.rows, route.teacher
+                )
                 rep_total = rep_total + (route.rep_weight * rep).sum()
         # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP,
         # times `scale`: HF divides by the micro-batch count and DDP averages over ranks.
@@ -263,7 +285,7 @@ class DistillationTrainer(Trainer):
         padded = torch.stack([F.pad(t, (0, 0, 0, longest - t.shape[0])) for t in local])
         gathered = self.accelerator.gather(padded).view(world, len(local), longest, -1)
         sizes = [[per_rank[r][m] for r in range(world)] for m in range(len(local))]
-        return sizes, torch.cat([gathered[r, m, :sizes[m][r]] for m in range(len(local)) for r in range(world)])
+        return sizes, torch.cat([gathered[r, m, : sizes[m][r]] for m in range(len(local)) for r in range(world)])
 
     def _rep(self, model, student_states, teacher_states, attention_mask, rows, teacher_name):
         """Per-row hidden-state alignment [K] between the student and one teacher's mapped layers."""
@@ -274,7 +296,7 @@ class DistillationTrainer(Trainer):
         if self.rep_mode == "cls":
             # the cache holds [K, P, H] [CLS] states of the mapped teacher layers
             student = [state[:, :1] for state in student]
-            teacher = [teacher_states[:, p:p + 1] for p in range(len(pairs))]
+            teacher = [teacher_states[:, p : p + 1] for p in range(len(pairs))]
             mask = attention_mask[rows][:, :1]
         else:
             teacher = [teacher_states[t] for _, t in pairs]
@@ -322,7 +344,9 @@ class DistillationTrainer(Trainer):
             self._accumulate("uncertainty", u.sum(), u.numel())
             self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
         loss = loss.detach()
-        record = torch.stack([loss.new_full((), self.state.global_step + 1), loss, ce.detach(), kd_total.detach(), rep_total.detach()])
+        record = torch.stack(
+            [loss.new_full((), self.state.global_step + 1), loss, ce.detach(), kd_total.detach(), rep_total.detach()]
+        )
         bad = ~torch.isfinite(loss)
         if self._first_bad is None:
             self._first_bad, self._diverged = record, bad
@@ -357,7 +381,9 @@ class DistillationTrainer(Trainer):
             self._check_finite()
         if "loss" in logs and self._stats:
             keys = sorted(self._stats)
-            table = self.accelerator.reduce(torch.stack([self._stats[key].to(self.args.device) for key in keys]), reduction="sum")
+            table = self.accelerator.reduce(
+                torch.stack([self._stats[key].to(self.args.device) for key in keys]), reduction="sum"
+            )
             for key, (total, count) in zip(keys, table.tolist()):
                 logs[f"dkd/{key}"] = round(total / count, 6) if count else float("nan")
             self._stats.clear()
@@ -375,7 +401,9 @@ class DistillationTrainer(Trainer):
         them on differently padded batches changes the last bits of the final student).
         """
         self._check_finite()  # never checkpoint a diverged student
-        checkpoint = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        checkpoint = os.path.join(
+            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        )
         os.makedirs(checkpoint, exist_ok=True)
         for name, teacher in self.teachers.items():
             teacher.save_checkpoint(self._teacher_checkpoint_prefix(checkpoint, name))
@@ -401,7 +429,9 @@ class DistillationTrainer(Trainer):
         if not self.teachers or self.rep_mode == "all":
             return
         for name in teachers_seeing_every_row(self.kd_args):
-            self.teachers[name].prefill(self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers)
+            self.teachers[name].prefill(
+                self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
+            )
 
     # --- epoch-scope selection -------------------------------------------------------------
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
@@ -421,13 +451,17 @@ class DistillationTrainer(Trainer):
         model.eval()
         loader = DataLoader(
             shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names]),
-            batch_size=self.args.per_device_eval_batch_size, collate_fn=self.data_collator, shuffle=False,
+            batch_size=self.args.per_device_eval_batch_size,
+            collate_fn=self.data_collator,
+            shuffle=False,
         )
         scores = [torch.zeros(0, device=self.args.device)]
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
                 batch = {k: v.to(self.args.device) for k, v in batch.items()}
-                scores.append(SELECTION_SCORES[strategy](model(**model_inputs(unwrap_student(model), batch)).logits.float()))
+                scores.append(
+                    SELECTION_SCORES[strategy](model(**model_inputs(unwrap_student(model), batch)).logits.float())
+                )
         model.train(was_training)
         scores = torch.cat(scores)
         if world == 1:
@@ -518,7 +552,9 @@ class EpochSelection(TrainerCallback, ExportableState):
         kd_args = trainer.kd_args
         self.strategy, self.ratio = kd_args.selection_strategy, kd_args.selection_ratio
         args = trainer.args
-        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), self.ratio, args.seed if args.data_seed is None else args.data_seed)
+        self.sampler = EpochSubsetSampler(
+            len(trainer.train_dataset), self.ratio, args.seed if args.data_seed is None else args.data_seed
+        )
         self.saved = None
 
     def state(self):
@@ -539,4 +575,10 @@ class EpochSelection(TrainerCallback, ExportableState):
         positions = torch.sort(scores, descending=True, stable=True).indices[: self.sampler.size]
         # Every rank must train on one selection: rank 0's choice, not each rank's own sort.
         self.sampler.positions = self.trainer.from_first_rank(positions)
-        logger.info("epoch %d: training on the %d most informative of %d rows (%s)", epoch, self.sampler.size, len(scores), self.strategy)
+        logger.info(
+            "epoch %d: training on the %d most informative of %d rows (%s)",
+            epoch,
+            self.sampler.size,
+            len(scores),
+            self.strategy,
+        )

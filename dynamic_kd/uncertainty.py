@@ -11,6 +11,7 @@ exception is `normalized_entropy(..., differentiable=True)`, the released code's
 Direction: entropy-based scores grow with uncertainty; `margin` and `least_confidence` shrink
 with it (small = uncertain).
 """
+
 import math
 
 import torch

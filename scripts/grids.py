@@ -5,6 +5,7 @@ data.sh, objective.sh, all.sh; defaults `PAPER` under PROFILE's entry of `PROFIL
 and the miniature's (scripts/quickstart.sh, miniature.sh) and the cost benchmarks' (cost,
 shared-store: benchmarks/distillation_cost.py). A grid maps resolved `Settings` to stages of `Job`s.
 """
+
 import os
 
 from dynamic_kd.errors import ConfigError
@@ -15,17 +16,41 @@ from dynamic_kd.sweeps import Job, Settings, Sweep, flags, model_flags, precisio
 
 # The paper sweeps' variables besides `sweeps.VARIABLES`; "{task}" is replaced per task.
 PAPER = {
-    "PROFILE": "released", "TASKS": "rte mrpc cola sst2 qnli", "SEEDS": "1 2 3",
-    "BASE_MODEL": "bert-base-uncased", "LARGE_MODEL": "bert-large-uncased",
-    "STUDENT_MODEL": "bert-base-uncased", "STUDENT_LAYERS": "6", "STUDENT_LAYER_INIT": "first",
-    "BASE_TEACHER": "$OUT_ROOT/teachers/{task}-base", "LARGE_TEACHER": "$OUT_ROOT/teachers/{task}-large",
-    "TEACHER": "$BASE_TEACHER", "TEACHER_SIZES": "base large", "STUDENT_ROOT": "$OUT_ROOT/student",
-    "LR": "2e-5", "EPOCHS": "3", "WARMUP": "0", "TEACHER_LR": "$LR", "BASE_TEACHER_LR": "$TEACHER_LR",
-    "LARGE_TEACHER_LR": "$TEACHER_LR", "TEACHER_EPOCHS": "$EPOCHS", "TEACHER_WARMUP": "$WARMUP", "TEACHER_SEED": "42",
-    "PAD_TO_MAX": "0", "STUDENT_BASELINE": "1", "KD_BASELINE": "1", "TEACHER_CACHE": "disk", "TEACHER_ALPHAS": "",
-    "MODES": " ".join(TEACHER_MODES), "SELECTIONS": " ".join(s for s in SELECTION_STRATEGIES if s != "none"),
-    "RATIOS": "0.1 0.3 0.5 0.7", "SELECTION_SCOPE": "batch", "KD_LOSS": "auto",
-    "STRATEGIES": " ".join(OBJECTIVE_STRATEGIES), "REP_ALPHA": "1.0", "REP_LAYERS": "all",
+    "PROFILE": "released",
+    "TASKS": "rte mrpc cola sst2 qnli",
+    "SEEDS": "1 2 3",
+    "BASE_MODEL": "bert-base-uncased",
+    "LARGE_MODEL": "bert-large-uncased",
+    "STUDENT_MODEL": "bert-base-uncased",
+    "STUDENT_LAYERS": "6",
+    "STUDENT_LAYER_INIT": "first",
+    "BASE_TEACHER": "$OUT_ROOT/teachers/{task}-base",
+    "LARGE_TEACHER": "$OUT_ROOT/teachers/{task}-large",
+    "TEACHER": "$BASE_TEACHER",
+    "TEACHER_SIZES": "base large",
+    "STUDENT_ROOT": "$OUT_ROOT/student",
+    "LR": "2e-5",
+    "EPOCHS": "3",
+    "WARMUP": "0",
+    "TEACHER_LR": "$LR",
+    "BASE_TEACHER_LR": "$TEACHER_LR",
+    "LARGE_TEACHER_LR": "$TEACHER_LR",
+    "TEACHER_EPOCHS": "$EPOCHS",
+    "TEACHER_WARMUP": "$WARMUP",
+    "TEACHER_SEED": "42",
+    "PAD_TO_MAX": "0",
+    "STUDENT_BASELINE": "1",
+    "KD_BASELINE": "1",
+    "TEACHER_CACHE": "disk",
+    "TEACHER_ALPHAS": "",
+    "MODES": " ".join(TEACHER_MODES),
+    "SELECTIONS": " ".join(s for s in SELECTION_STRATEGIES if s != "none"),
+    "RATIOS": "0.1 0.3 0.5 0.7",
+    "SELECTION_SCOPE": "batch",
+    "KD_LOSS": "auto",
+    "STRATEGIES": " ".join(OBJECTIVE_STRATEGIES),
+    "REP_ALPHA": "1.0",
+    "REP_LAYERS": "all",
     "STATIC_REP_NORMALIZATION": "hidden",
     "STAGES": "teachers teacher data objective",
 }
@@ -33,12 +58,22 @@ PAPER = {
 # library: our defaults, in an OUT_ROOT of their own (a finished run is never the other profile's).
 PROFILES = {
     "released": {
-        "*": {"KD_LOSS": "mse", "PAD_TO_MAX": "1", "EVAL_BATCH": "64", "PRECISION": "fp16",
-              "STATIC_REP_NORMALIZATION": "sequence"},
+        "*": {
+            "KD_LOSS": "mse",
+            "PAD_TO_MAX": "1",
+            "EVAL_BATCH": "64",
+            "PRECISION": "fp16",
+            "STATIC_REP_NORMALIZATION": "sequence",
+        },
         "teachers": {"BASE_TEACHER_LR": "2e-5", "LARGE_TEACHER_LR": "5e-5", "TEACHER_WARMUP": "0.05"},
         # batch 16: the student alone at that batch is a run of its own
-        "teacher": {"BATCH": "16", "WARMUP": "0.05", "TEACHER_ALPHAS": "1 1", "MODES": "hard soft",
-                    "STUDENT_ROOT": "$OUT_ROOT/student-batch16"},
+        "teacher": {
+            "BATCH": "16",
+            "WARMUP": "0.05",
+            "TEACHER_ALPHAS": "1 1",
+            "MODES": "hard soft",
+            "STUDENT_ROOT": "$OUT_ROOT/student-batch16",
+        },
         "data": {"WARMUP": "0.1"},
         # the released objective.sh runs uncertainty; `none` is the static baseline it is compared with
         "objective": {"WARMUP": "0.1", "STRATEGIES": "none uncertainty"},
@@ -96,8 +131,9 @@ def teacher(s):
     TEACHER_ALPHAS "SMALL LARGE": both teachers' KD weights in every two-teacher mode (empty: the defaults)."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
-        raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), "
-                          f"got '{s['TEACHER_ALPHAS']}'")
+        raise ConfigError(
+            f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), got '{s['TEACHER_ALPHAS']}'"
+        )
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
 
     def runs(task, seed):
@@ -106,8 +142,12 @@ def teacher(s):
             needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
             pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
             pool += weights if len(needed) == 2 else []
-            yield (f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}", "dynamic_teacher.py",
-                   pool + ["--uncertainty_mode", mode])
+            yield (
+                f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}",
+                "dynamic_teacher.py",
+                pool + ["--uncertainty_mode", mode],
+            )
+
     return [_students(s, runs)]
 
 
@@ -122,8 +162,12 @@ def data(s):
             yield f"{s['OUT_ROOT']}/data/{task}/kd-seed{seed}", "dynamic_data.py", kd
         for strategy in s.words("SELECTIONS"):
             for ratio in s.words("RATIOS"):
-                yield (f"{s['OUT_ROOT']}/data/{task}/{strategy}-r{ratio}{scope}-seed{seed}", "dynamic_data.py",
-                       kd + ["--selection_strategy", strategy, "--selection_ratio", ratio] + common)
+                yield (
+                    f"{s['OUT_ROOT']}/data/{task}/{strategy}-r{ratio}{scope}-seed{seed}",
+                    "dynamic_data.py",
+                    kd + ["--selection_strategy", strategy, "--selection_ratio", ratio] + common,
+                )
+
     return [_students(s, runs)]
 
 
@@ -132,15 +176,21 @@ def objective(s):
     STATIC_REP_NORMALIZATION)."""
     layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
     if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
-        raise ConfigError("STATIC_REP_NORMALIZATION=sequence normalises over the tokens, REP_LAYERS=cls keeps one; "
-                          "set REP_LAYERS=all or STATIC_REP_NORMALIZATION=hidden")
+        raise ConfigError(
+            "STATIC_REP_NORMALIZATION=sequence normalises over the tokens, REP_LAYERS=cls keeps one; "
+            "set REP_LAYERS=all or STATIC_REP_NORMALIZATION=hidden"
+        )
 
     def runs(task, seed):
         for strategy in s.words("STRATEGIES"):
             norm = flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
             rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"]) + norm
-            yield (f"{s['OUT_ROOT']}/objective/{task}/{strategy}{layers}-seed{seed}", "dynamic_objective.py",
-                   ["--teacher", _teacher(s["TEACHER"], task)] + rep)
+            yield (
+                f"{s['OUT_ROOT']}/objective/{task}/{strategy}{layers}-seed{seed}",
+                "dynamic_objective.py",
+                ["--teacher", _teacher(s["TEACHER"], task)] + rep,
+            )
+
     return [_students(s, runs)]
 
 
@@ -148,15 +198,21 @@ def everything(s):
     """STAGES: the teachers first, then the three distillation sweeps as one stage."""
     unknown = set(s.words("STAGES")) - {"teachers", "teacher", "data", "objective"}
     if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; "
-                          "STAGES takes: teachers teacher data objective")
+        raise ConfigError(
+            f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective"
+        )
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in s.words("STAGES") else []
-    students = [job for stage in s.words("STAGES") if stage != "teachers"
-                for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]]
+    students = [
+        job
+        for stage in s.words("STAGES")
+        if stage != "teachers"
+        for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]
+    ]
     return [first, list({job.out: job for job in students}.values())]  # the student baseline once
 
 
 # ---------------------------------------------------------------- the quickstart and the miniature
+
 
 def tweet_files(folder):
     """The offline demo data written by scripts/prepare_tweets.py: three-class tweets, the custom task."""
@@ -165,9 +221,23 @@ def tweet_files(folder):
 
 # The quickstart's variables: empty ones depend on TASK (unset: the tweets demo) or on MODEL.
 QUICKSTART = {
-    "OUT_ROOT": "outputs/quickstart", "TASK": "", "MODEL": "", "DATA_DIR": "", "SEED": "1", "PRECISION": "auto",
-    "LARGE_LAYERS": "", "SMALL_LAYERS": "", "STUDENT_LAYERS": "", "MAX_LEN": "", "SAVE_ARGS": "--save_strategy no",
-    "LARGE_EPOCHS": "", "LARGE_LR": "", "SMALL_EPOCHS": "", "SMALL_LR": "", "STUDENT_EPOCHS": "", "STUDENT_LR": "",
+    "OUT_ROOT": "outputs/quickstart",
+    "TASK": "",
+    "MODEL": "",
+    "DATA_DIR": "",
+    "SEED": "1",
+    "PRECISION": "auto",
+    "LARGE_LAYERS": "",
+    "SMALL_LAYERS": "",
+    "STUDENT_LAYERS": "",
+    "MAX_LEN": "",
+    "SAVE_ARGS": "--save_strategy no",
+    "LARGE_EPOCHS": "",
+    "LARGE_LR": "",
+    "SMALL_EPOCHS": "",
+    "SMALL_LR": "",
+    "STUDENT_EPOCHS": "",
+    "STUDENT_LR": "",
     "SHOW_OUTPUT": "1",
 }
 
@@ -180,8 +250,9 @@ def quickstart(s):
     task, label = (s["TASK"], s["TASK"]) if not demo else ("custom", "tweets")
     files = tweet_files(s["DATA_DIR"]) if demo else None
     if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder or hub id "
-                          "(scripts/quickstart.sh sets the MiniLM demo model)")
+        raise ConfigError(
+            "MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)"
+        )
     depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
     s["MAX_LEN"] = s["MAX_LEN"] or ("64" if demo else "128")
     extra = ["--logging_steps", "10"] + precision_flags(s)
@@ -207,14 +278,19 @@ def quickstart(s):
         (f"teacher/{label}/hard-seed{seed}", "dynamic_teacher.py", both + store),
         (f"data/{label}/entropy-r0.1-seed{seed}", "dynamic_data.py", kd + entropy + store),
         (f"objective/{label}/uncertainty-seed{seed}", "dynamic_objective.py", kd + uncertainty + store),
-        (f"combined/{label}/hard+entropy-r0.1+uncertainty-seed{seed}", "dynamic_teacher.py",
-         both + entropy + uncertainty + store),
+        (
+            f"combined/{label}/hard+entropy-r0.1+uncertainty-seed{seed}",
+            "dynamic_teacher.py",
+            both + entropy + uncertainty + store,
+        ),
     ]
     large_layers = s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth
     small_layers = s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2
     return [
-        [Job(large, "train_teacher.py", tuple(role("LARGE", large_layers, "3", "5e-5"))),
-         Job(small, "train_teacher.py", tuple(role("SMALL", small_layers, "3", "1e-4")))],
+        [
+            Job(large, "train_teacher.py", tuple(role("LARGE", large_layers, "3", "5e-5"))),
+            Job(small, "train_teacher.py", tuple(role("SMALL", small_layers, "3", "1e-4"))),
+        ],
         [Job(f"{root}/{out}", script, tuple(student + extra)) for out, script, extra in runs],
     ]
 
@@ -237,9 +313,10 @@ def miniature(s):
     large, small = f"{root}/teachers/large", f"{root}/teachers/small"
     large_model = s["LARGE_MODEL"] or s["MODEL"]
     seed = s["TEACHER_SEED"]
-    teachers = [Job(large, "train_teacher.py", tuple(role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
-                Job(small, "train_teacher.py",
-                    tuple(role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])))]
+    teachers = [
+        Job(large, "train_teacher.py", tuple(role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
+        Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"]))),
+    ]
     paths = {"large": large, "small": small}
     students = []
     for seed in s.words("SEEDS"):
@@ -255,8 +332,11 @@ def miniature(s):
 
 _HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode"]
 # the released teacher.sh's weights of hard and average (1 + 1)
-_RELEASED_WEIGHTS = flags(**dict(zip(("small_teacher_alpha", "large_teacher_alpha"),
-                                     PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())))
+_RELEASED_WEIGHTS = flags(
+    **dict(
+        zip(("small_teacher_alpha", "large_teacher_alpha"), PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())
+    )
+)
 _REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass
 # (row name, entry point, flags after the student's; "small"/"large" stand for the teachers' folders).
 # 13 rows x 5 seeds per draw, ~70 min of student runs on 2 fp32 CPU cores; why these rows and not the
@@ -269,15 +349,38 @@ MINIATURE_ROWS = (
     ("teacher-hard-w1", "dynamic_teacher.py", (*_HARD, "hard", *_RELEASED_WEIGHTS)),
     ("teacher-average", "dynamic_teacher.py", (*_HARD, "average")),
     ("teacher-average-w1", "dynamic_teacher.py", (*_HARD, "average", *_RELEASED_WEIGHTS)),
-    *((f"data-{strategy}-r0.5", "dynamic_data.py",
-       ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", "0.5"))
-      for strategy in ("random", "margin")),
-    *((f"objective-{strategy}", "dynamic_objective.py", ("--teacher", "large", "--strategy", strategy, *_REP))
-      for strategy in ("none", "uncertainty")),
-    ("objective-none-released", "dynamic_objective.py",
-     ("--teacher", "large", "--rep_alpha", "1.0", "--rep_layers", "all", "--rep_normalization", "sequence")),
-    ("combined", "dynamic_teacher.py", (*_HARD, "hard", "--selection_strategy", "entropy", "--selection_ratio", "0.5",
-                                        "--strategy", "uncertainty", *_REP)),
+    *(
+        (
+            f"data-{strategy}-r0.5",
+            "dynamic_data.py",
+            ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", "0.5"),
+        )
+        for strategy in ("random", "margin")
+    ),
+    *(
+        (f"objective-{strategy}", "dynamic_objective.py", ("--teacher", "large", "--strategy", strategy, *_REP))
+        for strategy in ("none", "uncertainty")
+    ),
+    (
+        "objective-none-released",
+        "dynamic_objective.py",
+        ("--teacher", "large", "--rep_alpha", "1.0", "--rep_layers", "all", "--rep_normalization", "sequence"),
+    ),
+    (
+        "combined",
+        "dynamic_teacher.py",
+        (
+            *_HARD,
+            "hard",
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+            "--strategy",
+            "uncertainty",
+            *_REP,
+        ),
+    ),
 )
 # Rows whose cost is compared (full KD vs selection: time, teacher forwards) keep a teacher cache of their
 # own; every other row reads the shared store.
@@ -292,33 +395,72 @@ MINIATURE_CLAIMS = (
     ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),
     ("3.1", "hard adoption beats averaging both teachers", "teacher-hard", "teacher-average"),
     # the released weights (1 + 1) give hard and average twice single-teacher KD's weight: teacher choice or weight?
-    ("3.1", "hard adoption at the released weights (1 + 1) beats the large teacher alone",
-     "teacher-hard-w1", "kd-large"),
-    ("3.1", "hard adoption (1 + 1) beats the large teacher alone at the same KD weight 2",
-     "teacher-hard-w1", "kd-large-w2"),
+    (
+        "3.1",
+        "hard adoption at the released weights (1 + 1) beats the large teacher alone",
+        "teacher-hard-w1",
+        "kd-large",
+    ),
+    (
+        "3.1",
+        "hard adoption (1 + 1) beats the large teacher alone at the same KD weight 2",
+        "teacher-hard-w1",
+        "kd-large-w2",
+    ),
     ("3.1", "hard adoption at 1 + 1 beats hard adoption at 0.5 + 0.5", "teacher-hard-w1", "teacher-hard"),
     ("3.1", "the large teacher at KD weight 2 beats it at weight 1", "kd-large-w2", "kd-large"),
-    ("3.1", "averaging both teachers (1 + 1) beats the large teacher alone at KD weight 2",
-     "teacher-average-w1", "kd-large-w2"),
+    (
+        "3.1",
+        "averaging both teachers (1 + 1) beats the large teacher alone at KD weight 2",
+        "teacher-average-w1",
+        "kd-large-w2",
+    ),
     ("3.2", "margin selection beats random selection at r=0.5", "data-margin-r0.5", "data-random-r0.5"),
-    ("3.2", f"margin selection at r=0.5 is at most {NONINFERIORITY_MARGIN:g} point below full KD",
-     "data-margin-r0.5", "kd-large", NONINFERIORITY_MARGIN),
-    ("3.3", "uncertainty-weighted objective beats the static KD + REP objective",
-     "objective-uncertainty", "objective-none"),
-    ("3.3", "uncertainty-weighted objective beats the released static baseline (REP normalised over the tokens)",
-     "objective-uncertainty", "objective-none-released"),
+    (
+        "3.2",
+        f"margin selection at r=0.5 is at most {NONINFERIORITY_MARGIN:g} point below full KD",
+        "data-margin-r0.5",
+        "kd-large",
+        NONINFERIORITY_MARGIN,
+    ),
+    (
+        "3.3",
+        "uncertainty-weighted objective beats the static KD + REP objective",
+        "objective-uncertainty",
+        "objective-none",
+    ),
+    (
+        "3.3",
+        "uncertainty-weighted objective beats the released static baseline (REP normalised over the tokens)",
+        "objective-uncertainty",
+        "objective-none-released",
+    ),
     ("all", "the three combined beat plain KD from the large teacher", "combined", "kd-large"),
 )
 # The miniature's variables: ~70 min a draw on 2 fp32 CPU cores.
 MINIATURE = {
-    "OUT_ROOT": "outputs/miniature", "MODEL": "", "DATA_DIR": "", "SEEDS": "1 2 3 4 5", "PRECISION": "auto",
-    "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "SAVE_ARGS": "--save_strategy no",
+    "OUT_ROOT": "outputs/miniature",
+    "MODEL": "",
+    "DATA_DIR": "",
+    "SEEDS": "1 2 3 4 5",
+    "PRECISION": "auto",
+    "MAX_LEN": "64",
+    "BATCH": "32",
+    "EVAL_BATCH": "128",
+    "SAVE_ARGS": "--save_strategy no",
     # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
     # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
-    "TEACHER_LR": "5e-5", "TEACHER_EPOCHS": "3", "TEACHER_SEED": PAPER["TEACHER_SEED"],
-    "SMALL_LAYERS": "3", "SMALL_LR": "1e-4",
-    "STUDENT_LAYERS": "1", "LR": "2e-4", "EPOCHS": "2",
-    "LARGE_MODEL": "", "LARGE_LR": "$TEACHER_LR", "LARGE_EPOCHS": "$TEACHER_EPOCHS",
+    "TEACHER_LR": "5e-5",
+    "TEACHER_EPOCHS": "3",
+    "TEACHER_SEED": PAPER["TEACHER_SEED"],
+    "SMALL_LAYERS": "3",
+    "SMALL_LR": "1e-4",
+    "STUDENT_LAYERS": "1",
+    "LR": "2e-4",
+    "EPOCHS": "2",
+    "LARGE_MODEL": "",
+    "LARGE_LR": "$TEACHER_LR",
+    "LARGE_EPOCHS": "$TEACHER_EPOCHS",
 }
 
 
@@ -326,11 +468,26 @@ MINIATURE = {
 
 # benchmarks/distillation_cost.py's grids: by default a MiniLM teacher fine-tuned on the tweets in DATA_DIR
 # and a 2-layer student, fp32; TEACHER (a model folder) skips the fine-tuning.
-COST = {"OUT_ROOT": "outputs/benchmark", "MODEL": "", "DATA_DIR": "$OUT_ROOT/tweets", "TEACHER": "",
-        "STUDENT_LAYERS": "2", "MAX_LEN": "64", "BATCH": "32", "EVAL_BATCH": "128", "EPOCHS": "3", "PRECISION": "fp32",
-        "ONLY": "", "SAVE_ARGS": "--save_strategy no"}
-SHARED_STORE = {**{k: v for k, v in COST.items() if k != "ONLY"}, "SELECTIONS": PAPER["SELECTIONS"],
-                "RATIOS": "0.1 0.5", "STUDENT_RUNS": "9"}
+COST = {
+    "OUT_ROOT": "outputs/benchmark",
+    "MODEL": "",
+    "DATA_DIR": "$OUT_ROOT/tweets",
+    "TEACHER": "",
+    "STUDENT_LAYERS": "2",
+    "MAX_LEN": "64",
+    "BATCH": "32",
+    "EVAL_BATCH": "128",
+    "EPOCHS": "3",
+    "PRECISION": "fp32",
+    "ONLY": "",
+    "SAVE_ARGS": "--save_strategy no",
+}
+SHARED_STORE = {
+    **{k: v for k, v in COST.items() if k != "ONLY"},
+    "SELECTIONS": PAPER["SELECTIONS"],
+    "RATIOS": "0.1 0.5",
+    "STUDENT_RUNS": "9",
+}
 # (entry point, flags after the student's) in run order: the student alone between the two cached runs
 # it is compared with, so a drifting machine load biases the ratios least.
 _KD = ["--teacher", "{large}"]
@@ -355,8 +512,9 @@ def _cost_runs(s, small_teacher):
     Without TEACHER: MODEL fine-tuned on DATA_DIR as the large teacher and its first 3 layers as the
     small one; with TEACHER there is no small teacher. The student: MODEL's first STUDENT_LAYERS."""
     if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder "
-                          "(benchmarks/distillation_cost.py sets the MiniLM demo model)")
+        raise ConfigError(
+            "MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)"
+        )
     root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
     extra = ["--disable_tqdm", "True"] + precision_flags(s)
 
@@ -365,14 +523,18 @@ def _cost_runs(s, small_teacher):
 
     if s["TEACHER"]:
         if small_teacher:
-            raise ConfigError("the hard-adoption variants need the small teacher fine-tuned from MODEL; "
-                              "leave TEACHER unset or leave them out of ONLY")
+            raise ConfigError(
+                "the hard-adoption variants need the small teacher fine-tuned from MODEL; "
+                "leave TEACHER unset or leave them out of ONLY"
+            )
         stage, teachers = [], {"large": s["TEACHER"], "small": None}
     else:
         teachers = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
         # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
-        stage = [Job(teachers["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
-                 Job(teachers["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2")))]
+        stage = [
+            Job(teachers["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
+            Job(teachers["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2"))),
+        ]
     return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), teachers
 
 
@@ -381,12 +543,15 @@ def cost(s):
     only = s.words("ONLY") or list(COST_VARIANTS)
     unknown = set(only) - set(COST_VARIANTS)
     if unknown:
-        raise ConfigError(f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; "
-                          f"the variants: {' '.join(COST_VARIANTS)}")
+        raise ConfigError(
+            f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}"
+        )
     chosen = {name: COST_VARIANTS[name] for name in COST_VARIANTS if name in only}
     stage, student, teachers = _cost_runs(s, any("{small}" in flag for _, extra in chosen.values() for flag in extra))
-    variants = [Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [f.format(**teachers) for f in extra]))
-                for name, (script, extra) in chosen.items()]
+    variants = [
+        Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [f.format(**teachers) for f in extra]))
+        for name, (script, extra) in chosen.items()
+    ]
     return [stage, variants] if stage else [variants]
 
 
@@ -395,12 +560,23 @@ def shared_store(s):
     (batch scope, one seed), and STUDENT_RUNS runs of the student alone spread evenly between them."""
     stage, student, teachers = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
-    kd = student + ["--teacher", teachers["large"], "--teacher_cache", "disk",
-                    "--teacher_cache_dir", f"{root}/teacher_outputs"]
+    kd = student + [
+        "--teacher",
+        teachers["large"],
+        "--teacher_cache",
+        "disk",
+        "--teacher_cache_dir",
+        f"{root}/teacher_outputs",
+    ]
     distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(kd))] + [
-        Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py",
-            tuple(kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]))
-        for strategy in s.words("SELECTIONS") for ratio in s.words("RATIOS")]
+        Job(
+            f"{root}/{strategy}-r{ratio}",
+            "dynamic_data.py",
+            tuple(kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]),
+        )
+        for strategy in s.words("SELECTIONS")
+        for ratio in s.words("RATIOS")
+    ]
     alone = s.int("STUDENT_RUNS", minimum=0)
     runs = list(distilled)
     for number in reversed(range(alone)):  # student i goes before distilled run round(i * n / (k - 1))

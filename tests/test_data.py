@@ -1,4 +1,5 @@
 """Loading, label mapping, tokenisation and batching, all offline from tests/fixtures/glue."""
+
 import json
 import os
 import shutil
@@ -37,8 +38,10 @@ def config_error(call, *args, **kwargs):
 @pytest.fixture
 def no_hub(monkeypatch):
     """Fail loudly if anything reaches for the hub."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"hub access attempted: {args}")
+
     monkeypatch.setattr(datasets, "load_dataset", refuse)
 
 
@@ -46,9 +49,9 @@ def no_hub(monkeypatch):
 # Registry
 # --------------------------------------------------------------------------------------------
 
+
 def test_registry_has_every_task():
-    assert set(TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli",
-                          "sst5", "imdb", "boolq"}
+    assert set(TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli", "sst5", "imdb", "boolq"}
     assert get_task("stsb").is_regression and get_task("stsb").num_labels == 1
     assert get_task("mnli").num_labels == 3 and get_task("sst5").num_labels == 5
     assert get_task("mnli").eval_splits == ("validation_matched", "validation_mismatched")
@@ -64,6 +67,7 @@ def test_unknown_task_lists_the_choices():
 # --------------------------------------------------------------------------------------------
 # Every fixture in its original layout
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_load_every_task_from_its_glue_folder(name, no_hub):
@@ -93,8 +97,12 @@ def test_sst2_fixture_is_big_enough_to_learn():
 
 def test_first_rows_are_read_exactly(no_hub):
     mnli = load_splits("mnli", data_dir=fixture_dir("mnli"))
-    assert mnli["train"][1] == {"premise": "the man is eating an apple .",
-                                "hypothesis": "the man is sleeping .", "label": 2, "idx": 1}
+    assert mnli["train"][1] == {
+        "premise": "the man is eating an apple .",
+        "hypothesis": "the man is sleeping .",
+        "label": 2,
+        "idx": 1,
+    }
     mrpc = load_splits("mrpc", data_dir=fixture_dir("mrpc"))  # its train.tsv starts with a BOM
     assert mrpc["train"][0]["label"] == 1 and mrpc["train"][1]["label"] == 0
     assert mrpc["train"][0]["sentence2"] == "profits rose , the company said"
@@ -130,8 +138,11 @@ def test_quote_characters_are_kept_literally(tmp_path):
 
 
 def test_short_rows_are_skipped_with_a_warning(tmp_path, caplog):
-    path = write(tmp_path / "train.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
-                                         "0\t1\t2\tis it\tis it so\t1\n1\t3\t4\tbroken\n2\t5\t6\ta\tb\t0\n")
+    path = write(
+        tmp_path / "train.tsv",
+        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+        "0\t1\t2\tis it\tis it so\t1\n1\t3\t4\tbroken\n2\t5\t6\ta\tb\t0\n",
+    )
     train = load_splits("qqp", train_file=path, data_dir=fixture_dir("qqp"))["train"]
     assert train["idx"] == [0, 2] and train["label"] == [1, 0]
     assert "skipped 1 malformed" in caplog.text
@@ -141,15 +152,22 @@ def test_short_rows_are_skipped_with_a_warning(tmp_path, caplog):
 # Labels by name
 # --------------------------------------------------------------------------------------------
 
+
 def test_mnli_labels_map_by_name_whatever_the_source_order(tmp_path, monkeypatch):
     names = ["neutral", "contradiction", "entailment"]
     rows = "\n".join(f"p{i}\th{i}\t{name}" for i, name in enumerate(names))
     train = write(tmp_path / "train.tsv", "premise\thypothesis\tlabel\n" + rows + "\n")
     # A hub-style dataset whose ClassLabel order differs from ours: ints mean different things.
-    features = datasets.Features({"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["contradiction", "neutral", "entailment"])})
+    features = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["contradiction", "neutral", "entailment"]),
+        }
+    )
     hub_split = datasets.Dataset.from_dict(
-        {"premise": ["p0", "p1", "p2"], "hypothesis": ["h0", "h1", "h2"], "label": [1, 0, 2]}, features=features)
+        {"premise": ["p0", "p1", "p2"], "hypothesis": ["h0", "h1", "h2"], "label": [1, 0, 2]}, features=features
+    )
     hub = datasets.DatasetDict(train=hub_split, validation_matched=hub_split, validation_mismatched=hub_split)
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: hub)
     from_file = load_splits("mnli", train_file=train)
@@ -166,10 +184,20 @@ def test_mnli_rejects_bare_integers(tmp_path):
 
 
 def test_label_aliases_and_case(tmp_path):
-    path = write(tmp_path / "train.jsonl", "\n".join(json.dumps(r) for r in [
-        {"question": "q", "passage": "p", "label": "TRUE"}, {"question": "q", "passage": "p", "label": "false"},
-        {"question": "q", "passage": "p", "label": 1}, {"question": "q", "passage": "p", "label": 0.0},
-        {"question": "q", "passage": "p", "label": False}]) + "\n")
+    path = write(
+        tmp_path / "train.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"question": "q", "passage": "p", "label": "TRUE"},
+                {"question": "q", "passage": "p", "label": "false"},
+                {"question": "q", "passage": "p", "label": 1},
+                {"question": "q", "passage": "p", "label": 0.0},
+                {"question": "q", "passage": "p", "label": False},
+            ]
+        )
+        + "\n",
+    )
     train = load_splits("boolq", train_file=path, data_dir=fixture_dir("boolq"))["train"]
     assert train["label"] == [1, 0, 1, 0, 0]
     sst5 = write(tmp_path / "sst5.tsv", "sentence\tlabel\na\tvery negative\nb\t4\nc\tNeutral\n")
@@ -178,10 +206,16 @@ def test_label_aliases_and_case(tmp_path):
 
 def test_hub_classlabel_ints_become_names(monkeypatch):
     calls = []
-    features = datasets.Features({"sentence": datasets.Value("string"), "idx": datasets.Value("int32"),
-                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
-    split = datasets.Dataset.from_dict({"sentence": ["bad", "good", "fine"], "idx": [0, 1, 2], "label": [0, 1, 1]},
-                                       features=features)
+    features = datasets.Features(
+        {
+            "sentence": datasets.Value("string"),
+            "idx": datasets.Value("int32"),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+        }
+    )
+    split = datasets.Dataset.from_dict(
+        {"sentence": ["bad", "good", "fine"], "idx": [0, 1, 2], "label": [0, 1, 1]}, features=features
+    )
     test = datasets.Dataset.from_dict({"sentence": ["x"], "idx": [0], "label": [-1]}, features=features)
     hub = datasets.DatasetDict(train=split, validation=split, test=test)
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: calls.append(args) or hub)
@@ -193,8 +227,7 @@ def test_hub_classlabel_ints_become_names(monkeypatch):
 
 def test_hub_test_split_drops_unlabeled_rows_and_keeps_positions(monkeypatch):
     # imdb evaluates on the hub's "test" split; rows marked -1 there are dropped, idx keeps gaps.
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
     train = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]}, features=features)
     test = datasets.Dataset.from_dict({"text": ["c", "d", "e"], "label": [1, -1, 0]}, features=features)
     hub = datasets.DatasetDict(train=train, test=test)
@@ -204,10 +237,11 @@ def test_hub_test_split_drops_unlabeled_rows_and_keeps_positions(monkeypatch):
 
 
 def test_hub_train_split_rejects_unlabeled_rows(monkeypatch):
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
     broken = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, -1]}, features=features)
-    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: datasets.DatasetDict(train=broken, test=broken))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *args, **kwargs: datasets.DatasetDict(train=broken, test=broken)
+    )
     message = config_error(load_splits, "imdb")
     assert "row 1" in message and "neg, pos" in message
 
@@ -215,6 +249,7 @@ def test_hub_train_split_rejects_unlabeled_rows(monkeypatch):
 def test_hub_failure_is_a_config_error(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach the hub\nbecause you are offline")
+
     monkeypatch.setattr(datasets, "load_dataset", offline)
     message = config_error(load_splits, "rte")
     assert message.startswith("could not load rte from the hub")
@@ -224,6 +259,7 @@ def test_hub_failure_is_a_config_error(monkeypatch):
 # --------------------------------------------------------------------------------------------
 # --train_file / --validation_file
 # --------------------------------------------------------------------------------------------
+
 
 def test_csv_files_with_quoted_commas(tmp_path, no_hub):
     train = write(tmp_path / "train.csv", 'sentence,label\n"good, great ""film""",positive\nbad,negative\n')
@@ -240,14 +276,19 @@ def test_tsv_and_json_files(tmp_path, no_hub):
     splits = load_splits("stsb", train_file=train, validation_file=dev)
     assert splits["train"]["label"] == [1.5, 0.0]
     assert splits["validation"]["label"] == [4.25]
-    wrapped = write(tmp_path / "wrapped.json", json.dumps({"version": 1, "data": [
-        {"sentence1": "a", "sentence2": "b", "label": 2}]}))
+    wrapped = write(
+        tmp_path / "wrapped.json",
+        json.dumps({"version": 1, "data": [{"sentence1": "a", "sentence2": "b", "label": 2}]}),
+    )
     assert load_splits("stsb", train_file=wrapped, validation_file=dev)["train"]["label"] == [2.0]
 
 
 def test_jsonl_files(tmp_path, no_hub):
-    train = write(tmp_path / "train.jsonl", '{"question": "q1", "sentence": "s1", "label": "entailment"}\n\n'
-                                            '{"question": "q2", "sentence": "s2", "label": "not_entailment"}\n')
+    train = write(
+        tmp_path / "train.jsonl",
+        '{"question": "q1", "sentence": "s1", "label": "entailment"}\n\n'
+        '{"question": "q2", "sentence": "s2", "label": "not_entailment"}\n',
+    )
     splits = load_splits("qnli", train_file=train, validation_file=train)
     assert splits["train"]["label"] == [0, 1] and splits["train"]["idx"] == [0, 1]
 
@@ -269,6 +310,7 @@ def test_mnli_validation_file_fills_matched_only(tmp_path, no_hub):
 # --------------------------------------------------------------------------------------------
 # Config errors
 # --------------------------------------------------------------------------------------------
+
 
 def test_missing_data_dir(tmp_path):
     message = config_error(load_splits, "sst2", data_dir=str(tmp_path / "nope"))
@@ -333,12 +375,15 @@ def write_bytes(path, raw):
     return str(path)
 
 
-@pytest.mark.parametrize("name, raw, line, byte", [
-    ("train.tsv", b"sentence\tlabel\ngood\t1\ncaf\xe9 good\t1\n", 3, "0xe9"),  # Latin-1
-    ("train.csv", b"sentence,label\ncaf\xe9,1\n", 2, "0xe9"),
-    ("train.jsonl", b'{"sentence": "ok", "label": 1}\n{"sentence": "caf\xe9", "label": 1}\n', 2, "0xe9"),
-    ("train.tsv", "sentence\tlabel\ngood\t1\n".encode("utf-16"), 1, "0xff"),  # UTF-16 with its byte-order mark
-])
+@pytest.mark.parametrize(
+    "name, raw, line, byte",
+    [
+        ("train.tsv", b"sentence\tlabel\ngood\t1\ncaf\xe9 good\t1\n", 3, "0xe9"),  # Latin-1
+        ("train.csv", b"sentence,label\ncaf\xe9,1\n", 2, "0xe9"),
+        ("train.jsonl", b'{"sentence": "ok", "label": 1}\n{"sentence": "caf\xe9", "label": 1}\n', 2, "0xe9"),
+        ("train.tsv", "sentence\tlabel\ngood\t1\n".encode("utf-16"), 1, "0xff"),  # UTF-16 with its byte-order mark
+    ],
+)
 def test_file_that_is_not_utf8(tmp_path, name, raw, line, byte):
     path = write_bytes(tmp_path / name, raw)
     message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
@@ -351,7 +396,9 @@ def test_nul_character_means_not_a_text_file(tmp_path):
     message = config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
     assert f"{path} line 1 contains a NUL character" in message
     path = write(tmp_path / "nul.tsv", "sentence\tlabel\ngood\t1\nba\x00d\t0\n")
-    assert f"{path} line 3 contains a NUL" in config_error(load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2"))
+    assert f"{path} line 3 contains a NUL" in config_error(
+        load_splits, "sst2", train_file=path, data_dir=fixture_dir("sst2")
+    )
 
 
 def test_row_wider_than_the_header(tmp_path):
@@ -387,7 +434,9 @@ def test_json_lines_that_are_not_objects(tmp_path):
 
 def test_folder_where_a_file_is_expected(tmp_path):
     (tmp_path / "train.csv").mkdir()
-    message = config_error(load_splits, "sst2", train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "train.csv"))
+    message = config_error(
+        load_splits, "sst2", train_file=str(tmp_path / "train.csv"), validation_file=str(tmp_path / "train.csv")
+    )
     assert "--train_file" in message and "is a folder" in message
     glue = tmp_path / "glue"
     glue.mkdir()
@@ -399,6 +448,7 @@ def test_folder_where_a_file_is_expected(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Tokenisation and batching
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def sst2():
@@ -475,16 +525,20 @@ def test_module_reads_hub_through_datasets_module():
 # The custom task: labels, texts and metric from the user's own files
 # --------------------------------------------------------------------------------------------
 
+
 def custom_files(folder, train_rows, dev_rows, header="sentence,label"):
     """train.csv and dev.csv in `folder` from lists of already comma-joined rows."""
     os.makedirs(folder, exist_ok=True)
-    return (write(os.path.join(folder, "train.csv"), "\n".join([header, *train_rows]) + "\n"),
-            write(os.path.join(folder, "dev.csv"), "\n".join([header, *dev_rows]) + "\n"))
+    return (
+        write(os.path.join(folder, "train.csv"), "\n".join([header, *train_rows]) + "\n"),
+        write(os.path.join(folder, "dev.csv"), "\n".join([header, *dev_rows]) + "\n"),
+    )
 
 
 def test_custom_labels_are_strings_in_sorted_order(tmp_path, no_hub):
-    train, dev = custom_files(tmp_path / "reviews", ["good film,pos", "bad film,neg", "a film,neu", "great,pos"],
-                              ["awful,neg", "good,pos"])
+    train, dev = custom_files(
+        tmp_path / "reviews", ["good film,pos", "bad film,neg", "a film,neu", "great,pos"], ["awful,neg", "good,pos"]
+    )
     task = data.custom_task(train, dev)
     assert task.labels == ("neg", "neu", "pos")  # sorted, not first-seen (pos, neg, neu)
     assert task.name == "custom:reviews/train.csv+dev.csv"
@@ -512,8 +566,10 @@ def test_custom_mixed_labels_sort_as_strings(tmp_path):
 
 
 def test_custom_pairs_from_json_with_a_named_label_column(tmp_path, tiny_tokenizer, no_hub):
-    rows = [{"premise": "a man eats", "hypothesis": "he sleeps", "gold": "contradiction", "label": "junk"},
-            {"premise": "a man eats", "hypothesis": "he eats", "gold": "entailment", "label": "junk"}]
+    rows = [
+        {"premise": "a man eats", "hypothesis": "he sleeps", "gold": "contradiction", "label": "junk"},
+        {"premise": "a man eats", "hypothesis": "he eats", "gold": "entailment", "label": "junk"},
+    ]
     train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     dev = write(tmp_path / "dev.jsonl", json.dumps(rows[1]) + "\n")
     task = data.custom_task(train, dev, ("premise", "hypothesis"), label_column="gold")
@@ -554,10 +610,13 @@ def test_custom_labels_compare_without_case(tmp_path):
     assert "'Neg' and 'neg' differ only in case" in config_error(data.custom_task, train, dev)
 
 
-@pytest.mark.parametrize("train_rows, expected", [
-    (["a,pos", "b,pos"], "single label 'pos'"),
-    (["a,pos", "b,"], "line 3: empty 'label'"),
-])
+@pytest.mark.parametrize(
+    "train_rows, expected",
+    [
+        (["a,pos", "b,pos"], "single label 'pos'"),
+        (["a,pos", "b,"], "line 3: empty 'label'"),
+    ],
+)
 def test_custom_label_set_errors(tmp_path, train_rows, expected):
     train, dev = custom_files(tmp_path, train_rows, ["c,pos"])
     assert expected in config_error(data.custom_task, train, dev)
@@ -570,13 +629,16 @@ def test_custom_scores_as_classes_get_a_warning(tmp_path, caplog):
     assert "--is_regression" in caplog.text
 
 
-@pytest.mark.parametrize("columns, expected", [
-    (("sentence", "a", "b"), "one column or two"),
-    (("sentence", "sentence"), "one column or two"),
-    (("",), "one column or two"),
-    (("label",), "reserved"),
-    (("idx",), "reserved"),
-])
+@pytest.mark.parametrize(
+    "columns, expected",
+    [
+        (("sentence", "a", "b"), "one column or two"),
+        (("sentence", "sentence"), "one column or two"),
+        (("",), "one column or two"),
+        (("label",), "reserved"),
+        (("idx",), "reserved"),
+    ],
+)
 def test_custom_text_column_errors(tmp_path, columns, expected):
     train, dev = custom_files(tmp_path, ["a,pos", "b,neg"], ["c,pos"])
     assert expected in config_error(data.custom_task, train, dev, columns)
@@ -612,8 +674,20 @@ def test_custom_task_needs_both_files(tmp_path):
 
 # The teachers here train one epoch on a couple of dozen rows (near chance), so the distillation
 # runs pass --skip_teacher_check; test_a_teacher_with_other_labels_is_refused keeps the check on.
-TRAINING = ["--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]
+TRAINING = [
+    "--num_train_epochs",
+    "1",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-3",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+]
 # First-seen order pos, neg, neu: the model must still number them neg=0, neu=1, pos=2.
 THREE_CLASSES = [("good great movie", "pos"), ("bad awful film", "neg"), ("it is a film", "neu")]
 
@@ -621,16 +695,28 @@ THREE_CLASSES = [("good great movie", "pos"), ("bad awful film", "neg"), ("it is
 @pytest.fixture(scope="module")
 def custom_world(tmp_path_factory):
     """A tiny pretrained BERT, three-class CSV files and a teacher trained on them by train_teacher.py."""
-    import train_teacher
     from conftest import make_tiny_bert
+
+    import train_teacher
 
     root = tmp_path_factory.mktemp("custom")
     base = make_tiny_bert(root / "base", num_layers=2)
     rows = [f"{text} {i},{label}" for i in range(8) for text, label in THREE_CLASSES]
     train, dev = custom_files(root / "tweets", rows, rows[:9])
     teacher = str(root / "teacher")
-    train_teacher.main(["--model_name_or_path", base, "--train_file", train, "--validation_file", dev,
-                        "--output_dir", teacher, *TRAINING])
+    train_teacher.main(
+        [
+            "--model_name_or_path",
+            base,
+            "--train_file",
+            train,
+            "--validation_file",
+            dev,
+            "--output_dir",
+            teacher,
+            *TRAINING,
+        ]
+    )
     return {"root": root, "base": base, "train": train, "dev": dev, "teacher": teacher}
 
 
@@ -641,6 +727,7 @@ def results_of(folder):
 
 def id2label(folder):
     from transformers import AutoConfig
+
     return AutoConfig.from_pretrained(folder).id2label
 
 
@@ -658,19 +745,63 @@ def test_every_method_distils_on_the_custom_task(custom_world):
     from dynamic_kd import report
 
     world, runs = custom_world, custom_world["root"] / "runs"
-    student = ["--model_name_or_path", world["base"], "--student_num_layers", "1", "--train_file", world["train"],
-               "--validation_file", world["dev"], "--task_name", "custom", "--skip_teacher_check", *TRAINING]
+    student = [
+        "--model_name_or_path",
+        world["base"],
+        "--student_num_layers",
+        "1",
+        "--train_file",
+        world["train"],
+        "--validation_file",
+        world["dev"],
+        "--task_name",
+        "custom",
+        "--skip_teacher_check",
+        *TRAINING,
+    ]
     cache = str(world["root"] / "cache")
     selected = str(runs / "data")
-    dynamic_data.main(student + ["--teacher", world["teacher"], "--selection_strategy", "entropy", "--selection_ratio", "0.5",
-                                 "--teacher_cache", "disk", "--teacher_cache_dir", cache, "--output_dir", selected])
+    dynamic_data.main(
+        student
+        + [
+            "--teacher",
+            world["teacher"],
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+            "--teacher_cache",
+            "disk",
+            "--teacher_cache_dir",
+            cache,
+            "--output_dir",
+            selected,
+        ]
+    )
     assert os.listdir(cache)  # the teacher outputs were cached on disk
     # The distilled student is a custom-task model too, so it can serve as the small teacher.
-    dynamic_teacher.main(student + ["--small_teacher", selected, "--large_teacher", world["teacher"],
-                                    "--output_dir", str(runs / "teacher")])
-    dynamic_objective.main(student + ["--teacher", world["teacher"], "--strategy", "uncertainty", "--kd_rep_alpha", "1",
-                                      "--output_dir", str(runs / "objective")])
-    for name, method in (("data", "kd+data/entropy/r0.5"), ("teacher", "teacher/hard"), ("objective", "kd+objective/uncertainty")):
+    dynamic_teacher.main(
+        student
+        + ["--small_teacher", selected, "--large_teacher", world["teacher"], "--output_dir", str(runs / "teacher")]
+    )
+    dynamic_objective.main(
+        student
+        + [
+            "--teacher",
+            world["teacher"],
+            "--strategy",
+            "uncertainty",
+            "--kd_rep_alpha",
+            "1",
+            "--output_dir",
+            str(runs / "objective"),
+        ]
+    )
+    for name, method in (
+        ("data", "kd+data/entropy/r0.5"),
+        ("teacher", "teacher/hard"),
+        ("objective", "kd+objective/uncertainty"),
+    ):
         results = results_of(runs / name)
         assert (results["task"], results["method"]) == ("custom:tweets/train.csv+dev.csv", method)
         assert set(results["metrics"]) == {"accuracy", "macro_f1"}
@@ -680,8 +811,8 @@ def test_every_method_distils_on_the_custom_task(custom_world):
 
 
 def test_a_teacher_with_other_labels_is_refused(custom_world, tmp_path, capsys):
-    from dynamic_kd.recipe import cli
     import dynamic_data
+    from dynamic_kd.recipe import cli
 
     other = tmp_path / "other"
     shutil.copytree(custom_world["teacher"], other)
@@ -689,20 +820,45 @@ def test_a_teacher_with_other_labels_is_refused(custom_world, tmp_path, capsys):
     config["id2label"] = {"0": "bad", "1": "good", "2": "meh"}
     config["label2id"] = {"bad": 0, "good": 1, "meh": 2}
     (other / "config.json").write_text(json.dumps(config))
-    argv = ["--model_name_or_path", custom_world["base"], "--student_num_layers", "1", "--train_file", custom_world["train"],
-            "--validation_file", custom_world["dev"], "--teacher", str(other), "--output_dir", str(tmp_path / "out"), *TRAINING]
+    argv = [
+        "--model_name_or_path",
+        custom_world["base"],
+        "--student_num_layers",
+        "1",
+        "--train_file",
+        custom_world["train"],
+        "--validation_file",
+        custom_world["dev"],
+        "--teacher",
+        str(other),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *TRAINING,
+    ]
     assert cli(lambda: dynamic_data.main(argv)) == 2
-    assert "orders its labels ['bad', 'good', 'meh'] but custom:tweets/train.csv+dev.csv uses ['neg', 'neu', 'pos']" in capsys.readouterr().err
+    assert (
+        "orders its labels ['bad', 'good', 'meh'] but custom:tweets/train.csv+dev.csv uses ['neg', 'neu', 'pos']"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_unseen_validation_label_stops_train_teacher_with_exit_2(custom_world, tmp_path, capsys):
-    from dynamic_kd.recipe import cli
     import train_teacher
+    from dynamic_kd.recipe import cli
 
     train, dev = custom_files(tmp_path, ["good,pos", "bad,neg"], ["good,pos", "meh,neu"])
-    argv = ["--model_name_or_path", custom_world["base"], "--train_file", train, "--validation_file", dev,
-            "--output_dir", str(tmp_path / "out"), *TRAINING]
+    argv = [
+        "--model_name_or_path",
+        custom_world["base"],
+        "--train_file",
+        train,
+        "--validation_file",
+        dev,
+        "--output_dir",
+        str(tmp_path / "out"),
+        *TRAINING,
+    ]
     assert cli(lambda: train_teacher.main(argv)) == 2
     # the last line: pytest may leave logging handlers on streams of earlier tests, which complain here
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -714,23 +870,49 @@ def test_custom_pairs_with_integer_labels_end_to_end(custom_world, tmp_path):
     import dynamic_data
     import train_teacher
 
-    rows = [{"premise": f"the movie {i}", "hypothesis": text, "stars": stars}
-            for i in range(6) for text, stars in (("good great", 10), ("bad awful", 2))]
+    rows = [
+        {"premise": f"the movie {i}", "hypothesis": text, "stars": stars}
+        for i in range(6)
+        for text, stars in (("good great", 10), ("bad awful", 2))
+    ]
     train = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     dev = write(tmp_path / "dev.json", json.dumps(rows[:4]))
-    data_flags = ["--train_file", train, "--validation_file", dev, "--text_column", "premise,hypothesis", "--label_column", "stars"]
+    data_flags = [
+        "--train_file",
+        train,
+        "--validation_file",
+        dev,
+        "--text_column",
+        "premise,hypothesis",
+        "--label_column",
+        "stars",
+    ]
     teacher = str(tmp_path / "teacher")
     train_teacher.main(["--model_name_or_path", custom_world["base"], *data_flags, "--output_dir", teacher, *TRAINING])
     assert id2label(teacher) == {0: "2", 1: "10"}
-    dynamic_data.main(["--model_name_or_path", custom_world["base"], "--student_num_layers", "1", *data_flags,
-                       "--teacher", teacher, "--skip_teacher_check", "--output_dir", str(tmp_path / "student"), *TRAINING])
+    dynamic_data.main(
+        [
+            "--model_name_or_path",
+            custom_world["base"],
+            "--student_num_layers",
+            "1",
+            *data_flags,
+            "--teacher",
+            teacher,
+            "--skip_teacher_check",
+            "--output_dir",
+            str(tmp_path / "student"),
+            *TRAINING,
+        ]
+    )
     assert results_of(tmp_path / "student")["task"] == f"custom:{tmp_path.name}/train.jsonl+dev.json"
 
 
 def test_custom_regression_end_to_end(custom_world, tmp_path):
+    from transformers import AutoConfig
+
     import dynamic_data
     import train_teacher
-    from transformers import AutoConfig
 
     rows = [f"{text} {i},{score + i / 10}" for i in range(8) for text, score in (("good great", 4), ("bad awful", 1))]
     train, dev = custom_files(tmp_path, rows, rows[:6], header="sentence,score")
@@ -739,14 +921,32 @@ def test_custom_regression_end_to_end(custom_world, tmp_path):
     train_teacher.main(["--model_name_or_path", custom_world["base"], *data_flags, "--output_dir", teacher, *TRAINING])
     assert AutoConfig.from_pretrained(teacher).num_labels == 1
     assert set(results_of(teacher)["metrics"]) == {"pearson", "spearmanr"}
-    dynamic_data.main(["--model_name_or_path", custom_world["base"], "--student_num_layers", "1", *data_flags,
-                       "--teacher", teacher, "--selection_strategy", "random", "--selection_ratio", "0.5",
-                       "--output_dir", str(tmp_path / "student"), *TRAINING])
+    dynamic_data.main(
+        [
+            "--model_name_or_path",
+            custom_world["base"],
+            "--student_num_layers",
+            "1",
+            *data_flags,
+            "--teacher",
+            teacher,
+            "--selection_strategy",
+            "random",
+            "--selection_ratio",
+            "0.5",
+            "--output_dir",
+            str(tmp_path / "student"),
+            *TRAINING,
+        ]
+    )
     results = results_of(tmp_path / "student")
     assert AutoConfig.from_pretrained(tmp_path / "student").num_labels == 1
     assert results["args"]["kd_loss"] == "auto" and set(results["metrics"]) == {"pearson", "spearmanr"}
+
+
 # Fingerprints and the tokenisation cache
 # --------------------------------------------------------------------------------------------
+
 
 def test_dataset_fingerprint_sees_every_value():
     a = datasets.Dataset.from_dict({"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a b", "c"]})
@@ -757,10 +957,17 @@ def test_dataset_fingerprint_sees_every_value():
         {"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a", "b c"]},  # where texts split
         {"idx": [1, 0], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a b", "c"]},  # an idx
     ]
-    assert len({data.dataset_fingerprint(a)} | {data.dataset_fingerprint(datasets.Dataset.from_dict(c)) for c in changed}) == 5
-    big = datasets.Dataset.from_dict({"idx": list(range(6)), "input_ids": [[i] for i in range(6)], "sentence": list("abcdef")})
+    assert (
+        len({data.dataset_fingerprint(a)} | {data.dataset_fingerprint(datasets.Dataset.from_dict(c)) for c in changed})
+        == 5
+    )
+    big = datasets.Dataset.from_dict(
+        {"idx": list(range(6)), "input_ids": [[i] for i in range(6)], "sentence": list("abcdef")}
+    )
     assert data.dataset_fingerprint(big.select(range(2))) != data.dataset_fingerprint(big.select(range(3)))
-    assert data.dataset_fingerprint(big.select(range(1, 3))) == data.dataset_fingerprint(datasets.Dataset.from_dict(big.select(range(1, 3)).to_dict()))
+    assert data.dataset_fingerprint(big.select(range(1, 3))) == data.dataset_fingerprint(
+        datasets.Dataset.from_dict(big.select(range(1, 3)).to_dict())
+    )
     assert data.dataset_fingerprint(a, ["idx"]) != data.dataset_fingerprint(a)
 
 
@@ -776,7 +983,9 @@ def test_tokenizer_fingerprint_follows_the_vocabulary(tiny_tokenizer, tmp_path):
 
 
 def cached_files(folder):
-    return sorted(os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names)
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names
+    )
 
 
 def test_second_tokenisation_is_a_cache_hit(sst2, tiny_tokenizer, tmp_path, caplog):
@@ -828,22 +1037,36 @@ def test_load_data_uses_the_cache_root(tiny_bert, tiny_tokenizer, tmp_path, monk
     monkeypatch.setenv("DYNAMIC_KD_CACHE", str(tmp_path / "root"))
     loaded = load_data(DataArguments(task_name="sst2", data_dir=fixture_dir("sst2")), tiny_tokenizer)
     assert loaded.train.cache_files[0]["filename"].startswith(str(tmp_path / "root" / "tokenized"))
-    monkeypatch.setenv("DYNAMIC_KD_CACHE", os.path.join(fixture_dir("sst2"), "train.tsv"))  # a file: not writable as a folder
-    assert load_data(DataArguments(task_name="sst2", data_dir=fixture_dir("sst2")), tiny_tokenizer).train.cache_files == []
+    monkeypatch.setenv(
+        "DYNAMIC_KD_CACHE", os.path.join(fixture_dir("sst2"), "train.tsv")
+    )  # a file: not writable as a folder
+    assert (
+        load_data(DataArguments(task_name="sst2", data_dir=fixture_dir("sst2")), tiny_tokenizer).train.cache_files == []
+    )
+
+
 def test_data_source_fingerprints_the_content_read(tmp_path):
     source = data.data_source("sst2", data_dir=fixture_dir("sst2"))
     assert source["source"] == "data_dir" and source["location"] == fixture_dir("sst2")
     copy = shutil.copytree(fixture_dir("sst2"), tmp_path / "copy")
-    assert data.data_source("sst2", data_dir=str(copy))["fingerprint"] == source["fingerprint"]  # same data, other folder
+    assert (
+        data.data_source("sst2", data_dir=str(copy))["fingerprint"] == source["fingerprint"]
+    )  # same data, other folder
     with open(copy / "dev.tsv", "a", encoding="utf-8") as handle:
         handle.write("one more line\t1\n")
     assert data.data_source("sst2", data_dir=str(copy))["fingerprint"] != source["fingerprint"]
-    files = data.data_source("sst2", train_file=str(copy / "train.tsv"), validation_file=fixture_dir("sst2") + "/dev.tsv")
+    files = data.data_source(
+        "sst2", train_file=str(copy / "train.tsv"), validation_file=fixture_dir("sst2") + "/dev.tsv"
+    )
     assert files["source"] == "files" and files["fingerprint"] == source["fingerprint"]  # the same two files
     hub = data.data_source("mnli")
     assert hub == {"source": "hub", "location": "nyu-mll/glue/mnli", "fingerprint": hub["fingerprint"]}
     assert hub["fingerprint"] != data.data_source("rte")["fingerprint"]
     # MNLI with only a matched validation file: the mismatched split comes from --data_dir
-    mixed = data.data_source("mnli", data_dir=fixture_dir("mnli"), validation_file=fixture_dir("mnli") + "/dev_matched.tsv",
-                             train_file=fixture_dir("mnli") + "/train.tsv")
+    mixed = data.data_source(
+        "mnli",
+        data_dir=fixture_dir("mnli"),
+        validation_file=fixture_dir("mnli") + "/dev_matched.tsv",
+        train_file=fixture_dir("mnli") + "/train.tsv",
+    )
     assert mixed["fingerprint"] == data.data_source("mnli", data_dir=fixture_dir("mnli"))["fingerprint"]

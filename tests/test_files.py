@@ -1,9 +1,10 @@
 """Tests for dynamic_kd.files: a killed or failing write never leaves a half-written target."""
+
 import os
 
 import pytest
-from safetensors.torch import load_file, save_file
 import torch
+from safetensors.torch import load_file, save_file
 
 from dynamic_kd import files
 

@@ -6,6 +6,7 @@ teachers read the text through a byte-level BPE trained here in a second: a RoBE
 (no pad token of its own) and Qwen2 (`GenericForSequenceClassification`), all fine-tuned by
 train_teacher.py. A foreign teacher must compute on a text exactly what it computes alone.
 """
+
 import csv
 import json
 import os
@@ -15,7 +16,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, make_tiny_bert
 from safetensors.torch import load_file, save_file
+from test_reliability import torchrun
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     AutoConfig,
@@ -27,7 +30,10 @@ from transformers import (
     RobertaTokenizer,
 )
 
-from conftest import FIXTURES, make_tiny_bert
+import dynamic_data
+import dynamic_objective
+import dynamic_teacher
+import train_teacher
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.recipe import (
@@ -38,17 +44,19 @@ from dynamic_kd.recipe import (
     load_teachers,
     score_teachers,
 )
-from test_reliability import torchrun
-
-import dynamic_data
-import dynamic_objective
-import dynamic_teacher
-import train_teacher
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
 QUIET = [
-    "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--per_device_eval_batch_size", "16",
-    "--logging_steps", "1",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--save_strategy",
+    "no",
+    "--per_device_eval_batch_size",
+    "16",
+    "--logging_steps",
+    "1",
 ]
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
 
@@ -107,8 +115,21 @@ def zoo(tmp_path_factory):
 
 
 def student_args(zoo, out, *extra):
-    return ["--model_name_or_path", zoo.base, "--student_num_layers", "2", "--task_name", "sst2", "--data_dir", SST2,
-            "--output_dir", str(out), "--max_steps", "3", *extra]
+    return [
+        "--model_name_or_path",
+        zoo.base,
+        "--student_num_layers",
+        "2",
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        SST2,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "3",
+        *extra,
+    ]
 
 
 def results(out):
@@ -126,10 +147,14 @@ def alone(folder, sentences):
 
 def store(cache_dir):
     [folder] = [name for name in os.listdir(cache_dir) if name.startswith("teacher-")]  # not the check-*.json scores
-    return {"folder": folder, **{name: np.load(os.path.join(cache_dir, folder, f"{name}.npy")) for name in ("logits", "filled")}}
+    return {
+        "folder": folder,
+        **{name: np.load(os.path.join(cache_dir, folder, f"{name}.npy")) for name in ("logits", "filled")},
+    }
 
 
 # --- decoder classifiers fine-tuned by train_teacher.py -------------------------------------------
+
 
 @pytest.mark.parametrize("family", ["gpt2", "qwen2"])
 def test_train_teacher_fine_tunes_a_decoder_classifier(zoo, family):
@@ -151,14 +176,34 @@ def test_train_teacher_fine_tunes_a_decoder_classifier(zoo, family):
 
 # --- every entry point, every adoption mode ---------------------------------------------------
 
+
 def test_each_entry_point_takes_a_foreign_teacher(zoo, tmp_path):
-    run(dynamic_data, *student_args(zoo, tmp_path / "data", "--teacher", zoo.roberta, "--selection_strategy", "entropy",
-                                    "--selection_ratio", "0.5", "--gradient_accumulation_steps", "2"))
+    run(
+        dynamic_data,
+        *student_args(
+            zoo,
+            tmp_path / "data",
+            "--teacher",
+            zoo.roberta,
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+            "--gradient_accumulation_steps",
+            "2",
+        ),
+    )
     # RoBERTa is wider (48) than the student (32): REP cls goes through the projection
-    run(dynamic_objective, *student_args(zoo, tmp_path / "objective", "--teacher", zoo.roberta,
-                                         "--strategy", "uncertainty-r", "--rep_layers", "cls"))
-    run(dynamic_teacher, *student_args(zoo, tmp_path / "teacher", "--small_teacher", zoo.roberta,
-                                       "--large_teacher", zoo.qwen2))
+    run(
+        dynamic_objective,
+        *student_args(
+            zoo, tmp_path / "objective", "--teacher", zoo.roberta, "--strategy", "uncertainty-r", "--rep_layers", "cls"
+        ),
+    )
+    run(
+        dynamic_teacher,
+        *student_args(zoo, tmp_path / "teacher", "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2),
+    )
     for name in ("data", "objective", "teacher"):
         assert results(tmp_path / name)["teacher_forward_examples"] > 0
         assert AutoModelForSequenceClassification.from_pretrained(tmp_path / name).config.model_type == "bert"
@@ -169,13 +214,29 @@ def test_each_entry_point_takes_a_foreign_teacher(zoo, tmp_path):
 
 @pytest.mark.parametrize("mode", ["hard", "soft", "soft-instance", "average"])
 def test_each_adoption_mode_with_an_encoder_and_a_decoder_teacher(zoo, tmp_path, mode):
-    run(dynamic_teacher, *student_args(zoo, tmp_path, "--small_teacher", zoo.gpt2, "--large_teacher", zoo.roberta,
-                                       "--uncertainty_mode", mode, "--kd_rep_alpha", "1", "--rep_layers", "cls"))
+    run(
+        dynamic_teacher,
+        *student_args(
+            zoo,
+            tmp_path,
+            "--small_teacher",
+            zoo.gpt2,
+            "--large_teacher",
+            zoo.roberta,
+            "--uncertainty_mode",
+            mode,
+            "--kd_rep_alpha",
+            "1",
+            "--rep_layers",
+            "cls",
+        ),
+    )
     history = results(tmp_path)["log_history"]
     assert any("dkd/small_teacher_weight" in entry for entry in history)
 
 
 # --- the store, DDP, the teacher check -----------------------------------------------------------
+
 
 def test_the_store_holds_the_teachers_own_logits_and_runs_share_it(zoo, tmp_path):
     cache = tmp_path / "cache"
@@ -192,9 +253,25 @@ def test_the_store_holds_the_teachers_own_logits_and_runs_share_it(zoo, tmp_path
 def test_ddp_with_a_foreign_teacher(zoo, tmp_path):
     """Two gloo processes: each row is computed once between the ranks, each from the teacher's own tokens."""
     cache = tmp_path / "cache"
-    argv = [*QUIET, "--skip_teacher_check", "--per_device_train_batch_size", "4", "--ddp_backend", "gloo", "--use_cpu",
-            *student_args(zoo, tmp_path / "out", "--teacher", zoo.roberta, "--teacher_cache", "disk",
-                          "--teacher_cache_dir", str(cache))]
+    argv = [
+        *QUIET,
+        "--skip_teacher_check",
+        "--per_device_train_batch_size",
+        "4",
+        "--ddp_backend",
+        "gloo",
+        "--use_cpu",
+        *student_args(
+            zoo,
+            tmp_path / "out",
+            "--teacher",
+            zoo.roberta,
+            "--teacher_cache",
+            "disk",
+            "--teacher_cache_dir",
+            str(cache),
+        ),
+    ]
     result = torchrun("dynamic_data.py", argv, tmp_path / "torchrun")
     assert result.rc == 0, result.err[-3000:]
     assert results(tmp_path / "out")["teacher_forward_examples"] == len(texts())
@@ -206,20 +283,31 @@ def test_ddp_with_a_foreign_teacher(zoo, tmp_path):
 def build(zoo, out, *extra):
     """Student, foreign teachers' tokenisations and Teachers, as `recipe.distill` builds them."""
     data_args, model_args, kd_args, training_args = parse_args(
-        [*QUIET, *student_args(zoo, out, *extra)], DataArguments, ModelArguments, DistillationArguments)
+        [*QUIET, *student_args(zoo, out, *extra)], DataArguments, ModelArguments, DistillationArguments
+    )
     tokenizer, student = load_student(model_args, data_args.task, training_args.seed)
     models = load_teacher_models(kd_args, data_args.task, tokenizer)
     foreign = foreign_teachers(kd_args, tokenizer, models)
     data = load_data(data_args, tokenizer, [student], {name: (own, models[name]) for name, own in foreign.items()})
-    teachers = load_teachers(kd_args, data_args, tokenizer, data.train, 2, models, training_args=training_args,
-                             teacher_inputs=data.teacher_inputs)
-    return SimpleNamespace(models=models, foreign=foreign, data=data, teachers=teachers, training_args=training_args,
-                           task=data_args.task)
+    teachers = load_teachers(
+        kd_args,
+        data_args,
+        tokenizer,
+        data.train,
+        2,
+        models,
+        training_args=training_args,
+        teacher_inputs=data.teacher_inputs,
+    )
+    return SimpleNamespace(
+        models=models, foreign=foreign, data=data, teachers=teachers, training_args=training_args, task=data_args.task
+    )
 
 
 def test_the_teacher_check_scores_a_foreign_teacher_on_its_own_tokens(zoo, tmp_path):
-    run_ = build(zoo, tmp_path, "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2,
-                 "--uncertainty_mode", "hard")
+    run_ = build(
+        zoo, tmp_path, "--small_teacher", zoo.roberta, "--large_teacher", zoo.qwen2, "--uncertainty_mode", "hard"
+    )
     scores = score_teachers(run_.models, run_.data, run_.task, run_.training_args)
     labels = np.asarray(run_.data.evals["validation"]["labels"])
     for name, folder in (("small", zoo.roberta), ("large", zoo.qwen2)):
@@ -239,6 +327,7 @@ def test_same_tokenizer_teachers_keep_the_students_batch(zoo, tmp_path):
 
 
 # --- REP across tokenizers ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("family, position", [("roberta", "first"), ("gpt2", "last")])
 def test_rep_cls_stores_the_teachers_own_sentence_state(zoo, tmp_path, family, position):
@@ -266,6 +355,7 @@ def test_rep_cls_stores_the_teachers_own_sentence_state(zoo, tmp_path, family, p
 
 # --- the student does not depend on the teacher's token ids ----------------------------------------
 
+
 def permuted_teacher(source, target):
     """The same teacher under other token ids: non-special ids shuffled, embedding rows moved with them."""
     tokenizer = AutoTokenizer.from_pretrained(source)
@@ -291,28 +381,59 @@ def permuted_teacher(source, target):
 
 def test_the_student_does_not_depend_on_the_teachers_token_ids(zoo, tmp_path):
     permuted = permuted_teacher(zoo.roberta, tmp_path / "permuted")
-    assert not np.array_equal(AutoTokenizer.from_pretrained(permuted)("the movie")["input_ids"],
-                              AutoTokenizer.from_pretrained(zoo.roberta)("the movie")["input_ids"])
+    assert not np.array_equal(
+        AutoTokenizer.from_pretrained(permuted)("the movie")["input_ids"],
+        AutoTokenizer.from_pretrained(zoo.roberta)("the movie")["input_ids"],
+    )
     for name, teacher in (("a", zoo.roberta), ("b", permuted)):
-        run(dynamic_data, *student_args(zoo, tmp_path / name, "--teacher", teacher, "--selection_strategy", "entropy",
-                                        "--selection_ratio", "0.5", "--kd_rep_alpha", "1", "--rep_layers", "cls"))
+        run(
+            dynamic_data,
+            *student_args(
+                zoo,
+                tmp_path / name,
+                "--teacher",
+                teacher,
+                "--selection_strategy",
+                "entropy",
+                "--selection_ratio",
+                "0.5",
+                "--kd_rep_alpha",
+                "1",
+                "--rep_layers",
+                "cls",
+            ),
+        )
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert all(torch.equal(a[name], b[name]) for name in a)
 
 
 # --- refusals -------------------------------------------------------------------------------------
 
+
 def test_token_level_rep_with_a_foreign_teacher_is_refused(zoo, tmp_path):
     with pytest.raises(ConfigError, match=r"--rep_layers all aligns token positions.*use --rep_layers cls") as info:
-        run(dynamic_objective, *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1",
-                                             "--rep_layers", "all"))
+        run(
+            dynamic_objective,
+            *student_args(zoo, tmp_path, "--teacher", zoo.roberta, "--kd_rep_alpha", "1", "--rep_layers", "all"),
+        )
     assert "\n" not in str(info.value)
 
 
 def test_a_decoder_student_is_refused(zoo, tmp_path):
     with pytest.raises(ConfigError, match=r"is a decoder \(gpt2\); distil into an encoder student"):
-        run(dynamic_data, "--model_name_or_path", zoo.gpt2, "--task_name", "sst2", "--data_dir", SST2,
-            "--output_dir", str(tmp_path), "--teacher", zoo.roberta)
+        run(
+            dynamic_data,
+            "--model_name_or_path",
+            zoo.gpt2,
+            "--task_name",
+            "sst2",
+            "--data_dir",
+            SST2,
+            "--output_dir",
+            str(tmp_path),
+            "--teacher",
+            zoo.roberta,
+        )
 
 
 def test_a_teacher_without_tokenizer_files_is_refused_unless_its_vocabulary_is_the_students(zoo, tmp_path):
@@ -327,10 +448,29 @@ def test_a_teacher_without_tokenizer_files_is_refused_unless_its_vocabulary_is_t
 
 def test_a_resumed_run_ends_with_the_uninterrupted_runs_student(zoo, tmp_path, capfd):
     """Checkpoints carry a foreign teacher's stored outputs like any other's (keyed by idx)."""
+
     def args(out):
-        return student_args(zoo, out, "--teacher", zoo.roberta, "--selection_strategy", "entropy",
-                            "--selection_ratio", "0.5", "--kd_rep_alpha", "1", "--rep_layers", "cls",
-                            "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2")
+        return student_args(
+            zoo,
+            out,
+            "--teacher",
+            zoo.roberta,
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+            "--kd_rep_alpha",
+            "1",
+            "--rep_layers",
+            "cls",
+            "--max_steps",
+            "4",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "2",
+        )
+
     run(dynamic_data, *args(tmp_path / "reference"))
     resumed = tmp_path / "resumed"
     run(dynamic_data, *args(resumed))

@@ -1,4 +1,5 @@
 """Distillation losses against hand-computed values and independent re-implementations."""
+
 import math
 
 import pytest
@@ -24,6 +25,7 @@ def logits_of(*probs):
 
 
 # ---------------------------------------------------------------- kd_kl
+
 
 def test_kd_kl_by_hand_temperature_1():
     student = torch.zeros(1, 2)  # q = [0.5, 0.5]
@@ -87,6 +89,7 @@ def test_kd_kl_saturated_teacher_and_infinite_student_logit_are_finite():
 
 # ---------------------------------------------------------------- kd_mse
 
+
 def test_kd_mse_by_hand_and_ignores_temperature():
     student = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
     teacher = torch.tensor([[0.0, 2.0, 5.0], [1.0, 1.0, 1.0]])
@@ -106,6 +109,7 @@ def test_kd_losses_registry():
 
 
 # ---------------------------------------------------------------- supervised_loss
+
 
 def test_supervised_loss_classification_by_hand():
     logits = torch.tensor([[0.0, math.log(3)], [0.0, math.log(3)]])  # p = [0.25, 0.75]
@@ -141,6 +145,7 @@ def test_supervised_loss_regression_rejects_multi_output_logits():
 
 # ---------------------------------------------------------------- precision and gradient flow
 
+
 @pytest.mark.parametrize(
     "loss_fn",
     [
@@ -173,17 +178,21 @@ def test_losses_compute_in_fp32_for_bf16_inputs():
 
 # ---------------------------------------------------------------- dynamic_kd_loss
 
+
 def seed_dynamic_kd_loss(student_logits, teacher_logits, temperature):
     """The paper's snippet, re-implemented independently for comparison."""
     with torch.no_grad():
         p = F.softmax(student_logits, dim=-1)
         h = -torch.sum(p * torch.log(p + 1e-6), dim=1)
         w = h / torch.log(torch.ones_like(h) * student_logits.size(1))
-    batch_loss = F.kl_div(
-        F.log_softmax(student_logits / temperature, dim=-1),
-        F.softmax(teacher_logits / temperature, dim=-1),
-        reduction="none",
-    ).sum(-1) * temperature**2
+    batch_loss = (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=-1),
+            F.softmax(teacher_logits / temperature, dim=-1),
+            reduction="none",
+        ).sum(-1)
+        * temperature**2
+    )
     return torch.mean(batch_loss * w)
 
 
@@ -240,6 +249,7 @@ def test_dynamic_kd_loss_rejects_single_output_head():
 
 # ---------------------------------------------------------------- layer_map
 
+
 @pytest.mark.parametrize(
     "student, teacher, expected",
     [
@@ -260,6 +270,7 @@ def test_layer_map_rejects_empty_models():
 
 
 # ---------------------------------------------------------------- hidden_state_alignment
+
 
 def test_alignment_identical_states_give_zero():
     torch.manual_seed(5)
@@ -374,6 +385,7 @@ def test_alignment_is_fp32_for_bf16_states():
 
 
 # ---------------------------------------------------------------- --rep_normalization sequence (released)
+
 
 def test_sequence_normalization_by_hand():
     # one row, L = 2 tokens, H = 2 units; each hidden unit is normalised over the tokens:

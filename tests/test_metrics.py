@@ -1,4 +1,5 @@
 """Metrics against numbers worked out by hand from tiny confusion matrices and score lists."""
+
 import math
 
 import numpy as np
@@ -110,8 +111,12 @@ def test_values_are_plain_floats_with_the_task_keys(name):
     result = compute_task_metrics(task, preds, labels)
     assert all(type(value) is float for value in result.values())
     assert primary_metric(task) in result
-    expected_keys = {"accuracy": {"accuracy"}, "f1_accuracy": {"accuracy", "f1"},
-                     "matthews": {"matthews_correlation"}, "pearson_spearman": {"pearson", "spearmanr"}}
+    expected_keys = {
+        "accuracy": {"accuracy"},
+        "f1_accuracy": {"accuracy", "f1"},
+        "matthews": {"matthews_correlation"},
+        "pearson_spearman": {"pearson", "spearmanr"},
+    }
     assert set(result) == expected_keys[task.metric]
 
 

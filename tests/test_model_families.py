@@ -7,6 +7,7 @@ are 2-layer cuts of the first. Tokenizers: WordPiece with token_type_ids (BERT, 
 ALBERT), WordPiece without them (DistilBERT, ModernBERT, as their own tokenizers), byte-level BPE
 (RoBERTa, XLM-R, as theirs: no token_type_ids, <s>/</s>/<pad> ids of RoBERTa).
 """
+
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, write_vocab
 from safetensors.torch import load_file
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import (
@@ -27,15 +29,13 @@ from transformers import (
     RobertaTokenizer,
 )
 
-from conftest import FIXTURES, write_vocab
-from dynamic_kd.data import get_task
-from dynamic_kd.losses import hidden_state_alignment, layer_map
-from dynamic_kd.models import build_student, layer_stack, takes_token_type_ids
-
 import dynamic_data
 import dynamic_objective
 import dynamic_teacher
 import train_teacher
+from dynamic_kd.data import get_task
+from dynamic_kd.losses import hidden_state_alignment, layer_map
+from dynamic_kd.models import build_student, layer_stack, takes_token_type_ids
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
 RTE = os.path.join(FIXTURES, "glue", "rte")
@@ -49,21 +49,44 @@ FAMILIES = {
     "xlm-roberta": ("bpe", ROBERTA_IDS),
     "electra": ("wordpiece", {**WORDPIECE_IDS, "embedding_size": 16}),
     "distilbert": ("wordpiece-no-types", WORDPIECE_IDS),
-    "deberta-v2": ("wordpiece", {  # DeBERTa-v3 style: relative attention, no absolute positions, no segments
-        **WORDPIECE_IDS, "relative_attention": True, "pos_att_type": ["p2c", "c2p"], "position_biased_input": False,
-        "max_relative_positions": -1, "position_buckets": 16, "norm_rel_ebd": "layer_norm", "share_att_key": True,
-        "type_vocab_size": 0,
-    }),
+    "deberta-v2": (
+        "wordpiece",
+        {  # DeBERTa-v3 style: relative attention, no absolute positions, no segments
+            **WORDPIECE_IDS,
+            "relative_attention": True,
+            "pos_att_type": ["p2c", "c2p"],
+            "position_biased_input": False,
+            "max_relative_positions": -1,
+            "position_buckets": 16,
+            "norm_rel_ebd": "layer_norm",
+            "share_att_key": True,
+            "type_vocab_size": 0,
+        },
+    ),
     "albert": ("wordpiece", {**WORDPIECE_IDS, "bos_token_id": 2, "eos_token_id": 3, "embedding_size": 16}),
-    "modernbert": ("wordpiece-no-types", {
-        **WORDPIECE_IDS, "bos_token_id": 2, "eos_token_id": 3, "cls_token_id": 2, "sep_token_id": 3,
-        "global_attn_every_n_layers": 3, "local_attention": 8,
-    }),
+    "modernbert": (
+        "wordpiece-no-types",
+        {
+            **WORDPIECE_IDS,
+            "bos_token_id": 2,
+            "eos_token_id": 3,
+            "cls_token_id": 2,
+            "sep_token_id": 3,
+            "global_attn_every_n_layers": 3,
+            "local_attention": 8,
+        },
+    ),
 }
 # where each family keeps its layers (ALBERT: one shared layer, no stack) and whether it uses segment ids
 LAYER_STACKS = {
-    "bert": "encoder.layer", "roberta": "encoder.layer", "xlm-roberta": "encoder.layer", "electra": "encoder.layer",
-    "distilbert": "transformer.layer", "deberta-v2": "encoder.layer", "albert": None, "modernbert": "layers",
+    "bert": "encoder.layer",
+    "roberta": "encoder.layer",
+    "xlm-roberta": "encoder.layer",
+    "electra": "encoder.layer",
+    "distilbert": "transformer.layer",
+    "deberta-v2": "encoder.layer",
+    "albert": None,
+    "modernbert": "layers",
 }
 SEGMENT_IDS = {"bert", "electra", "albert"}
 ADOPTION_MODES = ("hard", "soft", "soft-instance", "single-small", "single-large", "average")
@@ -86,9 +109,16 @@ def save_tokenizer(folder, kind):
 
 def family_config(family, vocab_size, num_layers, hidden):
     kind, kwargs = FAMILIES[family]
-    sizes = {"dim": hidden, "n_layers": num_layers, "n_heads": 2, "hidden_dim": 2 * hidden} if family == "distilbert" else {
-        "hidden_size": hidden, "num_hidden_layers": num_layers, "num_attention_heads": 2, "intermediate_size": 2 * hidden,
-    }
+    sizes = (
+        {"dim": hidden, "n_layers": num_layers, "n_heads": 2, "hidden_dim": 2 * hidden}
+        if family == "distilbert"
+        else {
+            "hidden_size": hidden,
+            "num_hidden_layers": num_layers,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden,
+        }
+    )
     # RoBERTa's positions start after the padding id
     positions = 130 if kind == "bpe" else 128
     return AutoConfig.for_model(family, vocab_size=vocab_size, max_position_embeddings=positions, **sizes, **kwargs)
@@ -127,15 +157,30 @@ def family(request, tmp_path_factory):
 
 def student_args(family, out, *extra):
     return [
-        "--model_name_or_path", family.base, "--student_num_layers", "2", "--student_layer_init", "skip",
-        "--task_name", "sst2", "--data_dir", SST2, "--output_dir", str(out), "--max_steps", "2", *extra,
+        "--model_name_or_path",
+        family.base,
+        "--student_num_layers",
+        "2",
+        "--student_layer_init",
+        "skip",
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        SST2,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        *extra,
     ]
 
 
 def assert_plain_student(out, base, task="sst2", layers=2):
     """The saved student reloads as a plain classifier and holds exactly a fresh student's weights."""
     fresh = build_student(base, get_task(task), layers)
-    assert set(load_file(os.path.join(out, "model.safetensors"))) == set(fresh.state_dict())  # no teacher, no projection
+    assert set(load_file(os.path.join(out, "model.safetensors"))) == set(
+        fresh.state_dict()
+    )  # no teacher, no projection
     reloaded = AutoModelForSequenceClassification.from_pretrained(out)
     assert type(reloaded) is type(fresh)
     assert reloaded.config.num_hidden_layers == layers
@@ -143,6 +188,7 @@ def assert_plain_student(out, base, task="sst2", layers=2):
 
 
 # --- train_teacher.py ------------------------------------------------------------------------
+
 
 def test_train_teacher_fine_tunes_each_family(family):
     for folder, layers, method in ((family.small, 2, "finetune/2L"), (family.large, 3, "finetune")):
@@ -155,6 +201,7 @@ def test_train_teacher_fine_tunes_each_family(family):
 
 
 # --- cutting a student -----------------------------------------------------------------------
+
 
 def layer_list(model):
     """The layer stack of a model (ALBERT: its one shared layer)."""
@@ -203,7 +250,12 @@ def test_cut_student_keeps_the_chosen_layers(family, init, chosen, caplog):
     assert_same(student.base_model.embeddings, source.embeddings)
     if family.name == "modernbert":  # each kept layer keeps its attention kind (layer 0 and 3 are global)
         assert student.config.layer_types == [source.config.layer_types[i] for i in chosen]
-        assert source.config.layer_types == ["full_attention", "sliding_attention", "sliding_attention", "full_attention"]
+        assert source.config.layer_types == [
+            "full_attention",
+            "sliding_attention",
+            "sliding_attention",
+            "full_attention",
+        ]
 
 
 def assert_same(a, b):
@@ -215,7 +267,9 @@ def assert_same(a, b):
 def encode(folder):
     """A padded batch of two sentences, tokenised by the family's own tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    return tokenizer(["the movie was good", "a bad film and it was not great at all"], padding=True, return_tensors="pt")
+    return tokenizer(
+        ["the movie was good", "a bad film and it was not great at all"], padding=True, return_tensors="pt"
+    )
 
 
 def test_hidden_states_start_with_the_embedding_output(family):
@@ -228,7 +282,12 @@ def test_hidden_states_start_with_the_embedding_output(family):
     for model in (student, teacher):
         entering = []
         first = layer_list(model.base_model)[0]
-        handle = first.register_forward_pre_hook(lambda module, args, kwargs: entering.append(kwargs.get("hidden_states", args[0] if args else None)), with_kwargs=True)
+        handle = first.register_forward_pre_hook(
+            lambda module, args, kwargs, entering=entering: entering.append(
+                kwargs.get("hidden_states", args[0] if args else None)
+            ),
+            with_kwargs=True,
+        )
         with torch.no_grad():
             states = model(**batch, output_hidden_states=True).hidden_states
         handle.remove()
@@ -243,7 +302,9 @@ def test_hidden_states_start_with_the_embedding_output(family):
         t_states = teacher(**batch, output_hidden_states=True).hidden_states
     pairs = layer_map(2, 3)
     projection = torch.nn.Linear(32, 48)
-    rep = hidden_state_alignment([s_states[s] for s, _ in pairs], [t_states[t] for _, t in pairs], batch["attention_mask"], projection=projection)
+    rep = hidden_state_alignment(
+        [s_states[s] for s, _ in pairs], [t_states[t] for _, t in pairs], batch["attention_mask"], projection=projection
+    )
     assert rep.shape == (2,) and torch.isfinite(rep).all() and (rep > 0).all()
 
 
@@ -259,8 +320,23 @@ def test_saved_student_reloads_with_the_same_outputs(family, tmp_path):
 
 # --- the three methods -----------------------------------------------------------------------
 
+
 def test_dynamic_data_selects_the_uncertain_rows(family, tmp_path):
-    run(dynamic_data, *student_args(family, tmp_path, "--teacher", family.small, "--selection_strategy", "entropy", "--selection_ratio", "0.25", "--teacher_cache", "none"))
+    run(
+        dynamic_data,
+        *student_args(
+            family,
+            tmp_path,
+            "--teacher",
+            family.small,
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.25",
+            "--teacher_cache",
+            "none",
+        ),
+    )
     results = assert_plain_student(tmp_path, family.base)
     assert results["teacher_forward_examples"] == 2 * 2  # 2 steps x floor(0.25 * 8)
 
@@ -269,7 +345,9 @@ def test_dynamic_data_selects_the_uncertain_rows(family, tmp_path):
 def test_dynamic_teacher_each_adoption_mode(family, mode, tmp_path):
     teachers = {"single-small": ["--small_teacher", family.small], "single-large": ["--large_teacher", family.large]}
     chosen = teachers.get(mode, teachers["single-small"] + teachers["single-large"])
-    run(dynamic_teacher, *student_args(family, tmp_path, *chosen, "--uncertainty_mode", mode, "--teacher_cache", "none"))
+    run(
+        dynamic_teacher, *student_args(family, tmp_path, *chosen, "--uncertainty_mode", mode, "--teacher_cache", "none")
+    )
     results = assert_plain_student(tmp_path, family.base)
     both = 2 * 8 * (2 if mode in ("soft", "soft-instance", "average") else 1)  # hard: each row to one teacher
     assert results["teacher_forward_examples"] == both
@@ -279,12 +357,16 @@ def test_dynamic_teacher_each_adoption_mode(family, mode, tmp_path):
 def test_dynamic_objective_with_a_wider_deeper_teacher(family, strategy, tmp_path):
     """Hidden-state alignment of a 2-layer, hidden-32 student with a 3-layer, hidden-48 teacher (projection)."""
     rep_layers = "cls" if strategy == "uncertainty-r" else "all"
-    run(dynamic_objective, *student_args(family, tmp_path, "--teacher", family.large, "--strategy", strategy, "--rep_layers", rep_layers))
+    run(
+        dynamic_objective,
+        *student_args(family, tmp_path, "--teacher", family.large, "--strategy", strategy, "--rep_layers", rep_layers),
+    )
     results = assert_plain_student(tmp_path, family.base)
     assert results["method"] == f"kd+objective/{strategy}"
 
 
 # --- teacher and student of different families ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
@@ -294,24 +376,68 @@ def mixed(tmp_path_factory):
     root = tmp_path_factory.mktemp("mixed")
     common = ["--task_name", "rte", "--data_dir", RTE, "--max_steps", "4"]
     bert, electra = str(root / "bert_teacher"), str(root / "electra_teacher")
-    run(train_teacher, *common, "--model_name_or_path", make_pretrained(root / "bert", "bert", num_layers=3, hidden=48, seed=2), "--output_dir", bert)
-    run(train_teacher, *common, "--model_name_or_path", make_pretrained(root / "electra", "electra", num_layers=2, seed=3), "--output_dir", electra)
-    return SimpleNamespace(bert=bert, electra=electra, distilbert=make_pretrained(root / "distilbert", "distilbert", num_layers=4, seed=4))
+    run(
+        train_teacher,
+        *common,
+        "--model_name_or_path",
+        make_pretrained(root / "bert", "bert", num_layers=3, hidden=48, seed=2),
+        "--output_dir",
+        bert,
+    )
+    run(
+        train_teacher,
+        *common,
+        "--model_name_or_path",
+        make_pretrained(root / "electra", "electra", num_layers=2, seed=3),
+        "--output_dir",
+        electra,
+    )
+    return SimpleNamespace(
+        bert=bert, electra=electra, distilbert=make_pretrained(root / "distilbert", "distilbert", num_layers=4, seed=4)
+    )
 
 
 def mixed_args(mixed, out, *extra):
     return [
-        "--model_name_or_path", mixed.distilbert, "--student_num_layers", "2", "--task_name", "rte", "--data_dir", RTE,
-        "--output_dir", str(out), "--max_steps", "2", *extra,
+        "--model_name_or_path",
+        mixed.distilbert,
+        "--student_num_layers",
+        "2",
+        "--task_name",
+        "rte",
+        "--data_dir",
+        RTE,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        *extra,
     ]
 
 
 def test_cross_family_teachers_and_student(mixed, tmp_path):
     """DistilBERT student, ELECTRA small and BERT large teacher (hidden 48: a projection), all three aspects."""
-    run(dynamic_teacher, *mixed_args(
-        mixed, tmp_path, "--small_teacher", mixed.electra, "--large_teacher", mixed.bert, "--uncertainty_mode", "hard",
-        "--selection_strategy", "entropy", "--selection_ratio", "0.5", "--strategy", "uncertainty", "--kd_rep_alpha", "1",
-    ))
+    run(
+        dynamic_teacher,
+        *mixed_args(
+            mixed,
+            tmp_path,
+            "--small_teacher",
+            mixed.electra,
+            "--large_teacher",
+            mixed.bert,
+            "--uncertainty_mode",
+            "hard",
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+            "--strategy",
+            "uncertainty",
+            "--kd_rep_alpha",
+            "1",
+        ),
+    )
     results = assert_plain_student(tmp_path, mixed.distilbert, task="rte")
     assert results["teacher_forward_examples"] > 0
 
@@ -326,7 +452,21 @@ def test_teacher_sees_the_segment_ids_it_was_trained_with(mixed, tmp_path):
     """A BERT teacher distilled into a DistilBERT student (whose tokenizer emits no token_type_ids)
     gives the logits it gives on its own tokenisation, sentence B marked as segment 1."""
     cache_dir = tmp_path / "cache"
-    run(dynamic_data, *mixed_args(mixed, tmp_path / "run", "--teacher", mixed.bert, "--teacher_cache", "disk", "--teacher_cache_dir", str(cache_dir), "--max_steps", "1"))
+    run(
+        dynamic_data,
+        *mixed_args(
+            mixed,
+            tmp_path / "run",
+            "--teacher",
+            mixed.bert,
+            "--teacher_cache",
+            "disk",
+            "--teacher_cache_dir",
+            str(cache_dir),
+            "--max_steps",
+            "1",
+        ),
+    )
     # one store folder (logits.npy and the per-row filled flags) next to the teacher check's check-*.json
     [store] = [name for name in os.listdir(cache_dir) if name.startswith("teacher-")]
     cache = {name: torch.from_numpy(np.load(cache_dir / store / f"{name}.npy")) for name in ("logits", "filled")}

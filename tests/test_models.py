@@ -1,13 +1,14 @@
 """Students built from pretrained layers, teachers loaded for distillation, vocabulary checks."""
+
 import json
 import os
 import shutil
 
 import pytest
 import torch
+from conftest import make_tiny_bert
 from transformers import AlbertConfig, AutoModel, AutoModelForSequenceClassification, FunnelBaseModel, FunnelConfig
 
-from conftest import make_tiny_bert
 from dynamic_kd.data import get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.models import (
@@ -21,22 +22,25 @@ from dynamic_kd.models import (
     unwrap_student,
 )
 
-
 # ---------------------------------------------------------------------------------------------
 # select_layers
 
-@pytest.mark.parametrize("num_layers, keep, init, expected", [
-    (6, 2, "first", [0, 1]),
-    (12, 6, "first", [0, 1, 2, 3, 4, 5]),
-    (6, 2, "skip", [2, 5]),
-    (6, 3, "skip", [1, 3, 5]),
-    (12, 6, "skip", [1, 3, 5, 7, 9, 11]),
-    (12, 4, "skip", [2, 5, 8, 11]),
-    (4, 1, "skip", [3]),
-    (4, 1, "first", [0]),
-    (4, 4, "skip", [0, 1, 2, 3]),
-    (4, 4, "first", [0, 1, 2, 3]),
-])
+
+@pytest.mark.parametrize(
+    "num_layers, keep, init, expected",
+    [
+        (6, 2, "first", [0, 1]),
+        (12, 6, "first", [0, 1, 2, 3, 4, 5]),
+        (6, 2, "skip", [2, 5]),
+        (6, 3, "skip", [1, 3, 5]),
+        (12, 6, "skip", [1, 3, 5, 7, 9, 11]),
+        (12, 4, "skip", [2, 5, 8, 11]),
+        (4, 1, "skip", [3]),
+        (4, 1, "first", [0]),
+        (4, 4, "skip", [0, 1, 2, 3]),
+        (4, 4, "first", [0, 1, 2, 3]),
+    ],
+)
 def test_select_layers(num_layers, keep, init, expected):
     assert select_layers(num_layers, keep, init) == expected
 
@@ -57,6 +61,7 @@ def test_select_layers_out_of_range(keep, init):
 
 # ---------------------------------------------------------------------------------------------
 # build_student
+
 
 @pytest.fixture(scope="module")
 def source(tiny_bert):
@@ -85,7 +90,8 @@ def test_build_student_copies_chosen_layers(tiny_bert, source, init, chosen):
     # a layer that was not chosen differs (the random init makes this certain)
     other = ({0, 1, 2, 3} - set(chosen)).pop()
     assert not torch.equal(
-        student.bert.encoder.layer[0].attention.self.query.weight, source.encoder.layer[other].attention.self.query.weight
+        student.bert.encoder.layer[0].attention.self.query.weight,
+        source.encoder.layer[other].attention.self.query.weight,
     )
     assert_same_state(student.bert.embeddings, source.embeddings)
     assert_same_state(student.bert.pooler, source.pooler)
@@ -162,7 +168,9 @@ def save_bf16(source, folder):
     """A copy of a model folder whose weights are stored in bf16 (as many hub checkpoints are)."""
     shutil.copytree(source, folder)
     AutoModelForSequenceClassification.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
-    assert AutoModelForSequenceClassification.from_pretrained(folder).dtype == torch.bfloat16  # what loading gives by default
+    assert (
+        AutoModelForSequenceClassification.from_pretrained(folder).dtype == torch.bfloat16
+    )  # what loading gives by default
     return str(folder)
 
 
@@ -174,7 +182,9 @@ def test_build_student_from_a_bf16_checkpoint_is_fp32(tiny_bert, tmp_path):
 
 def test_build_student_names_a_family_it_cannot_cut(tmp_path):
     """Funnel stacks its layers in pooling blocks, not one list: a cut is refused in one line."""
-    config = FunnelConfig(vocab_size=64, block_sizes=[2, 2], d_model=16, n_head=2, d_head=8, d_inner=32, num_decoder_layers=1)
+    config = FunnelConfig(
+        vocab_size=64, block_sizes=[2, 2], d_model=16, n_head=2, d_head=8, d_inner=32, num_decoder_layers=1
+    )
     FunnelBaseModel(config).save_pretrained(tmp_path)
     with pytest.raises(ConfigError) as info:
         build_student(str(tmp_path), get_task("sst2"), num_layers=2)
@@ -185,8 +195,15 @@ def test_build_student_names_a_family_it_cannot_cut(tmp_path):
 
 
 def test_build_student_refuses_albert_with_several_layer_groups(tmp_path):
-    config = AlbertConfig(vocab_size=64, embedding_size=8, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-                          intermediate_size=32, num_hidden_groups=2)
+    config = AlbertConfig(
+        vocab_size=64,
+        embedding_size=8,
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_hidden_groups=2,
+    )
     AutoModel.from_config(config).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="num_hidden_groups 1"):
         build_student(str(tmp_path), get_task("sst2"), num_layers=2)
@@ -203,6 +220,7 @@ def test_label_maps():
 
 # ---------------------------------------------------------------------------------------------
 # load_teacher
+
 
 @pytest.fixture(scope="module")
 def teacher_sst2(tmp_path_factory):
@@ -289,6 +307,7 @@ def test_load_teacher_truncated_weights(tmp_path, teacher_sst2):
 # ---------------------------------------------------------------------------------------------
 # segment ids
 
+
 def test_model_inputs_keep_segment_ids_only_for_models_that_use_them(tiny_bert, tiny_tokenizer):
     bert = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
     batch = dict(inputs(tiny_tokenizer))
@@ -302,6 +321,7 @@ def test_model_inputs_keep_segment_ids_only_for_models_that_use_them(tiny_bert, 
 
 # ---------------------------------------------------------------------------------------------
 # StudentWithProjections
+
 
 def test_projections_only_for_other_hidden_sizes(tiny_bert, tiny_tokenizer):
     student = build_student(tiny_bert, get_task("sst2"), num_layers=1).eval()

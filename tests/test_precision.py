@@ -1,4 +1,5 @@
 """The precision chooser: CPU flags decide, a probe only where the flags show no native bf16."""
+
 import subprocess
 import sys
 
@@ -56,7 +57,10 @@ def test_without_native_bf16_the_probe_decides(speedup, choice):
 
 def test_without_flags_or_probe_it_stays_fp32():
     assert choose_cpu_precision(SKYLAKE, probe=None)[0] == "fp32"
-    assert choose_cpu_precision("", probe=lambda: 3.0) == ("bf16", "no /proc/cpuinfo to read, but bf16 autocast measured 3.00x faster than fp32 in a matmul probe")
+    assert choose_cpu_precision("", probe=lambda: 3.0) == (
+        "bf16",
+        "no /proc/cpuinfo to read, but bf16 autocast measured 3.00x faster than fp32 in a matmul probe",
+    )
 
 
 def test_probe_runs_on_this_cpu():
@@ -67,7 +71,11 @@ def test_probe_runs_on_this_cpu():
 def test_cli_prints_one_word_for_bash(cpuinfo, expected, tmp_path):
     path = tmp_path / "cpuinfo"
     path.write_text(cpuinfo)
-    result = subprocess.run([sys.executable, "-m", "dynamic_kd.precision", "--cpuinfo", str(path), "--no_probe"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dynamic_kd.precision", "--cpuinfo", str(path), "--no_probe"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{expected}\n"
     assert result.stderr.startswith(f"precision: {expected} (")

@@ -1,11 +1,12 @@
 """Tests for dynamic_kd.recipe: the teacher check is paid once per teacher and dev data."""
+
 import json
 import os
 
 import pytest
+from conftest import FIXTURES, make_tiny_bert
 
 import dynamic_data
-from conftest import FIXTURES, make_tiny_bert
 from dynamic_kd import recipe
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
@@ -26,12 +27,36 @@ def scored(monkeypatch):
 
 
 def distil(base, teacher, output_dir, *extra):
-    dynamic_data.main([
-        "--model_name_or_path", base, "--student_num_layers", "1", "--task_name", "sst2", "--data_dir", SST2,
-        "--teacher", teacher, "--output_dir", str(output_dir), "--max_steps", "1", "--per_device_train_batch_size", "8",
-        "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
-        "--skip_teacher_check", *extra,
-    ])
+    dynamic_data.main(
+        [
+            "--model_name_or_path",
+            base,
+            "--student_num_layers",
+            "1",
+            "--task_name",
+            "sst2",
+            "--data_dir",
+            SST2,
+            "--teacher",
+            teacher,
+            "--output_dir",
+            str(output_dir),
+            "--max_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "8",
+            "--per_device_eval_batch_size",
+            "16",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--skip_teacher_check",
+            *extra,
+        ]
+    )
     with open(os.path.join(output_dir, "results.json")) as handle:
         return json.load(handle)["teacher_metrics"]
 

@@ -10,6 +10,7 @@ then exits through the normal interpreter teardown. The server computes nothing 
 with OMP_NUM_THREADS=1, so no thread pool exists to break in the forked children. Runs that
 must go through torchrun use the real torchrun.
 """
+
 import json
 import os
 import shutil
@@ -22,16 +23,19 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from conftest import FIXTURES, holding_python, make_tiny_bert, wait_until_held
+from safetensors.torch import load_file, save_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
 STSB = os.path.join(FIXTURES, "glue", "stsb")
 ENV = {
-    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-    "WANDB_DISABLED": "true", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "WANDB_DISABLED": "true",
+    "OMP_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
 }
 # Small and quiet: every run trains a 2-4 layer, hidden-32 BERT on 32 rows.
 QUIET = ["--report_to", "none", "--disable_tqdm", "true", "--per_device_eval_batch_size", "16"]
@@ -110,8 +114,13 @@ class Launcher:
         self.log_dir, self.count = str(log_dir), 0
         self.server_log = open(os.path.join(self.log_dir, "server.log"), "w")
         self.server = subprocess.Popen(
-            [sys.executable, "-c", SERVER], cwd=REPO, env={**os.environ, **ENV}, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.server_log,
+            [sys.executable, "-c", SERVER],
+            cwd=REPO,
+            env={**os.environ, **ENV},
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.server_log,
         )
 
     def _ask(self, request: dict) -> dict:
@@ -127,8 +136,12 @@ class Launcher:
         out = os.path.join(self.log_dir, f"{self.count:03d}-{script}")
         args = [os.path.join(REPO, script), *args] if hold else args
         job = {
-            "script": hold.script if hold else os.path.join(REPO, script), "args": [str(a) for a in args], "cwd": REPO,
-            "env": env or {}, "stdout": out + ".out", "stderr": out + ".err",
+            "script": hold.script if hold else os.path.join(REPO, script),
+            "args": [str(a) for a in args],
+            "cwd": REPO,
+            "env": env or {},
+            "stdout": out + ".out",
+            "stderr": out + ".err",
         }
         return Job(self._ask(job)["pid"], job["stdout"], job["stderr"])
 
@@ -168,10 +181,18 @@ def run_ranks(launcher, script, args, world_size=2, timeout=240) -> list[Result]
     """A 2-process job: the environment torchrun gives its workers, forked from the warm server."""
     port = str(free_port())
     jobs = [
-        launcher.start(script, args, env={
-            "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
-            "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-        })
+        launcher.start(
+            script,
+            args,
+            env={
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(world_size),
+                "LOCAL_WORLD_SIZE": str(world_size),
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            },
+        )
         for rank in range(world_size)
     ]
     return [launcher.wait(job, timeout) for job in jobs]
@@ -180,11 +201,22 @@ def run_ranks(launcher, script, args, world_size=2, timeout=240) -> list[Result]
 def torchrun(script, args, log, timeout=240) -> Result:
     """The real launcher (elastic agent + workers), as users start multi-process runs."""
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(free_port()), os.path.join(REPO, script), *map(str, args),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        os.path.join(REPO, script),
+        *map(str, args),
     ]
     with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
-        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **ENV}, stdout=out, stderr=err, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **ENV}, stdout=out, stderr=err, start_new_session=True
+        )
         try:
             rc = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -232,6 +264,7 @@ def ok(result: Result) -> str:
 
 # --- models ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def launcher(tmp_path_factory):
     server = Launcher(tmp_path_factory.mktemp("runs"))
@@ -243,17 +276,52 @@ def teacher_args(base, output_dir):
     # 10 epochs: enough for the tiny teacher to beat the majority class on the dev fixture
     # (0.875 vs 0.5), so distillation from it passes the teacher check.
     return [
-        "--model_name_or_path", base, "--task_name", "sst2", "--data_dir", SST2, "--output_dir", output_dir,
-        "--num_train_epochs", "10", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-        "--save_strategy", "no", "--seed", "3", *QUIET,
+        "--model_name_or_path",
+        base,
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        SST2,
+        "--output_dir",
+        output_dir,
+        "--num_train_epochs",
+        "10",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--save_strategy",
+        "no",
+        "--seed",
+        "3",
+        *QUIET,
     ]
 
 
 def student_args(zoo, output_dir, *extra, epochs=1, batch=8):
     return [
-        "--model_name_or_path", zoo.base, "--student_num_layers", "2", "--task_name", "sst2", "--data_dir", SST2,
-        "--output_dir", output_dir, "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(batch),
-        "--learning_rate", "1e-3", "--save_strategy", "no", "--seed", "5", *QUIET, *extra,
+        "--model_name_or_path",
+        zoo.base,
+        "--student_num_layers",
+        "2",
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        SST2,
+        "--output_dir",
+        output_dir,
+        "--num_train_epochs",
+        str(epochs),
+        "--per_device_train_batch_size",
+        str(batch),
+        "--learning_rate",
+        "1e-3",
+        "--save_strategy",
+        "no",
+        "--seed",
+        "5",
+        *QUIET,
+        *extra,
     ]
 
 
@@ -304,6 +372,7 @@ def _copy_teacher(source, target) -> str:
 
 # --- 1. bad input: one line on stderr, exit 2, no traceback, --output_dir untouched ---------
 
+
 def _data_dir(root, name, train_text):
     folder = root / name
     folder.mkdir()
@@ -330,7 +399,9 @@ def _latin1_data_dir(root):
     """A GLUE-format folder whose train.tsv was saved as Latin-1, as many older exports are."""
     folder = root / "latin1"
     folder.mkdir()
-    (folder / "train.tsv").write_bytes("sentence\tlabel\nthe movie was good\t1\nthe caf\u00e9 was bad\t0\n".encode("latin-1"))
+    (folder / "train.tsv").write_bytes(
+        "sentence\tlabel\nthe movie was good\t1\nthe caf\u00e9 was bad\t0\n".encode("latin-1")
+    )
     shutil.copy(os.path.join(SST2, "dev.tsv"), folder / "dev.tsv")
     return str(folder)
 
@@ -346,53 +417,279 @@ def _without(argv, flag):
     """`argv` without `flag` and its value."""
     argv = list(argv)
     position = argv.index(flag)
-    return argv[:position] + argv[position + 2:]
+    return argv[:position] + argv[position + 2 :]
 
 
 # Each case: (entry point, argv builder(zoo, tmp, out), words of the error, where it must fail).
 # Stages: "args" = before any model is loaded, "models" = before the data is read,
 # "data" = while reading the data (before training).
 BAD_INPUT = {
-    "unknown_task": ("train_teacher.py", lambda z, t, o: teacher_args(z.base, o)[:2] + ["--task_name", "sst3", "--data_dir", SST2, "--output_dir", o, *QUIET], "unknown --task_name 'sst3'", "args"),
-    "data_dir_without_files": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", str(t)), "lacks train.tsv", "data"),
-    "missing_column": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "text\tlabel\nthe movie\t1\n")), "lacks column 'sentence'", "data"),
-    "label_outside_set": ("dynamic_data.py", lambda z, t, o: _with(student_args(z, o, "--teacher", z.teacher), "--data_dir", _data_dir(t, "d", "sentence\tlabel\nthe movie\t1\na film\t7\n")), "label '7' is not a sst2 label", "data"),
-    "empty_training_file": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "")), "no labeled data rows", "data"),
-    "selection_ratio_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "entropy", "--selection_ratio", "0"), "--selection_ratio must be in (0, 1]", "args"),
-    "selection_ratio_above_one": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "entropy", "--selection_ratio", "1.5"), "--selection_ratio must be in (0, 1]", "args"),
-    "unknown_selection_strategy": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "entropi"), "unknown --selection_strategy 'entropi'", "args"),
-    "unknown_uncertainty_mode": ("dynamic_teacher.py", lambda z, t, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.teacher, "--uncertainty_mode", "hardest"), "unknown --uncertainty_mode 'hardest'", "args"),
-    "unknown_objective_strategy": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--strategy", "certainty"), "unknown --strategy 'certainty'", "args"),
-    "teacher_does_not_exist": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", str(t / "nowhere")), "does not exist", "models"),
-    "teacher_not_a_model_folder": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", SST2), "is not a model folder", "models"),
-    "teacher_num_labels": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.three_labels), "predicts 3 labels but sst2 has 2", "models"),
-    "teacher_without_tokenizer": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.other_vocab), "save the teacher's tokenizer next to it", "models"),
-    "student_zero_layers": ("dynamic_data.py", lambda z, t, o: _with(student_args(z, o, "--teacher", z.teacher), "--student_num_layers", "0"), "--student_num_layers must be at least 1", "args"),
-    "student_too_many_layers": ("train_teacher.py", lambda z, t, o: teacher_args(z.base, o) + ["--student_num_layers", "9"], "--student_num_layers 9 is out of range", "models"),
-    "hidden_sizes_without_projection": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.wide, "--rep_projection", "False"), "needs equal hidden sizes", "models"),
-    "entropy_on_regression": ("dynamic_data.py", lambda z, t, o: _with(student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "entropy", "--selection_ratio", "0.5"), "--task_name", "stsb", "--data_dir", STSB), "stsb is a regression task", "args"),
-    "finished_output_dir": ("dynamic_data.py", lambda z, t, o: _finished_output(o) or student_args(z, o, "--teacher", z.teacher), "already holds a finished results.json", "args"),
-    "output_dir_is_a_file": ("train_teacher.py", lambda z, t, o: _a_file(o) or teacher_args(z.base, o), "is a file", "args"),
-    "overwrite_keeps_finished_run_on_error": ("dynamic_data.py", lambda z, t, o: _finished_output(o) or student_args(z, o, "--teacher", str(t / "nowhere"), "--overwrite_output_dir"), "does not exist", "models"),
-    "truncated_teacher_weights": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.truncated), "unreadable weights", "models"),
+    "unknown_task": (
+        "train_teacher.py",
+        lambda z, t, o: (
+            teacher_args(z.base, o)[:2] + ["--task_name", "sst3", "--data_dir", SST2, "--output_dir", o, *QUIET]
+        ),
+        "unknown --task_name 'sst3'",
+        "args",
+    ),
+    "data_dir_without_files": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", str(t)),
+        "lacks train.tsv",
+        "data",
+    ),
+    "missing_column": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "text\tlabel\nthe movie\t1\n")),
+        "lacks column 'sentence'",
+        "data",
+    ),
+    "label_outside_set": (
+        "dynamic_data.py",
+        lambda z, t, o: _with(
+            student_args(z, o, "--teacher", z.teacher),
+            "--data_dir",
+            _data_dir(t, "d", "sentence\tlabel\nthe movie\t1\na film\t7\n"),
+        ),
+        "label '7' is not a sst2 label",
+        "data",
+    ),
+    "empty_training_file": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "")),
+        "no labeled data rows",
+        "data",
+    ),
+    "selection_ratio_zero": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(
+            z, o, "--teacher", z.teacher, "--selection_strategy", "entropy", "--selection_ratio", "0"
+        ),
+        "--selection_ratio must be in (0, 1]",
+        "args",
+    ),
+    "selection_ratio_above_one": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(
+            z, o, "--teacher", z.teacher, "--selection_strategy", "entropy", "--selection_ratio", "1.5"
+        ),
+        "--selection_ratio must be in (0, 1]",
+        "args",
+    ),
+    "unknown_selection_strategy": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "entropi"),
+        "unknown --selection_strategy 'entropi'",
+        "args",
+    ),
+    "unknown_uncertainty_mode": (
+        "dynamic_teacher.py",
+        lambda z, t, o: student_args(
+            z, o, "--small_teacher", z.teacher, "--large_teacher", z.teacher, "--uncertainty_mode", "hardest"
+        ),
+        "unknown --uncertainty_mode 'hardest'",
+        "args",
+    ),
+    "unknown_objective_strategy": (
+        "dynamic_objective.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--strategy", "certainty"),
+        "unknown --strategy 'certainty'",
+        "args",
+    ),
+    "teacher_does_not_exist": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", str(t / "nowhere")),
+        "does not exist",
+        "models",
+    ),
+    "teacher_not_a_model_folder": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", SST2),
+        "is not a model folder",
+        "models",
+    ),
+    "teacher_num_labels": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.three_labels),
+        "predicts 3 labels but sst2 has 2",
+        "models",
+    ),
+    "teacher_without_tokenizer": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.other_vocab),
+        "save the teacher's tokenizer next to it",
+        "models",
+    ),
+    "student_zero_layers": (
+        "dynamic_data.py",
+        lambda z, t, o: _with(student_args(z, o, "--teacher", z.teacher), "--student_num_layers", "0"),
+        "--student_num_layers must be at least 1",
+        "args",
+    ),
+    "student_too_many_layers": (
+        "train_teacher.py",
+        lambda z, t, o: teacher_args(z.base, o) + ["--student_num_layers", "9"],
+        "--student_num_layers 9 is out of range",
+        "models",
+    ),
+    "hidden_sizes_without_projection": (
+        "dynamic_objective.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.wide, "--rep_projection", "False"),
+        "needs equal hidden sizes",
+        "models",
+    ),
+    "entropy_on_regression": (
+        "dynamic_data.py",
+        lambda z, t, o: _with(
+            student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "entropy", "--selection_ratio", "0.5"),
+            "--task_name",
+            "stsb",
+            "--data_dir",
+            STSB,
+        ),
+        "stsb is a regression task",
+        "args",
+    ),
+    "finished_output_dir": (
+        "dynamic_data.py",
+        lambda z, t, o: _finished_output(o) or student_args(z, o, "--teacher", z.teacher),
+        "already holds a finished results.json",
+        "args",
+    ),
+    "output_dir_is_a_file": (
+        "train_teacher.py",
+        lambda z, t, o: _a_file(o) or teacher_args(z.base, o),
+        "is a file",
+        "args",
+    ),
+    "overwrite_keeps_finished_run_on_error": (
+        "dynamic_data.py",
+        lambda z, t, o: (
+            _finished_output(o) or student_args(z, o, "--teacher", str(t / "nowhere"), "--overwrite_output_dir")
+        ),
+        "does not exist",
+        "models",
+    ),
+    "truncated_teacher_weights": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.truncated),
+        "unreadable weights",
+        "models",
+    ),
     # files the loader cannot read (issue 10, item 7)
-    "data_file_not_utf8": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _latin1_data_dir(t)), "line 3 is not valid UTF-8 (byte 0xe9", "data"),
-    "data_line_not_a_json_object": ("train_teacher.py", lambda z, t, o: _without(teacher_args(z.base, o), "--data_dir") + _user_files(t, "train.jsonl", '{"sentence": "good", "label": 1}\n["bad", 0]\n'), "line 2 is not a JSON object", "data"),
-    "data_ragged_row": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "sentence\tlabel\ngood\t1\nbad\tmovie\t0\n")), "line 3 has 3 fields but the header has 2", "data"),
-    "data_header_only": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "sentence\tlabel\n")), "no labeled data rows", "data"),
-    "data_file_is_a_folder": ("train_teacher.py", lambda z, t, o: (t / "train.csv").mkdir() or _without(teacher_args(z.base, o), "--data_dir") + ["--train_file", str(t / "train.csv"), "--validation_file", os.path.join(SST2, "dev.tsv")], "is a folder", "data"),
+    "data_file_not_utf8": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _latin1_data_dir(t)),
+        "line 3 is not valid UTF-8 (byte 0xe9",
+        "data",
+    ),
+    "data_line_not_a_json_object": (
+        "train_teacher.py",
+        lambda z, t, o: (
+            _without(teacher_args(z.base, o), "--data_dir")
+            + _user_files(t, "train.jsonl", '{"sentence": "good", "label": 1}\n["bad", 0]\n')
+        ),
+        "line 2 is not a JSON object",
+        "data",
+    ),
+    "data_ragged_row": (
+        "train_teacher.py",
+        lambda z, t, o: _with(
+            teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "sentence\tlabel\ngood\t1\nbad\tmovie\t0\n")
+        ),
+        "line 3 has 3 fields but the header has 2",
+        "data",
+    ),
+    "data_header_only": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--data_dir", _data_dir(t, "d", "sentence\tlabel\n")),
+        "no labeled data rows",
+        "data",
+    ),
+    "data_file_is_a_folder": (
+        "train_teacher.py",
+        lambda z, t, o: (
+            (t / "train.csv").mkdir()
+            or _without(teacher_args(z.base, o), "--data_dir")
+            + ["--train_file", str(t / "train.csv"), "--validation_file", os.path.join(SST2, "dev.tsv")]
+        ),
+        "is a folder",
+        "data",
+    ),
     # numeric flags with no meaningful value, and flags the trainer would not honour (items 3, 7)
-    "temperature_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--temperature", "0"), "--temperature must be a positive number", "args"),
-    "batch_size_zero": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number", "args"),
-    "epochs_zero": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--num_train_epochs", "0"), "--num_train_epochs must be a positive number", "args"),
-    "negative_alpha": ("dynamic_objective.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--kd_kl_alpha", "-1"), "--kd_kl_alpha must be a number >= 0", "args"),
-    "teacher_batch_size_zero": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1", "args"),
-    "label_smoothing_on_regression": ("train_teacher.py", lambda z, t, o: _with(teacher_args(z.base, o), "--task_name", "stsb", "--data_dir", STSB) + ["--label_smoothing_factor", "0.1"], "stsb is a regression task", "args"),
-    "unhonoured_training_flag": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--use_liger_kernel"), "--use_liger_kernel is not supported", "args"),
-    "epoch_scope_without_selection": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_scope", "epoch"), "--selection_scope epoch needs a --selection_strategy", "args"),
+    "temperature_zero": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--temperature", "0"),
+        "--temperature must be a positive number",
+        "args",
+    ),
+    "batch_size_zero": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--per_device_train_batch_size", "0"),
+        "--per_device_train_batch_size must be a positive number",
+        "args",
+    ),
+    "epochs_zero": (
+        "train_teacher.py",
+        lambda z, t, o: _with(teacher_args(z.base, o), "--num_train_epochs", "0"),
+        "--num_train_epochs must be a positive number",
+        "args",
+    ),
+    "negative_alpha": (
+        "dynamic_objective.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--kd_kl_alpha", "-1"),
+        "--kd_kl_alpha must be a number >= 0",
+        "args",
+    ),
+    "teacher_batch_size_zero": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--teacher_batch_size", "0"),
+        "--teacher_batch_size must be at least 1",
+        "args",
+    ),
+    "label_smoothing_on_regression": (
+        "train_teacher.py",
+        lambda z, t, o: (
+            _with(teacher_args(z.base, o), "--task_name", "stsb", "--data_dir", STSB)
+            + ["--label_smoothing_factor", "0.1"]
+        ),
+        "stsb is a regression task",
+        "args",
+    ),
+    "unhonoured_training_flag": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--use_liger_kernel"),
+        "--use_liger_kernel is not supported",
+        "args",
+    ),
+    "epoch_scope_without_selection": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--selection_scope", "epoch"),
+        "--selection_scope epoch needs a --selection_strategy",
+        "args",
+    ),
     # a teacher whose classes are in another order than the task's (item 5): caught before training
-    "teacher_with_permuted_labels": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.permuted), "no better than always predicting the majority class", "data"),
-    "unwritable_teacher_cache_dir": ("dynamic_data.py", lambda z, t, o: student_args(z, o, "--teacher", z.teacher, "--teacher_cache", "disk", "--teacher_cache_dir", os.path.join(SST2, "train.tsv", "cache")), "--teacher_cache_dir", "args"),
+    "teacher_with_permuted_labels": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(z, o, "--teacher", z.permuted),
+        "no better than always predicting the majority class",
+        "data",
+    ),
+    "unwritable_teacher_cache_dir": (
+        "dynamic_data.py",
+        lambda z, t, o: student_args(
+            z,
+            o,
+            "--teacher",
+            z.teacher,
+            "--teacher_cache",
+            "disk",
+            "--teacher_cache_dir",
+            os.path.join(SST2, "train.tsv", "cache"),
+        ),
+        "--teacher_cache_dir",
+        "args",
+    ),
 }
 
 
@@ -436,11 +733,15 @@ def test_teacher_scores_are_checked_and_reported(zoo, launcher, tmp_path):
     result = launcher.run("dynamic_data.py", student_args(zoo, good, "--teacher", zoo.teacher))
     assert result.rc == 0, ok(result)
     assert f"teacher teacher ({zoo.teacher}) on the first 16 validation examples: accuracy 0.875" in result.stderr
-    assert read_results(good)["teacher_metrics"] == {"teacher": {"accuracy": 0.875, "majority_class_rate": 0.5, "examples": 16}}
+    assert read_results(good)["teacher_metrics"] == {
+        "teacher": {"accuracy": 0.875, "majority_class_rate": 0.5, "examples": 16}
+    }
 
     # the override trains anyway, warns, and still reports the (bad) scores
     permuted = str(tmp_path / "permuted")
-    result = launcher.run("dynamic_data.py", student_args(zoo, permuted, "--teacher", zoo.permuted, "--skip_teacher_check"))
+    result = launcher.run(
+        "dynamic_data.py", student_args(zoo, permuted, "--teacher", zoo.permuted, "--skip_teacher_check")
+    )
     assert result.rc == 0, ok(result)
     assert "--skip_teacher_check: distilling from it anyway" in result.stderr
     assert read_results(permuted)["teacher_metrics"]["teacher"]["accuracy"] == 0.125
@@ -448,12 +749,28 @@ def test_teacher_scores_are_checked_and_reported(zoo, launcher, tmp_path):
 
 # --- 2. crash and resume ----------------------------------------------------------------------
 
+
 def resume_args(zoo, output_dir):
     # 2 epochs x 16 steps of 2 rows, a checkpoint every 2 steps: a long window to kill the run in.
     return student_args(
-        zoo, output_dir, "--teacher", zoo.teacher, "--selection_strategy", "entropy", "--selection_ratio", "0.5",
-        "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "2", "--logging_steps", "1",
-        epochs=2, batch=2,
+        zoo,
+        output_dir,
+        "--teacher",
+        zoo.teacher,
+        "--selection_strategy",
+        "entropy",
+        "--selection_ratio",
+        "0.5",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "2",
+        "--logging_steps",
+        "1",
+        epochs=2,
+        batch=2,
     )
 
 
@@ -461,7 +778,11 @@ def resume_args(zoo, output_dir):
 def test_killed_run_resumes_to_the_same_result(zoo, launcher, tmp_path, cache):
     reference, resumed = str(tmp_path / "reference"), str(tmp_path / "resumed")
     # disk: each run gets its own store, so the resumed run cannot borrow the reference's outputs
-    store = (lambda name: ["--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / name)]) if cache == "disk" else (lambda name: [])
+    store = (
+        (lambda name: ["--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / name)])
+        if cache == "disk"
+        else (lambda name: [])
+    )
     result = launcher.run("dynamic_data.py", resume_args(zoo, reference) + store("reference-store"))
     assert result.rc == 0, ok(result)
 
@@ -504,11 +825,15 @@ def test_resume_skips_a_half_written_checkpoint(tmp_path):
 
 # --- 3. NaN / Inf -------------------------------------------------------------------------------
 
+
 def test_nan_teacher_stops_with_one_line_and_exit_3(zoo, launcher, tmp_path):
     output_dir = str(tmp_path / "out")
     # --skip_teacher_check: the teacher check would catch these NaN logits before training; this
     # test is about a loss that turns NaN during training.
-    result = launcher.run("dynamic_data.py", student_args(zoo, output_dir, "--teacher", zoo.nan, "--logging_steps", "1", "--skip_teacher_check"))
+    result = launcher.run(
+        "dynamic_data.py",
+        student_args(zoo, output_dir, "--teacher", zoo.nan, "--logging_steps", "1", "--skip_teacher_check"),
+    )
 
     assert result.rc == 3, ok(result)
     assert "Traceback" not in result.stderr, result.stderr[-4000:]
@@ -520,9 +845,15 @@ def test_nan_teacher_stops_with_one_line_and_exit_3(zoo, launcher, tmp_path):
 # --- 4. determinism ------------------------------------------------------------------------------
 
 DETERMINISM = {
-    "dynamic_teacher.py": lambda z, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, "--skip_teacher_check"),
-    "dynamic_data.py": lambda z, o: student_args(z, o, "--teacher", z.teacher, "--selection_strategy", "random", "--selection_ratio", "0.5"),
-    "dynamic_objective.py": lambda z, o: student_args(z, o, "--teacher", z.wide, "--strategy", "uncertainty", "--skip_teacher_check"),
+    "dynamic_teacher.py": lambda z, o: student_args(
+        z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, "--skip_teacher_check"
+    ),
+    "dynamic_data.py": lambda z, o: student_args(
+        z, o, "--teacher", z.teacher, "--selection_strategy", "random", "--selection_ratio", "0.5"
+    ),
+    "dynamic_objective.py": lambda z, o: student_args(
+        z, o, "--teacher", z.wide, "--strategy", "uncertainty", "--skip_teacher_check"
+    ),
 }
 
 
@@ -553,11 +884,21 @@ TORCHRUN = {
     # script: (argv builder, expected teacher_forward_examples over both ranks)
     "train_teacher.py": (lambda z, o: teacher_args(z.base, o) + DDP, 0),
     # hard mode routes each row to exactly one teacher; the memory cache computes it once
-    "dynamic_teacher.py": (lambda z, o: student_args(z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, "--skip_teacher_check", *DDP, batch=4), 32),
+    "dynamic_teacher.py": (
+        lambda z, o: student_args(
+            z, o, "--small_teacher", z.teacher, "--large_teacher", z.wide, "--skip_teacher_check", *DDP, batch=4
+        ),
+        32,
+    ),
     # 2 epochs: caches are all-gathered at epoch end, so epoch 2 needs no teacher forward
     "dynamic_data.py": (lambda z, o: student_args(z, o, "--teacher", z.teacher, *DDP, epochs=2, batch=4), 32),
     # full-token hidden states are never cached: one forward per row
-    "dynamic_objective.py": (lambda z, o: student_args(z, o, "--teacher", z.wide, "--strategy", "uncertainty", "--skip_teacher_check", *DDP, batch=4), 32),
+    "dynamic_objective.py": (
+        lambda z, o: student_args(
+            z, o, "--teacher", z.wide, "--strategy", "uncertainty", "--skip_teacher_check", *DDP, batch=4
+        ),
+        32,
+    ),
 }
 
 
@@ -580,7 +921,19 @@ def test_torchrun_two_processes(script, zoo, tmp_path):
 def test_two_processes_fill_and_reuse_one_disk_store(zoo, launcher, tmp_path):
     runs = [str(tmp_path / name) for name in ("first", "second")]
     for output_dir, forwards in zip(runs, (32, 0)):
-        argv = student_args(zoo, output_dir, "--teacher", zoo.teacher, "--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / "stores"), *DDP, epochs=2, batch=4)
+        argv = student_args(
+            zoo,
+            output_dir,
+            "--teacher",
+            zoo.teacher,
+            "--teacher_cache",
+            "disk",
+            "--teacher_cache_dir",
+            str(tmp_path / "stores"),
+            *DDP,
+            epochs=2,
+            batch=4,
+        )
         results = run_ranks(launcher, "dynamic_data.py", argv)
         for rank, result in enumerate(results):
             assert result.rc == 0, f"rank {rank}: {ok(result)}"
@@ -596,7 +949,9 @@ def test_two_process_teardown_is_clean_every_time(zoo, launcher, tmp_path):
     """A bare gloo teardown aborted ~1 run in 5; every run must now exit 0 on every rank."""
     for attempt in range(5):
         output_dir = str(tmp_path / f"run{attempt}")
-        results = run_ranks(launcher, "dynamic_data.py", student_args(zoo, output_dir, "--teacher", zoo.teacher, *DDP, batch=4))
+        results = run_ranks(
+            launcher, "dynamic_data.py", student_args(zoo, output_dir, "--teacher", zoo.teacher, *DDP, batch=4)
+        )
         for rank, result in enumerate(results):
             assert result.rc == 0, f"attempt {attempt} rank {rank}: {ok(result)}"
         assert read_results(output_dir)["teacher_forward_examples"] == 32
@@ -605,7 +960,19 @@ def test_two_process_teardown_is_clean_every_time(zoo, launcher, tmp_path):
 def test_one_failing_rank_ends_the_job_instead_of_hanging(zoo, launcher, tmp_path):
     """Rank 1 fails while rank 0 trains on: rank 1 must not wait for rank 0 at a barrier."""
     output_dir = str(tmp_path / "out")
-    argv = student_args(zoo, output_dir, "--teacher", zoo.teacher, "--save_strategy", "steps", "--save_steps", "2", *DDP, epochs=2, batch=4)
+    argv = student_args(
+        zoo,
+        output_dir,
+        "--teacher",
+        zoo.teacher,
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        *DDP,
+        epochs=2,
+        batch=4,
+    )
     for rank, result in enumerate(run_ranks(launcher, "dynamic_data.py", argv)):
         assert result.rc == 0, f"rank {rank}: {ok(result)}"
     # Back to a run killed after its first checkpoint, whose rank-1 RNG file got corrupted.

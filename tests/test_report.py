@@ -1,4 +1,5 @@
 """Tests for dynamic_kd.report: grouping by settings and data, aggregation over seeds, tables, figures."""
+
 import io
 import json
 import os
@@ -11,10 +12,22 @@ from dynamic_kd.errors import ConfigError
 
 # The arguments of a dynamic_objective.py run as finish_run records them (the ones that matter here).
 OBJECTIVE_ARGS = {
-    "task_name": "sst2", "model_name_or_path": "bert-base-uncased", "student_num_layers": 6, "teacher": "/t/{task}-base",
-    "uncertainty_mode": None, "selection_strategy": "none", "selection_ratio": 1.0, "selection_scope": "batch",
-    "strategy": "uncertainty", "rep_alpha": 1.0, "rep_layers": "all", "kd_loss": "auto", "learning_rate": 2e-5,
-    "logging_steps": 500, "per_device_eval_batch_size": 8, "report_to": [],
+    "task_name": "sst2",
+    "model_name_or_path": "bert-base-uncased",
+    "student_num_layers": 6,
+    "teacher": "/t/{task}-base",
+    "uncertainty_mode": None,
+    "selection_strategy": "none",
+    "selection_ratio": 1.0,
+    "selection_scope": "batch",
+    "strategy": "uncertainty",
+    "rep_alpha": 1.0,
+    "rep_layers": "all",
+    "kd_loss": "auto",
+    "learning_rate": 2e-5,
+    "logging_steps": 500,
+    "per_device_eval_batch_size": 8,
+    "report_to": [],
 }
 DROP = object()  # an argument the script does not have
 HUB_SST2 = {"source": "hub", "location": "nyu-mll/glue/sst2", "fingerprint": "0123456789abcdef"}
@@ -24,12 +37,27 @@ def write_run(root, name, seed, metrics, task="sst2", data=HUB_SST2, history=Non
     """Write `root/name/results.json` as finish_run does; `args` override OBJECTIVE_ARGS. Returns the run dir."""
     run_dir = os.path.join(str(root), name)
     os.makedirs(run_dir, exist_ok=True)
-    resolved = {**OBJECTIVE_ARGS, "teacher": f"/t/{task}-base", "task_name": task, "seed": seed, "output_dir": run_dir, **args}
+    resolved = {
+        **OBJECTIVE_ARGS,
+        "teacher": f"/t/{task}-base",
+        "task_name": task,
+        "seed": seed,
+        "output_dir": run_dir,
+        **args,
+    }
     resolved = {k: v for k, v in resolved.items() if v is not DROP}
     record = {
-        "script": "dynamic_objective.py", "task": task, "seed": seed, "metrics": metrics, "train_runtime_s": 10.0 + seed,
-        "train_examples": 100, "teacher_forward_examples": 50, "args": resolved, "method": "ignored",
-        "data": data, "log_history": history or [],
+        "script": "dynamic_objective.py",
+        "task": task,
+        "seed": seed,
+        "metrics": metrics,
+        "train_runtime_s": 10.0 + seed,
+        "train_examples": 100,
+        "teacher_forward_examples": 50,
+        "args": resolved,
+        "method": "ignored",
+        "data": data,
+        "log_history": history or [],
     }
     with open(os.path.join(run_dir, "results.json"), "w") as handle:
         json.dump(record, handle)
@@ -49,6 +77,7 @@ def table_of(root, fmt="md"):
 
 # --- the merge defect ----------------------------------------------------------------------
 
+
 def test_runs_differing_only_in_rep_layers_are_two_rows(tmp_path):
     for seed, (all_acc, cls_acc) in zip((1, 2), ((0.60, 0.70), (0.70, 0.80))):
         write_run(tmp_path, f"all-seed{seed}", seed, {"accuracy": all_acc}, rep_layers="all")
@@ -56,8 +85,10 @@ def test_runs_differing_only_in_rep_layers_are_two_rows(tmp_path):
     header, *rows = md_rows(table_of(tmp_path))
     assert header == ["Method", "rep_layers", "SST-2", "Avg"]
     # mean of 0.60, 0.70 = 65.0, sample std = 0.0707 -> 7.1; the cls runs: 75.0 ± 7.1
-    assert rows == [["kd+objective/uncertainty", "all", "65.0 ± 7.1 (n=2)", "65.0"],
-                    ["kd+objective/uncertainty", "cls", "75.0 ± 7.1 (n=2)", "75.0"]]
+    assert rows == [
+        ["kd+objective/uncertainty", "all", "65.0 ± 7.1 (n=2)", "65.0"],
+        ["kd+objective/uncertainty", "cls", "75.0 ± 7.1 (n=2)", "75.0"],
+    ]
 
 
 def test_demo_tweets_are_not_averaged_with_real_sst2(tmp_path):
@@ -100,8 +131,10 @@ def test_teacher_paths_are_compared_per_task(tmp_path):
     header, *rows = md_rows(table_of(tmp_path))
     assert header == ["Method", "teacher", "MRPC (F1/acc)", "RTE", "Avg"]
     # Avg: each task's primary metric (metrics.primary_metric: MRPC's F1), (80 + 60) / 2 and (90 + 70) / 2
-    assert rows == [["kd+objective/uncertainty", "/t/{task}-base", "80.0/70.0 (n=1)", "60.0 (n=1)", "70.0"],
-                    ["kd+objective/uncertainty", "/t/{task}-large", "90.0/80.0 (n=1)", "70.0 (n=1)", "80.0"]]
+    assert rows == [
+        ["kd+objective/uncertainty", "/t/{task}-base", "80.0/70.0 (n=1)", "60.0 (n=1)", "70.0"],
+        ["kd+objective/uncertainty", "/t/{task}-large", "90.0/80.0 (n=1)", "70.0 (n=1)", "80.0"],
+    ]
 
 
 def test_seed_paths_and_bookkeeping_do_not_split_a_row(tmp_path):
@@ -125,6 +158,7 @@ def test_every_other_setting_splits_a_row(tmp_path):
 
 # --- aggregation and tables ----------------------------------------------------------------
 
+
 @pytest.fixture
 def glue_runs(tmp_path):
     """KD on sst2 (3 seeds), mrpc (2 seeds), mnli (1 seed); entropy selection on sst2 (1 seed); two bad files."""
@@ -133,8 +167,24 @@ def glue_runs(tmp_path):
     for seed, acc in zip((1, 2, 3), (0.80, 0.90, 0.85)):
         write_run(root, f"kd_sst2_s{seed}", seed, {"accuracy": acc}, **kd)
     for seed, (f1, acc) in zip((1, 2), ((0.90, 0.80), (0.86, 0.84))):
-        write_run(root, f"kd_mrpc_s{seed}", seed, {"f1": f1, "accuracy": acc}, task="mrpc", data={**HUB_SST2, "fingerprint": "m"}, **kd)
-    write_run(root, "kd_mnli_s1", 1, {"accuracy": 0.70, "accuracy_mm": 0.72}, task="mnli", data={**HUB_SST2, "fingerprint": "n"}, **kd)
+        write_run(
+            root,
+            f"kd_mrpc_s{seed}",
+            seed,
+            {"f1": f1, "accuracy": acc},
+            task="mrpc",
+            data={**HUB_SST2, "fingerprint": "m"},
+            **kd,
+        )
+    write_run(
+        root,
+        "kd_mnli_s1",
+        1,
+        {"accuracy": 0.70, "accuracy_mm": 0.72},
+        task="mnli",
+        data={**HUB_SST2, "fingerprint": "n"},
+        **kd,
+    )
     write_run(root, "entropy_sst2", 1, {"accuracy": 0.875}, selection_strategy="entropy", selection_ratio=0.1, **kd)
     (root / "broken").mkdir()
     (root / "broken" / "results.json").write_text('{"task": "sst2", "metrics": {"accuracy": 0.')
@@ -158,14 +208,17 @@ def test_markdown_table_cells_average_and_skipped(glue_runs):
     assert any("partial" in line and "missing key 'metrics'" in line for line in skipped)
 
 
-@pytest.mark.parametrize("record, reason", [
-    ({"task": "sst2", "args": {}, "metrics": {"accuracy": "high"}}, "not a finite number"),
-    ({"task": "mrpc", "args": {}, "metrics": {"accuracy": 0.8}}, "missing metric(s) f1"),
-    ({"args": {}, "metrics": {"accuracy": 0.8}}, "missing key 'task'"),
-    ({"task": "sst2", "metrics": {"accuracy": 0.8}}, "missing key 'args'"),
-    ([1, 2], "not a JSON object"),
-    ({"task": "zzz", "args": {}, "metrics": {"score": 0.8}}, "no primary metric"),
-])
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        ({"task": "sst2", "args": {}, "metrics": {"accuracy": "high"}}, "not a finite number"),
+        ({"task": "mrpc", "args": {}, "metrics": {"accuracy": 0.8}}, "missing metric(s) f1"),
+        ({"args": {}, "metrics": {"accuracy": 0.8}}, "missing key 'task'"),
+        ({"task": "sst2", "metrics": {"accuracy": 0.8}}, "missing key 'args'"),
+        ([1, 2], "not a JSON object"),
+        ({"task": "zzz", "args": {}, "metrics": {"score": 0.8}}, "no primary metric"),
+    ],
+)
 def test_unusable_files_give_reasons(tmp_path, record, reason):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(record))
@@ -182,7 +235,17 @@ def test_csv_and_latex(glue_runs):
     assert pd.isna(frame[(frame.task == "mnli") & (frame.metric == "accuracy_mm")].iloc[0]["std"])
     avg = frame[(frame.method == "kd") & (frame.task == "avg")].iloc[0]
     assert avg["mean"] == pytest.approx((0.85 + 0.88 + 0.70) / 3) and avg["n"] == 3
-    assert set(frame.columns) >= {"method", "selection_strategy", "selection_ratio", "task", "data", "metric", "mean", "std", "n"}
+    assert set(frame.columns) >= {
+        "method",
+        "selection_strategy",
+        "selection_ratio",
+        "task",
+        "data",
+        "metric",
+        "mean",
+        "std",
+        "n",
+    }
     assert text.count("# skipped:") == 2
 
     latex = table_of(glue_runs, "latex")
@@ -195,18 +258,41 @@ def test_csv_and_latex(glue_runs):
 
 
 def test_row_and_column_order(tmp_path):
-    tasks = {"rte": {"accuracy": 0.5}, "cola": {"matthews_correlation": 0.5}, "sst2": {"accuracy": 0.5},
-             "custom:x/train.csv+dev.csv": {"macro_f1": 0.5, "accuracy": 0.5}, "boolq": {"accuracy": 0.5}}
-    methods = {"objective": dict(strategy="uncertainty"), "r0.5": dict(selection_strategy="entropy", selection_ratio=0.5),
-               "kd": dict(rep_alpha=0.0, strategy="none"), "r0.05": dict(selection_strategy="entropy", selection_ratio=0.05),
-               "finetune": dict(teacher=DROP, uncertainty_mode=DROP, selection_strategy=DROP, selection_ratio=DROP,
-                                selection_scope=DROP, strategy=DROP, rep_alpha=DROP, rep_layers=DROP, kd_loss=DROP)}
+    tasks = {
+        "rte": {"accuracy": 0.5},
+        "cola": {"matthews_correlation": 0.5},
+        "sst2": {"accuracy": 0.5},
+        "custom:x/train.csv+dev.csv": {"macro_f1": 0.5, "accuracy": 0.5},
+        "boolq": {"accuracy": 0.5},
+    }
+    methods = {
+        "objective": dict(strategy="uncertainty"),
+        "r0.5": dict(selection_strategy="entropy", selection_ratio=0.5),
+        "kd": dict(rep_alpha=0.0, strategy="none"),
+        "r0.05": dict(selection_strategy="entropy", selection_ratio=0.05),
+        "finetune": dict(
+            teacher=DROP,
+            uncertainty_mode=DROP,
+            selection_strategy=DROP,
+            selection_ratio=DROP,
+            selection_scope=DROP,
+            strategy=DROP,
+            rep_alpha=DROP,
+            rep_layers=DROP,
+            kd_loss=DROP,
+        ),
+    }
     for name, args in methods.items():
         for task, metrics in tasks.items():
             write_run(tmp_path, f"{name}-{task}", 1, metrics, task=task, data={**HUB_SST2, "fingerprint": task}, **args)
     header, *rows = md_rows(table_of(tmp_path))
-    assert [row[0] for row in rows] == ["finetune/6L", "kd", "kd+data/entropy/r0.05+objective/uncertainty",
-                                        "kd+data/entropy/r0.5+objective/uncertainty", "kd+objective/uncertainty"]
+    assert [row[0] for row in rows] == [
+        "finetune/6L",
+        "kd",
+        "kd+data/entropy/r0.05+objective/uncertainty",
+        "kd+data/entropy/r0.5+objective/uncertainty",
+        "kd+objective/uncertainty",
+    ]
     assert header[-6:] == ["CoLA", "SST-2", "RTE", "boolq", "custom:x/train.csv+dev.csv (accuracy/macro_f1)", "Avg"]
 
 
@@ -234,6 +320,7 @@ def test_several_runs_dirs_count_each_file_once(glue_runs, tmp_path):
 
 # --- figures -------------------------------------------------------------------------------
 
+
 def assert_png(path):
     data = open(path, "rb").read()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1024
@@ -246,8 +333,15 @@ def test_methods_and_ratio_plots(glue_runs, tmp_path):
     assert not (tmp_path / "none.png").exists()
     for seed in (1, 2):
         for ratio, acc in ((0.3, 0.86), (0.5, 0.88)):
-            write_run(glue_runs, f"entropy_r{ratio}_s{seed}", seed, {"accuracy": acc + 0.01 * seed},
-                      selection_strategy="entropy", selection_ratio=ratio, **kd)
+            write_run(
+                glue_runs,
+                f"entropy_r{ratio}_s{seed}",
+                seed,
+                {"accuracy": acc + 0.01 * seed},
+                selection_strategy="entropy",
+                selection_ratio=ratio,
+                **kd,
+            )
     plots = tmp_path / "plots" / "deep"
     assert report.main([str(glue_runs), "--plot", str(plots)]) == 0
     assert_png(plots / "methods.png")
@@ -267,8 +361,18 @@ def test_methods_figure_reads_at_a_glance(tmp_path):
     from matplotlib import pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    alone = dict(teacher=DROP, uncertainty_mode=DROP, selection_strategy=DROP, selection_ratio=DROP,
-                 selection_scope=DROP, strategy=DROP, rep_alpha=DROP, rep_layers=DROP, kd_loss=DROP, student_num_layers=2)
+    alone = dict(
+        teacher=DROP,
+        uncertainty_mode=DROP,
+        selection_strategy=DROP,
+        selection_ratio=DROP,
+        selection_scope=DROP,
+        strategy=DROP,
+        rep_alpha=DROP,
+        rep_layers=DROP,
+        kd_loss=DROP,
+        student_num_layers=2,
+    )
     for seed, (a, k) in enumerate(((0.80, 0.83), (0.82, 0.85), (0.81, 0.84)), 1):
         write_run(tmp_path, f"alone{seed}", seed, {"accuracy": a}, **alone)
         write_run(tmp_path, f"kd{seed}", seed, {"accuracy": k}, strategy="none", rep_alpha=0.0)
@@ -292,9 +396,20 @@ def test_methods_figure_reads_at_a_glance(tmp_path):
 def test_curves_show_uncertainty_weights_and_selected_fraction(tmp_path):
     from matplotlib import pyplot as plt
 
-    history = [{"step": s, "loss": 0.5, "dkd/loss_ce": 0.3, "dkd/loss_kd": 0.2, "dkd/uncertainty": 0.9 - 0.1 * s,
-                "dkd/selected_uncertainty": 0.95 - 0.1 * s, "dkd/kd_weight": 0.5, "dkd/rep_weight": 0.5,
-                "dkd/selected_fraction": 0.5 + 0.001 * s} for s in range(1, 5)]
+    history = [
+        {
+            "step": s,
+            "loss": 0.5,
+            "dkd/loss_ce": 0.3,
+            "dkd/loss_kd": 0.2,
+            "dkd/uncertainty": 0.9 - 0.1 * s,
+            "dkd/selected_uncertainty": 0.95 - 0.1 * s,
+            "dkd/kd_weight": 0.5,
+            "dkd/rep_weight": 0.5,
+            "dkd/selected_fraction": 0.5 + 0.001 * s,
+        }
+        for s in range(1, 5)
+    ]
     fig = figures.curves_figure(figures.curve_points([write_run(tmp_path, "a", 1, {"accuracy": 0.8}, history=history)]))
     try:
         panels = [ax for ax in fig.axes if ax.get_visible()]
@@ -308,7 +423,10 @@ def test_curves_show_uncertainty_weights_and_selected_fraction(tmp_path):
 
 def dkd_history(steps=4):
     """A log_history as the Trainer keeps it: loss lines with dkd/* values, an eval line, the summary."""
-    history = [{"step": s, "epoch": s / 2, "loss": 0.5, "dkd/uncertainty": 0.9 - 0.1 * s, "dkd/kd_weight": 0.5} for s in range(1, steps + 1)]
+    history = [
+        {"step": s, "epoch": s / 2, "loss": 0.5, "dkd/uncertainty": 0.9 - 0.1 * s, "dkd/kd_weight": 0.5}
+        for s in range(1, steps + 1)
+    ]
     return history + [{"step": steps, "eval_accuracy": 0.8}, {"step": steps, "train_runtime": 1.0}]
 
 
@@ -334,17 +452,28 @@ def test_curves_from_the_training_history(tmp_path, capsys):
 
 # --- seeded grids: rows and paired claims (the miniature) ---------------------------------------
 
+
 def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
     from dynamic_kd.sweeps import grids
+
     MINIATURE_CLAIMS = grids().MINIATURE_CLAIMS
 
     for row, scores in (("kd-large", (0.80, 0.82, 0.84)), ("student-alone", (0.78, 0.79, 0.81))):
         for seed, accuracy in enumerate(scores, 1):
             folder = tmp_path / "runs" / row / f"seed{seed}"
             folder.mkdir(parents=True)
-            (folder / "results.json").write_text(json.dumps({
-                "task": "custom:tweets/train.tsv+dev.tsv", "seed": seed, "metrics": {"accuracy": accuracy, "macro_f1": accuracy - 0.1},
-                "args": {"seed": seed, "learning_rate": 2e-4}, "train_runtime_s": 12.0, "teacher_forward_examples": 3000}))
+            (folder / "results.json").write_text(
+                json.dumps(
+                    {
+                        "task": "custom:tweets/train.tsv+dev.tsv",
+                        "seed": seed,
+                        "metrics": {"accuracy": accuracy, "macro_f1": accuracy - 0.1},
+                        "args": {"seed": seed, "learning_rate": 2e-4},
+                        "train_runtime_s": 12.0,
+                        "teacher_forward_examples": 3000,
+                    }
+                )
+            )
     assert report.main([str(tmp_path / "runs"), "--claims", "miniature"]) == 0
     text = capsys.readouterr().out
     assert "| student-alone | 79.3 ± 1.5 (n=3) |" in text and "| kd-large      | 82.0 ± 2.0 (n=3) |" in text
@@ -356,6 +485,7 @@ def test_claims_cli_reads_a_miniature_layout(tmp_path, capsys):
 def test_claims_of_two_data_draws_side_by_side(tmp_path, capsys):
     """One RUNS_DIR per draw of the data: per claim, each draw's estimate, interval and verdict."""
     from dynamic_kd.sweeps import grids
+
     MINIATURE_CLAIMS = grids().MINIATURE_CLAIMS
 
     draws = {"draw0": ((0.80, 0.82, 0.84), (0.78, 0.79, 0.81)), "draw1": ((0.70, 0.71, 0.72), (0.78, 0.79, 0.80))}
@@ -364,9 +494,18 @@ def test_claims_of_two_data_draws_side_by_side(tmp_path, capsys):
             for seed, accuracy in enumerate(scores, 1):
                 folder = tmp_path / draw / "runs" / row / f"seed{seed}"
                 folder.mkdir(parents=True)
-                (folder / "results.json").write_text(json.dumps({
-                    "task": "custom:tweets/train.tsv+dev.tsv", "seed": seed, "metrics": {"accuracy": accuracy},
-                    "args": {"seed": seed}, "train_runtime_s": 12.0, "teacher_forward_examples": 3000}))
+                (folder / "results.json").write_text(
+                    json.dumps(
+                        {
+                            "task": "custom:tweets/train.tsv+dev.tsv",
+                            "seed": seed,
+                            "metrics": {"accuracy": accuracy},
+                            "args": {"seed": seed},
+                            "train_runtime_s": 12.0,
+                            "teacher_forward_examples": 3000,
+                        }
+                    )
+                )
     runs_dirs = [str(tmp_path / draw / "runs") for draw in draws]
     assert report.main([*runs_dirs, "--claims", "miniature"]) == 0
     text = capsys.readouterr().out

@@ -1,4 +1,5 @@
 """Tests for dynamic_kd.runs: a run's method label and its reader's name."""
+
 import ast
 import glob
 import os
@@ -12,8 +13,16 @@ def test_method_label():
     assert runs.method_label({"student_num_layers": 2}) == "finetune/2L"
     kd = {"uncertainty_mode": None, "selection_strategy": "none", "rep_alpha": 0.0, "kd_loss": "auto"}
     assert runs.method_label(kd) == "kd"
-    combined = {**kd, "uncertainty_mode": "hard", "selection_strategy": "entropy", "selection_ratio": 0.1,
-                "selection_scope": "epoch", "rep_alpha": 1.0, "strategy": "uncertainty", "kd_loss": "mse"}
+    combined = {
+        **kd,
+        "uncertainty_mode": "hard",
+        "selection_strategy": "entropy",
+        "selection_ratio": 0.1,
+        "selection_scope": "epoch",
+        "rep_alpha": 1.0,
+        "strategy": "uncertainty",
+        "kd_loss": "mse",
+    }
     assert runs.method_label(combined) == "teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse"
 
 
@@ -24,7 +33,8 @@ def test_method_title_says_what_a_row_is():
     assert runs.method_title("kd") == "KD"
     assert runs.method_title("kd+objective/none") == "KD + REP (static)"
     assert runs.method_title("teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse") == (
-        "hard adoption + entropy selection 10% per epoch + uncertainty-weighted REP + MSE logits")
+        "hard adoption + entropy selection 10% per epoch + uncertainty-weighted REP + MSE logits"
+    )
 
 
 def test_every_teacher_mode_and_objective_has_a_title():

@@ -4,6 +4,7 @@ Each script reaches its sweep with the environment's settings (DRY_RUN=1); one t
 checks logging, skipping a finished run and resuming a killed one; the quickstart's plan has the
 student alone next to every method; prepare_tweets.py runs on a small fake CSV.
 """
+
 import csv
 import importlib.util
 import json
@@ -15,8 +16,9 @@ import subprocess
 import sys
 
 from conftest import FIXTURES, holding_python, make_tiny_bert, wait_until_held
-from dynamic_kd.report import load_runs
+
 from dynamic_kd import sweeps
+from dynamic_kd.report import load_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
@@ -38,8 +40,12 @@ def run_script(name, cwd, timeout=900, **overrides):
 
     `timeout` only stops a hung script; a tiny sweep on a busy 2-core machine takes a few minutes."""
     return subprocess.run(
-        ["bash", os.path.join(SCRIPTS, name)], cwd=cwd, env=script_env(**overrides),
-        capture_output=True, text=True, timeout=timeout,
+        ["bash", os.path.join(SCRIPTS, name)],
+        cwd=cwd,
+        env=script_env(**overrides),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -55,6 +61,7 @@ def flag(argv, name):
 
 # --- each script is its sweep --------------------------------------------------------------
 
+
 def test_each_script_plans_its_sweep(tmp_path):
     out = tmp_path / "out"
     common = dict(DRY_RUN=1, OUT_ROOT=out, TASKS="rte", SEEDS=1, RATIOS=0.1, STUDENT_BASELINE=0)
@@ -62,14 +69,20 @@ def test_each_script_plans_its_sweep(tmp_path):
     planned = commands(run_script("all.sh", tmp_path, **common))
     scripts = [argv[1] for argv in planned]
     # the released settings: modes hard and soft, the objective's uncertainty next to its static baseline
-    assert scripts == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 2 + ["dynamic_data.py"] * 5
-                       + ["dynamic_objective.py"] * 2)
+    assert scripts == (
+        ["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 2 + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 2
+    )
     assert all(flag(argv, "--kd_loss") == "mse" for argv in planned[2:])
     planned = commands(run_script("all.sh", tmp_path, **common, PROFILE="library"))
-    assert [argv[1] for argv in planned] == (["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6
-                                             + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3)
-    for name, script in (("train_teacher.sh", "train_teacher.py"), ("teacher.sh", "dynamic_teacher.py"),
-                         ("data.sh", "dynamic_data.py"), ("objective.sh", "dynamic_objective.py")):
+    assert [argv[1] for argv in planned] == (
+        ["train_teacher.py"] * 2 + ["dynamic_teacher.py"] * 6 + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3
+    )
+    for name, script in (
+        ("train_teacher.sh", "train_teacher.py"),
+        ("teacher.sh", "dynamic_teacher.py"),
+        ("data.sh", "dynamic_data.py"),
+        ("objective.sh", "dynamic_objective.py"),
+    ):
         planned = commands(run_script(name, tmp_path, **common, LR="3e-5", PROFILE="library"))
         assert planned and {argv[1] for argv in planned} == {script}
         assert all(argv[0] == sys.executable and flag(argv, "--learning_rate") == "3e-5" for argv in planned)
@@ -81,10 +94,23 @@ def test_custom_data_sweep_plans_commands_the_entry_points_accept(tmp_path):
     (tmp_path / "train.csv").write_text("text,score\na,0.5\nb,3\n")
     (tmp_path / "dev.csv").write_text("text,score\nc,1\n")
     files = f"--train_file {tmp_path}/train.csv --validation_file {tmp_path}/dev.csv --text_column text --label_column score --is_regression"
-    result = run_script("data.sh", tmp_path, DRY_RUN=1, OUT_ROOT=tmp_path / "out", TASKS="custom", SEEDS="1", RATIOS="0.1",
-                        SELECTIONS="random entropy", STUDENT_BASELINE=0, EXTRA_ARGS=files)
+    result = run_script(
+        "data.sh",
+        tmp_path,
+        DRY_RUN=1,
+        OUT_ROOT=tmp_path / "out",
+        TASKS="custom",
+        SEEDS="1",
+        RATIOS="0.1",
+        SELECTIONS="random entropy",
+        STUDENT_BASELINE=0,
+        EXTRA_ARGS=files,
+    )
     planned = commands(result)
-    assert [flag(argv, "--output_dir") for argv in planned] == [f"{tmp_path}/out/data/custom/kd-seed1", f"{tmp_path}/out/data/custom/random-r0.1-seed1"]
+    assert [flag(argv, "--output_dir") for argv in planned] == [
+        f"{tmp_path}/out/data/custom/kd-seed1",
+        f"{tmp_path}/out/data/custom/random-r0.1-seed1",
+    ]
     assert "entropy" in result.stdout + result.stderr  # the regression task's dropped combination is named
     for argv in planned:
         data_args = parse_args(argv[2:], DataArguments, ModelArguments, DistillationArguments)[0]
@@ -101,37 +127,94 @@ def test_bad_settings_fail_with_one_line(tmp_path):
 def test_quickstart_goes_through_the_sweep_layer(tmp_path):
     model = make_tiny_bert(tmp_path / "model", num_layers=4)
     out = tmp_path / "qs"
-    result = run_script("quickstart.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=out, MODEL=model, TASK="sst2",
-                        DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"), PRECISION="bf16")
+    result = run_script(
+        "quickstart.sh",
+        tmp_path,
+        DRY_RUN=1,
+        SKIP_INSTALL=1,
+        OUT=out,
+        MODEL=model,
+        TASK="sst2",
+        DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"),
+        PRECISION="bf16",
+    )
     planned = commands(result)
     assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == [
-        "teachers/sst2-large", "teachers/sst2-small", "student/sst2/seed1", "data/sst2/kd-seed1", "teacher/sst2/hard-seed1",
-        "data/sst2/entropy-r0.1-seed1", "objective/sst2/uncertainty-seed1", "combined/sst2/hard+entropy-r0.1+uncertainty-seed1"]
+        "teachers/sst2-large",
+        "teachers/sst2-small",
+        "student/sst2/seed1",
+        "data/sst2/kd-seed1",
+        "teacher/sst2/hard-seed1",
+        "data/sst2/entropy-r0.1-seed1",
+        "objective/sst2/uncertainty-seed1",
+        "combined/sst2/hard+entropy-r0.1+uncertainty-seed1",
+    ]
     large, small, alone = planned[:3]
     assert "--student_num_layers" not in large and flag(small, "--student_num_layers") == "2"
     assert alone[1] == "train_teacher.py" and flag(alone, "--student_num_layers") == "2"  # the no-KD student
     assert all(flag(argv, "--logging_steps") == "10" and "--bf16" in argv for argv in planned)  # bf16 autocast on CPU
-    assert all(flag(argv, "--teacher_cache") == "disk" for argv in planned[3:])  # the students share the teachers' outputs
-    fp32 = commands(run_script("quickstart.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=out, MODEL=model, TASK="sst2",
-                               DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"), PRECISION="fp32"))
+    assert all(
+        flag(argv, "--teacher_cache") == "disk" for argv in planned[3:]
+    )  # the students share the teachers' outputs
+    fp32 = commands(
+        run_script(
+            "quickstart.sh",
+            tmp_path,
+            DRY_RUN=1,
+            SKIP_INSTALL=1,
+            OUT=out,
+            MODEL=model,
+            TASK="sst2",
+            DATA_DIR=os.path.join(FIXTURES, "glue", "sst2"),
+            PRECISION="fp32",
+        )
+    )
     assert not any("--bf16" in argv for argv in fp32)
 
 
 def test_miniature_plans_every_row_for_every_seed(tmp_path):
     MINIATURE, MINIATURE_CLAIMS, MINIATURE_COST_ROWS, MINIATURE_ROWS = (
-        GRIDS.MINIATURE, GRIDS.MINIATURE_CLAIMS, GRIDS.MINIATURE_COST_ROWS, GRIDS.MINIATURE_ROWS)
+        GRIDS.MINIATURE,
+        GRIDS.MINIATURE_CLAIMS,
+        GRIDS.MINIATURE_COST_ROWS,
+        GRIDS.MINIATURE_ROWS,
+    )
 
     model = make_tiny_bert(tmp_path / "model", num_layers=4)
     corpus = tmp_path / "tweets.csv"
     _write_fake_corpus(corpus)
     data = tmp_path / "tweets"
-    subprocess.run([sys.executable, os.path.join(SCRIPTS, "prepare_tweets.py"), "--csv", str(corpus), "--train", "20", "--dev", "10", str(data)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(SCRIPTS, "prepare_tweets.py"),
+            "--csv",
+            str(corpus),
+            "--train",
+            "20",
+            "--dev",
+            "10",
+            str(data),
+        ],
+        check=True,
+    )
     out = tmp_path / "mini"
-    result = run_script("miniature.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=out, MODEL=model, DATA_DIR=data, SEEDS="1 2", PRECISION="fp32")
+    result = run_script(
+        "miniature.sh",
+        tmp_path,
+        DRY_RUN=1,
+        SKIP_INSTALL=1,
+        OUT=out,
+        MODEL=model,
+        DATA_DIR=data,
+        SEEDS="1 2",
+        PRECISION="fp32",
+    )
     planned = commands(result)
     rows = [name for name, _, _ in MINIATURE_ROWS]
     assert [os.path.relpath(flag(argv, "--output_dir"), out) for argv in planned] == (
-        ["teachers/large", "teachers/small"] + [f"runs/{row}/seed{seed}" for seed in (1, 2) for row in rows])
+        ["teachers/large", "teachers/small"] + [f"runs/{row}/seed{seed}" for seed in (1, 2) for row in rows]
+    )
     # every row answers a claim
     assert {claim[2] for claim in MINIATURE_CLAIMS} | {claim[3] for claim in MINIATURE_CLAIMS} == set(rows)
     assert len(MINIATURE["SEEDS"].split()) >= 5
@@ -152,8 +235,21 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
     assert all(flag(argv, "--small_teacher_alpha") == flag(argv, "--large_teacher_alpha") == "1" for argv in weights)
     # LARGE_MODEL: another classifier (its own tokenizer allowed) as the large teacher, on its own schedule
     other = make_tiny_bert(tmp_path / "other", num_layers=2, seed=3)
-    swapped = commands(run_script("miniature.sh", tmp_path, DRY_RUN=1, SKIP_INSTALL=1, OUT=tmp_path / "mini-other", MODEL=model,
-                                  DATA_DIR=data, SEEDS="1", PRECISION="fp32", LARGE_MODEL=other, LARGE_LR="3e-5"))
+    swapped = commands(
+        run_script(
+            "miniature.sh",
+            tmp_path,
+            DRY_RUN=1,
+            SKIP_INSTALL=1,
+            OUT=tmp_path / "mini-other",
+            MODEL=model,
+            DATA_DIR=data,
+            SEEDS="1",
+            PRECISION="fp32",
+            LARGE_MODEL=other,
+            LARGE_LR="3e-5",
+        )
+    )
     large, small = swapped[0], swapped[1]
     assert flag(large, "--model_name_or_path") == str(other) and flag(large, "--learning_rate") == "3e-5"
     assert flag(small, "--model_name_or_path") == str(model) and flag(small, "--learning_rate") == "1e-4"
@@ -161,13 +257,26 @@ def test_miniature_plans_every_row_for_every_seed(tmp_path):
 
 # --- a tiny real sweep: logs, skip, resume -------------------------------------------------
 
+
 def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
     base = make_tiny_bert(tmp_path / "base", num_layers=2)
     out = tmp_path / "out"
     common = dict(
-        OUT_ROOT=out, TASKS="sst2", SEEDS="1", DATA_ROOT=os.path.join(FIXTURES, "glue"), EPOCHS=1, BATCH=8,
-        EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", REPORT_TO="none", SAVE_ARGS="--save_strategy no",
-        EXTRA_ARGS="--disable_tqdm true --use_cpu", BASE_MODEL=base, STUDENT_MODEL=base, STUDENT_LAYERS=1,
+        OUT_ROOT=out,
+        TASKS="sst2",
+        SEEDS="1",
+        DATA_ROOT=os.path.join(FIXTURES, "glue"),
+        EPOCHS=1,
+        BATCH=8,
+        EVAL_BATCH=16,
+        MAX_LEN=32,
+        LR="1e-3",
+        REPORT_TO="none",
+        SAVE_ARGS="--save_strategy no",
+        EXTRA_ARGS="--disable_tqdm true --use_cpu",
+        BASE_MODEL=base,
+        STUDENT_MODEL=base,
+        STUDENT_LAYERS=1,
     )
     # the teacher, through train_teacher.sh itself
     result = run_script("train_teacher.sh", tmp_path, TEACHER_SIZES="base", **common)
@@ -178,15 +287,27 @@ def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
 
     # A run killed after its first checkpoint is re-run by the same sweep and resumes.
     # the 1-epoch tiny teacher is at chance on the dev fixture: the teacher check would refuse it
-    sweep = dict(common, SELECTIONS="entropy", RATIOS="0.5", KD_BASELINE=0, STUDENT_BASELINE=0, EPOCHS=3, BATCH=4,
-                 SAVE_ARGS="--save_strategy steps --save_steps 2",
-                 EXTRA_ARGS=common["EXTRA_ARGS"] + " --logging_steps 2 --skip_teacher_check")
+    sweep = dict(
+        common,
+        SELECTIONS="entropy",
+        RATIOS="0.5",
+        KD_BASELINE=0,
+        STUDENT_BASELINE=0,
+        EPOCHS=3,
+        BATCH=4,
+        SAVE_ARGS="--save_strategy steps --save_steps 2",
+        EXTRA_ARGS=common["EXTRA_ARGS"] + " --logging_steps 2 --skip_teacher_check",
+    )
     run = out / "data" / "sst2" / "entropy-r0.5-seed1"
     log = out / "data" / "sst2" / "entropy-r0.5-seed1.log"  # next to the run folder, not inside
     hold = holding_python(tmp_path / "hold")  # the run waits after checkpoint-2 until it is killed
     process = subprocess.Popen(
-        ["bash", os.path.join(SCRIPTS, "data.sh")], cwd=tmp_path, env=script_env(**dict(sweep, PYTHON=hold.python)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        ["bash", os.path.join(SCRIPTS, "data.sh")],
+        cwd=tmp_path,
+        env=script_env(**dict(sweep, PYTHON=hold.python)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     wait_until_held(hold, lambda: process.poll() is None, "data.sh")
     os.killpg(process.pid, signal.SIGKILL)
@@ -204,7 +325,9 @@ def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
     # results.json carries the data source and the training history with the dkd/* values
     record = json.loads(finished.read_text())
     assert record["method"] == "kd+data/entropy/r0.5+mse"  # the released logit MSE
-    assert record["data"]["source"] == "data_dir" and record["data"]["location"] == os.path.join(FIXTURES, "glue", "sst2")
+    assert record["data"]["source"] == "data_dir" and record["data"]["location"] == os.path.join(
+        FIXTURES, "glue", "sst2"
+    )
     assert any("dkd/selected_fraction" in entry for entry in record["log_history"])
     runs, skipped = load_runs([str(out)])
     assert len(runs) == 2 and not skipped and set(runs.data_label) == {"sst2"}
@@ -217,6 +340,7 @@ def test_tiny_sweep_resumes_a_killed_run_then_skips_it(tmp_path):
 
 
 # --- prepare_tweets.py ---------------------------------------------------------------------
+
 
 def _write_fake_corpus(path):
     rows = [("positive", "0.9", f"great day number {i}") for i in range(10)]
@@ -252,7 +376,10 @@ def test_prepare_tweets_stratified_and_clean(tmp_path):
     assert result.returncode == 0, result.stderr
     texts = {}
     # 10 rows of 31 in the proportions 13:6:12 -> 4.19, 1.94, 3.87: 4, 1, 3 plus the two largest remainders
-    for split, size, counts in (("train", 20, {"negative": 8, "neutral": 4, "positive": 8}), ("dev", 10, {"negative": 4, "neutral": 2, "positive": 4})):
+    for split, size, counts in (
+        ("train", 20, {"negative": 8, "neutral": 4, "positive": 8}),
+        ("dev", 10, {"negative": 4, "neutral": 2, "positive": 4}),
+    ):
         header, rows = _read_tsv(tmp_path / "a" / f"{split}.tsv")
         assert header == "sentence\tlabel"
         assert len(rows) == size and all(len(row) == 2 for row in rows)  # no tab inside a text
@@ -261,7 +388,13 @@ def test_prepare_tweets_stratified_and_clean(tmp_path):
         texts[split] = [row[0] for row in rows]
         for text, label in rows:
             assert text and text == text.strip() and "\r" not in text
-            kind = "positive" if ("great" in text or "tab here" in text or "latte" in text) else "neutral" if text.startswith("a day") else "negative"
+            kind = (
+                "positive"
+                if ("great" in text or "tab here" in text or "latte" in text)
+                else "neutral"
+                if text.startswith("a day")
+                else "negative"
+            )
             assert kind == label
     assert not set(texts["train"]) & set(texts["dev"])
     everything = texts["train"] + texts["dev"]
@@ -274,7 +407,9 @@ def test_prepare_tweets_stratified_and_clean(tmp_path):
     # 40 rows of 31 unique: 16 negative rows are needed and 13 exist
     result = subprocess.run(
         [sys.executable, script, "--csv", str(corpus), "--train", "20", "--dev", "20", str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "only 13 negative rows" in result.stderr
     assert not (tmp_path / "c").exists()
@@ -287,6 +422,10 @@ def test_prepare_tweets_reads_every_kind_of_row(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     by_label = module.read_rows(str(corpus))
-    assert {label: len(texts) for label, texts in by_label.items()} == {"negative": 13, "neutral": 6, "positive": 12}  # duplicate and empty rows dropped
+    assert {label: len(texts) for label, texts in by_label.items()} == {
+        "negative": 13,
+        "neutral": 6,
+        "positive": 12,
+    }  # duplicate and empty rows dropped
     assert "tab here and a newline" in by_label["positive"] and "caf\u00e9 latte" in by_label["positive"]
     assert "caf\u00e9 closed" in by_label["negative"]  # the Latin-1 row, decoded

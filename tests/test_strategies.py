@@ -1,4 +1,5 @@
 """Dynamic KD strategies (selection, teacher adoption, objective weights) against hand-computed plans."""
+
 import math
 from types import SimpleNamespace
 
@@ -87,13 +88,16 @@ def test_binary_ranking_all_measures(strategy):
     assert select_instances(BINARY, strategy, 0.75).tolist() == [1, 2, 0]
 
 
-@pytest.mark.parametrize("strategy, expected", [
-    ("entropy", [1, 3, 2, 0]),
-    ("margin", [0, 3, 1, 2]),
-    ("lc", [1, 0, 3, 2]),
-    ("least_confidence", [1, 0, 3, 2]),
-    ("confidence", [1, 0, 3, 2]),
-])
+@pytest.mark.parametrize(
+    "strategy, expected",
+    [
+        ("entropy", [1, 3, 2, 0]),
+        ("margin", [0, 3, 1, 2]),
+        ("lc", [1, 0, 3, 2]),
+        ("least_confidence", [1, 0, 3, 2]),
+        ("confidence", [1, 0, 3, 2]),
+    ],
+)
 def test_three_class_ranking(strategy, expected):
     assert select_instances(THREE, strategy, 1.0).tolist() == expected
     assert select_instances(THREE, strategy, 0.5).tolist() == expected[:2]
@@ -132,7 +136,9 @@ def test_floor_zero_still_keeps_one_row():
     assert select_instances(logits, "random", 0.2, torch.Generator().manual_seed(1)).numel() == 1
 
 
-@pytest.mark.parametrize("batch, ratio, k", [(5, 0.5, 2), (10, 0.3, 3), (10, 0.7, 7), (100, 0.29, 29), (7, 1.0, 7), (8, 0.125, 1)])
+@pytest.mark.parametrize(
+    "batch, ratio, k", [(5, 0.5, 2), (10, 0.3, 3), (10, 0.7, 7), (100, 0.29, 29), (7, 1.0, 7), (8, 0.125, 1)]
+)
 def test_k_is_floor_of_ratio_times_batch(batch, ratio, k):
     logits = torch.randn(batch, 2, generator=torch.Generator().manual_seed(batch))
     assert select_instances(logits, "entropy", ratio).numel() == k
@@ -178,6 +184,7 @@ def test_selection_ignores_logit_gradient():
 
 # ---------------------------------------------------------------------------------------------
 # Initial plan and data selection as a strategy
+
 
 def test_initial_plan():
     (route,) = initial_plan(4)
@@ -306,6 +313,7 @@ def test_single_teacher():
 # ---------------------------------------------------------------------------------------------
 # Objective weights (supervision adjustment)
 
+
 def test_objective_none():
     (route,) = ObjectiveWeights("none", 0.8, 2.0).refine(initial_plan(4), signal_with(U4))
     close(route.kd_weight, [0.8 * 0.25] * 4)  # 0.2
@@ -343,10 +351,17 @@ def test_objective_uses_each_routes_rows():
 # ---------------------------------------------------------------------------------------------
 # Composition
 
+
 def kd_args(**overrides):
     values = dict(
-        selection_strategy="none", selection_ratio=1.0, uncertainty_mode=None,
-        small_teacher_alpha=0.5, large_teacher_alpha=0.5, strategy="none", kd_alpha=1.0, rep_alpha=0.0,
+        selection_strategy="none",
+        selection_ratio=1.0,
+        uncertainty_mode=None,
+        small_teacher_alpha=0.5,
+        large_teacher_alpha=0.5,
+        strategy="none",
+        kd_alpha=1.0,
+        rep_alpha=0.0,
     )
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -372,9 +387,16 @@ def test_signal_uncertainty_by_hand():
 
 
 def test_selection_hard_uncertainty_composed():
-    args = kd_args(selection_strategy="entropy", selection_ratio=0.5, uncertainty_mode="hard",
-                   small_teacher_alpha=0.6, large_teacher_alpha=0.4, strategy="uncertainty",
-                   kd_alpha=0.8, rep_alpha=2.0)
+    args = kd_args(
+        selection_strategy="entropy",
+        selection_ratio=0.5,
+        uncertainty_mode="hard",
+        small_teacher_alpha=0.6,
+        large_teacher_alpha=0.4,
+        strategy="uncertainty",
+        kd_alpha=0.8,
+        rep_alpha=2.0,
+    )
     plan = by_teacher(plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False)))
     assert set(plan) == {"small", "large"}
     # selection keeps k = 4 rows, highest u: 0 (1.0), 4 (0.971), 6 (0.881), 2 (0.722), each 1/4.
@@ -400,8 +422,15 @@ def test_total_kd_mass(mode):
     # objective none: every adoption mode conserves the batch's KD mass, times its alphas
     # (hard/average: kd_alpha * (alpha_small + alpha_large) = 0.8 * (0.25 + 0.75) = 0.8;
     #  soft/soft-instance: kd_alpha * (u + 1 - u) = 0.8)
-    args = kd_args(selection_strategy="margin", selection_ratio=0.75, uncertainty_mode=mode,
-                   small_teacher_alpha=0.25, large_teacher_alpha=0.75, kd_alpha=0.8, rep_alpha=0.5)
+    args = kd_args(
+        selection_strategy="margin",
+        selection_ratio=0.75,
+        uncertainty_mode=mode,
+        small_teacher_alpha=0.25,
+        large_teacher_alpha=0.75,
+        kd_alpha=0.8,
+        rep_alpha=0.5,
+    )
     plan = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
     assert sum(r.kd_weight.sum().item() for r in plan) == pytest.approx(0.8, abs=1e-6)
     assert {r.teacher for r in plan} == {"small", "large"}
@@ -435,8 +464,13 @@ def test_selection_alias_through_build():
 
 
 def test_regression_random_average():
-    args = kd_args(selection_strategy="random", selection_ratio=0.5, uncertainty_mode="average",
-                   small_teacher_alpha=0.5, large_teacher_alpha=0.5)
+    args = kd_args(
+        selection_strategy="random",
+        selection_ratio=0.5,
+        uncertainty_mode="average",
+        small_teacher_alpha=0.5,
+        large_teacher_alpha=0.5,
+    )
     logits = torch.randn(6, 1)
     plan1 = plan_distillation(build_strategies(args), student_signal(logits, True, torch.Generator().manual_seed(5)))
     plan2 = plan_distillation(build_strategies(args), student_signal(logits, True, torch.Generator().manual_seed(5)))
@@ -455,8 +489,13 @@ def test_single_small_through_build():
 
 
 def test_single_row_batch_drops_empty_route():
-    args = kd_args(selection_strategy="entropy", selection_ratio=0.5, uncertainty_mode="hard",
-                   small_teacher_alpha=0.5, large_teacher_alpha=0.5)
+    args = kd_args(
+        selection_strategy="entropy",
+        selection_ratio=0.5,
+        uncertainty_mode="hard",
+        small_teacher_alpha=0.5,
+        large_teacher_alpha=0.5,
+    )
     plan = plan_distillation(build_strategies(args), student_signal(binary(0.7), regression=False))
     assert [r.teacher for r in plan] == ["small"]
     close(plan[0].kd_weight, [1.0])  # 0.5 + 0.5: the one row carries the whole KD weight
@@ -466,13 +505,27 @@ def test_selection_of_one_row_then_hard_keeps_the_kd_weight():
     # r = 0.125 of 8 rows: k = 1, the most uncertain row 0 (u = 1.0), weight 1; hard sends it to
     # the small teacher with 0.25 + 0.75 = 1.0. Objective uncertainty: kd = 1.0 * 0.8 * (1 - 1.0) = 0,
     # rep = 1 * 2.0 * 1.0 = 2.0.
-    args = kd_args(selection_strategy="entropy", selection_ratio=0.125, uncertainty_mode="hard",
-                   small_teacher_alpha=0.25, large_teacher_alpha=0.75, kd_alpha=0.8)
+    args = kd_args(
+        selection_strategy="entropy",
+        selection_ratio=0.125,
+        uncertainty_mode="hard",
+        small_teacher_alpha=0.25,
+        large_teacher_alpha=0.75,
+        kd_alpha=0.8,
+    )
     (route,) = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
     assert (route.teacher, rows_of(route)) == ("small", [0])
     close(route.kd_weight, [0.8])
-    args = kd_args(selection_strategy="entropy", selection_ratio=0.125, uncertainty_mode="hard",
-                   small_teacher_alpha=0.25, large_teacher_alpha=0.75, kd_alpha=0.8, strategy="uncertainty", rep_alpha=2.0)
+    args = kd_args(
+        selection_strategy="entropy",
+        selection_ratio=0.125,
+        uncertainty_mode="hard",
+        small_teacher_alpha=0.25,
+        large_teacher_alpha=0.75,
+        kd_alpha=0.8,
+        strategy="uncertainty",
+        rep_alpha=2.0,
+    )
     (route,) = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
     close(route.kd_weight, [0.0])
     close(route.rep_weight, [2.0])
@@ -480,6 +533,7 @@ def test_selection_of_one_row_then_hard_keeps_the_kd_weight():
 
 # ---------------------------------------------------------------------------------------------
 # The global batch: one plan over every rank's and micro-batch's rows, cut into local shares
+
 
 def test_split_plan_renumbers_rows_per_part():
     plan = [
@@ -506,8 +560,15 @@ def test_split_plan_of_one_part_is_the_plan():
 @pytest.mark.parametrize("mode", [None, "hard", "soft", "soft-instance"])
 def test_global_plan_differs_from_per_part_plans_and_its_shares_add_up(mode):
     # Two "ranks" of 4 rows each (BATCH8 = rows 0-3 | rows 4-7), entropy r = 0.25.
-    args = kd_args(selection_strategy="entropy", selection_ratio=0.25, uncertainty_mode=mode,
-                   small_teacher_alpha=0.5, large_teacher_alpha=0.5, strategy="uncertainty", rep_alpha=1.0)
+    args = kd_args(
+        selection_strategy="entropy",
+        selection_ratio=0.25,
+        uncertainty_mode=mode,
+        small_teacher_alpha=0.5,
+        large_teacher_alpha=0.5,
+        strategy="uncertainty",
+        rep_alpha=1.0,
+    )
     if mode is None:
         args.strategy, args.rep_alpha = "none", 0.0
     strategies = build_strategies(args)
@@ -522,19 +583,30 @@ def test_global_plan_differs_from_per_part_plans_and_its_shares_add_up(mode):
         parts_total = sum(getattr(r, name).sum().item() for part in parts for r in part)
         assert parts_total == pytest.approx(whole_total, abs=1e-7)
     # Re-assembled with the offsets, the parts are exactly the global plan.
-    reassembled = {(r.teacher, int(row) + offset, round(float(w), 7)) for part, offset in zip(parts, (0, 4)) for r in part for row, w in zip(r.rows, r.kd_weight)}
-    assert reassembled == {(r.teacher, int(row), round(float(w), 7)) for r in whole for row, w in zip(r.rows, r.kd_weight)}
+    reassembled = {
+        (r.teacher, int(row) + offset, round(float(w), 7))
+        for part, offset in zip(parts, (0, 4))
+        for r in part
+        for row, w in zip(r.rows, r.kd_weight)
+    }
+    assert reassembled == {
+        (r.teacher, int(row), round(float(w), 7)) for r in whole for row, w in zip(r.rows, r.kd_weight)
+    }
     if mode == "hard":
         assert {r.teacher: rows_of(r) for r in whole} == {"small": [0], "large": [4]}
-        per_half = [plan_distillation(strategies, student_signal(BATCH8[i:i + 4], regression=False)) for i in (0, 4)]
+        per_half = [plan_distillation(strategies, student_signal(BATCH8[i : i + 4], regression=False)) for i in (0, 4)]
         assert [[r.teacher for r in plan] for plan in per_half] == [["small"], ["small"]]
 
 
 def test_reads_student():
     assert not reads_student(build_strategies(kd_args()))
-    assert not reads_student(build_strategies(kd_args(selection_strategy="random", selection_ratio=0.5, uncertainty_mode="average")))
+    assert not reads_student(
+        build_strategies(kd_args(selection_strategy="random", selection_ratio=0.5, uncertainty_mode="average"))
+    )
     assert reads_student(build_strategies(kd_args(selection_strategy="entropy", selection_ratio=0.5)))
-    assert not reads_student(build_strategies(kd_args(selection_strategy="entropy", selection_ratio=0.5), batch_scope=False))
+    assert not reads_student(
+        build_strategies(kd_args(selection_strategy="entropy", selection_ratio=0.5), batch_scope=False)
+    )
     assert reads_student(build_strategies(kd_args(uncertainty_mode="soft")))
     assert reads_student(build_strategies(kd_args(strategy="uncertainty", rep_alpha=1.0)))
     assert not reads_student(build_strategies(kd_args(strategy="none", rep_alpha=1.0)))
@@ -543,8 +615,9 @@ def test_reads_student():
 @pytest.mark.parametrize("mode", [None, "hard", "soft", "soft-instance", "average"])
 @pytest.mark.parametrize("objective", ["none", "uncertainty", "uncertainty-r"])
 def test_weights_never_require_grad(mode, objective):
-    args = kd_args(selection_strategy="entropy", selection_ratio=0.5, uncertainty_mode=mode,
-                   strategy=objective, rep_alpha=1.0)
+    args = kd_args(
+        selection_strategy="entropy", selection_ratio=0.5, uncertainty_mode=mode, strategy=objective, rep_alpha=1.0
+    )
     logits = BATCH8.clone().requires_grad_(True)
     signals = [student_signal(logits, regression=False), StudentSignal(logits, normalized_entropy(logits))]
     for signal in signals:

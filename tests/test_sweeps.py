@@ -4,6 +4,7 @@ Plans are checked in-process through DRY_RUN=1, command by command. Real runs us
 built in the test. The Slurm test needs a throwaway single-node Slurm: `bash scripts/test_slurm.sh`
 starts one and runs it (and CI does).
 """
+
 import os
 import re
 import shlex
@@ -12,8 +13,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import FIXTURES, holding_python, make_tiny_bert, wait_until_held
+
 from dynamic_kd import sweeps
 from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
 
@@ -23,8 +24,14 @@ PAPER = {**sweeps.VARIABLES, **sweeps.grids().PAPER}  # the paper sweeps' variab
 
 def run_sweep(name, capsys, **settings):
     """main() with exactly these settings (nothing from the caller's environment): (exit code, stdout, stderr)."""
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "PYTHON": sys.executable,
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHON": sys.executable,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
     code = sweeps.main([name], {**env, **{k: str(v) for k, v in settings.items()}})
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -36,7 +43,9 @@ def plan(name, capsys, tmp_path, **settings):
     code, out, err = run_sweep(name, capsys, DRY_RUN=1, **settings)
     assert code == 0, err
     lines = [line for line in out.splitlines() if line.strip()]
-    return [shlex.split(line) for line in lines if not line.startswith("#")], [line for line in lines if line.startswith("#")]
+    return [shlex.split(line) for line in lines if not line.startswith("#")], [
+        line for line in lines if line.startswith("#")
+    ]
 
 
 def flag(argv, name):
@@ -48,6 +57,7 @@ def dirs(commands):
 
 
 # --- grids ---------------------------------------------------------------------------------
+
 
 def test_default_grids_come_from_the_strategy_registries():
     s = sweeps.Settings({}, PAPER)
@@ -68,12 +78,26 @@ def test_teachers_plan(capsys, tmp_path):
         ("train_teacher.py", "bert-base-uncased", f"{out}/teachers/mrpc-base"),
         ("train_teacher.py", "bert-large-uncased", f"{out}/teachers/mrpc-large"),
     ]
-    assert all("--seed" not in argv and "--student_num_layers" not in argv for argv in commands)  # seed 42 = the default
-    commands, _ = plan("teachers", capsys, tmp_path, PROFILE="library",
-                       TASKS="rte", TEACHER_SIZES="large", LARGE_MODEL="roberta-large",
-                       LARGE_TEACHER="/models/{task}/big", TEACHER_LR="1e-5", TEACHER_EPOCHS=2)
+    assert all(
+        "--seed" not in argv and "--student_num_layers" not in argv for argv in commands
+    )  # seed 42 = the default
+    commands, _ = plan(
+        "teachers",
+        capsys,
+        tmp_path,
+        PROFILE="library",
+        TASKS="rte",
+        TEACHER_SIZES="large",
+        LARGE_MODEL="roberta-large",
+        LARGE_TEACHER="/models/{task}/big",
+        TEACHER_LR="1e-5",
+        TEACHER_EPOCHS=2,
+    )
     assert len(commands) == 1
-    assert flag(commands[0], "--model_name_or_path") == "roberta-large" and flag(commands[0], "--output_dir") == "/models/rte/big"
+    assert (
+        flag(commands[0], "--model_name_or_path") == "roberta-large"
+        and flag(commands[0], "--output_dir") == "/models/rte/big"
+    )
     assert flag(commands[0], "--learning_rate") == "1e-5" and flag(commands[0], "--num_train_epochs") == "2"
 
 
@@ -85,7 +109,9 @@ def test_data_plan(capsys, tmp_path):
     expected = set()
     for seed in (1, 2):
         expected |= {f"{out}/student/rte/seed{seed}", f"{out}/data/rte/kd-seed{seed}"}
-        expected |= {f"{out}/data/rte/{s}-r{r}-seed{seed}" for s in ("random", "entropy", "margin", "lc") for r in ("0.1", "0.5")}
+        expected |= {
+            f"{out}/data/rte/{s}-r{r}-seed{seed}" for s in ("random", "entropy", "margin", "lc") for r in ("0.1", "0.5")
+        }
     assert set(dirs(commands)) == expected
     for argv in commands:
         name = os.path.basename(flag(argv, "--output_dir"))
@@ -95,17 +121,35 @@ def test_data_plan(capsys, tmp_path):
         assert flag(argv, "--student_num_layers") == "6" and flag(argv, "--learning_rate") == "2e-5"
         assert flag(argv, "--per_device_train_batch_size") == "32" and flag(argv, "--seed") == name[-1]
         # the entry points' defaults are not repeated, finished runs are never overwritten
-        assert "--num_train_epochs" not in argv and "--max_seq_length" not in argv and "--overwrite_output_dir" not in argv
+        assert (
+            "--num_train_epochs" not in argv and "--max_seq_length" not in argv and "--overwrite_output_dir" not in argv
+        )
         if name.startswith("seed") or name.startswith("kd-"):
             assert "--selection_strategy" not in argv
             assert flag(argv, "--teacher") == (None if name.startswith("seed") else f"{out}/teachers/rte-base")
         else:
-            assert name == f"{flag(argv, '--selection_strategy')}-r{flag(argv, '--selection_ratio')}-seed{flag(argv, '--seed')}"
-    assert comments[-1] == f"# {sys.executable} -m dynamic_kd.report {out}/data {out}/student --out {out}/data/results.md --plot {out}/data/plots"
+            assert (
+                name
+                == f"{flag(argv, '--selection_strategy')}-r{flag(argv, '--selection_ratio')}-seed{flag(argv, '--seed')}"
+            )
+    assert (
+        comments[-1]
+        == f"# {sys.executable} -m dynamic_kd.report {out}/data {out}/student --out {out}/data/results.md --plot {out}/data/plots"
+    )
 
-    commands, _ = plan("data", capsys, tmp_path, PROFILE="library",
-                       TASKS="rte mrpc", SEEDS="3", SELECTIONS="entropy", RATIOS="0.1",
-                       KD_BASELINE=0, STUDENT_BASELINE=0, SELECTION_SCOPE="epoch")
+    commands, _ = plan(
+        "data",
+        capsys,
+        tmp_path,
+        PROFILE="library",
+        TASKS="rte mrpc",
+        SEEDS="3",
+        SELECTIONS="entropy",
+        RATIOS="0.1",
+        KD_BASELINE=0,
+        STUDENT_BASELINE=0,
+        SELECTION_SCOPE="epoch",
+    )
     assert dirs(commands) == [f"{out}/data/rte/entropy-r0.1-epoch-seed3", f"{out}/data/mrpc/entropy-r0.1-epoch-seed3"]
     assert flag(commands[0], "--selection_scope") == "epoch"
 
@@ -125,10 +169,23 @@ def test_objective_plan(capsys, tmp_path):
     out = tmp_path / "out"
     commands, _ = plan("objective", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="3", STUDENT_BASELINE=0)
     assert dirs(commands) == [f"{out}/objective/rte/{s}-seed3" for s in OBJECTIVE_STRATEGIES]
-    assert [flag(argv, "--strategy") for argv in commands] == [None, "uncertainty", "uncertainty-r"]  # none is the default
+    assert [flag(argv, "--strategy") for argv in commands] == [
+        None,
+        "uncertainty",
+        "uncertainty-r",
+    ]  # none is the default
     assert all(flag(argv, "--rep_alpha") == "1.0" and "--rep_layers" not in argv for argv in commands)
-    commands, _ = plan("objective", capsys, tmp_path, PROFILE="library",
-                       TASKS="rte", SEEDS="1", STRATEGIES="uncertainty", REP_LAYERS="cls", REP_ALPHA="0.5")
+    commands, _ = plan(
+        "objective",
+        capsys,
+        tmp_path,
+        PROFILE="library",
+        TASKS="rte",
+        SEEDS="1",
+        STRATEGIES="uncertainty",
+        REP_LAYERS="cls",
+        REP_ALPHA="0.5",
+    )
     assert dirs(commands) == [f"{out}/student/rte/seed1", f"{out}/objective/rte/uncertainty-cls-seed1"]
     assert flag(commands[1], "--rep_layers") == "cls" and flag(commands[1], "--rep_alpha") == "0.5"
 
@@ -136,25 +193,43 @@ def test_objective_plan(capsys, tmp_path):
 def test_all_plan_runs_teachers_first_and_the_student_baseline_once(capsys, tmp_path):
     commands, comments = plan("all", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="1", RATIOS="0.1")
     scripts = [argv[1] for argv in commands]
-    assert scripts == (["train_teacher.py"] * 2 + ["train_teacher.py"] + ["dynamic_teacher.py"] * 6
-                       + ["dynamic_data.py"] * 5 + ["dynamic_objective.py"] * 3)
+    assert scripts == (
+        ["train_teacher.py"] * 2
+        + ["train_teacher.py"]
+        + ["dynamic_teacher.py"] * 6
+        + ["dynamic_data.py"] * 5
+        + ["dynamic_objective.py"] * 3
+    )
     assert comments[0] == "# stage 1" and comments[1].startswith("# stage 2")
     assert sum("dynamic_kd.report" in line for line in comments) == 3
-    commands, _ = plan("all", capsys, tmp_path, PROFILE="library",
-                       TASKS="rte", SEEDS="1", RATIOS="0.1", STAGES="data objective")
+    commands, _ = plan(
+        "all", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="1", RATIOS="0.1", STAGES="data objective"
+    )
     assert {argv[1] for argv in commands} == {"train_teacher.py", "dynamic_data.py", "dynamic_objective.py"}
 
 
 def test_combinations_a_task_cannot_run_are_dropped_by_the_entry_point_check(capsys, tmp_path):
     out = tmp_path / "out"
-    commands, comments = plan("all", capsys, tmp_path, PROFILE="library",
-                              TASKS="stsb", SEEDS="1", RATIOS="0.1", STAGES="teacher data objective")
-    assert dirs(commands) == [f"{out}/student/stsb/seed1"] + [f"{out}/teacher/stsb/{m}-seed1" for m in ("single-small", "single-large", "average")] + [
-        f"{out}/data/stsb/kd-seed1", f"{out}/data/stsb/random-r0.1-seed1", f"{out}/objective/stsb/none-seed1"]
+    commands, comments = plan(
+        "all",
+        capsys,
+        tmp_path,
+        PROFILE="library",
+        TASKS="stsb",
+        SEEDS="1",
+        RATIOS="0.1",
+        STAGES="teacher data objective",
+    )
+    assert dirs(commands) == [f"{out}/student/stsb/seed1"] + [
+        f"{out}/teacher/stsb/{m}-seed1" for m in ("single-small", "single-large", "average")
+    ] + [f"{out}/data/stsb/kd-seed1", f"{out}/data/stsb/random-r0.1-seed1", f"{out}/objective/stsb/none-seed1"]
     dropped = [line for line in comments if "not applicable" in line]
     assert len(dropped) == 3 + 3 + 2
     # the message is DistillationArguments.check_task's, the one the entry point would print
-    assert f"# skip {out}/data/stsb/entropy-r0.1-seed1 (not applicable: stsb is a regression task and --selection_strategy needs class probabilities)" in comments
+    assert (
+        f"# skip {out}/data/stsb/entropy-r0.1-seed1 (not applicable: stsb is a regression task and --selection_strategy needs class probabilities)"
+        in comments
+    )
 
 
 def custom_data(folder):
@@ -174,43 +249,101 @@ def test_shared_store_plan_runs_kd_and_every_selection_on_one_store_between_stud
     selections = [f"{name}-r{ratio}" for name in SELECTION_STRATEGIES if name != "none" for ratio in ("0.1", "0.5")]
     assert len(selections) == 8  # KD + 4 strategies x 2 ratios: the issue's 9 runs
     names = [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in runs]
-    assert names == ["student-1", "kd", *selections[:3], "student-2", *selections[3:], "student-3"]  # 4 | 5 distilled runs
+    assert names == [
+        "student-1",
+        "kd",
+        *selections[:3],
+        "student-2",
+        *selections[3:],
+        "student-3",
+    ]  # 4 | 5 distilled runs
     distilled = [argv for argv in runs if argv[1] == "dynamic_data.py"]
     assert len(distilled) == 9 and all(flag(argv, "--teacher") == f"{out}/teacher-6L" for argv in distilled)
     # one store for all nine, inside the sweep's folder (so a fresh sweep starts cold)
-    assert {(flag(argv, "--teacher_cache"), flag(argv, "--teacher_cache_dir")) for argv in distilled} == {("disk", f"{out}/sweep/teacher_outputs")}
+    assert {(flag(argv, "--teacher_cache"), flag(argv, "--teacher_cache_dir")) for argv in distilled} == {
+        ("disk", f"{out}/sweep/teacher_outputs")
+    }
     assert [(flag(argv, "--selection_strategy"), flag(argv, "--selection_ratio")) for argv in distilled[1:]] == [
-        tuple(name.rsplit("-r", 1)) for name in selections]
+        tuple(name.rsplit("-r", 1)) for name in selections
+    ]
     # the students alone are the distilled runs' student, nothing more
     alone = [argv for argv in runs if argv[1] == "train_teacher.py"]
-    assert len(alone) == 3 and all(distilled[0][2:len(argv) - 2] == argv[2:-2] for argv in alone)  # same flags up to --output_dir
+    assert len(alone) == 3 and all(
+        distilled[0][2 : len(argv) - 2] == argv[2:-2] for argv in alone
+    )  # same flags up to --output_dir
     assert flag(alone[0], "--student_num_layers") == "2" and flag(alone[0], "--max_seq_length") == "64"
-    commands, _ = plan("shared-store", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, STUDENT_RUNS=0, SELECTIONS="entropy", RATIOS="0.3")
-    assert [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in commands[2:]] == ["kd", "entropy-r0.3"]
+    commands, _ = plan(
+        "shared-store",
+        capsys,
+        tmp_path,
+        MODEL="/m/minilm",
+        DATA_DIR=data,
+        STUDENT_RUNS=0,
+        SELECTIONS="entropy",
+        RATIOS="0.3",
+    )
+    assert [os.path.relpath(flag(argv, "--output_dir"), out / "sweep") for argv in commands[2:]] == [
+        "kd",
+        "entropy-r0.3",
+    ]
 
 
 def test_cost_plan_variants_teachers_and_kd_args(capsys, tmp_path):
     out, data = tmp_path / "out", custom_data(tmp_path / "tweets")
     commands, _ = plan("cost", capsys, tmp_path, MODEL="/m/minilm", DATA_DIR=data, ONLY="student cached")
-    assert dirs(commands) == [f"{out}/teacher-6L", f"{out}/teacher-3L", f"{out}/runs/cached", f"{out}/runs/student"]  # COST_VARIANTS order
+    assert dirs(commands) == [
+        f"{out}/teacher-6L",
+        f"{out}/teacher-3L",
+        f"{out}/runs/cached",
+        f"{out}/runs/student",
+    ]  # COST_VARIANTS order
     assert flag(commands[1], "--student_num_layers") == "3" and flag(commands[2], "--teacher") == f"{out}/teacher-6L"
     # a given teacher: nothing to fine-tune; KD_ARGS on the distillation runs only
-    commands, _ = plan("cost", capsys, tmp_path, MODEL="/m/bert", DATA_DIR=data, TEACHER="/m/teacher", ONLY="student cached",
-                       STUDENT_LAYERS=6, MAX_LEN=96, PRECISION="bf16", KD_ARGS="--skip_teacher_check")
+    commands, _ = plan(
+        "cost",
+        capsys,
+        tmp_path,
+        MODEL="/m/bert",
+        DATA_DIR=data,
+        TEACHER="/m/teacher",
+        ONLY="student cached",
+        STUDENT_LAYERS=6,
+        MAX_LEN=96,
+        PRECISION="bf16",
+        KD_ARGS="--skip_teacher_check",
+    )
     cached, student = commands
-    assert flag(cached, "--teacher") == "/m/teacher" and "--skip_teacher_check" in cached and "--skip_teacher_check" not in student
-    assert all(flag(argv, "--student_num_layers") == "6" and flag(argv, "--max_seq_length") == "96" and "--bf16" in argv for argv in commands)
-    for settings, message in ((dict(ONLY="cachd"), "unknown variant(s) cachd in ONLY"),
-                              (dict(ONLY="hard", TEACHER="/m/teacher"), "hard-adoption variants need the small teacher")):
+    assert (
+        flag(cached, "--teacher") == "/m/teacher"
+        and "--skip_teacher_check" in cached
+        and "--skip_teacher_check" not in student
+    )
+    assert all(
+        flag(argv, "--student_num_layers") == "6" and flag(argv, "--max_seq_length") == "96" and "--bf16" in argv
+        for argv in commands
+    )
+    for settings, message in (
+        (dict(ONLY="cachd"), "unknown variant(s) cachd in ONLY"),
+        (dict(ONLY="hard", TEACHER="/m/teacher"), "hard-adoption variants need the small teacher"),
+    ):
         code, _, err = run_sweep("cost", capsys, DRY_RUN=1, OUT_ROOT=out, MODEL="/m/minilm", DATA_DIR=data, **settings)
         assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_run_end_reads_the_latest_attempt(tmp_path):
     log = tmp_path / "run.log"
-    log.write_text("=== 2024-01-01 10:00:00 python x.py\n" + sweeps.RUN_END.format(code=1, seconds=3.25, cpu=2.5, rss=100.4) + "\n"
-                   "=== 2024-01-01 10:01:00 python x.py\nsome output\n" + sweeps.RUN_END.format(code=0, seconds=61.04, cpu=58.96, rss=812.6) + "\n")
-    assert sweeps.run_end(str(tmp_path / "run")) == {"exit": 0, "seconds": 61.0, "cpu_seconds": 59.0, "peak_rss_mb": 813.0}
+    log.write_text(
+        "=== 2024-01-01 10:00:00 python x.py\n" + sweeps.RUN_END.format(code=1, seconds=3.25, cpu=2.5, rss=100.4) + "\n"
+        "=== 2024-01-01 10:01:00 python x.py\nsome output\n"
+        + sweeps.RUN_END.format(code=0, seconds=61.04, cpu=58.96, rss=812.6)
+        + "\n"
+    )
+    assert sweeps.run_end(str(tmp_path / "run")) == {
+        "exit": 0,
+        "seconds": 61.0,
+        "cpu_seconds": 59.0,
+        "peak_rss_mb": 813.0,
+    }
     assert sweeps.run_end(str(tmp_path / "never")) is None
 
 
@@ -219,17 +352,37 @@ def test_finished_runs_are_skipped(capsys, tmp_path):
     finished.mkdir(parents=True)
     (finished / "results.json").write_text("{}")
     (tmp_path / "out" / "data" / "rte" / "random-r0.1-seed1").mkdir()  # unfinished: run again
-    commands, comments = plan("data", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.1", SELECTIONS="random", STUDENT_BASELINE=0)
+    commands, comments = plan(
+        "data", capsys, tmp_path, TASKS="rte", SEEDS="1", RATIOS="0.1", SELECTIONS="random", STUDENT_BASELINE=0
+    )
     assert f"# skip {finished} (finished)" in comments
     assert dirs(commands) == [f"{tmp_path}/out/data/rte/random-r0.1-seed1"]
 
 
 def test_environment_overrides(capsys, tmp_path):
     commands, _ = plan(
-        "data", capsys, tmp_path, TASKS="rte sst2", SEEDS="7", SELECTIONS="margin", RATIOS="0.3", KD_BASELINE=0, STUDENT_BASELINE=0,
-        OUT_ROOT="/runs", LR="3e-5", EPOCHS=5, MAX_LEN=256, BATCH=16, STUDENT_MODEL="/m/student", STUDENT_LAYERS=4,
-        TEACHER="/t/{task}", DATA_ROOT="/glue", DATA_DIR_SST2="/elsewhere/sst", EXTRA_ARGS="--bf16 --logging_steps 5",
-        REPORT_TO="tensorboard", KD_LOSS="mse",
+        "data",
+        capsys,
+        tmp_path,
+        TASKS="rte sst2",
+        SEEDS="7",
+        SELECTIONS="margin",
+        RATIOS="0.3",
+        KD_BASELINE=0,
+        STUDENT_BASELINE=0,
+        OUT_ROOT="/runs",
+        LR="3e-5",
+        EPOCHS=5,
+        MAX_LEN=256,
+        BATCH=16,
+        STUDENT_MODEL="/m/student",
+        STUDENT_LAYERS=4,
+        TEACHER="/t/{task}",
+        DATA_ROOT="/glue",
+        DATA_DIR_SST2="/elsewhere/sst",
+        EXTRA_ARGS="--bf16 --logging_steps 5",
+        REPORT_TO="tensorboard",
+        KD_LOSS="mse",
     )
     rte, sst2 = commands
     assert flag(rte, "--output_dir") == "/runs/data/rte/margin-r0.3-seed7"
@@ -243,8 +396,9 @@ def test_environment_overrides(capsys, tmp_path):
 
 
 def test_gpus_and_torchrun(capsys, tmp_path):
-    commands, _ = plan("objective", capsys, tmp_path, PROFILE="library",
-                       TASKS="rte", SEEDS="1 2", GPUS="0 1", STUDENT_BASELINE=0)
+    commands, _ = plan(
+        "objective", capsys, tmp_path, PROFILE="library", TASKS="rte", SEEDS="1 2", GPUS="0 1", STUDENT_BASELINE=0
+    )
     assert [argv[0] for argv in commands] == ["CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"] * 3
     assert all(argv[1] == sys.executable for argv in commands)
     commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", NPROC_PER_RUN=2)
@@ -252,15 +406,37 @@ def test_gpus_and_torchrun(capsys, tmp_path):
         assert os.path.basename(argv[0]) == "torchrun" or argv[1:3] == ["-m", "torch.distributed.run"]
         assert flag(argv, "--nproc_per_node") == "2" and "--standalone" in argv
         assert flag(argv, "--per_device_train_batch_size") == "16"  # the global batch stays 32
-    commands, _ = plan("teacher", capsys, tmp_path, TASKS="rte", SEEDS="1", MODES="hard soft", GPUS="0 1 2 3", NPROC_PER_RUN=2, STUDENT_BASELINE=0)
+    commands, _ = plan(
+        "teacher",
+        capsys,
+        tmp_path,
+        TASKS="rte",
+        SEEDS="1",
+        MODES="hard soft",
+        GPUS="0 1 2 3",
+        NPROC_PER_RUN=2,
+        STUDENT_BASELINE=0,
+    )
     assert [argv[0] for argv in commands] == ["CUDA_VISIBLE_DEVICES=0,1", "CUDA_VISIBLE_DEVICES=2,3"]
 
 
 def test_slurm_plan_names_its_sbatch_options(capsys, tmp_path):
-    _, comments = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", LAUNCHER="slurm", SLURM_PARTITION="gpu",
-                       SLURM_TIME="04:00:00", SLURM_CPUS_PER_RUN=8, SLURM_ARGS="--account=nlp --qos=high")
+    _, comments = plan(
+        "objective",
+        capsys,
+        tmp_path,
+        TASKS="rte",
+        SEEDS="1",
+        LAUNCHER="slurm",
+        SLURM_PARTITION="gpu",
+        SLURM_TIME="04:00:00",
+        SLURM_CPUS_PER_RUN=8,
+        SLURM_ARGS="--account=nlp --qos=high",
+    )
     comments = [line for line in comments if "sbatch" in line]  # after the fp32-without-CUDA note
-    assert comments[0].endswith("sbatch --partition=gpu --time=04:00:00 --cpus-per-task=8 --gres=gpu:1 --account=nlp --qos=high")
+    assert comments[0].endswith(
+        "sbatch --partition=gpu --time=04:00:00 --cpus-per-task=8 --gres=gpu:1 --account=nlp --qos=high"
+    )
     _, comments = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", LAUNCHER="slurm", NPROC_PER_RUN=2)
     comments = [line for line in comments if "sbatch" in line]
     assert comments[0].endswith("sbatch --gres=gpu:2")
@@ -269,16 +445,25 @@ def test_slurm_plan_names_its_sbatch_options(capsys, tmp_path):
     assert comments[0].endswith("sbatch ")
 
 
-@pytest.mark.parametrize("settings, message", [
-    (dict(NPROC_PER_RUN="two"), "NPROC_PER_RUN must be an integer"),
-    (dict(BATCH=30, NPROC_PER_RUN=4), "BATCH=30 is not divisible by NPROC_PER_RUN=4"),
-    (dict(GPUS="0 a"), "GPUS is a list of GPU indices"),
-    (dict(RATIOS="1.5"), "--selection_ratio must be in (0, 1]"),  # the entry points' own check, before anything runs
-    (dict(SELECTIONS="entrpy"), "unknown --selection_strategy 'entrpy'"),
-    (dict(LAUNCHER="pbs"), "LAUNCHER takes local or slurm"),
-    (dict(LAUNCHER="slurm", GPUS="0 1"), "under Slurm set SLURM_GPUS_PER_RUN"),
-    (dict(EXTRA_ARGS="--temperature 0"), "--temperature must be a positive number"),  # EXTRA_ARGS are checked with the grid's flags
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(NPROC_PER_RUN="two"), "NPROC_PER_RUN must be an integer"),
+        (dict(BATCH=30, NPROC_PER_RUN=4), "BATCH=30 is not divisible by NPROC_PER_RUN=4"),
+        (dict(GPUS="0 a"), "GPUS is a list of GPU indices"),
+        (
+            dict(RATIOS="1.5"),
+            "--selection_ratio must be in (0, 1]",
+        ),  # the entry points' own check, before anything runs
+        (dict(SELECTIONS="entrpy"), "unknown --selection_strategy 'entrpy'"),
+        (dict(LAUNCHER="pbs"), "LAUNCHER takes local or slurm"),
+        (dict(LAUNCHER="slurm", GPUS="0 1"), "under Slurm set SLURM_GPUS_PER_RUN"),
+        (
+            dict(EXTRA_ARGS="--temperature 0"),
+            "--temperature must be a positive number",
+        ),  # EXTRA_ARGS are checked with the grid's flags
+    ],
+)
 def test_bad_settings_fail_with_one_line(capsys, tmp_path, settings, message):
     code, out, err = run_sweep("data", capsys, DRY_RUN=1, TASKS="rte", SEEDS="1", OUT_ROOT=tmp_path, **settings)
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
@@ -293,11 +478,22 @@ def test_usage(capsys):
 
 # --- the local launcher, for real --------------------------------------------------------
 
+
 def test_a_failed_run_is_reported_and_the_others_go_on(capsys, tmp_path):
     out = tmp_path / "out"
-    code, stdout, _ = run_sweep("objective", capsys, OUT_ROOT=out, TASKS="sst2", SEEDS="1", STRATEGIES="none uncertainty",
-                                STUDENT_BASELINE=0, TEACHER=tmp_path / "missing", STUDENT_MODEL=tmp_path / "missing",
-                                DATA_ROOT=GLUE, GPUS="0 1")
+    code, stdout, _ = run_sweep(
+        "objective",
+        capsys,
+        OUT_ROOT=out,
+        TASKS="sst2",
+        SEEDS="1",
+        STRATEGIES="none uncertainty",
+        STUDENT_BASELINE=0,
+        TEACHER=tmp_path / "missing",
+        STUDENT_MODEL=tmp_path / "missing",
+        DATA_ROOT=GLUE,
+        GPUS="0 1",
+    )
     assert code == 1
     assert stdout.count("FAILED") == 2 and "done: 0 ok, 2 failed, 0 skipped (of 2 runs)" in stdout
     assert "error: " in stdout  # the last line of each failed run's log is shown
@@ -334,10 +530,28 @@ def test_tiny_sweep_through_slurm(capsys, tmp_path):
     base = make_tiny_bert(tmp_path / "base", num_layers=2)
     out = tmp_path / "out"
     settings = dict(
-        LAUNCHER="slurm", SLURM_GPUS_PER_RUN=0, SLURM_CPUS_PER_RUN=1, SLURM_TIME="00:20:00", OUT_ROOT=out, TASKS="sst2", SEEDS="1",
-        DATA_ROOT=GLUE, EPOCHS=1, BATCH=8, EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", SAVE_ARGS="--save_strategy no",
-        EXTRA_ARGS="--disable_tqdm true --use_cpu", BASE_MODEL=base, STUDENT_MODEL=base, STUDENT_LAYERS=1,
-        TEACHER_SIZES="base", STAGES="teachers data", SELECTIONS="entropy", RATIOS="0.5",
+        LAUNCHER="slurm",
+        SLURM_GPUS_PER_RUN=0,
+        SLURM_CPUS_PER_RUN=1,
+        SLURM_TIME="00:20:00",
+        OUT_ROOT=out,
+        TASKS="sst2",
+        SEEDS="1",
+        DATA_ROOT=GLUE,
+        EPOCHS=1,
+        BATCH=8,
+        EVAL_BATCH=16,
+        MAX_LEN=32,
+        LR="1e-3",
+        SAVE_ARGS="--save_strategy no",
+        EXTRA_ARGS="--disable_tqdm true --use_cpu",
+        BASE_MODEL=base,
+        STUDENT_MODEL=base,
+        STUDENT_LAYERS=1,
+        TEACHER_SIZES="base",
+        STAGES="teachers data",
+        SELECTIONS="entropy",
+        RATIOS="0.5",
         KD_ARGS="--skip_teacher_check",  # a 1-epoch tiny teacher is at chance on the fixture
     )
     before = len(jobcomp_records())
@@ -347,8 +561,12 @@ def test_tiny_sweep_through_slurm(capsys, tmp_path):
     assert [n for _, n in arrays] == ["1", "3"]  # the teacher, then the student alone, plain KD and entropy selection
     wait_for_slurm()
     records = jobcomp_records()[before:]
-    runs = [out / "teachers" / "sst2-base", out / "student" / "sst2" / "seed1", out / "data" / "sst2" / "kd-seed1",
-            out / "data" / "sst2" / "entropy-r0.5-seed1"]
+    runs = [
+        out / "teachers" / "sst2-base",
+        out / "student" / "sst2" / "seed1",
+        out / "data" / "sst2" / "kd-seed1",
+        out / "data" / "sst2" / "entropy-r0.5-seed1",
+    ]
     for run in runs:
         assert (run / "results.json").exists(), (run.parent / f"{run.name}.log").read_text()
         header = (run.parent / f"{run.name}.log").read_text().splitlines()[0]
@@ -373,10 +591,27 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     out = tmp_path / "out"
     teacher = make_tiny_bert(tmp_path / "teacher", num_layers=2, seed=1)
     settings = dict(
-        LAUNCHER="slurm", SLURM_GPUS_PER_RUN=0, SLURM_CPUS_PER_RUN=1, OUT_ROOT=out, TASKS="sst2", SEEDS="1", DATA_ROOT=GLUE,
-        EPOCHS=2, BATCH=4, EVAL_BATCH=16, MAX_LEN=32, LR="1e-3", SAVE_ARGS="--save_strategy steps --save_steps 2",
-        EXTRA_ARGS="--disable_tqdm true --use_cpu", STUDENT_MODEL=base, STUDENT_LAYERS=1, TEACHER=teacher,
-        SELECTIONS="entropy", RATIOS="0.5", KD_BASELINE=0, STUDENT_BASELINE=0,
+        LAUNCHER="slurm",
+        SLURM_GPUS_PER_RUN=0,
+        SLURM_CPUS_PER_RUN=1,
+        OUT_ROOT=out,
+        TASKS="sst2",
+        SEEDS="1",
+        DATA_ROOT=GLUE,
+        EPOCHS=2,
+        BATCH=4,
+        EVAL_BATCH=16,
+        MAX_LEN=32,
+        LR="1e-3",
+        SAVE_ARGS="--save_strategy steps --save_steps 2",
+        EXTRA_ARGS="--disable_tqdm true --use_cpu",
+        STUDENT_MODEL=base,
+        STUDENT_LAYERS=1,
+        TEACHER=teacher,
+        SELECTIONS="entropy",
+        RATIOS="0.5",
+        KD_BASELINE=0,
+        STUDENT_BASELINE=0,
         KD_ARGS="--skip_teacher_check",  # the teacher is a random tiny BERT
     )
     # the first attempt waits after checkpoint-2 until it is killed: the requeue never races training
@@ -386,6 +621,7 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     array = re.search(r"submitted job array (\d+)", stdout).group(1)
     run = out / "data" / "sst2" / "entropy-r0.5-seed1"
     state = ["squeue", "--noheader", "--format=%T", f"--jobs={array}_0"]
+
     def queued():
         return subprocess.run(state, capture_output=True, text=True).stdout.strip() not in ("", "COMPLETING")
 
@@ -406,12 +642,15 @@ def test_a_requeued_slurm_task_resumes_from_its_checkpoint(capsys, tmp_path):
     wait_for_slurm()
     log = (run.parent / f"{run.name}.log").read_text()
     assert (run / "results.json").exists(), log
-    assert len(re.findall(r"^=== \d{4}-", log, re.M)) == 2 and ", restart 1] " in log and "Resuming from checkpoint" in log
+    assert (
+        len(re.findall(r"^=== \d{4}-", log, re.M)) == 2 and ", restart 1] " in log and "Resuming from checkpoint" in log
+    )
     states = [r["JobState"] for r in jobcomp_records() if r.get("ArrayJobId") == array]
     assert states[-1] == "COMPLETED" and len(states) == 2  # the killed attempt, then the finished one
 
 
 # --- profiles: the released scripts' settings by default, the library's on request ------------
+
 
 def test_paper_sweeps_default_to_the_released_settings(capsys, tmp_path):
     out = tmp_path / "out"
@@ -427,8 +666,11 @@ def test_paper_sweeps_default_to_the_released_settings(capsys, tmp_path):
     assert any("fp16" in line and "CUDA" in line and "fp32" in line for line in comments)
 
     commands, _ = plan("teacher", capsys, tmp_path, TASKS="rte", SEEDS="1")
-    assert dirs(commands) == [f"{out}/student-batch16/rte/seed1", f"{out}/teacher/rte/hard-seed1",
-                              f"{out}/teacher/rte/soft-seed1"]
+    assert dirs(commands) == [
+        f"{out}/student-batch16/rte/seed1",
+        f"{out}/teacher/rte/hard-seed1",
+        f"{out}/teacher/rte/soft-seed1",
+    ]
     for argv in commands:
         assert flag(argv, "--per_device_train_batch_size") == "16" and flag(argv, "--warmup_steps") == "0.05"
         assert "--pad_to_max_length" in argv and flag(argv, "--student_num_layers") == "6"
@@ -443,7 +685,9 @@ def test_paper_sweeps_default_to_the_released_settings(capsys, tmp_path):
 
     commands, _ = plan("objective", capsys, tmp_path, TASKS="rte", SEEDS="1", STUDENT_BASELINE=0)
     assert [(flag(argv, "--strategy"), flag(argv, "--rep_normalization")) for argv in commands] == [
-        (None, "sequence"), ("uncertainty", None)]
+        (None, "sequence"),
+        ("uncertainty", None),
+    ]
     assert all(flag(argv, "--rep_alpha") == "1.0" and flag(argv, "--warmup_steps") == "0.1" for argv in commands)
 
 

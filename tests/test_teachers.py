@@ -1,5 +1,6 @@
 """Teacher outputs: hits, misses, laziness, the shared disk store (reuse, staleness, kills,
 concurrent processes), the length-sorted prefill, DDP consistency, checkpoints, precision keys."""
+
 import json
 import logging
 import os
@@ -13,16 +14,24 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import FIXTURES, make_tiny_bert, wait_until_held
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-from conftest import FIXTURES, make_tiny_bert, wait_until_held
+import dynamic_data
 from dynamic_kd.arguments import DistillationArguments, parse_args
 from dynamic_kd.teachers import Teacher, store_location, teacher_compute_dtype
 
-import dynamic_data
-
-SENTENCES = ["good great movie", "bad awful film", "it was good", "it was not good", "a very bad movie", "great", "awful awful", "this is it"]
+SENTENCES = [
+    "good great movie",
+    "bad awful film",
+    "it was good",
+    "it was not good",
+    "a very bad movie",
+    "great",
+    "awful awful",
+    "this is it",
+]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
 
@@ -38,9 +47,21 @@ def batch(teacher_dir):
     return dict(tokenizer(SENTENCES, padding=True, return_tensors="pt"))
 
 
-def make_teacher(path, cache="memory", cls_layers=None, folder=None, key=None, num_examples=len(SENTENCES), batch_size=3):
+def make_teacher(
+    path, cache="memory", cls_layers=None, folder=None, key=None, num_examples=len(SENTENCES), batch_size=3
+):
     model = AutoModelForSequenceClassification.from_pretrained(path).eval().requires_grad_(False)
-    return Teacher("teacher", model, path, num_examples, cache, cls_layers, batch_size=batch_size, store_folder=folder, store_key=key)
+    return Teacher(
+        "teacher",
+        model,
+        path,
+        num_examples,
+        cache,
+        cls_layers,
+        batch_size=batch_size,
+        store_folder=folder,
+        store_key=key,
+    )
 
 
 def disk_teacher(path, root, key=None, **kwargs):
@@ -65,7 +86,7 @@ def query_all(teacher, batch, order=None, size=3):
     order = list(range(len(SENTENCES))) if order is None else order
     out = torch.zeros(len(SENTENCES), 2)
     for start in range(0, len(order), size):
-        rows = torch.tensor(order[start:start + size])
+        rows = torch.tensor(order[start : start + size])
         sub = {k: v[rows] for k, v in batch.items()}
         logits, _ = teacher.query(sub, torch.arange(len(rows)), rows)
         out[rows] = logits
@@ -73,6 +94,7 @@ def query_all(teacher, batch, order=None, size=3):
 
 
 # --- the lazy path -------------------------------------------------------------------------------
+
 
 def test_memory_cache_computes_each_example_once(teacher_dir, batch):
     teacher = make_teacher(teacher_dir)
@@ -131,6 +153,7 @@ def test_cls_states_cached(teacher_dir, batch):
 
 
 # --- the shared disk store -------------------------------------------------------------------------
+
 
 def test_disk_store_is_reused_with_zero_forwards(teacher_dir, batch, tmp_path):
     first = disk_teacher(teacher_dir, tmp_path)
@@ -207,7 +230,12 @@ teacher.query(batch, torch.arange(len(sys.argv[3:])), torch.arange(len(sys.argv[
 def test_a_fill_killed_between_values_and_flags_leaves_rows_untrusted(teacher_dir, batch, tmp_path):
     key = {"teacher": teacher_dir, "data": "sentences"}
     folder = store_location(str(tmp_path), key)
-    killed = subprocess.run([sys.executable, "-c", KILL_BETWEEN_VALUES_AND_FLAGS, teacher_dir, folder, *SENTENCES[:4]], cwd=REPO, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_BETWEEN_VALUES_AND_FLAGS, teacher_dir, folder, *SENTENCES[:4]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     written = np.load(os.path.join(folder, "logits.npy"))
     assert np.abs(written[:4]).sum() > 0  # the values did reach the file ...
@@ -245,7 +273,11 @@ teacher.prefill(dataset, DataCollatorWithPadding(tokenizer), "cpu")
 
 
 def test_a_fill_killed_at_any_moment_leaves_only_correct_trusted_rows(teacher_dir, tmp_path):
-    sentences = [f"{a} {b} movie" for a in ("good", "bad", "great", "awful", "very good", "not bad") for b in ("it was", "this is", "a", "the", "i")] * 2
+    sentences = [
+        f"{a} {b} movie"
+        for a in ("good", "bad", "great", "awful", "very good", "not bad")
+        for b in ("it was", "this is", "a", "the", "i")
+    ] * 2
     key = {"teacher": teacher_dir, "data": "many"}
     folder = store_location(str(tmp_path), key)
     hold = SimpleNamespace(held=str(tmp_path / "held"), release=str(tmp_path / "release"))
@@ -263,7 +295,9 @@ def test_a_fill_killed_at_any_moment_leaves_only_correct_trusted_rows(teacher_di
     assert len(trusted) == 5  # the rows stored before the kill, no more, no less
     stored = torch.from_numpy(teacher.store.read(trusted)["logits"])
     batch = collate([dataset[int(i)] for i in trusted])
-    torch.testing.assert_close(stored, direct_logits(teacher, {k: v for k, v in batch.items() if k != "idx"}, torch.arange(len(trusted))))
+    torch.testing.assert_close(
+        stored, direct_logits(teacher, {k: v for k, v in batch.items() if k != "idx"}, torch.arange(len(trusted)))
+    )
     teacher.prefill(dataset, collate, "cpu")  # the rest is filled; what was trusted is not recomputed
     assert teacher.forward_examples == len(sentences) - len(trusted)
     assert teacher.store.filled_count() == len(sentences)
@@ -293,13 +327,16 @@ def test_concurrent_runs_fill_one_store_between_them(teacher_dir, batch, tmp_pat
 
 # --- prefill --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("cache", ["memory", "disk"])
 def test_prefill_matches_the_lazy_path_in_one_length_sorted_pass(teacher_dir, batch, tmp_path, cache):
     dataset, collate = tokenized_dataset(teacher_dir)
     kwargs = {"folder": store_location(str(tmp_path), {"k": 1}), "key": {"k": 1}} if cache == "disk" else {}
     prefilled = make_teacher(teacher_dir, cache, cls_layers=[0, 2], batch_size=3, **kwargs)
     seen = []
-    prefilled.model.register_forward_hook(lambda module, args, kwargs, out: seen.append(kwargs["attention_mask"].sum(1).tolist()), with_kwargs=True)
+    prefilled.model.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(kwargs["attention_mask"].sum(1).tolist()), with_kwargs=True
+    )
     prefilled.prefill(dataset, collate, "cpu")
     assert prefilled.forward_examples == 8 and prefilled.store.filled_count() == 8
     lengths = [n for batch_lengths in seen for n in batch_lengths]
@@ -344,7 +381,10 @@ def _ddp_worker(rank, world, init_file, teacher_dir, out_dir):
                 teacher.query(batch, mine, torch.arange(len(SENTENCES)))
                 teacher.sync()
             logits, _ = teacher.query(batch, torch.arange(len(SENTENCES)), torch.arange(len(SENTENCES)))
-            torch.save({"filled": teacher.store.filled_count(), "logits": logits, "forwards": teacher.forward_examples}, f"{case}-rank{rank}.pt")
+            torch.save(
+                {"filled": teacher.store.filled_count(), "logits": logits, "forwards": teacher.forward_examples},
+                f"{case}-rank{rank}.pt",
+            )
             dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -361,6 +401,7 @@ def test_ddp_ranks_share_what_each_computed(teacher_dir, tmp_path):
 
 
 # --- checkpoints ------------------------------------------------------------------------------------
+
 
 def test_memory_checkpoint_round_trip(teacher_dir, batch, tmp_path, caplog):
     caplog.set_level(logging.INFO)
@@ -389,22 +430,54 @@ def test_disk_checkpoint_references_the_shared_store(teacher_dir, batch, tmp_pat
 
 # --- precision and keys -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("flags,teacher_dtype,expected", [
-    ([], "auto", torch.float32), (["--bf16", "--use_cpu"], "auto", torch.bfloat16),
-    ([], "bfloat16", torch.bfloat16), (["--bf16", "--use_cpu"], "float32", torch.float32), ([], "float16", torch.float16),
-])
+
+@pytest.mark.parametrize(
+    "flags,teacher_dtype,expected",
+    [
+        ([], "auto", torch.float32),
+        (["--bf16", "--use_cpu"], "auto", torch.bfloat16),
+        ([], "bfloat16", torch.bfloat16),
+        (["--bf16", "--use_cpu"], "float32", torch.float32),
+        ([], "float16", torch.float16),
+    ],
+)
 def test_teacher_compute_dtype(flags, teacher_dtype, expected, tmp_path):
-    kd_args, training_args = parse_args(["--teacher", "t", "--teacher_dtype", teacher_dtype, "--output_dir", str(tmp_path), *flags], DistillationArguments)
+    kd_args, training_args = parse_args(
+        ["--teacher", "t", "--teacher_dtype", teacher_dtype, "--output_dir", str(tmp_path), *flags],
+        DistillationArguments,
+    )
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     assert dtype == expected and "--teacher_dtype" in why
 
 
 def store_args(teacher, out, cache_dir, *extra):
     return [
-        "--model_name_or_path", teacher, "--student_num_layers", "1", "--task_name", "sst2", "--data_dir", SST2,
-        "--output_dir", str(out), "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--report_to", "none",
-        "--save_strategy", "no", "--teacher", teacher, "--teacher_cache", "disk", "--teacher_cache_dir", str(cache_dir),
-        "--skip_teacher_check", *extra,  # the teacher is the random tiny BERT itself: at chance
+        "--model_name_or_path",
+        teacher,
+        "--student_num_layers",
+        "1",
+        "--task_name",
+        "sst2",
+        "--data_dir",
+        SST2,
+        "--output_dir",
+        str(out),
+        "--num_train_epochs",
+        "1",
+        "--per_device_train_batch_size",
+        "8",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--teacher",
+        teacher,
+        "--teacher_cache",
+        "disk",
+        "--teacher_cache_dir",
+        str(cache_dir),
+        "--skip_teacher_check",
+        *extra,  # the teacher is the random tiny BERT itself: at chance
     ]
 
 
@@ -415,14 +488,31 @@ def results(out):
 def test_runs_share_the_store_keyed_on_the_real_precision(teacher_dir, tmp_path):
     cache = tmp_path / "stores"
     dynamic_data.main(store_args(teacher_dir, tmp_path / "first", cache))
-    dynamic_data.main(store_args(teacher_dir, tmp_path / "second", cache, "--seed", "7", "--selection_strategy", "entropy", "--selection_ratio", "0.5"))
+    dynamic_data.main(
+        store_args(
+            teacher_dir,
+            tmp_path / "second",
+            cache,
+            "--seed",
+            "7",
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+        )
+    )
     assert results(tmp_path / "first")["teacher_forward_examples"] == 32  # the prefill
     assert results(tmp_path / "second")["teacher_forward_examples"] == 0
     # --teacher_dtype float32 is what auto ran for an fp32 student: the same store
     dynamic_data.main(store_args(teacher_dir, tmp_path / "explicit", cache, "--teacher_dtype", "float32"))
     assert results(tmp_path / "explicit")["teacher_forward_examples"] == 0
     # same outputs, same random state (filling the store draws nothing from the global RNG)
-    assert torch.equal(*(AutoModelForSequenceClassification.from_pretrained(tmp_path / name).classifier.weight for name in ("first", "explicit")))
+    assert torch.equal(
+        *(
+            AutoModelForSequenceClassification.from_pretrained(tmp_path / name).classifier.weight
+            for name in ("first", "explicit")
+        )
+    )
     # a bf16 student makes auto run the teacher in bf16: other numbers, another store
     dynamic_data.main(store_args(teacher_dir, tmp_path / "bf16", cache, "--bf16", "--use_cpu"))
     assert results(tmp_path / "bf16")["teacher_forward_examples"] == 32

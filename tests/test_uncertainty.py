@@ -1,4 +1,5 @@
 """Uncertainty scores against values worked out by hand."""
+
 import math
 
 import pytest
