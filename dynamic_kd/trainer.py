@@ -1,22 +1,15 @@
 """`DistillationTrainer`: HF `Trainer` plus teachers, the strategy chain and the KD losses.
 
-The trainer owns the teachers (never submodules of the student: not in the optimizer, not in any
-checkpoint, always eval mode, no gradient) and, per training batch:
+Teachers are never submodules of the student: not in the optimizer, not in any checkpoint, always
+eval mode, no gradient. Once per optimizer step the trainer plans distillation
+(`strategies.plan_distillation`) over the *global* batch, all ranks and all accumulated
+micro-batches: from the student's training forward when a step has one micro-batch, else from a
+no-grad pre-pass (`_prepass`); under DDP every rank all-gathers the [rows, C] logits, plans the
+same plan and keeps its rows. Each teacher is queried on its own rows only, and the loss is scaled
+so that the DDP- and accumulation-averaged gradient is the gradient of the global batch's objective.
 
-  1. runs the student and computes the gold-label loss on every row;
-  2. turns the student's uncertainty into a distillation plan (`strategies.plan_distillation`),
-     once per optimizer step over the *global* batch (all ranks, all accumulated micro-batches);
-  3. queries each teacher on its own rows only (through the teacher-output cache);
-  4. adds the weighted logit-KD and hidden-state terms, scaled so that the DDP- and
-     accumulation-averaged gradient is the gradient of the global batch's objective.
-
-Global batch: HF fetches the micro-batches of an optimizer step up front (`get_batch_samples`).
-With one micro-batch per step the student's own training forward gives the signal; with
-gradient accumulation a no-grad pre-pass over the step's micro-batches does (`_prepass`). Under
-DDP every rank all-gathers the [rows, C] logits, plans the same global plan, and keeps its rows.
-
-With `--selection_scope epoch` the selection happens instead at each epoch start over the whole
-training set (`EpochSelection`), and the epoch trains on the kept rows only.
+`--selection_scope epoch` selects instead at each epoch start over the whole training set
+(`EpochSelection`); the epoch trains on the kept rows only.
 """
 
 import inspect
@@ -56,23 +49,27 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class OptimizerStep:
-    """The micro-batches of one optimizer step on this rank, and each one's share of the step's plan.
+    """The micro-batches of one optimizer step on this rank, and each one's share of the step's plan."""
 
-    batches: HF's prefetched micro-batches (None when `compute_loss` is called outside the training
-    loop: that batch is then a step of its own).  count: number of micro-batches.
-    """
-
-    batches: list | None
+    batches: list | None  # HF's prefetched micro-batches; None outside the training loop (a step of its own)
     count: int
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch (gradient accumulation)
     rng_states: list | None = None  # the RNG state each micro-batch's training forward starts from
-    parts: list | None = None  # per micro-batch: (its routes, its share of the global batch's rows, its real rows)
+    parts: list | None = None  # per micro-batch: (its routes, its share of the global rows, its real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging of the step's losses
 
     @property
     def done(self) -> bool:
         return self.position >= self.count
+
+
+def _rows_mask(routes, size: int, device) -> torch.Tensor:
+    """[size] bool: the rows some route queries a teacher on."""
+    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    for route in routes:
+        mask[route.rows] = True
+    return mask
 
 
 class DistillationTrainer(Trainer):
@@ -115,10 +112,9 @@ class DistillationTrainer(Trainer):
     # --- data ------------------------------------------------------------------------------
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # The student's own forward decides (not a projection wrapper's **kwargs); `idx` keys
-            # the teacher caches, and HF would drop it as an unused column.
+            # The student's own forward decides, not a projection wrapper's **kwargs. token_type_ids
+            # stay for a teacher that uses them; `idx` keys the teacher caches.
             forward = inspect.signature(unwrap_student(self.model).forward)
-            # token_type_ids stay for a teacher that uses them; `model_inputs` feeds each model its part.
             self._signature_columns = [
                 *forward.parameters,
                 "token_type_ids",
@@ -193,38 +189,33 @@ class DistillationTrainer(Trainer):
         if micro == 0 and step.count > 1 and reads_student(self.strategies):
             self._prepass(model, step)
         if step.rng_states is not None:
-            self._set_rng_state(step.rng_states[micro])
+            cpu, cuda = step.rng_states[micro]
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state(cuda, self.args.device)
         return step, micro
 
     def _prepass(self, model, step: OptimizerStep):
         """No-grad student logits of every micro-batch of the step, before the first one's loss.
 
-        Needed only with gradient accumulation and a strategy that reads the student: one extra
-        forward without gradient per row, about a third of the student's training compute. Each
-        forward starts from the RNG state its training forward will start from (restored by
-        `_enter_micro_batch`), so the signal is the logits the loss is computed from, dropout
-        included, and the run's random stream is the one it would be without the pre-pass.
+        Only with gradient accumulation and a strategy that reads the student: about a third of the
+        student's training compute. Each forward starts from the RNG state its training forward will
+        start from (`_enter_micro_batch` restores it), so the signal is the logits the loss uses,
+        dropout included, and the run's random stream is the one it would be without the pre-pass.
         """
         student = self.accelerator.unwrap_model(model)
+        cuda = self.args.device.type == "cuda"
         step.signals, step.rng_states = [], []
         with torch.no_grad():
             for batch in step.batches:
                 inputs = {k: v for k, v in self._prepare_inputs(batch).items() if k not in ("labels", "idx")}
-                step.rng_states.append(self._rng_state())
+                step.rng_states.append(
+                    (torch.get_rng_state(), torch.cuda.get_rng_state(self.args.device) if cuda else None)
+                )
                 step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
-    def _rng_state(self):
-        cuda = torch.cuda.get_rng_state(self.args.device) if self.args.device.type == "cuda" else None
-        return torch.get_rng_state(), cuda
-
-    def _set_rng_state(self, state):
-        cpu, cuda = state
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state(cuda, self.args.device)
-
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
-        """Plan the step's global batch once and keep this rank's micro-batches' shares of the plan.
+        """Plan the step's global batch once; keep this rank's micro-batches' shares of the plan.
 
         logits: [n, C] signal of the current micro-batch (used when it is the step's only one).
         """
@@ -243,8 +234,8 @@ class DistillationTrainer(Trainer):
             for r, n in enumerate(per_rank):
                 per_rank[r] = min(n, left)
                 left -= per_rank[r]
-        # One generator per optimizer step, seeded alike on every rank: the random strategy draws
-        # the same rows everywhere and replays on resume.
+        # Seeded alike on every rank and per step: the random strategy draws the same rows everywhere
+        # and replays on resume.
         generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
         signal = student_signal(global_logits, self.task.is_regression, generator, self.kd_args.uncertainty_grad)
         plan = plan_distillation(self.strategies, signal)
@@ -257,9 +248,8 @@ class DistillationTrainer(Trainer):
     def _real_rows(self, gathered: int) -> int:
         """How many of the step's `gathered` global-batch rows the epoch really holds.
 
-        Under DDP accelerate's batch sampler (`even_batches`) completes an epoch's last global batch
-        with rows from the epoch's start, placed after the real ones (in batch order, the order of
-        `_gather_rows`); every step before the last of an epoch is full.
+        Under DDP accelerate (`even_batches`) completes an epoch's last global batch with rows from
+        the epoch's start, placed after the real ones; every earlier step of an epoch is full.
         """
         if self.args.world_size == 1:
             return gathered
@@ -273,8 +263,8 @@ class DistillationTrainer(Trainer):
         """Every rank's micro-batch logits in global order: micro-batch, then rank, then row.
 
         local: this rank's [n_m, C] tensors, one per micro-batch.  Returns (sizes [m][rank],
-        logits [B, C]). The order is the one one process reads the same batches in: under DDP
-        rank r's micro-batch m is batch m x world + r of the step.
+        logits [B, C]), in the order one process reads the step's batches: under DDP rank r's
+        micro-batch m is batch m x world + r.
         """
         counts = [t.shape[0] for t in local]
         world = self.args.world_size
@@ -293,8 +283,7 @@ class DistillationTrainer(Trainer):
         student = [student_states[s][rows] for s, _ in pairs]
         projections = getattr(self.accelerator.unwrap_model(model), "projections", {})
         projection = projections[teacher_name] if teacher_name in projections else None
-        if self.rep_mode == "cls":
-            # the cache holds [K, P, H] [CLS] states of the mapped teacher layers
+        if self.rep_mode == "cls":  # the cache holds [K, P, H] [CLS] states of the mapped teacher layers
             student = [state[:, :1] for state in student]
             teacher = [teacher_states[:, p : p + 1] for p in range(len(pairs))]
             mask = attention_mask[rows][:, :1]
@@ -316,10 +305,7 @@ class DistillationTrainer(Trainer):
     def _record_plan(self, plan, total: int, like: torch.Tensor):
         """The step's plan statistics (global: the same on every rank)."""
         zero = like.new_zeros(())
-        selected = torch.zeros(total, dtype=torch.bool, device=like.device)
-        for route in plan:
-            selected[route.rows] = True
-        self._accumulate("selected_fraction", selected.float().mean(), 1)
+        self._accumulate("selected_fraction", _rows_mask(plan, total, like.device).float().mean(), 1)
         if self.rep_mode != "none":
             self._accumulate("kd_weight", sum((r.kd_weight.sum() for r in plan), zero), 1)
             self._accumulate("rep_weight", sum((r.rep_weight.sum() for r in plan), zero), 1)
@@ -338,9 +324,7 @@ class DistillationTrainer(Trainer):
             self._accumulate("loss_rep", rep_total.detach(), part)
         if not self.task.is_regression:
             u = normalized_entropy(logits.detach())
-            chosen = torch.zeros_like(u, dtype=torch.bool)
-            for route in routes:
-                chosen[route.rows] = True
+            chosen = _rows_mask(routes, u.numel(), u.device)
             self._accumulate("uncertainty", u.sum(), u.numel())
             self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
         loss = loss.detach()
@@ -355,11 +339,10 @@ class DistillationTrainer(Trainer):
             self._diverged = self._diverged | bad
 
     def _check_finite(self):
-        """Stop with TrainingDiverged if any rank's loss was NaN/Inf since the run began.
+        """Raise TrainingDiverged, naming the first non-finite step, if any rank's loss was NaN/Inf.
 
-        Collective under DDP; every rank calls it at the same points (logging steps, checkpoint
-        saves, the end of training), so a divergence stops the run at the latest there, naming
-        the first step whose loss was not finite.
+        Collective under DDP: every rank calls it at logging steps, checkpoint saves and the end of
+        training.
         """
         if self._first_bad is None:
             return
@@ -367,14 +350,12 @@ class DistillationTrainer(Trainer):
         diverged = [row for row in self.accelerator.gather(record).tolist() if row[0]]
         if diverged:
             _, step, loss, ce, kd, rep = min(diverged, key=lambda row: row[1])
+            means = {key: pair.tolist() for key, pair in self._stats.items()}
+            stats = ", ".join(f"{key} {total / count:.4g}" for key, (total, count) in means.items() if count)
             raise TrainingDiverged(
-                f"loss is {loss} at step {int(step)} (ce {ce:.4g}, kd {kd:.4g}, rep {rep:.4g}, {self._stats_line()}); "
+                f"loss is {loss} at step {int(step)} (ce {ce:.4g}, kd {kd:.4g}, rep {rep:.4g}, {stats}); "
                 "lower --learning_rate, check the teachers' outputs, or drop --fp16"
             )
-
-    def _stats_line(self):
-        means = {key: pair.tolist() for key, pair in self._stats.items()}
-        return ", ".join(f"{key} {total / count:.4g}" for key, (total, count) in means.items() if count)
 
     def log(self, logs, start_time=None):
         if "loss" in logs or "train_loss" in logs:  # a training logging step, or the end of training
@@ -395,11 +376,8 @@ class DistillationTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         """Store each rank's teacher outputs (memory) or a reference to the shared store (disk) in the
-        checkpoint, before HF writes trainer_state.json.
-
-        A resumed run then reuses exactly the teacher outputs of the interrupted one (recomputing
-        them on differently padded batches changes the last bits of the final student).
-        """
+        checkpoint before HF writes trainer_state.json: a resumed run reuses exactly the outputs of
+        the interrupted one (recomputed on differently padded batches, their last bits differ)."""
         self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(
             self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -423,9 +401,9 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Before training: fill the stores of the teachers that will see every row, in one
-        length-sorted large-batch pass each (a resumed run only fills what its stores lack).
-        Full-token states (--rep_layers all) need a teacher forward every step anyway."""
+        """Fill the stores of the teachers that will see every row, one length-sorted large-batch pass
+        each (a resumed run fills only what is missing). Not with --rep_layers all: full-token states
+        need a teacher forward every step anyway."""
         if not self.teachers or self.rep_mode == "all":
             return
         for name in teachers_seeing_every_row(self.kd_args):
@@ -437,8 +415,8 @@ class DistillationTrainer(Trainer):
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
         """Informativeness [N] of every training row by the current student (inference mode).
 
-        Under DDP each rank scores a contiguous 1/world share and the shares are all-gathered:
-        every rank returns the same [N] tensor, at 1/world of the scoring cost.
+        Under DDP each rank scores a contiguous 1/world share and the shares are all-gathered, so
+        every rank returns the same [N] tensor.
         """
         dataset = self.train_dataset
         if strategy == "random":
@@ -459,22 +437,14 @@ class DistillationTrainer(Trainer):
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
                 batch = {k: v.to(self.args.device) for k, v in batch.items()}
-                scores.append(
-                    SELECTION_SCORES[strategy](model(**model_inputs(unwrap_student(model), batch)).logits.float())
-                )
+                logits = model(**model_inputs(unwrap_student(model), batch)).logits
+                scores.append(SELECTION_SCORES[strategy](logits.float()))
         model.train(was_training)
         scores = torch.cat(scores)
         if world == 1:
             return scores.cpu()
-        longest = max(b - a for a, b in zip(bounds, bounds[1:]))
-        gathered = self.accelerator.gather(F.pad(scores, (0, longest - scores.numel())).view(1, -1))
+        gathered = self.accelerator.gather(self.accelerator.pad_across_processes(scores)).view(world, -1)
         return torch.cat([gathered[r, : bounds[r + 1] - bounds[r]] for r in range(world)]).cpu()
-
-    def from_first_rank(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Rank 0's value of `tensor` on every rank (collective under DDP; same shape everywhere)."""
-        if self.args.world_size == 1:
-            return tensor
-        return broadcast(tensor.to(self.args.device), from_process=0).cpu()
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
@@ -520,7 +490,7 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
 
 class EpochSubsetSampler(Sampler):
-    """Yields this epoch's kept rows (a dataset-position list) in a seeded shuffled order.
+    """This epoch's kept rows (dataset positions) in a seeded shuffled order.
 
     Its length is fixed, k = max(1, floor(r * N)), so the Trainer plans the real number of steps.
     """
@@ -541,16 +511,14 @@ class EpochSubsetSampler(Sampler):
 class EpochSelection(TrainerCallback, ExportableState):
     """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty.
 
-    The kept rows of the current epoch are stored in checkpoints, so a resumed run trains on the
-    same rows instead of re-scoring with a mid-epoch student. Under DDP the ranks score shares of
-    the set, gather the scores, and all train on rank 0's choice (broadcast), so no rank can drift
-    to another subset.
+    Checkpoints store the current epoch's kept rows, so a resumed run trains on the same rows
+    instead of re-scoring with a mid-epoch student. Under DDP every rank trains on rank 0's choice
+    (broadcast), so no rank can drift to another subset.
     """
 
     def __init__(self, trainer):
         self.trainer = trainer
-        kd_args = trainer.kd_args
-        self.strategy, self.ratio = kd_args.selection_strategy, kd_args.selection_ratio
+        self.strategy, self.ratio = trainer.kd_args.selection_strategy, trainer.kd_args.selection_ratio
         args = trainer.args
         self.sampler = EpochSubsetSampler(
             len(trainer.train_dataset), self.ratio, args.seed if args.data_seed is None else args.data_seed
@@ -573,8 +541,9 @@ class EpochSelection(TrainerCallback, ExportableState):
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
         positions = torch.sort(scores, descending=True, stable=True).indices[: self.sampler.size]
-        # Every rank must train on one selection: rank 0's choice, not each rank's own sort.
-        self.sampler.positions = self.trainer.from_first_rank(positions)
+        if args.world_size > 1:
+            positions = broadcast(positions.to(args.device), from_process=0).cpu()
+        self.sampler.positions = positions
         logger.info(
             "epoch %d: training on the %d most informative of %d rows (%s)",
             epoch,
