@@ -1,15 +1,11 @@
 """`DistillationTrainer`: HF `Trainer` plus teachers, the strategy chain and the KD losses.
 
-Teachers are never submodules of the student: not in the optimizer, not in any checkpoint, always
-eval mode, no gradient. Once per optimizer step the trainer plans distillation
-(`strategies.plan_distillation`) over the *global* batch, all ranks and all accumulated
-micro-batches: from the student's training forward when a step has one micro-batch, else from a
-no-grad pre-pass (`_prepass`); under DDP every rank all-gathers the [rows, C] logits, plans the
-same plan and keeps its rows. Each teacher is queried on its own rows only, and the loss is scaled
-so that the DDP- and accumulation-averaged gradient is the gradient of the global batch's objective.
-
-`--selection_scope epoch` selects instead at each epoch start over the whole training set
-(`EpochSelection`); the epoch trains on the kept rows only.
+Teachers are not submodules of the student (not optimized, not checkpointed, no gradient). Once per
+optimizer step the trainer plans distillation over the *global* batch (all ranks, all accumulated
+micro-batches): from the student's training forward, or with gradient accumulation from a no-grad
+pre-pass; under DDP every rank gathers the [rows, C] logits, plans the same plan and keeps its rows.
+Each teacher sees its own rows only; the loss is scaled so that the averaged gradient is the global
+batch's. `--selection_scope epoch` selects at each epoch start instead (`EpochSelection`).
 """
 
 import inspect
@@ -51,13 +47,13 @@ class TrainingDiverged(RuntimeError):
 class OptimizerStep:
     """The micro-batches of one optimizer step on this rank, and each one's share of the step's plan."""
 
-    batches: list | None  # HF's prefetched micro-batches; None outside the training loop (a step of its own)
+    batches: list | None  # None outside the training loop (a step of its own)
     count: int
     position: int = 0  # the micro-batch compute_loss sees next
-    signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch (gradient accumulation)
+    signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
     rng_states: list | None = None  # the RNG state each micro-batch's training forward starts from
     parts: list | None = None  # per micro-batch: (its routes, its share of the global rows, its real rows)
-    scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging of the step's losses
+    scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
     @property
     def done(self) -> bool:
@@ -76,11 +72,9 @@ class DistillationTrainer(Trainer):
     """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms.
 
     teachers: {name: `teachers.Teacher`}.  strategies: the chain from `strategies.build_strategies`.
-    kd_args: `DistillationArguments`.  task: `data.Task`.
     """
 
-    # HF divides each micro-batch's loss by the micro-batch count (distillation multiplies it back: OptimizerStep.scale)
-    loss_is_scaled_for_ga = False
+    loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
 
     def __init__(self, *args, task, teachers=None, strategies=(), kd_args=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,7 +83,7 @@ class DistillationTrainer(Trainer):
         self.task, self.teachers, self.strategies, self.kd_args = task, teachers or {}, list(strategies), kd_args
         self._stats = {}  # name -> device tensor [2]: (sum, count) since the last logging step
         self._step = None  # the OptimizerStep being trained
-        self._diverged = self._first_bad = None  # device-side NaN/Inf record, read by _check_finite
+        self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep], read by _check_finite
         self.epoch_selection = None
         self.counter = TeacherCounter(self)
         self.add_callback(self.counter)
@@ -101,9 +95,7 @@ class DistillationTrainer(Trainer):
         self.rep_mode = kd_args.rep_layers if kd_args.rep_alpha > 0 else "none"
         student_layers = unwrap_student(self.model).config.num_hidden_layers
         self.layer_pairs = {name: layer_map(student_layers, t.num_layers) for name, t in self.teachers.items()}
-        for teacher in self.teachers.values():
-            # fp32 weights; the pass autocasts to `teacher.dtype` (on CPU a bf16-autocast teacher pass
-            # measured ~2x faster than bf16 weights; layer norms and softmax stay fp32 either way).
+        for teacher in self.teachers.values():  # fp32 weights: the pass autocasts (~2x faster on CPU)
             teacher.model.to(self.args.device)
         if kd_args.selection_scope == "epoch":
             self.epoch_selection = EpochSelection(self)
@@ -112,17 +104,10 @@ class DistillationTrainer(Trainer):
     # --- data ------------------------------------------------------------------------------
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # The student's own forward decides, not a projection wrapper's **kwargs. token_type_ids
-            # stay for a teacher that uses them; `idx` keys the teacher caches.
-            forward = inspect.signature(unwrap_student(self.model).forward)
-            self._signature_columns = [
-                *forward.parameters,
-                "token_type_ids",
-                "label",
-                "label_ids",
-                *self.label_names,
-                "idx",
-            ]
+            # The student's forward, not a projection wrapper's **kwargs; token_type_ids stay for a
+            # teacher that uses them; `idx` keys the teacher caches.
+            forward = inspect.signature(unwrap_student(self.model).forward).parameters
+            self._signature_columns = [*forward, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
     def _get_train_sampler(self, train_dataset=None):
         if self.epoch_selection is not None:
@@ -131,7 +116,7 @@ class DistillationTrainer(Trainer):
 
     # --- loss ------------------------------------------------------------------------------
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """HF fetches all micro-batches of an optimizer step up front; keep them for the step's plan."""
+        """Keep the step's prefetched micro-batches for its plan."""
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.teachers and batches:
             self._step = OptimizerStep(batches, len(batches))
@@ -173,8 +158,7 @@ class DistillationTrainer(Trainer):
                     model, outputs.hidden_states, teacher_states, inputs["attention_mask"], route.rows, route.teacher
                 )
                 rep_total = rep_total + (route.rep_weight * rep).sum()
-        # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP,
-        # times `scale`: HF divides by the micro-batch count and DDP averages over ranks.
+        # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP
         loss = step.scale * (self.kd_args.ce_alpha * share * ce + kd_total + rep_total)
         self._record_micro_batch(step, logits[:real], routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
@@ -198,10 +182,8 @@ class DistillationTrainer(Trainer):
     def _prepass(self, model, step: OptimizerStep):
         """No-grad student logits of every micro-batch of the step, before the first one's loss.
 
-        Only with gradient accumulation and a strategy that reads the student: about a third of the
-        student's training compute. Each forward starts from the RNG state its training forward will
-        start from (`_enter_micro_batch` restores it), so the signal is the logits the loss uses,
-        dropout included, and the run's random stream is the one it would be without the pre-pass.
+        Each forward starts from the RNG state its training forward will start from, so the signal is
+        the logits the loss uses, dropout included, and the random stream is unchanged.
         """
         student = self.accelerator.unwrap_model(model)
         cuda = self.args.device.type == "cuda"
@@ -217,7 +199,7 @@ class DistillationTrainer(Trainer):
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
         """Plan the step's global batch once; keep this rank's micro-batches' shares of the plan.
 
-        logits: [n, C] signal of the current micro-batch (used when it is the step's only one).
+        logits: [n, C] of the current micro-batch (the signal when it is the step's only one).
         """
         if step.signals is not None:
             local = step.signals
@@ -234,8 +216,7 @@ class DistillationTrainer(Trainer):
             for r, n in enumerate(per_rank):
                 per_rank[r] = min(n, left)
                 left -= per_rank[r]
-        # Seeded alike on every rank and per step: the random strategy draws the same rows everywhere
-        # and replays on resume.
+        # Seeded alike on every rank: the random strategy draws the same rows everywhere and on resume.
         generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
         signal = student_signal(global_logits, self.task.is_regression, generator, self.kd_args.uncertainty_grad)
         plan = plan_distillation(self.strategies, signal)
@@ -246,11 +227,8 @@ class DistillationTrainer(Trainer):
         self._record_plan(plan, total, global_logits)
 
     def _real_rows(self, gathered: int) -> int:
-        """How many of the step's `gathered` global-batch rows the epoch really holds.
-
-        Under DDP accelerate (`even_batches`) completes an epoch's last global batch with rows from
-        the epoch's start, placed after the real ones; every earlier step of an epoch is full.
-        """
+        """How many of the step's `gathered` rows are real: under DDP accelerate (`even_batches`) fills
+        an epoch's last global batch up with rows from the epoch's start, after the real ones."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.sampler.size if self.epoch_selection is not None else len(self.train_dataset)
@@ -260,12 +238,8 @@ class DistillationTrainer(Trainer):
         return min(gathered, rows - done)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
-        """Every rank's micro-batch logits in global order: micro-batch, then rank, then row.
-
-        local: this rank's [n_m, C] tensors, one per micro-batch.  Returns (sizes [m][rank],
-        logits [B, C]), in the order one process reads the step's batches: under DDP rank r's
-        micro-batch m is batch m x world + r.
-        """
+        """Every rank's micro-batch logits [n_m, C] in the order one process would read them (rank r's
+        micro-batch m is batch m x world + r).  Returns (sizes [m][rank], logits [B, C])."""
         counts = [t.shape[0] for t in local]
         world = self.args.world_size
         if world == 1:
@@ -293,9 +267,7 @@ class DistillationTrainer(Trainer):
         normalization = self.kd_args.rep_normalization
         return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
 
-    # --- statistics and the NaN/Inf check -------------------------------------------------
-    # Both stay on the device and are read on the host only at logging steps, checkpoint saves
-    # and the end of training (HF's own pattern for the loss): no per-step device sync.
+    # --- statistics and the NaN/Inf check: on the device, read only at logging steps, saves and the end
 
     def _accumulate(self, key: str, total: torch.Tensor, count):
         count = count.float() if torch.is_tensor(count) else total.new_full((), float(count))
@@ -329,25 +301,18 @@ class DistillationTrainer(Trainer):
             self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
         loss = loss.detach()
         record = torch.stack(
-            [loss.new_full((), self.state.global_step + 1), loss, ce.detach(), kd_total.detach(), rep_total.detach()]
-        )
-        bad = ~torch.isfinite(loss)
-        if self._first_bad is None:
-            self._first_bad, self._diverged = record, bad
-        else:  # keep the first non-finite step's record
-            self._first_bad = torch.where(self._diverged, self._first_bad, record)
-            self._diverged = self._diverged | bad
+            [(~loss.isfinite()).float(), loss.new_full((), self.state.global_step + 1), loss, ce, kd_total, rep_total]
+        ).detach()
+        # keep the first non-finite step's record
+        first = self._first_bad
+        self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
     def _check_finite(self):
         """Raise TrainingDiverged, naming the first non-finite step, if any rank's loss was NaN/Inf.
-
-        Collective under DDP: every rank calls it at logging steps, checkpoint saves and the end of
-        training.
-        """
+        Collective under DDP."""
         if self._first_bad is None:
             return
-        record = torch.cat([self._diverged.float().view(1), self._first_bad]).view(1, -1)
-        diverged = [row for row in self.accelerator.gather(record).tolist() if row[0]]
+        diverged = [row for row in self.accelerator.gather(self._first_bad.view(1, -1)).tolist() if row[0]]
         if diverged:
             _, step, loss, ce, kd, rep = min(diverged, key=lambda row: row[1])
             means = {key: pair.tolist() for key, pair in self._stats.items()}
@@ -375,9 +340,8 @@ class DistillationTrainer(Trainer):
         return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
     def _save_checkpoint(self, model, trial):
-        """Store each rank's teacher outputs (memory) or a reference to the shared store (disk) in the
-        checkpoint before HF writes trainer_state.json: a resumed run reuses exactly the outputs of
-        the interrupted one (recomputed on differently padded batches, their last bits differ)."""
+        """Store each rank's teacher outputs (or a reference to the disk store) in the checkpoint: a resumed
+        run reuses exactly those (recomputed on differently padded batches, their last bits differ)."""
         self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(
             self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -401,9 +365,8 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that will see every row, one length-sorted large-batch pass
-        each (a resumed run fills only what is missing). Not with --rep_layers all: full-token states
-        need a teacher forward every step anyway."""
+        """Fill the stores of the teachers that see every row, one pass each (not with --rep_layers all:
+        full-token states need a teacher forward every step anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
         for name in teachers_seeing_every_row(self.kd_args):
@@ -413,11 +376,8 @@ class DistillationTrainer(Trainer):
 
     # --- epoch-scope selection -------------------------------------------------------------
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row by the current student (inference mode).
-
-        Under DDP each rank scores a contiguous 1/world share and the shares are all-gathered, so
-        every rank returns the same [N] tensor.
-        """
+        """Informativeness [N] of every training row by the current student; under DDP each rank scores
+        a contiguous share and every rank returns the gathered [N]."""
         dataset = self.train_dataset
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
@@ -490,10 +450,7 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
 
 class EpochSubsetSampler(Sampler):
-    """This epoch's kept rows (dataset positions) in a seeded shuffled order.
-
-    Its length is fixed, k = max(1, floor(r * N)), so the Trainer plans the real number of steps.
-    """
+    """This epoch's kept rows in a seeded shuffled order; its fixed length k lets the Trainer plan the steps."""
 
     def __init__(self, num_rows: int, ratio: float, seed: int):
         self.size, self.seed = num_selected(num_rows, ratio), seed
@@ -511,18 +468,14 @@ class EpochSubsetSampler(Sampler):
 class EpochSelection(TrainerCallback, ExportableState):
     """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty.
 
-    Checkpoints store the current epoch's kept rows, so a resumed run trains on the same rows
-    instead of re-scoring with a mid-epoch student. Under DDP every rank trains on rank 0's choice
-    (broadcast), so no rank can drift to another subset.
+    Checkpoints store the epoch's kept rows, so a resumed run does not re-score with a mid-epoch
+    student. Under DDP every rank trains on rank 0's choice (broadcast).
     """
 
     def __init__(self, trainer):
-        self.trainer = trainer
-        self.strategy, self.ratio = trainer.kd_args.selection_strategy, trainer.kd_args.selection_ratio
-        args = trainer.args
-        self.sampler = EpochSubsetSampler(
-            len(trainer.train_dataset), self.ratio, args.seed if args.data_seed is None else args.data_seed
-        )
+        self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
+        seed = args.seed if args.data_seed is None else args.data_seed
+        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), trainer.kd_args.selection_ratio, seed)
         self.saved = None
 
     def state(self):
