@@ -47,17 +47,12 @@ class TrainingDiverged(RuntimeError):
 class OptimizerStep:
     """The micro-batches of one optimizer step on this rank, and each one's share of the step's plan."""
 
-    batches: list | None  # None outside the training loop (a step of its own)
-    count: int
+    batches: list  # outside the training loop: the one batch compute_loss sees
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
     rng_states: list | None = None  # the RNG state each micro-batch's training forward starts from
     parts: list | None = None  # per micro-batch: (its routes, its share of the global rows, its real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
-
-    @property
-    def done(self) -> bool:
-        return self.position >= self.count
 
 
 def _rows_mask(routes, size: int, device) -> torch.Tensor:
@@ -101,7 +96,7 @@ class DistillationTrainer(Trainer):
             self.epoch_selection = EpochSelection(self)
             self.add_callback(self.epoch_selection)
 
-    # --- data ------------------------------------------------------------------------------
+    # --- data
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             # The student's forward, not a projection wrapper's **kwargs; token_type_ids stay for a
@@ -114,12 +109,12 @@ class DistillationTrainer(Trainer):
             return self.epoch_selection.sampler
         return super()._get_train_sampler(train_dataset)
 
-    # --- loss ------------------------------------------------------------------------------
+    # --- loss
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         """Keep the step's prefetched micro-batches for its plan."""
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.teachers and batches:
-            self._step = OptimizerStep(batches, len(batches))
+            self._step = OptimizerStep(batches)
         return batches, num_items_in_batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -127,7 +122,7 @@ class DistillationTrainer(Trainer):
         labels = inputs.pop("labels")
         distil = model.training and bool(self.teachers)
         if distil:
-            step, micro = self._enter_micro_batch(model)
+            step, micro = self._enter_micro_batch(model, inputs)
         outputs = model(
             **model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none"
         )
@@ -147,15 +142,12 @@ class DistillationTrainer(Trainer):
         kd_total = logits.new_zeros(())
         rep_total = logits.new_zeros(())
         for route in routes:
-            teacher = self.teachers[route.teacher]
-            teacher_logits, teacher_states = teacher.query(inputs, route.rows, idx, self.rep_mode)
-            kd = self.kd_loss(
-                logits[route.rows], teacher_logits, temperature=self.kd_args.temperature, reduction="none"
-            )
+            teacher_logits, states = self.teachers[route.teacher].query(inputs, route.rows, idx, self.rep_mode)
+            kd = self.kd_loss(logits[route.rows], teacher_logits, self.kd_args.temperature, reduction="none")
             kd_total = kd_total + (route.kd_weight * kd).sum()
             if self.rep_mode != "none":
                 rep = self._rep(
-                    model, outputs.hidden_states, teacher_states, inputs["attention_mask"], route.rows, route.teacher
+                    model, outputs.hidden_states, states, inputs["attention_mask"], route.rows, route.teacher
                 )
                 rep_total = rep_total + (route.rep_weight * rep).sum()
         # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP
@@ -163,14 +155,14 @@ class DistillationTrainer(Trainer):
         self._record_micro_batch(step, logits[:real], routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
 
-    def _enter_micro_batch(self, model):
+    def _enter_micro_batch(self, model, inputs):
         """(step, index of this micro-batch in it); runs the step's pre-pass at its first micro-batch."""
         step = self._step
-        if step is None or step.done:
-            step = self._step = OptimizerStep(None, 1)
+        if step is None or step.position >= len(step.batches):
+            step = self._step = OptimizerStep([inputs])
         micro = step.position
         step.position += 1
-        if micro == 0 and step.count > 1 and reads_student(self.strategies):
+        if micro == 0 and len(step.batches) > 1 and reads_student(self.strategies):
             self._prepass(model, step)
         if step.rng_states is not None:
             cpu, cuda = step.rng_states[micro]
@@ -203,7 +195,7 @@ class DistillationTrainer(Trainer):
         """
         if step.signals is not None:
             local = step.signals
-        elif step.count == 1:
+        elif len(step.batches) == 1:
             local = [logits]
         else:  # the chain reads only row counts: placeholders instead of a pre-pass
             local = [logits.new_zeros(len(batch["labels"]), logits.shape[1]) for batch in step.batches]
@@ -222,8 +214,8 @@ class DistillationTrainer(Trainer):
         plan = plan_distillation(self.strategies, signal)
         parts = split_plan(plan, [n for per_rank in sizes for n in per_rank])
         total = global_logits.shape[0]
-        step.scale = world * step.count
-        step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(step.count)]
+        step.scale = world * len(step.batches)
+        step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(len(sizes))]
         self._record_plan(plan, total, global_logits)
 
     def _real_rows(self, gathered: int) -> int:
@@ -254,14 +246,13 @@ class DistillationTrainer(Trainer):
     def _rep(self, model, student_states, teacher_states, attention_mask, rows, teacher_name):
         """Per-row hidden-state alignment [K] between the student and one teacher's mapped layers."""
         pairs = self.layer_pairs[teacher_name]
-        student = [student_states[s][rows] for s, _ in pairs]
         projections = getattr(self.accelerator.unwrap_model(model), "projections", {})
         projection = projections[teacher_name] if teacher_name in projections else None
-        if self.rep_mode == "cls":  # the cache holds [K, P, H] [CLS] states of the mapped teacher layers
-            student = [state[:, :1] for state in student]
-            teacher = [teacher_states[:, p : p + 1] for p in range(len(pairs))]
-            mask = attention_mask[rows][:, :1]
+        if self.rep_mode == "cls":  # [K, H] states; the cache holds [K, P, H] of the mapped teacher layers
+            student = [student_states[s][rows, 0] for s, _ in pairs]
+            teacher, mask = teacher_states.unbind(1), None
         else:
+            student = [student_states[s][rows] for s, _ in pairs]
             teacher = [teacher_states[t] for _, t in pairs]
             mask = None if self.kd_args.rep_include_padding else attention_mask[rows]  # None: every position counts
         normalization = self.kd_args.rep_normalization
@@ -335,7 +326,7 @@ class DistillationTrainer(Trainer):
             self._stats.clear()
         super().log(logs, start_time)
 
-    # --- checkpoints -------------------------------------------------------------------------
+    # --- checkpoints
     def _teacher_checkpoint_prefix(self, checkpoint: str, name: str) -> str:
         return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
@@ -374,7 +365,7 @@ class DistillationTrainer(Trainer):
                 self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
             )
 
-    # --- epoch-scope selection -------------------------------------------------------------
+    # --- epoch-scope selection
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
         """Informativeness [N] of every training row by the current student; under DDP each rank scores
         a contiguous share and every rank returns the gathered [N]."""
@@ -387,12 +378,8 @@ class DistillationTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        loader = DataLoader(
-            shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names]),
-            batch_size=self.args.per_device_eval_batch_size,
-            collate_fn=self.data_collator,
-            shuffle=False,
-        )
+        shard = shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names])
+        loader = DataLoader(shard, self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
         scores = [torch.zeros(0, device=self.args.device)]
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
