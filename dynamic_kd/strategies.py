@@ -313,6 +313,30 @@ def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
     return parts
 
 
+def covered_rows(plan: list[Route], size: int, device=None) -> torch.Tensor:
+    """[size] bool: the rows that query some teacher."""
+    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    for route in plan:
+        mask[route.rows] = True
+    return mask
+
+
+def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool) -> dict[str, torch.Tensor]:
+    """What the trainer logs of a plan: the fraction of rows with a teacher query, the total KD and REP
+    weights (`with_rep`), and with several teachers each one's total KD weight and fraction of rows."""
+    zero = plan[0].kd_weight.new_zeros(())
+    stats = {"selected_fraction": covered_rows(plan, batch_size, zero.device).float().mean()}
+    if with_rep:
+        stats["kd_weight"] = sum((r.kd_weight.sum() for r in plan), zero)
+        stats["rep_weight"] = sum((r.rep_weight.sum() for r in plan), zero)
+    if len(teachers) > 1:
+        for name in teachers:
+            routes = [r for r in plan if r.teacher == name]
+            stats[f"{name}_teacher_weight"] = sum((r.kd_weight.sum() for r in routes), zero)
+            stats[f"{name}_teacher_fraction"] = zero + sum(r.rows.numel() for r in routes) / batch_size
+    return stats
+
+
 def reads_student(strategies) -> bool:
     """Whether the chain's plan depends on the student's logits, not only on the batch size."""
     return any(strategy.reads_student for strategy in strategies)

@@ -27,8 +27,10 @@ from dynamic_kd.losses import KD_LOSSES, hidden_state_alignment, layer_map, supe
 from dynamic_kd.models import model_inputs, unwrap_student
 from dynamic_kd.strategies import (
     SELECTION_SCORES,
+    covered_rows,
     num_selected,
     plan_distillation,
+    plan_statistics,
     reads_student,
     split_plan,
     student_signal,
@@ -55,18 +57,10 @@ class OptimizerStep:
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
 
-def _rows_mask(routes, size: int, device) -> torch.Tensor:
-    """[size] bool: the rows some route queries a teacher on."""
-    mask = torch.zeros(size, dtype=torch.bool, device=device)
-    for route in routes:
-        mask[route.rows] = True
-    return mask
-
-
 class DistillationTrainer(Trainer):
     """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms.
 
-    teachers: {name: `teachers.Teacher`}.  strategies: the chain from `strategies.build_strategies`.
+    teachers: {name: `teachers.Teacher`}; strategies: `strategies.build_strategies`.
     """
 
     loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
@@ -172,11 +166,9 @@ class DistillationTrainer(Trainer):
         return step, micro
 
     def _prepass(self, model, step: OptimizerStep):
-        """No-grad student logits of every micro-batch of the step, before the first one's loss.
-
-        Each forward starts from the RNG state its training forward will start from, so the signal is
-        the logits the loss uses, dropout included, and the random stream is unchanged.
-        """
+        """No-grad student logits of each micro-batch, each from the RNG state its training forward will
+        start from: the signal is the logits the loss uses, dropout included, and the random stream is
+        unchanged."""
         student = self.accelerator.unwrap_model(model)
         cuda = self.args.device.type == "cuda"
         step.signals, step.rng_states = [], []
@@ -189,10 +181,7 @@ class DistillationTrainer(Trainer):
                 step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
-        """Plan the step's global batch once; keep this rank's micro-batches' shares of the plan.
-
-        logits: [n, C] of the current micro-batch (the signal when it is the step's only one).
-        """
+        """Plan the step's global batch; keep this rank's micro-batches' shares.  logits: [n, C] of this one."""
         if step.signals is not None:
             local = step.signals
         elif len(step.batches) == 1:
@@ -216,7 +205,8 @@ class DistillationTrainer(Trainer):
         total = global_logits.shape[0]
         step.scale = world * len(step.batches)
         step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(len(sizes))]
-        self._record_plan(plan, total, global_logits)
+        for key, value in plan_statistics(plan, total, self.teachers, self.rep_mode != "none").items():
+            self._accumulate(key, value, 1)  # global: the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
         """How many of the step's `gathered` rows are real: under DDP accelerate (`even_batches`) fills
@@ -244,7 +234,7 @@ class DistillationTrainer(Trainer):
         return sizes, torch.cat([gathered[r, m, : sizes[m][r]] for m in range(len(local)) for r in range(world)])
 
     def _rep(self, model, student_states, teacher_states, attention_mask, rows, teacher_name):
-        """Per-row hidden-state alignment [K] between the student and one teacher's mapped layers."""
+        """Per-row hidden-state alignment [K] with one teacher's mapped layers."""
         pairs = self.layer_pairs[teacher_name]
         projections = getattr(self.accelerator.unwrap_model(model), "projections", {})
         projection = projections[teacher_name] if teacher_name in projections else None
@@ -261,25 +251,10 @@ class DistillationTrainer(Trainer):
     # --- statistics and the NaN/Inf check: on the device, read only at logging steps, saves and the end
 
     def _accumulate(self, key: str, total: torch.Tensor, count):
-        count = count.float() if torch.is_tensor(count) else total.new_full((), float(count))
-        pair = torch.stack([total.detach().float(), count])
+        pair = torch.stack([total.detach().float(), torch.as_tensor(count, device=total.device).float()])
         self._stats[key] = self._stats[key] + pair if key in self._stats else pair
 
-    def _record_plan(self, plan, total: int, like: torch.Tensor):
-        """The step's plan statistics (global: the same on every rank)."""
-        zero = like.new_zeros(())
-        self._accumulate("selected_fraction", _rows_mask(plan, total, like.device).float().mean(), 1)
-        if self.rep_mode != "none":
-            self._accumulate("kd_weight", sum((r.kd_weight.sum() for r in plan), zero), 1)
-            self._accumulate("rep_weight", sum((r.rep_weight.sum() for r in plan), zero), 1)
-        if len(self.teachers) > 1:
-            for name in self.teachers:
-                routes = [r for r in plan if r.teacher == name]
-                self._accumulate(f"{name}_teacher_weight", sum((r.kd_weight.sum() for r in routes), zero), 1)
-                self._accumulate(f"{name}_teacher_fraction", zero + sum(r.rows.numel() for r in routes) / total, 1)
-
     def _record_micro_batch(self, step, logits, routes, share, loss, ce, kd_total, rep_total):
-        """This micro-batch's loss terms and uncertainty, and the device-side NaN/Inf record."""
         part = 1 / step.scale  # its part of one optimizer step, over all ranks
         self._accumulate("loss_ce", share * ce.detach(), part)
         self._accumulate("loss_kd", kd_total.detach(), part)
@@ -287,15 +262,14 @@ class DistillationTrainer(Trainer):
             self._accumulate("loss_rep", rep_total.detach(), part)
         if not self.task.is_regression:
             u = normalized_entropy(logits.detach())
-            chosen = _rows_mask(routes, u.numel(), u.device)
+            chosen = covered_rows(routes, u.numel(), u.device)
             self._accumulate("uncertainty", u.sum(), u.numel())
             self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
         loss = loss.detach()
         record = torch.stack(
             [(~loss.isfinite()).float(), loss.new_full((), self.state.global_step + 1), loss, ce, kd_total, rep_total]
         ).detach()
-        # keep the first non-finite step's record
-        first = self._first_bad
+        first = self._first_bad  # keep the first non-finite step's record
         self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
     def _check_finite(self):
@@ -318,9 +292,7 @@ class DistillationTrainer(Trainer):
             self._check_finite()
         if "loss" in logs and self._stats:
             keys = sorted(self._stats)
-            table = self.accelerator.reduce(
-                torch.stack([self._stats[key].to(self.args.device) for key in keys]), reduction="sum"
-            )
+            table = self.accelerator.reduce(torch.stack([self._stats[key] for key in keys]), reduction="sum")
             for key, (total, count) in zip(keys, table.tolist()):
                 logs[f"dkd/{key}"] = round(total / count, 6) if count else float("nan")
             self._stats.clear()
