@@ -2,10 +2,8 @@
 
 Teachers are not submodules of the student (not optimized, not checkpointed, no gradient). Once per
 optimizer step the trainer plans distillation over the *global* batch (all ranks, all accumulated
-micro-batches): from the student's training forward, or with gradient accumulation from a no-grad
-pre-pass; under DDP every rank gathers the [rows, C] logits, plans the same plan and keeps its rows.
-Each teacher sees its own rows only; the loss is scaled so that the averaged gradient is the global
-batch's. `--selection_scope epoch` selects at each epoch start instead (`EpochSelection`).
+micro-batches) from the student's logits; each teacher sees its own rows only, and the loss is scaled
+so that the averaged gradient is the global batch's.
 """
 
 import inspect
@@ -16,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from accelerate.utils import broadcast
+from accelerate.utils import broadcast, gather_object
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -42,17 +39,17 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN/Inf; the message names the step and the strategy statistics."""
+    """The loss became NaN or Inf."""
 
 
 @dataclass
 class OptimizerStep:
-    """The micro-batches of one optimizer step on this rank, and each one's share of the step's plan."""
+    """One optimizer step's micro-batches on this rank, and each one's share of the step's plan."""
 
     batches: list  # outside the training loop: the one batch compute_loss sees
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
-    rng_states: list | None = None  # the RNG state each micro-batch's training forward starts from
+    rng_states: list | None = None  # (CPU, CUDA) RNG state at each micro-batch's forward
     parts: list | None = None  # per micro-batch: (its routes, its share of the global rows, its real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
@@ -93,8 +90,8 @@ class DistillationTrainer(Trainer):
     # --- data
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # The student's forward, not a projection wrapper's **kwargs; token_type_ids stay for a
-            # teacher that uses them; `idx` keys the teacher caches.
+            # The student's forward, not a projection wrapper's **kwargs; token_type_ids for a teacher
+            # that uses them; `idx` keys the teacher caches.
             forward = inspect.signature(unwrap_student(self.model).forward).parameters
             self._signature_columns = [*forward, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
@@ -128,13 +125,12 @@ class DistillationTrainer(Trainer):
         if step.parts is None:  # --uncertainty_grad: the plan's weights keep the graph to these logits
             self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
         routes, share, real = step.parts[micro]
-        # Rows past `real` repeat rows to fill an epoch's last global batch (DDP): no loss, no plan slot.
+        # Rows past `real` fill an epoch's last global batch up (DDP): no loss, no plan slot.
         if real:
             ce = supervised_loss(logits[:real], labels[:real], self.task.is_regression, label_smoothing=smoothing)
         else:  # every parameter still takes part in the backward pass (DDP)
             ce = 0.0 * logits.sum()
-        kd_total = logits.new_zeros(())
-        rep_total = logits.new_zeros(())
+        kd_total = rep_total = logits.new_zeros(())
         for route in routes:
             teacher_logits, states = self.teachers[route.teacher].query(inputs, route.rows, idx, self.rep_mode)
             kd = self.kd_loss(logits[route.rows], teacher_logits, self.kd_args.temperature, reduction="none")
@@ -170,14 +166,12 @@ class DistillationTrainer(Trainer):
         start from: the signal is the logits the loss uses, dropout included, and the random stream is
         unchanged."""
         student = self.accelerator.unwrap_model(model)
-        cuda = self.args.device.type == "cuda"
         step.signals, step.rng_states = [], []
         with torch.no_grad():
             for batch in step.batches:
                 inputs = {k: v for k, v in self._prepare_inputs(batch).items() if k not in ("labels", "idx")}
-                step.rng_states.append(
-                    (torch.get_rng_state(), torch.cuda.get_rng_state(self.args.device) if cuda else None)
-                )
+                cuda = torch.cuda.get_rng_state(self.args.device) if self.args.device.type == "cuda" else None
+                step.rng_states.append((torch.get_rng_state(), cuda))
                 step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
@@ -209,8 +203,8 @@ class DistillationTrainer(Trainer):
             self._accumulate(key, value, 1)  # global: the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
-        """How many of the step's `gathered` rows are real: under DDP accelerate (`even_batches`) fills
-        an epoch's last global batch up with rows from the epoch's start, after the real ones."""
+        """The real rows of the step's `gathered` ones: under DDP accelerate (`even_batches`) fills an
+        epoch's last global batch up with repeats, after the real rows."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.sampler.size if self.epoch_selection is not None else len(self.train_dataset)
@@ -220,18 +214,15 @@ class DistillationTrainer(Trainer):
         return min(gathered, rows - done)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
-        """Every rank's micro-batch logits [n_m, C] in the order one process would read them (rank r's
-        micro-batch m is batch m x world + r).  Returns (sizes [m][rank], logits [B, C])."""
-        counts = [t.shape[0] for t in local]
+        """Every rank's micro-batch logits [n_m, C] in the order one process reads them (rank r's
+        micro-batch m is batch m x world + r): (sizes [m][rank], logits [B, C])."""
         world = self.args.world_size
         if world == 1:
-            return [[n] for n in counts], torch.cat(local)
-        per_rank = self.accelerator.gather(torch.tensor(counts, device=local[0].device)).view(world, -1).tolist()
-        longest = max(map(max, per_rank))
-        padded = torch.stack([F.pad(t, (0, 0, 0, longest - t.shape[0])) for t in local])
-        gathered = self.accelerator.gather(padded).view(world, len(local), longest, -1)
-        sizes = [[per_rank[r][m] for r in range(world)] for m in range(len(local))]
-        return sizes, torch.cat([gathered[r, m, : sizes[m][r]] for m in range(len(local)) for r in range(world)])
+            return [[t.shape[0]] for t in local], torch.cat(local)
+        per_rank = gather_object([[t.cpu() for t in local]])  # [rank][micro-batch]
+        order = [per_rank[r][m] for m in range(len(local)) for r in range(world)]
+        sizes = [[len(per_rank[r][m]) for r in range(world)] for m in range(len(local))]
+        return sizes, torch.cat(order).to(local[0].device)
 
     def _rep(self, model, student_states, teacher_states, attention_mask, rows, teacher_name):
         """Per-row hidden-state alignment [K] with one teacher's mapped layers."""
@@ -248,7 +239,7 @@ class DistillationTrainer(Trainer):
         normalization = self.kd_args.rep_normalization
         return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
 
-    # --- statistics and the NaN/Inf check: on the device, read only at logging steps, saves and the end
+    # --- statistics and the NaN/Inf check: on the device, read only at logging steps and saves
 
     def _accumulate(self, key: str, total: torch.Tensor, count):
         pair = torch.stack([total.detach().float(), torch.as_tensor(count, device=total.device).float()])
@@ -256,19 +247,17 @@ class DistillationTrainer(Trainer):
 
     def _record_micro_batch(self, step, logits, routes, share, loss, ce, kd_total, rep_total):
         part = 1 / step.scale  # its part of one optimizer step, over all ranks
-        self._accumulate("loss_ce", share * ce.detach(), part)
-        self._accumulate("loss_kd", kd_total.detach(), part)
+        self._accumulate("loss_ce", share * ce, part)
+        self._accumulate("loss_kd", kd_total, part)
         if self.rep_mode != "none":
-            self._accumulate("loss_rep", rep_total.detach(), part)
+            self._accumulate("loss_rep", rep_total, part)
         if not self.task.is_regression:
             u = normalized_entropy(logits.detach())
             chosen = covered_rows(routes, u.numel(), u.device)
             self._accumulate("uncertainty", u.sum(), u.numel())
             self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
-        loss = loss.detach()
-        record = torch.stack(
-            [(~loss.isfinite()).float(), loss.new_full((), self.state.global_step + 1), loss, ce, kd_total, rep_total]
-        ).detach()
+        step_number = loss.new_full((), self.state.global_step + 1)
+        record = torch.stack([(~loss.isfinite()).float(), step_number, loss, ce, kd_total, rep_total]).detach()
         first = self._first_bad  # keep the first non-finite step's record
         self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
@@ -304,7 +293,7 @@ class DistillationTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         """Store each rank's teacher outputs (or a reference to the disk store) in the checkpoint: a resumed
-        run reuses exactly those (recomputed on differently padded batches, their last bits differ)."""
+        run reuses them exactly (recomputed on other padding, their last bits differ)."""
         self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(
             self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -320,7 +309,7 @@ class DistillationTrainer(Trainer):
             teacher.load_checkpoint(self._teacher_checkpoint_prefix(resume_from_checkpoint, name))
 
     def teacher_forward_examples(self) -> int:
-        """Examples passed through a teacher forward in this run, summed over teachers and ranks."""
+        """Examples through a teacher forward in this run, over all teachers and ranks."""
         return self.counter.total()
 
     def end_of_epoch(self):
@@ -328,25 +317,23 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that see every row, one pass each (not with --rep_layers all:
-        full-token states need a teacher forward every step anyway)."""
+        """Fill the stores of the teachers that see every row (not for --rep_layers all: full-token states
+        need a teacher forward every step anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
+        args = self.args
         for name in teachers_seeing_every_row(self.kd_args):
             self.teachers[name].prefill(
-                self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
+                self.train_dataset, self.data_collator, args.device, args.dataloader_num_workers
             )
 
     # --- epoch-scope selection
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row by the current student; under DDP each rank scores
-        a contiguous share and every rank returns the gathered [N]."""
+        """Informativeness [N] of every training row by the current student (under DDP, scored in shares)."""
         dataset = self.train_dataset
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
-        world, rank = self.args.world_size, self.args.process_index
-        bounds = [len(dataset) * r // world for r in range(world + 1)]
-        shard = dataset.select(range(bounds[rank], bounds[rank + 1]))
+        shard = dataset.shard(self.args.world_size, self.args.process_index, contiguous=True)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -355,15 +342,10 @@ class DistillationTrainer(Trainer):
         scores = [torch.zeros(0, device=self.args.device)]
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
-                batch = {k: v.to(self.args.device) for k, v in batch.items()}
-                logits = model(**model_inputs(unwrap_student(model), batch)).logits
+                logits = model(**model_inputs(unwrap_student(model), self._prepare_inputs(batch))).logits
                 scores.append(SELECTION_SCORES[strategy](logits.float()))
         model.train(was_training)
-        scores = torch.cat(scores)
-        if world == 1:
-            return scores.cpu()
-        gathered = self.accelerator.gather(self.accelerator.pad_across_processes(scores)).view(world, -1)
-        return torch.cat([gathered[r, : bounds[r + 1] - bounds[r]] for r in range(world)]).cpu()
+        return torch.cat(gather_object([torch.cat(scores).cpu()]))  # the ranks' shares in order
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
@@ -425,11 +407,8 @@ class EpochSubsetSampler(Sampler):
 
 
 class EpochSelection(TrainerCallback, ExportableState):
-    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty.
-
-    Checkpoints store the epoch's kept rows, so a resumed run does not re-score with a mid-epoch
-    student. Under DDP every rank trains on rank 0's choice (broadcast).
-    """
+    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty. Checkpoints
+    keep them (a resumed run does not re-score mid-epoch); under DDP every rank trains on rank 0's."""
 
     def __init__(self, trainer):
         self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
@@ -452,14 +431,10 @@ class EpochSelection(TrainerCallback, ExportableState):
             logger.info("epoch %d: reusing the %d rows selected before the interruption", epoch, self.sampler.size)
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
-        positions = torch.sort(scores, descending=True, stable=True).indices[: self.sampler.size]
+        kept = self.sampler.size
+        positions = torch.sort(scores, descending=True, stable=True).indices[:kept]
         if args.world_size > 1:
             positions = broadcast(positions.to(args.device), from_process=0).cpu()
         self.sampler.positions = positions
-        logger.info(
-            "epoch %d: training on the %d most informative of %d rows (%s)",
-            epoch,
-            self.sampler.size,
-            len(scores),
-            self.strategy,
-        )
+        rows = len(scores)
+        logger.info("epoch %d: training on the %d most informative of %d rows (%s)", epoch, kept, rows, self.strategy)
