@@ -1,8 +1,5 @@
-"""GLUE-style evaluation metrics, computed locally with scikit-learn and SciPy (no hub access).
-
-Each task names one metric family (``Task.metric``); `compute_task_metrics` returns that family's
-scores as plain Python floats, and `primary_metric` names the score used to pick checkpoints.
-"""
+"""GLUE-style metrics, computed locally with scikit-learn and SciPy: each task names one family
+(``Task.metric``); `primary_metric` names the score that picks checkpoints."""
 
 from collections.abc import Callable
 
@@ -14,12 +11,11 @@ from dynamic_kd.data import Task, get_task
 
 
 def _as_task(task) -> Task:
-    """Accept a Task or a task name, so scripts can pass either."""
     return task if isinstance(task, Task) else get_task(task)
 
 
 def _class_ids(predictions: np.ndarray) -> np.ndarray:
-    """Logits [N, C] -> argmax ids; 1-D input is taken as ids already."""
+    """Logits [N, C] -> argmax ids; 1-D input is ids already."""
     predictions = np.asarray(predictions)
     return predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions.astype(np.int64)
 
@@ -45,8 +41,7 @@ def _f1_accuracy(predictions, labels) -> dict[str, float]:
 
 
 def _accuracy_macro_f1(predictions, labels) -> dict[str, float]:
-    # The custom task's labels are often skewed: macro-F1 (the unweighted mean of the per-class F1
-    # over the classes in labels or predictions) shows a neglected class that accuracy hides.
+    # The custom task's labels are often skewed: macro-F1 shows a neglected class that accuracy hides.
     f1 = f1_score(labels, _class_ids(predictions), average="macro", zero_division=0)
     return {**_accuracy(predictions, labels), "macro_f1": float(f1)}
 
@@ -79,7 +74,7 @@ PRIMARY: dict[str, str] = {
 
 
 def metric_names(task) -> tuple[str, ...]:
-    """The names `compute_task_metrics` gives `task`'s scores (read off a two-row example, so they cannot drift)."""
+    """The names of `task`'s scores, read off a two-row example so they cannot drift."""
     task = _as_task(task)
     labels = np.array([0.0, 1.0]) if task.is_regression else np.array([0, 1])
     predictions = labels if task.is_regression else np.eye(2)
@@ -103,11 +98,9 @@ def metrics_fn(task: Task) -> Callable:
 
     def compute(eval_prediction) -> dict[str, float]:
         predictions, label_ids = eval_prediction.predictions, eval_prediction.label_ids
-        # Models that also return hidden states or attentions give a tuple; logits come first.
-        if isinstance(predictions, tuple):
-            predictions = predictions[0]
-        if isinstance(label_ids, tuple):
-            label_ids = label_ids[0]
+        # A model that also returns hidden states or attentions gives a tuple, logits first.
+        predictions = predictions[0] if isinstance(predictions, tuple) else predictions
+        label_ids = label_ids[0] if isinstance(label_ids, tuple) else label_ids
         return compute_task_metrics(task, predictions, label_ids)
 
     return compute

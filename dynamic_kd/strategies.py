@@ -9,19 +9,15 @@ and hidden-state (REP) terms. Every strategy refines the plan in turn:
     plan = adoption.refine(plan, signal)    # which teacher each instance learns from (Sec. 3.1)
     plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
 
-so any combination of the three runs in one training run. The trainer then queries each teacher
-on its own rows only and adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the
-gold-label loss.
+so any combination of the three runs at once. The trainer queries each teacher on its own rows
+only and adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss.
 
-"Batch" here is the *global* batch of one optimizer step: per_device_train_batch_size x world size
-x gradient_accumulation_steps rows. The trainer gathers the student signal of all of them, plans
-once, and hands each micro-batch its share (`split_plan`), so k, the `hard` split and the `soft`
-batch mean do not depend on how many processes or accumulation steps carry the batch. Weights are
-constants (no gradient flows through the uncertainty), as in the paper's `dynamic_kd_loss` snippet;
-the released code let gradient flow through them, which `--uncertainty_grad` restores.
+"Batch" is the *global* batch of one optimizer step (all ranks and accumulated micro-batches): the
+trainer plans it once and hands each micro-batch its share (`split_plan`), so k, the `hard` split
+and the `soft` mean do not depend on the layout. Weights are constants, as in the paper's snippet;
+`--uncertainty_grad` lets gradient flow through them, as the released code did.
 
-Each registry below is a plain dict from flag value to the class that implements it; the argument
-parser builds its help text and validation from these dicts.
+Each registry is a plain dict from flag value to its implementation; the argument parser reads them.
 """
 
 import math
@@ -34,11 +30,8 @@ from dynamic_kd.uncertainty import entropy, least_confidence, margin, normalized
 
 @dataclass
 class StudentSignal:
-    """What the strategies see of the student on one batch (all fp32, no gradient).
-
-    logits: [B, C] student logits.  uncertainty: [B] normalised entropy u in [0, 1], or None for
-    regression tasks (no class distribution).  generator: RNG for the random strategy.
-    """
+    """The student on one batch (fp32): logits [B, C]; uncertainty [B], normalised entropy u in [0, 1]
+    (None for regression); generator for the random strategy."""
 
     logits: torch.Tensor
     uncertainty: torch.Tensor | None
@@ -47,11 +40,9 @@ class StudentSignal:
 
 @dataclass
 class Route:
-    """One teacher's share of a batch.
+    """One teacher's share of a batch: the [K] rows that query it, with per-row KD and REP weights [K].
 
-    teacher: name in the trainer's teacher pool ("teacher", "small", "large"; None until assigned).
-    rows: [K] batch row indices that query this teacher.
-    kd_weight, rep_weight: [K] per-row weights of the logit-KD and hidden-state terms (fp32).
+    teacher: "teacher", "small" or "large"; None until assigned.
     """
 
     teacher: str | None
@@ -63,32 +54,20 @@ class Route:
 def initial_plan(batch_size: int, device=None) -> list[Route]:
     """Every row, one unassigned teacher, KD averaged over the batch, no REP."""
     rows = torch.arange(batch_size, device=device)
-    return [
-        Route(
-            None,
-            rows,
-            torch.full((batch_size,), 1.0 / batch_size, device=device),
-            torch.zeros(batch_size, device=device),
-        )
-    ]
+    weight = torch.full((batch_size,), 1.0 / batch_size, device=device)
+    return [Route(None, rows, weight, torch.zeros(batch_size, device=device))]
 
 
-# ---------------------------------------------------------------------------------------------
-# Data selection (paper Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
+# --- Data selection (paper Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
 
-
-def _ascending(score_fn):
-    # Small margin / small max-probability means uncertain; negate so "higher = more informative".
-    return lambda logits: -score_fn(logits)
-
-
-# name -> informativeness score [B, C] -> [B] (higher = query the teacher first); None = no ranking
+# name -> informativeness [B, C] -> [B] (higher = query the teacher first); None = no ranking.
+# A small margin or max-probability means uncertain, hence the minus.
 SELECTION_SCORES = {
     "none": None,
     "random": None,
     "entropy": entropy,
-    "margin": _ascending(margin),
-    "lc": _ascending(least_confidence),
+    "margin": lambda logits: -margin(logits),
+    "lc": lambda logits: -least_confidence(logits),
 }
 SELECTION_ALIASES = {"least_confidence": "lc", "confidence": "lc"}
 
@@ -99,13 +78,8 @@ def num_selected(batch_size: int, ratio: float) -> int:
 
 
 def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, generator=None) -> torch.Tensor:
-    """Rows of a batch that get a teacher query, most informative first.
-
-    student_logits: [B, C].  strategy: none | random | entropy | margin | lc (aliases
-    least_confidence, confidence).  ratio: r in (0, 1].  Returns a LongTensor [k] with
-    k = max(1, floor(r * B)), except `none`, which returns all B rows in order.  Ties keep batch
-    order (stable sort).
-    """
+    """The [k] rows of `student_logits` [B, C] that get a teacher query, most informative first (ties
+    in batch order); `none` returns all B rows in order.  ratio: r in (0, 1]."""
     strategy = SELECTION_ALIASES.get(strategy, strategy)
     if strategy not in SELECTION_SCORES:
         raise ValueError(f"unknown selection strategy '{strategy}'; choose one of: {', '.join(SELECTION_SCORES)}")
@@ -127,8 +101,7 @@ class DataSelection:
 
     def __init__(self, strategy: str, ratio: float):
         self.strategy, self.ratio = SELECTION_ALIASES.get(strategy, strategy), ratio
-        # Whether the plan depends on the student's logits (not only on the batch size): the
-        # trainer skips the gradient-accumulation pre-pass when no strategy of the chain does.
+        # Whether the plan depends on the student's logits: without, the trainer skips its pre-pass.
         self.reads_student = SELECTION_SCORES.get(self.strategy) is not None
 
     def refine(self, plan: list[Route], signal: StudentSignal) -> list[Route]:
@@ -142,8 +115,7 @@ class DataSelection:
         return refined
 
 
-# ---------------------------------------------------------------------------------------------
-# Teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident
+# --- Teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident
 # ones from the large teacher.
 
 
@@ -174,14 +146,11 @@ class AverageTeachers:
 
 
 class HardAdoption:
-    """The more uncertain half of each route's rows -> small teacher, the rest -> large teacher.
+    """The more uncertain ceil(K/2) rows of each route -> small teacher, the rest -> large teacher.
 
-    Each half's KD is averaged within the half and weighted by its teacher's alpha; each teacher
-    is queried on its own half only. With an odd count the small teacher gets ceil(K/2) rows.
-    A route of one row (a one-row last batch, or selection keeping k = 1) has no second half: by
-    the same ceil rule the row goes to the small teacher, and it carries the weight of both halves,
-    (alpha_small + alpha_large) x the route's weight. So a route's total KD weight is the same for
-    every K, and the KD/CE balance does not depend on how many rows happened to be kept.
+    Each half's KD is averaged within the half and weighted by its teacher's alpha. A one-row route
+    goes to the small teacher with both alphas, so a route's total KD weight (the KD/CE balance)
+    does not depend on K.
     """
 
     reads_student = True
@@ -211,28 +180,23 @@ class SoftAdoption:
     """Both teachers on every row: small weight = mean u over the route, large = 1 - mean u."""
 
     reads_student = True
-
-    def refine(self, plan, signal):
-        refined = []
-        for route in plan:
-            mean_u = signal.uncertainty[route.rows].mean()
-            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * mean_u))
-            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * (1 - mean_u)))
-        return refined
-
-
-class SoftInstanceAdoption:
-    """Both teachers on every row: per-row weight u_i for the small teacher, 1 - u_i for the large."""
-
-    reads_student = True
+    per_row = False
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
             u = signal.uncertainty[route.rows]
+            if not self.per_row:
+                u = u.mean()
             refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * u))
             refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * (1 - u)))
         return refined
+
+
+class SoftInstanceAdoption(SoftAdoption):
+    """Both teachers on every row: per-row weight u_i for the small teacher, 1 - u_i for the large."""
+
+    per_row = True
 
 
 @dataclass(frozen=True)
@@ -254,8 +218,7 @@ TEACHER_MODES = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment,
+# --- Supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment,
 # confident ones on output matching.
 
 
@@ -289,16 +252,15 @@ class ObjectiveWeights:
 
 
 OBJECTIVE_STRATEGIES = {
-    "none": lambda a: ObjectiveWeights("none", a.kd_alpha, a.rep_alpha),
-    "uncertainty": lambda a: ObjectiveWeights("uncertainty", a.kd_alpha, a.rep_alpha),
-    "uncertainty-r": lambda a: ObjectiveWeights("uncertainty-r", a.kd_alpha, a.rep_alpha),
+    name: lambda a, name=name: ObjectiveWeights(name, a.kd_alpha, a.rep_alpha)
+    for name in ("none", "uncertainty", "uncertainty-r")
 }
 SELECTION_STRATEGIES = SELECTION_SCORES
 
 # Names (across the three registries) that need the student's class distribution.
 UNCERTAINTY_STRATEGIES = {"entropy", "margin", "lc", "hard", "soft", "soft-instance", "uncertainty", "uncertainty-r"}
-# Of those, the adoption modes and objectives whose weights are functions of u (the rest pick rows by
-# sorting): the ones `--uncertainty_grad` can back-propagate through.
+# Of those, the ones whose weights are functions of u (not rows picked by sorting): what
+# `--uncertainty_grad` can back-propagate through.
 UNCERTAINTY_WEIGHTED_MODES = ("soft", "soft-instance")
 UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 
@@ -315,8 +277,7 @@ def build_strategies(kd_args, batch_scope: bool = True) -> list:
 
 
 def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
-    """Teachers that every training row reaches in every epoch, so their outputs can all be
-    computed up front; the others (selection with r < 1, hard adoption) are queried lazily."""
+    """Teachers that every training row reaches in every epoch (their outputs can be computed up front)."""
     if kd_args.selection_strategy != "none" and kd_args.selection_ratio < 1.0:
         return ()
     if kd_args.uncertainty_mode is None:
@@ -334,12 +295,8 @@ def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
 
 
 def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
-    """Cut a plan over a batch made of consecutive parts into one plan per part.
-
-    sizes: row counts of the parts in batch order (they sum to B).  Returns, per part, the routes
-    that reach it, with rows renumbered from 0 within the part and weights unchanged; a route
-    with no row in a part is left out of that part's plan.
-    """
+    """Cut a plan over consecutive parts of `sizes` rows into one plan per part: the routes that reach
+    the part, rows renumbered from 0 within it, weights unchanged."""
     if len(sizes) == 1:
         return [plan]
     parts, start = [], 0
@@ -356,6 +313,30 @@ def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
     return parts
 
 
+def covered_rows(plan: list[Route], size: int, device=None) -> torch.Tensor:
+    """[size] bool: the rows that query some teacher."""
+    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    for route in plan:
+        mask[route.rows] = True
+    return mask
+
+
+def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool) -> dict[str, torch.Tensor]:
+    """What the trainer logs of a plan: the fraction of rows with a teacher query, the total KD and REP
+    weights (`with_rep`), and with several teachers each one's total KD weight and fraction of rows."""
+    zero = plan[0].kd_weight.new_zeros(())
+    stats = {"selected_fraction": covered_rows(plan, batch_size, zero.device).float().mean()}
+    if with_rep:
+        stats["kd_weight"] = sum((r.kd_weight.sum() for r in plan), zero)
+        stats["rep_weight"] = sum((r.rep_weight.sum() for r in plan), zero)
+    if len(teachers) > 1:
+        for name in teachers:
+            routes = [r for r in plan if r.teacher == name]
+            stats[f"{name}_teacher_weight"] = sum((r.kd_weight.sum() for r in routes), zero)
+            stats[f"{name}_teacher_fraction"] = zero + sum(r.rows.numel() for r in routes) / batch_size
+    return stats
+
+
 def reads_student(strategies) -> bool:
     """Whether the chain's plan depends on the student's logits, not only on the batch size."""
     return any(strategy.reads_student for strategy in strategies)
@@ -365,8 +346,7 @@ def student_signal(
     student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False
 ) -> StudentSignal:
     """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the
-    uncertainty's graph, so weights computed from it pass gradient to the student (rows chosen by
-    sorting or selection stay discrete either way)."""
+    uncertainty's graph, so weights computed from it pass gradient to the student."""
     logits = student_logits.float() if differentiable else student_logits.detach().float()
     uncertainty = None if regression else normalized_entropy(logits, differentiable)
     return StudentSignal(logits, uncertainty, generator)

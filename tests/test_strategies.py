@@ -20,6 +20,7 @@ from dynamic_kd.strategies import (
     build_strategies,
     initial_plan,
     plan_distillation,
+    plan_statistics,
     reads_student,
     split_plan,
     student_signal,
@@ -627,3 +628,24 @@ def test_weights_never_require_grad(mode, objective):
             assert not route.kd_weight.requires_grad
             assert not route.rep_weight.requires_grad
             assert route.kd_weight.dtype == torch.float32
+
+
+def test_plan_statistics_by_hand():
+    """Hard adoption of 3 of 4 rows: the small teacher gets the 2 most uncertain, the large 1; each half
+    carries alpha 0.5 of the route's total KD weight 1."""
+    plan = HardAdoption(0.5, 0.5).refine(
+        DataSelection("entropy", 0.75).refine(initial_plan(4), signal_with(U4)), signal_with(U4)
+    )
+    stats = {key: value.item() for key, value in plan_statistics(plan, 4, ("small", "large"), True).items()}
+    assert stats == pytest.approx(
+        {
+            "selected_fraction": 0.75,
+            "kd_weight": 1.0,
+            "rep_weight": 0.0,
+            "small_teacher_weight": 0.5,
+            "small_teacher_fraction": 0.5,
+            "large_teacher_weight": 0.5,
+            "large_teacher_fraction": 0.25,
+        }
+    )
+    assert set(plan_statistics(plan, 4, ("teacher",), False)) == {"selected_fraction"}
