@@ -1,7 +1,4 @@
-"""Students cut from pretrained encoders and teachers of any family, as plain Hugging Face models.
-
-A teacher is loaded in fp32, eval mode, gradients off, and is never a submodule of the student.
-"""
+"""Students cut from pretrained encoders and teachers of any family, as plain Hugging Face models."""
 
 import inspect
 import logging
@@ -31,7 +28,7 @@ TOKENIZER_FILES = (
 
 
 def label_maps(task) -> dict:
-    """Config kwargs that store the task's label names, so a checkpoint says what class i means."""
+    """Config kwargs naming the task's labels, so a checkpoint says what class i means."""
     if task.is_regression:
         return {"num_labels": 1}
     return {
@@ -42,7 +39,7 @@ def label_maps(task) -> dict:
 
 
 def load_tokenizer(path: str):
-    """The tokenizer saved with a model (transformers 5 would build an empty one for a folder without)."""
+    """The tokenizer saved with a model; transformers 5 would build an empty one for a folder without."""
     if os.path.isdir(path) and not any(name in TOKENIZER_FILES or name.endswith(".model") for name in os.listdir(path)):
         raise ConfigError(
             f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
@@ -65,8 +62,7 @@ def _load_config(path: str, flag: str):
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    return str(error).strip().partition("\n")[0][:200] or type(error).__name__
 
 
 def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
@@ -83,10 +79,8 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
     return list(range(num_layers - 1 - stride * (keep - 1), num_layers, stride))
 
 
-def build_student(model_name_or_path: str, task, num_layers: int | None = None, layer_init: str = "first"):
-    """A classifier of `num_layers` pretrained layers (see `layer_stack`) and a new head, in fp32
-    whatever the checkpoint's dtype (mixed precision needs fp32 master weights)."""
-    path = model_name_or_path
+def build_student(path: str, task, num_layers: int | None = None, layer_init: str = "first"):
+    """`num_layers` pretrained layers under a new head, in fp32 (mixed precision needs fp32 master weights)."""
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
@@ -96,48 +90,37 @@ def build_student(model_name_or_path: str, task, num_layers: int | None = None, 
         raise ConfigError(
             f"cannot load pretrained weights from '{path}' ({_first_line(error)}); check the folder or re-download it"
         ) from error
-    stack, kept = None, "all"
+    kept = "all"
     if len(layers) < total:  # keeping every layer needs no stack: any family trains
         stack = layer_stack(encoder, path)
         if stack is None:
             kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
         else:
             kept = f"{layer_init}: {layers}"
-            # the state dict of the kept layers alone numbers them 0..K-1
+            # the kept layers alone: their state dict numbers them 0..K-1
             encoder.set_submodule(stack, nn.ModuleList(encoder.get_submodule(stack)[i] for i in layers))
-        per_layer = getattr(config, "layer_types", None)  # ModernBERT: each layer keeps its attention kind
+        per_layer = getattr(config, "layer_types", None)  # ModernBERT's attention kinds
         config.num_hidden_layers = len(layers)  # attribute_map: DistilBERT's n_layers
         if per_layer:
             config.layer_types = [per_layer[i] for i in layers]
     config.update(label_maps(task))
     student = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    missing, unexpected = student.base_model.load_state_dict(encoder.state_dict(), strict=False)
-    parameters = dict(student.base_model.named_parameters())
-    missing = [key for key in missing if key in parameters]  # buffers (position ids) are rebuilt
-    if missing:
-        raise ConfigError(
-            f"'{path}' ({config.model_type}) lacks weights a {type(student).__name__} needs ({missing[:3]}); "
-            "pass the pretrained encoder itself, not a model of another architecture"
+    # AutoModel fills in any weight the checkpoint lacks; weights without a place here are dropped
+    _, unexpected = student.base_model.load_state_dict(encoder.state_dict(), strict=False)
+    if unexpected:  # RoBERTa's pooler; the attention norm of a layer `skip` moves to ModernBERT's layer 0
+        modules = Counter(key.rsplit(".", 1)[0] for key in unexpected)
+        logger.info(
+            "student: %d pretrained weights the classifier does not use are dropped: %s",
+            len(unexpected),
+            ", ".join(f"{name} ({n})" for name, n in modules.items()),
         )
-    # ModernBERT's layer 0 has no attention norm, so a layer `skip` moves there loses its own.
-    moved = [key for key in unexpected if stack and key.startswith(f"{stack}.")]
-    _log_dropped(moved, "weights of kept layers have no place at their new position and are dropped")
-    unused = [key for key in unexpected if key not in moved]
-    _log_dropped(unused, "pretrained weights the classifier does not use are dropped")
     logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), total, path, config.model_type, kept)
     return student
 
 
-def _log_dropped(keys: list[str], what: str):
-    """One info line naming the dropped weights by module, e.g. 'pooler.dense (2)'."""
-    if keys:
-        modules = Counter(key.rsplit(".", 1)[0] for key in keys)
-        logger.info("student: %d %s: %s", len(keys), what, ", ".join(f"{name} ({n})" for name, n in modules.items()))
-
-
 def layer_stack(model, path: str) -> str | None:
-    """The dotted name of the one `ModuleList` of `num_hidden_layers` layers of one class, found from
-    the model. ALBERT runs one shared layer `num_hidden_layers` times: None (a student runs it K times)."""
+    """The name of the one `ModuleList` of `num_hidden_layers` layers of one class; None for ALBERT,
+    whose one shared layer a K-layer model runs K times."""
     config = model.config
     family = config.model_type
     if hasattr(config, "num_hidden_groups"):
@@ -154,7 +137,7 @@ def layer_stack(model, path: str) -> str | None:
         for name, module in model.named_modules()
         if isinstance(module, nn.ModuleList) and len(module) == count and len({type(layer) for layer in module}) == 1
     ]
-    # a list of the same length inside a layer (a tiny model's heads or experts) is not the stack
+    # not a list inside a layer (a tiny model's heads or experts)
     stacks = [name for name in stacks if not any(name.startswith(f"{outer}.") for outer in stacks)]
     if len(stacks) != 1:
         found = f"found {stacks}" if stacks else "found none"
@@ -167,8 +150,8 @@ def layer_stack(model, path: str) -> str | None:
 
 
 def load_teacher(path: str, task, flag: str = "--teacher"):
-    """A fine-tuned teacher checked against the task's labels, in fp32 whatever the checkpoint's dtype
-    (a lower-precision pass is `--teacher_dtype`'s autocast, never a silent cast)."""
+    """A fine-tuned teacher checked against the task, in eval mode with gradients off, in fp32 whatever
+    the checkpoint's dtype (a lower-precision pass is `--teacher_dtype`'s autocast)."""
     if not os.path.isdir(path):
         raise ConfigError(
             f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote "
@@ -190,7 +173,7 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
         )
     try:
         teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
-    except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
+    except Exception as error:  # as in build_student
         raise ConfigError(
             f"{flag} '{path}' has unreadable weights ({_first_line(error)}); re-save or re-train the teacher"
         ) from error
@@ -204,28 +187,23 @@ def takes_token_type_ids(model) -> bool:
 
 
 def model_inputs(model, batch: dict) -> dict:
-    """The batch without token_type_ids for a model that takes none. A batch has them when any model
-    of the run uses them (a BERT teacher of a DistilBERT student sees sentence B as segment 1)."""
+    """The batch without token_type_ids for a model that takes none (a batch has them when any model
+    of the run uses them: a BERT teacher of a DistilBERT student sees sentence B as segment 1)."""
     if "token_type_ids" in batch and not takes_token_type_ids(model):
         return {name: value for name, value in batch.items() if name != "token_type_ids"}
     return batch
 
 
 def is_decoder(config) -> bool:
-    """Whether the family's classifier pools its last non-padding token (GPT-2, Llama, Qwen2, ...):
-    a causal-LM family without a masked-LM head (BERT-like encoders have both)."""
-    return (
-        config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-        and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    )
+    """A causal-LM family without a masked-LM head (GPT-2, Llama, ...): its classifier pools the last token."""
+    family = config.model_type
+    return family in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and family not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def align_pad_token(tokenizer, config, flag: str):
-    """Give a decoder classifier and its tokenizer one pad token (else eos), padding on the right.
-
-    The classifier pools the last token whose id is not `config.pad_token_id`. Right padding keeps
-    positions from 0 in every row, so a text gets the same logits in any batch.
-    """
+    """Give a decoder classifier, which pools the last token that is not `config.pad_token_id`, and its
+    tokenizer one pad token; pad on the right, so positions start at 0 and a text's logits do not
+    depend on its batch."""
     if not is_decoder(config):
         return
     if tokenizer.pad_token is None:
@@ -254,8 +232,7 @@ def align_pad_token(tokenizer, config, flag: str):
 
 
 def usable_positions(model, tokenizer) -> int | None:
-    """The longest input `model` takes: its position table (less RoBERTa's offset past the pad id)
-    and its tokenizer's `model_max_length`, where either is known."""
+    """The longest input: the position table (less RoBERTa's offset past the pad id) or `model_max_length`."""
     limits = []
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:
@@ -278,8 +255,7 @@ def refuse_decoder_student(student, path: str):
 
 
 class StudentWithProjections(nn.Module):
-    """The student plus learned maps from its hidden size to each other teacher hidden size,
-    trained with it; only `.student` is saved."""
+    """The student plus trained maps to each other teacher hidden size; only `.student` is saved."""
 
     def __init__(self, student: nn.Module, teacher_hidden_sizes: dict[str, int]):
         super().__init__()
@@ -293,8 +269,8 @@ class StudentWithProjections(nn.Module):
     def forward(self, **inputs):
         outputs = self.student(**inputs)
         if self.training and inputs.get("output_hidden_states") and dist.is_available() and dist.is_initialized():
-            # The trainer applies the projections after this forward, so DDP would mark them unused and
-            # fail when their gradient arrives; a zero-valued term makes them reachable.
+            # The trainer applies the projections after this forward: DDP would mark them unused and fail
+            # when their gradient arrives. A zero-valued term makes them reachable.
             outputs.logits = outputs.logits + 0.0 * sum(p.sum() for p in self.projections.parameters())
         return outputs
 
