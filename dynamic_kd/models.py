@@ -16,15 +16,7 @@ from dynamic_kd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# One of these (or a sentencepiece *.model) is in every saved tokenizer.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "special_tokens_map.json",
-)
+TOKENIZER_FILE = re.compile(r"(tokenizer|vocab|merges|special_tokens_map).*|.*\.model")
 
 
 def label_maps(task) -> dict:
@@ -39,8 +31,8 @@ def label_maps(task) -> dict:
 
 
 def load_tokenizer(path: str):
-    """The tokenizer saved with a model; transformers 5 would build an empty one for a folder without."""
-    if os.path.isdir(path) and not any(name in TOKENIZER_FILES or name.endswith(".model") for name in os.listdir(path)):
+    """The tokenizer saved with a model; transformers 5 would build an empty one from a folder without."""
+    if os.path.isdir(path) and not any(TOKENIZER_FILE.fullmatch(name) for name in os.listdir(path)):
         raise ConfigError(
             f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
         )
@@ -80,13 +72,13 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
 
 
 def build_student(path: str, task, num_layers: int | None = None, layer_init: str = "first"):
-    """`num_layers` pretrained layers under a new head, in fp32 (mixed precision needs fp32 master weights)."""
+    """`num_layers` pretrained layers under a new head, in fp32 (master weights for mixed precision)."""
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
     try:
         encoder = AutoModel.from_pretrained(path)
-    except Exception as error:  # safetensors/torch raise many types for a truncated or corrupt file
+    except Exception as error:  # a truncated or corrupt file raises many types
         raise ConfigError(
             f"cannot load pretrained weights from '{path}' ({_first_line(error)}); check the folder or re-download it"
         ) from error
@@ -97,17 +89,15 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
             kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
         else:
             kept = f"{layer_init}: {layers}"
-            # the kept layers alone: their state dict numbers them 0..K-1
+            # state_dict() numbers the kept layers 0..K-1
             encoder.set_submodule(stack, nn.ModuleList(encoder.get_submodule(stack)[i] for i in layers))
-        per_layer = getattr(config, "layer_types", None)  # ModernBERT's attention kinds
+        if getattr(config, "layer_types", None):  # ModernBERT's attention kinds
+            config.layer_types = [config.layer_types[i] for i in layers]
         config.num_hidden_layers = len(layers)  # attribute_map: DistilBERT's n_layers
-        if per_layer:
-            config.layer_types = [per_layer[i] for i in layers]
     config.update(label_maps(task))
     student = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
-    # AutoModel fills in any weight the checkpoint lacks; weights without a place here are dropped
     _, unexpected = student.base_model.load_state_dict(encoder.state_dict(), strict=False)
-    if unexpected:  # RoBERTa's pooler; the attention norm of a layer `skip` moves to ModernBERT's layer 0
+    if unexpected:  # RoBERTa's pooler; ModernBERT's layer-0 attention norm after `skip`
         modules = Counter(key.rsplit(".", 1)[0] for key in unexpected)
         logger.info(
             "student: %d pretrained weights the classifier does not use are dropped: %s",
@@ -119,8 +109,7 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
 
 
 def layer_stack(model, path: str) -> str | None:
-    """The name of the one `ModuleList` of `num_hidden_layers` layers of one class; None for ALBERT,
-    whose one shared layer a K-layer model runs K times."""
+    """The one `ModuleList` of `num_hidden_layers` same-class layers; None for ALBERT's one shared layer."""
     config = model.config
     family = config.model_type
     if hasattr(config, "num_hidden_groups"):
@@ -140,25 +129,23 @@ def layer_stack(model, path: str) -> str | None:
     # not a list inside a layer (a tiny model's heads or experts)
     stacks = [name for name in stacks if not any(name.startswith(f"{outer}.") for outer in stacks)]
     if len(stacks) != 1:
-        found = f"found {stacks}" if stacks else "found none"
         raise ConfigError(
-            f"cannot find the layer stack of '{path}' ({family}: one list of {count} numbered layers, {found}); "
-            "use an encoder whose layers form one stack "
+            f"cannot find the layer stack of '{path}' ({family}: one list of {count} numbered layers, "
+            f"found {stacks or 'none'}); use an encoder whose layers form one stack "
             "(BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, DeBERTa, ALBERT, ModernBERT)"
         )
     return stacks[0]
 
 
 def load_teacher(path: str, task, flag: str = "--teacher"):
-    """A fine-tuned teacher checked against the task, in eval mode with gradients off, in fp32 whatever
-    the checkpoint's dtype (a lower-precision pass is `--teacher_dtype`'s autocast)."""
+    """A teacher checked against the task, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
     if not os.path.isdir(path):
         raise ConfigError(
             f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote "
             "(it holds config.json and the weights)"
         )
     config = _load_config(path, flag)
-    expected = 1 if task.is_regression else task.num_labels
+    expected = label_maps(task)["num_labels"]
     if config.num_labels != expected:
         raise ConfigError(
             f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {expected}; "
@@ -166,14 +153,14 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
         )
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
     generic = all(re.fullmatch(r"LABEL_\d+", name) for name in names)
-    if not task.is_regression and not generic and tuple(names) != tuple(task.labels):
+    if not task.is_regression and not generic and names != list(task.labels):
         raise ConfigError(
             f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; "
             "re-train the teacher with this repository's data loader"
         )
     try:
         teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
-    except Exception as error:  # as in build_student
+    except Exception as error:
         raise ConfigError(
             f"{flag} '{path}' has unreadable weights ({_first_line(error)}); re-save or re-train the teacher"
         ) from error
@@ -181,29 +168,26 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
 
 
 def takes_token_type_ids(model) -> bool:
-    """Whether `model` uses segment ids (BERT, ELECTRA, ALBERT; not RoBERTa's single segment)."""
-    forward = inspect.signature(model.forward).parameters
-    return "token_type_ids" in forward and getattr(model.config, "type_vocab_size", 0) > 1
+    """Whether `model` uses segment ids (RoBERTa's single segment does not count)."""
+    takes = "token_type_ids" in inspect.signature(model.forward).parameters
+    return takes and getattr(model.config, "type_vocab_size", 0) > 1
 
 
 def model_inputs(model, batch: dict) -> dict:
-    """The batch without token_type_ids for a model that takes none (a batch has them when any model
-    of the run uses them: a BERT teacher of a DistilBERT student sees sentence B as segment 1)."""
+    """The batch without token_type_ids for a model that takes none."""
     if "token_type_ids" in batch and not takes_token_type_ids(model):
         return {name: value for name, value in batch.items() if name != "token_type_ids"}
     return batch
 
 
 def is_decoder(config) -> bool:
-    """A causal-LM family without a masked-LM head (GPT-2, Llama, ...): its classifier pools the last token."""
+    """A causal LM without a masked-LM head (GPT-2, Llama, ...): its classifier pools the last token."""
     family = config.model_type
     return family in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and family not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def align_pad_token(tokenizer, config, flag: str):
-    """Give a decoder classifier, which pools the last token that is not `config.pad_token_id`, and its
-    tokenizer one pad token; pad on the right, so positions start at 0 and a text's logits do not
-    depend on its batch."""
+    """One pad token for a decoder classifier (it pools the last non-pad token) and its tokenizer."""
     if not is_decoder(config):
         return
     if tokenizer.pad_token is None:
@@ -223,29 +207,24 @@ def align_pad_token(tokenizer, config, flag: str):
             f"{tokenizer.pad_token_id}; set one to the other and save the model again"
         )
     if tokenizer.padding_side != "right":
-        logger.info(
-            "%s: padding on the right (not %s), so a text's logits do not depend on its batch",
-            flag,
-            tokenizer.padding_side,
-        )
+        logger.info("%s: padding on the right, so a text's logits do not depend on its batch", flag)
         tokenizer.padding_side = "right"
 
 
 def usable_positions(model, tokenizer) -> int | None:
-    """The longest input: the position table (less RoBERTa's offset past the pad id) or `model_max_length`."""
+    """The longest input: the position table (less RoBERTa's pad offset) or `model_max_length`."""
     limits = []
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:
         table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
         offset = getattr(table, "padding_idx", None)
         limits.append(positions - (0 if offset is None else offset + 1))
-    if tokenizer.model_max_length < 1_000_000:  # "no limit" is stored as a huge number
+    if tokenizer.model_max_length < 1_000_000:  # a huge number means no limit
         limits.append(tokenizer.model_max_length)
     return min(limits, default=None)
 
 
 def refuse_decoder_student(student, path: str):
-    """A student is an encoder: its sentence state is its first token and it is cut by layers."""
     if is_decoder(student.config):
         raise ConfigError(
             f"--model_name_or_path '{path}' is a decoder ({student.config.model_type}); distil into an encoder "
@@ -261,7 +240,7 @@ class StudentWithProjections(nn.Module):
         super().__init__()
         self.student = student
         self.config = student.config
-        hidden = student.config.hidden_size
+        hidden = self.config.hidden_size
         self.projections = nn.ModuleDict(
             {name: nn.Linear(hidden, size) for name, size in teacher_hidden_sizes.items() if size != hidden}
         )
@@ -269,13 +248,11 @@ class StudentWithProjections(nn.Module):
     def forward(self, **inputs):
         outputs = self.student(**inputs)
         if self.training and inputs.get("output_hidden_states") and dist.is_available() and dist.is_initialized():
-            # The trainer applies the projections after this forward: DDP would mark them unused and fail
-            # when their gradient arrives. A zero-valued term makes them reachable.
+            # DDP needs the projections (used after this forward) reachable from the outputs
             outputs.logits = outputs.logits + 0.0 * sum(p.sum() for p in self.projections.parameters())
         return outputs
 
     def activation_checkpointing_enable(self, **kwargs):
-        """--gradient_checkpointing: the Trainer asks the model it trains."""
         self.student.activation_checkpointing_enable(**kwargs)
 
 
