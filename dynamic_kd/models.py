@@ -20,7 +20,7 @@ TOKENIZER_FILE = re.compile(r"(tokenizer|vocab|merges|special_tokens_map).*|.*\.
 
 
 def label_maps(task) -> dict:
-    """Config kwargs naming the task's labels, so a checkpoint says what class i means."""
+    """Config kwargs naming the task's labels: a checkpoint says what class i means."""
     if task.is_regression:
         return {"num_labels": 1}
     return {
@@ -31,7 +31,7 @@ def label_maps(task) -> dict:
 
 
 def load_tokenizer(path: str):
-    """The tokenizer saved with a model; transformers 5 would build an empty one from a folder without."""
+    """The tokenizer saved with a model (transformers 5 builds an empty one from a folder without)."""
     if os.path.isdir(path) and not any(TOKENIZER_FILE.fullmatch(name) for name in os.listdir(path)):
         raise ConfigError(
             f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
@@ -83,7 +83,7 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
             f"cannot load pretrained weights from '{path}' ({_first_line(error)}); check the folder or re-download it"
         ) from error
     kept = "all"
-    if len(layers) < total:  # keeping every layer needs no stack: any family trains
+    if len(layers) < total:  # all layers need no stack: any family trains
         stack = layer_stack(encoder, path)
         if stack is None:
             kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
@@ -212,7 +212,7 @@ def align_pad_token(tokenizer, config, flag: str):
 
 
 def usable_positions(model, tokenizer) -> int | None:
-    """The longest input: the position table (less RoBERTa's pad offset) or `model_max_length`."""
+    """The longest input its position table (less RoBERTa's pad offset) and `model_max_length` allow."""
     limits = []
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:
@@ -248,7 +248,7 @@ class StudentWithProjections(nn.Module):
     def forward(self, **inputs):
         outputs = self.student(**inputs)
         if self.training and inputs.get("output_hidden_states") and dist.is_available() and dist.is_initialized():
-            # DDP needs the projections (used after this forward) reachable from the outputs
+            # DDP fails on gradients of parameters unreachable from the outputs (projections act later)
             outputs.logits = outputs.logits + 0.0 * sum(p.sum() for p in self.projections.parameters())
         return outputs
 
