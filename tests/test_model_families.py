@@ -6,6 +6,10 @@ hidden 48) are saved with their tokenizer; `train_teacher.py` fine-tunes a 2-lay
 are 2-layer cuts of the first. Tokenizers: WordPiece with token_type_ids (BERT, ELECTRA, DeBERTa,
 ALBERT), WordPiece without them (DistilBERT, ModernBERT, as their own tokenizers), byte-level BPE
 (RoBERTa, XLM-R, as theirs: no token_type_ids, <s>/</s>/<pad> ids of RoBERTa).
+
+What depends on the family runs for each (the cut, hidden states, reloading, one distillation run
+with every aspect on); what does not (each adoption mode, objective strategy, data selection) runs
+once, on BERT.
 """
 
 import json
@@ -141,18 +145,38 @@ def run(script, *args):
     script.main([*QUIET, *check, "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", *args])
 
 
+@pytest.fixture(scope="module")
+def families(tmp_path_factory):
+    """A family's pretrained encoders and its small (2 of 4 layers) and large (wide) fine-tuned teachers,
+    built on first use."""
+    built = {}
+
+    def get(name):
+        if name not in built:
+            root = tmp_path_factory.mktemp(name)
+            base = make_pretrained(root / "base", name, num_layers=4, hidden=32)
+            wide = make_pretrained(root / "wide", name, num_layers=3, hidden=48, seed=1)
+            small, large = str(root / "small"), str(root / "large")
+            common = ["--task_name", "sst2", "--data_dir", SST2, "--max_steps", "4"]
+            run(
+                train_teacher, *common, "--model_name_or_path", base, "--student_num_layers", "2", "--output_dir", small
+            )
+            run(train_teacher, *common, "--model_name_or_path", wide, "--output_dir", large)
+            built[name] = SimpleNamespace(name=name, base=base, small=small, large=large)
+        return built[name]
+
+    return get
+
+
 @pytest.fixture(scope="module", params=list(FAMILIES))
-def family(request, tmp_path_factory):
-    """One family's pretrained encoders and its small (2 of 4 layers) and large (wide) fine-tuned teachers."""
-    name = request.param
-    root = tmp_path_factory.mktemp(name)
-    base = make_pretrained(root / "base", name, num_layers=4, hidden=32)
-    wide = make_pretrained(root / "wide", name, num_layers=3, hidden=48, seed=1)
-    small, large = str(root / "small"), str(root / "large")
-    common = ["--task_name", "sst2", "--data_dir", SST2, "--max_steps", "4"]
-    run(train_teacher, *common, "--model_name_or_path", base, "--student_num_layers", "2", "--output_dir", small)
-    run(train_teacher, *common, "--model_name_or_path", wide, "--output_dir", large)
-    return SimpleNamespace(name=name, base=base, small=small, large=large)
+def family(request, families):
+    return families(request.param)
+
+
+@pytest.fixture(scope="module")
+def bert(families):
+    """The family the family-independent end-to-end checks run on."""
+    return families("bert")
 
 
 def student_args(family, out, *extra):
@@ -318,17 +342,47 @@ def test_saved_student_reloads_with_the_same_outputs(family, tmp_path):
     assert reloaded.config.id2label == {0: "entailment", 1: "neutral", 2: "contradiction"}
 
 
-# --- the three methods -----------------------------------------------------------------------
+# --- the three methods ----------------------------------------------------------------------
 
 
-def test_dynamic_data_selects_the_uncertain_rows(family, tmp_path):
+def test_distillation_with_each_family(family, tmp_path):
+    """Both teachers of the family, all three aspects in one run: selection, soft adoption (each row to
+    both teachers) and hidden-state alignment of the 2-layer, hidden-32 student with the 3-layer,
+    hidden-48 large teacher (a projection)."""
     run(
-        dynamic_data,
+        dynamic_teacher,
         *student_args(
             family,
             tmp_path,
-            "--teacher",
+            "--small_teacher",
             family.small,
+            "--large_teacher",
+            family.large,
+            "--uncertainty_mode",
+            "soft",
+            "--selection_strategy",
+            "entropy",
+            "--selection_ratio",
+            "0.5",
+            "--strategy",
+            "uncertainty",
+            "--kd_rep_alpha",
+            "1",
+        ),
+    )
+    results = assert_plain_student(tmp_path, family.base)
+    assert results["method"] == "teacher/soft+data/entropy/r0.5+objective/uncertainty"
+    assert results["teacher_forward_examples"] == 2 * 4 * 2  # 2 steps x floor(0.5 * 8) rows x both teachers
+
+
+def test_dynamic_data_selects_the_uncertain_rows(bert, tmp_path):
+    run(
+        dynamic_data,
+        *student_args(
+            bert,
+            tmp_path,
+            "--teacher",
+            bert.small,
             "--selection_strategy",
             "entropy",
             "--selection_ratio",
@@ -337,31 +391,29 @@ def test_dynamic_data_selects_the_uncertain_rows(family, tmp_path):
             "none",
         ),
     )
-    results = assert_plain_student(tmp_path, family.base)
+    results = assert_plain_student(tmp_path, bert.base)
     assert results["teacher_forward_examples"] == 2 * 2  # 2 steps x floor(0.25 * 8)
 
 
 @pytest.mark.parametrize("mode", ADOPTION_MODES)
-def test_dynamic_teacher_each_adoption_mode(family, mode, tmp_path):
-    teachers = {"single-small": ["--small_teacher", family.small], "single-large": ["--large_teacher", family.large]}
+def test_dynamic_teacher_each_adoption_mode(bert, mode, tmp_path):
+    teachers = {"single-small": ["--small_teacher", bert.small], "single-large": ["--large_teacher", bert.large]}
     chosen = teachers.get(mode, teachers["single-small"] + teachers["single-large"])
-    run(
-        dynamic_teacher, *student_args(family, tmp_path, *chosen, "--uncertainty_mode", mode, "--teacher_cache", "none")
-    )
-    results = assert_plain_student(tmp_path, family.base)
+    run(dynamic_teacher, *student_args(bert, tmp_path, *chosen, "--uncertainty_mode", mode, "--teacher_cache", "none"))
+    results = assert_plain_student(tmp_path, bert.base)
     both = 2 * 8 * (2 if mode in ("soft", "soft-instance", "average") else 1)  # hard: each row to one teacher
     assert results["teacher_forward_examples"] == both
 
 
 @pytest.mark.parametrize("strategy", OBJECTIVE_STRATEGIES)
-def test_dynamic_objective_with_a_wider_deeper_teacher(family, strategy, tmp_path):
+def test_dynamic_objective_with_a_wider_deeper_teacher(bert, strategy, tmp_path):
     """Hidden-state alignment of a 2-layer, hidden-32 student with a 3-layer, hidden-48 teacher (projection)."""
     rep_layers = "cls" if strategy == "uncertainty-r" else "all"
     run(
         dynamic_objective,
-        *student_args(family, tmp_path, "--teacher", family.large, "--strategy", strategy, "--rep_layers", rep_layers),
+        *student_args(bert, tmp_path, "--teacher", bert.large, "--strategy", strategy, "--rep_layers", rep_layers),
     )
-    results = assert_plain_student(tmp_path, family.base)
+    results = assert_plain_student(tmp_path, bert.base)
     assert results["method"] == f"kd+objective/{strategy}"
 
 
