@@ -1,10 +1,8 @@
 """Task registry, loading and tokenisation for GLUE-style classification and regression tasks.
 
-A split comes from --train_file/--validation_file (CSV, TSV, JSON or JSON lines), else --data_dir
-(the GLUE files), else the hub: the task's text columns, ``label`` (class id, or float score) and
-``idx``, the row's position in its source (stable across runs, so teacher stores key on it).
-Labels map by *name*: pipelines disagree on the integer order of some label sets (MNLI), so a bare
-integer is a label only for tasks whose original data fixes that order (``numbered``).
+A split (from --train_file/--validation_file, else --data_dir, else the hub) holds the text columns,
+``label`` and ``idx``: the row's position in its source, stable across runs, so teacher stores key on
+it. Labels map by *name*: pipelines disagree on the integer order of some label sets (MNLI).
 """
 
 import csv
@@ -85,19 +83,10 @@ class Task:
         name = self.label_column if column == "label" else column
         return (name,) + tuple(alias for canonical, alias in self.column_aliases if canonical == column)
 
-    def label_lookup(self) -> dict[str, int]:
-        """Lower-cased label (or number) -> class id: case never tells two labels apart."""
-        lookup = {name.lower(): i for i, name in enumerate(self.labels)}
-        return lookup | ({str(i): i for i in range(len(self.labels))} if self.numbered else {})
-
-    def describe_labels(self) -> str:
-        numbers = f" (or {', '.join(map(str, range(len(self.labels))))})" if self.numbered else ""
-        return ", ".join(self.labels) + numbers
-
 
 def _task(name, *args, **kwargs) -> Task:
-    """A registry entry; the hub config defaults to the task name (GLUE convention)."""
-    return Task(name, *args, **{"hub_config": name, **kwargs})
+    """A registry entry: numbered, and its hub config is its name (GLUE convention), unless told otherwise."""
+    return Task(name, *args, **{"hub_config": name, "numbered": True, **kwargs})
 
 
 # MNLI, QNLI and RTE are not numbered on purpose: their integer order differs between pipelines.
@@ -105,38 +94,38 @@ TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         _task(
-            "cola", ("sentence",), ("unacceptable", "acceptable"), "matthews", numbered=True,
+            "cola", ("sentence",), ("unacceptable", "acceptable"), "matthews",
             glue_header=("source", "label", "label_notation", "sentence"),
         ),
-        _task("sst2", ("sentence",), ("negative", "positive"), "accuracy", numbered=True),
+        _task("sst2", ("sentence",), ("negative", "positive"), "accuracy"),
         _task(
-            "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1_accuracy", numbered=True,
+            "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1_accuracy",
             column_aliases=(("sentence1", "#1 String"), ("sentence2", "#2 String"), ("label", "Quality")),
         ),
         _task(
-            "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1_accuracy", numbered=True,
+            "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1_accuracy",
             column_aliases=(("label", "is_duplicate"),),
         ),
         _task("stsb", ("sentence1", "sentence2"), (), "pearson_spearman", column_aliases=(("label", "score"),)),
         _task(
-            "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "accuracy",
+            "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "accuracy", numbered=False,
             eval_splits=("validation_matched", "validation_mismatched"),
             column_aliases=(("premise", "sentence1"), ("hypothesis", "sentence2"), ("label", "gold_label")),
             glue_files=("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"),
         ),
-        _task("qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy"),
-        _task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy"),
-        _task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy", numbered=True),
+        _task("qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy", numbered=False),
+        _task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy", numbered=False),
+        _task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy"),
         _task(
             "sst5", ("sentence",), ("very negative", "negative", "neutral", "positive", "very positive"), "accuracy",
-            numbered=True, column_aliases=(("sentence", "text"),), hub_path="SetFit/sst5", hub_config=None,
+            column_aliases=(("sentence", "text"),), hub_path="SetFit/sst5", hub_config=None,
         ),
         _task(
-            "imdb", ("text",), ("neg", "pos"), "accuracy", numbered=True, column_aliases=(("text", "sentence"),),
+            "imdb", ("text",), ("neg", "pos"), "accuracy", column_aliases=(("text", "sentence"),),
             hub_path="stanfordnlp/imdb", hub_config=None, hub_splits=("train", "test"),
         ),
         _task(
-            "boolq", ("question", "passage"), ("False", "True"), "accuracy", numbered=True,
+            "boolq", ("question", "passage"), ("False", "True"), "accuracy",
             glue_files=("train.jsonl", "val.jsonl"), hub_path="aps/super_glue",
         ),
     )
@@ -190,11 +179,8 @@ def _check_no_nul(fields, where: str) -> None:
 
 
 def _read_delimited(path: str, task: Task, tsv: bool) -> list:
-    """The needed columns of a CSV/TSV file (GLUE's TSVs: no quote handling).
-
-    Rows too short for them are skipped, as the original pipelines skip QQP's few truncated rows,
-    but still count for idx.
-    """
+    """The needed columns of a CSV/TSV file (GLUE's TSVs: no quote handling). Rows too short for them
+    are skipped, as the original pipelines skip QQP's few truncated rows, but still count for idx."""
     rows, skipped = [], 0
     with open(path, encoding="utf-8-sig", newline="") as f:
         # strict: a stray or unclosed quote is an error, not a field swallowing the rest of the file
@@ -234,9 +220,10 @@ def _read_delimited(path: str, task: Task, tsv: bool) -> list:
     return rows
 
 
-def _json_records(text: str) -> list[tuple[str, object]]:
-    """("record N" | "line N", value) pairs: of one JSON document (an array, an object wrapping one,
-    or one record) if the text is one, else of JSON lines, so an error names the first bad line."""
+def _read_json(path: str, task: Task) -> list:
+    """A JSON array of records, an object wrapping one ({"data": [...]}), one record, or JSON lines."""
+    with open(path, encoding="utf-8-sig") as f:
+        text = f.read()
     parsed = None
     if text.strip().startswith(("[", "{")):
         with suppress(ValueError):
@@ -244,27 +231,16 @@ def _json_records(text: str) -> list[tuple[str, object]]:
     if isinstance(parsed, dict):
         lists = [value for value in parsed.values() if isinstance(value, list)]
         parsed = lists[0] if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]) else [parsed]
-    if isinstance(parsed, list):
-        return [(f"record {n}", record) for n, record in enumerate(parsed, 1)]
-    records = []
-    for n, line in enumerate(text.splitlines(), 1):
+    records = [(f"{path} record {n}", record) for n, record in enumerate(parsed or [], 1)]
+    for n, line in enumerate(text.splitlines() if parsed is None else [], 1):
         if line.strip():
             try:
-                records.append((f"line {n}", json.loads(line)))
+                records.append((f"{path} line {n}", json.loads(line)))
             except ValueError as exc:
-                raise ValueError(f"line {n}: {exc}") from None
-    return records
-
-
-def _read_json(path: str, task: Task) -> list:
-    with open(path, encoding="utf-8-sig") as f:
-        text = f.read()
-    try:
-        records = [(f"{path} {where}", record) for where, record in _json_records(text)]
-    except ValueError as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON or JSON lines ({_one_line(exc, 120)}); write one JSON object per line"
-        ) from None
+                raise ConfigError(
+                    f"{path} is not valid JSON or JSON lines ({_one_line(f'line {n}: {exc}', 120)}); "
+                    "write one JSON object per line"
+                ) from None
     for where, record in records:
         if not isinstance(record, dict):
             raise ConfigError(f"{where} is not a JSON object; write one object per record")
@@ -318,7 +294,10 @@ def _label_name(raw) -> str:
 
 def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled=False) -> datasets.Dataset:
     """An in-memory Dataset of `rows`, labels mapped by name; `drop_unlabeled`: hub test rows."""
-    lookup = task.label_lookup()
+    numbers = [str(i) for i in range(len(task.labels))] if task.numbered else []
+    valid = ", ".join(task.labels) + (f" (or {', '.join(numbers)})" if numbers else "")
+    # lower-cased: case never tells two labels apart
+    lookup = {name.lower(): i for i, name in enumerate(task.labels)} | {number: int(number) for number in numbers}
     data = {column: [] for column in task.text_keys + ("label", "idx")}
     for where, position, fields in rows:
         raw, key = fields["label"], _label_name(fields["label"]).lower()
@@ -328,8 +307,8 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
             raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; regression labels must be numeric")
         if not task.is_regression and key not in lookup:
             raise ConfigError(
-                f"{where} ({split}): label {raw!r} is not a {task.name} label; valid labels: "
-                f"{task.describe_labels()}; fix the file or check --task_name"
+                f"{where} ({split}): label {raw!r} is not a {task.name} label; valid labels: {valid}; "
+                "fix the file or check --task_name"
             )
         for column in task.text_keys:
             data[column].append("" if fields[column] is None else str(fields[column]))
@@ -408,11 +387,9 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads the task from, for results.json and the report.
+    """Where `load_splits` reads the task from (files, data_dir or hub), for results.json and the report.
 
-    ``source``: files, data_dir or hub; ``location``: the train file, the folder or the hub dataset;
-    ``fingerprint``: a SHA-256 prefix over each split's file content, or its hub name (the hub
-    versions its datasets), so the same data in two folders is one source, two data in one are two.
+    The fingerprint hashes each split's file content, or its hub name (the hub versions its datasets).
     """
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
@@ -434,11 +411,7 @@ def data_source(task, data_dir=None, train_file=None, validation_file=None) -> d
 
 
 def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> dict[str, datasets.Dataset]:
-    """ "train" and the eval splits, each an in-memory Dataset of text columns, ``label`` and ``idx``.
-
-    A validation file fills the first eval split (MNLI: matched). Columns are found by name or by a
-    GLUE alias (``Task.column_aliases``). A custom task reads its two files only.
-    """
+    """ "train" and the eval splits as in-memory Datasets; a validation file fills the first (MNLI: matched)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     if task.is_custom and len(files) < len(task.splits):
@@ -465,13 +438,10 @@ _RESERVED_COLUMNS = ("label", "idx")
 def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
-    """The task of the user's own files, read the way HF's classification examples read them.
+    """The task of the user's own files, read now, before any model is built: the labels size its head.
 
-    Classification labels: the training file's distinct labels as text (JSON 1 or 1.0 is "1"), sorted
-    by value when all are integers (-1 < 2 < 10), else by code point (B < a); class i is the i-th
-    (models store them as ``id2label``; teachers are checked against it). The name,
-    ``custom:<folder>/<train file>+<validation file>``, keeps the results and teacher stores of
-    datasets apart. The files are read now, before any model is built: the labels size its head.
+    Its labels are the training file's distinct labels as text (JSON 1.0 is "1"), sorted by value when
+    all are integers (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart.
     """
     if train_file is None or validation_file is None:
         raise ConfigError(f"the {CUSTOM_TASK} task needs --train_file and --validation_file (your own data)")
@@ -589,11 +559,9 @@ def tokenize_splits(
     token_type_ids=None,
     cache_dir=None,
 ) -> dict[str, datasets.Dataset]:
-    """Tokenise every split into input_ids, attention_mask, [token_type_ids], labels, idx.
+    """Splits of input_ids, attention_mask, [token_type_ids], labels, idx; cached in `cache_dir` if given.
 
     ``token_type_ids``: True/False force segment ids on/off, None keeps the tokenizer's default.
-    ``max_train_samples`` / ``max_eval_samples`` keep the first N rows. With ``cache_dir``, a split
-    is tokenised once per (its rows' content, tokenizer, settings) and memory-mapped after.
     """
     task = get_task(task)
     # The flag's bound, MIN_SEQ_LENGTH, is checked when arguments are parsed.
