@@ -148,7 +148,7 @@ def get_task(name) -> Task:
 # error messages, the position becomes its idx.
 
 
-def _one_line(text, limit: int = 300) -> str:
+def _one_line(text, limit: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -341,7 +341,8 @@ def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
         ) from None
     loaded = {}
     for split in splits:
-        name, source = task.hub_split(split), f"hub {task.hub_path} {task.hub_split(split)}"
+        name = task.hub_split(split)
+        source = f"hub {task.hub_path} {name}"
         if name not in hub:
             raise ConfigError(
                 f"hub dataset {task.hub_path} has no '{name}' split (has: "
@@ -532,7 +533,6 @@ def _is_number(value) -> bool:
 
 
 def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool, token_type_ids: bool | None = None):
-    """A batched map function: texts -> model inputs, label -> labels, idx kept."""
     padding = "max_length" if pad_to_max_length else False
 
     def encode(batch):
@@ -576,11 +576,9 @@ def tokenize_splits(
         limit = max_train_samples if name == "train" else max_eval_samples
         if limit is not None and limit < len(dataset):
             dataset = dataset.select(range(limit))
-        desc = f"tokenizing {task.name} {name}"
+        options = {"batched": True, "remove_columns": dataset.column_names, "desc": f"tokenizing {task.name} {name}"}
         if cache_dir is None:
-            mapped = dataset.map(
-                encode, batched=True, remove_columns=dataset.column_names, keep_in_memory=True, desc=desc
-            )
+            mapped = dataset.map(encode, **options, keep_in_memory=True)
         else:
             key = {
                 # the encoder's own source: editing how rows are encoded invalidates the cache
@@ -592,26 +590,19 @@ def tokenize_splits(
                 "token_type_ids": token_type_ids,
                 "data": dataset_fingerprint(dataset),
             }
-            mapped = _cached_map(dataset, encode, key, cache_dir, desc)
+            mapped = _cached_map(dataset, encode, options, key, cache_dir)
         order = [c for c in MODEL_INPUT_COLUMNS if c in mapped.column_names] + ["labels", "idx"]
         tokenized[name] = mapped.select_columns(order)
     return tokenized
 
 
-def _cached_map(dataset, encode, key: dict, cache_dir: str, desc: str) -> datasets.Dataset:
+def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> datasets.Dataset:
     """`dataset.map(encode)` written once to an Arrow file in a keyed folder, memory-mapped after."""
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
         file = os.path.join(tmp, "data.arrow")
-        dataset.map(
-            encode,
-            batched=True,
-            remove_columns=dataset.column_names,
-            desc=desc,
-            cache_file_name=file,
-            new_fingerprint=key_hash(key),
-        )
+        dataset.map(encode, **options, cache_file_name=file, new_fingerprint=key_hash(key))
 
     def load(path):
         try:
@@ -620,7 +611,7 @@ def _cached_map(dataset, encode, key: dict, cache_dir: str, desc: str) -> datase
             logger.warning("tokenised data %s is unreadable (%s)", path, _one_line(exc, 120))
 
     mapped, reused = get_or_build(folder, key, build, load, "tokenised data")
-    what = desc.removeprefix("tokenizing ")
+    what = options["desc"].removeprefix("tokenizing ")
     if reused:
         logger.info("reusing tokenised %s (%d rows) from %s", what, len(mapped), folder)
     else:
