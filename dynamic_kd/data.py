@@ -322,12 +322,9 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
     if len(rows) > len(data["idx"]):
         logger.info("dropped %d unlabeled rows from %s (%s)", len(rows) - len(data["idx"]), source, split)
     logger.info("loaded %s %s: %d rows from %s", task.name, split, len(data["idx"]), source)
-    label = datasets.Value("float32" if task.is_regression else "int64")
-    features = {
-        **dict.fromkeys(task.text_keys, datasets.Value("string")),
-        "label": label,
-        "idx": datasets.Value("int64"),
-    }
+    features = dict.fromkeys(task.text_keys, datasets.Value("string"))
+    features["label"] = datasets.Value("float32" if task.is_regression else "int64")
+    features["idx"] = datasets.Value("int64")
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
@@ -363,14 +360,15 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
     files = {}
     named = {"train": (train_file, "--train_file"), task.eval_splits[0]: (validation_file, "--validation_file")}
     for split, (path, flag) in named.items():
-        if path is not None and os.path.isdir(path):
+        if path is None:
+            continue
+        if os.path.isdir(path):
             raise ConfigError(
                 f"{flag} {path} is a folder; pass the path of a {_FILE_TYPES} file (or the folder as --data_dir)"
             )
-        if path is not None and not os.path.isfile(path):
+        if not os.path.isfile(path):
             raise ConfigError(f"{flag} {path} does not exist; pass the path of a {_FILE_TYPES} file")
-        if path is not None:
-            files[split] = str(path)
+        files[split] = str(path)
     missing = [split for split in task.splits if split not in files]
     if data_dir is None or not missing:
         return files
