@@ -562,9 +562,9 @@ def tokenize_splits(
     ``token_type_ids``: True/False force segment ids on/off, None keeps the tokenizer's default.
     """
     task = get_task(task)
-    # The flag's bound, MIN_SEQ_LENGTH, is checked when arguments are parsed.
-    if not isinstance(max_seq_length, int) or max_seq_length <= 0:
-        raise ConfigError(f"--max_seq_length must be a positive integer, got {max_seq_length!r}; the paper uses 128")
+    # Room for [CLS] and [SEP]: the library floor; the --max_seq_length flag is bound by MIN_SEQ_LENGTH.
+    if not isinstance(max_seq_length, int) or max_seq_length < 2:
+        raise ConfigError(f"--max_seq_length must be an integer >= 2, got {max_seq_length!r}; the paper uses 128")
     for value, flag in ((max_train_samples, "--max_train_samples"), (max_eval_samples, "--max_eval_samples")):
         if value is not None and (not isinstance(value, int) or value <= 0):
             raise ConfigError(f"{flag} must be a positive integer, got {value!r}; omit it to use all rows")
