@@ -94,21 +94,34 @@ TASKS: dict[str, Task] = {
     task.name: task
     for task in (
         _task(
-            "cola", ("sentence",), ("unacceptable", "acceptable"), "matthews",
+            "cola",
+            ("sentence",),
+            ("unacceptable", "acceptable"),
+            "matthews",
             glue_header=("source", "label", "label_notation", "sentence"),
         ),
         _task("sst2", ("sentence",), ("negative", "positive"), "accuracy"),
         _task(
-            "mrpc", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"), "f1_accuracy",
+            "mrpc",
+            ("sentence1", "sentence2"),
+            ("not_equivalent", "equivalent"),
+            "f1_accuracy",
             column_aliases=(("sentence1", "#1 String"), ("sentence2", "#2 String"), ("label", "Quality")),
         ),
         _task(
-            "qqp", ("question1", "question2"), ("not_duplicate", "duplicate"), "f1_accuracy",
+            "qqp",
+            ("question1", "question2"),
+            ("not_duplicate", "duplicate"),
+            "f1_accuracy",
             column_aliases=(("label", "is_duplicate"),),
         ),
         _task("stsb", ("sentence1", "sentence2"), (), "pearson_spearman", column_aliases=(("label", "score"),)),
         _task(
-            "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "accuracy", numbered=False,
+            "mnli",
+            ("premise", "hypothesis"),
+            ("entailment", "neutral", "contradiction"),
+            "accuracy",
+            numbered=False,
             eval_splits=("validation_matched", "validation_mismatched"),
             column_aliases=(("premise", "sentence1"), ("hypothesis", "sentence2"), ("label", "gold_label")),
             glue_files=("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"),
@@ -117,19 +130,34 @@ TASKS: dict[str, Task] = {
         _task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy", numbered=False),
         _task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy"),
         _task(
-            "sst5", ("sentence",), ("very negative", "negative", "neutral", "positive", "very positive"), "accuracy",
-            column_aliases=(("sentence", "text"),), hub_path="SetFit/sst5", hub_config=None,
+            "sst5",
+            ("sentence",),
+            ("very negative", "negative", "neutral", "positive", "very positive"),
+            "accuracy",
+            column_aliases=(("sentence", "text"),),
+            hub_path="SetFit/sst5",
+            hub_config=None,
         ),
         _task(
-            "imdb", ("text",), ("neg", "pos"), "accuracy", column_aliases=(("text", "sentence"),),
-            hub_path="stanfordnlp/imdb", hub_config=None, hub_splits=("train", "test"),
+            "imdb",
+            ("text",),
+            ("neg", "pos"),
+            "accuracy",
+            column_aliases=(("text", "sentence"),),
+            hub_path="stanfordnlp/imdb",
+            hub_config=None,
+            hub_splits=("train", "test"),
         ),
         _task(
-            "boolq", ("question", "passage"), ("False", "True"), "accuracy",
-            glue_files=("train.jsonl", "val.jsonl"), hub_path="aps/super_glue",
+            "boolq",
+            ("question", "passage"),
+            ("False", "True"),
+            "accuracy",
+            glue_files=("train.jsonl", "val.jsonl"),
+            hub_path="aps/super_glue",
         ),
     )
-}  # fmt: skip
+}
 
 
 def get_task(name) -> Task:
