@@ -1,8 +1,8 @@
-"""The one argument set shared by all four entry points.
+"""The one argument set shared by the four entry points, parsed with `HfArgumentParser`.
 
-Each script parses the dataclasses it needs together with `TrainingArguments` via `parse_args`.
-Strategy choices come from the registries that implement them, so help, validation and code
-cannot drift apart. Every check raises `ConfigError` with a one-line message listing the fix.
+Choices come from the registries that implement them; numeric checks are tables of
+(field, range, fix) read by one loop, with each default formatted from its field. Every check
+raises a one-line `ConfigError` that names the fix.
 """
 
 import math
@@ -30,29 +30,48 @@ from dynamic_kd.strategies import (
 )
 from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
 
+# What a numeric flag may be, as the message words it -> the test (NaN fails every comparison).
+_RANGES = {
+    "a positive number": lambda v: v > 0,
+    "a number >= 0": lambda v: v >= 0,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "at least 1": lambda v: v >= 1,
+    "a positive integer": lambda v: v >= 1,
+}
+
 
 def _one_of(registry):
     return ", ".join(registry)
 
 
-def _check_choice(flag, value, registry, aliases=()):
-    if value not in registry and value not in aliases:
-        raise ConfigError(f"unknown {flag} '{value}'; choose one of: {_one_of(registry)}")
-
-
-# Numeric flags: the values that mean something, as (test, description).
-_RANGES = {
-    "positive": (lambda v: v > 0, "a positive number"),
-    "non-negative": (lambda v: v >= 0, "a number >= 0"),
-    "fraction": (lambda v: 0 <= v < 1, "in [0, 1)"),
-}
+def _flag(args, name):
+    """The flag a message names: the field's first alias (`kd_alpha` -> `--kd_kl_alpha`), else `--name`."""
+    return args.__dataclass_fields__[name].metadata.get("aliases", [f"--{name}"])[0]
 
 
 def _check_number(flag, value, kind, fix):
-    """`value` must be finite and of the `kind` in `_RANGES` (NaN fails every comparison, so test it first)."""
-    test, description = _RANGES[kind]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not test(value):
-        raise ConfigError(f"{flag} must be {description}, got {value}; {fix}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not _RANGES[kind](value)
+    ):
+        raise ConfigError(f"{flag} must be {kind}, got {value}; {fix}")
+
+
+def _check_values(args, choices=None, bounds=()):
+    """`choices`: field -> the names it takes; `bounds`: (field, `_RANGES` key, fix). A field left at None is not
+    checked; `{default}` in a fix is the field's default."""
+    for name, registry in (choices or {}).items():
+        value = getattr(args, name)
+        if value is not None and value not in registry:
+            raise ConfigError(f"unknown {_flag(args, name)} '{value}'; choose one of: {_one_of(registry)}")
+    for name, kind, fix in bounds:
+        value = getattr(args, name)
+        if value is not None:
+            default = args.__dataclass_fields__[name].default
+            _check_number(_flag(args, name), value, kind, fix.format(default=default))
 
 
 def _check_writable_dir(flag, path):
@@ -62,7 +81,8 @@ def _check_writable_dir(flag, path):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
-            f"{flag} {path} cannot be created or written ({existing} is not a writable folder); pass a writable folder or use --teacher_cache memory"
+            f"{flag} {path} cannot be created or written ({existing} is not a writable folder); "
+            "pass a writable folder or use --teacher_cache memory"
         )
 
 
@@ -71,37 +91,30 @@ class DataArguments:
     task_name: str | None = field(
         default=None,
         metadata={
-            "help": f"A GLUE-style task: {', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own --train_file/--validation_file, labels read from the training file."
+            "help": f"A GLUE-style task: {', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own "
+            "--train_file/--validation_file, labels read from the training file."
         },
     )
     data_dir: str | None = field(
-        default=None, metadata={"help": "Folder in the original GLUE format (train.tsv, dev.tsv, ...); loaded offline."}
+        default=None, metadata={"help": "Folder in the original GLUE format (train.tsv, dev.tsv, ...); read offline."}
     )
     train_file: str | None = field(
-        default=None, metadata={"help": "CSV/TSV/JSON(L) training file with the text column(s) and a label column."}
+        default=None, metadata={"help": "CSV/TSV/JSON(L) training file: the text column(s) and a label column."}
     )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "CSV/TSV/JSON(L) validation file with the same columns."}
-    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file with the same columns."})
     text_column: str | None = field(
         default=None,
-        metadata={
-            "help": f"{CUSTOM_TASK} task: the text column, or two comma-separated ones for sentence pairs (e.g. premise,hypothesis); default sentence."
-        },
+        metadata={"help": f"{CUSTOM_TASK} task: the text column, or two comma-separated ones; default sentence."},
     )
     label_column: str | None = field(
         default=None, metadata={"help": f"{CUSTOM_TASK} task: the label column; default label."}
     )
     is_regression: bool = field(
-        default=False,
-        metadata={
-            "help": f"{CUSTOM_TASK} task: the labels are numeric targets (one output, MSE, Pearson/Spearman) instead of classes."
-        },
+        default=False, metadata={"help": f"{CUSTOM_TASK} task: numeric labels (one output, MSE, Pearson/Spearman)."}
     )
     max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
     pad_to_max_length: bool = field(
-        default=False,
-        metadata={"help": "Pad every input to --max_seq_length (the original code); default pads per batch."},
+        default=False, metadata={"help": "Pad every input to --max_seq_length (the original code), not per batch."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
     max_eval_samples: int | None = field(
@@ -111,10 +124,8 @@ class DataArguments:
     def __post_init__(self):
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
-        for flag in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, flag)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{flag} must be a positive integer, got {value}; omit it to use all rows")
+        limits = ("max_train_samples", "max_eval_samples")
+        _check_values(self, bounds=[(name, "a positive integer", "omit it to use all rows") for name in limits])
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
@@ -122,19 +133,14 @@ class DataArguments:
     def _resolve_task(self):
         """A registry task by name, or the custom task built from the user's files (read last: it opens them)."""
         custom_flags = [
-            flag
-            for flag, value in (
-                ("--text_column", self.text_column),
-                ("--label_column", self.label_column),
-                ("--is_regression", self.is_regression),
-            )
-            if value not in (None, False)
+            n for n in ("text_column", "label_column", "is_regression") if getattr(self, n) not in (None, False)
         ]
         if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
             task = get_task(self.task_name)
             if custom_flags:
                 raise ConfigError(
-                    f"{custom_flags[0]} is for your own data (--task_name {CUSTOM_TASK} or none); {task.name} has fixed columns and labels"
+                    f"--{custom_flags[0]} is for your own data (--task_name {CUSTOM_TASK} or none); "
+                    f"{task.name} has fixed columns and labels"
                 )
             return task
         if self.train_file is None:
@@ -143,62 +149,50 @@ class DataArguments:
             )
         if self.data_dir is not None:
             raise ConfigError(
-                f"--data_dir holds a registry task's GLUE files; the {CUSTOM_TASK} task reads --train_file/--validation_file only (or pass --task_name)"
+                f"--data_dir holds a registry task's GLUE files; the {CUSTOM_TASK} task reads "
+                "--train_file/--validation_file only (or pass --task_name)"
             )
-        text_column = "sentence" if self.text_column is None else self.text_column
-        label_column = "label" if self.label_column is None else self.label_column
-        text_columns = tuple(name.strip() for name in text_column.split(","))
-        return custom_task(self.train_file, self.validation_file, text_columns, label_column, self.is_regression)
+        columns = {}  # what is not given keeps custom_task's default
+        if self.text_column is not None:
+            columns["text_columns"] = tuple(name.strip() for name in self.text_column.split(","))
+        if self.label_column is not None:
+            columns["label_column"] = self.label_column
+        return custom_task(self.train_file, self.validation_file, is_regression=self.is_regression, **columns)
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(
-        metadata={"help": "Pretrained model (hub id or local folder) the student or teacher starts from."}
-    )
+    model_name_or_path: str = field(metadata={"help": "Pretrained model (hub id or folder) the run starts from."})
     student_num_layers: int | None = field(
         default=None, metadata={"help": "Keep K transformer layers of the pretrained model (default: all)."}
     )
     student_layer_init: str = field(
         default="first",
-        metadata={
-            "help": "Which pretrained layers a K-layer model keeps: first (0..K-1, the original) or skip (every L/K-th, PKD-Skip)."
-        },
+        metadata={"help": "Which K layers: first (0..K-1, the original) or skip (every L/K-th, PKD-Skip)."},
     )
 
     def __post_init__(self):
-        _check_choice("--student_layer_init", self.student_layer_init, ("first", "skip"))
-        if self.student_num_layers is not None and self.student_num_layers < 1:
-            raise ConfigError(
-                f"--student_num_layers must be at least 1, got {self.student_num_layers}; omit it to keep every pretrained layer"
-            )
+        _check_values(
+            self,
+            choices={"student_layer_init": ("first", "skip")},
+            bounds=[("student_num_layers", "at least 1", "omit it to keep every pretrained layer")],
+        )
 
 
 @dataclass
 class DistillationArguments:
-    teacher: str | None = field(
-        default=None, metadata={"help": "Fine-tuned teacher folder (single-teacher distillation)."}
-    )
-    small_teacher: str | None = field(
-        default=None, metadata={"help": "Smaller fine-tuned teacher (teacher adoption, paper Sec. 3.1)."}
-    )
-    large_teacher: str | None = field(
-        default=None, metadata={"help": "Larger fine-tuned teacher (teacher adoption, paper Sec. 3.1)."}
-    )
+    teacher: str | None = field(default=None, metadata={"help": "Fine-tuned teacher folder (one teacher)."})
+    small_teacher: str | None = field(default=None, metadata={"help": "Smaller teacher (teacher adoption, Sec. 3.1)."})
+    large_teacher: str | None = field(default=None, metadata={"help": "Larger teacher (teacher adoption, Sec. 3.1)."})
     uncertainty_mode: str | None = field(
-        default=None,
-        metadata={"help": f"Teacher adoption: {_one_of(TEACHER_MODES)}. Needs --small_teacher/--large_teacher."},
+        default=None, metadata={"help": f"Teacher adoption: {_one_of(TEACHER_MODES)}; needs the two teachers."}
     )
-    small_teacher_alpha: float = field(
-        default=0.5, metadata={"help": "Weight of the small teacher's KD term (hard and average modes)."}
-    )
-    large_teacher_alpha: float = field(
-        default=0.5, metadata={"help": "Weight of the large teacher's KD term (hard and average modes)."}
-    )
+    small_teacher_alpha: float = field(default=0.5, metadata={"help": "Small teacher's KD weight (hard, average)."})
+    large_teacher_alpha: float = field(default=0.5, metadata={"help": "Large teacher's KD weight (hard, average)."})
     selection_strategy: str = field(
         default="none",
         metadata={
-            "help": f"Data selection (paper Sec. 3.2): {_one_of(SELECTION_STRATEGIES)} (lc also as least_confidence, confidence)."
+            "help": f"Data selection (Sec. 3.2): {_one_of(SELECTION_STRATEGIES)} (lc also as {_one_of(SELECTION_ALIASES)})."
         },
     )
     selection_ratio: float = field(
@@ -206,23 +200,16 @@ class DistillationArguments:
     )
     selection_scope: str = field(
         default="batch",
-        metadata={
-            "help": "batch: select within each batch (the paper); epoch: score the whole train set each epoch and train on the top r only."
-        },
+        metadata={"help": "batch: select in each batch (the paper); epoch: train each epoch on the top r of the set."},
     )
     strategy: str = field(
-        default="none", metadata={"help": f"Supervision adjustment (paper Sec. 3.3): {_one_of(OBJECTIVE_STRATEGIES)}."}
+        default="none", metadata={"help": f"Supervision adjustment (Sec. 3.3): {_one_of(OBJECTIVE_STRATEGIES)}."}
     )
     kd_loss: str = field(
-        default="auto",
-        metadata={"help": f"Logit KD loss: {_one_of(KD_LOSSES)}, or auto (kl for classification, mse for regression)."},
+        default="auto", metadata={"help": f"Logit KD loss: {_one_of(KD_LOSSES)}, or auto (mse for regression)."}
     )
-    temperature: float = field(
-        default=1.0, metadata={"help": "Softmax temperature T of the KL loss (the paper uses 1)."}
-    )
-    ce_alpha: float = field(
-        default=1.0, metadata={"help": "Weight of the cross-entropy (or MSE, regression) term on gold labels."}
-    )
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature T of the KL loss."})
+    ce_alpha: float = field(default=1.0, metadata={"help": "Weight of the gold-label (CE or MSE) term."})
     kd_alpha: float = field(
         default=1.0, metadata={"help": "Weight of the logit KD term.", "aliases": ["--kd_kl_alpha"]}
     )
@@ -231,92 +218,84 @@ class DistillationArguments:
         metadata={"help": "Weight of the hidden-state alignment term (0 = off).", "aliases": ["--kd_rep_alpha"]},
     )
     rep_layers: str = field(
-        default="all",
-        metadata={"help": "Hidden-state alignment over all tokens of the mapped layers, or cls ([CLS] only, PKD)."},
+        default="all", metadata={"help": "Align hidden states over all tokens, or cls ([CLS] only, PKD)."}
     )
     rep_normalization: str = field(
         default="hidden",
         metadata={
-            "help": (
-                "Axis each hidden state is normalised along in the REP term: hidden (each token's state) or sequence "
-                "(each unit over the tokens: the released static baseline; needs --rep_layers all)."
-            )
+            "help": "Normalise each token's state (hidden) or each unit over the tokens (sequence: the released "
+            "static baseline; needs --rep_layers all)."
         },
     )
     rep_include_padding: bool = field(
         default=False,
         metadata={
-            "help": (
-                "Let padding positions into the REP term's norm and mean, as the released scripts did (with "
-                "--pad_to_max_length, to reproduce them); needs --kd_rep_alpha > 0 and --rep_layers all."
-            )
+            "help": "Count padding in the REP term's norm and mean, as the released scripts did; needs "
+            "--kd_rep_alpha > 0 and --rep_layers all."
         },
     )
     uncertainty_grad: bool = field(
         default=False,
         metadata={
-            "help": (
-                "Let gradient flow through the uncertainty weights (soft/soft-instance adoption, the uncertainty "
-                "objectives), as the released code did; one process, no gradient accumulation."
-            )
+            "help": "Back-propagate through the uncertainty weights, as the released code did; one process, "
+            "no gradient accumulation."
         },
     )
     teacher_dropout: bool = field(
         default=False,
-        metadata={
-            "help": (
-                "Run the teachers in train mode, with dropout, as the released code did; fresh outputs every "
-                "step, so it needs --teacher_cache none."
-            )
-        },
+        metadata={"help": "Run the teachers with dropout, as the released code did; needs --teacher_cache none."},
     )
     rep_projection: bool = field(
         default=True,
-        metadata={
-            "help": "Learn a linear map from student to teacher hidden size when they differ (never saved with the student)."
-        },
+        metadata={"help": "Learn a linear map when the hidden sizes differ (never saved with the student)."},
     )
     teacher_cache: str = field(
         default="memory",
         metadata={
-            "help": f"Teacher-output store keyed by example idx: {_one_of(TEACHER_CACHE_MODES)} (memory: this run only; disk: shared by every run with the same teacher, data, tokenisation and precision)."
+            "help": f"Teacher-output store: {_one_of(TEACHER_CACHE_MODES)} (memory: this run; disk: shared by runs "
+            "with the same teacher, data, tokenisation and precision)."
         },
     )
     teacher_cache_dir: str | None = field(
         default=None,
-        metadata={
-            "help": "Where --teacher_cache disk keeps its stores (default: $DYNAMIC_KD_CACHE/teacher_outputs, DYNAMIC_KD_CACHE defaulting to ~/.cache/dynamic_kd)."
-        },
+        metadata={"help": "Where --teacher_cache disk stores (default: $DYNAMIC_KD_CACHE/teacher_outputs)."},
     )
     teacher_dtype: str = field(
         default="auto",
         metadata={
-            "help": f"Precision of the teacher pass: {_one_of(TEACHER_DTYPES)} (auto = autocast like the student's --bf16/--fp16, else fp32; others autocast to that dtype; weights stay fp32)."
+            "help": f"Teacher precision: {_one_of(TEACHER_DTYPES)} (auto follows --bf16/--fp16; weights stay fp32)."
         },
     )
-    teacher_batch_size: int = field(
-        default=256,
-        metadata={
-            "help": "Rows per teacher forward when filling the store (before training, and the misses of a batch)."
-        },
-    )
+    teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the store."})
     skip_teacher_check: bool = field(
         default=False,
-        metadata={
-            "help": "Distil even from a classification teacher that scores no better than the majority class on the first dev examples (a warning instead of an error)."
-        },
+        metadata={"help": "Warn instead of failing when the teacher scores no better than the majority class."},
     )
 
     def __post_init__(self):
-        if self.uncertainty_mode is not None:
-            _check_choice("--uncertainty_mode", self.uncertainty_mode, TEACHER_MODES)
-        _check_choice("--selection_strategy", self.selection_strategy, SELECTION_STRATEGIES, SELECTION_ALIASES)
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
-        _check_choice("--selection_scope", self.selection_scope, ("batch", "epoch"))
-        _check_choice("--strategy", self.strategy, OBJECTIVE_STRATEGIES)
-        _check_choice("--kd_loss", self.kd_loss, tuple(KD_LOSSES) + ("auto",))
-        _check_choice("--rep_layers", self.rep_layers, ("all", "cls"))
-        _check_choice("--rep_normalization", self.rep_normalization, REP_NORMALIZATIONS)
+        weight = "a loss weight of 0 turns its term off"
+        _check_values(
+            self,
+            choices={
+                "uncertainty_mode": TEACHER_MODES,
+                "selection_strategy": SELECTION_STRATEGIES,
+                "selection_scope": ("batch", "epoch"),
+                "strategy": OBJECTIVE_STRATEGIES,
+                "kd_loss": (*KD_LOSSES, "auto"),
+                "rep_layers": ("all", "cls"),
+                "rep_normalization": REP_NORMALIZATIONS,
+                "teacher_cache": TEACHER_CACHE_MODES,
+                "teacher_dtype": TEACHER_DTYPES,
+            },
+            bounds=[
+                ("selection_ratio", "in (0, 1]", "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"),
+                ("temperature", "a positive number", "the paper uses 1"),
+                *[(name, "a number >= 0", weight) for name in ("ce_alpha", "kd_alpha", "rep_alpha")],
+                *[(f"{size}_teacher_alpha", "a number >= 0", weight) for size in ("small", "large")],
+                ("teacher_batch_size", "at least 1", "the default is {default}"),
+            ],
+        )
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError(
                 "--rep_normalization sequence normalises each hidden unit over the tokens, "
@@ -327,7 +306,6 @@ class DistillationArguments:
                 "--rep_include_padding changes the REP term over every token; "
                 "it needs --kd_rep_alpha > 0 and --rep_layers all"
             )
-        _check_choice("--teacher_cache", self.teacher_cache, TEACHER_CACHE_MODES)
         if self.teacher_dropout and self.teacher_cache != "none":
             raise ConfigError(
                 "--teacher_dropout draws new teacher dropout every step, so no stored output can stand in "
@@ -343,40 +321,26 @@ class DistillationArguments:
                 f"{'/'.join(UNCERTAINTY_WEIGHTED_MODES)} or --strategy "
                 f"{'/'.join(UNCERTAINTY_WEIGHTED_OBJECTIVES)}, or drop it"
             )
-        _check_choice("--teacher_dtype", self.teacher_dtype, TEACHER_DTYPES)
         self.teacher_cache_dir = os.path.expanduser(
             self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
         )
         if self.teacher_cache == "disk":
             _check_writable_dir("--teacher_cache_dir", self.teacher_cache_dir)
+        chosen = [name for name in SELECTION_STRATEGIES if name != "none"]
+        selectors = f"{', '.join(chosen[:-1])} or {chosen[-1]}"
         if self.selection_scope == "epoch" and self.selection_strategy == "none":
             raise ConfigError(
-                "--selection_scope epoch needs a --selection_strategy (random, entropy, margin or lc) to choose each epoch's rows; add one or drop --selection_scope"
-            )
-        if not 0.0 < self.selection_ratio <= 1.0:
-            raise ConfigError(
-                f"--selection_ratio must be in (0, 1], got {self.selection_ratio}; e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"
+                f"--selection_scope epoch needs a --selection_strategy ({selectors}) to choose each epoch's rows; "
+                "add one or drop --selection_scope"
             )
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError(
-                "--selection_ratio needs a --selection_strategy (random, entropy, margin or lc); 'none' keeps every instance"
+                f"--selection_ratio needs a --selection_strategy ({selectors}); 'none' keeps every instance"
             )
-        _check_number("--temperature", self.temperature, "positive", "the paper uses 1")
-        for name, flag in (
-            ("ce_alpha", "--ce_alpha"),
-            ("kd_alpha", "--kd_kl_alpha"),
-            ("rep_alpha", "--kd_rep_alpha"),
-            ("small_teacher_alpha", "--small_teacher_alpha"),
-            ("large_teacher_alpha", "--large_teacher_alpha"),
-        ):
-            _check_number(flag, getattr(self, name), "non-negative", "a loss weight of 0 turns its term off")
         if self.ce_alpha == self.kd_alpha == self.rep_alpha == 0:
             raise ConfigError(
-                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; give at least one a positive weight"
-            )
-        if self.teacher_batch_size < 1:
-            raise ConfigError(
-                f"--teacher_batch_size must be at least 1, got {self.teacher_batch_size}; the default is 256"
+                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; "
+                "give at least one a positive weight"
             )
         if self.strategy != "none" and self.rep_alpha == 0.0:
             raise ConfigError(
@@ -408,40 +372,94 @@ class DistillationArguments:
         return {name: given[name] for name in needed}
 
     def check_task(self, task):
-        """Cross-checks that need the task: uncertainty is undefined for regression outputs."""
+        """Uncertainty is undefined for a regression output."""
         if not task.is_regression:
             return
-        uses_entropy = [
-            flag
-            for flag, value, registry in (
-                ("--selection_strategy", self.selection_strategy, UNCERTAINTY_STRATEGIES),
-                ("--uncertainty_mode", self.uncertainty_mode, UNCERTAINTY_STRATEGIES),
-                ("--strategy", self.strategy, UNCERTAINTY_STRATEGIES),
-            )
-            if value in registry
-        ]
-        if uses_entropy:
-            raise ConfigError(
-                f"{task.name} is a regression task and {uses_entropy[0]} needs class probabilities; "
-                "use --selection_strategy none/random, --uncertainty_mode single-small/single-large/average, --strategy none"
-            )
+        for flag in ("selection_strategy", "uncertainty_mode", "strategy"):
+            if getattr(self, flag) in UNCERTAINTY_STRATEGIES:
+                raise ConfigError(
+                    f"{task.name} is a regression task and --{flag} needs class probabilities; use --selection_strategy"
+                    " none/random, --uncertainty_mode single-small/single-large/average, --strategy none"
+                )
         if self.kd_loss == "kl":
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
     def check_training(self, training_args):
-        """Cross-checks with `TrainingArguments`: epoch scope brings its own sampler; gradient through
-        the uncertainty weights needs the plan made from the logits the loss back-propagates through."""
+        """Gradient through the uncertainty weights needs the plan made from the logits the loss back-propagates
+        through; epoch scope brings its own sampler."""
         if self.uncertainty_grad and (training_args.world_size > 1 or training_args.gradient_accumulation_steps > 1):
             raise ConfigError(
-                "--uncertainty_grad needs the global batch in one forward (one process, --gradient_accumulation_steps 1): "
-                f"here it spans {training_args.world_size} process(es) x {training_args.gradient_accumulation_steps} "
-                "accumulation step(s); drop one of the two"
+                "--uncertainty_grad needs the global batch in one forward (one process, --gradient_accumulation_steps"
+                f" 1): here it spans {training_args.world_size} process(es) x "
+                f"{training_args.gradient_accumulation_steps} accumulation step(s); drop one of the two"
             )
         if self.selection_scope == "epoch" and training_args.train_sampling_strategy != "random":
             raise ConfigError(
-                f"--selection_scope epoch trains each epoch on its selected rows in a shuffled order, so --train_sampling_strategy "
-                f"{training_args.train_sampling_strategy} (or --group_by_length) would be ignored; drop one of the two"
+                "--selection_scope epoch trains each epoch on its selected rows in a shuffled order, so "
+                f"--train_sampling_strategy {training_args.train_sampling_strategy} (or --group_by_length) would be "
+                "ignored; drop one of the two"
             )
+
+
+# Run flags whose values mean nothing: (field, range, fix); a `*_steps` flag is checked when its strategy is steps.
+_RUN_BOUNDS = (
+    ("per_device_train_batch_size", "a positive number", "the paper uses 32"),
+    ("per_device_eval_batch_size", "a positive number", "e.g. 32"),
+    ("gradient_accumulation_steps", "a positive number", "1 = no accumulation"),
+    ("ddp_timeout", "a positive number", "seconds, default {default}"),
+    ("learning_rate", "a positive number", "the paper uses 2e-5"),
+    ("eval_accumulation_steps", "a positive number", "omit it to accumulate on the device"),
+    ("max_grad_norm", "a number >= 0", "0 turns gradient clipping off"),
+    ("weight_decay", "a number >= 0", "0 turns weight decay off"),
+    ("adam_epsilon", "a number >= 0", "the default is {default}"),
+    ("dataloader_num_workers", "a number >= 0", "0 loads data in the main process"),
+    ("seed", "a number >= 0", "any integer >= 0"),
+    ("data_seed", "a number >= 0", "any integer >= 0, or omit it to use --seed"),
+    ("warmup_steps", "a number >= 0", "0 = no warmup"),
+    ("eval_delay", "a number >= 0", "0 = no delay"),
+    ("adam_beta1", "in [0, 1)", "the default is {default}"),
+    ("adam_beta2", "in [0, 1)", "the default is {default}"),
+    ("label_smoothing_factor", "in [0, 1)", "0 turns smoothing off, 0.1 is common"),
+)
+
+_MULTI_PROCESS = "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"
+# `TrainingArguments` fields that would change the loss, the data, the batch layout or the precision in ways
+# `DistillationTrainer` does not implement: refused unless left at HF's default (or a value in `_HARMLESS`).
+# A flag whose default is True is refused as `--flag False`.
+_UNSUPPORTED = {
+    "average_tokens_across_devices": "every loss term is a mean over the rows it covers (one label per row), so "
+    "HF's token count plays no part; drop the flag",
+    "use_liger_kernel": "Liger kernels replace decoder-LLM layers and losses; BERT-style students have none, "
+    "drop the flag",
+    "neftune_noise_alpha": "NEFTune would add noise to the student's input embeddings but not the teacher's, "
+    "changing what is distilled; drop the flag",
+    "auto_find_batch_size": "it would shrink the batch the strategies plan over after an out-of-memory error; "
+    "lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead",
+    "label_names": "the gold labels are always the `labels` column the data loader writes; drop the flag",
+    "length_column_name": "the datasets carry no length column (length grouping measures input_ids); drop the flag",
+    "dataloader_drop_last": "it would also drop the last batch of every evaluation split, so the dev metrics "
+    "would miss examples; drop the flag",
+    "bf16_full_eval": "HF casts the student's weights to bf16 in place for the final evaluation, so the saved "
+    "student would be bf16 too; use --bf16 (mixed precision)",
+    "fp16_full_eval": "HF casts the student's weights to fp16 in place for the final evaluation, so the saved "
+    "student would be fp16 too; use --fp16 (mixed precision)",
+    "prediction_loss_only": "results.json needs the task metrics, not only the evaluation loss; drop the flag",
+    "batch_eval_metrics": "the GLUE metrics are computed over the whole evaluation split; drop the flag",
+    "eval_do_concat_batches": "the GLUE metrics need every evaluation batch's predictions concatenated; drop the flag",
+    "restore_callback_states_from_checkpoint": "the trainer's callbacks (teacher counters, epoch selection) "
+    "restore their own state when a run resumes; drop the flag",
+    "do_predict": "the entry points train, then evaluate on the dev splits; test-set prediction is not "
+    "implemented, drop the flag",
+    "resume_from_checkpoint": "a run resumes by itself from the newest complete checkpoint in its --output_dir; "
+    "rerun the same command instead",
+    "push_to_hub": "HF would upload from inside the training loop (checkpoints with teacher caches), and a hub "
+    "error would end the run; upload the finished --output_dir (student, tokenizer, results.json) with "
+    "`hf upload REPO_ID OUTPUT_DIR`",
+    "fsdp": _MULTI_PROCESS,
+    "deepspeed": _MULTI_PROCESS,
+    "parallelism_config": _MULTI_PROCESS,
+}
+_HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
 
 
 @dataclass
@@ -450,40 +468,25 @@ class RunArguments(TrainingArguments):
 
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={
-            "help": "Allow a run in an --output_dir that already holds a finished results.json (replaced only when this run finishes)."
-        },
+        metadata={"help": "Run in an --output_dir with a finished results.json (replaced when this run finishes)."},
     )
     group_by_length: bool = field(
-        default=False,
-        metadata={
-            "help": "Batch examples of similar length together (sets --train_sampling_strategy group_by_length)."
-        },
+        default=False, metadata={"help": "Batch similar lengths together (--train_sampling_strategy group_by_length)."}
     )
     dataloader_pin_memory: bool | None = field(
         default=None,
         metadata={
-            "help": "Pin batches in host memory for faster copies to the accelerator (default: on with a GPU, off on CPU, where torch can only warn about it).",
+            "help": "Pin batches in host memory (default: on with a GPU, off on CPU).",
             "nargs": "?",
             "const": True,
         },
     )
-    do_train: bool = field(
-        default=True,
-        metadata={"help": "Every entry point trains (run_glue.py's flag, accepted); --do_train False is refused."},
-    )
-    do_eval: bool = field(
-        default=True,
-        metadata={
-            "help": "Every entry point evaluates on the dev splits at the end (run_glue.py's flag, accepted); "
-            "--do_eval False is refused."
-        },
-    )
+    do_train: bool = field(default=True, metadata={"help": "run_glue.py's flag: always on; False is refused."})
+    do_eval: bool = field(default=True, metadata={"help": "run_glue.py's flag: always on; False is refused."})
     warmup_ratio: float | None = field(
         default=None,
         metadata={
-            "help": "Fraction of the training steps with a linear warmup (the released scripts' flag, gone from "
-            "transformers 5): sets --warmup_steps to it, which reads values below 1 as a fraction."
+            "help": "Linear warmup over this fraction of the steps (gone from transformers 5): sets --warmup_steps."
         },
     )
 
@@ -495,17 +498,18 @@ class RunArguments(TrainingArguments):
                     "(results.json needs both); drop the flag"
                 )
         if self.warmup_ratio is not None:
-            _check_number("--warmup_ratio", self.warmup_ratio, "fraction", "0.1 warms up over the first 10% of steps")
+            _check_values(self, bounds=[("warmup_ratio", "in [0, 1)", "0.1 warms up over the first 10% of steps")])
             if self.warmup_steps:
                 raise ConfigError(
                     f"--warmup_ratio {self.warmup_ratio} and --warmup_steps {self.warmup_steps} both set "
                     "the warmup; pass one"
                 )
-            self.warmup_steps = self.warmup_ratio
+            self.warmup_steps = self.warmup_ratio  # HF reads a value below 1 as a fraction
         if self.group_by_length:
             if self.train_sampling_strategy not in ("random", "group_by_length"):
                 raise ConfigError(
-                    f"--group_by_length conflicts with --train_sampling_strategy {self.train_sampling_strategy}; pass only one"
+                    f"--group_by_length conflicts with --train_sampling_strategy {self.train_sampling_strategy}; "
+                    "pass only one"
                 )
             self.train_sampling_strategy = "group_by_length"
         if not self.use_cpu and _launched_as_several_processes() and torch.accelerator.current_accelerator() is None:
@@ -513,8 +517,10 @@ class RunArguments(TrainingArguments):
             # it each process of `torchrun --nproc_per_node N` trains its own copy on all the data.
             self.use_cpu = True
         # before HF's own checks, some of which fail with a traceback (--deepspeed without the package)
-        for flag, is_set, reason in _UNSUPPORTED:
-            if is_set(self):
+        for name, reason in _UNSUPPORTED.items():
+            default = TrainingArguments.__dataclass_fields__[name].default
+            if getattr(self, name) not in (default, *_HARMLESS.get(name, ())):
+                flag = f"{name} False" if default is True else name
                 raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}")
         super().__post_init__()
         if self.fp16 and self.device.type == "cpu":
@@ -528,63 +534,20 @@ class RunArguments(TrainingArguments):
         if self.accelerator_config.split_batches:  # a dict or JSON text until HF's __post_init__ parses it
             raise ConfigError(
                 "--accelerator_config split_batches is not supported by the distillation trainer: it would make "
-                "--per_device_train_batch_size the batch of all processes together, changing the batch the strategies plan over; drop it"
+                "--per_device_train_batch_size the batch of all processes together, changing the batch the "
+                "strategies plan over; drop it"
             )
-        self._check_numbers()
-
-    def _check_numbers(self):
-        """Numeric flags with no meaningful value (0 epochs, batch size 0, a negative rate, NaN, ...)."""
-        for flag, fix in (
-            ("per_device_train_batch_size", "the paper uses 32"),
-            ("per_device_eval_batch_size", "e.g. 32"),
-            ("gradient_accumulation_steps", "1 = no accumulation"),
-            ("ddp_timeout", "seconds, default 1800"),
-        ):
-            _check_number(f"--{flag}", getattr(self, flag), "positive", fix)
+        bounds = list(_RUN_BOUNDS)
         if self.max_steps <= 0:
-            _check_number(
-                "--num_train_epochs",
-                self.num_train_epochs,
-                "positive",
-                "the paper trains for 3 epochs (or set --max_steps)",
+            bounds.append(
+                ("num_train_epochs", "a positive number", "the paper trains for 3 epochs (or set --max_steps)")
             )
-        _check_number("--learning_rate", self.learning_rate, "positive", "the paper uses 2e-5")
-        for flag, fix in (
-            ("max_grad_norm", "0 turns gradient clipping off"),
-            ("weight_decay", "0 turns weight decay off"),
-            ("adam_epsilon", "the default is 1e-8"),
-            ("dataloader_num_workers", "0 loads data in the main process"),
-            ("seed", "any integer >= 0"),
-            ("warmup_steps", "0 = no warmup"),
-            ("eval_delay", "0 = no delay"),
-        ):
-            _check_number(f"--{flag}", getattr(self, flag), "non-negative", fix)
-        if self.data_seed is not None:
-            _check_number("--data_seed", self.data_seed, "non-negative", "any integer >= 0, or omit it to use --seed")
-        for flag in ("adam_beta1", "adam_beta2"):
-            _check_number(f"--{flag}", getattr(self, flag), "fraction", "the defaults are 0.9 and 0.999")
-        _check_number(
-            "--label_smoothing_factor", self.label_smoothing_factor, "fraction", "0 turns smoothing off, 0.1 is common"
-        )
-        if self.eval_accumulation_steps is not None:
-            _check_number(
-                "--eval_accumulation_steps",
-                self.eval_accumulation_steps,
-                "positive",
-                "omit it to accumulate on the device",
-            )
-        for flag, strategy in (
-            ("logging_steps", self.logging_strategy),
-            ("eval_steps", self.eval_strategy),
-            ("save_steps", self.save_strategy),
-        ):
-            if strategy == "steps":
-                _check_number(
-                    f"--{flag}",
-                    getattr(self, flag),
-                    "positive",
-                    "a step count, or a fraction of the training steps below 1",
+        for kind in ("logging", "eval", "save"):
+            if getattr(self, f"{kind}_strategy") == "steps":
+                bounds.append(
+                    (f"{kind}_steps", "a positive number", "a step count, or a fraction of the training steps below 1")
                 )
+        _check_values(self, bounds=bounds)
 
     def check_task(self, task):
         """Label smoothing is undefined for a regression output; the best-model metric is one the task reports."""
@@ -603,110 +566,6 @@ class RunArguments(TrainingArguments):
                 )
             # The trainer evaluates a dict of splits and names each score eval_<split>_<metric> (it adds `eval_`).
             self.metric_for_best_model = f"{split}_{name}"
-
-
-# `TrainingArguments` fields that would change the loss, the data, the batch layout or the
-# precision in ways `DistillationTrainer` does not implement: refused rather than ignored (with
-# `--accelerator_config '{"split_batches": true}'`, checked in `RunArguments.__post_init__`).
-_UNSUPPORTED = (
-    (
-        "average_tokens_across_devices False",
-        lambda a: not a.average_tokens_across_devices,
-        "every loss term is a mean over the rows it covers (one label per row), so HF's token count plays no part; drop the flag",
-    ),
-    (
-        "use_liger_kernel",
-        lambda a: a.use_liger_kernel,
-        "Liger kernels replace decoder-LLM layers and losses; BERT-style students have none, drop the flag",
-    ),
-    (
-        "neftune_noise_alpha",
-        lambda a: a.neftune_noise_alpha is not None,
-        "NEFTune would add noise to the student's input embeddings but not the teacher's, changing what is distilled; drop the flag",
-    ),
-    (
-        "auto_find_batch_size",
-        lambda a: a.auto_find_batch_size,
-        "it would shrink the batch the strategies plan over after an out-of-memory error; lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead",
-    ),
-    (
-        "label_names",
-        lambda a: a.label_names not in (None, ["labels"]),
-        "the gold labels are always the `labels` column the data loader writes; drop the flag",
-    ),
-    (
-        "length_column_name",
-        lambda a: a.length_column_name != "length",
-        "the datasets carry no length column (length grouping measures input_ids); drop the flag",
-    ),
-    (
-        "dataloader_drop_last",
-        lambda a: a.dataloader_drop_last,
-        "it would also drop the last batch of every evaluation split, so the dev metrics would miss examples; drop the flag",
-    ),
-    (
-        "bf16_full_eval",
-        lambda a: a.bf16_full_eval,
-        "HF casts the student's weights to bf16 in place for the final evaluation, so the saved student would be bf16 too; use --bf16 (mixed precision)",
-    ),
-    (
-        "fp16_full_eval",
-        lambda a: a.fp16_full_eval,
-        "HF casts the student's weights to fp16 in place for the final evaluation, so the saved student would be fp16 too; use --fp16 (mixed precision)",
-    ),
-    (
-        "prediction_loss_only",
-        lambda a: a.prediction_loss_only,
-        "results.json needs the task metrics, not only the evaluation loss; drop the flag",
-    ),
-    (
-        "batch_eval_metrics",
-        lambda a: a.batch_eval_metrics,
-        "the GLUE metrics are computed over the whole evaluation split; drop the flag",
-    ),
-    (
-        "eval_do_concat_batches False",
-        lambda a: not a.eval_do_concat_batches,
-        "the GLUE metrics need every evaluation batch's predictions concatenated; drop the flag",
-    ),
-    (
-        "restore_callback_states_from_checkpoint",
-        lambda a: a.restore_callback_states_from_checkpoint,
-        "the trainer's callbacks (teacher counters, epoch selection) restore their own state when a run resumes; drop the flag",
-    ),
-    (
-        "do_predict",
-        lambda a: a.do_predict,
-        "the entry points train, then evaluate on the dev splits; test-set prediction is not implemented, drop the flag",
-    ),
-    (
-        "resume_from_checkpoint",
-        lambda a: a.resume_from_checkpoint is not None,
-        "a run resumes by itself from the newest complete checkpoint in its --output_dir; rerun the same command instead",
-    ),
-    (
-        "push_to_hub",
-        lambda a: a.push_to_hub,
-        "HF would upload from inside the training loop (checkpoints with teacher caches), and a hub error would end "
-        "the run; upload the finished --output_dir (student, tokenizer, results.json) with "
-        "`hf upload REPO_ID OUTPUT_DIR`",
-    ),
-    (
-        "fsdp",
-        lambda a: bool(a.fsdp),
-        "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead",
-    ),
-    (
-        "deepspeed",
-        lambda a: bool(a.deepspeed),
-        "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead",
-    ),
-    (
-        "parallelism_config",
-        lambda a: a.parallelism_config is not None,
-        "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead",
-    ),
-)
 
 
 def _launched_as_several_processes() -> bool:
@@ -731,13 +590,6 @@ _UNKNOWN_FLAGS = {
 }
 
 
-def _check_unknown_flags(argv):
-    for argument in argv:
-        flag = argument.split("=", 1)[0]
-        if flag in _UNKNOWN_FLAGS:
-            raise ConfigError(f"{flag} is not a flag of these scripts: {_UNKNOWN_FLAGS[flag]}")
-
-
 class _OneLineErrorParser(HfArgumentParser):
     """argparse prints the whole usage (hundreds of flags) on a typo; we raise one line instead."""
 
@@ -748,14 +600,15 @@ class _OneLineErrorParser(HfArgumentParser):
 def parse_args(argv, *dataclass_types, defaults=None):
     """Parse `argv` (default sys.argv[1:]) into the given dataclasses followed by `RunArguments`.
 
-    `defaults` lets a script change a shared default (e.g. dynamic_teacher.py sets
-    `uncertainty_mode="hard"`) without a second copy of the argument code.
+    `defaults` lets a script change a shared default (dynamic_teacher.py: `uncertainty_mode="hard"`).
     """
     parser = _OneLineErrorParser((*dataclass_types, RunArguments))
     if defaults:
         parser.set_defaults(**defaults)
     argv = sys.argv[1:] if argv is None else list(argv)
-    _check_unknown_flags(argv)
+    for flag in (argument.split("=", 1)[0] for argument in argv):
+        if flag in _UNKNOWN_FLAGS:
+            raise ConfigError(f"{flag} is not a flag of these scripts: {_UNKNOWN_FLAGS[flag]}")
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:  # TrainingArguments' own checks
