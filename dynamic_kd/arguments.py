@@ -1,8 +1,7 @@
-"""The one argument set shared by the four entry points, parsed with `HfArgumentParser`.
+"""The one argument set of the four entry points, parsed with `HfArgumentParser`.
 
-Choices come from the registries that implement them; numeric checks are tables of
-(field, range, fix) read by one loop, with each default formatted from its field. Every check
-raises a one-line `ConfigError` that names the fix.
+Choices come from the registries that implement them; numeric checks are (field, range, fix) tables
+read by one loop, each default formatted from its field. A bad value raises a one-line `ConfigError`.
 """
 
 import math
@@ -30,7 +29,7 @@ from dynamic_kd.strategies import (
 )
 from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
 
-# What a numeric flag may be, as the message words it -> the test (NaN fails every comparison).
+# What a numeric flag may be, as the message words it -> its test (NaN fails every comparison).
 _RANGES = {
     "a positive number": lambda v: v > 0,
     "a number >= 0": lambda v: v >= 0,
@@ -41,8 +40,9 @@ _RANGES = {
 }
 
 
-def _one_of(registry):
-    return ", ".join(registry)
+def _arg(default, text, **metadata):
+    """A field with its --help text and any other `HfArgumentParser` metadata (`aliases`, `nargs`)."""
+    return field(default=default, metadata={"help": text, **metadata})
 
 
 def _flag(args, name):
@@ -50,96 +50,54 @@ def _flag(args, name):
     return args.__dataclass_fields__[name].metadata.get("aliases", [f"--{name}"])[0]
 
 
-def _check_number(flag, value, kind, fix):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not _RANGES[kind](value)
-    ):
-        raise ConfigError(f"{flag} must be {kind}, got {value}; {fix}")
-
-
-def _check_values(args, choices=None, bounds=()):
-    """`choices`: field -> the names it takes; `bounds`: (field, `_RANGES` key, fix). A field left at None is not
-    checked; `{default}` in a fix is the field's default."""
-    for name, registry in (choices or {}).items():
-        value = getattr(args, name)
-        if value is not None and value not in registry:
-            raise ConfigError(f"unknown {_flag(args, name)} '{value}'; choose one of: {_one_of(registry)}")
-    for name, kind, fix in bounds:
-        value = getattr(args, name)
-        if value is not None:
-            default = args.__dataclass_fields__[name].default
-            _check_number(_flag(args, name), value, kind, fix.format(default=default))
-
-
-def _check_writable_dir(flag, path):
-    """Fail now, not at the first epoch end (where only rank 0 writes), if `path` cannot be a writable folder."""
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"{flag} {path} cannot be created or written ({existing} is not a writable folder); "
-            "pass a writable folder or use --teacher_cache memory"
-        )
+def _check_bounds(args, bounds):
+    """`bounds`: `_RANGES` key -> {field: fix}, `{default}` in a fix being the field's default; None is not set."""
+    for kind, fixes in bounds.items():
+        for name, fix in fixes.items():
+            value = getattr(args, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if value is not None and not (number and _RANGES[kind](value)):
+                fix = fix.format(default=args.__dataclass_fields__[name].default)
+                raise ConfigError(f"{_flag(args, name)} must be {kind}, got {value}; {fix}")
 
 
 @dataclass
 class DataArguments:
-    task_name: str | None = field(
-        default=None,
-        metadata={
-            "help": f"A GLUE-style task: {', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own "
-            "--train_file/--validation_file, labels read from the training file."
-        },
+    task_name: str | None = _arg(
+        None, f"A task: {', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own --train_file/--validation_file."
     )
-    data_dir: str | None = field(
-        default=None, metadata={"help": "Folder in the original GLUE format (train.tsv, dev.tsv, ...); read offline."}
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "CSV/TSV/JSON(L) training file: the text column(s) and a label column."}
-    )
-    validation_file: str | None = field(default=None, metadata={"help": "Validation file with the same columns."})
-    text_column: str | None = field(
-        default=None,
-        metadata={"help": f"{CUSTOM_TASK} task: the text column, or two comma-separated ones; default sentence."},
-    )
-    label_column: str | None = field(
-        default=None, metadata={"help": f"{CUSTOM_TASK} task: the label column; default label."}
-    )
-    is_regression: bool = field(
-        default=False, metadata={"help": f"{CUSTOM_TASK} task: numeric labels (one output, MSE, Pearson/Spearman)."}
-    )
-    max_seq_length: int = field(default=128, metadata={"help": "Truncate inputs to this many tokens."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every input to --max_seq_length (the original code), not per batch."}
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Keep the first N examples of each evaluation split."}
-    )
+    data_dir: str | None = _arg(None, "Folder in the original GLUE format (train.tsv, dev.tsv, ...).")
+    train_file: str | None = _arg(None, "CSV/TSV/JSON(L) training file: the text column(s) and a label column.")
+    validation_file: str | None = _arg(None, "Validation file with the same columns.")
+    text_column: str | None = _arg(None, "Your own data: the text column, or two comma-separated; default sentence.")
+    label_column: str | None = _arg(None, "Your own data: the label column; default label.")
+    is_regression: bool = _arg(False, "Your own data: numeric labels (one output, MSE, Pearson/Spearman).")
+    max_seq_length: int = _arg(128, "Truncate inputs to this many tokens.")
+    pad_to_max_length: bool = _arg(False, "Pad every input to --max_seq_length (the original code), not per batch.")
+    max_train_samples: int | None = _arg(None, "Keep the first N training examples.")
+    max_eval_samples: int | None = _arg(None, "Keep the first N examples of each evaluation split.")
 
     def __post_init__(self):
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
         limits = ("max_train_samples", "max_eval_samples")
-        _check_values(self, bounds=[(name, "a positive integer", "omit it to use all rows") for name in limits])
+        _check_bounds(self, {"a positive integer": dict.fromkeys(limits, "omit it to use all rows")})
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
 
     def _resolve_task(self):
-        """A registry task by name, or the custom task built from the user's files (read last: it opens them)."""
-        custom_flags = [
-            n for n in ("text_column", "label_column", "is_regression") if getattr(self, n) not in (None, False)
+        """A registry task by name, or the custom task of the user's files (read last: it opens them)."""
+        custom = [
+            name
+            for name in ("text_column", "label_column", "is_regression")
+            if getattr(self, name) not in (None, False)
         ]
         if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
             task = get_task(self.task_name)
-            if custom_flags:
+            if custom:
                 raise ConfigError(
-                    f"--{custom_flags[0]} is for your own data (--task_name {CUSTOM_TASK} or none); "
+                    f"--{custom[0]} is for your own data (--task_name {CUSTOM_TASK} or none); "
                     f"{task.name} has fixed columns and labels"
                 )
             return task
@@ -152,7 +110,7 @@ class DataArguments:
                 f"--data_dir holds a registry task's GLUE files; the {CUSTOM_TASK} task reads "
                 "--train_file/--validation_file only (or pass --task_name)"
             )
-        columns = {}  # what is not given keeps custom_task's default
+        columns = {}  # a column not given keeps custom_task's default
         if self.text_column is not None:
             columns["text_columns"] = tuple(name.strip() for name in self.text_column.split(","))
         if self.label_column is not None:
@@ -163,209 +121,123 @@ class DataArguments:
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Pretrained model (hub id or folder) the run starts from."})
-    student_num_layers: int | None = field(
-        default=None, metadata={"help": "Keep K transformer layers of the pretrained model (default: all)."}
-    )
-    student_layer_init: str = field(
-        default="first",
-        metadata={"help": "Which K layers: first (0..K-1, the original) or skip (every L/K-th, PKD-Skip)."},
+    student_num_layers: int | None = _arg(None, "Keep K transformer layers of the pretrained model (default: all).")
+    student_layer_init: str = _arg(
+        "first", "Which K: the first (the original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
     )
 
     def __post_init__(self):
-        _check_values(
-            self,
-            choices={"student_layer_init": ("first", "skip")},
-            bounds=[("student_num_layers", "at least 1", "omit it to keep every pretrained layer")],
-        )
+        _check_bounds(self, {"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}})
 
 
 @dataclass
 class DistillationArguments:
-    teacher: str | None = field(default=None, metadata={"help": "Fine-tuned teacher folder (one teacher)."})
-    small_teacher: str | None = field(default=None, metadata={"help": "Smaller teacher (teacher adoption, Sec. 3.1)."})
-    large_teacher: str | None = field(default=None, metadata={"help": "Larger teacher (teacher adoption, Sec. 3.1)."})
-    uncertainty_mode: str | None = field(
-        default=None, metadata={"help": f"Teacher adoption: {_one_of(TEACHER_MODES)}; needs the two teachers."}
+    teacher: str | None = _arg(None, "Fine-tuned teacher folder (one teacher).")
+    small_teacher: str | None = _arg(None, "Smaller teacher (teacher adoption, Sec. 3.1).")
+    large_teacher: str | None = _arg(None, "Larger teacher (teacher adoption, Sec. 3.1).")
+    uncertainty_mode: str | None = _arg(None, "Teacher adoption (Sec. 3.1).", choices=TEACHER_MODES)
+    small_teacher_alpha: float = _arg(0.5, "Small teacher's KD weight (hard, average).")
+    large_teacher_alpha: float = _arg(0.5, "Large teacher's KD weight (hard, average).")
+    selection_strategy: str = _arg(
+        "none", "Data selection (Sec. 3.2).", choices=(*SELECTION_STRATEGIES, *SELECTION_ALIASES)
     )
-    small_teacher_alpha: float = field(default=0.5, metadata={"help": "Small teacher's KD weight (hard, average)."})
-    large_teacher_alpha: float = field(default=0.5, metadata={"help": "Large teacher's KD weight (hard, average)."})
-    selection_strategy: str = field(
-        default="none",
-        metadata={
-            "help": f"Data selection (Sec. 3.2): {_one_of(SELECTION_STRATEGIES)} (lc also as {_one_of(SELECTION_ALIASES)})."
-        },
+    selection_ratio: float = _arg(1.0, "Fraction r of instances that get a teacher query and a KD term.")
+    selection_scope: str = _arg(
+        "batch", "Select in each batch (the paper), or train each epoch on its top r.", choices=("batch", "epoch")
     )
-    selection_ratio: float = field(
-        default=1.0, metadata={"help": "Fraction r in (0, 1] of instances that get a teacher query and a KD term."}
+    strategy: str = _arg("none", "Supervision adjustment (Sec. 3.3).", choices=OBJECTIVE_STRATEGIES)
+    kd_loss: str = _arg("auto", "Logit KD loss; auto: mse for regression, else kl.", choices=(*KD_LOSSES, "auto"))
+    temperature: float = _arg(1.0, "Softmax temperature T of the KL loss.")
+    ce_alpha: float = _arg(1.0, "Weight of the gold-label (CE or MSE) term.")
+    kd_alpha: float = _arg(1.0, "Weight of the logit KD term.", aliases=["--kd_kl_alpha"])
+    rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.", aliases=["--kd_rep_alpha"])
+    rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
+    rep_normalization: str = _arg(
+        "hidden", "Normalise each token's state, or each unit over the tokens.", choices=REP_NORMALIZATIONS
     )
-    selection_scope: str = field(
-        default="batch",
-        metadata={"help": "batch: select in each batch (the paper); epoch: train each epoch on the top r of the set."},
-    )
-    strategy: str = field(
-        default="none", metadata={"help": f"Supervision adjustment (Sec. 3.3): {_one_of(OBJECTIVE_STRATEGIES)}."}
-    )
-    kd_loss: str = field(
-        default="auto", metadata={"help": f"Logit KD loss: {_one_of(KD_LOSSES)}, or auto (mse for regression)."}
-    )
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature T of the KL loss."})
-    ce_alpha: float = field(default=1.0, metadata={"help": "Weight of the gold-label (CE or MSE) term."})
-    kd_alpha: float = field(
-        default=1.0, metadata={"help": "Weight of the logit KD term.", "aliases": ["--kd_kl_alpha"]}
-    )
-    rep_alpha: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the hidden-state alignment term (0 = off).", "aliases": ["--kd_rep_alpha"]},
-    )
-    rep_layers: str = field(
-        default="all", metadata={"help": "Align hidden states over all tokens, or cls ([CLS] only, PKD)."}
-    )
-    rep_normalization: str = field(
-        default="hidden",
-        metadata={
-            "help": "Normalise each token's state (hidden) or each unit over the tokens (sequence: the released "
-            "static baseline; needs --rep_layers all)."
-        },
-    )
-    rep_include_padding: bool = field(
-        default=False,
-        metadata={
-            "help": "Count padding in the REP term's norm and mean, as the released scripts did; needs "
-            "--kd_rep_alpha > 0 and --rep_layers all."
-        },
-    )
-    uncertainty_grad: bool = field(
-        default=False,
-        metadata={
-            "help": "Back-propagate through the uncertainty weights, as the released code did; one process, "
-            "no gradient accumulation."
-        },
-    )
-    teacher_dropout: bool = field(
-        default=False,
-        metadata={"help": "Run the teachers with dropout, as the released code did; needs --teacher_cache none."},
-    )
-    rep_projection: bool = field(
-        default=True,
-        metadata={"help": "Learn a linear map when the hidden sizes differ (never saved with the student)."},
-    )
-    teacher_cache: str = field(
-        default="memory",
-        metadata={
-            "help": f"Teacher-output store: {_one_of(TEACHER_CACHE_MODES)} (memory: this run; disk: shared by runs "
-            "with the same teacher, data, tokenisation and precision)."
-        },
-    )
-    teacher_cache_dir: str | None = field(
-        default=None,
-        metadata={"help": "Where --teacher_cache disk stores (default: $DYNAMIC_KD_CACHE/teacher_outputs)."},
-    )
-    teacher_dtype: str = field(
-        default="auto",
-        metadata={
-            "help": f"Teacher precision: {_one_of(TEACHER_DTYPES)} (auto follows --bf16/--fp16; weights stay fp32)."
-        },
-    )
-    teacher_batch_size: int = field(default=256, metadata={"help": "Rows per teacher forward when filling the store."})
-    skip_teacher_check: bool = field(
-        default=False,
-        metadata={"help": "Warn instead of failing when the teacher scores no better than the majority class."},
-    )
+    rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
+    uncertainty_grad: bool = _arg(False, "Back-propagate through the uncertainty weights (released code).")
+    teacher_dropout: bool = _arg(False, "Run the teachers with dropout (released code).")
+    rep_projection: bool = _arg(True, "Learn a linear map when hidden sizes differ (never saved).")
+    teacher_cache: str = _arg("memory", "Teacher-output store (disk: shared by runs).", choices=TEACHER_CACHE_MODES)
+    teacher_cache_dir: str | None = _arg(None, "Where disk stores live (default: $DYNAMIC_KD_CACHE/teacher_outputs).")
+    teacher_dtype: str = _arg("auto", "Teacher precision (auto: like --bf16/--fp16).", choices=TEACHER_DTYPES)
+    teacher_batch_size: int = _arg(256, "Rows per teacher forward when filling the store.")
+    skip_teacher_check: bool = _arg(False, "Warn, not fail, when the teacher is no better than the majority class.")
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
-        weight = "a loss weight of 0 turns its term off"
-        _check_values(
-            self,
-            choices={
-                "uncertainty_mode": TEACHER_MODES,
-                "selection_strategy": SELECTION_STRATEGIES,
-                "selection_scope": ("batch", "epoch"),
-                "strategy": OBJECTIVE_STRATEGIES,
-                "kd_loss": (*KD_LOSSES, "auto"),
-                "rep_layers": ("all", "cls"),
-                "rep_normalization": REP_NORMALIZATIONS,
-                "teacher_cache": TEACHER_CACHE_MODES,
-                "teacher_dtype": TEACHER_DTYPES,
-            },
-            bounds=[
-                ("selection_ratio", "in (0, 1]", "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"),
-                ("temperature", "a positive number", "the paper uses 1"),
-                *[(name, "a number >= 0", weight) for name in ("ce_alpha", "kd_alpha", "rep_alpha")],
-                *[(f"{size}_teacher_alpha", "a number >= 0", weight) for size in ("small", "large")],
-                ("teacher_batch_size", "at least 1", "the default is {default}"),
-            ],
-        )
+        weights = ("ce_alpha", "kd_alpha", "rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
+        bounds = {
+            "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
+            "a positive number": {"temperature": "the paper uses 1"},
+            "a number >= 0": dict.fromkeys(weights, "a loss weight of 0 turns its term off"),
+            "at least 1": {"teacher_batch_size": "the default is {default}"},
+        }
+        _check_bounds(self, bounds)
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
-            raise ConfigError(
-                "--rep_normalization sequence normalises each hidden unit over the tokens, "
-                "and --rep_layers cls keeps one; use --rep_layers all"
-            )
+            raise ConfigError("--rep_normalization sequence normalises over the tokens; use --rep_layers all")
         if self.rep_include_padding and (self.rep_alpha == 0 or self.rep_layers == "cls"):
-            raise ConfigError(
-                "--rep_include_padding changes the REP term over every token; "
-                "it needs --kd_rep_alpha > 0 and --rep_layers all"
-            )
+            raise ConfigError("--rep_include_padding needs --kd_rep_alpha > 0 and --rep_layers all")
         if self.teacher_dropout and self.teacher_cache != "none":
             raise ConfigError(
-                "--teacher_dropout draws new teacher dropout every step, so no stored output can stand in "
-                f"for a forward; add --teacher_cache none (got {self.teacher_cache})"
+                "--teacher_dropout draws new dropout every step, so no stored output can stand in for a forward; "
+                f"add --teacher_cache none (got {self.teacher_cache})"
             )
-        if (
-            self.uncertainty_grad
-            and self.uncertainty_mode not in UNCERTAINTY_WEIGHTED_MODES
-            and self.strategy not in UNCERTAINTY_WEIGHTED_OBJECTIVES
-        ):
+        modes, objectives = UNCERTAINTY_WEIGHTED_MODES, UNCERTAINTY_WEIGHTED_OBJECTIVES
+        if self.uncertainty_grad and self.uncertainty_mode not in modes and self.strategy not in objectives:
             raise ConfigError(
-                "--uncertainty_grad acts on weights computed from the uncertainty: use it with --uncertainty_mode "
-                f"{'/'.join(UNCERTAINTY_WEIGHTED_MODES)} or --strategy "
-                f"{'/'.join(UNCERTAINTY_WEIGHTED_OBJECTIVES)}, or drop it"
+                f"--uncertainty_grad acts on uncertainty weights: use it with --uncertainty_mode {'/'.join(modes)} "
+                f"or --strategy {'/'.join(objectives)}, or drop it"
             )
         self.teacher_cache_dir = os.path.expanduser(
             self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
         )
         if self.teacher_cache == "disk":
-            _check_writable_dir("--teacher_cache_dir", self.teacher_cache_dir)
+            self._check_writable(self.teacher_cache_dir)
         chosen = [name for name in SELECTION_STRATEGIES if name != "none"]
-        selectors = f"{', '.join(chosen[:-1])} or {chosen[-1]}"
+        needs_strategy = f"needs a --selection_strategy ({', '.join(chosen[:-1])} or {chosen[-1]})"
         if self.selection_scope == "epoch" and self.selection_strategy == "none":
-            raise ConfigError(
-                f"--selection_scope epoch needs a --selection_strategy ({selectors}) to choose each epoch's rows; "
-                "add one or drop --selection_scope"
-            )
+            raise ConfigError(f"--selection_scope epoch {needs_strategy}; add one or drop --selection_scope")
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
-            raise ConfigError(
-                f"--selection_ratio needs a --selection_strategy ({selectors}); 'none' keeps every instance"
-            )
+            raise ConfigError(f"--selection_ratio {needs_strategy}; 'none' keeps every instance")
         if self.ce_alpha == self.kd_alpha == self.rep_alpha == 0:
             raise ConfigError(
                 "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; "
                 "give at least one a positive weight"
             )
         if self.strategy != "none" and self.rep_alpha == 0.0:
-            raise ConfigError(
-                f"--strategy {self.strategy} weighs KD against hidden-state alignment; set --kd_rep_alpha > 0"
-            )
+            raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
 
+    @staticmethod
+    def _check_writable(path):
+        """Fail now, not at the first epoch end (where only rank 0 writes)."""
+        existing = os.path.abspath(path)
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"--teacher_cache_dir {path} cannot be written ({existing} is not a writable folder); "
+                "pass another or use --teacher_cache memory"
+            )
+
     def _teacher_paths(self) -> dict[str, str]:
-        """Name -> folder of every teacher this run needs, checked against the adoption mode."""
+        """Name -> folder of every teacher the adoption mode needs."""
         if self.uncertainty_mode is None:
             if self.small_teacher or self.large_teacher:
-                raise ConfigError(
-                    "--small_teacher/--large_teacher need --uncertainty_mode; for one teacher use --teacher"
-                )
+                raise ConfigError("--small_teacher/--large_teacher need --uncertainty_mode; for one use --teacher")
             if not self.teacher:
                 raise ConfigError(
-                    "no teacher given; pass --teacher DIR (a fine-tuned model folder, e.g. from train_teacher.py)"
+                    "no teacher given; pass --teacher DIR (a fine-tuned model, e.g. from train_teacher.py)"
                 )
             return {"teacher": self.teacher}
         if self.teacher:
             raise ConfigError(
-                "--teacher is for single-teacher runs; with --uncertainty_mode pass --small_teacher and --large_teacher"
+                "--teacher is for one teacher; with --uncertainty_mode pass --small_teacher and --large_teacher"
             )
-        needed = TEACHER_MODES[self.uncertainty_mode].teachers
         given = {"small": self.small_teacher, "large": self.large_teacher}
+        needed = TEACHER_MODES[self.uncertainty_mode].teachers
         missing = [f"--{name}_teacher" for name in needed if not given[name]]
         if missing:
             raise ConfigError(f"--uncertainty_mode {self.uncertainty_mode} needs {' and '.join(missing)}")
@@ -375,89 +247,91 @@ class DistillationArguments:
         """Uncertainty is undefined for a regression output."""
         if not task.is_regression:
             return
-        for flag in ("selection_strategy", "uncertainty_mode", "strategy"):
-            if getattr(self, flag) in UNCERTAINTY_STRATEGIES:
+        registries = {
+            "selection_strategy": SELECTION_STRATEGIES,
+            "uncertainty_mode": TEACHER_MODES,
+            "strategy": OBJECTIVE_STRATEGIES,
+        }
+        for name in registries:
+            if getattr(self, name) in UNCERTAINTY_STRATEGIES:
+                usable = (
+                    f"--{key} " + "/".join(n for n in registry if n not in UNCERTAINTY_STRATEGIES)
+                    for key, registry in registries.items()
+                )
                 raise ConfigError(
-                    f"{task.name} is a regression task and --{flag} needs class probabilities; use --selection_strategy"
-                    " none/random, --uncertainty_mode single-small/single-large/average, --strategy none"
+                    f"{task.name} is a regression task and --{name} needs class probabilities; use {', '.join(usable)}"
                 )
         if self.kd_loss == "kl":
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
-    def check_training(self, training_args):
-        """Gradient through the uncertainty weights needs the plan made from the logits the loss back-propagates
-        through; epoch scope brings its own sampler."""
-        if self.uncertainty_grad and (training_args.world_size > 1 or training_args.gradient_accumulation_steps > 1):
+    def check_training(self, run):
+        """The gradient through the uncertainty weights needs the whole batch's logits in one forward; the epoch
+        scope brings its own sampler."""
+        if self.uncertainty_grad and (run.world_size > 1 or run.gradient_accumulation_steps > 1):
             raise ConfigError(
                 "--uncertainty_grad needs the global batch in one forward (one process, --gradient_accumulation_steps"
-                f" 1): here it spans {training_args.world_size} process(es) x "
-                f"{training_args.gradient_accumulation_steps} accumulation step(s); drop one of the two"
+                f" 1), not {run.world_size} process(es) x {run.gradient_accumulation_steps} step(s); drop one"
             )
-        if self.selection_scope == "epoch" and training_args.train_sampling_strategy != "random":
+        if self.selection_scope == "epoch" and run.train_sampling_strategy != "random":
             raise ConfigError(
-                "--selection_scope epoch trains each epoch on its selected rows in a shuffled order, so "
-                f"--train_sampling_strategy {training_args.train_sampling_strategy} (or --group_by_length) would be "
-                "ignored; drop one of the two"
+                "--selection_scope epoch shuffles each epoch's selected rows, so --train_sampling_strategy "
+                f"{run.train_sampling_strategy} (or --group_by_length) would be ignored; drop one of the two"
             )
 
 
-# Run flags whose values mean nothing: (field, range, fix); a `*_steps` flag is checked when its strategy is steps.
-_RUN_BOUNDS = (
-    ("per_device_train_batch_size", "a positive number", "the paper uses 32"),
-    ("per_device_eval_batch_size", "a positive number", "e.g. 32"),
-    ("gradient_accumulation_steps", "a positive number", "1 = no accumulation"),
-    ("ddp_timeout", "a positive number", "seconds, default {default}"),
-    ("learning_rate", "a positive number", "the paper uses 2e-5"),
-    ("eval_accumulation_steps", "a positive number", "omit it to accumulate on the device"),
-    ("max_grad_norm", "a number >= 0", "0 turns gradient clipping off"),
-    ("weight_decay", "a number >= 0", "0 turns weight decay off"),
-    ("adam_epsilon", "a number >= 0", "the default is {default}"),
-    ("dataloader_num_workers", "a number >= 0", "0 loads data in the main process"),
-    ("seed", "a number >= 0", "any integer >= 0"),
-    ("data_seed", "a number >= 0", "any integer >= 0, or omit it to use --seed"),
-    ("warmup_steps", "a number >= 0", "0 = no warmup"),
-    ("eval_delay", "a number >= 0", "0 = no delay"),
-    ("adam_beta1", "in [0, 1)", "the default is {default}"),
-    ("adam_beta2", "in [0, 1)", "the default is {default}"),
-    ("label_smoothing_factor", "in [0, 1)", "0 turns smoothing off, 0.1 is common"),
-)
+# The values of HF's numeric flags that mean something.
+_RUN_BOUNDS = {
+    "a positive number": {
+        "per_device_train_batch_size": "the paper uses 32",
+        "per_device_eval_batch_size": "e.g. 32",
+        "gradient_accumulation_steps": "1 = no accumulation",
+        "ddp_timeout": "seconds, default {default}",
+        "learning_rate": "the paper uses 2e-5",
+        "eval_accumulation_steps": "omit it to accumulate on the device",
+    },
+    "a number >= 0": {
+        "max_grad_norm": "0 turns gradient clipping off",
+        "weight_decay": "0 turns weight decay off",
+        "adam_epsilon": "the default is {default}",
+        "dataloader_num_workers": "0 loads data in the main process",
+        "seed": "any integer >= 0",
+        "data_seed": "any integer >= 0, or omit it to use --seed",
+        "warmup_steps": "0 = no warmup",
+        "eval_delay": "0 = no delay",
+    },
+    "in [0, 1)": {
+        "adam_beta1": "the default is {default}",
+        "adam_beta2": "the default is {default}",
+        "label_smoothing_factor": "0 turns smoothing off, 0.1 is common",
+    },
+}
 
-_MULTI_PROCESS = "teachers, caches and projections are built for one process or DDP; launch with torchrun (DDP) instead"
-# `TrainingArguments` fields that would change the loss, the data, the batch layout or the precision in ways
-# `DistillationTrainer` does not implement: refused unless left at HF's default (or a value in `_HARMLESS`).
-# A flag whose default is True is refused as `--flag False`.
+_ONE_PROCESS_OR_DDP = "teachers, caches and projections are built for one process or DDP; launch with torchrun"
+_WHOLE_SPLIT = "the GLUE metrics need every prediction of an evaluation split at once; drop the flag"
+# `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless left at HF's default or a
+# value in `_HARMLESS` (a default of True is refused as `--flag False`), before HF's own checks can traceback.
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "every loss term is a mean over the rows it covers (one label per row), so "
-    "HF's token count plays no part; drop the flag",
-    "use_liger_kernel": "Liger kernels replace decoder-LLM layers and losses; BERT-style students have none, "
-    "drop the flag",
-    "neftune_noise_alpha": "NEFTune would add noise to the student's input embeddings but not the teacher's, "
-    "changing what is distilled; drop the flag",
-    "auto_find_batch_size": "it would shrink the batch the strategies plan over after an out-of-memory error; "
-    "lower --per_device_train_batch_size and raise --gradient_accumulation_steps instead",
-    "label_names": "the gold labels are always the `labels` column the data loader writes; drop the flag",
-    "length_column_name": "the datasets carry no length column (length grouping measures input_ids); drop the flag",
-    "dataloader_drop_last": "it would also drop the last batch of every evaluation split, so the dev metrics "
-    "would miss examples; drop the flag",
-    "bf16_full_eval": "HF casts the student's weights to bf16 in place for the final evaluation, so the saved "
-    "student would be bf16 too; use --bf16 (mixed precision)",
-    "fp16_full_eval": "HF casts the student's weights to fp16 in place for the final evaluation, so the saved "
-    "student would be fp16 too; use --fp16 (mixed precision)",
-    "prediction_loss_only": "results.json needs the task metrics, not only the evaluation loss; drop the flag",
-    "batch_eval_metrics": "the GLUE metrics are computed over the whole evaluation split; drop the flag",
-    "eval_do_concat_batches": "the GLUE metrics need every evaluation batch's predictions concatenated; drop the flag",
-    "restore_callback_states_from_checkpoint": "the trainer's callbacks (teacher counters, epoch selection) "
-    "restore their own state when a run resumes; drop the flag",
-    "do_predict": "the entry points train, then evaluate on the dev splits; test-set prediction is not "
-    "implemented, drop the flag",
-    "resume_from_checkpoint": "a run resumes by itself from the newest complete checkpoint in its --output_dir; "
-    "rerun the same command instead",
-    "push_to_hub": "HF would upload from inside the training loop (checkpoints with teacher caches), and a hub "
-    "error would end the run; upload the finished --output_dir (student, tokenizer, results.json) with "
+    "average_tokens_across_devices": "each loss term is a mean over its rows, not over tokens; drop the flag",
+    "use_liger_kernel": "Liger kernels replace decoder-LLM layers, which BERT-style students lack; drop the flag",
+    "neftune_noise_alpha": "NEFTune would noise the student's embeddings, not the teacher's; drop the flag",
+    "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower "
+    "--per_device_train_batch_size and raise --gradient_accumulation_steps instead",
+    "label_names": "the gold labels are always the `labels` column; drop the flag",
+    "length_column_name": "length grouping measures input_ids; drop the flag",
+    "dataloader_drop_last": "it would drop dev examples from the metrics too; drop the flag",
+    "bf16_full_eval": "HF would cast the saved student to bf16; use --bf16 (mixed precision)",
+    "fp16_full_eval": "HF would cast the saved student to fp16; use --fp16 (mixed precision)",
+    "prediction_loss_only": "results.json needs the task metrics; drop the flag",
+    "batch_eval_metrics": _WHOLE_SPLIT,
+    "eval_do_concat_batches": _WHOLE_SPLIT,
+    "restore_callback_states_from_checkpoint": "the callbacks restore their own state on resume; drop the flag",
+    "do_predict": "test-set prediction is not implemented; drop the flag",
+    "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
+    "push_to_hub": "a hub error would end the run; upload the finished --output_dir with "
     "`hf upload REPO_ID OUTPUT_DIR`",
-    "fsdp": _MULTI_PROCESS,
-    "deepspeed": _MULTI_PROCESS,
-    "parallelism_config": _MULTI_PROCESS,
+    "fsdp": _ONE_PROCESS_OR_DDP,
+    "deepspeed": _ONE_PROCESS_OR_DDP,
+    "parallelism_config": _ONE_PROCESS_OR_DDP,
 }
 _HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
 
@@ -466,43 +340,25 @@ _HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
 class RunArguments(TrainingArguments):
     """HF `TrainingArguments` plus the project's own run-level flags."""
 
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Run in an --output_dir with a finished results.json (replaced when this run finishes)."},
+    overwrite_output_dir: bool = _arg(False, "Run in an --output_dir that holds a finished results.json.")
+    group_by_length: bool = _arg(False, "Batch similar lengths together (--train_sampling_strategy group_by_length).")
+    # not passed (None): on where batches are copied to a GPU; torch can only warn about pinning on a CPU
+    dataloader_pin_memory: bool | None = _arg(
+        None, "Pin batches in host memory (default: with a GPU).", nargs="?", const=True
     )
-    group_by_length: bool = field(
-        default=False, metadata={"help": "Batch similar lengths together (--train_sampling_strategy group_by_length)."}
-    )
-    dataloader_pin_memory: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Pin batches in host memory (default: on with a GPU, off on CPU).",
-            "nargs": "?",
-            "const": True,
-        },
-    )
-    do_train: bool = field(default=True, metadata={"help": "run_glue.py's flag: always on; False is refused."})
-    do_eval: bool = field(default=True, metadata={"help": "run_glue.py's flag: always on; False is refused."})
-    warmup_ratio: float | None = field(
-        default=None,
-        metadata={
-            "help": "Linear warmup over this fraction of the steps (gone from transformers 5): sets --warmup_steps."
-        },
-    )
+    do_train: bool = _arg(True, "run_glue.py's flag: always on; False is refused.")
+    do_eval: bool = _arg(True, "run_glue.py's flag: always on; False is refused.")
+    warmup_ratio: float | None = _arg(None, "Warm up over this fraction of the steps (sets --warmup_steps).")
 
     def __post_init__(self):
-        for flag in ("do_train", "do_eval"):
-            if not getattr(self, flag):
-                raise ConfigError(
-                    f"--{flag} False: every entry point trains, then evaluates on the dev splits "
-                    "(results.json needs both); drop the flag"
-                )
+        for name in ("do_train", "do_eval"):
+            if not getattr(self, name):
+                raise ConfigError(f"--{name} False: every entry point trains, then evaluates; drop the flag")
         if self.warmup_ratio is not None:
-            _check_values(self, bounds=[("warmup_ratio", "in [0, 1)", "0.1 warms up over the first 10% of steps")])
+            _check_bounds(self, {"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
             if self.warmup_steps:
                 raise ConfigError(
-                    f"--warmup_ratio {self.warmup_ratio} and --warmup_steps {self.warmup_steps} both set "
-                    "the warmup; pass one"
+                    f"--warmup_ratio {self.warmup_ratio} and --warmup_steps {self.warmup_steps}: pass one"
                 )
             self.warmup_steps = self.warmup_ratio  # HF reads a value below 1 as a fraction
         if self.group_by_length:
@@ -516,7 +372,6 @@ class RunArguments(TrainingArguments):
             # accelerate builds a CPU process group (gloo) only when told the run is on CPU; without
             # it each process of `torchrun --nproc_per_node N` trains its own copy on all the data.
             self.use_cpu = True
-        # before HF's own checks, some of which fail with a traceback (--deepspeed without the package)
         for name, reason in _UNSUPPORTED.items():
             default = TrainingArguments.__dataclass_fields__[name].default
             if getattr(self, name) not in (default, *_HARMLESS.get(name, ())):
@@ -525,35 +380,30 @@ class RunArguments(TrainingArguments):
         super().__post_init__()
         if self.fp16 and self.device.type == "cpu":
             raise ConfigError(
-                "--fp16 on a CPU: accelerate has no fp16 autocast there and would train in fp32; "
-                "drop it, or use --bf16 --use_cpu where the CPU has native bf16 "
-                "(`python -m dynamic_kd.precision` says)"
+                "--fp16 on a CPU: accelerate has no fp16 autocast there and would train in fp32; drop it, or use "
+                "--bf16 --use_cpu where the CPU has native bf16 (`python -m dynamic_kd.precision` says)"
             )
-        if self.dataloader_pin_memory is None:  # not passed: pinning only helps copies to a GPU-like device
+        if self.dataloader_pin_memory is None:
             self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")
-        if self.accelerator_config.split_batches:  # a dict or JSON text until HF's __post_init__ parses it
+        if self.accelerator_config.split_batches:
             raise ConfigError(
-                "--accelerator_config split_batches is not supported by the distillation trainer: it would make "
-                "--per_device_train_batch_size the batch of all processes together, changing the batch the "
-                "strategies plan over; drop it"
+                "--accelerator_config split_batches is not supported by the distillation trainer: it would change "
+                "the batch the strategies plan over; drop it"
             )
-        bounds = list(_RUN_BOUNDS)
+        _check_bounds(self, _RUN_BOUNDS)
+        positive = {}  # what counts only in some runs
         if self.max_steps <= 0:
-            bounds.append(
-                ("num_train_epochs", "a positive number", "the paper trains for 3 epochs (or set --max_steps)")
-            )
+            positive["num_train_epochs"] = "the paper trains for 3 epochs (or set --max_steps)"
         for kind in ("logging", "eval", "save"):
             if getattr(self, f"{kind}_strategy") == "steps":
-                bounds.append(
-                    (f"{kind}_steps", "a positive number", "a step count, or a fraction of the training steps below 1")
-                )
-        _check_values(self, bounds=bounds)
+                positive[f"{kind}_steps"] = "a step count, or a fraction of the training steps below 1"
+        _check_bounds(self, {"a positive number": positive})
 
     def check_task(self, task):
-        """Label smoothing is undefined for a regression output; the best-model metric is one the task reports."""
+        """Label smoothing needs class labels; the best-model metric must be one the task reports."""
         if task.is_regression and self.label_smoothing_factor:
             raise ConfigError(
-                f"--label_smoothing_factor applies to class labels and {task.name} is a regression task; drop it"
+                f"--label_smoothing_factor needs class labels and {task.name} is a regression task; drop it"
             )
         if self.metric_for_best_model is not None:
             split = task.eval_splits[0]
@@ -564,8 +414,7 @@ class RunArguments(TrainingArguments):
                     f"--metric_for_best_model {self.metric_for_best_model} is not a {task.name} metric; "
                     f"choose one of: {', '.join(known)}"
                 )
-            # The trainer evaluates a dict of splits and names each score eval_<split>_<metric> (it adds `eval_`).
-            self.metric_for_best_model = f"{split}_{name}"
+            self.metric_for_best_model = f"{split}_{name}"  # the trainer logs eval_<split>_<metric>
 
 
 def _launched_as_several_processes() -> bool:
@@ -581,12 +430,9 @@ _UNKNOWN_FLAGS = {
     "--evaluation_strategy": "renamed in transformers 5; use --eval_strategy",
     "--per_gpu_train_batch_size": "renamed in transformers 5; use --per_device_train_batch_size",
     "--per_gpu_eval_batch_size": "renamed in transformers 5; use --per_device_eval_batch_size",
-    "--logging_dir": "gone from transformers 5, which reads the TensorBoard folder from the environment; "
-    "set TENSORBOARD_LOGGING_DIR=PATH",
-    "--cache_dir": "models and tokenizers are read from the Hugging Face cache; set HF_HOME=PATH "
-    "(tokenised data: DYNAMIC_KD_CACHE=PATH)",
-    "--overwrite_cache": "the tokenised-data cache is keyed on the files, tokenizer and settings it was built from, "
-    "so it is never stale; drop the flag",
+    "--logging_dir": "gone from transformers 5; set TENSORBOARD_LOGGING_DIR=PATH",
+    "--cache_dir": "models are read from the Hugging Face cache; set HF_HOME=PATH (data: DYNAMIC_KD_CACHE=PATH)",
+    "--overwrite_cache": "the data cache is keyed on what it was built from, so it is never stale; drop the flag",
 }
 
 
@@ -598,10 +444,8 @@ class _OneLineErrorParser(HfArgumentParser):
 
 
 def parse_args(argv, *dataclass_types, defaults=None):
-    """Parse `argv` (default sys.argv[1:]) into the given dataclasses followed by `RunArguments`.
-
-    `defaults` lets a script change a shared default (dynamic_teacher.py: `uncertainty_mode="hard"`).
-    """
+    """Parse `argv` (default sys.argv[1:]) into the given dataclasses and `RunArguments`; `defaults` changes a
+    shared default for one script (dynamic_teacher.py: `uncertainty_mode="hard"`)."""
     parser = _OneLineErrorParser((*dataclass_types, RunArguments))
     if defaults:
         parser.set_defaults(**defaults)
@@ -612,16 +456,13 @@ def parse_args(argv, *dataclass_types, defaults=None):
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:  # TrainingArguments' own checks
-        if isinstance(error, ConfigError):
-            raise
         raise ConfigError(" ".join(line.strip() for line in str(error).splitlines() if line.strip())) from error
     data_args = next((a for a in parsed if isinstance(a, DataArguments)), None)
     kd_args = next((a for a in parsed if isinstance(a, DistillationArguments)), None)
-    training_args = parsed[-1]
     if data_args is not None:
-        training_args.check_task(data_args.task)
+        parsed[-1].check_task(data_args.task)
     if kd_args is not None:
-        kd_args.check_training(training_args)
+        kd_args.check_training(parsed[-1])
         if data_args is not None:
             kd_args.check_task(data_args.task)
     return parsed
