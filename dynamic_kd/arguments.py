@@ -1,8 +1,5 @@
-"""The one argument set of the four entry points, parsed with `HfArgumentParser`.
-
-Choices come from the registries that implement them; numeric checks are (field, range, fix) tables
-read by one loop, each default formatted from its field. A bad value raises a one-line `ConfigError`.
-"""
+"""The one argument set of the four entry points. Choices come from the registries that implement them; a bad
+value raises a one-line `ConfigError` (problem; fix)."""
 
 import math
 import os
@@ -29,7 +26,7 @@ from dynamic_kd.strategies import (
 )
 from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
 
-# What a numeric flag may be, as the message words it -> its test (NaN fails every comparison).
+# What a numeric flag may be, as a message words it -> its test (NaN fails every comparison).
 _RANGES = {
     "a positive number": lambda v: v > 0,
     "a number >= 0": lambda v: v >= 0,
@@ -41,31 +38,45 @@ _RANGES = {
 
 
 def _arg(default, text, **metadata):
-    """A field with its --help text and any other `HfArgumentParser` metadata (`aliases`, `nargs`)."""
     return field(default=default, metadata={"help": text, **metadata})
 
 
-def _flag(args, name):
-    """The flag a message names: the field's first alias (`kd_alpha` -> `--kd_kl_alpha`), else `--name`."""
-    return args.__dataclass_fields__[name].metadata.get("aliases", [f"--{name}"])[0]
+def _one_of(registry):
+    return ", ".join(registry)
 
 
-def _check_bounds(args, bounds):
-    """`bounds`: `_RANGES` key -> {field: fix}, `{default}` in a fix being the field's default; None is not set."""
-    for kind, fixes in bounds.items():
+def _writable(path):
+    """Whether `path` is, or can be made, a folder to write in: checked at parse time, not at the first epoch end."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
+
+
+def _check(args, choices=None, bounds=None):
+    """`choices`: field -> registry; `bounds`: `_RANGES` key -> {field: fix}, `{default}` in a fix being the field's
+    default. A field at None is not set; a message names a field's first alias (`kd_alpha` -> `--kd_kl_alpha`)."""
+    specs = args.__dataclass_fields__
+
+    def flag(name):
+        return specs[name].metadata.get("aliases", [f"--{name}"])[0]
+
+    for name, registry in (choices or {}).items():
+        value = getattr(args, name)
+        if value is not None and value not in registry:
+            raise ConfigError(f"unknown {flag(name)} '{value}'; choose one of: {_one_of(registry)}")
+    for kind, fixes in (bounds or {}).items():
         for name, fix in fixes.items():
             value = getattr(args, name)
             number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if value is not None and not (number and _RANGES[kind](value)):
-                fix = fix.format(default=args.__dataclass_fields__[name].default)
-                raise ConfigError(f"{_flag(args, name)} must be {kind}, got {value}; {fix}")
+                fix = fix.format(default=specs[name].default)
+                raise ConfigError(f"{flag(name)} must be {kind}, got {value}; {fix}")
 
 
 @dataclass
 class DataArguments:
-    task_name: str | None = _arg(
-        None, f"A task: {', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own --train_file/--validation_file."
-    )
+    task_name: str | None = _arg(None, f"{_one_of(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
     data_dir: str | None = _arg(None, "Folder in the original GLUE format (train.tsv, dev.tsv, ...).")
     train_file: str | None = _arg(None, "CSV/TSV/JSON(L) training file: the text column(s) and a label column.")
     validation_file: str | None = _arg(None, "Validation file with the same columns.")
@@ -81,7 +92,7 @@ class DataArguments:
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
         limits = ("max_train_samples", "max_eval_samples")
-        _check_bounds(self, {"a positive integer": dict.fromkeys(limits, "omit it to use all rows")})
+        _check(self, bounds={"a positive integer": dict.fromkeys(limits, "omit it to use all rows")})
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
@@ -103,13 +114,10 @@ class DataArguments:
             return task
         if self.train_file is None:
             raise ConfigError(
-                f"no data: pass --task_name (one of {', '.join(TASKS)}) or your own --train_file and --validation_file"
+                f"no data: pass --task_name (one of {_one_of(TASKS)}) or --train_file and --validation_file"
             )
         if self.data_dir is not None:
-            raise ConfigError(
-                f"--data_dir holds a registry task's GLUE files; the {CUSTOM_TASK} task reads "
-                "--train_file/--validation_file only (or pass --task_name)"
-            )
+            raise ConfigError("--data_dir holds a registry task's GLUE files; pass --task_name, or drop it")
         columns = {}  # a column not given keeps custom_task's default
         if self.text_column is not None:
             columns["text_columns"] = tuple(name.strip() for name in self.text_column.split(","))
@@ -122,12 +130,14 @@ class DataArguments:
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Pretrained model (hub id or folder) the run starts from."})
     student_num_layers: int | None = _arg(None, "Keep K transformer layers of the pretrained model (default: all).")
-    student_layer_init: str = _arg(
-        "first", "Which K: the first (the original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
-    )
+    student_layer_init: str = _arg("first", "Which K: first (0..K-1, the original) or skip (every L/K-th, PKD-Skip).")
 
     def __post_init__(self):
-        _check_bounds(self, {"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}})
+        _check(
+            self,
+            choices={"student_layer_init": ("first", "skip")},
+            bounds={"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}},
+        )
 
 
 @dataclass
@@ -135,50 +145,60 @@ class DistillationArguments:
     teacher: str | None = _arg(None, "Fine-tuned teacher folder (one teacher).")
     small_teacher: str | None = _arg(None, "Smaller teacher (teacher adoption, Sec. 3.1).")
     large_teacher: str | None = _arg(None, "Larger teacher (teacher adoption, Sec. 3.1).")
-    uncertainty_mode: str | None = _arg(None, "Teacher adoption (Sec. 3.1).", choices=TEACHER_MODES)
+    uncertainty_mode: str | None = _arg(None, f"Teacher adoption: {_one_of(TEACHER_MODES)}.")
     small_teacher_alpha: float = _arg(0.5, "Small teacher's KD weight (hard, average).")
     large_teacher_alpha: float = _arg(0.5, "Large teacher's KD weight (hard, average).")
-    selection_strategy: str = _arg(
-        "none", "Data selection (Sec. 3.2).", choices=(*SELECTION_STRATEGIES, *SELECTION_ALIASES)
-    )
+    selection_strategy: str = _arg("none", f"Data selection (Sec. 3.2): {_one_of(SELECTION_STRATEGIES)}.")
     selection_ratio: float = _arg(1.0, "Fraction r of instances that get a teacher query and a KD term.")
-    selection_scope: str = _arg(
-        "batch", "Select in each batch (the paper), or train each epoch on its top r.", choices=("batch", "epoch")
-    )
-    strategy: str = _arg("none", "Supervision adjustment (Sec. 3.3).", choices=OBJECTIVE_STRATEGIES)
-    kd_loss: str = _arg("auto", "Logit KD loss; auto: mse for regression, else kl.", choices=(*KD_LOSSES, "auto"))
+    selection_scope: str = _arg("batch", "batch: select in each batch (the paper); epoch: train on the top r.")
+    strategy: str = _arg("none", f"Supervision adjustment (Sec. 3.3): {_one_of(OBJECTIVE_STRATEGIES)}.")
+    kd_loss: str = _arg("auto", f"Logit KD loss: {_one_of(KD_LOSSES)}, or auto (mse for regression).")
     temperature: float = _arg(1.0, "Softmax temperature T of the KL loss.")
     ce_alpha: float = _arg(1.0, "Weight of the gold-label (CE or MSE) term.")
     kd_alpha: float = _arg(1.0, "Weight of the logit KD term.", aliases=["--kd_kl_alpha"])
     rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.", aliases=["--kd_rep_alpha"])
-    rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
-    rep_normalization: str = _arg(
-        "hidden", "Normalise each token's state, or each unit over the tokens.", choices=REP_NORMALIZATIONS
-    )
+    rep_layers: str = _arg("all", "REP over all tokens, or cls ([CLS] only, PKD).")
+    rep_normalization: str = _arg("hidden", "Normalise each token's state (hidden) or each unit over the tokens.")
     rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
     uncertainty_grad: bool = _arg(False, "Back-propagate through the uncertainty weights (released code).")
     teacher_dropout: bool = _arg(False, "Run the teachers with dropout (released code).")
     rep_projection: bool = _arg(True, "Learn a linear map when hidden sizes differ (never saved).")
-    teacher_cache: str = _arg("memory", "Teacher-output store (disk: shared by runs).", choices=TEACHER_CACHE_MODES)
+    teacher_cache: str = _arg("memory", f"Teacher-output store: {_one_of(TEACHER_CACHE_MODES)} (disk: shared).")
     teacher_cache_dir: str | None = _arg(None, "Where disk stores live (default: $DYNAMIC_KD_CACHE/teacher_outputs).")
-    teacher_dtype: str = _arg("auto", "Teacher precision (auto: like --bf16/--fp16).", choices=TEACHER_DTYPES)
+    teacher_dtype: str = _arg("auto", f"Teacher precision: {_one_of(TEACHER_DTYPES)} (auto: like --bf16/--fp16).")
     teacher_batch_size: int = _arg(256, "Rows per teacher forward when filling the store.")
     skip_teacher_check: bool = _arg(False, "Warn, not fail, when the teacher is no better than the majority class.")
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
         weights = ("ce_alpha", "kd_alpha", "rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
+        choices = {
+            "uncertainty_mode": TEACHER_MODES,
+            "selection_strategy": SELECTION_STRATEGIES,
+            "selection_scope": ("batch", "epoch"),
+            "strategy": OBJECTIVE_STRATEGIES,
+            "kd_loss": (*KD_LOSSES, "auto"),
+            "rep_layers": ("all", "cls"),
+            "rep_normalization": REP_NORMALIZATIONS,
+            "teacher_cache": TEACHER_CACHE_MODES,
+            "teacher_dtype": TEACHER_DTYPES,
+        }
         bounds = {
             "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
             "a positive number": {"temperature": "the paper uses 1"},
             "a number >= 0": dict.fromkeys(weights, "a loss weight of 0 turns its term off"),
             "at least 1": {"teacher_batch_size": "the default is {default}"},
         }
-        _check_bounds(self, bounds)
+        _check(self, choices, bounds)
+        self.teacher_cache_dir = os.path.expanduser(
+            self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
+        )
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError("--rep_normalization sequence normalises over the tokens; use --rep_layers all")
         if self.rep_include_padding and (self.rep_alpha == 0 or self.rep_layers == "cls"):
-            raise ConfigError("--rep_include_padding needs --kd_rep_alpha > 0 and --rep_layers all")
+            raise ConfigError(
+                "--rep_include_padding changes the REP term; it needs --kd_rep_alpha > 0 and --rep_layers all"
+            )
         if self.teacher_dropout and self.teacher_cache != "none":
             raise ConfigError(
                 "--teacher_dropout draws new dropout every step, so no stored output can stand in for a forward; "
@@ -187,14 +207,14 @@ class DistillationArguments:
         modes, objectives = UNCERTAINTY_WEIGHTED_MODES, UNCERTAINTY_WEIGHTED_OBJECTIVES
         if self.uncertainty_grad and self.uncertainty_mode not in modes and self.strategy not in objectives:
             raise ConfigError(
-                f"--uncertainty_grad acts on uncertainty weights: use it with --uncertainty_mode {'/'.join(modes)} "
+                f"--uncertainty_grad acts on uncertainty weights; use --uncertainty_mode {'/'.join(modes)} "
                 f"or --strategy {'/'.join(objectives)}, or drop it"
             )
-        self.teacher_cache_dir = os.path.expanduser(
-            self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
-        )
-        if self.teacher_cache == "disk":
-            self._check_writable(self.teacher_cache_dir)
+        if self.teacher_cache == "disk" and not _writable(self.teacher_cache_dir):
+            raise ConfigError(
+                f"--teacher_cache_dir {self.teacher_cache_dir} is not a writable folder; "
+                "pass another or use --teacher_cache memory"
+            )
         chosen = [name for name in SELECTION_STRATEGIES if name != "none"]
         needs_strategy = f"needs a --selection_strategy ({', '.join(chosen[:-1])} or {chosen[-1]})"
         if self.selection_scope == "epoch" and self.selection_strategy == "none":
@@ -204,23 +224,11 @@ class DistillationArguments:
         if self.ce_alpha == self.kd_alpha == self.rep_alpha == 0:
             raise ConfigError(
                 "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; "
-                "give at least one a positive weight"
+                "give one a weight"
             )
-        if self.strategy != "none" and self.rep_alpha == 0.0:
+        if self.strategy != "none" and self.rep_alpha == 0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
-
-    @staticmethod
-    def _check_writable(path):
-        """Fail now, not at the first epoch end (where only rank 0 writes)."""
-        existing = os.path.abspath(path)
-        while not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(
-                f"--teacher_cache_dir {path} cannot be written ({existing} is not a writable folder); "
-                "pass another or use --teacher_cache memory"
-            )
 
     def _teacher_paths(self) -> dict[str, str]:
         """Name -> folder of every teacher the adoption mode needs."""
@@ -228,13 +236,11 @@ class DistillationArguments:
             if self.small_teacher or self.large_teacher:
                 raise ConfigError("--small_teacher/--large_teacher need --uncertainty_mode; for one use --teacher")
             if not self.teacher:
-                raise ConfigError(
-                    "no teacher given; pass --teacher DIR (a fine-tuned model, e.g. from train_teacher.py)"
-                )
+                raise ConfigError("no teacher given; pass --teacher DIR (e.g. from train_teacher.py)")
             return {"teacher": self.teacher}
         if self.teacher:
             raise ConfigError(
-                "--teacher is for one teacher; with --uncertainty_mode pass --small_teacher and --large_teacher"
+                "--teacher is for one teacher; with --uncertainty_mode use --small_teacher/--large_teacher"
             )
         given = {"small": self.small_teacher, "large": self.large_teacher}
         needed = TEACHER_MODES[self.uncertainty_mode].teachers
@@ -265,21 +271,20 @@ class DistillationArguments:
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
     def check_training(self, run):
-        """The gradient through the uncertainty weights needs the whole batch's logits in one forward; the epoch
-        scope brings its own sampler."""
+        """The gradient through the uncertainty weights needs the whole batch in one forward; the epoch scope
+        brings its own sampler."""
         if self.uncertainty_grad and (run.world_size > 1 or run.gradient_accumulation_steps > 1):
             raise ConfigError(
-                "--uncertainty_grad needs the global batch in one forward (one process, --gradient_accumulation_steps"
-                f" 1), not {run.world_size} process(es) x {run.gradient_accumulation_steps} step(s); drop one"
+                "--uncertainty_grad needs the global batch in one forward; use one process and "
+                "--gradient_accumulation_steps 1"
             )
         if self.selection_scope == "epoch" and run.train_sampling_strategy != "random":
             raise ConfigError(
-                "--selection_scope epoch shuffles each epoch's selected rows, so --train_sampling_strategy "
+                "--selection_scope epoch shuffles each epoch's rows, so --train_sampling_strategy "
                 f"{run.train_sampling_strategy} (or --group_by_length) would be ignored; drop one of the two"
             )
 
 
-# The values of HF's numeric flags that mean something.
 _RUN_BOUNDS = {
     "a positive number": {
         "per_device_train_batch_size": "the paper uses 32",
@@ -306,12 +311,12 @@ _RUN_BOUNDS = {
     },
 }
 
-_ONE_PROCESS_OR_DDP = "teachers, caches and projections are built for one process or DDP; launch with torchrun"
-_WHOLE_SPLIT = "the GLUE metrics need every prediction of an evaluation split at once; drop the flag"
-# `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless left at HF's default or a
-# value in `_HARMLESS` (a default of True is refused as `--flag False`), before HF's own checks can traceback.
+_DDP_ONLY = "teachers, caches and projections are built for one process or DDP; launch with torchrun"
+_WHOLE_SPLIT = "the GLUE metrics need every prediction of an evaluation split; drop the flag"
+# `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless at HF's default or a value in
+# `_HARMLESS` (a default of True is refused as `--flag False`), before HF's own checks can end in a traceback.
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "each loss term is a mean over its rows, not over tokens; drop the flag",
+    "average_tokens_across_devices": "each loss term is a mean over its rows, not tokens; drop the flag",
     "use_liger_kernel": "Liger kernels replace decoder-LLM layers, which BERT-style students lack; drop the flag",
     "neftune_noise_alpha": "NEFTune would noise the student's embeddings, not the teacher's; drop the flag",
     "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower "
@@ -324,14 +329,13 @@ _UNSUPPORTED = {
     "prediction_loss_only": "results.json needs the task metrics; drop the flag",
     "batch_eval_metrics": _WHOLE_SPLIT,
     "eval_do_concat_batches": _WHOLE_SPLIT,
-    "restore_callback_states_from_checkpoint": "the callbacks restore their own state on resume; drop the flag",
+    "restore_callback_states_from_checkpoint": "the callbacks restore their own state; drop the flag",
     "do_predict": "test-set prediction is not implemented; drop the flag",
     "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
-    "push_to_hub": "a hub error would end the run; upload the finished --output_dir with "
-    "`hf upload REPO_ID OUTPUT_DIR`",
-    "fsdp": _ONE_PROCESS_OR_DDP,
-    "deepspeed": _ONE_PROCESS_OR_DDP,
-    "parallelism_config": _ONE_PROCESS_OR_DDP,
+    "push_to_hub": "a hub error would end the run; upload the finished --output_dir with `hf upload REPO OUTPUT_DIR`",
+    "fsdp": _DDP_ONLY,
+    "deepspeed": _DDP_ONLY,
+    "parallelism_config": _DDP_ONLY,
 }
 _HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
 
@@ -342,7 +346,7 @@ class RunArguments(TrainingArguments):
 
     overwrite_output_dir: bool = _arg(False, "Run in an --output_dir that holds a finished results.json.")
     group_by_length: bool = _arg(False, "Batch similar lengths together (--train_sampling_strategy group_by_length).")
-    # not passed (None): on where batches are copied to a GPU; torch can only warn about pinning on a CPU
+    # None (not passed): on where batches go to a GPU; on a CPU torch can only warn about pinning
     dataloader_pin_memory: bool | None = _arg(
         None, "Pin batches in host memory (default: with a GPU).", nargs="?", const=True
     )
@@ -355,10 +359,10 @@ class RunArguments(TrainingArguments):
             if not getattr(self, name):
                 raise ConfigError(f"--{name} False: every entry point trains, then evaluates; drop the flag")
         if self.warmup_ratio is not None:
-            _check_bounds(self, {"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
+            _check(self, bounds={"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
             if self.warmup_steps:
                 raise ConfigError(
-                    f"--warmup_ratio {self.warmup_ratio} and --warmup_steps {self.warmup_steps}: pass one"
+                    f"--warmup_ratio and --warmup_steps {self.warmup_steps} both set the warmup; pass one"
                 )
             self.warmup_steps = self.warmup_ratio  # HF reads a value below 1 as a fraction
         if self.group_by_length:
@@ -390,14 +394,14 @@ class RunArguments(TrainingArguments):
                 "--accelerator_config split_batches is not supported by the distillation trainer: it would change "
                 "the batch the strategies plan over; drop it"
             )
-        _check_bounds(self, _RUN_BOUNDS)
-        positive = {}  # what counts only in some runs
+        positive = {}  # flags that count only in some runs
         if self.max_steps <= 0:
             positive["num_train_epochs"] = "the paper trains for 3 epochs (or set --max_steps)"
         for kind in ("logging", "eval", "save"):
             if getattr(self, f"{kind}_strategy") == "steps":
                 positive[f"{kind}_steps"] = "a step count, or a fraction of the training steps below 1"
-        _check_bounds(self, {"a positive number": positive})
+        _check(self, bounds=_RUN_BOUNDS)
+        _check(self, bounds={"a positive number": positive})
 
     def check_task(self, task):
         """Label smoothing needs class labels; the best-model metric must be one the task reports."""
