@@ -41,42 +41,29 @@ def _arg(default, text, **metadata):
     return field(default=default, metadata={"help": text, **metadata})
 
 
-def _one_of(registry):
-    return ", ".join(registry)
-
-
 def _writable(path):
-    """Whether `path` is, or can be made, a folder to write in: checked at parse time, not at the first epoch end."""
+    """Whether `path` is, or can become, a folder to write in (known now, not at the first epoch end)."""
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
 
 
-def _check(args, choices=None, bounds=None):
-    """`choices`: field -> registry; `bounds`: `_RANGES` key -> {field: fix}, `{default}` in a fix being the field's
-    default. A field at None is not set; a message names a field's first alias (`kd_alpha` -> `--kd_kl_alpha`)."""
-    specs = args.__dataclass_fields__
-
-    def flag(name):
-        return specs[name].metadata.get("aliases", [f"--{name}"])[0]
-
-    for name, registry in (choices or {}).items():
-        value = getattr(args, name)
-        if value is not None and value not in registry:
-            raise ConfigError(f"unknown {flag(name)} '{value}'; choose one of: {_one_of(registry)}")
-    for kind, fixes in (bounds or {}).items():
+def _check(args, bounds):
+    """`bounds`: `_RANGES` key -> {field: fix}, `{default}` in a fix being the field's default; None is not set.
+    A message names the field's first alias (`kd_alpha`: `--kd_kl_alpha`)."""
+    for kind, fixes in bounds.items():
         for name, fix in fixes.items():
-            value = getattr(args, name)
+            value, spec = getattr(args, name), args.__dataclass_fields__[name]
             number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if value is not None and not (number and _RANGES[kind](value)):
-                fix = fix.format(default=specs[name].default)
-                raise ConfigError(f"{flag(name)} must be {kind}, got {value}; {fix}")
+                flag = spec.metadata.get("aliases", [f"--{name}"])[0]
+                raise ConfigError(f"{flag} must be {kind}, got {value}; {fix.format(default=spec.default)}")
 
 
 @dataclass
 class DataArguments:
-    task_name: str | None = _arg(None, f"{_one_of(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
+    task_name: str | None = _arg(None, f"{', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
     data_dir: str | None = _arg(None, "Folder in the original GLUE format (train.tsv, dev.tsv, ...).")
     train_file: str | None = _arg(None, "CSV/TSV/JSON(L) training file: the text column(s) and a label column.")
     validation_file: str | None = _arg(None, "Validation file with the same columns.")
@@ -92,7 +79,7 @@ class DataArguments:
         if self.max_seq_length < 8:
             raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
         limits = ("max_train_samples", "max_eval_samples")
-        _check(self, bounds={"a positive integer": dict.fromkeys(limits, "omit it to use all rows")})
+        _check(self, {"a positive integer": dict.fromkeys(limits, "omit it to use all rows")})
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
@@ -114,7 +101,7 @@ class DataArguments:
             return task
         if self.train_file is None:
             raise ConfigError(
-                f"no data: pass --task_name (one of {_one_of(TASKS)}) or --train_file and --validation_file"
+                f"no data: pass --task_name (one of {', '.join(TASKS)}) or --train_file and --validation_file"
             )
         if self.data_dir is not None:
             raise ConfigError("--data_dir holds a registry task's GLUE files; pass --task_name, or drop it")
@@ -130,14 +117,12 @@ class DataArguments:
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Pretrained model (hub id or folder) the run starts from."})
     student_num_layers: int | None = _arg(None, "Keep K transformer layers of the pretrained model (default: all).")
-    student_layer_init: str = _arg("first", "Which K: first (0..K-1, the original) or skip (every L/K-th, PKD-Skip).")
+    student_layer_init: str = _arg(
+        "first", "Which K: the first (the original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
+    )
 
     def __post_init__(self):
-        _check(
-            self,
-            choices={"student_layer_init": ("first", "skip")},
-            bounds={"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}},
-        )
+        _check(self, {"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}})
 
 
 @dataclass
@@ -145,51 +130,46 @@ class DistillationArguments:
     teacher: str | None = _arg(None, "Fine-tuned teacher folder (one teacher).")
     small_teacher: str | None = _arg(None, "Smaller teacher (teacher adoption, Sec. 3.1).")
     large_teacher: str | None = _arg(None, "Larger teacher (teacher adoption, Sec. 3.1).")
-    uncertainty_mode: str | None = _arg(None, f"Teacher adoption: {_one_of(TEACHER_MODES)}.")
+    uncertainty_mode: str | None = _arg(None, "Teacher adoption (Sec. 3.1).", choices=TEACHER_MODES)
     small_teacher_alpha: float = _arg(0.5, "Small teacher's KD weight (hard, average).")
     large_teacher_alpha: float = _arg(0.5, "Large teacher's KD weight (hard, average).")
-    selection_strategy: str = _arg("none", f"Data selection (Sec. 3.2): {_one_of(SELECTION_STRATEGIES)}.")
+    selection_strategy: str = _arg(
+        "none", "Data selection (Sec. 3.2).", choices=(*SELECTION_STRATEGIES, *SELECTION_ALIASES)
+    )
     selection_ratio: float = _arg(1.0, "Fraction r of instances that get a teacher query and a KD term.")
-    selection_scope: str = _arg("batch", "batch: select in each batch (the paper); epoch: train on the top r.")
-    strategy: str = _arg("none", f"Supervision adjustment (Sec. 3.3): {_one_of(OBJECTIVE_STRATEGIES)}.")
-    kd_loss: str = _arg("auto", f"Logit KD loss: {_one_of(KD_LOSSES)}, or auto (mse for regression).")
+    selection_scope: str = _arg(
+        "batch", "Select in each batch (the paper), or train each epoch on its top r.", choices=("batch", "epoch")
+    )
+    strategy: str = _arg("none", "Supervision adjustment (Sec. 3.3).", choices=OBJECTIVE_STRATEGIES)
+    kd_loss: str = _arg("auto", "Logit KD loss; auto: mse for regression, else kl.", choices=(*KD_LOSSES, "auto"))
     temperature: float = _arg(1.0, "Softmax temperature T of the KL loss.")
     ce_alpha: float = _arg(1.0, "Weight of the gold-label (CE or MSE) term.")
     kd_alpha: float = _arg(1.0, "Weight of the logit KD term.", aliases=["--kd_kl_alpha"])
     rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.", aliases=["--kd_rep_alpha"])
-    rep_layers: str = _arg("all", "REP over all tokens, or cls ([CLS] only, PKD).")
-    rep_normalization: str = _arg("hidden", "Normalise each token's state (hidden) or each unit over the tokens.")
+    rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
+    rep_normalization: str = _arg(
+        "hidden", "Normalise each token's state, or each unit over the tokens.", choices=REP_NORMALIZATIONS
+    )
     rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
     uncertainty_grad: bool = _arg(False, "Back-propagate through the uncertainty weights (released code).")
     teacher_dropout: bool = _arg(False, "Run the teachers with dropout (released code).")
     rep_projection: bool = _arg(True, "Learn a linear map when hidden sizes differ (never saved).")
-    teacher_cache: str = _arg("memory", f"Teacher-output store: {_one_of(TEACHER_CACHE_MODES)} (disk: shared).")
+    teacher_cache: str = _arg("memory", "Teacher-output store (disk: shared by runs).", choices=TEACHER_CACHE_MODES)
     teacher_cache_dir: str | None = _arg(None, "Where disk stores live (default: $DYNAMIC_KD_CACHE/teacher_outputs).")
-    teacher_dtype: str = _arg("auto", f"Teacher precision: {_one_of(TEACHER_DTYPES)} (auto: like --bf16/--fp16).")
+    teacher_dtype: str = _arg("auto", "Teacher precision (auto: like --bf16/--fp16).", choices=TEACHER_DTYPES)
     teacher_batch_size: int = _arg(256, "Rows per teacher forward when filling the store.")
     skip_teacher_check: bool = _arg(False, "Warn, not fail, when the teacher is no better than the majority class.")
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
         weights = ("ce_alpha", "kd_alpha", "rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
-        choices = {
-            "uncertainty_mode": TEACHER_MODES,
-            "selection_strategy": SELECTION_STRATEGIES,
-            "selection_scope": ("batch", "epoch"),
-            "strategy": OBJECTIVE_STRATEGIES,
-            "kd_loss": (*KD_LOSSES, "auto"),
-            "rep_layers": ("all", "cls"),
-            "rep_normalization": REP_NORMALIZATIONS,
-            "teacher_cache": TEACHER_CACHE_MODES,
-            "teacher_dtype": TEACHER_DTYPES,
-        }
         bounds = {
             "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
             "a positive number": {"temperature": "the paper uses 1"},
             "a number >= 0": dict.fromkeys(weights, "a loss weight of 0 turns its term off"),
             "at least 1": {"teacher_batch_size": "the default is {default}"},
         }
-        _check(self, choices, bounds)
+        _check(self, bounds)
         self.teacher_cache_dir = os.path.expanduser(
             self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
         )
@@ -261,8 +241,8 @@ class DistillationArguments:
         for name in registries:
             if getattr(self, name) in UNCERTAINTY_STRATEGIES:
                 usable = (
-                    f"--{key} " + "/".join(n for n in registry if n not in UNCERTAINTY_STRATEGIES)
-                    for key, registry in registries.items()
+                    f"--{flag} " + "/".join(key for key in registry if key not in UNCERTAINTY_STRATEGIES)
+                    for flag, registry in registries.items()
                 )
                 raise ConfigError(
                     f"{task.name} is a regression task and --{name} needs class probabilities; use {', '.join(usable)}"
@@ -313,8 +293,8 @@ _RUN_BOUNDS = {
 
 _DDP_ONLY = "teachers, caches and projections are built for one process or DDP; launch with torchrun"
 _WHOLE_SPLIT = "the GLUE metrics need every prediction of an evaluation split; drop the flag"
-# `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless at HF's default or a value in
-# `_HARMLESS` (a default of True is refused as `--flag False`), before HF's own checks can end in a traceback.
+# `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless at HF's default or in
+# `_HARMLESS` (a default of True is refused as `--flag False`).
 _UNSUPPORTED = {
     "average_tokens_across_devices": "each loss term is a mean over its rows, not tokens; drop the flag",
     "use_liger_kernel": "Liger kernels replace decoder-LLM layers, which BERT-style students lack; drop the flag",
@@ -346,7 +326,6 @@ class RunArguments(TrainingArguments):
 
     overwrite_output_dir: bool = _arg(False, "Run in an --output_dir that holds a finished results.json.")
     group_by_length: bool = _arg(False, "Batch similar lengths together (--train_sampling_strategy group_by_length).")
-    # None (not passed): on where batches go to a GPU; on a CPU torch can only warn about pinning
     dataloader_pin_memory: bool | None = _arg(
         None, "Pin batches in host memory (default: with a GPU).", nargs="?", const=True
     )
@@ -359,7 +338,7 @@ class RunArguments(TrainingArguments):
             if not getattr(self, name):
                 raise ConfigError(f"--{name} False: every entry point trains, then evaluates; drop the flag")
         if self.warmup_ratio is not None:
-            _check(self, bounds={"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
+            _check(self, {"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
             if self.warmup_steps:
                 raise ConfigError(
                     f"--warmup_ratio and --warmup_steps {self.warmup_steps} both set the warmup; pass one"
@@ -376,7 +355,7 @@ class RunArguments(TrainingArguments):
             # accelerate builds a CPU process group (gloo) only when told the run is on CPU; without
             # it each process of `torchrun --nproc_per_node N` trains its own copy on all the data.
             self.use_cpu = True
-        for name, reason in _UNSUPPORTED.items():
+        for name, reason in _UNSUPPORTED.items():  # before HF's own checks, some of which end in a traceback
             default = TrainingArguments.__dataclass_fields__[name].default
             if getattr(self, name) not in (default, *_HARMLESS.get(name, ())):
                 flag = f"{name} False" if default is True else name
@@ -388,7 +367,7 @@ class RunArguments(TrainingArguments):
                 "--bf16 --use_cpu where the CPU has native bf16 (`python -m dynamic_kd.precision` says)"
             )
         if self.dataloader_pin_memory is None:
-            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")
+            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it only helps copies to a GPU
         if self.accelerator_config.split_batches:
             raise ConfigError(
                 "--accelerator_config split_batches is not supported by the distillation trainer: it would change "
@@ -400,8 +379,8 @@ class RunArguments(TrainingArguments):
         for kind in ("logging", "eval", "save"):
             if getattr(self, f"{kind}_strategy") == "steps":
                 positive[f"{kind}_steps"] = "a step count, or a fraction of the training steps below 1"
-        _check(self, bounds=_RUN_BOUNDS)
-        _check(self, bounds={"a positive number": positive})
+        _check(self, _RUN_BOUNDS)
+        _check(self, {"a positive number": positive})
 
     def check_task(self, task):
         """Label smoothing needs class labels; the best-model metric must be one the task reports."""
@@ -435,8 +414,8 @@ _UNKNOWN_FLAGS = {
     "--per_gpu_train_batch_size": "renamed in transformers 5; use --per_device_train_batch_size",
     "--per_gpu_eval_batch_size": "renamed in transformers 5; use --per_device_eval_batch_size",
     "--logging_dir": "gone from transformers 5; set TENSORBOARD_LOGGING_DIR=PATH",
-    "--cache_dir": "models are read from the Hugging Face cache; set HF_HOME=PATH (data: DYNAMIC_KD_CACHE=PATH)",
-    "--overwrite_cache": "the data cache is keyed on what it was built from, so it is never stale; drop the flag",
+    "--cache_dir": "models come from the Hugging Face cache; set HF_HOME=PATH (data: DYNAMIC_KD_CACHE=PATH)",
+    "--overwrite_cache": "the data cache is keyed on its inputs, so it is never stale; drop the flag",
 }
 
 
@@ -446,10 +425,15 @@ class _OneLineErrorParser(HfArgumentParser):
     def error(self, message):
         raise ConfigError(f"{message} (see --help)")
 
+    def _check_value(self, action, value):  # argparse's test of a flag's `choices`
+        if action.choices is not None and value not in action.choices:
+            flag = action.option_strings[0]
+            raise ConfigError(f"unknown {flag} '{value}'; choose one of: {', '.join(action.choices)}")
+
 
 def parse_args(argv, *dataclass_types, defaults=None):
-    """Parse `argv` (default sys.argv[1:]) into the given dataclasses and `RunArguments`; `defaults` changes a
-    shared default for one script (dynamic_teacher.py: `uncertainty_mode="hard"`)."""
+    """`argv` (default sys.argv[1:]) as the given dataclasses and `RunArguments`; `defaults` changes a default
+    for one script (dynamic_teacher.py: `uncertainty_mode="hard"`)."""
     parser = _OneLineErrorParser((*dataclass_types, RunArguments))
     if defaults:
         parser.set_defaults(**defaults)
@@ -461,12 +445,10 @@ def parse_args(argv, *dataclass_types, defaults=None):
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:  # TrainingArguments' own checks
         raise ConfigError(" ".join(line.strip() for line in str(error).splitlines() if line.strip())) from error
-    data_args = next((a for a in parsed if isinstance(a, DataArguments)), None)
-    kd_args = next((a for a in parsed if isinstance(a, DistillationArguments)), None)
-    if data_args is not None:
-        parsed[-1].check_task(data_args.task)
-    if kd_args is not None:
-        kd_args.check_training(parsed[-1])
-        if data_args is not None:
-            kd_args.check_task(data_args.task)
+    task = next((args.task for args in parsed if isinstance(args, DataArguments)), None)
+    for args in parsed:  # the checks that need the task or the run
+        if isinstance(args, DistillationArguments):
+            args.check_training(parsed[-1])
+        if task is not None and hasattr(args, "check_task"):
+            args.check_task(task)
     return parsed
