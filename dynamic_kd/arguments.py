@@ -42,7 +42,7 @@ def _arg(default, text, **metadata):
 
 
 def _writable(path):
-    """Whether `path` is, or can become, a folder to write in (known now, not at the first epoch end)."""
+    """Whether `path` is, or can become, a folder to write in: known now, not at the first epoch end."""
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -50,14 +50,12 @@ def _writable(path):
 
 
 def _check(args, bounds):
-    """`bounds`: `_RANGES` key -> {field: fix}, `{default}` in a fix being the field's default; None is not set.
-    A message names the field's first alias (`kd_alpha`: `--kd_kl_alpha`)."""
+    """`bounds`: `_RANGES` key -> {field: fix}; `{default}` is the field's default, None is not set."""
     for kind, fixes in bounds.items():
         for name, fix in fixes.items():
             value, spec = getattr(args, name), args.__dataclass_fields__[name]
-            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if value is not None and not (number and _RANGES[kind](value)):
-                flag = spec.metadata.get("aliases", [f"--{name}"])[0]
+            if value is not None and not (math.isfinite(value) and _RANGES[kind](value)):
+                flag = spec.metadata.get("aliases", [f"--{name}"])[0]  # kd_alpha: --kd_kl_alpha
                 raise ConfigError(f"{flag} must be {kind}, got {value}; {fix.format(default=spec.default)}")
 
 
@@ -180,10 +178,7 @@ class DistillationArguments:
                 "--rep_include_padding changes the REP term; it needs --kd_rep_alpha > 0 and --rep_layers all"
             )
         if self.teacher_dropout and self.teacher_cache != "none":
-            raise ConfigError(
-                "--teacher_dropout draws new dropout every step, so no stored output can stand in for a forward; "
-                f"add --teacher_cache none (got {self.teacher_cache})"
-            )
+            raise ConfigError("--teacher_dropout needs a fresh teacher forward each step; use --teacher_cache none")
         modes, objectives = UNCERTAINTY_WEIGHTED_MODES, UNCERTAINTY_WEIGHTED_OBJECTIVES
         if self.uncertainty_grad and self.uncertainty_mode not in modes and self.strategy not in objectives:
             raise ConfigError(
@@ -251,8 +246,7 @@ class DistillationArguments:
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
     def check_training(self, run):
-        """The gradient through the uncertainty weights needs the whole batch in one forward; the epoch scope
-        brings its own sampler."""
+        """The checks that need `RunArguments`."""
         if self.uncertainty_grad and (run.world_size > 1 or run.gradient_accumulation_steps > 1):
             raise ConfigError(
                 "--uncertainty_grad needs the global batch in one forward; use one process and "
@@ -291,28 +285,27 @@ _RUN_BOUNDS = {
     },
 }
 
-_DDP_ONLY = "teachers, caches and projections are built for one process or DDP; launch with torchrun"
-_WHOLE_SPLIT = "the GLUE metrics need every prediction of an evaluation split; drop the flag"
+_DDP_ONLY = "teachers, stores and projections are built for one process or DDP; launch with torchrun"
+_WHOLE_SPLIT = "the GLUE metrics need every prediction of a split; drop the flag"
 # `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless at HF's default or in
 # `_HARMLESS` (a default of True is refused as `--flag False`).
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "each loss term is a mean over its rows, not tokens; drop the flag",
-    "use_liger_kernel": "Liger kernels replace decoder-LLM layers, which BERT-style students lack; drop the flag",
-    "neftune_noise_alpha": "NEFTune would noise the student's embeddings, not the teacher's; drop the flag",
-    "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower "
-    "--per_device_train_batch_size and raise --gradient_accumulation_steps instead",
+    "average_tokens_across_devices": "the loss terms are means over rows, not tokens; drop the flag",
+    "use_liger_kernel": "BERT-style students have no Liger kernels; drop the flag",
+    "neftune_noise_alpha": "it would noise the student's inputs but not the teacher's; drop the flag",
+    "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower --per_device_train_batch_size",
     "label_names": "the gold labels are always the `labels` column; drop the flag",
     "length_column_name": "length grouping measures input_ids; drop the flag",
-    "dataloader_drop_last": "it would drop dev examples from the metrics too; drop the flag",
-    "bf16_full_eval": "HF would cast the saved student to bf16; use --bf16 (mixed precision)",
-    "fp16_full_eval": "HF would cast the saved student to fp16; use --fp16 (mixed precision)",
+    "dataloader_drop_last": "the dev metrics would miss examples; drop the flag",
+    "bf16_full_eval": "HF would save a bf16 student; use --bf16 (mixed precision)",
+    "fp16_full_eval": "HF would save an fp16 student; use --fp16 (mixed precision)",
     "prediction_loss_only": "results.json needs the task metrics; drop the flag",
     "batch_eval_metrics": _WHOLE_SPLIT,
     "eval_do_concat_batches": _WHOLE_SPLIT,
     "restore_callback_states_from_checkpoint": "the callbacks restore their own state; drop the flag",
     "do_predict": "test-set prediction is not implemented; drop the flag",
     "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
-    "push_to_hub": "a hub error would end the run; upload the finished --output_dir with `hf upload REPO OUTPUT_DIR`",
+    "push_to_hub": "a hub error would end the run; upload the --output_dir after it with `hf upload REPO DIR`",
     "fsdp": _DDP_ONLY,
     "deepspeed": _DDP_ONLY,
     "parallelism_config": _DDP_ONLY,
@@ -432,8 +425,7 @@ class _OneLineErrorParser(HfArgumentParser):
 
 
 def parse_args(argv, *dataclass_types, defaults=None):
-    """`argv` (default sys.argv[1:]) as the given dataclasses and `RunArguments`; `defaults` changes a default
-    for one script (dynamic_teacher.py: `uncertainty_mode="hard"`)."""
+    """`argv` (default sys.argv[1:]) as the dataclasses and `RunArguments`; `defaults` sets a script's own."""
     parser = _OneLineErrorParser((*dataclass_types, RunArguments))
     if defaults:
         parser.set_defaults(**defaults)
