@@ -84,11 +84,8 @@ class DataArguments:
 
     def _resolve_task(self):
         """A registry task by name, or the custom task of the user's files (read last: it opens them)."""
-        custom = [
-            name
-            for name in ("text_column", "label_column", "is_regression")
-            if getattr(self, name) not in (None, False)
-        ]
+        own_data = ("text_column", "label_column", "is_regression")
+        custom = [name for name in own_data if getattr(self, name) not in (None, False)]
         if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
             task = get_task(self.task_name)
             if custom:
@@ -421,7 +418,7 @@ class _OneLineErrorParser(HfArgumentParser):
     def _check_value(self, action, value):  # argparse's test of a flag's `choices`
         if action.choices is not None and value not in action.choices:
             flag = action.option_strings[0]
-            raise ConfigError(f"unknown {flag} '{value}'; choose one of: {', '.join(action.choices)}")
+            raise ConfigError(f"unknown {flag} '{value}'; choose one of: {', '.join(map(str, action.choices))}")
 
 
 def parse_args(argv, *dataclass_types, defaults=None):
