@@ -35,6 +35,7 @@ _RANGES = {
     "at least 1": lambda v: v >= 1,
     "a positive integer": lambda v: v >= 1,
 }
+_DEFAULT = "the default is {default}"  # a bound's fix, the field's default filled in
 
 
 def _arg(default, text, **metadata):
@@ -63,15 +64,15 @@ def _check(args, bounds):
 class DataArguments:
     task_name: str | None = _arg(None, f"{', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
     data_dir: str | None = _arg(None, "Folder in the original GLUE format (train.tsv, dev.tsv, ...).")
-    train_file: str | None = _arg(None, "CSV/TSV/JSON(L) training file: the text column(s) and a label column.")
-    validation_file: str | None = _arg(None, "Validation file with the same columns.")
-    text_column: str | None = _arg(None, "Your own data: the text column, or two comma-separated; default sentence.")
-    label_column: str | None = _arg(None, "Your own data: the label column; default label.")
-    is_regression: bool = _arg(False, "Your own data: numeric labels (one output, MSE, Pearson/Spearman).")
+    train_file: str | None = _arg(None, "CSV/TSV/JSON(L) file: text column(s) and a label.")
+    validation_file: str | None = _arg(None, "The same for validation.")
+    text_column: str | None = _arg(None, "Own data: text column(s), comma-separated; default sentence.")
+    label_column: str | None = _arg(None, "Own data: label column; default label.")
+    is_regression: bool = _arg(False, "Own data: numeric labels (MSE, Pearson/Spearman).")
     max_seq_length: int = _arg(128, "Truncate inputs to this many tokens.")
-    pad_to_max_length: bool = _arg(False, "Pad every input to --max_seq_length (the original code), not per batch.")
+    pad_to_max_length: bool = _arg(False, "Pad every input to --max_seq_length (the original code).")
     max_train_samples: int | None = _arg(None, "Keep the first N training examples.")
-    max_eval_samples: int | None = _arg(None, "Keep the first N examples of each evaluation split.")
+    max_eval_samples: int | None = _arg(None, "Keep the first N of each evaluation split.")
 
     def __post_init__(self):
         if self.max_seq_length < 8:
@@ -110,10 +111,10 @@ class DataArguments:
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Pretrained model (hub id or folder) the run starts from."})
-    student_num_layers: int | None = _arg(None, "Keep K transformer layers of the pretrained model (default: all).")
+    model_name_or_path: str = field(metadata={"help": "Pretrained model: hub id or folder."})
+    student_num_layers: int | None = _arg(None, "Keep K layers (default: all).")
     student_layer_init: str = _arg(
-        "first", "Which K: the first (the original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
+        "first", "The first K (original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
     )
 
     def __post_init__(self):
@@ -131,29 +132,25 @@ class DistillationArguments:
     selection_strategy: str = _arg(
         "none", "Data selection (Sec. 3.2).", choices=(*SELECTION_STRATEGIES, *SELECTION_ALIASES)
     )
-    selection_ratio: float = _arg(1.0, "Fraction r of instances that get a teacher query and a KD term.")
-    selection_scope: str = _arg(
-        "batch", "Select in each batch (the paper), or train each epoch on its top r.", choices=("batch", "epoch")
-    )
+    selection_ratio: float = _arg(1.0, "Fraction r of instances distilled.")
+    selection_scope: str = _arg("batch", "Select per batch (the paper) or per epoch.", choices=("batch", "epoch"))
     strategy: str = _arg("none", "Supervision adjustment (Sec. 3.3).", choices=OBJECTIVE_STRATEGIES)
-    kd_loss: str = _arg("auto", "Logit KD loss; auto: mse for regression, else kl.", choices=(*KD_LOSSES, "auto"))
+    kd_loss: str = _arg("auto", "Logit KD loss; auto: mse for regression.", choices=(*KD_LOSSES, "auto"))
     temperature: float = _arg(1.0, "Softmax temperature T of the KL loss.")
-    ce_alpha: float = _arg(1.0, "Weight of the gold-label (CE or MSE) term.")
+    ce_alpha: float = _arg(1.0, "Weight of the gold-label term.")
     kd_alpha: float = _arg(1.0, "Weight of the logit KD term.", aliases=["--kd_kl_alpha"])
     rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.", aliases=["--kd_rep_alpha"])
     rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
-    rep_normalization: str = _arg(
-        "hidden", "Normalise each token's state, or each unit over the tokens.", choices=REP_NORMALIZATIONS
-    )
+    rep_normalization: str = _arg("hidden", "REP normalisation axis.", choices=REP_NORMALIZATIONS)
     rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
-    uncertainty_grad: bool = _arg(False, "Back-propagate through the uncertainty weights (released code).")
+    uncertainty_grad: bool = _arg(False, "Gradient through uncertainty weights (released code).")
     teacher_dropout: bool = _arg(False, "Run the teachers with dropout (released code).")
-    rep_projection: bool = _arg(True, "Learn a linear map when hidden sizes differ (never saved).")
-    teacher_cache: str = _arg("memory", "Teacher-output store (disk: shared by runs).", choices=TEACHER_CACHE_MODES)
-    teacher_cache_dir: str | None = _arg(None, "Where disk stores live (default: $DYNAMIC_KD_CACHE/teacher_outputs).")
+    rep_projection: bool = _arg(True, "Learn a map between different hidden sizes.")
+    teacher_cache: str = _arg("memory", "Teacher-output store (disk: across runs).", choices=TEACHER_CACHE_MODES)
+    teacher_cache_dir: str | None = _arg(None, "Default: $DYNAMIC_KD_CACHE/teacher_outputs.")
     teacher_dtype: str = _arg("auto", "Teacher precision (auto: like --bf16/--fp16).", choices=TEACHER_DTYPES)
-    teacher_batch_size: int = _arg(256, "Rows per teacher forward when filling the store.")
-    skip_teacher_check: bool = _arg(False, "Warn, not fail, when the teacher is no better than the majority class.")
+    teacher_batch_size: int = _arg(256, "Rows per teacher forward.")
+    skip_teacher_check: bool = _arg(False, "Warn, not fail, on a teacher no better than the majority class.")
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
@@ -162,7 +159,7 @@ class DistillationArguments:
             "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
             "a positive number": {"temperature": "the paper uses 1"},
             "a number >= 0": dict.fromkeys(weights, "a loss weight of 0 turns its term off"),
-            "at least 1": {"teacher_batch_size": "the default is {default}"},
+            "at least 1": {"teacher_batch_size": _DEFAULT},
         }
         _check(self, bounds)
         self.teacher_cache_dir = os.path.expanduser(
@@ -251,47 +248,39 @@ class DistillationArguments:
             )
         if self.selection_scope == "epoch" and run.train_sampling_strategy != "random":
             raise ConfigError(
-                "--selection_scope epoch shuffles each epoch's rows, so --train_sampling_strategy "
-                f"{run.train_sampling_strategy} (or --group_by_length) would be ignored; drop one of the two"
+                "--selection_scope epoch orders each epoch's rows itself; drop --train_sampling_strategy "
+                f"{run.train_sampling_strategy} (or --group_by_length)"
             )
 
 
 _RUN_BOUNDS = {
     "a positive number": {
         "per_device_train_batch_size": "the paper uses 32",
-        "per_device_eval_batch_size": "e.g. 32",
-        "gradient_accumulation_steps": "1 = no accumulation",
-        "ddp_timeout": "seconds, default {default}",
+        "per_device_eval_batch_size": _DEFAULT,
+        "gradient_accumulation_steps": _DEFAULT,
+        "ddp_timeout": _DEFAULT,
         "learning_rate": "the paper uses 2e-5",
         "eval_accumulation_steps": "omit it to accumulate on the device",
     },
     "a number >= 0": {
         "max_grad_norm": "0 turns gradient clipping off",
-        "weight_decay": "0 turns weight decay off",
-        "adam_epsilon": "the default is {default}",
-        "dataloader_num_workers": "0 loads data in the main process",
-        "seed": "any integer >= 0",
-        "data_seed": "any integer >= 0, or omit it to use --seed",
+        **dict.fromkeys(("weight_decay", "adam_epsilon", "dataloader_num_workers", "seed", "eval_delay"), _DEFAULT),
+        "data_seed": "omit it to use --seed",
         "warmup_steps": "0 = no warmup",
-        "eval_delay": "0 = no delay",
     },
-    "in [0, 1)": {
-        "adam_beta1": "the default is {default}",
-        "adam_beta2": "the default is {default}",
-        "label_smoothing_factor": "0 turns smoothing off, 0.1 is common",
-    },
+    "in [0, 1)": dict.fromkeys(("adam_beta1", "adam_beta2", "label_smoothing_factor"), _DEFAULT),
 }
 
-_DDP_ONLY = "teachers, stores and projections are built for one process or DDP; launch with torchrun"
-_WHOLE_SPLIT = "the GLUE metrics need every prediction of a split; drop the flag"
+_DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
+_WHOLE_SPLIT = "the metrics need every prediction of a split; drop the flag"
 # `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless at HF's default or in
 # `_HARMLESS` (a default of True is refused as `--flag False`).
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "the loss terms are means over rows, not tokens; drop the flag",
+    "average_tokens_across_devices": "the loss terms are means over rows; drop the flag",
     "use_liger_kernel": "BERT-style students have no Liger kernels; drop the flag",
-    "neftune_noise_alpha": "it would noise the student's inputs but not the teacher's; drop the flag",
+    "neftune_noise_alpha": "it would noise the student's inputs only; drop the flag",
     "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower --per_device_train_batch_size",
-    "label_names": "the gold labels are always the `labels` column; drop the flag",
+    "label_names": "the labels are always `labels`; drop the flag",
     "length_column_name": "length grouping measures input_ids; drop the flag",
     "dataloader_drop_last": "the dev metrics would miss examples; drop the flag",
     "bf16_full_eval": "HF would save a bf16 student; use --bf16 (mixed precision)",
@@ -302,7 +291,7 @@ _UNSUPPORTED = {
     "restore_callback_states_from_checkpoint": "the callbacks restore their own state; drop the flag",
     "do_predict": "test-set prediction is not implemented; drop the flag",
     "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
-    "push_to_hub": "a hub error would end the run; upload the --output_dir after it with `hf upload REPO DIR`",
+    "push_to_hub": "a hub error would end the run; upload the --output_dir with `hf upload REPO DIR`",
     "fsdp": _DDP_ONLY,
     "deepspeed": _DDP_ONLY,
     "parallelism_config": _DDP_ONLY,
@@ -310,18 +299,22 @@ _UNSUPPORTED = {
 _HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
 
 
+_ALWAYS = "run_glue.py's flag: always on; False is refused."
+_WORLD_SIZE_VARIABLES = ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "WORLD_SIZE"]
+
+
 @dataclass
 class RunArguments(TrainingArguments):
     """HF `TrainingArguments` plus the project's own run-level flags."""
 
-    overwrite_output_dir: bool = _arg(False, "Run in an --output_dir that holds a finished results.json.")
-    group_by_length: bool = _arg(False, "Batch similar lengths together (--train_sampling_strategy group_by_length).")
+    overwrite_output_dir: bool = _arg(False, "Replace a finished run in --output_dir.")
+    group_by_length: bool = _arg(False, "--train_sampling_strategy group_by_length.")
     dataloader_pin_memory: bool | None = _arg(
         None, "Pin batches in host memory (default: with a GPU).", nargs="?", const=True
     )
-    do_train: bool = _arg(True, "run_glue.py's flag: always on; False is refused.")
-    do_eval: bool = _arg(True, "run_glue.py's flag: always on; False is refused.")
-    warmup_ratio: float | None = _arg(None, "Warm up over this fraction of the steps (sets --warmup_steps).")
+    do_train: bool = _arg(True, _ALWAYS)
+    do_eval: bool = _arg(True, _ALWAYS)
+    warmup_ratio: float | None = _arg(None, "Warmup fraction of the steps (sets --warmup_steps).")
 
     def __post_init__(self):
         for name in ("do_train", "do_eval"):
@@ -341,9 +334,10 @@ class RunArguments(TrainingArguments):
                     "pass only one"
                 )
             self.train_sampling_strategy = "group_by_length"
-        if not self.use_cpu and _launched_as_several_processes() and torch.accelerator.current_accelerator() is None:
-            # accelerate builds a CPU process group (gloo) only when told the run is on CPU; without
-            # it each process of `torchrun --nproc_per_node N` trains its own copy on all the data.
+        # launched as one of several processes (accelerate's own test) on a machine without an accelerator:
+        # accelerate builds the CPU process group only when told, else each process trains its own copy
+        launched = os.environ.get("LOCAL_RANK", "-1") != "-1" or get_int_from_env(_WORLD_SIZE_VARIABLES, 1) > 1
+        if launched and not self.use_cpu and torch.accelerator.current_accelerator() is None:
             self.use_cpu = True
         for name, reason in _UNSUPPORTED.items():  # before HF's own checks, some of which end in a traceback
             default = TrainingArguments.__dataclass_fields__[name].default
@@ -353,8 +347,8 @@ class RunArguments(TrainingArguments):
         super().__post_init__()
         if self.fp16 and self.device.type == "cpu":
             raise ConfigError(
-                "--fp16 on a CPU: accelerate has no fp16 autocast there and would train in fp32; drop it, or use "
-                "--bf16 --use_cpu where the CPU has native bf16 (`python -m dynamic_kd.precision` says)"
+                "--fp16 on a CPU would train in fp32 (no fp16 autocast there); drop it, or use --bf16 --use_cpu "
+                "where the CPU has native bf16 (`python -m dynamic_kd.precision` says)"
             )
         if self.dataloader_pin_memory is None:
             self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it only helps copies to a GPU
@@ -388,14 +382,6 @@ class RunArguments(TrainingArguments):
                     f"choose one of: {', '.join(known)}"
                 )
             self.metric_for_best_model = f"{split}_{name}"  # the trainer logs eval_<split>_<metric>
-
-
-def _launched_as_several_processes() -> bool:
-    """A launcher (torchrun, mpirun) started this process as one of several: accelerate's own test."""
-    return (
-        int(os.environ.get("LOCAL_RANK", -1)) != -1
-        or get_int_from_env(["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "WORLD_SIZE"], 1) > 1
-    )
 
 
 # Flags of HF's run_glue.py or of transformers 4 that this parser does not know: what to do instead.

@@ -1,6 +1,5 @@
-"""The one way this project writes a file that must never be seen half-written (results.json marks a
-finished run; stores, tables and figures are read or replaced in place): a temporary file in the same
-folder, flushed to disk, renamed over the target, so a reader sees the old file or the new one.
+"""Writes that are never seen half-written (results.json marks a finished run; stores, tables and figures are
+replaced in place): a temporary file in the same folder, flushed to disk, renamed over the target.
 """
 
 import os

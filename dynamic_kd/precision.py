@@ -41,7 +41,7 @@ def native_bf16_flag(cpuinfo: str | None) -> str | None:
 
 
 def probe_bf16_speedup(rows: int = 256, inner: int = 384, outer: int = 1536, repeats: int = 5) -> float:
-    """fp32 / bf16-autocast time of `repeats` [rows, inner] x [inner, outer] products; bf16 stops once slower."""
+    """fp32 / bf16-autocast time of `repeats` [rows, inner] x [inner, outer] products (bf16 stops once slower)."""
     x = torch.randn(rows, inner, generator=torch.Generator().manual_seed(0))
     layer = torch.nn.Linear(inner, outer)
 
