@@ -5,7 +5,7 @@ distilled; every instance still gets the gold-label loss.
         --teacher outputs/teachers/rte-base --task_name rte --selection_strategy entropy \
         --selection_ratio 0.1 --output_dir outputs/data/rte-entropy-0.1
 
-Without --selection_strategy this is plain KD (the baseline). The flags of the other two methods
+Without --selection_strategy this is plain KD (the baseline). The other two methods' flags
 (--uncertainty_mode, --strategy) work here too: all three are strategies of one engine.
 """
 

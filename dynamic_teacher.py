@@ -6,7 +6,7 @@ confident ones from the large teacher.
         --task_name rte --uncertainty_mode hard --output_dir outputs/teacher/rte-hard
 
 --uncertainty_mode defaults to hard here; single-small, single-large and average are the
-baselines. Data selection and supervision adjustment flags combine with it in the same run.
+baselines. Data selection and supervision adjustment combine with it.
 """
 
 import sys

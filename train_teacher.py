@@ -1,10 +1,9 @@
-"""Fine-tune a teacher (or a K-layer cut of a pretrained model) on a GLUE-style task or your own files.
+"""Fine-tune a teacher (or, with --student_num_layers K, a K-layer student alone) on a task or your own files.
 
     python train_teacher.py --model_name_or_path bert-base-uncased --task_name rte \
         --output_dir outputs/teachers/rte-base --num_train_epochs 3 --learning_rate 2e-5
 
-Writes the model, tokenizer and results.json to --output_dir; a rerun of the same command resumes
-from the last checkpoint. `--student_num_layers K` keeps K pretrained layers (a small teacher).
+Writes the model, tokenizer and results.json to --output_dir; rerunning the command resumes.
 """
 
 import sys
@@ -20,7 +19,7 @@ def main(argv=None):
     run = start_run(__file__, training_args)
     task = data_args.task
     tokenizer, model = load_student(model_args, task, training_args.seed)
-    data = load_data(data_args, tokenizer, [model])  # after the model: a bad flag fails before a long tokenisation
+    data = load_data(data_args, tokenizer, [model])  # after the model: a bad flag fails before tokenising
     trainer = DistillationTrainer(
         model=model,
         args=training_args,
