@@ -24,25 +24,15 @@ from benchmarks import synthetic
 from dynamic_kd import report, sweeps
 from dynamic_kd.runs import RESULTS_FILE
 
-# (variant, baseline variant) of each ratio printed, where both ran.
+# (variant, baseline) of each ratio printed where both ran, of the training loop (teacher pass included), the
+# run's wall time (loading and evaluation too) and its CPU time (what other jobs on the machine do not change).
 RATIOS = (("cached", "student"), ("cached-bf16", "student"), ("cached", "original"), ("epoch-r0.1", "cached"))
-# What the ratios divide: the Trainer's training loop (teacher pass included), the run's wall time
-# (loading, teacher check and evaluation too), and its CPU time (what other jobs on the machine do not change).
 RATIO_COLUMNS = ("train loop s", "run wall s", "run CPU s")
 # On the GPU every run is bf16 (the teacher pass follows the student), so cached-bf16 = cached; no small teacher.
 GPU_VARIANTS = ("original", "cached", "student", "epoch-r0.1", "uncached", "batch-r0.1")
 LABELS = ("negative", "neutral", "positive")
-FORMATS = {
-    "train loop s": "{:.1f}",
-    "examples/s": "{:.0f}",
-    "run wall s": "{:.1f}",
-    "run CPU s": "{:.1f}",
-    "peak RSS MB": "{:.0f}",
-    "peak GPU MB": "{:.0f}",
-    "teacher forward examples": "{:.0f}",
-    "dev acc": "{:.4f}",
-    "time vs original": "{:.3f}",
-}
+DECIMALS = {"examples/s": 0, "peak RSS MB": 0, "peak GPU MB": 0, "teacher forward examples": 0, "dev acc": 4}
+DECIMALS |= {"train loop s": 1, "run wall s": 1, "run CPU s": 1, "time vs original": 3}
 
 
 def demo_settings(work, train):
@@ -87,7 +77,7 @@ def table(rows: pd.DataFrame) -> str:
     if "original" in rows.index:
         rows["time vs original"] = rows["train loop s"] / rows.loc["original", "train loop s"]
     for column in rows:
-        rows[column] = rows[column].map(lambda v, style=FORMATS[column]: "" if pd.isna(v) else style.format(v))
+        rows[column] = rows[column].map(lambda v, places=DECIMALS[column]: "" if pd.isna(v) else f"{v:.{places}f}")
     return report.render(rows.reset_index(), "md")
 
 
@@ -122,21 +112,14 @@ def sweep_table(work):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--work",
-        help="folder for data, models, runs and caches (default outputs/benchmark, --gpu: outputs/benchmark-gpu)",
-    )
+    parser.add_argument("--work", help="data, models, runs, caches (default outputs/benchmark[-gpu with --gpu])")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
     parser.add_argument("--only", nargs="*", default=[], help="run only these variants (the teachers always)")
     parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep (grid shared-store)")
     parser.add_argument("--student_runs", type=int, default=9, help="--sweep: runs of the student alone (default 9)")
-    parser.add_argument(
-        "--sweep_train", type=int, help="--sweep: train on the first N rows only (--max_train_samples; default all)"
-    )
-    parser.add_argument(
-        "--gpu", action="store_true", help="the GPU variant (random BERT-base -> 6 layers, seq 128, bf16)"
-    )
+    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows only (default all)")
+    parser.add_argument("--gpu", action="store_true", help="the GPU variant (random BERT-base -> 6 layers, bf16)")
     parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     if args.gpu and not args.dry_run:
@@ -148,18 +131,11 @@ def main(argv=None):
                 "run without --gpu for the CPU table, or add --dry_run for the plan\n"
             )
             return 2
-    work = os.path.abspath(
-        args.work or os.path.join(common.ROOT, "outputs", "benchmark-gpu" if args.gpu else "benchmark")
-    )
+    work = os.path.abspath(args.work or os.path.join(common.ROOT, "outputs", "benchmark" + "-gpu" * args.gpu))
     os.environ["DYNAMIC_KD_CACHE"] = os.path.join(work, "cache")  # the runs inherit it: cold and reproducible
     train = args.train or (50000 if args.gpu else 2000)
     settings = (gpu_settings if args.gpu else demo_settings)(work, train)
-    settings += [
-        f"OUT_ROOT={work}",
-        f"EPOCHS={args.epochs}",
-        "PYTHON=" + sys.executable,
-        f"DRY_RUN={int(args.dry_run)}",
-    ]
+    settings += [f"OUT_ROOT={work}", f"EPOCHS={args.epochs}", f"PYTHON={sys.executable}", f"DRY_RUN={args.dry_run:d}"]
     only = args.only or (list(GPU_VARIANTS) if args.gpu else [])
     grids = [["cost", f"ONLY={' '.join(only)}"]]
     if args.sweep:

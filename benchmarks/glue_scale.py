@@ -57,8 +57,8 @@ def main(argv=None):
 
     work, model = os.path.abspath(args.work), common.minilm()
     os.environ["DYNAMIC_KD_CACHE"] = os.path.join(work, "cache")  # the runs inherit it
-    names = ("texts", "pairs", "teacher-1024", "teacher_outputs")
-    texts, data, teacher, store = (os.path.join(work, name) for name in names)
+    folders = ("texts", "pairs", "teacher-1024", "teacher_outputs")
+    texts, data, teacher, store = (os.path.join(work, name) for name in folders)
     synthetic.write_data(texts, args.train, 2000, ("premise", "hypothesis"), (5, 25), LABELS, model)
     synthetic.write_data(data, args.train, 2000, ("premise", "hypothesis"), (1, 3), LABELS, model)
     synthetic.random_bert(teacher, model, LABELS, **TEACHER)

@@ -56,9 +56,9 @@ def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
 
 
 def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
-    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline
-    over the seeds both ran: mean, 95% t-interval, and the verdict against -margin (points; 0 when
-    absent): holds (interval above it), contradicted (below it) or within noise."""
+    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline over the
+    seeds both ran: mean, 95% t-interval, verdict against -margin (0 when absent): holds (the interval is
+    above it), contradicted (below) or within noise."""
     scores = rows.pivot_table(index="seed", columns="row", values="score")
     out = []
     for section, text, row, baseline, *margin in claims:
@@ -79,9 +79,9 @@ def draw_label(folder: str) -> str:
 
 
 def side_by_side(draws: dict, sweep: str, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows and the claims tables of sweep `SWEEP_ROWS`/`SWEEP_CLAIMS` (grids) for each draw {label: runs},
-    side by side, each column suffixed with its draw's label (none for one draw): which verdicts survive a new draw."""
-    from dynamic_kd.sweeps import grids  # the grids load scripts/grids.py
+    """The rows and claims tables (grids' `<SWEEP>_ROWS`, `_CLAIMS`) of each draw {label: runs} side by side,
+    columns suffixed with the draw's label (none for one draw): which verdicts survive a new draw."""
+    from dynamic_kd.sweeps import grids
 
     order, stated = (getattr(grids(), f"{sweep.upper()}_{part}", None) for part in ("ROWS", "CLAIMS"))
     if order is None or stated is None or fmt == "csv":

@@ -92,8 +92,8 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
 
 
 def ratio_figure(lines: pd.DataFrame, headers: dict):
-    """Score ×100 vs selection ratio, a line per `line` (whiskers where ≥ 2 seeds), a panel per (task, data);
-    the axis from 0. lines: `methods_figure`'s columns plus `ratio` and `line`."""
+    """Score ×100 (from 0) vs selection ratio, a line per `line`, a panel per (task, data).
+    lines: `methods_figure`'s columns plus `ratio` and `line`."""
     panels = list(dict.fromkeys(zip(lines.task, lines.data)))
     fig, axes = _panels(len(panels), 5.0, 3.5)
     for ax, (task, data) in zip(axes, panels):
@@ -112,7 +112,7 @@ def ratio_figure(lines: pd.DataFrame, headers: dict):
 
 
 def curve_panels(keys) -> list:
-    """(title, the logged names it draws, y range) of each `CURVE_PANELS` entry that has values in `keys`."""
+    """(title, the logged names it draws, y range) of the `CURVE_PANELS` with values in `keys`."""
     panels = [
         (title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
         for title, pattern, limits in CURVE_PANELS
@@ -121,7 +121,7 @@ def curve_panels(keys) -> list:
 
 
 def read_history(run_dir: str) -> list:
-    """A run's training history: results.json's `log_history`, or the newest complete checkpoint's while it trains."""
+    """results.json's `log_history`, or while the run trains its newest complete checkpoint's."""
     path = os.path.join(run_dir, RESULTS_FILE)
     if not os.path.exists(path):
         from transformers.trainer import TRAINER_STATE_NAME  # torch loads only for an unfinished run
@@ -145,7 +145,7 @@ def read_history(run_dir: str) -> list:
 
 
 def curve_points(run_dirs) -> pd.DataFrame:
-    """Every logged dkd/* value of the runs as (run, step, key without dkd/, value), named by folder."""
+    """Every logged dkd/* value of the runs as (run: its folder's name, step, key without dkd/, value)."""
     if not run_dirs:
         raise ConfigError("no run dirs given for --curves; pass one or more training output dirs")
     names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]

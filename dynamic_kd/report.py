@@ -1,7 +1,6 @@
 """The runs' `results.json` files as tables (pandas groupby and writers), figures and paired claims.
 
-``python -m dynamic_kd.report RUNS_DIR... [--format md|csv|latex] [--out FILE] [--plot DIR]
-[--claims miniature] [--curves RUN_DIR...]``; the README's "The report" says how to read the output.
+The README's "The report" says how to read the output.
 """
 
 import argparse
@@ -43,8 +42,7 @@ def _column_order(task: str, data: str, data_label: str) -> tuple:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per group (method, varying settings, task, data; in table order) and metric (then ``primary``):
-    mean, std, n, seeds, runs."""
+    """mean, std, n, seeds, runs per group (method, varying settings, task, data; in table order) and metric."""
     rows = setting_columns(runs)
     keys = ["method", *rows, "task", "data", "data_label"]
     long = pd.DataFrame(
@@ -121,9 +119,8 @@ def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         avg = tasks.mean(skipna=False)
         row["Avg"] = f"{100 * avg:.1f}" + ("*" if len(primary) < len(headers) else "") if pd.notna(avg) else None
         display.append(row)
-        avgs.append(
-            {**dict(zip(["method", *varying], key)), "task": "avg", "metric": "primary", "mean": avg, "n": len(tasks)}
-        )
+        avg_row = {"task": "avg", "metric": "primary", "mean": avg, "n": len(tasks)}
+        avgs.append({**dict(zip(["method", *varying], key)), **avg_row})
     frame = pd.DataFrame(display, columns=["Method", *shown, *headers.values(), "Avg"]).fillna("–")
     return frame, pd.DataFrame(avgs)
 

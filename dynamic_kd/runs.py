@@ -1,8 +1,7 @@
 """A finished run: its results file, its method's name, and the runs below folders read back as a DataFrame.
 
-Below both `recipe.py` (which writes `results.json` with the label) and `report.py` (which tabulates
-them), so neither imports the other. The checkpoint's state file keeps transformers' own name,
-`transformers.trainer.TRAINER_STATE_NAME`.
+Below both `recipe.py` (which writes `results.json`) and `report.py` (which tabulates them), so neither
+imports the other.
 """
 
 import json
@@ -40,13 +39,8 @@ OBJECTIVE_TITLES = {
 
 
 def method_label(args: dict) -> str:
-    """The one name of a run's method, from its resolved arguments (results.json's `args`).
-
-    ``finetune`` for a model trained without a teacher (``finetune/KL`` for a K-layer cut: the
-    no-KD student baseline); otherwise ``kd`` or ``teacher/<mode>``, then ``+data/<strategy>/r<ratio>``
-    (``/epoch`` for epoch scope), ``+objective/<strategy>`` when hidden-state alignment is on and
-    ``+mse`` for the MSE logit loss, e.g. ``teacher/hard+data/entropy/r0.1+objective/uncertainty``.
-    """
+    """The one name of a run's method from its resolved arguments, e.g. ``finetune/2L`` (a 2-layer model
+    trained alone) or ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
     if "selection_strategy" not in args:
         return f"finetune/{args['student_num_layers']}L" if args.get("student_num_layers") else "finetune"
     parts = ["kd" if args.get("uncertainty_mode") is None else f"teacher/{args['uncertainty_mode']}"]
@@ -113,13 +107,12 @@ RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method"
 
 @cache
 def _family_primaries() -> dict:
-    """{the names a metric family reports: its primary metric}."""
     ids = np.array([0, 1, 1])
     return {frozenset(score(ids.astype(float), ids)): PRIMARY[family] for family, score in METRICS.items()}
 
 
 def primary_name(task: str, metrics) -> str | None:
-    """`metrics.primary_metric` of the task, or (own files) of the metric family it reported."""
+    """`metrics.primary_metric` of the task, or (own files) of the metric family reporting `metrics`."""
     try:
         return primary_metric(task)
     except ConfigError:
@@ -134,7 +127,7 @@ def _setting(value, task: str) -> str:
 
 
 def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
-    """(key, short label) of a run's data; files older than the `data` record fall back to the flags."""
+    """(key, short label) of a run's data; files older than the `data` record: the flags."""
     data = record.get("data")
     if isinstance(data, dict) and {"source", "location", "fingerprint"} <= set(data):
         label = "hub" if data["source"] == "hub" else os.path.basename(os.path.normpath(data["location"]))

