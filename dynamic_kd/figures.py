@@ -1,6 +1,6 @@
-"""The report's figures, each answering one question with names a reader knows and axes that do not
-magnify noise: did a method beat the student alone (bars from 0), how does the score move with the
-selection ratio, how did the uncertainty, the weights and the selected fraction move during training.
+"""The report's figures, each one question answered with names a reader knows and axes that do not magnify noise:
+did a method beat the student alone (bars from 0), how does the score move with the selection ratio, how did
+the uncertainty, the weights and the selected fraction move during training.
 """
 
 import json

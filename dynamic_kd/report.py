@@ -190,12 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="plot these runs' uncertainty, weights and selected fraction (needs --plot)",
     )
-    add(
-        "--claims",
-        metavar="SWEEP",
-        help="RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table; "
-        "several RUNS_DIRs (draws of the data) side by side",
-    )
+    claims_help = "RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table"
+    add("--claims", metavar="SWEEP", help=claims_help + "; several RUNS_DIRs (draws of the data) side by side")
     return parser
 
 
