@@ -40,7 +40,10 @@ def _decode(field: str) -> str:
 
 def read_rows(path: str) -> dict[str, list[str]]:
     """label -> texts in file order, whitespace runs as one space, empty and repeated texts (the first wins) dropped."""
-    rows = pd.read_csv(path, encoding="latin-1", dtype=str, keep_default_na=False)
+    header = pd.read_csv(path, encoding="latin-1", nrows=0).columns
+    # a row with more fields than the header keeps its first ones, as the csv module reads it
+    read = dict(encoding="latin-1", dtype=str, keep_default_na=False, index_col=False, engine="python")
+    rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[: len(header)])
     missing = {"sentiment", "text"} - set(rows.columns)
     if missing:
         raise SystemExit(
