@@ -1,6 +1,6 @@
-"""The report's figures, each one question answered with names a reader knows and axes that do not magnify noise:
-did a method beat the student alone (bars from 0), how does the score move with the selection ratio, how did
-the uncertainty, the weights and the selected fraction move during training.
+"""The report's figures, each answering one question with names a reader knows and axes that do not magnify
+noise: did a method beat the student alone (bars from 0), how does the score move with the selection ratio,
+how did the uncertainty, the weights and the selected fraction move during training.
 """
 
 import json
@@ -67,6 +67,7 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
     labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap instead of squeezing the bars
     fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
     fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where ≥ 2 seeds", fontsize=11)
+    small = dict(va="center", fontsize=8)  # the bars' value labels
     for ax, ((task, data), header) in zip(axes, headers.items()):
         cell = primary[(primary.task == task) & (primary.data == data)]
         y, means = np.array([rows.index(r) for r in cell.row]), 100 * cell["mean"].to_numpy()
@@ -76,8 +77,7 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
             spread = 100 * cell["std"].to_numpy()[seeded]
             ax.errorbar(means[seeded], y[seeded], xerr=spread, fmt="none", ecolor="black", capsize=3)
         for position, mean in zip(y, means):
-            where = dict(xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-            ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), **where)
+            ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), xytext=(3, 0), textcoords="offset points", **small)
         alone = cell[cell.method.str.startswith("finetune/")]
         if len(alone):
             ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
