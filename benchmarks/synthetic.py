@@ -1,10 +1,6 @@
-"""Synthetic data and random-weight models for the benchmarks that measure cost, not accuracy (no hub needed).
-
-Texts are random words of a tokenizer's vocabulary (whole words of 3+ letters, so a word is about
-one token) with random labels; models are BERTs of any size with random weights, written with
-`save_pretrained` next to that tokenizer, their classes the data's labels, so the entry points
-take them as teachers or students of the custom task (`--train_file DIR/train.tsv --validation_file
-DIR/dev.tsv`).
+"""Synthetic data and random-weight models for the benchmarks that measure cost, not accuracy (no hub needed):
+random words of a tokenizer's vocabulary with random labels, and BERTs of any size saved next to that
+tokenizer, so the entry points take them as teachers or students of the custom task.
 """
 
 import os
@@ -16,20 +12,12 @@ from dynamic_kd.files import write_atomic
 
 
 def vocabulary(tokenizer_path: str) -> list[str]:
-    """Whole words (letters only, 3+ characters) of the tokenizer's vocabulary, in vocabulary order."""
+    """Whole words (letters only, 3+ characters: about a token each) of the tokenizer's vocabulary, in its order."""
     vocab = AutoTokenizer.from_pretrained(tokenizer_path).get_vocab()
     return [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
 
 
-def write_split(
-    path: str,
-    rows: int,
-    columns: tuple[str, ...],
-    words: tuple[int, int],
-    labels: tuple[str, ...],
-    vocab: list[str],
-    seed: int,
-):
+def write_split(path: str, rows: int, columns: tuple, words: tuple[int, int], labels: tuple, vocab: list, seed: int):
     """A TSV of `rows` rows: each text column `words` = (min, max) random words, the label column random."""
     rng = random.Random(seed)
     lines = ["\t".join((*columns, "label"))]
@@ -40,18 +28,12 @@ def write_split(
 
 
 def write_data(
-    folder: str,
-    train: int,
-    dev: int,
-    columns: tuple[str, ...],
-    words: tuple[int, int],
-    labels: tuple[str, ...],
-    tokenizer_path: str,
+    folder: str, train: int, dev: int, columns: tuple, words: tuple[int, int], labels: tuple, tokenizer: str
 ):
     """folder/train.tsv and folder/dev.tsv (kept if both exist: the same arguments give the same files)."""
     if all(os.path.exists(os.path.join(folder, name)) for name in ("train.tsv", "dev.tsv")):
         return
-    vocab = vocabulary(tokenizer_path)
+    vocab = vocabulary(tokenizer)
     write_split(os.path.join(folder, "dev.tsv"), dev, columns, words, labels, vocab, seed=1)
     write_split(os.path.join(folder, "train.tsv"), train, columns, words, labels, vocab, seed=0)
 

@@ -1,8 +1,7 @@
 """Paired claims of a seeded sweep (the miniature): rows run on the same seeds, compared seed by seed.
 
 A sweep lays its runs out as <root>/<row>/seed<seed>; a claim says one row scores higher than a
-baseline row (or, with a margin, at most that many points lower). `report.py` reads the runs and
-writes these tables.
+baseline row (or, with a margin, at most that many points lower).
 """
 
 import math
@@ -18,7 +17,7 @@ CLAIMS_METRIC = "accuracy"
 
 
 def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (`report.load_runs`): its row folder, seed, accuracy x100, training seconds, teacher forwards."""
+    """One row per run (`runs.load_runs`): its row folder, seed, accuracy x100, training seconds, teacher forwards."""
     lacking = runs.task[runs.metrics.map(lambda m: CLAIMS_METRIC not in m)]
     if len(lacking):
         raise ConfigError(f"the claims are stated in {CLAIMS_METRIC}, which task {lacking.iloc[0]} does not report")
@@ -57,10 +56,9 @@ def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
 
 
 def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
-    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline
-    over the seeds both ran: mean, 95% t-interval (`scipy.stats.ttest_1samp`), and the verdict
-    against -margin (points; 0 when absent): holds (interval above it), contradicted (below it) or
-    within noise. A margin turns "row beats baseline" into "row is at most `margin` points worse"."""
+    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline over the
+    seeds both ran: mean, 95% t-interval, verdict against -margin (0 when absent): holds (the interval is
+    above it), contradicted (below) or within noise."""
     scores = rows.pivot_table(index="seed", columns="row", values="score")
     out = []
     for section, text, row, baseline, *margin in claims:
@@ -80,15 +78,23 @@ def draw_label(folder: str) -> str:
     return parts[-2] if parts[-1] == "runs" and len(parts) > 1 else parts[-1]
 
 
-def side_by_side(draws: dict, names, stated) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows table (`names` order) and the claims table of each draw {label: runs} side by side, each
-    column suffixed with its draw's label (none for one draw): a reader sees which verdicts survive a new draw."""
+def side_by_side(draws: dict, sweep: str, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows and claims tables (grids' `<SWEEP>_ROWS`, `_CLAIMS`) of each draw {label: runs} side by side,
+    columns suffixed with the draw's label (none for one draw): which verdicts survive a new draw."""
+    from dynamic_kd.sweeps import grids
+
+    order, stated = (getattr(grids(), f"{sweep.upper()}_{part}", None) for part in ("ROWS", "CLAIMS"))
+    if order is None or stated is None or fmt == "csv":
+        raise ConfigError(
+            f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, got {sweep} / {fmt}"
+        )
+    names = [name for name, _, _ in order]
     row_tables, claim_tables = [], []
     for label, runs in draws.items():
         rows, suffix = seeded_rows(runs), f" ({label})" if len(draws) > 1 else ""
         row_tables.append(rows_table(rows, names).set_index("run").add_suffix(suffix))
         claim_tables.append(claims_table(rows, stated).set_index(["§", "claim"]).add_suffix(suffix))
     verdicts = pd.concat(claim_tables, axis=1)
-    order = [(section, text) for section, text, *_ in stated if (section, text) in verdicts.index]
+    claimed = [(section, text) for section, text, *_ in stated if (section, text) in verdicts.index]
     ran = [name for name in names if any(name in frame.index for frame in row_tables)]
-    return pd.concat(row_tables, axis=1).reindex(ran), verdicts.loc[order]
+    return pd.concat(row_tables, axis=1).reindex(ran), verdicts.loc[claimed]

