@@ -165,13 +165,8 @@ def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
 
 def teacher_fingerprint(path: str) -> list:
     """Names, sizes and modification times of a teacher folder's files: re-training changes them."""
-    entries = []
-    for name in sorted(os.listdir(path)):
-        full = os.path.join(path, name)
-        if os.path.isfile(full):
-            stat = os.stat(full)
-            entries.append([name, stat.st_size, stat.st_mtime_ns])
-    return entries
+    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    return [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries if entry.is_file()]
 
 
 def store_location(cache_dir: str, key: dict) -> str:
@@ -529,7 +524,7 @@ class TeacherInputs:
     """A teacher's own tokenisation: the training rows (the student's idx), their collator, the dev rows
     it is checked on, and its length cap."""
 
-    def __init__(self, train, collator, check=None, max_seq_length=None):
+    def __init__(self, train, collator, check, max_seq_length):
         self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
         idx = train.with_format("arrow")["idx"].to_numpy()
         self.position = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, dtype=np.int64)
@@ -822,5 +817,9 @@ class TeacherCounter(TrainerCallback, ExportableState):
     def total(self) -> int:
         """Collective under DDP: every rank must call it."""
         local = sum(t.forward_examples for t in self.trainer.teachers.values())
-        count = torch.tensor(local, dtype=torch.long, device=self.trainer.args.device)
-        return self.restored + int(self.trainer.accelerator.reduce(count, "sum").item())
+        if _distributed():
+            device = self.trainer.args.device if dist.get_backend() == "nccl" else "cpu"
+            count = torch.tensor(local, dtype=torch.long, device=device)
+            dist.all_reduce(count)
+            local = int(count.item())
+        return self.restored + local
