@@ -69,17 +69,14 @@ logger = logging.getLogger("dynamic_kd")
 
 
 def cli(main) -> int:
-    """Run `main()`; a user mistake becomes one line on stderr and exit code 2, no traceback."""
+    """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr, no traceback."""
     code = 1  # anything else propagates: Python prints its traceback after the teardown below
     try:
         main()
         code = 0
-    except ConfigError as error:
+    except (ConfigError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
-        code = 2
-    except TrainingDiverged as error:
-        print(f"error: {error}", file=sys.stderr)
-        code = 3
+        code = 2 if isinstance(error, ConfigError) else 3
     finally:
         close_distributed(clean=code == 0)
     return code
