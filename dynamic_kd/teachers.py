@@ -599,13 +599,15 @@ class Teacher:
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
+
     def _forward(self, inputs: dict, hidden: bool):
         """No-grad forward in eval mode (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
-        autocast = contextlib.nullcontext()
-        if self.dtype != torch.float32:
-            autocast = torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
         return outputs.logits.float(), outputs.hidden_states if hidden else None
