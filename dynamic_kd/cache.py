@@ -1,15 +1,10 @@
 """On-disk caches that runs share: one folder per key, published whole or not at all.
 
-An entry is a folder named after a hash of its key (a JSON-able dict) and holds the key itself in
-`key.json`. A writer builds the entry in a temporary sibling folder (`<name>.tmp*`) and renames it
-into place, so a reader sees either no folder or a complete one; a writer killed half-way leaves
-only a `.tmp` folder, which no reader ever opens. An entry whose stored key differs from the one
-expected, or whose files do not load, is moved aside and rebuilt, never used.
-
-Every cache lives under one root, `$DYNAMIC_KD_CACHE` (default `~/.cache/dynamic_kd`):
-`teacher_outputs/` (the teacher-output stores, `teachers.py`, and next to them each teacher's dev
-scores, `check-*.json` from `recipe.stored_teacher_scores`) and `tokenized/` (tokenised datasets,
-`data.py`). Deleting the root (or a subfolder) clears them; nothing else points into it.
+An entry is a folder named after a hash of its key (a JSON-able dict), holding the key in `key.json`.
+It is built in a temporary sibling folder (`<name>.tmp*`) and renamed into place, so a reader sees no
+folder or a complete one. An entry whose key differs or whose files do not load is rebuilt, never used.
+Every cache lives under `$DYNAMIC_KD_CACHE` (default `~/.cache/dynamic_kd`): `teacher_outputs/`
+(`teachers.py`) and `tokenized/` (`data.py`); deleting it clears them.
 """
 
 import hashlib
@@ -19,6 +14,8 @@ import os
 import shutil
 import tempfile
 import uuid
+
+from dynamic_kd.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +44,10 @@ def writable_folder(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
-def _stored_key(folder: str):
+def read_json(path: str):
+    """The JSON value in `path`, or None when it is missing or unreadable."""
     try:
-        with open(os.path.join(folder, KEY_FILE)) as handle:
+        with open(path) as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return None
@@ -76,7 +74,7 @@ def get_or_build(folder: str, key: dict, build, load, what: str):
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     for _ in range(3):
         if os.path.isdir(folder):
-            if _stored_key(folder) == key:
+            if read_json(os.path.join(folder, KEY_FILE)) == key:
                 value = load(folder)
                 if value is not None:
                     return value, True
@@ -89,10 +87,7 @@ def get_or_build(folder: str, key: dict, build, load, what: str):
         tmp = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp", dir=os.path.dirname(folder))
         try:
             build(tmp)
-            with open(os.path.join(tmp, KEY_FILE), "w") as handle:
-                json.dump(key, handle, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
+            write_atomic(os.path.join(tmp, KEY_FILE), json.dumps(key, sort_keys=True))
             os.rename(tmp, folder)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)

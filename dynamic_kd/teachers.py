@@ -1,35 +1,13 @@
-"""Teacher forwards: counted, computed once per example, and kept in an output store by `idx`.
+"""The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`.
 
-A teacher is queried only on the rows a strategy routed to it. With a store (`--teacher_cache
-memory`, the default, or `disk`) each training example costs at most one forward per teacher: a
-miss runs the teacher on the missing rows, in no-grad eval mode, and stores the logits (and, with
-`--rep_layers cls`, the [CLS] states of the mapped layers) under the row's idx. Full-token hidden
-states are never stored (N x L x H is too large) and are computed online.
-
-When every row reaches a teacher (`strategies.teachers_seeing_every_row`), the trainer fills its
-store before training in one pass over the data sorted by length, in batches of
-`--teacher_batch_size` (`Teacher.prefill`): less padding and larger batches than the training
-batches, so the same N forwards cost less. Otherwise the store fills lazily, batch by batch.
-
-A teacher whose tokenizer differs from the student's (`recipe.foreign_teachers`) holds its own
-tokenisation of the training rows (`TeacherInputs`) and builds a row's inputs from it by idx, never
-from the student's batch; everything else (store, prefill, sync, checkpoints) is the same.
-
-`OutputStore` keeps, per example idx, the logits [N, C], optionally the [CLS] states [N, P, H]
-(fp32) and a `filled` flag. A row is trusted only once its flag is set; the flag is set only after
-the row's values are written (and, on disk, flushed), and a filled row never changes. `memory`
-holds dense arrays in this process. `disk` is the store that runs share: `.npy` files in one
-folder of `--teacher_cache_dir` per key (teacher files, task, tokenisation and data, the real
-compute dtype and device, the cached layers; see `recipe.load_teachers`). Rows are read and written
-with pread/pwrite under a file lock, never mapped, so a process holds only the rows in flight in
-RAM (the OS page cache keeps the hot ones), and concurrent runs on one key fill one store between
-them. A run killed at any point leaves either unpublished temp folders or rows without a flag:
-nothing that a later run trusts.
-
-Under DDP each rank computes its own rows (training batches, or its share of a prefill);
-`sync()` (after a prefill and at each epoch end) makes every rank's store hold every row some rank
-computed: with one shared disk store there is nothing to send; with per-rank stores (memory, or a
-node-local cache folder on several machines) the rows are sent in bounded chunks.
+With a store (`--teacher_cache memory` or `disk`) each training example costs at most one forward per
+teacher: its logits (and, with `--rep_layers cls`, the sentence states of the mapped layers; never
+full-token states) are stored under the row's idx. A row is trusted only once its `filled` flag is
+set, after its values are written and flushed, and never changes. The `disk` store (one folder per
+key) is shared by runs: rows are read and written with pread/pwrite under a file lock, so concurrent
+runs fill one store and a killed run leaves nothing a later run trusts. Under DDP each rank computes
+its own rows and `sync()` gives every rank's store every row. A teacher with its own tokenizer reads
+its own tokenisation of the same rows (`TeacherInputs`), found by idx.
 """
 
 import contextlib
@@ -43,13 +21,27 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 import torch.distributed as dist
+from accelerate.utils import broadcast_object_list
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
-from dynamic_kd.cache import entry_folder, get_or_build
-from dynamic_kd.data import MODEL_INPUT_COLUMNS
-from dynamic_kd.models import is_decoder, model_inputs
+from dynamic_kd.cache import entry_folder, get_or_build, read_json
+from dynamic_kd.data import MODEL_INPUT_COLUMNS, dataset_fingerprint, same_tokenization
+from dynamic_kd.errors import ConfigError
+from dynamic_kd.files import atomic_path, write_atomic
+from dynamic_kd.losses import layer_map
+from dynamic_kd.metrics import compute_task_metrics
+from dynamic_kd.models import (
+    StudentWithProjections,
+    align_pad_token,
+    is_decoder,
+    load_teacher,
+    load_tokenizer,
+    model_inputs,
+)
 from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
 
 logger = logging.getLogger(__name__)
@@ -59,19 +51,86 @@ TEACHER_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bflo
 STORE_FORMAT = 1  # part of every disk key: a layout change makes old stores unreachable, never misread
 MEMORY_STORE_WARNING_BYTES = 1 << 30
 SYNC_CHUNK_BYTES = 64 << 20  # rows sent per broadcast under DDP: bounds the RAM a sync needs
+# Dev examples each teacher is scored on: enough to tell a working teacher from one at chance.
+TEACHER_CHECK_EXAMPLES = 256
+STORE_COLUMNS = ("idx",) + MODEL_INPUT_COLUMNS  # what a store's rows are computed from
 
 
-# --- precision ------------------------------------------------------------------------------
+def teacher_flag(name: str) -> str:
+    return "--teacher" if name == "teacher" else f"--{name}_teacher"
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+# --- loading and checks -------------------------------------------------------------------
+
+
+def load_teacher_models(kd_args, task) -> dict:
+    """{name: model} for every teacher the adoption mode needs, checked against the task."""
+    return {name: load_teacher(path, task, teacher_flag(name)) for name, path in kd_args.teachers.items()}
+
+
+def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
+    """{name: its tokenizer} for every teacher whose tokenizer gives other ids, padding or special
+    tokens than the student's, or that is a decoder (it pads on the right). Logits and sentence states
+    are per example, so only token-level alignment needs a shared vocabulary."""
+    foreign = {}
+    for name, path in kd_args.teachers.items():
+        flag, config = teacher_flag(name), models[name].config
+        try:
+            own = load_tokenizer(path)
+        except ConfigError:
+            if config.vocab_size == len(tokenizer) and not is_decoder(config):
+                logger.info(
+                    "%s '%s' has no tokenizer files; its vocabulary size is the student's, "
+                    "so it reads the student's tokens",
+                    flag,
+                    path,
+                )
+                continue
+            raise ConfigError(
+                f"{flag} '{path}' has no tokenizer files and a vocabulary of {config.vocab_size} tokens, the student "
+                f"{len(tokenizer)}; save the teacher's tokenizer next to it (tokenizer.save_pretrained('{path}'))"
+            ) from None
+        align_pad_token(own, config, flag)
+        if is_decoder(config) or not same_tokenization(tokenizer, own):
+            foreign[name] = own
+    if foreign and kd_args.rep_alpha > 0 and kd_args.rep_layers == "all":
+        name = next(iter(foreign))
+        raise ConfigError(
+            f"--rep_layers all aligns token positions, but {teacher_flag(name)} '{kd_args.teachers[name]}' has "
+            "its own tokenizer, whose tokens align with no student token; "
+            "use --rep_layers cls (sentence states) or --kd_rep_alpha 0"
+        )
+    return foreign
+
+
+def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
+    """Whether hidden-state alignment needs student->teacher projections; an error if they are disabled."""
+    if kd_args.rep_alpha == 0:
+        return False
+    mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
+    if mismatched and not kd_args.rep_projection:
+        name, size = next(iter(mismatched.items()))
+        raise ConfigError(
+            "hidden-state alignment needs equal hidden sizes but the student has "
+            f"{student.config.hidden_size} and teacher '{name}' {size}; "
+            "drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
+        )
+    return bool(mismatched)
+
+
+def attach_projections(student, teachers: dict, kd_args):
+    """The student, wrapped with student->teacher hidden-size maps where alignment needs them."""
+    sizes = {name: t.hidden_size for name, t in teachers.items()}
+    return StudentWithProjections(student, sizes) if check_hidden_sizes(student, sizes, kd_args) else student
 
 
 def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtype, str]:
-    """(dtype the teacher pass really runs in, why).
-
-    auto follows the student: bf16/fp16 autocast with --bf16/--fp16, fp32 otherwise. It never
-    lowers the precision on its own, so a command gives the same numbers on every machine; the
-    scripts that choose for the user (quickstart, sweeps) ask `dynamic_kd.precision` and pass the
-    choice explicitly.
-    """
+    """(dtype the teacher pass really runs in, why). auto follows the student and never lowers the
+    precision on its own, so a command gives the same numbers on every machine."""
     dtype = TEACHER_DTYPES[teacher_dtype]
     if dtype is not None:
         return dtype, f"--teacher_dtype {teacher_dtype}"
@@ -80,6 +139,10 @@ def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtyp
     if training_args.fp16:
         return torch.float16, "--teacher_dtype auto follows the student's --fp16"
     return torch.float32, "--teacher_dtype auto follows the student's fp32"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
@@ -91,8 +154,8 @@ def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
     flag = native_bf16_flag(read_cpuinfo())
     if dtype == torch.bfloat16 and flag is None:
         logger.warning(
-            "this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower than fp32; "
-            "pass --teacher_dtype float32 (and drop --bf16) if it is"
+            "this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower "
+            "than fp32; pass --teacher_dtype float32 (and drop --bf16) if it is"
         )
     elif dtype == torch.float32 and flag is not None:
         logger.info(
@@ -100,80 +163,255 @@ def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
         )
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+def teacher_fingerprint(path: str) -> list:
+    """Names, sizes and modification times of a teacher folder's files: re-training changes them."""
+    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    return [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries if entry.is_file()]
 
 
-# --- the store --------------------------------------------------------------------------------
+def store_location(cache_dir: str, key: dict) -> str:
+    return entry_folder(cache_dir, "teacher", key)
 
 
-class _RamRows:
-    """Rows of a dense in-memory array."""
+def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
+    """A disk key: what a stored value depends on (the teacher's files, the task, the tokenisation,
+    the device type) plus `fields`."""
+    return {
+        "format": STORE_FORMAT,
+        "teacher": os.path.realpath(path),
+        "files": teacher_fingerprint(path),
+        "task": task.name,
+        "max_seq_length": data_args.max_seq_length,
+        "pad_to_max_length": data_args.pad_to_max_length,
+        "device_type": device_type,
+        **fields,
+    }
 
-    def __init__(self, shape):
-        self.array = np.zeros(shape, dtype=np.float32)
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * 4
 
-    def read(self, idx):
-        return self.array[idx]
+def load_teachers(
+    kd_args,
+    data_args,
+    tokenizer,
+    train_dataset,
+    student_layers: int,
+    models: dict | None = None,
+    *,
+    training_args,
+    teacher_inputs: dict | None = None,
+) -> dict:
+    """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded).
 
-    def write(self, idx, values):
-        self.array[idx] = values
+    teacher_inputs: `recipe.Data.teacher_inputs`, the own tokenisation of every foreign teacher.
+    A store's key adds the token ids the teacher reads, the real compute dtype and the cached layers.
+    """
+    task = data_args.task
+    teacher_inputs = teacher_inputs or {}
+    if models is None:  # loaded here: check that no teacher needs a tokenisation of its own the caller lacks
+        models = load_teacher_models(kd_args, task)
+        missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
+        if missing:
+            raise ValueError(
+                f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation (load_data's `foreign`)"
+            )
+    num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
+    dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
+    device_type = training_args.device.type
+    if training_args.process_index == 0:
+        log_teacher_precision(dtype, why, device_type)
+    disk = kd_args.teacher_cache == "disk"
+    fingerprint = dataset_fingerprint(train_dataset, STORE_COLUMNS) if disk else None
+    teachers = {}
+    for name, path in kd_args.teachers.items():
+        model, own = models[name], teacher_inputs.get(name)
+        pairs = layer_map(student_layers, model.config.num_hidden_layers)
+        cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
+        fields = {"data": fingerprint}
+        if own is not None and disk:  # the rows this teacher reads are its own tokenisation's
+            fields = {"data": dataset_fingerprint(own.train, STORE_COLUMNS), "max_seq_length": own.max_seq_length}
+        key = teacher_key(
+            path, task, data_args, device_type, compute_dtype=dtype_name(dtype), cls_layers=cls_layers, **fields
+        )
+        teachers[name] = Teacher(
+            name,
+            model,
+            path,
+            num_examples,
+            kd_args.teacher_cache,
+            cls_layers,
+            batch_size=kd_args.teacher_batch_size,
+            dtype=dtype,
+            store_folder=store_location(kd_args.teacher_cache_dir, key),
+            store_key=key,
+            inputs=own,
+            dropout=kd_args.teacher_dropout,
+        )
+    return teachers
 
-    def flush(self):
-        pass
+
+# --- the quality check --------------------------------------------------------------------
+
+
+def _check_sample(name: str, data, task) -> tuple:
+    """(the dev rows teacher `name` is checked on, their collator): its own tokenisation where it has one."""
+    own = data.teacher_inputs.get(name)
+    dataset = data.evals[task.eval_splits[0]] if own is None else own.check
+    sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
+    return sample, data.collator if own is None else own.collator
+
+
+def score_teachers(models: dict, data, task, training_args) -> dict:
+    """{name: {metric: value, ..., "examples": n}} of each teacher on the first n dev examples (fp32);
+    classification adds "accuracy" and "majority_class_rate". Rank 0 scores, every rank gets them."""
+    scores = None
+    if training_args.process_index == 0:
+        scores = {}
+        for name, model in models.items():
+            sample, collator = _check_sample(name, data, task)
+            labels = np.asarray(sample["labels"])
+            loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
+            model.eval().to(training_args.device)
+            outputs = []
+            with torch.no_grad():
+                for batch in loader:
+                    inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
+                    outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
+            logits = torch.cat(outputs).numpy()
+            metrics = compute_task_metrics(task, logits, labels)
+            if not task.is_regression:
+                metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
+                metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
+            nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
+            if nonfinite:
+                metrics["nonfinite_rows"] = nonfinite
+            scores[name] = {**metrics, "examples": len(labels)}
+    return broadcast_object_list([scores])[0]
+
+
+def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
+    """`score_teachers`, paid once per teacher and dev data with `--teacher_cache disk`: the scores are
+    kept next to the stores (`check-<key hash>.json`) under a key of the dev sample's token ids and
+    labels, the batch size (padding) and fp32, and reused."""
+    if kd_args.teacher_cache != "disk":
+        return score_teachers(models, data, task, training_args)
+    files, stored = {}, {}
+    if training_args.process_index == 0:
+        for name, path in kd_args.teachers.items():
+            sample, _ = _check_sample(name, data, task)
+            key = teacher_key(
+                path,
+                task,
+                data_args,
+                training_args.device.type,
+                check="teacher dev scores",
+                split=task.eval_splits[0],
+                examples=len(sample),
+                data=dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",)),
+                batch_size=training_args.per_device_eval_batch_size,
+                compute_dtype="float32",
+            )
+            files[name] = (entry_folder(kd_args.teacher_cache_dir, "check", key) + ".json", key)
+            entry = read_json(files[name][0]) or {}
+            if entry.get("key") == key and entry.get("scores") is not None:
+                stored[name] = entry["scores"]
+                logger.info(
+                    "teacher %s: dev scores from %s (scored before on the same files and dev data)",
+                    name,
+                    files[name][0],
+                )
+    stored = broadcast_object_list([stored])[0]
+    missing = {name: model for name, model in models.items() if name not in stored}
+    scores = score_teachers(missing, data, task, training_args) if missing else {}
+    if training_args.process_index == 0:
+        for name, score in scores.items():
+            path, key = files[name]
+            try:
+                write_atomic(path, json.dumps({"key": key, "scores": score}, indent=1, sort_keys=True))
+            except OSError as error:
+                logger.warning(
+                    "teacher %s: could not keep its dev scores in %s (%s); the next run scores it again",
+                    name,
+                    path,
+                    error,
+                )
+    return {name: stored[name] if name in stored else scores[name] for name in models}
+
+
+def check_teachers(scores: dict, kd_args, task):
+    """Log each teacher's dev scores; refuse a classification teacher no better than the majority class
+    (what a teacher with generic LABEL_i names, trained with another label order, scores)."""
+    split = task.eval_splits[0]
+    for name, path in kd_args.teachers.items():
+        score = scores[name]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in score.items() if k != "examples")
+        logger.info("teacher %s (%s) on the first %d %s examples: %s", name, path, score["examples"], split, shown)
+        if task.is_regression:
+            continue
+        where, first = f"{teacher_flag(name)} '{path}'", f"{score['examples']} {split} examples"
+        if score.get("nonfinite_rows"):
+            problem = f"{where} gives NaN/Inf logits on {score['nonfinite_rows']} of the first {first}"
+            fix = "check or re-train the teacher"
+        elif score["majority_class_rate"] >= 1.0:
+            logger.warning(
+                "teacher %s: the first %s all have one label, so its accuracy says nothing about label order",
+                name,
+                first,
+            )
+            continue
+        elif score["accuracy"] <= score["majority_class_rate"]:
+            problem = (
+                f"{where} scores accuracy {score['accuracy']:.3f} on the first {first}, no better than always "
+                f"predicting the majority class ({score['majority_class_rate']:.3f}); most likely its labels are "
+                f"in another order than {task.name}'s ({', '.join(task.labels)})"
+            )
+            fix = "re-train it with train_teacher.py or fix its config's id2label"
+        else:
+            continue
+        if kd_args.skip_teacher_check:
+            logger.warning("%s (--skip_teacher_check: distilling from it anyway)", problem)
+        else:
+            raise ConfigError(f"{problem}; {fix}, or pass --skip_teacher_check to distil from it anyway")
+
+
+# --- the store ----------------------------------------------------------------------------
 
 
 class _FileRows:
-    """Rows of a float32 .npy file, read and written with pread/pwrite.
+    """The rows of a float32 .npy file, indexed like an array and read/written with pread/pwrite.
 
-    Never memory-mapped: pages of a mapping count towards the process's RSS once touched, so an
-    epoch over an 11 GB [CLS]-state file would look like 11 GB of RAM. Explicit reads keep the
-    process at the rows in flight and leave caching to the OS page cache.
+    Never memory-mapped: touched pages of a mapping count towards the process's RSS, so an epoch over
+    an 11 GB [CLS]-state file would look like 11 GB of RAM; the OS page cache does the caching.
     """
 
     def __init__(self, path, shape):
-        with open(path, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            stored_shape, fortran_order, dtype = read_header(handle)
-            self.offset = handle.tell()
-        self.row_shape = tuple(shape[1:])
-        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * 4
+        header = np.load(path, mmap_mode="r")  # only the header is read: its pages are never touched
+        self.offset, self.shape = header.offset, tuple(shape)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * 4
         if (
-            stored_shape != tuple(shape)
-            or fortran_order
-            or dtype != np.float32
+            header.shape != self.shape
+            or header.dtype != np.float32
+            or not header.flags.c_contiguous
             or os.path.getsize(path) != self.offset + shape[0] * self.row_bytes
         ):
-            raise ValueError(f"{path} holds {stored_shape} {dtype}, expected {tuple(shape)} float32")
+            raise ValueError(f"{path} holds {header.shape} {header.dtype}, expected {self.shape} float32")
+        del header
         self.fd = os.open(path, os.O_RDWR)
-
-    @staticmethod
-    def create(path, shape):
-        np.lib.format.open_memmap(
-            path, mode="w+", dtype=np.float32, shape=tuple(shape)
-        ).flush()  # sparse: no data written
 
     def _runs(self, idx):
         """(positions in idx, first row, row count) for each run of consecutive rows."""
         order = np.argsort(idx, kind="stable")
         ordered = idx[order]
-        starts = np.flatnonzero(np.diff(ordered) != 1) + 1
-        for run in np.split(np.arange(len(ordered)), starts):
+        for run in np.split(np.arange(len(ordered)), np.flatnonzero(np.diff(ordered) != 1) + 1):
             if len(run):
                 yield order[run], int(ordered[run[0]]), len(run)
 
-    def read(self, idx):
-        out = np.empty((len(idx),) + self.row_shape, dtype=np.float32)
+    def __getitem__(self, idx):
+        out = np.empty((len(idx),) + self.shape[1:], dtype=np.float32)
         for positions, first, count in self._runs(idx):
             data = os.pread(self.fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            out[positions] = np.frombuffer(data, dtype=np.float32).reshape((count,) + self.row_shape)
+            out[positions] = np.frombuffer(data, dtype=np.float32).reshape((count,) + self.shape[1:])
         return out
 
-    def write(self, idx, values):
+    def __setitem__(self, idx, values):
         values = np.ascontiguousarray(values, dtype=np.float32)
         for positions, first, _count in self._runs(idx):
             os.pwrite(self.fd, values[positions].tobytes(), self.offset + first * self.row_bytes)
@@ -187,47 +425,42 @@ class _FileRows:
 
 
 class OutputStore:
-    """Teacher outputs by example idx: named float32 row arrays plus a per-row `filled` flag.
-
-    shapes: {name: (N, ...)}, e.g. {"logits": (N, C), "cls_states": (N, P, H)}.
-    """
+    """Teacher outputs by example idx: {name: float32 rows}, e.g. {"logits": [N, C], "cls_states":
+    [N, P, H]}, arrays in memory or `_FileRows` in a shared `folder`, plus a per-row `filled` flag."""
 
     def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
         self.rows, self.flags, self.folder = rows, flags, folder
 
     @classmethod
     def in_memory(cls, shapes: dict) -> "OutputStore":
-        num_rows = next(iter(shapes.values()))[0]
-        return cls({name: _RamRows(shape) for name, shape in shapes.items()}, np.zeros(num_rows, dtype=np.uint8))
+        rows = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
+        return cls(rows, np.zeros(next(iter(shapes.values()))[0], dtype=np.uint8))
 
     @classmethod
-    def on_disk(cls, folder: str, key: dict, shapes: dict, what: str = "teacher store") -> "OutputStore":
+    def on_disk(cls, folder: str, key: dict, shapes: dict, what: str) -> "OutputStore":
         """Open the shared store `folder` for `key`, creating it (empty) if it is missing or stale."""
         num_rows = next(iter(shapes.values()))[0]
 
+        def create(path, dtype, shape):  # sparse: no data written
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape)).flush()
+
         def build(tmp):
             for name, shape in shapes.items():
-                _FileRows.create(os.path.join(tmp, f"{name}.npy"), shape)
-            np.lib.format.open_memmap(
-                os.path.join(tmp, "filled.npy"), mode="w+", dtype=np.uint8, shape=(num_rows,)
-            ).flush()
+                create(os.path.join(tmp, f"{name}.npy"), np.float32, shape)
+            create(os.path.join(tmp, "filled.npy"), np.uint8, (num_rows,))
             open(os.path.join(tmp, "lock"), "w").close()
 
         def load(path):
             try:
                 rows = {name: _FileRows(os.path.join(path, f"{name}.npy"), shape) for name, shape in shapes.items()}
-                # The flags are small (N bytes) and checked every step: a shared mapping shows
-                # other processes' flags as soon as they set them.
+                # N bytes checked every step: a shared mapping shows other processes' flags at once
                 flags = np.lib.format.open_memmap(os.path.join(path, "filled.npy"), mode="r+")
             except (OSError, ValueError) as error:
                 logger.warning("%s: %s is unreadable (%s)", what, path, error)
                 return None
-            if flags.shape != (num_rows,) or flags.dtype != np.uint8:
-                return None
-            return cls(rows, flags, path)
+            return cls(rows, flags, path) if flags.shape == (num_rows,) and flags.dtype == np.uint8 else None
 
-        store, _ = get_or_build(folder, key, build, load, what)
-        return store
+        return get_or_build(folder, key, build, load, what)[0]
 
     @contextlib.contextmanager
     def _locked(self):
@@ -248,63 +481,50 @@ class OutputStore:
     def filled_count(self) -> int:
         return int(np.count_nonzero(self.flags))
 
+    def bytes_per_row(self) -> int:
+        return sum(int(np.prod(rows.shape[1:], dtype=np.int64)) * 4 for rows in self.rows.values())
+
     def read(self, idx: np.ndarray) -> dict:
-        return {name: rows.read(idx) for name, rows in self.rows.items()}
+        return {name: rows[idx] for name, rows in self.rows.items()}
 
     def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
-        """Store the rows not filled yet (all of them with `overwrite`, memory only); returns their idx.
-
-        Values first, flushed to disk, then the flags: a process killed in between leaves rows
-        that are not trusted. The lock makes check-and-write atomic between processes, so a
-        filled row keeps the value it was first given.
-        """
+        """Store the rows not filled yet (all with `overwrite`, memory only) and return their idx. Values
+        first, flushed, then flags, under the lock: a filled row keeps the value it was first given."""
         with self._locked():
             new = np.ones(len(idx), dtype=bool) if overwrite else self.missing(idx)
             if not new.any():
                 return idx[:0]
             for name, rows in self.rows.items():
-                rows.write(idx[new], values[name][new])
-            for rows in self.rows.values():
-                rows.flush()
+                rows[idx[new]] = values[name][new]
+            if self.folder is not None:
+                for rows in self.rows.values():
+                    rows.flush()
             self.flags[idx[new]] = 1
         return idx[new]
 
-    def clear(self):
-        """Forget every row (memory stores only: a shared store is never emptied by one run)."""
-        self.flags[:] = 0
-
     def state(self) -> dict:
         """The whole in-memory store as tensors (for checkpoints)."""
-        state = {name: torch.from_numpy(rows.array) for name, rows in self.rows.items()}
-        state["filled"] = torch.from_numpy(self.flags)
-        return state
+        return {name: torch.from_numpy(rows) for name, rows in self.rows.items()} | {
+            "filled": torch.from_numpy(self.flags)
+        }
 
     def load_state(self, state: dict):
         for name, rows in self.rows.items():
-            if tuple(state[name].shape) != rows.array.shape:
-                raise ValueError(f"{name} has shape {tuple(state[name].shape)}, expected {rows.array.shape}")
+            if tuple(state[name].shape) != rows.shape:
+                raise ValueError(f"{name} has shape {tuple(state[name].shape)}, expected {rows.shape}")
         for name, rows in self.rows.items():
-            rows.array[:] = state[name].numpy()
+            rows[:] = state[name].numpy()
         self.flags[:] = state["filled"].numpy()
 
 
-def store_location(cache_dir: str, key: dict) -> str:
-    return entry_folder(cache_dir, "teacher", key)
-
-
-# --- teachers ---------------------------------------------------------------------------------
+# --- the teacher --------------------------------------------------------------------------
 
 
 class TeacherInputs:
-    """A teacher's own tokenisation of the training rows (its tokenizer differs from the student's).
+    """A teacher's own tokenisation: the training rows (the student's idx), their collator, the dev rows
+    it is checked on, and its length cap."""
 
-    train: the tokenised training split (the student's rows, same idx).  collator: pads its rows.
-    check: the tokenised dev rows the teacher check scores it on.  max_seq_length: its length cap.
-    Every row is found by idx, so whatever routes rows by idx (selection, adoption, prefill, DDP,
-    resume) routes them here too; a teacher sees exactly what it sees when used alone.
-    """
-
-    def __init__(self, train, collator, check=None, max_seq_length=None):
+    def __init__(self, train, collator, check, max_seq_length):
         self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
         idx = train.with_format("arrow")["idx"].to_numpy()
         self.position = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, dtype=np.int64)
@@ -318,21 +538,14 @@ class TeacherInputs:
         return {name: tensor.to(device) for name, tensor in self.collator(rows).items()}
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 class Teacher:
-    """One teacher model, its forward counter, and its output store.
+    """One teacher model, its forward counter and its output store.
 
     num_examples: size of the idx space (max training idx + 1).  cache_mode: none | memory | disk.
-    cls_layers: teacher hidden-state indices whose sentence states are stored (None = logits only):
-    the first token's for an encoder ([CLS], <s>), the last non-padding token's for a decoder (the
-    token its classifier reads).
-    dtype: the teacher pass's compute dtype (fp32, or bf16/fp16 autocast; weights stay fp32).
-    store_folder, store_key: where the disk store lives and what it must match.
-    inputs: a `TeacherInputs` when the teacher reads its own tokenisation (None: the student's batch).
-    dropout: train mode in every forward (`--teacher_dropout`, the released code's teachers; no store).
+    cls_layers: hidden-state indices whose sentence states are stored (None: logits only).
+    dtype: the pass's compute dtype (fp32, or bf16/fp16 autocast; weights stay fp32).
+    inputs: a `TeacherInputs` when the teacher reads its own tokenisation.
+    dropout: train mode in every forward (`--teacher_dropout`; no store).
     """
 
     def __init__(
@@ -343,7 +556,8 @@ class Teacher:
         num_examples,
         cache_mode="memory",
         cls_layers=None,
-        batch_size=256,
+        *,
+        batch_size,
         dtype=torch.float32,
         store_folder=None,
         store_key=None,
@@ -353,29 +567,22 @@ class Teacher:
         if dropout and cache_mode != "none":
             raise ValueError("a teacher with dropout draws new outputs every forward; it needs cache_mode='none'")
         self.name, self.model, self.path, self.dropout = name, model, path, dropout
-        self.cls_layers, self.batch_size, self.dtype = cls_layers, batch_size, dtype
-        self.inputs = inputs
-        self.last_token = is_decoder(model.config)
+        self.cls_layers, self.batch_size, self.dtype, self.inputs = cls_layers, batch_size, dtype, inputs
         self.forward_examples = 0
         self._unsynced = []  # idx this rank stored since the last sync()
         self.store = None
-        if cache_mode == "none":
-            return
         shapes = {"logits": (num_examples, model.config.num_labels)}
         if cls_layers is not None:
             shapes["cls_states"] = (num_examples, len(cls_layers), model.config.hidden_size)
         if cache_mode == "disk":
             self.store = OutputStore.on_disk(store_folder, store_key, shapes, f"teacher {name}")
+            filled = self.store.filled_count()
             logger.info(
-                "teacher %s: shared output store %s (%d of %d rows filled)",
-                name,
-                store_folder,
-                self.store.filled_count(),
-                num_examples,
+                "teacher %s: shared output store %s (%d of %d rows filled)", name, store_folder, filled, num_examples
             )
-        else:
+        elif cache_mode == "memory":
             self.store = OutputStore.in_memory(shapes)
-            size = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values()) * 4
+            size = self.store.bytes_per_row() * num_examples
             if size > MEMORY_STORE_WARNING_BYTES:
                 logger.warning(
                     "teacher %s: --teacher_cache memory holds %.1f GB of outputs in the RAM of every process; "
@@ -398,9 +605,7 @@ class Teacher:
         return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
 
     def _forward(self, inputs: dict, hidden: bool):
-        """Teacher forward without gradient, in eval mode (train mode with `dropout`): fp32 logits
-        [K, C] and the hidden-state tuple in the pass's dtype (cast by the caller, which often keeps
-        only the [CLS] rows)."""
+        """No-grad forward in eval mode (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
         with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
@@ -408,14 +613,14 @@ class Teacher:
         return outputs.logits.float(), outputs.hidden_states if hidden else None
 
     def _cls(self, states, inputs: dict) -> torch.Tensor:
-        """[K, P, H] fp32 sentence states of the cached layers: the first token's, or for a decoder
-        the last token that is not padding, found as its classifier finds it (ids != pad_token_id)."""
-        input_ids = inputs["input_ids"]
-        if self.last_token and self.model.config.pad_token_id is not None:
+        """[K, P, H] fp32 sentence states of the cached layers: the first token's, or a decoder's last
+        non-padding token's (the one its classifier reads)."""
+        input_ids, config = inputs["input_ids"], self.model.config
+        if is_decoder(config) and config.pad_token_id is not None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-            chosen = (positions * (input_ids != self.model.config.pad_token_id)).argmax(-1)
+            chosen = (positions * (input_ids != config.pad_token_id)).argmax(-1)
         else:
-            chosen = torch.full_like(input_ids[:, 0], input_ids.shape[1] - 1 if self.last_token else 0)
+            chosen = torch.full_like(input_ids[:, 0], input_ids.shape[1] - 1 if is_decoder(config) else 0)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         return torch.stack([states[layer][rows, chosen] for layer in self.cls_layers], dim=1).float()
 
@@ -434,13 +639,9 @@ class Teacher:
         return self.inputs.batch(idx[rows].cpu().numpy(), next(self.model.parameters()).device)
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
-        """Teacher outputs for batch `rows`.
-
-        inputs: the batch's model inputs ({name: [B, L]}).  rows: [K] row indices.  idx: [B] example
-        ids (None: no caching possible).  hidden: none | cls | all.
-        Returns (logits [K, C], states): states is None, a [K, P, H] tensor of cached [CLS] states
-        of `cls_layers` (hidden=cls), or the full hidden_states tuple of [K, L, H] (hidden=all).
-        """
+        """(logits [K, C], states) of batch rows `rows` [K] given the batch's inputs ({name: [B, L]}) and
+        example ids `idx` [B] (None: no store). states by `hidden`: none -> None, cls -> [K, P, H]
+        sentence states of `cls_layers`, all -> the hidden-state tuple of [K, L, H]."""
         if hidden == "all" and self.inputs is not None:
             raise ValueError(
                 f"teacher {self.name} reads its own tokenisation: its token states align with no student token"
@@ -455,27 +656,20 @@ class Teacher:
             return logits, None if states is None else tuple(h.float() for h in states)
         row_idx = idx[rows].cpu().numpy()
         missing = np.flatnonzero(self.store.missing(row_idx))
-        with_states = self.cls_layers is not None  # a stored row needs all of its values
         for start in range(0, len(missing), self.batch_size):
             part = missing[start : start + self.batch_size]
             part_inputs = self._row_inputs(inputs, rows[torch.from_numpy(part).to(rows.device)], idx)
-            logits, states = self._forward(part_inputs, with_states)
+            logits, states = self._forward(part_inputs, self.cls_layers is not None)  # a row needs all its values
             self._keep(row_idx[part], logits, states, part_inputs)
-        # Always the stored values, also for rows computed just now: a row another process stored
-        # first keeps that value, and every run reading the row sees the same numbers.
+        # The stored values, also for rows computed just now: a row another process stored first
+        # keeps that value, and every run reading the row sees the same numbers.
         values = self.store.read(row_idx)
-        device = rows.device
-        logits = torch.from_numpy(values["logits"]).to(device)
-        states = torch.from_numpy(values["cls_states"]).to(device) if hidden == "cls" else None
-        return logits, states
+        states = torch.from_numpy(values["cls_states"]).to(rows.device) if hidden == "cls" else None
+        return torch.from_numpy(values["logits"]).to(rows.device), states
 
     def prefill(self, dataset, collate_fn, device, num_workers: int = 0):
-        """Fill every missing row of the training set in one pass sorted by length (longest first).
-
-        Under DDP the missing rows (the union over ranks) are dealt out to the ranks in length
-        order and then shared by `sync()`, so each row is computed once. Collective: every rank
-        must call it.
-        """
+        """Fill every missing row in one pass sorted by length (longest first): less padding and larger
+        batches than training's. Under DDP the ranks share the rows out (collective)."""
         if self.store is None:
             return
         if self.inputs is not None:  # the same rows in this teacher's own tokenisation
@@ -494,9 +688,8 @@ class Teacher:
             mine = order[rank::world]
             batches = [mine[start : start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
             inputs = dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
-            # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the
-            # global RNG would make a run that prefills train differently from one that finds
-            # its store already full.
+            # Its own generator: drawing the loader's seed from the global RNG would make a run that
+            # prefills train differently from one that finds its store already full.
             loader = DataLoader(
                 inputs,
                 batch_sampler=batches,
@@ -519,97 +712,116 @@ class Teacher:
             )
         self.sync()
 
+    def _take_unsynced(self) -> np.ndarray:
+        return np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
+
     def sync(self):
         """Make every rank's store hold every row some rank stored since the last sync (collective)."""
         if self.store is None:
             return
-        new = np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
-        self._unsynced = []
+        new, self._unsynced = self._take_unsynced(), []
         if not _distributed():
             return
         rank, world = dist.get_rank(), dist.get_world_size()
         gathered = [None] * world
         dist.all_gather_object(gathered, new)
         shared = self.store.folder is not None
-        if shared:
-            # One store on a shared file system: usually every rank already sees every row.
+        if shared:  # one store on a shared file system: usually every rank already sees every row
             lacking = [None] * world
             dist.all_gather_object(lacking, bool(self.store.missing(np.concatenate(gathered)).any()))
             if not any(lacking):
                 return
-        chunk = max(1, SYNC_CHUNK_BYTES // sum(rows.row_bytes for rows in self.store.rows.values()))
+        chunk = max(1, SYNC_CHUNK_BYTES // self.store.bytes_per_row())
         for source, rows in enumerate(gathered):
             for start in range(0, len(rows), chunk):
                 part = rows[start : start + chunk]
                 box = [self.store.read(part) if rank == source else None]
                 dist.broadcast_object_list(box, src=source)
                 if rank != source:
-                    # In memory, a row two ranks both computed (DistributedSampler repeats a few
-                    # rows to even out the shards) ends with the lowest rank's value everywhere.
+                    # In memory, a row two ranks both computed (DistributedSampler repeats a few rows
+                    # to even out the shards) ends with the lowest rank's value everywhere.
                     self.store.write(part, box[0], overwrite=not shared and source < rank)
 
     # --- checkpoints: a resumed run must see exactly the outputs the interrupted one used ---
     def save_checkpoint(self, prefix: str):
-        """Memory: this rank's whole store (`prefix.safetensors`). Disk: a reference to the shared store (`prefix.json`)."""
+        """Memory: this rank's whole store (`prefix.safetensors`); disk: the shared store's name (`prefix.json`)."""
         if self.store is None:
             return
-        unsynced = np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
-        if self.store.folder is None:
-            state = dict(self.store.state(), unsynced=torch.from_numpy(unsynced))
-            save_file(state, f"{prefix}.safetensors.tmp", metadata={"teacher": self.path})
-            os.replace(f"{prefix}.safetensors.tmp", f"{prefix}.safetensors")
-        else:
-            with open(f"{prefix}.json.tmp", "w") as handle:
-                json.dump({"store": self.store.folder, "unsynced": unsynced.tolist()}, handle)
-            os.replace(f"{prefix}.json.tmp", f"{prefix}.json")
+        unsynced = self._take_unsynced()
+        if self.store.folder is not None:
+            write_atomic(f"{prefix}.json", json.dumps({"store": self.store.folder, "unsynced": unsynced.tolist()}))
+            return
+        with atomic_path(f"{prefix}.safetensors") as tmp:
+            save_file(
+                self.store.state() | {"unsynced": torch.from_numpy(unsynced)}, tmp, metadata={"teacher": self.path}
+            )
 
     def load_checkpoint(self, prefix: str):
         if self.store is None:
             return
         if self.store.folder is not None:
-            self._load_store_reference(f"{prefix}.json")
-            return
-        try:
-            state = load_file(f"{prefix}.safetensors")
-            self.store.load_state(state)
-        except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as error:
-            self.store.clear()
-            logger.warning(
-                "teacher %s: no usable output cache in the checkpoint (%s); recomputing its outputs", self.name, error
-            )
-            return
-        self._unsynced = [state["unsynced"].numpy()] if state["unsynced"].numel() else []
-        logger.info("teacher %s: resumed with %d cached outputs", self.name, self.store.filled_count())
-
-    def _load_store_reference(self, path: str):
-        try:
-            with open(path) as handle:
-                reference = json.load(handle)
-        except (OSError, ValueError):
-            reference = {}
-        if reference.get("store") != self.store.folder:
-            logger.warning(
-                "teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed "
-                "(last-bit differences from the interrupted run are possible)",
-                self.name,
-                self.store.folder,
-            )
-            return
-        self._unsynced = [np.asarray(reference.get("unsynced", []), dtype=np.int64)]
-        logger.info(
-            "teacher %s: resumed with %d cached outputs in the shared store %s",
-            self.name,
-            self.store.filled_count(),
-            self.store.folder,
-        )
+            reference = read_json(f"{prefix}.json") or {}
+            if reference.get("store") != self.store.folder:
+                logger.warning(
+                    "teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed "
+                    "(last-bit differences from the interrupted run are possible)",
+                    self.name,
+                    self.store.folder,
+                )
+                return
+            self._unsynced = [np.asarray(reference.get("unsynced", []), dtype=np.int64)]
+            where = f" in the shared store {self.store.folder}"
+        else:
+            try:
+                state = load_file(f"{prefix}.safetensors")
+                self.store.load_state(state)
+            except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as error:
+                self.store.flags[:] = 0  # forget every row
+                logger.warning(
+                    "teacher %s: no usable output cache in the checkpoint (%s); recomputing its outputs",
+                    self.name,
+                    error,
+                )
+                return
+            self._unsynced = [state["unsynced"].numpy()] if state["unsynced"].numel() else []
+            where = ""
+        logger.info("teacher %s: resumed with %d cached outputs%s", self.name, self.store.filled_count(), where)
 
 
-def teacher_fingerprint(path: str) -> list:
-    """Names, sizes and modification times of a teacher folder's files: re-training changes them."""
-    entries = []
-    for name in sorted(os.listdir(path)):
-        full = os.path.join(path, name)
-        if os.path.isfile(full):
-            stat = os.stat(full)
-            entries.append([name, stat.st_size, stat.st_mtime_ns])
-    return entries
+class TeacherCounter(TrainerCallback, ExportableState):
+    """Counts teacher forwards across ranks and resumes; prefills the stores at train begin and syncs
+    them at epoch end. The count is all-reduced at a saving step's end (every rank runs it), never in
+    `state()`, which only some ranks call while writing a checkpoint."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.restored = 0
+        self.at_last_save = 0
+
+    def state(self):
+        return {"args": {}, "attributes": {"forward_examples": self.at_last_save}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if isinstance(saved, dict) and state.global_step > 0:
+            self.restored = int(saved.get("attributes", {}).get("forward_examples", 0))
+        self.trainer.prefill_teachers()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            self.at_last_save = self.total()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.trainer.end_of_epoch()
+        if control.should_save:
+            self.at_last_save = self.total()
+
+    def total(self) -> int:
+        """Collective under DDP: every rank must call it."""
+        local = sum(t.forward_examples for t in self.trainer.teachers.values())
+        if _distributed():
+            device = self.trainer.args.device if dist.get_backend() == "nccl" else "cpu"
+            count = torch.tensor(local, dtype=torch.long, device=device)
+            dist.all_reduce(count)
+            local = int(count.item())
+        return self.restored + local

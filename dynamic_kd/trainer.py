@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from accelerate.utils import broadcast, gather_object
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer, TrainerCallback
@@ -33,6 +32,7 @@ from dynamic_kd.strategies import (
     student_signal,
     teachers_seeing_every_row,
 )
+from dynamic_kd.teachers import TeacherCounter
 from dynamic_kd.uncertainty import normalized_entropy
 
 logger = logging.getLogger(__name__)
@@ -346,48 +346,6 @@ class DistillationTrainer(Trainer):
                 scores.append(SELECTION_SCORES[strategy](logits.float()))
         model.train(was_training)
         return torch.cat(gather_object([torch.cat(scores).cpu()]))  # the ranks' shares in order
-
-
-class TeacherCounter(TrainerCallback, ExportableState):
-    """Counts teacher forwards across ranks and resumes; fills teacher stores at train begin and
-    syncs them at epoch end.
-
-    The all-reduce happens in `on_step_end` of a saving step (every rank runs it), never inside
-    `state()`, which only some ranks may call while writing a checkpoint.
-    """
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-        self.restored = 0
-        self.at_last_save = 0
-
-    def state(self):
-        return {"args": {}, "attributes": {"forward_examples": self.at_last_save}}
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(saved, dict) and state.global_step > 0:
-            self.restored = int(saved.get("attributes", {}).get("forward_examples", 0))
-        self.trainer.prefill_teachers()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if control.should_save:
-            self.at_last_save = self.total()
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self.trainer.end_of_epoch()
-        if control.should_save:
-            self.at_last_save = self.total()
-
-    def total(self) -> int:
-        """Collective under DDP: every rank must call it."""
-        local = sum(t.forward_examples for t in self.trainer.teachers.values())
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            device = self.trainer.args.device if dist.get_backend() == "nccl" else "cpu"
-            count = torch.tensor(local, dtype=torch.long, device=device)
-            dist.all_reduce(count)
-            local = int(count.item())
-        return self.restored + local
 
 
 class EpochSubsetSampler(Sampler):

@@ -36,14 +36,8 @@ import dynamic_teacher
 import train_teacher
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.errors import ConfigError
-from dynamic_kd.recipe import (
-    foreign_teachers,
-    load_data,
-    load_student,
-    load_teacher_models,
-    load_teachers,
-    score_teachers,
-)
+from dynamic_kd.recipe import load_data, load_student
+from dynamic_kd.teachers import foreign_teachers, load_teacher_models, load_teachers, score_teachers
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
 QUIET = [
@@ -286,7 +280,7 @@ def build(zoo, out, *extra):
         [*QUIET, *student_args(zoo, out, *extra)], DataArguments, ModelArguments, DistillationArguments
     )
     tokenizer, student = load_student(model_args, data_args.task, training_args.seed)
-    models = load_teacher_models(kd_args, data_args.task, tokenizer)
+    models = load_teacher_models(kd_args, data_args.task)
     foreign = foreign_teachers(kd_args, tokenizer, models)
     data = load_data(data_args, tokenizer, [student], {name: (own, models[name]) for name, own in foreign.items()})
     teachers = load_teachers(

@@ -1,4 +1,4 @@
-"""Tests for dynamic_kd.recipe: the teacher check is paid once per teacher and dev data."""
+"""The teacher check (dynamic_kd.teachers.stored_teacher_scores) is paid once per teacher and dev data."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import pytest
 from conftest import FIXTURES, make_tiny_bert
 
 import dynamic_data
-from dynamic_kd import recipe
+from dynamic_kd import teachers
 
 SST2 = os.path.join(FIXTURES, "glue", "sst2")
 
@@ -16,13 +16,13 @@ SST2 = os.path.join(FIXTURES, "glue", "sst2")
 def scored(monkeypatch):
     """The teachers `score_teachers` runs forward passes for, one list per call."""
     calls = []
-    score = recipe.score_teachers
+    score = teachers.score_teachers
 
     def counting(models, *args, **kwargs):
         calls.append(sorted(models))
         return score(models, *args, **kwargs)
 
-    monkeypatch.setattr(recipe, "score_teachers", counting)
+    monkeypatch.setattr(teachers, "score_teachers", counting)
     return calls
 
 

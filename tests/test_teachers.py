@@ -221,7 +221,7 @@ def flush_then_die(self):  # the values are written and flushed; the flags are n
     os.kill(os.getpid(), signal.SIGKILL)
 teachers._FileRows.flush = flush_then_die
 model = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
-teacher = teachers.Teacher("teacher", model, teacher_dir, 8, "disk", store_folder=folder, store_key=key)
+teacher = teachers.Teacher("teacher", model, teacher_dir, 8, "disk", batch_size=4, store_folder=folder, store_key=key)
 batch = dict(AutoTokenizer.from_pretrained(teacher_dir)(sys.argv[3:], padding=True, return_tensors="pt"))
 teacher.query(batch, torch.arange(len(sys.argv[3:])), torch.arange(len(sys.argv[3:])))
 """

@@ -330,7 +330,7 @@ def test_mixed_precision_student_and_bf16_teacher(models, tmp_path):
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     # the store holds fp32 logits whatever the teacher's dtype
-    assert trainer.teachers["teacher"].store.rows["logits"].array.dtype == np.float32
+    assert trainer.teachers["teacher"].store.rows["logits"].dtype == np.float32
 
 
 def test_cpu_training_prints_no_pin_memory_warning(models, tmp_path):
