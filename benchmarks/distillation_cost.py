@@ -1,10 +1,5 @@
 """What distillation costs over plain fine-tuning, and what the teacher-output store and data selection save.
-
-    python benchmarks/distillation_cost.py [--work DIR] [--epochs 3] [--train N] [--only NAME ...]
-        [--sweep [--student_runs 9] [--sweep_train N]] [--gpu] [--dry_run]
-
-The variants of grid `cost` (scripts/grids.py `COST_VARIANTS`), `--sweep` also grid `shared-store`,
-one after another; benchmarks/README.md says what each measures. Writes WORK/benchmark.md.
+Grid `cost`, with --sweep also `shared-store`, run one after another: see benchmarks/README.md.
 """
 
 import argparse
@@ -19,25 +14,23 @@ import pandas as pd
 from benchmarks import synthetic
 from dynamic_kd import report, sweeps
 from dynamic_kd.runs import RESULTS_FILE
+from scripts.prepare_tweets import LABELS
 
-# (variant, baseline) of each ratio printed where both ran, of the training loop (teacher pass included), the
-# run's wall time (loading and evaluation too) and its CPU time (what other jobs on the machine do not change).
+# (variant, baseline) of each ratio printed where both ran, in each of RATIO_COLUMNS
 RATIOS = (("cached", "student"), ("cached-bf16", "student"), ("cached", "original"), ("epoch-r0.1", "cached"))
 RATIO_COLUMNS = ("train loop s", "run wall s", "run CPU s")
 # On the GPU every run is bf16 (the teacher pass follows the student), so cached-bf16 = cached; no small teacher.
 GPU_VARIANTS = ("original", "cached", "student", "epoch-r0.1", "uncached", "batch-r0.1")
-LABELS = ("negative", "neutral", "positive")
 DECIMALS = {"examples/s": 0, "peak RSS MB": 0, "peak GPU MB": 0, "teacher forward examples": 0, "dev acc": 4}
 DECIMALS |= {"train loop s": 1, "run wall s": 1, "run CPU s": 1, "time vs original": 3}
 
 
 def demo_settings(work, train):
-    """The CPU benchmark: the tweets and the MiniLM demo model."""
     return [f"MODEL={common.minilm()}", f"DATA_DIR={common.tweets(os.path.join(work, 'tweets'), train, 500)}"]
 
 
 def gpu_settings(work, train):
-    """The GPU benchmark: a random-weight BERT-base as the teacher, its first 6 layers as the student."""
+    """A random-weight BERT-base as the teacher, its first 6 layers as the student."""
     tokenizer = common.minilm()  # bert-base-uncased's vocabulary
     data, model = os.path.join(work, "texts"), os.path.join(work, "bert-base-random")
     synthetic.write_data(data, train, 2000, ("sentence",), (100, 140), LABELS, tokenizer)
@@ -48,7 +41,7 @@ def gpu_settings(work, train):
 
 
 def load(folder):
-    """One run's results.json, with its wall time and peak RSS (sweeps.run_end); None if it did not finish."""
+    """A finished run's figures (results.json and `sweeps.run_end`), else None."""
     path = os.path.join(folder, RESULTS_FILE)
     if not os.path.exists(path):
         return None
@@ -68,7 +61,7 @@ def load(folder):
 
 
 def table(rows: pd.DataFrame) -> str:
-    """`load`'s rows as markdown, each column in its format, a blank for what is missing."""
+    """`load`'s rows as markdown, a blank for what is missing."""
     rows = rows.drop(columns=["peak GPU MB"] if rows["peak GPU MB"].isna().all() else [])  # a copy
     if "original" in rows.index:
         rows["time vs original"] = rows["train loop s"] / rows.loc["original", "train loop s"]
