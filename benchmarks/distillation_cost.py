@@ -19,7 +19,7 @@ from scripts.prepare_tweets import LABELS
 # (variant, baseline) of each ratio printed where both ran, in each of RATIO_COLUMNS
 RATIOS = (("cached", "student"), ("cached-bf16", "student"), ("cached", "original"), ("epoch-r0.1", "cached"))
 RATIO_COLUMNS = ("train loop s", "run wall s", "run CPU s")
-# On the GPU every run is bf16 (the teacher pass follows the student), so cached-bf16 = cached; no small teacher.
+# On the GPU every run is bf16, so cached-bf16 = cached; no small teacher.
 GPU_VARIANTS = ("original", "cached", "student", "epoch-r0.1", "uncached", "batch-r0.1")
 DECIMALS = {"examples/s": 0, "peak RSS MB": 0, "peak GPU MB": 0, "teacher forward examples": 0, "dev acc": 4}
 DECIMALS |= {"train loop s": 1, "run wall s": 1, "run CPU s": 1, "time vs original": 3}
@@ -35,7 +35,7 @@ def gpu_settings(work, train):
     data, model = os.path.join(work, "texts"), os.path.join(work, "bert-base-random")
     synthetic.write_data(data, train, 2000, ("sentence",), (100, 140), LABELS, tokenizer)
     synthetic.random_bert(model, tokenizer, LABELS)
-    # A random teacher is no better than the majority class: the teacher check would refuse it.
+    # the teacher check would refuse a random teacher (no better than the majority class)
     gpu = ["STUDENT_LAYERS=6", "MAX_LEN=128", "PRECISION=bf16", "KD_ARGS=--skip_teacher_check"]
     return [f"MODEL={model}", f"TEACHER={model}", f"DATA_DIR={data}", *gpu]
 
@@ -101,14 +101,14 @@ def sweep_table(work):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", help="data, models, runs, caches (default outputs/benchmark[-gpu with --gpu])")
+    parser.add_argument("--work", help="output folder (default outputs/benchmark[-gpu])")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
-    parser.add_argument("--only", nargs="*", default=[], help="run only these variants (the teachers always)")
-    parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep (grid shared-store)")
-    parser.add_argument("--student_runs", type=int, default=9, help="--sweep: runs of the student alone (default 9)")
-    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows only (default all)")
-    parser.add_argument("--gpu", action="store_true", help="the GPU variant (random BERT-base -> 6 layers, bf16)")
+    parser.add_argument("--only", nargs="*", default=[], help="run only these variants (and the teachers)")
+    parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep")
+    parser.add_argument("--student_runs", type=int, default=9, help="--sweep: student-alone runs (default 9)")
+    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows")
+    parser.add_argument("--gpu", action="store_true", help="random BERT-base -> 6 layers, bf16")
     parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     if args.gpu and not args.dry_run:
