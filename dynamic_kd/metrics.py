@@ -59,20 +59,16 @@ METRICS: dict[str, tuple[Callable, str]] = {
 }
 
 
-def _as_task(task) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
-
 def metric_names(task) -> tuple[str, ...]:
     """The names of `task`'s scores, read off a two-row example so they cannot drift."""
-    task = _as_task(task)
+    task = get_task(task)
     labels = np.array([0.0, 1.0]) if task.is_regression else np.array([0, 1])
     return tuple(compute_task_metrics(task, labels if task.is_regression else np.eye(2), labels))
 
 
 def compute_task_metrics(task: Task, predictions: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
     """Scores of `predictions` (logits [N, C], class ids [N], or regression [N]/[N, 1])."""
-    task = _as_task(task)
+    task = get_task(task)
     labels = np.asarray(label_ids)
     if task.is_regression:
         labels = labels.reshape(-1)
@@ -83,7 +79,7 @@ def compute_task_metrics(task: Task, predictions: np.ndarray, label_ids: np.ndar
 
 def metrics_fn(task: Task) -> Callable:
     """A ``compute_metrics`` callable for ``transformers.Trainer``."""
-    task = _as_task(task)
+    task = get_task(task)
 
     def compute(eval_prediction) -> dict[str, float]:
         # A model that also returns hidden states or attentions gives a tuple, logits first.
@@ -97,7 +93,7 @@ def metrics_fn(task: Task) -> Callable:
 
 def primary_metric(task: Task) -> str:
     """Name of the score that ranks checkpoints for `task`."""
-    return METRICS[_as_task(task).metric][1]
+    return METRICS[get_task(task).metric][1]
 
 
 @cache
