@@ -1,8 +1,5 @@
-"""What the benchmarks share: the repository on the import path, the demo model and data, the output.
-
-A benchmark runs as ``python benchmarks/<name>.py``, so this folder (not the repository) is on the
-import path; importing this module first makes `dynamic_kd` and `benchmarks` importable.
-"""
+"""What the benchmarks share: the demo model and data, the output; importing it first puts the repository
+on the import path (``python benchmarks/<name>.py`` puts only this folder there)."""
 
 import os
 import subprocess

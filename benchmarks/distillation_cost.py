@@ -1,10 +1,5 @@
 """What distillation costs over plain fine-tuning, and what the teacher-output store and data selection save.
-
-    python benchmarks/distillation_cost.py [--work DIR] [--epochs 3] [--train N] [--only NAME ...]
-        [--sweep [--student_runs 9] [--sweep_train N]] [--gpu] [--dry_run]
-
-The variants of grid `cost` (scripts/grids.py `COST_VARIANTS`), `--sweep` also grid `shared-store`,
-one after another; benchmarks/README.md says what each measures. Writes WORK/benchmark.md.
+Grid `cost`, with --sweep also `shared-store`, run one after another: see benchmarks/README.md.
 """
 
 import argparse
@@ -19,36 +14,34 @@ import pandas as pd
 from benchmarks import synthetic
 from dynamic_kd import report, sweeps
 from dynamic_kd.runs import RESULTS_FILE
+from scripts.prepare_tweets import LABELS
 
-# (variant, baseline) of each ratio printed where both ran, of the training loop (teacher pass included), the
-# run's wall time (loading and evaluation too) and its CPU time (what other jobs on the machine do not change).
+# (variant, baseline) of each ratio printed where both ran, in each of RATIO_COLUMNS
 RATIOS = (("cached", "student"), ("cached-bf16", "student"), ("cached", "original"), ("epoch-r0.1", "cached"))
 RATIO_COLUMNS = ("train loop s", "run wall s", "run CPU s")
-# On the GPU every run is bf16 (the teacher pass follows the student), so cached-bf16 = cached; no small teacher.
+# On the GPU every run is bf16, so cached-bf16 = cached; no small teacher.
 GPU_VARIANTS = ("original", "cached", "student", "epoch-r0.1", "uncached", "batch-r0.1")
-LABELS = ("negative", "neutral", "positive")
 DECIMALS = {"examples/s": 0, "peak RSS MB": 0, "peak GPU MB": 0, "teacher forward examples": 0, "dev acc": 4}
 DECIMALS |= {"train loop s": 1, "run wall s": 1, "run CPU s": 1, "time vs original": 3}
 
 
 def demo_settings(work, train):
-    """The CPU benchmark: the tweets and the MiniLM demo model."""
     return [f"MODEL={common.minilm()}", f"DATA_DIR={common.tweets(os.path.join(work, 'tweets'), train, 500)}"]
 
 
 def gpu_settings(work, train):
-    """The GPU benchmark: a random-weight BERT-base as the teacher, its first 6 layers as the student."""
+    """A random-weight BERT-base as the teacher, its first 6 layers as the student."""
     tokenizer = common.minilm()  # bert-base-uncased's vocabulary
     data, model = os.path.join(work, "texts"), os.path.join(work, "bert-base-random")
     synthetic.write_data(data, train, 2000, ("sentence",), (100, 140), LABELS, tokenizer)
     synthetic.random_bert(model, tokenizer, LABELS)
-    # A random teacher is no better than the majority class: the teacher check would refuse it.
+    # the teacher check would refuse a random teacher (no better than the majority class)
     gpu = ["STUDENT_LAYERS=6", "MAX_LEN=128", "PRECISION=bf16", "KD_ARGS=--skip_teacher_check"]
     return [f"MODEL={model}", f"TEACHER={model}", f"DATA_DIR={data}", *gpu]
 
 
 def load(folder):
-    """One run's results.json, with its wall time and peak RSS (sweeps.run_end); None if it did not finish."""
+    """A finished run's figures (results.json and `sweeps.run_end`), else None."""
     path = os.path.join(folder, RESULTS_FILE)
     if not os.path.exists(path):
         return None
@@ -68,7 +61,7 @@ def load(folder):
 
 
 def table(rows: pd.DataFrame) -> str:
-    """`load`'s rows as markdown, each column in its format, a blank for what is missing."""
+    """`load`'s rows as markdown, a blank for what is missing."""
     rows = rows.drop(columns=["peak GPU MB"] if rows["peak GPU MB"].isna().all() else [])  # a copy
     if "original" in rows.index:
         rows["time vs original"] = rows["train loop s"] / rows.loc["original", "train loop s"]
@@ -108,14 +101,14 @@ def sweep_table(work):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", help="data, models, runs, caches (default outputs/benchmark[-gpu with --gpu])")
+    parser.add_argument("--work", help="output folder (default outputs/benchmark[-gpu])")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
-    parser.add_argument("--only", nargs="*", default=[], help="run only these variants (the teachers always)")
-    parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep (grid shared-store)")
-    parser.add_argument("--student_runs", type=int, default=9, help="--sweep: runs of the student alone (default 9)")
-    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows only (default all)")
-    parser.add_argument("--gpu", action="store_true", help="the GPU variant (random BERT-base -> 6 layers, bf16)")
+    parser.add_argument("--only", nargs="*", default=[], help="run only these variants (and the teachers)")
+    parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep")
+    parser.add_argument("--student_runs", type=int, default=9, help="--sweep: student-alone runs (default 9)")
+    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows")
+    parser.add_argument("--gpu", action="store_true", help="random BERT-base -> 6 layers, bf16")
     parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     if args.gpu and not args.dry_run:

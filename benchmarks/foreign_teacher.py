@@ -1,9 +1,4 @@
-"""A 12-layer teacher with its own tokenizer, distilled into the miniature's MiniLM student (benchmarks/README.md).
-
-    python benchmarks/foreign_teacher.py --mpnet DIR [--work outputs/foreign-teacher] [--seeds "1 2 3 4 5"]
-
-DIR: the unzipped `all-mpnet-base-v2` folder. Prints each row's dev accuracy and the paired claims.
-"""
+"""A 12-layer teacher with its own tokenizer, distilled into the miniature's MiniLM student (benchmarks/README.md)."""
 
 import argparse
 import os

@@ -1,9 +1,5 @@
 """GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache.
-
-    python benchmarks/glue_scale.py [--work outputs/benchmark-glue] [--train 392702] [--max_steps 50] [--dry_run]
-
-Synthetic pairs and a random 1-layer teacher of hidden size 1024 (the store's size depends only on rows x
-[CLS] layers x hidden size); benchmarks/README.md says what it measures. Writes WORK/glue_scale.md.
+Synthetic pairs and a random 1-layer teacher of hidden size 1024: see benchmarks/README.md.
 """
 
 import argparse
@@ -27,7 +23,7 @@ TEACHER = {"hidden_size": 1024, "num_hidden_layers": 1, "num_attention_heads": 1
 
 
 def time_load_data(argv):
-    """In a fresh process: seconds `recipe.load_data` takes for the run flags `argv`, printed as JSON."""
+    """Print as JSON the seconds `recipe.load_data` takes for the run flags `argv` (a fresh process)."""
     from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
     from dynamic_kd.recipe import load_data, load_student
 

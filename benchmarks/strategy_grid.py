@@ -1,9 +1,5 @@
 """Every selection strategy, teacher mode and objective strategy on the offline demo data.
-
-    python benchmarks/strategy_grid.py [--work outputs/benchmark] [--epochs 3] [--seeds 1]
-
-The paper's grids `teacher`, `data`, `objective` on the data and teachers of distillation_cost.py (run it
-first); prints each aspect's table and cost and writes WORK/strategy_grid.md.
+The paper's grids on distillation_cost.py's data and teachers (run it first): see benchmarks/README.md.
 """
 
 import argparse

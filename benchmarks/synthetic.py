@@ -1,7 +1,5 @@
-"""Synthetic data and random-weight models for the benchmarks that measure cost, not accuracy (no hub needed):
-random words of a tokenizer's vocabulary with random labels, and BERTs of any size saved next to that
-tokenizer, so the entry points take them as teachers or students of the custom task.
-"""
+"""Random-word data and random-weight BERTs (saved with the tokenizer: a custom task's teacher or student)
+for the benchmarks that measure cost, not accuracy."""
 
 import os
 import random
@@ -12,13 +10,13 @@ from dynamic_kd.files import write_atomic
 
 
 def vocabulary(tokenizer_path: str) -> list[str]:
-    """Whole words (letters only, 3+ characters: about a token each) of the tokenizer's vocabulary, in its order."""
+    """The vocabulary's words of 3+ letters (about a token each), in its order."""
     vocab = AutoTokenizer.from_pretrained(tokenizer_path).get_vocab()
     return [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
 
 
 def write_split(path: str, rows: int, columns: tuple, words: tuple[int, int], labels: tuple, vocab: list, seed: int):
-    """A TSV of `rows` rows: each text column `words` = (min, max) random words, the label column random."""
+    """A TSV of `rows` rows: in each text column (min, max) = `words` random words, a random label."""
     rng = random.Random(seed)
     lines = ["\t".join((*columns, "label"))]
     for _ in range(rows):
@@ -30,7 +28,7 @@ def write_split(path: str, rows: int, columns: tuple, words: tuple[int, int], la
 def write_data(
     folder: str, train: int, dev: int, columns: tuple, words: tuple[int, int], labels: tuple, tokenizer: str
 ):
-    """folder/train.tsv and folder/dev.tsv (kept if both exist: the same arguments give the same files)."""
+    """folder/train.tsv and dev.tsv, kept if there (the same arguments give the same files)."""
     if all(os.path.exists(os.path.join(folder, name)) for name in ("train.tsv", "dev.tsv")):
         return
     vocab = vocabulary(tokenizer)
@@ -39,8 +37,8 @@ def write_data(
 
 
 def random_bert(folder: str, tokenizer_path: str, labels: tuple[str, ...], **config):
-    """A BertForSequenceClassification with random weights (seed 0) over `labels` (sorted, as the
-    custom task orders them), saved with the tokenizer; `config` overrides BERT-base's sizes."""
+    """A random (seed 0) BertForSequenceClassification over sorted `labels` (the custom task's order);
+    `config` overrides BERT-base's sizes."""
     if os.path.exists(os.path.join(folder, "config.json")):
         return
     import torch

@@ -1,8 +1,4 @@
-"""Paired claims of a seeded sweep (the miniature): rows run on the same seeds, compared seed by seed.
-
-A sweep lays its runs out as <root>/<row>/seed<seed>; a claim says one row scores higher than a
-baseline row (or, with a margin, at most that many points lower).
-"""
+"""Paired claims of a seeded sweep (the miniature, runs in <root>/<row>/seed<seed>): rows compared seed by seed."""
 
 import math
 import os
@@ -17,7 +13,7 @@ CLAIMS_METRIC = "accuracy"
 
 
 def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (`runs.load_runs`): its row folder, seed, accuracy x100, training seconds, teacher forwards."""
+    """Per run (`runs.load_runs`): its row folder, seed, accuracy x100, training seconds, teacher forwards."""
     lacking = runs.task[runs.metrics.map(lambda m: CLAIMS_METRIC not in m)]
     if len(lacking):
         raise ConfigError(f"the claims are stated in {CLAIMS_METRIC}, which task {lacking.iloc[0]} does not report")
@@ -33,7 +29,7 @@ def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
-    """Per row of `order` that ran: score mean ± sample std (n; one seed has no std), mean time and forwards."""
+    """Per row of `order` that ran: score mean ± sample std (n), mean time and forwards."""
     agg = rows.groupby("row").agg(
         mean=("score", "mean"),
         std=("score", "std"),
@@ -56,9 +52,9 @@ def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
 
 
 def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
-    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline over the
-    seeds both ran: mean, 95% t-interval, verdict against -margin (0 when absent): holds (the interval is
-    above it), contradicted (below) or within noise."""
+    """Each claim (section, text, row, baseline[, margin]: row scores higher, or at most margin points lower)
+    as the paired difference row - baseline over the seeds both ran: mean, 95% t-interval and verdict: holds
+    (the interval is above -margin), contradicted (below) or within noise."""
     scores = rows.pivot_table(index="seed", columns="row", values="score")
     out = []
     for section, text, row, baseline, *margin in claims:
@@ -79,8 +75,8 @@ def draw_label(folder: str) -> str:
 
 
 def side_by_side(draws: dict, sweep: str, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows and claims tables (grids' `<SWEEP>_ROWS`, `_CLAIMS`) of each draw {label: runs} side by side,
-    columns suffixed with the draw's label (none for one draw): which verdicts survive a new draw."""
+    """The rows and claims tables (grids' `<SWEEP>_ROWS`, `_CLAIMS`) of each draw {label: runs} side by side:
+    which verdicts survive a new draw."""
     from dynamic_kd.sweeps import grids
 
     order, stated = (getattr(grids(), f"{sweep.upper()}_{part}", None) for part in ("ROWS", "CLAIMS"))

@@ -1,7 +1,4 @@
-"""The report's figures, each answering one question with names a reader knows and axes that do not magnify
-noise: did a method beat the student alone (bars from 0), how does the score move with the selection ratio,
-how did the uncertainty, the weights and the selected fraction move during training.
-"""
+"""The report's figures, in names a reader knows, on axes from 0 so that noise does not look like an effect."""
 
 import json
 import logging
@@ -29,7 +26,7 @@ STYLES = ("-", "--", ":", "-.")
 
 
 def pyplot():
-    """matplotlib, loaded only when a figure is drawn (tables alone never import it)."""
+    """matplotlib, imported only when a figure is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -50,7 +47,7 @@ def save(fig, path: str) -> str:
 
 
 def _panels(n: int, width: float, height: float):
-    """A figure of n panels, three to a row, laid out so that no title or label is cut off."""
+    """A figure of n panels, three to a row (constrained layout: no label cut off)."""
     ncols, nrows = min(3, n), math.ceil(n / min(3, n))
     size = (width * ncols, height * nrows)
     fig, axes = pyplot().subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained")
@@ -60,11 +57,10 @@ def _panels(n: int, width: float, height: float):
 
 
 def methods_figure(primary: pd.DataFrame, headers: dict):
-    """Each row's score ×100 as a bar from 0, whiskers (sample std) only where ≥ 2 seeds, the student
-    alone's level dashed; a panel per table column. primary: one row per group with `row` (its reader's
-    name), `method`, `task`, `data`, `metric_name`, `mean`, `std`, `n`; headers: {(task, data): title}."""
+    """Did a method beat the student alone: each row's score ×100 as a bar, a panel per table column.
+    primary, headers: `report.primary_rows`."""
     rows = list(dict.fromkeys(primary.row))
-    labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap instead of squeezing the bars
+    labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap, not squeeze the bars
     fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
     fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where ≥ 2 seeds", fontsize=11)
     small = dict(va="center", fontsize=8)  # the bars' value labels
@@ -92,8 +88,7 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
 
 
 def ratio_figure(lines: pd.DataFrame, headers: dict):
-    """Score ×100 (from 0) vs selection ratio, a line per `line`, a panel per (task, data).
-    lines: `methods_figure`'s columns plus `ratio` and `line`."""
+    """Score ×100 vs selection ratio, a line per `line`, a panel per (task, data)."""
     panels = list(dict.fromkeys(zip(lines.task, lines.data)))
     fig, axes = _panels(len(panels), 5.0, 3.5)
     for ax, (task, data) in zip(axes, panels):
@@ -112,7 +107,7 @@ def ratio_figure(lines: pd.DataFrame, headers: dict):
 
 
 def curve_panels(keys) -> list:
-    """(title, the logged names it draws, y range) of the `CURVE_PANELS` with values in `keys`."""
+    """The `CURVE_PANELS` with values in `keys`, each with the names it draws."""
     panels = [
         (title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
         for title, pattern, limits in CURVE_PANELS
@@ -121,7 +116,7 @@ def curve_panels(keys) -> list:
 
 
 def read_history(run_dir: str) -> list:
-    """results.json's `log_history`, or while the run trains its newest complete checkpoint's."""
+    """results.json's `log_history`, or while the run trains, its newest complete checkpoint's."""
     path = os.path.join(run_dir, RESULTS_FILE)
     if not os.path.exists(path):
         from transformers.trainer import TRAINER_STATE_NAME  # torch loads only for an unfinished run
@@ -146,8 +141,6 @@ def read_history(run_dir: str) -> list:
 
 def curve_points(run_dirs) -> pd.DataFrame:
     """Every logged dkd/* value of the runs as (run: its folder's name, step, key without dkd/, value)."""
-    if not run_dirs:
-        raise ConfigError("no run dirs given for --curves; pass one or more training output dirs")
     names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
     names = names if len(set(names)) == len(names) else [os.path.normpath(d) for d in run_dirs]
     points = pd.DataFrame(
@@ -170,8 +163,7 @@ def curve_points(run_dirs) -> pd.DataFrame:
 
 
 def curves_figure(points: pd.DataFrame):
-    """`CURVE_PANELS` over steps: a colour per run, a line style per logged value.
-    points: run, step, key (dkd/ dropped), value."""
+    """`CURVE_PANELS` of `curve_points` over steps: a colour per run, a line style per logged value."""
     plt = pyplot()
     panels = curve_panels(points.key)
     fig, axes = _panels(len(panels), 5.0, 3.4)

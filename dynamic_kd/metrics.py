@@ -1,33 +1,21 @@
-"""GLUE-style metrics, computed locally with scikit-learn and SciPy: each task names one family
-(``Task.metric``); `primary_metric` names the score that picks checkpoints."""
+"""GLUE-style metrics with scikit-learn and SciPy: each task names one family (``Task.metric``);
+`primary_metric` names the score that picks checkpoints."""
 
 from collections.abc import Callable
+from functools import cache
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from dynamic_kd.data import Task, get_task
+from dynamic_kd.errors import ConfigError
 
 
-def _as_task(task) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
-
-def _class_ids(predictions: np.ndarray) -> np.ndarray:
+def _class_ids(predictions) -> np.ndarray:
     """Logits [N, C] -> argmax ids; 1-D input is ids already."""
     predictions = np.asarray(predictions)
     return predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions.astype(np.int64)
-
-
-def _scores(predictions: np.ndarray) -> np.ndarray:
-    """Regression outputs [N] or [N, 1] -> [N]."""
-    predictions = np.asarray(predictions, dtype=np.float64)
-    if predictions.ndim == 2 and predictions.shape[1] == 1:
-        predictions = predictions[:, 0]
-    if predictions.ndim != 1:
-        raise ValueError(f"regression predictions must have shape [N] or [N, 1], got {predictions.shape}")
-    return predictions
 
 
 def _accuracy(predictions, labels) -> dict[str, float]:
@@ -51,54 +39,51 @@ def _matthews(predictions, labels) -> dict[str, float]:
 
 
 def _pearson_spearman(predictions, labels) -> dict[str, float]:
-    scores = _scores(predictions)
+    """Regression outputs [N] or [N, 1]."""
+    scores = np.asarray(predictions, dtype=np.float64)
+    if scores.ndim == 2 and scores.shape[1] == 1:
+        scores = scores[:, 0]
+    if scores.ndim != 1:
+        raise ValueError(f"regression predictions must have shape [N] or [N, 1], got {scores.shape}")
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     return {"pearson": float(pearsonr(scores, labels)[0]), "spearmanr": float(spearmanr(scores, labels)[0])}
 
 
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] = {
-    "accuracy": _accuracy,
-    "f1_accuracy": _f1_accuracy,
-    "accuracy_macro_f1": _accuracy_macro_f1,
-    "matthews": _matthews,
-    "pearson_spearman": _pearson_spearman,
-}
-
-PRIMARY: dict[str, str] = {
-    "accuracy": "accuracy",
-    "f1_accuracy": "f1",
-    "accuracy_macro_f1": "macro_f1",
-    "matthews": "matthews_correlation",
-    "pearson_spearman": "pearson",
+# family -> (scores of predictions and labels, the primary score's name)
+METRICS: dict[str, tuple[Callable, str]] = {
+    "accuracy": (_accuracy, "accuracy"),
+    "f1_accuracy": (_f1_accuracy, "f1"),
+    "accuracy_macro_f1": (_accuracy_macro_f1, "macro_f1"),
+    "matthews": (_matthews, "matthews_correlation"),
+    "pearson_spearman": (_pearson_spearman, "pearson"),
 }
 
 
 def metric_names(task) -> tuple[str, ...]:
     """The names of `task`'s scores, read off a two-row example so they cannot drift."""
-    task = _as_task(task)
+    task = get_task(task)
     labels = np.array([0.0, 1.0]) if task.is_regression else np.array([0, 1])
-    predictions = labels if task.is_regression else np.eye(2)
-    return tuple(METRICS[task.metric](predictions, labels))
+    return tuple(compute_task_metrics(task, labels if task.is_regression else np.eye(2), labels))
 
 
 def compute_task_metrics(task: Task, predictions: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
     """Scores of `predictions` (logits [N, C], class ids [N], or regression [N]/[N, 1])."""
-    task = _as_task(task)
+    task = get_task(task)
     labels = np.asarray(label_ids)
     if task.is_regression:
         labels = labels.reshape(-1)
     if len(np.asarray(predictions)) != len(labels):
         raise ValueError(f"{len(np.asarray(predictions))} predictions for {len(labels)} labels")
-    return METRICS[task.metric](predictions, labels)
+    return METRICS[task.metric][0](predictions, labels)
 
 
 def metrics_fn(task: Task) -> Callable:
     """A ``compute_metrics`` callable for ``transformers.Trainer``."""
-    task = _as_task(task)
+    task = get_task(task)
 
     def compute(eval_prediction) -> dict[str, float]:
-        predictions, label_ids = eval_prediction.predictions, eval_prediction.label_ids
         # A model that also returns hidden states or attentions gives a tuple, logits first.
+        predictions, label_ids = eval_prediction.predictions, eval_prediction.label_ids
         predictions = predictions[0] if isinstance(predictions, tuple) else predictions
         label_ids = label_ids[0] if isinstance(label_ids, tuple) else label_ids
         return compute_task_metrics(task, predictions, label_ids)
@@ -108,4 +93,19 @@ def metrics_fn(task: Task) -> Callable:
 
 def primary_metric(task: Task) -> str:
     """Name of the score that ranks checkpoints for `task`."""
-    return PRIMARY[_as_task(task).metric]
+    return METRICS[get_task(task).metric][1]
+
+
+@cache
+def _family_primaries() -> dict:
+    ids = np.array([0, 1, 1])
+    return {frozenset(score(ids.astype(float), ids)): primary for score, primary in METRICS.values()}
+
+
+def primary_of(task: str, names) -> str | None:
+    """`primary_metric` of the task or, for a task unknown here (a run's own files), of the family
+    whose scores are exactly `names`."""
+    try:
+        return primary_metric(task)
+    except ConfigError:
+        return _family_primaries().get(frozenset(names))

