@@ -19,9 +19,7 @@ from dataclasses import dataclass, replace
 from itertools import chain
 
 import datasets
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from datasets.fingerprint import Hasher
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from dynamic_kd.cache import cache_root, entry_folder, get_or_build, key_hash, writable_folder
@@ -86,7 +84,7 @@ class Task:
 
 
 def _task(name, *args, **kwargs) -> Task:
-    """A registry entry: numbered, and its hub config is its name (GLUE convention), unless told otherwise."""
+    """A numbered registry entry whose hub config is its name (GLUE), unless told otherwise."""
     return Task(name, *args, **{"hub_config": name, "numbered": True, **kwargs})
 
 
@@ -202,9 +200,10 @@ def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
     """The needed columns of a CSV/TSV file (GLUE's TSVs: no quote handling). Rows too short for them
     are skipped, as the original pipelines skip QQP's few truncated rows, but still count for idx."""
     if "\x00" in text:  # a binary or UTF-16 file that happens to decode as UTF-8
+        line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConfigError(
-            f"{path} line {text.count(chr(10), 0, text.index(chr(0))) + 1} contains a NUL character, so this is "
-            "not a UTF-8 text file (binary, or UTF-16?); re-save it as UTF-8 text"
+            f"{path} line {line} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
+            "re-save it as UTF-8 text"
         )
     rows, skipped = [], 0
     # strict: a stray or unclosed quote is an error, not a field swallowing the rest of the file
@@ -338,9 +337,10 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
     if len(rows) > len(data["idx"]):
         logger.info("dropped %d unlabeled rows from %s (%s)", len(rows) - len(data["idx"]), source, split)
     logger.info("loaded %s %s: %d rows from %s", task.name, split, len(data["idx"]), source)
-    features = dict.fromkeys(task.text_keys, datasets.Value("string"))
-    features["label"] = datasets.Value("float32" if task.is_regression else "int64")
-    features["idx"] = datasets.Value("int64")
+    features = dict.fromkeys(task.text_keys, datasets.Value("string")) | {
+        "label": datasets.Value("float32" if task.is_regression else "int64"),
+        "idx": datasets.Value("int64"),
+    }
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
@@ -402,10 +402,8 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads the task from (files, data_dir or hub), for results.json and the report.
-
-    The fingerprint hashes each split's file content, or its hub name (the hub versions its datasets).
-    """
+    """Where `load_splits` reads the task from (files, data_dir or hub), for results.json and the report;
+    the fingerprint hashes each split's file content, or its hub name (the hub versions its datasets)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -426,16 +424,11 @@ def data_source(task, data_dir=None, train_file=None, validation_file=None) -> d
 
 
 def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> dict[str, datasets.Dataset]:
-    """ "train" and the eval splits as in-memory Datasets; a validation file fills the first (MNLI: matched)."""
+    """ "train" and the eval splits in memory; a validation file fills the first (MNLI: matched)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     if task.is_custom and not task.is_regression:
-        logger.info(
-            "%s: %d labels from the training file; class i is the i-th of %s",
-            task.name,
-            task.num_labels,
-            list(task.labels),
-        )
+        logger.info("%s: class i is the i-th of the training file's labels %s", task.name, list(task.labels))
     loaded = {split: _build_split(task, _read_file(path, task), split, path) for split, path in files.items()}
     missing = [split for split in task.splits if split not in loaded]
     if missing:
@@ -452,10 +445,8 @@ def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
     """The task of the user's own files, read now, before any model is built: the labels size its head.
-
     Its labels are the training file's distinct labels as text (JSON 1.0 is "1"), sorted by value when
-    all are integers (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart.
-    """
+    all are integers (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(
@@ -602,8 +593,7 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
-        file = os.path.join(tmp, "data.arrow")
-        dataset.map(encode, **options, cache_file_name=file, new_fingerprint=key_hash(key))
+        dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
     def load(path):
         try:
@@ -612,11 +602,8 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
             logger.warning("tokenised data %s is unreadable (%s)", path, _one_line(exc, 120))
 
     mapped, reused = get_or_build(folder, key, build, load, "tokenised data")
-    what = options["desc"].removeprefix("tokenizing ")
-    if reused:
-        logger.info("reusing tokenised %s (%d rows) from %s", what, len(mapped), folder)
-    else:
-        logger.info("cached tokenised %s (%d rows) in %s", what, len(mapped), folder)
+    done = "reusing tokenised %s (%d rows) from %s" if reused else "cached tokenised %s (%d rows) in %s"
+    logger.info(done, options["desc"].removeprefix("tokenizing "), len(mapped), folder)
     return mapped
 
 
@@ -628,11 +615,7 @@ def tokenized_cache_dir() -> str | None:
         logger.info("datasets caching is disabled: tokenising in memory")
         return None
     if not writable_folder(folder):
-        logger.warning(
-            "%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to a writable folder to reuse it "
-            "across runs)",
-            folder,
-        )
+        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to reuse tokens)", folder)
         return None
     return folder
 
@@ -669,33 +652,14 @@ def same_tokenization(a, b) -> bool:
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all) of every row, in order."""
+    """Hash of the names, types and values of `columns` (default: all) of every row, in order: `datasets`'
+    own hasher over Arrow batches, which hashes values, not how they lie in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
-    digest = hashlib.sha256(json.dumps([[c, str(dataset.features[c])] for c in columns]).encode())
-    digest.update(str(len(dataset)).encode())
+    hasher = Hasher()
+    hasher.update([[c, str(dataset.features[c])] for c in columns])
     for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=20000):
-        for column in columns:
-            _hash_array(digest, table.column(column).combine_chunks())
-    return digest.hexdigest()
-
-
-def _hash_array(digest, array: pa.Array):
-    """Feed an Arrow array's values (not its memory layout) into `digest`."""
-    if array.null_count:
-        digest.update(pc.is_null(array).to_numpy(zero_copy_only=False).tobytes())
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        digest.update(pc.list_value_length(array).to_numpy(zero_copy_only=False).tobytes())
-        _hash_array(digest, array.flatten())
-    elif array.type in (pa.string(), pa.binary(), pa.large_string(), pa.large_binary()):
-        # each value's length, then the bytes of all values
-        _, offsets, data = array.buffers()
-        wide = array.type in (pa.large_string(), pa.large_binary())
-        offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[array.offset : array.offset + len(array) + 1]
-        digest.update(np.diff(offsets).tobytes())
-        if data is not None and len(offsets):
-            digest.update(memoryview(data)[offsets[0] : offsets[-1]])
-    else:
-        digest.update(array.to_numpy(zero_copy_only=False).tobytes())
+        hasher.update(table)
+    return hasher.hexdigest()
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):
