@@ -595,11 +595,9 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
     def build(tmp):
         dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
-    def load(path):
-        try:
+    def load(path):  # None (unreadable: pyarrow's errors derive from these) makes get_or_build rebuild it
+        with suppress(OSError, ValueError):
             return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
-        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-            logger.warning("tokenised data %s is unreadable (%s)", path, _one_line(exc, 120))
 
     mapped, reused = get_or_build(folder, key, build, load, "tokenised data")
     done = "reusing tokenised %s (%d rows) from %s" if reused else "cached tokenised %s (%d rows) in %s"
