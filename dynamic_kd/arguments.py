@@ -10,8 +10,8 @@ import torch
 from accelerate.utils import get_int_from_env
 from transformers import HfArgumentParser, TrainingArguments
 
-from dynamic_kd.cache import cache_root
-from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
+from dynamic_kd.cache import cache_root, writable_folder
+from dynamic_kd.data import CUSTOM_TASK, MIN_SEQ_LENGTH, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES, REP_NORMALIZATIONS
 from dynamic_kd.metrics import metric_names
@@ -42,14 +42,6 @@ def _arg(default, text, **metadata):
     return field(default=default, metadata={"help": text, **metadata})
 
 
-def _writable(path):
-    """Whether `path` is, or can become, a folder to write in: known now, not at the first epoch end."""
-    existing = os.path.abspath(path)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
-
-
 def _check(args, bounds):
     """`bounds`: `_RANGES` key -> {field: fix}; `{default}` is the field's default, None is not set."""
     for kind, fixes in bounds.items():
@@ -75,10 +67,12 @@ class DataArguments:
     max_eval_samples: int | None = _arg(None, "Keep the first N of each evaluation split.")
 
     def __post_init__(self):
-        if self.max_seq_length < 8:
-            raise ConfigError(f"--max_seq_length {self.max_seq_length} is too small; use at least 8 (default 128)")
-        limits = ("max_train_samples", "max_eval_samples")
-        _check(self, {"a positive integer": dict.fromkeys(limits, "omit it to use all rows")})
+        if self.max_seq_length < MIN_SEQ_LENGTH:
+            raise ConfigError(
+                f"--max_seq_length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH} (default 128)"
+            )
+        limits = dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it to use all rows")
+        _check(self, {"a positive integer": limits})
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
@@ -179,7 +173,7 @@ class DistillationArguments:
                 f"--uncertainty_grad acts on uncertainty weights; use --uncertainty_mode {'/'.join(modes)} "
                 f"or --strategy {'/'.join(objectives)}, or drop it"
             )
-        if self.teacher_cache == "disk" and not _writable(self.teacher_cache_dir):
+        if self.teacher_cache == "disk" and not writable_folder(self.teacher_cache_dir):
             raise ConfigError(
                 f"--teacher_cache_dir {self.teacher_cache_dir} is not a writable folder; "
                 "pass another or use --teacher_cache memory"
@@ -273,8 +267,7 @@ _RUN_BOUNDS = {
 
 _DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
 _WHOLE_SPLIT = "the metrics need every prediction of a split; drop the flag"
-# `TrainingArguments` fields `DistillationTrainer` does not implement: refused unless at HF's default or in
-# `_HARMLESS` (a default of True is refused as `--flag False`).
+# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`.
 _UNSUPPORTED = {
     "average_tokens_across_devices": "the loss terms are means over rows; drop the flag",
     "use_liger_kernel": "BERT-style students have no Liger kernels; drop the flag",

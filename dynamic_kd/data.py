@@ -8,6 +8,7 @@ it. Labels map by *name*: pipelines disagree on the integer order of some label 
 import csv
 import hashlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -18,9 +19,7 @@ from dataclasses import dataclass, replace
 from itertools import chain
 
 import datasets
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from datasets.fingerprint import Hasher
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from dynamic_kd.cache import cache_root, entry_folder, get_or_build, key_hash, writable_folder
@@ -85,7 +84,7 @@ class Task:
 
 
 def _task(name, *args, **kwargs) -> Task:
-    """A registry entry: numbered, and its hub config is its name (GLUE convention), unless told otherwise."""
+    """A numbered registry entry whose hub config is its name (GLUE), unless told otherwise."""
     return Task(name, *args, **{"hub_config": name, "numbered": True, **kwargs})
 
 
@@ -197,61 +196,51 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
     return resolved
 
 
-def _check_no_nul(fields, where: str) -> None:
-    """A NUL character in text means a binary or UTF-16 file read as UTF-8."""
-    if any("\x00" in field for field in fields):
-        raise ConfigError(
-            f"{where} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
-            "re-save it as UTF-8 text"
-        )
-
-
-def _read_delimited(path: str, task: Task, tsv: bool) -> list:
+def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
     """The needed columns of a CSV/TSV file (GLUE's TSVs: no quote handling). Rows too short for them
     are skipped, as the original pipelines skip QQP's few truncated rows, but still count for idx."""
+    if "\x00" in text:  # a binary or UTF-16 file that happens to decode as UTF-8
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ConfigError(
+            f"{path} line {line} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
+            "re-save it as UTF-8 text"
+        )
     rows, skipped = [], 0
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        # strict: a stray or unclosed quote is an error, not a field swallowing the rest of the file
-        quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
-        reader = csv.reader(f, delimiter="\t" if tsv else ",", quoting=quoting, strict=True)
-        lines = (row for row in reader if row)
-        try:
-            header = next(lines, None)
-            if header is None:
-                return []
-            _check_no_nul(header, f"{path} line {reader.line_num}")
-            wanted = {name for column in task.text_keys for name in task.column_candidates(column)}
-            if len(header) == len(task.glue_header) and not wanted & set(header):
-                header, lines = list(task.glue_header), chain([header], lines)
-            positions = {column: header.index(name) for column, name in _resolve_columns(header, task, path).items()}
-            width = max(positions.values()) + 1
-            for position, row in enumerate(lines):
-                where = f"{path} line {reader.line_num}"
-                if len(row) < width:
-                    skipped += 1
-                elif any(row[len(header) :]):  # a delimiter inside a field shifted the columns after it
-                    raise ConfigError(
-                        f"{where} has {len(row)} fields but the header has {len(header)} (a delimiter inside "
-                        "a text field?); quote that field (CSV) or remove the extra delimiter"
-                    )
-                else:
-                    fields = {column: row[i] for column, i in positions.items()}
-                    _check_no_nul(fields.values(), where)
-                    rows.append((where, position, fields))
-        except csv.Error as exc:
-            raise ConfigError(
-                f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); "
-                "close the quote or fix the row"
-            ) from None
+    # strict: a stray or unclosed quote is an error, not a field swallowing the rest of the file
+    quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",", quoting=quoting, strict=True)
+    lines = (row for row in reader if row)
+    try:
+        header = next(lines, None)
+        if header is None:
+            return []
+        wanted = {name for column in task.text_keys for name in task.column_candidates(column)}
+        if len(header) == len(task.glue_header) and not wanted & set(header):
+            header, lines = list(task.glue_header), chain([header], lines)
+        positions = {column: header.index(name) for column, name in _resolve_columns(header, task, path).items()}
+        width = max(positions.values()) + 1
+        for position, row in enumerate(lines):
+            where = f"{path} line {reader.line_num}"
+            if len(row) < width:
+                skipped += 1
+            elif any(row[len(header) :]):  # a delimiter inside a field shifted the columns after it
+                raise ConfigError(
+                    f"{where} has {len(row)} fields but the header has {len(header)} (a delimiter inside "
+                    "a text field?); quote that field (CSV) or remove the extra delimiter"
+                )
+            else:
+                rows.append((where, position, {column: row[i] for column, i in positions.items()}))
+    except csv.Error as exc:
+        raise ConfigError(
+            f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); close the quote or fix the row"
+        ) from None
     if skipped:
         logger.warning("skipped %d malformed rows (fewer than %d fields) in %s", skipped, width, path)
     return rows
 
 
-def _read_json(path: str, task: Task) -> list:
+def _read_json(text: str, path: str, task: Task) -> list:
     """A JSON array of records, an object wrapping one ({"data": [...]}), one record, or JSON lines."""
-    with open(path, encoding="utf-8-sig") as f:
-        text = f.read()
     parsed = None
     if text.strip().startswith(("[", "{")):
         with suppress(ValueError):
@@ -296,23 +285,21 @@ def _read_file(path: str, task: Task) -> list:
     if extension not in (".csv", ".tsv", ".json", ".jsonl"):
         raise ConfigError(f"unsupported file type '{extension or path}' for {path}; use a {_FILE_TYPES} file")
     try:
-        if extension.startswith(".json"):
-            return _read_json(path, task)
-        return _read_delimited(path, task, tsv=extension == ".tsv")
-    except UnicodeDecodeError:
-        # the decoder's offset is within a streamed chunk: decode the whole file to locate the byte
         with open(path, "rb") as f:
             raw = f.read()
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise ConfigError(
-                f"{path} line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-            ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); check that it is a readable file") from None
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path} line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    if extension.startswith(".json"):
+        return _read_json(text, path, task)
+    return _read_delimited(text, path, task, tsv=extension == ".tsv")
 
 
 def _label_name(raw) -> str:
@@ -350,9 +337,10 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
     if len(rows) > len(data["idx"]):
         logger.info("dropped %d unlabeled rows from %s (%s)", len(rows) - len(data["idx"]), source, split)
     logger.info("loaded %s %s: %d rows from %s", task.name, split, len(data["idx"]), source)
-    features = dict.fromkeys(task.text_keys, datasets.Value("string"))
-    features["label"] = datasets.Value("float32" if task.is_regression else "int64")
-    features["idx"] = datasets.Value("int64")
+    features = dict.fromkeys(task.text_keys, datasets.Value("string")) | {
+        "label": datasets.Value("float32" if task.is_regression else "int64"),
+        "idx": datasets.Value("int64"),
+    }
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
@@ -414,10 +402,8 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads the task from (files, data_dir or hub), for results.json and the report.
-
-    The fingerprint hashes each split's file content, or its hub name (the hub versions its datasets).
-    """
+    """Where `load_splits` reads the task from (files, data_dir or hub), for results.json and the report;
+    the fingerprint hashes each split's file content, or its hub name (the hub versions its datasets)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -438,18 +424,11 @@ def data_source(task, data_dir=None, train_file=None, validation_file=None) -> d
 
 
 def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> dict[str, datasets.Dataset]:
-    """ "train" and the eval splits as in-memory Datasets; a validation file fills the first (MNLI: matched)."""
+    """ "train" and the eval splits in memory; a validation file fills the first (MNLI: matched)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
-    if task.is_custom and len(files) < len(task.splits):
-        raise ConfigError(f"{task.name} is read from your own files only; pass --train_file and --validation_file")
     if task.is_custom and not task.is_regression:
-        logger.info(
-            "%s: %d labels from the training file; class i is the i-th of %s",
-            task.name,
-            task.num_labels,
-            list(task.labels),
-        )
+        logger.info("%s: class i is the i-th of the training file's labels %s", task.name, list(task.labels))
     loaded = {split: _build_split(task, _read_file(path, task), split, path) for split, path in files.items()}
     missing = [split for split in task.splits if split not in loaded]
     if missing:
@@ -466,12 +445,8 @@ def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
     """The task of the user's own files, read now, before any model is built: the labels size its head.
-
     Its labels are the training file's distinct labels as text (JSON 1.0 is "1"), sorted by value when
-    all are integers (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart.
-    """
-    if train_file is None or validation_file is None:
-        raise ConfigError(f"the {CUSTOM_TASK} task needs --train_file and --validation_file (your own data)")
+    all are integers (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(
@@ -495,17 +470,16 @@ def custom_task(
     for path, rows in ((files["train"], train), (files["validation"], validation)):
         if not rows:
             raise ConfigError(f"{path} has no data rows; give it a header line and at least one labeled row")
-        for where, _, fields in rows:
-            if fields["label"] is None or not str(fields["label"]).strip():
-                raise ConfigError(f"{where}: empty '{label_column}'; label every row (or drop the row)")
+    for where, _, fields in train + validation:
+        raw = fields["label"]
+        if raw is None or not str(raw).strip():
+            raise ConfigError(f"{where}: empty '{label_column}'; label every row (or drop the row)")
+        if is_regression and (isinstance(raw, bool) or not _is_number(raw) or not math.isfinite(float(raw))):
+            raise ConfigError(
+                f"{where}: label {raw!r} is not a finite number; --is_regression needs numeric "
+                "labels (omit it to treat the labels as classes)"
+            )
     if is_regression:
-        for where, _, fields in train + validation:
-            raw = fields["label"]
-            if isinstance(raw, bool) or not _is_number(raw) or not math.isfinite(float(raw)):
-                raise ConfigError(
-                    f"{where}: label {raw!r} is not a finite number; --is_regression needs numeric "
-                    "labels (omit it to treat the labels as classes)"
-                )
         return reader
     labels = _custom_labels(train, files["train"])
     known = {label.lower() for label in labels}
@@ -586,16 +560,8 @@ def tokenize_splits(
     cache_dir=None,
 ) -> dict[str, datasets.Dataset]:
     """Splits of input_ids, attention_mask, [token_type_ids], labels, idx; cached in `cache_dir` if given.
-
-    ``token_type_ids``: True/False force segment ids on/off, None keeps the tokenizer's default.
-    """
+    ``token_type_ids``: True/False force segment ids on/off, None keeps the tokenizer's default."""
     task = get_task(task)
-    # Room for [CLS] and [SEP]: the library floor; the --max_seq_length flag is bound by MIN_SEQ_LENGTH.
-    if not isinstance(max_seq_length, int) or max_seq_length < 2:
-        raise ConfigError(f"--max_seq_length must be an integer >= 2, got {max_seq_length!r}; the paper uses 128")
-    for value, flag in ((max_train_samples, "--max_train_samples"), (max_eval_samples, "--max_eval_samples")):
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            raise ConfigError(f"{flag} must be a positive integer, got {value!r}; omit it to use all rows")
     encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
     tokenized = {}
     for name, dataset in splits.items():
@@ -627,21 +593,15 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
-        file = os.path.join(tmp, "data.arrow")
-        dataset.map(encode, **options, cache_file_name=file, new_fingerprint=key_hash(key))
+        dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
-    def load(path):
-        try:
+    def load(path):  # None (unreadable: pyarrow's errors derive from these) makes get_or_build rebuild it
+        with suppress(OSError, ValueError):
             return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
-        except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
-            logger.warning("tokenised data %s is unreadable (%s)", path, _one_line(exc, 120))
 
     mapped, reused = get_or_build(folder, key, build, load, "tokenised data")
-    what = options["desc"].removeprefix("tokenizing ")
-    if reused:
-        logger.info("reusing tokenised %s (%d rows) from %s", what, len(mapped), folder)
-    else:
-        logger.info("cached tokenised %s (%d rows) in %s", what, len(mapped), folder)
+    done = "reusing tokenised %s (%d rows) from %s" if reused else "cached tokenised %s (%d rows) in %s"
+    logger.info(done, options["desc"].removeprefix("tokenizing "), len(mapped), folder)
     return mapped
 
 
@@ -653,11 +613,7 @@ def tokenized_cache_dir() -> str | None:
         logger.info("datasets caching is disabled: tokenising in memory")
         return None
     if not writable_folder(folder):
-        logger.warning(
-            "%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to a writable folder to reuse it "
-            "across runs)",
-            folder,
-        )
+        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to reuse tokens)", folder)
         return None
     return folder
 
@@ -694,33 +650,14 @@ def same_tokenization(a, b) -> bool:
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all) of every row, in order."""
+    """Hash of the names, types and values of `columns` (default: all) of every row, in order: `datasets`'
+    own hasher over Arrow batches, which hashes values, not how they lie in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
-    digest = hashlib.sha256(json.dumps([[c, str(dataset.features[c])] for c in columns]).encode())
-    digest.update(str(len(dataset)).encode())
+    hasher = Hasher()
+    hasher.update([[c, str(dataset.features[c])] for c in columns])
     for table in dataset.select_columns(columns).with_format("arrow").iter(batch_size=20000):
-        for column in columns:
-            _hash_array(digest, table.column(column).combine_chunks())
-    return digest.hexdigest()
-
-
-def _hash_array(digest, array: pa.Array):
-    """Feed an Arrow array's values (not its memory layout) into `digest`."""
-    if array.null_count:
-        digest.update(pc.is_null(array).to_numpy(zero_copy_only=False).tobytes())
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        digest.update(pc.list_value_length(array).to_numpy(zero_copy_only=False).tobytes())
-        _hash_array(digest, array.flatten())
-    elif array.type in (pa.string(), pa.binary(), pa.large_string(), pa.large_binary()):
-        # each value's length, then the bytes of all values
-        _, offsets, data = array.buffers()
-        wide = array.type in (pa.large_string(), pa.large_binary())
-        offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[array.offset : array.offset + len(array) + 1]
-        digest.update(np.diff(offsets).tobytes())
-        if data is not None and len(offsets):
-            digest.update(memoryview(data)[offsets[0] : offsets[-1]])
-    else:
-        digest.update(array.to_numpy(zero_copy_only=False).tobytes())
+        hasher.update(table)
+    return hasher.hexdigest()
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):

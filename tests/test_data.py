@@ -492,11 +492,6 @@ def test_sample_limits_keep_original_idx(sst2, tiny_tokenizer):
     assert len(big["train"]) == 32
 
 
-def test_bad_tokenize_arguments(sst2, tiny_tokenizer):
-    assert "--max_seq_length" in config_error(tokenize_splits, sst2, "sst2", tiny_tokenizer, max_seq_length=0)
-    assert "--max_train_samples" in config_error(tokenize_splits, sst2, "sst2", tiny_tokenizer, max_train_samples=-1)
-
-
 @pytest.mark.parametrize("pad", [False, True])
 def test_collator_batches_carry_idx_and_labels(sst2, tiny_tokenizer, pad):
     tokenized = tokenize_splits(sst2, "sst2", tiny_tokenizer, max_seq_length=16, pad_to_max_length=pad)["train"]
@@ -661,11 +656,8 @@ def test_custom_names_keep_datasets_apart(tmp_path):
 
 
 def test_custom_task_needs_both_files(tmp_path):
-    train, dev = custom_files(tmp_path, ["a,pos", "b,neg"], ["c,pos"])
+    train, _ = custom_files(tmp_path, ["a,pos", "b,neg"], ["c,pos"])
     assert "does not exist" in config_error(data.custom_task, train, str(tmp_path / "nope.csv"))
-    assert "--validation_file" in config_error(data.custom_task, train, None)
-    task = data.custom_task(train, dev)
-    assert "--train_file and --validation_file" in config_error(load_splits, task, train_file=train)
 
 
 # --------------------------------------------------------------------------------------------
