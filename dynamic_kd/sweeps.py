@@ -68,16 +68,12 @@ VARIABLES = {
 
 def grids():
     """The grid module (`GRIDS`), loaded once."""
-    module = sys.modules.get("dynamic_kd_grids")
-    if module is None:
+    if "dynamic_kd_grids" not in sys.modules:
         spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
-        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[spec.name]
-            raise
-    return module
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module
+    return sys.modules["dynamic_kd_grids"]
 
 
 @dataclass(frozen=True)
@@ -160,9 +156,8 @@ def flags(**values):
 
 
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
-    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch.
-
-    files: (train file, validation file) of the custom task, e.g. the grids' `tweet_files`."""
+    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch; `files`: (train,
+    validation) files of the custom task."""
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
@@ -201,8 +196,7 @@ def _log_once(message):
 
 
 def precision_flags(s):
-    """PRECISION (auto | bf16 | fp16 | fp32) as flags; auto asks `precision.choose_precision`; fp16 (the
-    released scripts') is --fp16 on CUDA, fp32 elsewhere."""
+    """PRECISION as flags; auto asks `choose_precision`, fp16 (the released scripts') is fp32 without CUDA."""
     import torch
 
     from dynamic_kd.precision import choose_precision
@@ -291,9 +285,8 @@ _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`
-    (None: none ended): wall time, user + system time of it and its children (what other jobs on a
-    shared machine do not change), its largest process's ru_maxrss in MiB."""
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`, or
+    None; CPU time is user + system time of it and its children (what other jobs on a shared machine do not change)."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -404,8 +397,8 @@ def queued_runs():
 def sbatch_options(s):
     """sbatch flags from the SLURM_* variables (GPUs per run default to NPROC_PER_RUN, else 1)."""
     gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
-    named = {"partition": "SLURM_PARTITION", "time": "SLURM_TIME", "cpus-per-task": "SLURM_CPUS_PER_RUN"}
-    options = [f"--{flag}={s[name]}" for flag, name in {**named, "mem": "SLURM_MEM_PER_RUN"}.items() if s[name]]
+    named = ("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"), ("cpus-per-task", "SLURM_CPUS_PER_RUN")
+    options = [f"--{flag}={s[name]}" for flag, name in (*named, ("mem", "SLURM_MEM_PER_RUN")) if s[name]]
     return options + ([f"--gres=gpu:{gpus}"] if gpus != "0" else []) + shlex.split(s["SLURM_ARGS"])
 
 
@@ -432,9 +425,8 @@ def submit(stages, s, name):
             argv = ["sbatch", "--parsable", f"--array=0-{len(todo) - 1}{limit}", f"--job-name=dkd-{name}", "--requeue"]
             argv += ["--open-mode=append", f"--output={folder}/%A_%a.out", f"--chdir={REPO}", *sbatch_options(s)]
             argv += [f"--dependency=afterany:{':'.join(sorted(after))}"] if after else []
-            result = subprocess.run(
-                [*argv, write_atomic(os.path.join(folder, "task.sh"), task)], capture_output=True, text=True
-            )
+            script = write_atomic(os.path.join(folder, "task.sh"), task)
+            result = subprocess.run([*argv, script], capture_output=True, text=True)
             if result.returncode != 0:
                 raise ConfigError(f"sbatch failed: {' '.join(result.stderr.split())}; check the SLURM_* settings")
             job_id = result.stdout.strip().split(";")[0]

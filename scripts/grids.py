@@ -113,8 +113,8 @@ def teachers(s):
     return [jobs]
 
 
-def _students(s, sweep, runs):
-    """Per task and seed: the student alone (STUDENT_BASELINE) and each (name, script, flags) of `runs(task)`
+def _students(s, sweep, script, runs):
+    """Per task and seed: the student alone (STUDENT_BASELINE) and `script` with each (name, flags) of `runs(task)`
     in OUT_ROOT/`sweep`/<task>/<name>-seed<seed>, with KD_LOSS and the teacher-output store TEACHER_CACHE."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
@@ -123,7 +123,7 @@ def _students(s, sweep, runs):
             student += train_flags(s, task, seed, s["LR"], s["EPOCHS"]) + paper_flags(s, s["WARMUP"])
             if s.on("STUDENT_BASELINE"):
                 jobs.append(Job(f"{s['STUDENT_ROOT']}/{task}/seed{seed}", "train_teacher.py", tuple(student)))
-            for name, script, extra in runs(task):
+            for name, extra in runs(task):
                 jobs.append(Job(f"{s['OUT_ROOT']}/{sweep}/{task}/{name}-seed{seed}", script, (*student, *extra, *kd)))
     return jobs
 
@@ -146,13 +146,9 @@ def teacher(s):
         for mode in s.words("MODES"):
             needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
             pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
-            yield (
-                mode,
-                "dynamic_teacher.py",
-                pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode],
-            )
+            yield mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]
 
-    return [_students(s, "teacher", runs)]
+    return [_students(s, "teacher", "dynamic_teacher.py", runs)]
 
 
 def data(s):
@@ -162,17 +158,13 @@ def data(s):
     def runs(task):
         kd = ["--teacher", s["TEACHER"].replace("{task}", task)]
         if s.on("KD_BASELINE"):
-            yield "kd", "dynamic_data.py", kd
+            yield "kd", kd
         for strategy in s.words("SELECTIONS"):
             for ratio in s.words("RATIOS"):
                 chosen = ["--selection_strategy", strategy, "--selection_ratio", ratio]
-                yield (
-                    f"{strategy}-r{ratio}{scope}",
-                    "dynamic_data.py",
-                    kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"]),
-                )
+                yield f"{strategy}-r{ratio}{scope}", kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"])
 
-    return [_students(s, "data", runs)]
+    return [_students(s, "data", "dynamic_data.py", runs)]
 
 
 def objective(s):
@@ -189,13 +181,9 @@ def objective(s):
         for strategy in s.words("STRATEGIES"):
             rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
             rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
-            yield (
-                f"{strategy}{layers}",
-                "dynamic_objective.py",
-                ["--teacher", s["TEACHER"].replace("{task}", task)] + rep,
-            )
+            yield f"{strategy}{layers}", ["--teacher", s["TEACHER"].replace("{task}", task)] + rep
 
-    return [_students(s, "objective", runs)]
+    return [_students(s, "objective", "dynamic_objective.py", runs)]
 
 
 def everything(s):
@@ -214,7 +202,8 @@ def everything(s):
 # ---------------------------------------------------------------- the quickstart and the miniature
 
 KD = "--teacher {large}"
-HARD = "--small_teacher {small} --large_teacher {large} --uncertainty_mode hard"
+TWO = "--small_teacher {small} --large_teacher {large}"
+HARD = f"{TWO} --uncertainty_mode hard"
 ENTROPY = "--selection_strategy entropy --selection_ratio 0.1"
 UNCERTAINTY = "--strategy uncertainty --rep_alpha 1.0"
 STORE = "--teacher_cache disk"  # the students share the teachers' outputs
@@ -291,7 +280,6 @@ def quickstart(s):
 
 
 # The miniature (docs/miniature.md): 13 rows x 5 seeds per draw, ~70 min on 2 fp32 CPU cores.
-_TEACHERS = "--small_teacher {small} --large_teacher {large} --uncertainty_mode"
 _RELEASED_WEIGHTS = "--small_teacher_alpha {} --large_teacher_alpha {}".format(  # released teacher.sh's 1 + 1
     *PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split()
 )
@@ -300,10 +288,10 @@ MINIATURE_ROWS = (
     ("student-alone", "train_teacher.py", ""),
     ("kd-large", "dynamic_data.py", KD),
     ("kd-large-w2", "dynamic_data.py", f"{KD} --kd_alpha 2"),
-    ("teacher-hard", "dynamic_teacher.py", f"{_TEACHERS} hard"),
-    ("teacher-hard-w1", "dynamic_teacher.py", f"{_TEACHERS} hard {_RELEASED_WEIGHTS}"),
-    ("teacher-average", "dynamic_teacher.py", f"{_TEACHERS} average"),
-    ("teacher-average-w1", "dynamic_teacher.py", f"{_TEACHERS} average {_RELEASED_WEIGHTS}"),
+    ("teacher-hard", "dynamic_teacher.py", HARD),
+    ("teacher-hard-w1", "dynamic_teacher.py", f"{HARD} {_RELEASED_WEIGHTS}"),
+    ("teacher-average", "dynamic_teacher.py", f"{TWO} --uncertainty_mode average"),
+    ("teacher-average-w1", "dynamic_teacher.py", f"{TWO} --uncertainty_mode average {_RELEASED_WEIGHTS}"),
     ("data-random-r0.5", "dynamic_data.py", f"{KD} --selection_strategy random --selection_ratio 0.5"),
     ("data-margin-r0.5", "dynamic_data.py", f"{KD} --selection_strategy margin --selection_ratio 0.5"),
     ("objective-none", "dynamic_objective.py", f"{KD} --strategy none {_REP}"),
@@ -316,7 +304,7 @@ MINIATURE_ROWS = (
     (
         "combined",
         "dynamic_teacher.py",
-        f"{_TEACHERS} hard --selection_strategy entropy --selection_ratio 0.5 --strategy uncertainty {_REP}",
+        f"{HARD} --selection_strategy entropy --selection_ratio 0.5 --strategy uncertainty {_REP}",
     ),
 )
 # Rows whose cost is compared (time, teacher forwards) keep a teacher cache of their own.
