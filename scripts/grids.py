@@ -1,8 +1,10 @@
 """The sweeps' grids, data next to the scripts that run them through `dynamic_kd.sweeps`.
 
-`SWEEPS` maps each sweep to its grid: resolved `Settings` -> stages of `Job`s. A table row is (output
-folder, entry point, flags after the student's); `fill` puts the teachers' folders into its "{large}"
-and "{small}".
+`SWEEPS` maps each sweep to its grid: resolved `Settings` -> stages of `Job`s. The paper's (teachers, teacher,
+data, objective, all) run from scripts/train_teacher.sh ... all.sh, the quickstart and the miniature from
+scripts/quickstart.sh and miniature.sh, cost and shared-store from benchmarks/distillation_cost.py. A table row
+is (output folder, entry point, flags after the student's); `fill` puts the teachers' folders into its
+"{large}" and "{small}".
 """
 
 import os
