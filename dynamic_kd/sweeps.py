@@ -1,25 +1,15 @@
-"""The sweep launcher: grids of runs turned into commands, run locally or as Slurm job arrays.
+"""The sweep launcher: a grid's runs turned into commands, run locally or as Slurm job arrays.
 
     python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
 
-SWEEP is a key of `SWEEPS` in `GRIDS` (scripts/grids.py), whose names read as this module's too
-(`report --claims miniature` reads `grids().MINIATURE_CLAIMS`). Settings: `VARIABLES` and the sweep's
-`Sweep.defaults` (PROFILE's first, with `Sweep.profiles`), overridden by the environment or NAME=VALUE.
-A sweep is a list of stages (students need the teachers of the stage before) of runs: an entry
-point, its flags (the entry points' defaults left out), an --output_dir. A run the task cannot do
-is dropped by the entry points' own `DistillationArguments.check_task`.
-
-A folder holding results.json is finished and never run or submitted again; any other folder is
-(re)run with the same command and resumes from its newest checkpoint. Each run's output is
-appended to <output_dir>.log, closed by `RUN_END` (exit code, wall and CPU time, peak RSS; read back
-by `run_end`). Relative paths are relative to the repository.
-
-LAUNCHER=local runs one run at a time or, with GPUS="0 1 2 3", one per GPU (group of NPROC_PER_RUN
-GPUs); LAUNCHER=slurm submits one job array per stage (`sbatch --array`, the next stage
-`--dependency=afterany` on it), each task one run, `--requeue`d on preemption to resume; runs
-already in the queue are not submitted again. DRY_RUN=1 prints the commands and runs nothing.
-Hand-written `sbatch`, not submitit: a run is a command line, not a pickled function, and the
-dependency, the requeue and finding our queued runs would still be ours to write.
+SWEEP is a key of `SWEEPS` in scripts/grids.py; its settings (`VARIABLES`, the grid's own) come from the
+environment or NAME=VALUE. A run whose folder holds results.json is finished and skipped; any other is
+(re)run and resumes from its newest checkpoint, its output appended to <output_dir>.log. A run the task
+cannot do is dropped by the entry points' own check. LAUNCHER=local runs one run at a time or one per
+GPU group (GPUS, NPROC_PER_RUN); LAUNCHER=slurm submits a job array per stage, each after the stage
+before, --requeue'd on preemption, never a run already queued. DRY_RUN=1 prints the commands.
+Hand-written sbatch, not submitit: a run is a command line, not a pickled function, and the dependency,
+the requeue and finding our queued runs would still be ours to write.
 """
 
 import functools
@@ -77,17 +67,13 @@ VARIABLES = {
 
 
 def grids():
-    """The grid module (`GRIDS`), loaded once; its `SWEEPS` are the sweeps."""
-    module = sys.modules.get("dynamic_kd_grids")
-    if module is None:
+    """The grid module (`GRIDS`), loaded once."""
+    if "dynamic_kd_grids" not in sys.modules:
         spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
-        module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[spec.name]
-            raise
-    return module
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module
+    return sys.modules["dynamic_kd_grids"]
 
 
 @dataclass(frozen=True)
@@ -149,11 +135,8 @@ class Job:
 
 # ---------------------------------------------------------------- flags
 
-_DEFAULTS = {
-    f.name: f.default
-    for cls in (DataArguments, ModelArguments, DistillationArguments, RunArguments)
-    for f in fields(cls)
-}
+_KD_ARGUMENTS = (DataArguments, ModelArguments, DistillationArguments)
+_DEFAULTS = {f.name: f.default for cls in (*_KD_ARGUMENTS, RunArguments) for f in fields(cls)}
 
 
 def _same(a, b):
@@ -173,9 +156,8 @@ def flags(**values):
 
 
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
-    """Task, data, schedule and bookkeeping flags shared by every run (BATCH is the global batch).
-
-    files: (train file, validation file) of the custom task (task "custom"), e.g. the grids' `tweet_files`."""
+    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch; `files`: (train,
+    validation) files of the custom task."""
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
@@ -186,10 +168,8 @@ def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
         data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (
             os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None
         )
-    if files is not None:
-        data_dir = None
     out = ["--task_name", task] + flags(
-        data_dir=data_dir,
+        data_dir=None if files else data_dir,
         train_file=files and files[0],
         validation_file=files and files[1],
         max_seq_length=s["MAX_LEN"],
@@ -211,65 +191,30 @@ def model_flags(model, layers=None, init=None):
 
 @functools.cache
 def _log_once(message):
-    """A note about the whole sweep: `all` resolves the settings of each of its sweeps, logged once."""
+    """A note about the whole sweep (`all` resolves the settings of each of its sweeps)."""
     logger.info(message)
 
 
 def precision_flags(s):
-    """PRECISION (auto | bf16 | fp16 | fp32) as flags; auto asks `precision.choose_precision` and logs
-    its choice; fp16 (the released scripts') is --fp16 on CUDA, fp32 elsewhere (logged once)."""
+    """PRECISION as flags; auto asks `choose_precision`, fp16 (the released scripts') is fp32 without CUDA."""
     import torch
 
     from dynamic_kd.precision import choose_precision
 
-    precision = s["PRECISION"]
-    if precision == "auto":
-        precision, why = choose_precision()
-        logger.info("PRECISION=auto: %s (%s)", precision, why)
-        s["PRECISION"] = precision
-    if precision == "fp16":
-        if torch.cuda.is_available():
-            return ["--fp16"]
+    if s["PRECISION"] == "auto":
+        s["PRECISION"], why = choose_precision()
+        logger.info("PRECISION=auto: %s (%s)", s["PRECISION"], why)
+    cuda = torch.cuda.is_available()
+    if s["PRECISION"] == "fp16" and not cuda:
         _log_once("PRECISION=fp16 needs CUDA, which this machine lacks: the runs train in fp32")
-        s["PRECISION"] = precision = "fp32"
-    if precision not in ("bf16", "fp32"):
-        raise ConfigError(f"PRECISION takes auto, bf16, fp16 or fp32, got '{precision}'")
-    if precision == "fp32":
-        return []
-    return ["--bf16"] + ([] if torch.cuda.is_available() else ["--use_cpu"])
+        s["PRECISION"] = "fp32"
+    choices = {"fp32": [], "fp16": ["--fp16"], "bf16": ["--bf16"] + ([] if cuda else ["--use_cpu"])}
+    if s["PRECISION"] not in choices:
+        raise ConfigError(f"PRECISION takes auto, bf16, fp16 or fp32, got '{s['PRECISION']}'")
+    return choices[s["PRECISION"]]
 
 
 # ---------------------------------------------------------------- planning
-
-
-def _check_parser():
-    return _OneLineErrorParser((DataArguments, ModelArguments, DistillationArguments))
-
-
-def not_applicable(job, parser, extra=()):
-    """Why the task cannot run this distillation setting (the entry points' own check), or None.
-    `extra`: the command's `extra_flags`. Any other problem with the flags stops the sweep."""
-    if job.script == "train_teacher.py":
-        return None
-    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses([*job.flags, *extra], return_remaining_strings=True)
-    try:
-        kd_args.check_task(data_args.task)
-    except ConfigError as error:
-        return str(error).split(";")[0]
-    return None
-
-
-def command(job, s):
-    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script, its flags, `extra_flags`."""
-    if s["NPROC_PER_RUN"]:
-        tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
-        torchrun = shlex.split(s["TORCHRUN"]) or (
-            [tool] if os.path.exists(tool) else [s["PYTHON"], "-m", "torch.distributed.run"]
-        )
-        launcher = torchrun + ["--standalone", "--nproc_per_node", str(s.int("NPROC_PER_RUN"))]
-    else:
-        launcher = [s["PYTHON"]]
-    return launcher + [job.script, *job.flags, "--output_dir", job.out] + extra_flags(job, s)
 
 
 def extra_flags(job, s):
@@ -277,21 +222,45 @@ def extra_flags(job, s):
     return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 
+def command(job, s):
+    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script, its flags, `extra_flags`."""
+    launcher = [s["PYTHON"]]
+    if s["NPROC_PER_RUN"]:
+        tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
+        torchrun = shlex.split(s["TORCHRUN"]) or (
+            [tool] if os.path.exists(tool) else [*launcher, "-m", "torch.distributed.run"]
+        )
+        launcher = torchrun + ["--standalone", "--nproc_per_node", str(s.int("NPROC_PER_RUN"))]
+    return launcher + [job.script, *job.flags, "--output_dir", job.out] + extra_flags(job, s)
+
+
+def not_applicable(job, parser, s):
+    """Why the task cannot run this distillation setting (the entry points' own check), or None.
+    Any other problem with the flags stops the sweep."""
+    if job.script == "train_teacher.py":
+        return None
+    argv = [*job.flags, *extra_flags(job, s)]
+    data_args, _, kd_args, _ = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    try:
+        kd_args.check_task(data_args.task)
+    except ConfigError as error:
+        return f"not applicable: {str(error).split(';')[0]}"
+    return None
+
+
 def plan(stages, s):
     """(stages of jobs to run, notes): finished and not-applicable runs become notes, in plan order."""
-    parser, todo, notes, seen = _check_parser(), [], [], set()
-    for stage in stages:
+    parser, todo, notes, seen = _OneLineErrorParser(_KD_ARGUMENTS), [], [], set()
+    for number, stage in enumerate(stages):
         todo.append([])
         for job in stage:
-            if job.out in seen:
-                continue
-            seen.add(job.out)
-            reason = "finished" if job.finished() else not_applicable(job, parser, extra_flags(job, s))
-            if reason:
-                why = reason if reason == "finished" else f"not applicable: {reason}"
-                notes.append((len(todo) - 1, f"skip {job.out} ({why})"))
-            else:
-                todo[-1].append(job)
+            if job.out not in seen:
+                seen.add(job.out)
+                reason = "finished" if job.finished() else not_applicable(job, parser, s)
+                if reason:
+                    notes.append((number, f"skip {job.out} ({reason})"))
+                else:
+                    todo[-1].append(job)
     return todo, notes
 
 
@@ -308,8 +277,7 @@ def gpu_slots(s):
     return [",".join(gpus[i : i + per]) for i in range(0, len(gpus) - per + 1, per)]
 
 
-# ---------------------------------------------------------------- running
-
+# ---------------------------------------------------------------- running locally
 
 # The last line a run adds to its log: what the benchmarks read back with `run_end`.
 RUN_END = "=== exit {code} after {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB"
@@ -317,9 +285,8 @@ _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`
-    (None: none ended): wall time, user + system time of it and its children (what other jobs on a
-    shared machine do not change), its largest process's ru_maxrss in MiB."""
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`, or
+    None; CPU time is user + system time of it and its children (what other jobs on a shared machine do not change)."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -348,9 +315,8 @@ def execute(job, argv, gpu=None, show=False):
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {where}{shlex.join(argv)}\n")
         handle.flush()
-        process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=subprocess.PIPE if show else handle, stderr=subprocess.STDOUT, text=True
-        )
+        output = subprocess.PIPE if show else handle
+        process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
         for line in process.stdout if show else ():
             handle.write(line)
             sys.stdout.write(line)
@@ -363,22 +329,11 @@ def execute(job, argv, gpu=None, show=False):
     took = _clock(time.time() - start)
     if code == 0:
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
-    else:
-        with open(log, encoding="utf-8", errors="replace") as handle:
-            last = [
-                line.strip()
-                for line in handle.read().replace("\r", "\n").splitlines()
-                if line.strip() and not _RUN_END.match(line)
-            ][-1:]
-        logger.info(
-            "%s FAILED %s (exit %d after %s; log: %s)%s",
-            _stamp(),
-            job.out,
-            code,
-            took,
-            log,
-            "".join(f"\n         {t[:300]}" for t in last),
-        )
+        return code
+    with open(log, encoding="utf-8", errors="replace") as handle:
+        lines = [line.strip() for line in handle.read().replace("\r", "\n").splitlines()]
+    last = [line for line in lines if line and not _RUN_END.match(line)][-1]  # at least the header
+    logger.info("%s FAILED %s (exit %d after %s; log: %s)\n         %s", _stamp(), job.out, code, took, log, last[:300])
     return code
 
 
@@ -386,10 +341,10 @@ _START = time.time()
 
 
 def _clock(seconds):
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    hours, minutes, seconds = int(seconds) // 3600, int(seconds) // 60 % 60, int(seconds) % 60
+    return (
+        f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+    )
 
 
 def _stamp():
@@ -418,11 +373,13 @@ def run_local(stages, s):
     return failed
 
 
+# ---------------------------------------------------------------- Slurm
+
+
 def queued_runs():
     """Output folder (absolute) -> array job id of every run of ours waiting or running in Slurm."""
-    result = subprocess.run(
-        ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"], capture_output=True, text=True
-    )
+    squeue = ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"]
+    result = subprocess.run(squeue, capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigError(f"squeue failed ({result.stderr.strip()}); is Slurm reachable from here?")
     queued, manifests = {}, {}
@@ -440,29 +397,22 @@ def queued_runs():
 def sbatch_options(s):
     """sbatch flags from the SLURM_* variables (GPUs per run default to NPROC_PER_RUN, else 1)."""
     gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
-    options = [
-        f"--{flag}={s[name]}"
-        for flag, name in (
-            ("partition", "SLURM_PARTITION"),
-            ("time", "SLURM_TIME"),
-            ("cpus-per-task", "SLURM_CPUS_PER_RUN"),
-            ("mem", "SLURM_MEM_PER_RUN"),
-        )
-        if s[name]
-    ]
+    named = ("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"), ("cpus-per-task", "SLURM_CPUS_PER_RUN")
+    options = [f"--{flag}={s[name]}" for flag, name in (*named, ("mem", "SLURM_MEM_PER_RUN")) if s[name]]
     return options + ([f"--gres=gpu:{gpus}"] if gpus != "0" else []) + shlex.split(s["SLURM_ARGS"])
 
 
 def submit(stages, s, name):
     """One job array per stage, each after the previous stage's arrays; returns the submitted job ids."""
-    queued = queued_runs()
-    submitted, after = [], set()
+    queued, submitted, after = queued_runs(), [], set()
     for number, stage in enumerate(stages):
-        waiting = {queued[job.path] for job in stage if job.path in queued}
+        waiting, todo = set(), []
         for job in stage:
             if job.path in queued:
                 logger.info("queued %s (already in Slurm job %s)", job.out, queued[job.path])
-        todo = [job for job in stage if job.path not in queued]
+                waiting.add(queued[job.path])
+            else:
+                todo.append(job)
         if todo:
             stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{name}-{number}"
             folder = os.path.join(REPO, s["OUT_ROOT"], ".slurm", stamp)
@@ -471,21 +421,12 @@ def submit(stages, s, name):
             write_atomic(manifest, json.dumps(entries, indent=1))
             python = shlex.quote(os.path.abspath(s["PYTHON"]))
             task = f"#!/bin/sh\nexec {python} -m dynamic_kd.sweeps --slurm-task {shlex.quote(manifest)}\n"
-            script = write_atomic(os.path.join(folder, "task.sh"), task)
             limit = f"%{s.int('SLURM_ARRAY_LIMIT')}" if s["SLURM_ARRAY_LIMIT"] else ""
-            argv = [
-                "sbatch",
-                "--parsable",
-                f"--array=0-{len(todo) - 1}{limit}",
-                f"--job-name=dkd-{name}",
-                "--requeue",
-                "--open-mode=append",
-                f"--output={folder}/%A_%a.out",
-                f"--chdir={REPO}",
-                *sbatch_options(s),
-            ]
+            argv = ["sbatch", "--parsable", f"--array=0-{len(todo) - 1}{limit}", f"--job-name=dkd-{name}", "--requeue"]
+            argv += ["--open-mode=append", f"--output={folder}/%A_%a.out", f"--chdir={REPO}", *sbatch_options(s)]
             argv += [f"--dependency=afterany:{':'.join(sorted(after))}"] if after else []
-            result = subprocess.run(argv + [script], capture_output=True, text=True)
+            script = write_atomic(os.path.join(folder, "task.sh"), task)
+            result = subprocess.run([*argv, script], capture_output=True, text=True)
             if result.returncode != 0:
                 raise ConfigError(f"sbatch failed: {' '.join(result.stderr.split())}; check the SLURM_* settings")
             job_id = result.stdout.strip().split(";")[0]
@@ -502,11 +443,10 @@ def slurm_task(manifest):
     """In a Slurm array task: run entry SLURM_ARRAY_TASK_ID of the manifest (unless it finished meanwhile)."""
     with open(manifest, encoding="utf-8") as handle:
         entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
-    job = Job(entry["out"], entry["argv"][1], ())
     if os.path.exists(os.path.join(entry["path"], RESULTS_FILE)):
         logger.info("skip %s (finished)", entry["out"])
         return 0
-    return execute(job, entry["argv"])
+    return execute(Job(entry["out"], entry["argv"][1], ()), entry["argv"])
 
 
 # ---------------------------------------------------------------- command line
@@ -516,31 +456,38 @@ def report_command(s, sweep):
     """The report command(s) that turn a sweep's runs into tables and figures."""
     lines = []
     for folder in sweep.reports:
-        own = Settings.of(s.env, folder) if folder in grids().SWEEPS else s  # the sweep's own student folder
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
-        dirs = [first] + ([own["STUDENT_ROOT"]] if folder and s.on("STUDENT_BASELINE") else [])
-        lines.append(
-            shlex.join(
-                [
-                    s["PYTHON"],
-                    "-m",
-                    "dynamic_kd.report",
-                    *dirs,
-                    "--out",
-                    os.path.join(first, "results.md"),
-                    "--plot",
-                    os.path.join(first, "plots"),
-                ]
-            )
-        )
+        dirs = [first]
+        if folder and s.on("STUDENT_BASELINE"):  # the sweep's own student folder
+            dirs.append((Settings.of(s.env, folder) if folder in grids().SWEEPS else s)["STUDENT_ROOT"])
+        out = ["--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]
+        lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, *out]))
     return lines
+
+
+def plan_text(stages, notes, s):
+    """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
+    slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
+    lines, count = [], 0
+    if s["LAUNCHER"] == "slurm":
+        sbatch = shlex.join(sbatch_options(s))
+        lines.append(f"# LAUNCHER=slurm: one job array per stage, each line one array task of: sbatch {sbatch}")
+    for number, stage in enumerate(stages):
+        if len(stages) > 1:
+            lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))
+        lines += [f"# {note}" for at, note in notes if at == number]
+        for job in stage:
+            gpu = slots[count % len(slots)]
+            count += 1
+            lines.append((f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else "") + shlex.join(command(job, s)))
+    return "".join(f"{line}\n" for line in lines)
 
 
 def main(argv=None, env=None):
     """`python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]`; returns 0, 1 (a run failed) or 2 (bad settings)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     env = dict(os.environ if env is None else env)
-    handler = logging.StreamHandler(sys.stdout)  # progress lines are the program's output, as before in bash
+    handler = logging.StreamHandler(sys.stdout)  # progress lines are the program's output
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers, logger.propagate = [handler], False
     logger.setLevel(logging.INFO)
@@ -551,7 +498,6 @@ def main(argv=None, env=None):
     if not argv or argv[0] not in sweeps:
         sys.stderr.write(f"usage: python -m dynamic_kd.sweeps {{{','.join(sweeps)}}} [NAME=VALUE ...]\n{__doc__}")
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    sweep = sweeps[argv[0]]
     try:
         for assignment in argv[1:]:
             name, equals, value = assignment.partition("=")
@@ -567,8 +513,8 @@ def main(argv=None, env=None):
             raise ConfigError(
                 "GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)"
             )
-        stages, notes = plan(sweep.build(s), s)
-        total, reports = sum(map(len, stages)), report_command(s, sweep)
+        stages, notes = plan(sweeps[argv[0]].build(s), s)
+        total, reports = sum(map(len, stages)), report_command(s, sweeps[argv[0]])
         if s.on("DRY_RUN"):
             sys.stdout.write(
                 plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). "
@@ -589,40 +535,13 @@ def main(argv=None, env=None):
     except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
         logger.info("%s interrupted", _stamp())
         return 130
-    logger.info(
-        "%s done: %d ok, %d failed, %d skipped (of %d runs)",
-        _stamp(),
-        total - len(failed),
-        len(failed),
-        len(notes),
-        total + len(notes),
-    )
+    done = (total - len(failed), len(failed), len(notes), total + len(notes))
+    logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), *done)
     for job in failed:
         logger.info("  failed: %s (log: %s.log)", job.out, job.out)
     if reports:
         logger.info("Tables and figures:\n" + "".join(f"  {line}\n" for line in reports).rstrip())
     return 1 if failed else 0
-
-
-def plan_text(stages, notes, s):
-    """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
-    slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
-    lines = (
-        [
-            f"# LAUNCHER=slurm: one job array per stage, each line one array task of: "
-            f"sbatch {shlex.join(sbatch_options(s))}"
-        ]
-        if s["LAUNCHER"] == "slurm"
-        else []
-    )
-    for number, stage in enumerate(stages):
-        if len(stages) > 1:
-            lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))
-        lines += [f"# {note}" for at, note in notes if at == number]
-        for job in stage:
-            gpu = slots[len([line for line in lines if not line.startswith("#")]) % len(slots)]
-            lines.append((f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else "") + shlex.join(command(job, s)))
-    return "".join(f"{line}\n" for line in lines)
 
 
 if __name__ == "__main__":  # the grids import dynamic_kd.sweeps: run that module, not a copy

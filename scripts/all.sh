@@ -11,6 +11,6 @@
 #
 # Own variables: STAGES (teachers teacher data objective), and every variable of the four
 # scripts. Exits 1 if a run failed (locally).
-# PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
+# Defaults: scripts/grids.py PAPER, under PROFILES (PROFILE=released: the released scripts' settings,
+# docs/released.md; library: ours, in outputs/library).
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" all "$@"

@@ -8,10 +8,8 @@
 #
 # Runs go to $OUT_ROOT/data/<task>/kd-seed<seed> and .../<strategy>-r<ratio>[-epoch]-seed<seed>,
 # the no-KD student to $OUT_ROOT/student/<task>/seed<seed>.
-# Own variables: SELECTIONS (every --selection_strategy but none), RATIOS (0.1 0.3 0.5 0.7),
-# SELECTION_SCOPE (batch = the paper, or epoch), KD_BASELINE (1), KD_LOSS (released mse;
-# library auto = kl, mse for stsb), TEACHER_CACHE (disk: the runs share the teacher's outputs).
-# Shared ones: README "Sweeps".
-# PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
+# Own variables: SELECTIONS, RATIOS, SELECTION_SCOPE (batch = the paper, or epoch), KD_BASELINE,
+# KD_LOSS, TEACHER_CACHE (disk: the runs share the teacher's outputs). Shared ones: README "Sweeps".
+# Defaults: scripts/grids.py PAPER, under PROFILES (PROFILE=released: the released scripts' settings,
+# docs/released.md; library: ours, in outputs/library).
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" data "$@"

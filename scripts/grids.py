@@ -1,9 +1,10 @@
-"""The sweeps' grids, as data next to the scripts that run them through `dynamic_kd.sweeps`.
+"""The sweeps' grids, data next to the scripts that run them through `dynamic_kd.sweeps`.
 
-`SWEEPS`: the paper's (teachers, teacher, data, objective, all: scripts/train_teacher.sh, teacher.sh,
-data.sh, objective.sh, all.sh; defaults `PAPER` under PROFILE's entry of `PROFILES`), the quickstart's
-and the miniature's (scripts/quickstart.sh, miniature.sh) and the cost benchmarks' (cost,
-shared-store: benchmarks/distillation_cost.py). A grid maps resolved `Settings` to stages of `Job`s.
+`SWEEPS` maps each sweep to its grid: resolved `Settings` -> stages of `Job`s. The paper's (teachers, teacher,
+data, objective, all) run from scripts/train_teacher.sh ... all.sh, the quickstart and the miniature from
+scripts/quickstart.sh and miniature.sh, cost and shared-store from benchmarks/distillation_cost.py. A table row
+is (output folder, entry point, flags after the student's); `fill` puts the teachers' folders into its
+"{large}" and "{small}".
 """
 
 import os
@@ -12,9 +13,20 @@ from dynamic_kd.errors import ConfigError
 from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, SELECTION_STRATEGIES, TEACHER_MODES
 from dynamic_kd.sweeps import Job, Settings, Sweep, flags, model_flags, precision_flags, train_flags
 
+
+def fill(words, **folders):
+    """A row's flags as argv, "{name}" placeholders filled in."""
+    return [word.format(**folders) for word in words.split()]
+
+
+def tweet_files(folder):
+    """The tweets of scripts/prepare_tweets.py (the custom task): train and validation file."""
+    return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
+
+
 # ---------------------------------------------------------------- the paper's sweeps
 
-# The paper sweeps' variables besides `sweeps.VARIABLES`; "{task}" is replaced per task.
+# Their variables besides `sweeps.VARIABLES`; "{task}" is replaced per task.
 PAPER = {
     "PROFILE": "released",
     "TASKS": "rte mrpc cola sst2 qnli",
@@ -83,52 +95,44 @@ PROFILES = {
 
 
 def paper_flags(s, warmup):
-    """What the paper sweeps add to `train_flags`: warmup (a fraction of the steps below 1), padding, PRECISION."""
     return flags(warmup_steps=warmup) + (["--pad_to_max_length"] if s.on("PAD_TO_MAX") else []) + precision_flags(s)
 
 
-def student_flags(s, task, seed):
-    student = model_flags(s["STUDENT_MODEL"], s["STUDENT_LAYERS"], s["STUDENT_LAYER_INIT"])
-    return student + train_flags(s, task, seed, s["LR"], s["EPOCHS"]) + paper_flags(s, s["WARMUP"])
-
-
-def _teacher(template, task):
-    return template.replace("{task}", task)
-
-
 def teachers(s):
-    """Fine-tune BASE_MODEL and LARGE_MODEL on every task (the teachers of the other sweeps)."""
+    """Fine-tune BASE_MODEL and LARGE_MODEL on every task."""
     jobs = []
     for task in s.words("TASKS"):
         for size in s.words("TEACHER_SIZES"):
             if size not in ("base", "large"):
                 raise ConfigError(f"TEACHER_SIZES takes base and/or large, got '{size}'")
-            model, out = s[f"{size.upper()}_MODEL"], s[f"{size.upper()}_TEACHER"]
+            size = size.upper()
             # a TEACHER_LR the user sets applies to both sizes, over the profile's rate per size
-            lr = s.env.get(f"{size.upper()}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size.upper()}_TEACHER_LR"]
+            lr = s.env.get(f"{size}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size}_TEACHER_LR"]
             train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"])
             train += paper_flags(s, s["TEACHER_WARMUP"])
-            jobs.append(Job(_teacher(out, task), "train_teacher.py", ("--model_name_or_path", model, *train)))
+            out = s[f"{size}_TEACHER"].replace("{task}", task)
+            jobs.append(Job(out, "train_teacher.py", ("--model_name_or_path", s[f"{size}_MODEL"], *train)))
     return [jobs]
 
 
-def _students(s, runs):
-    """For every task and seed: the student alone (STUDENT_BASELINE) and `runs(task, seed)`, each with
-    KD_LOSS and the teacher-output store TEACHER_CACHE (disk: runs with one teacher share its outputs)."""
+def _students(s, sweep, script, runs):
+    """Per task and seed: the student alone (STUDENT_BASELINE) and `script` with each (name, flags) of `runs(task)`
+    in OUT_ROOT/`sweep`/<task>/<name>-seed<seed>, with KD_LOSS and the teacher-output store TEACHER_CACHE."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
-            student = student_flags(s, task, seed)
+            student = model_flags(s["STUDENT_MODEL"], s["STUDENT_LAYERS"], s["STUDENT_LAYER_INIT"])
+            student += train_flags(s, task, seed, s["LR"], s["EPOCHS"]) + paper_flags(s, s["WARMUP"])
             if s.on("STUDENT_BASELINE"):
                 jobs.append(Job(f"{s['STUDENT_ROOT']}/{task}/seed{seed}", "train_teacher.py", tuple(student)))
-            jobs += [Job(out, script, tuple(student + extra + kd)) for out, script, extra in runs(task, seed)]
+            for name, extra in runs(task):
+                jobs.append(Job(f"{s['OUT_ROOT']}/{sweep}/{task}/{name}-seed{seed}", script, (*student, *extra, *kd)))
     return jobs
 
 
 def teacher(s):
-    """Paper Sec. 3.1: every --uncertainty_mode (single-small, single-large, average: the baselines).
-
-    TEACHER_ALPHAS "SMALL LARGE": both teachers' KD weights in every two-teacher mode (empty: the defaults)."""
+    """Paper Sec. 3.1: every MODES (single-small, single-large, average: the baselines); TEACHER_ALPHAS
+    "SMALL LARGE": both teachers' KD weights in every two-teacher mode."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
         raise ConfigError(
@@ -136,43 +140,37 @@ def teacher(s):
         )
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
 
-    def runs(task, seed):
-        paths = {"small": _teacher(s["BASE_TEACHER"], task), "large": _teacher(s["LARGE_TEACHER"], task)}
+    def runs(task):
+        paths = {
+            "small": s["BASE_TEACHER"].replace("{task}", task),
+            "large": s["LARGE_TEACHER"].replace("{task}", task),
+        }
         for mode in s.words("MODES"):
             needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
             pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
-            pool += weights if len(needed) == 2 else []
-            yield (
-                f"{s['OUT_ROOT']}/teacher/{task}/{mode}-seed{seed}",
-                "dynamic_teacher.py",
-                pool + ["--uncertainty_mode", mode],
-            )
+            yield mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]
 
-    return [_students(s, runs)]
+    return [_students(s, "teacher", "dynamic_teacher.py", runs)]
 
 
 def data(s):
-    """Paper Sec. 3.2: every selection strategy x ratio, plus plain KD (KD_BASELINE)."""
+    """Paper Sec. 3.2: every SELECTIONS x RATIOS, plus plain KD (KD_BASELINE)."""
     scope = "" if s["SELECTION_SCOPE"] == "batch" else f"-{s['SELECTION_SCOPE']}"
-    common = flags(selection_scope=s["SELECTION_SCOPE"])
 
-    def runs(task, seed):
-        kd = ["--teacher", _teacher(s["TEACHER"], task)]
+    def runs(task):
+        kd = ["--teacher", s["TEACHER"].replace("{task}", task)]
         if s.on("KD_BASELINE"):
-            yield f"{s['OUT_ROOT']}/data/{task}/kd-seed{seed}", "dynamic_data.py", kd
+            yield "kd", kd
         for strategy in s.words("SELECTIONS"):
             for ratio in s.words("RATIOS"):
-                yield (
-                    f"{s['OUT_ROOT']}/data/{task}/{strategy}-r{ratio}{scope}-seed{seed}",
-                    "dynamic_data.py",
-                    kd + ["--selection_strategy", strategy, "--selection_ratio", ratio] + common,
-                )
+                chosen = ["--selection_strategy", strategy, "--selection_ratio", ratio]
+                yield f"{strategy}-r{ratio}{scope}", kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"])
 
-    return [_students(s, runs)]
+    return [_students(s, "data", "dynamic_data.py", runs)]
 
 
 def objective(s):
-    """Paper Sec. 3.3: every --strategy (none: the static PKD-style baseline, REP normalised along
+    """Paper Sec. 3.3: every STRATEGIES (none: the static PKD-style baseline, REP normalised along
     STATIC_REP_NORMALIZATION)."""
     layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
     if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
@@ -181,45 +179,38 @@ def objective(s):
             "set REP_LAYERS=all or STATIC_REP_NORMALIZATION=hidden"
         )
 
-    def runs(task, seed):
+    def runs(task):
         for strategy in s.words("STRATEGIES"):
-            norm = flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
-            rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"]) + norm
-            yield (
-                f"{s['OUT_ROOT']}/objective/{task}/{strategy}{layers}-seed{seed}",
-                "dynamic_objective.py",
-                ["--teacher", _teacher(s["TEACHER"], task)] + rep,
-            )
+            rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
+            rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
+            yield f"{strategy}{layers}", ["--teacher", s["TEACHER"].replace("{task}", task)] + rep
 
-    return [_students(s, runs)]
+    return [_students(s, "objective", "dynamic_objective.py", runs)]
 
 
 def everything(s):
     """STAGES: the teachers first, then the three distillation sweeps as one stage."""
-    unknown = set(s.words("STAGES")) - {"teachers", "teacher", "data", "objective"}
+    stages = s.words("STAGES")
+    unknown = set(stages) - {"teachers", "teacher", "data", "objective"}
     if unknown:
         raise ConfigError(
             f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective"
         )
-    first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in s.words("STAGES") else []
-    students = [
-        job
-        for stage in s.words("STAGES")
-        if stage != "teachers"
-        for job in SWEEPS[stage].build(Settings.of(s.env, stage))[0]
-    ]
+    first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in stages else []
+    students = [job for name in stages if name != "teachers" for job in SWEEPS[name].build(Settings.of(s.env, name))[0]]
     return [first, list({job.out: job for job in students}.values())]  # the student baseline once
 
 
 # ---------------------------------------------------------------- the quickstart and the miniature
 
+KD = "--teacher {large}"
+TWO = "--small_teacher {small} --large_teacher {large}"
+HARD = f"{TWO} --uncertainty_mode hard"
+ENTROPY = "--selection_strategy entropy --selection_ratio 0.1"
+UNCERTAINTY = "--strategy uncertainty --rep_alpha 1.0"
+STORE = "--teacher_cache disk"  # the students share the teachers' outputs
 
-def tweet_files(folder):
-    """The offline demo data written by scripts/prepare_tweets.py: three-class tweets, the custom task."""
-    return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
-
-
-# The quickstart's variables: empty ones depend on TASK (unset: the tweets demo) or on MODEL.
+# The quickstart's variables; the empty ones are filled from `QUICKSTART_RATES` (TASK unset: the tweets demo).
 QUICKSTART = {
     "OUT_ROOT": "outputs/quickstart",
     "TASK": "",
@@ -232,164 +223,99 @@ QUICKSTART = {
     "STUDENT_LAYERS": "",
     "MAX_LEN": "",
     "SAVE_ARGS": "--save_strategy no",
-    "LARGE_EPOCHS": "",
+    "LARGE_EPOCHS": "3",
     "LARGE_LR": "",
-    "SMALL_EPOCHS": "",
+    "SMALL_EPOCHS": "3",
     "SMALL_LR": "",
-    "STUDENT_EPOCHS": "",
+    "STUDENT_EPOCHS": "3",
     "STUDENT_LR": "",
     "SHOW_OUTPUT": "1",
 }
+QUICKSTART_RATES = {
+    "demo": {"MAX_LEN": "64", "LARGE_LR": "5e-5", "SMALL_LR": "1e-4", "STUDENT_LR": "1e-4"},
+    "task": {"MAX_LEN": "128", "LARGE_LR": "2e-5", "SMALL_LR": "2e-5", "STUDENT_LR": "2e-5"},
+}
+QUICKSTART_ROWS = (
+    ("student/{label}/seed{seed}", "train_teacher.py", ""),
+    ("data/{label}/kd-seed{seed}", "dynamic_data.py", f"{KD} {STORE}"),
+    ("teacher/{label}/hard-seed{seed}", "dynamic_teacher.py", f"{HARD} {STORE}"),
+    ("data/{label}/entropy-r0.1-seed{seed}", "dynamic_data.py", f"{KD} {ENTROPY} {STORE}"),
+    ("objective/{label}/uncertainty-seed{seed}", "dynamic_objective.py", f"{KD} {UNCERTAINTY} {STORE}"),
+    (
+        "combined/{label}/hard+entropy-r0.1+uncertainty-seed{seed}",
+        "dynamic_teacher.py",
+        f"{HARD} {ENTROPY} {UNCERTAINTY} {STORE}",
+    ),
+)
 
 
 def quickstart(s):
-    """Two teachers, then the student alone, KD and every dynamic method (one seed)."""
+    """Two teachers cut from MODEL, then the student alone, KD and every dynamic method (one seed)."""
     from transformers import AutoConfig
 
-    demo = not s["TASK"]
-    task, label = (s["TASK"], s["TASK"]) if not demo else ("custom", "tweets")
-    files = tweet_files(s["DATA_DIR"]) if demo else None
     if not s["MODEL"]:
         raise ConfigError(
             "MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)"
         )
+    demo = not s["TASK"]
+    task, label, files = ("custom", "tweets", tweet_files(s["DATA_DIR"])) if demo else (s["TASK"], s["TASK"], None)
+    for name, value in QUICKSTART_RATES["demo" if demo else "task"].items():
+        s[name] = s[name] or value
     depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
-    s["MAX_LEN"] = s["MAX_LEN"] or ("64" if demo else "128")
+    layers = {"STUDENT": 2 if depth < 12 else 6, "LARGE": depth, "SMALL": (depth + 1) // 2}
     extra = ["--logging_steps", "10"] + precision_flags(s)
-    store = ["--teacher_cache", "disk"]  # every student of the sweep reuses the teachers' outputs
 
-    def role(name, layers, epochs, lr):  # a model of `layers` layers cut from MODEL, with its own schedule
-        lr = s[f"{name}_LR"] or (lr if demo else "2e-5")
-        epochs = s[f"{name}_EPOCHS"] or (epochs if demo else "3")
-        cut = None if layers == depth else layers
-        train = train_flags(s, task, seed, lr, epochs, s["DATA_DIR"] or None, files)
-        return model_flags(s["MODEL"], cut) + train + extra
+    def role(name):  # NAME_LAYERS layers cut from MODEL, on NAME's schedule
+        cut = s.int(f"{name}_LAYERS") if s[f"{name}_LAYERS"] else layers[name]
+        train = train_flags(s, task, s["SEED"], s[f"{name}_LR"], s[f"{name}_EPOCHS"], s["DATA_DIR"] or None, files)
+        return (*model_flags(s["MODEL"], None if cut == depth else cut), *train, *extra)
 
-    root, seed = s["OUT_ROOT"], s["SEED"]
-    large, small = f"{root}/teachers/{label}-large", f"{root}/teachers/{label}-small"
-    student = role("STUDENT", s.int("STUDENT_LAYERS") if s["STUDENT_LAYERS"] else 2 if depth < 12 else 6, "3", "1e-4")
-    both = ["--small_teacher", small, "--large_teacher", large, "--uncertainty_mode", "hard"]
-    entropy = ["--selection_strategy", "entropy", "--selection_ratio", "0.1"]
-    uncertainty = ["--strategy", "uncertainty", "--rep_alpha", "1.0"]
-    kd = ["--teacher", large]
-    runs = [
-        (f"student/{label}/seed{seed}", "train_teacher.py", []),
-        (f"data/{label}/kd-seed{seed}", "dynamic_data.py", kd + store),
-        (f"teacher/{label}/hard-seed{seed}", "dynamic_teacher.py", both + store),
-        (f"data/{label}/entropy-r0.1-seed{seed}", "dynamic_data.py", kd + entropy + store),
-        (f"objective/{label}/uncertainty-seed{seed}", "dynamic_objective.py", kd + uncertainty + store),
-        (
-            f"combined/{label}/hard+entropy-r0.1+uncertainty-seed{seed}",
-            "dynamic_teacher.py",
-            both + entropy + uncertainty + store,
-        ),
+    student, root = role("STUDENT"), s["OUT_ROOT"]
+    paths = {"large": f"{root}/teachers/{label}-large", "small": f"{root}/teachers/{label}-small"}
+    first = [Job(path, "train_teacher.py", role(name.upper())) for name, path in paths.items()]
+    out = {"label": label, "seed": s["SEED"]}
+    rows = [
+        Job(f"{root}/{row.format(**out)}", script, (*student, *fill(words, **paths)))
+        for row, script, words in QUICKSTART_ROWS
     ]
-    large_layers = s.int("LARGE_LAYERS") if s["LARGE_LAYERS"] else depth
-    small_layers = s.int("SMALL_LAYERS") if s["SMALL_LAYERS"] else (depth + 1) // 2
-    return [
-        [
-            Job(large, "train_teacher.py", tuple(role("LARGE", large_layers, "3", "5e-5"))),
-            Job(small, "train_teacher.py", tuple(role("SMALL", small_layers, "3", "1e-4"))),
-        ],
-        [Job(f"{root}/{out}", script, tuple(student + extra)) for out, script, extra in runs],
-    ]
+    return [first, rows]
 
 
-def miniature(s):
-    """The paper in miniature (scripts/miniature.sh): its three experiments on three-class tweets.
-
-    Teachers: MiniLM-L6 (large; LARGE_MODEL, any classifier folder, replaces it: give it its own
-    OUT_ROOT) and its first 3 layers (small). Students: MODEL's first STUDENT_LAYERS layers, every row of
-    `MINIATURE_ROWS` x SEEDS in OUT_ROOT/runs/<row>/seed<seed> (`report --claims miniature` pairs seeds).
-    """
-    if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
-    root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
-    extra = ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
-
-    def role(layers, seed, lr, epochs, model=s["MODEL"]):
-        return model_flags(model, layers) + train_flags(s, "custom", seed, lr, epochs, files=files) + extra
-
-    large, small = f"{root}/teachers/large", f"{root}/teachers/small"
-    large_model = s["LARGE_MODEL"] or s["MODEL"]
-    seed = s["TEACHER_SEED"]
-    teachers = [
-        Job(large, "train_teacher.py", tuple(role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], large_model))),
-        Job(small, "train_teacher.py", tuple(role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"]))),
-    ]
-    paths = {"large": large, "small": small}
-    students = []
-    for seed in s.words("SEEDS"):
-        student = role(s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
-        for row, script, extra_flags in MINIATURE_ROWS:
-            if script != "train_teacher.py":
-                extra_flags = [paths.get(flag, flag) for flag in extra_flags]
-                if row not in MINIATURE_COST_ROWS:
-                    extra_flags += ["--teacher_cache", "disk"]
-            students.append(Job(f"{root}/runs/{row}/seed{seed}", script, tuple(student + list(extra_flags))))
-    return [teachers, students]
-
-
-_HARD = ["--small_teacher", "small", "--large_teacher", "large", "--uncertainty_mode"]
-# the released teacher.sh's weights of hard and average (1 + 1)
-_RELEASED_WEIGHTS = flags(
-    **dict(
-        zip(("small_teacher_alpha", "large_teacher_alpha"), PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split())
-    )
+# The miniature (docs/miniature.md): 13 rows x 5 seeds per draw, ~70 min on 2 fp32 CPU cores.
+_RELEASED_WEIGHTS = "--small_teacher_alpha {} --large_teacher_alpha {}".format(  # released teacher.sh's 1 + 1
+    *PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split()
 )
-_REP = ["--rep_alpha", "1.0", "--rep_layers", "cls"]  # [CLS] states are cached with the logits: no teacher pass
-# (row name, entry point, flags after the student's; "small"/"large" stand for the teachers' folders).
-# 13 rows x 5 seeds per draw, ~70 min of student runs on 2 fp32 CPU cores; why these rows and not the
-# first run's 23: README "The paper in miniature".
+_REP = "--rep_alpha 1.0 --rep_layers cls"  # [CLS] states are cached with the logits: no teacher pass
 MINIATURE_ROWS = (
-    ("student-alone", "train_teacher.py", ()),
-    ("kd-large", "dynamic_data.py", ("--teacher", "large")),
-    ("kd-large-w2", "dynamic_data.py", ("--teacher", "large", "--kd_alpha", "2")),
-    ("teacher-hard", "dynamic_teacher.py", (*_HARD, "hard")),
-    ("teacher-hard-w1", "dynamic_teacher.py", (*_HARD, "hard", *_RELEASED_WEIGHTS)),
-    ("teacher-average", "dynamic_teacher.py", (*_HARD, "average")),
-    ("teacher-average-w1", "dynamic_teacher.py", (*_HARD, "average", *_RELEASED_WEIGHTS)),
-    *(
-        (
-            f"data-{strategy}-r0.5",
-            "dynamic_data.py",
-            ("--teacher", "large", "--selection_strategy", strategy, "--selection_ratio", "0.5"),
-        )
-        for strategy in ("random", "margin")
-    ),
-    *(
-        (f"objective-{strategy}", "dynamic_objective.py", ("--teacher", "large", "--strategy", strategy, *_REP))
-        for strategy in ("none", "uncertainty")
-    ),
+    ("student-alone", "train_teacher.py", ""),
+    ("kd-large", "dynamic_data.py", KD),
+    ("kd-large-w2", "dynamic_data.py", f"{KD} --kd_alpha 2"),
+    ("teacher-hard", "dynamic_teacher.py", HARD),
+    ("teacher-hard-w1", "dynamic_teacher.py", f"{HARD} {_RELEASED_WEIGHTS}"),
+    ("teacher-average", "dynamic_teacher.py", f"{TWO} --uncertainty_mode average"),
+    ("teacher-average-w1", "dynamic_teacher.py", f"{TWO} --uncertainty_mode average {_RELEASED_WEIGHTS}"),
+    ("data-random-r0.5", "dynamic_data.py", f"{KD} --selection_strategy random --selection_ratio 0.5"),
+    ("data-margin-r0.5", "dynamic_data.py", f"{KD} --selection_strategy margin --selection_ratio 0.5"),
+    ("objective-none", "dynamic_objective.py", f"{KD} --strategy none {_REP}"),
+    ("objective-uncertainty", "dynamic_objective.py", f"{KD} --strategy uncertainty {_REP}"),
     (
         "objective-none-released",
         "dynamic_objective.py",
-        ("--teacher", "large", "--rep_alpha", "1.0", "--rep_layers", "all", "--rep_normalization", "sequence"),
+        f"{KD} --rep_alpha 1.0 --rep_layers all --rep_normalization sequence",
     ),
     (
         "combined",
         "dynamic_teacher.py",
-        (
-            *_HARD,
-            "hard",
-            "--selection_strategy",
-            "entropy",
-            "--selection_ratio",
-            "0.5",
-            "--strategy",
-            "uncertainty",
-            *_REP,
-        ),
+        f"{HARD} --selection_strategy entropy --selection_ratio 0.5 --strategy uncertainty {_REP}",
     ),
 )
-# Rows whose cost is compared (full KD vs selection: time, teacher forwards) keep a teacher cache of their
-# own; every other row reads the shared store.
+# Rows whose cost is compared (time, teacher forwards) keep a teacher cache of their own.
 MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
 # §3.2's "selection matches full KD" is a non-inferiority claim, so it needs a margin: 1 accuracy
 # point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
 NONINFERIORITY_MARGIN = 1.0
-# (paper section, claim, row, baseline[, margin]): each claim says `row` scores higher than
-# `baseline`, or with a margin, at most `margin` points lower (claims.claims_table).
+# (paper section, claim, row, baseline[, margin]): `row` scores higher than `baseline`, or with a margin,
+# at most `margin` points lower (claims.claims_table).
 MINIATURE_CLAIMS = (
     ("KD", "distilling from the large teacher beats training the student alone", "kd-large", "student-alone"),
     ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),
@@ -437,7 +363,6 @@ MINIATURE_CLAIMS = (
     ),
     ("all", "the three combined beat plain KD from the large teacher", "combined", "kd-large"),
 )
-# The miniature's variables: ~70 min a draw on 2 fp32 CPU cores.
 MINIATURE = {
     "OUT_ROOT": "outputs/miniature",
     "MODEL": "",
@@ -445,8 +370,6 @@ MINIATURE = {
     "SEEDS": "1 2 3 4 5",
     "PRECISION": "auto",
     "MAX_LEN": "64",
-    "BATCH": "32",
-    "EVAL_BATCH": "128",
     "SAVE_ARGS": "--save_strategy no",
     # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
     # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
@@ -464,10 +387,33 @@ MINIATURE = {
 }
 
 
+def miniature(s):
+    """Teachers: MODEL (or LARGE_MODEL, any classifier: give it its own OUT_ROOT) and its first SMALL_LAYERS
+    layers; then MINIATURE_ROWS x SEEDS of MODEL's first STUDENT_LAYERS, in OUT_ROOT/runs/<row>/seed<seed>."""
+    if not s["MODEL"]:
+        raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
+    root, extra = s["OUT_ROOT"], ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
+
+    def role(layers, seed, lr, epochs, model=s["MODEL"]):
+        train = train_flags(s, "custom", seed, lr, epochs, files=tweet_files(s["DATA_DIR"]))
+        return (*model_flags(model, layers), *train, *extra)
+
+    paths, seed = {"large": f"{root}/teachers/large", "small": f"{root}/teachers/small"}, s["TEACHER_SEED"]
+    large = role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], s["LARGE_MODEL"] or s["MODEL"])
+    small = role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])
+    students = []
+    for seed in s.words("SEEDS"):
+        student = role(s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
+        for row, script, words in MINIATURE_ROWS:
+            store = "" if script == "train_teacher.py" or row in MINIATURE_COST_ROWS else f" {STORE}"
+            students.append(Job(f"{root}/runs/{row}/seed{seed}", script, (*student, *fill(words + store, **paths))))
+    return [[Job(paths["large"], "train_teacher.py", large), Job(paths["small"], "train_teacher.py", small)], students]
+
+
 # ---------------------------------------------------------------- the cost benchmarks
 
 # benchmarks/distillation_cost.py's grids: by default a MiniLM teacher fine-tuned on the tweets in DATA_DIR
-# and a 2-layer student, fp32; TEACHER (a model folder) skips the fine-tuning.
+# and a 2-layer student; TEACHER (a model folder) skips the fine-tuning.
 COST = {
     "OUT_ROOT": "outputs/benchmark",
     "MODEL": "",
@@ -475,10 +421,7 @@ COST = {
     "TEACHER": "",
     "STUDENT_LAYERS": "2",
     "MAX_LEN": "64",
-    "BATCH": "32",
-    "EVAL_BATCH": "128",
     "EPOCHS": "3",
-    "PRECISION": "fp32",
     "ONLY": "",
     "SAVE_ARGS": "--save_strategy no",
 }
@@ -488,54 +431,46 @@ SHARED_STORE = {
     "RATIOS": "0.1 0.5",
     "STUDENT_RUNS": "9",
 }
-# (entry point, flags after the student's) in run order: the student alone between the two cached runs
-# it is compared with, so a drifting machine load biases the ratios least.
-_KD = ["--teacher", "{large}"]
-_BOTH = ["--small_teacher", "{small}", "--large_teacher", "{large}", "--uncertainty_mode", "hard"]
-_ENTROPY = [*_KD, "--selection_strategy", "entropy", "--selection_ratio", "0.1"]
+# In run order: the student alone between the two cached runs it is compared with, so a drifting
+# machine load biases the ratios least.
 COST_VARIANTS = {
-    "original": ("dynamic_data.py", [*_KD, "--teacher_cache", "none", "--pad_to_max_length"]),
-    "cached": ("dynamic_data.py", _KD),
-    "student": ("train_teacher.py", []),
-    "cached-bf16": ("dynamic_data.py", [*_KD, "--teacher_dtype", "bfloat16"]),
-    "epoch-r0.1": ("dynamic_data.py", [*_ENTROPY, "--selection_scope", "epoch"]),
-    "uncached": ("dynamic_data.py", [*_KD, "--teacher_cache", "none"]),
-    "batch-r0.1": ("dynamic_data.py", _ENTROPY),
-    "hard-nocache": ("dynamic_teacher.py", [*_BOTH, "--teacher_cache", "none"]),
-    "hard": ("dynamic_teacher.py", _BOTH),
+    "original": ("dynamic_data.py", f"{KD} --teacher_cache none --pad_to_max_length"),
+    "cached": ("dynamic_data.py", KD),
+    "student": ("train_teacher.py", ""),
+    "cached-bf16": ("dynamic_data.py", f"{KD} --teacher_dtype bfloat16"),
+    "epoch-r0.1": ("dynamic_data.py", f"{KD} {ENTROPY} --selection_scope epoch"),
+    "uncached": ("dynamic_data.py", f"{KD} --teacher_cache none"),
+    "batch-r0.1": ("dynamic_data.py", f"{KD} {ENTROPY}"),
+    "hard-nocache": ("dynamic_teacher.py", f"{HARD} --teacher_cache none"),
+    "hard": ("dynamic_teacher.py", HARD),
 }
 
 
 def _cost_runs(s, small_teacher):
-    """The cost grids' common part: (teacher stage, the student's flags, {"large": .., "small": ..} folders).
-
-    Without TEACHER: MODEL fine-tuned on DATA_DIR as the large teacher and its first 3 layers as the
-    small one; with TEACHER there is no small teacher. The student: MODEL's first STUDENT_LAYERS."""
+    """(teacher stage, student flags, teachers' folders) of the cost grids: without TEACHER, MODEL fine-tuned
+    on DATA_DIR (large) and its first 3 layers (small); the student: MODEL's first STUDENT_LAYERS."""
     if not s["MODEL"]:
         raise ConfigError(
             "MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)"
         )
-    root, files = s["OUT_ROOT"], tweet_files(s["DATA_DIR"])
-    extra = ["--disable_tqdm", "True"] + precision_flags(s)
+    root, extra = s["OUT_ROOT"], ["--disable_tqdm", "True"] + precision_flags(s)
 
     def train(lr, epochs):
-        return train_flags(s, "custom", 1, lr, epochs, files=files) + extra
+        return train_flags(s, "custom", 1, lr, epochs, files=tweet_files(s["DATA_DIR"])) + extra
 
-    if s["TEACHER"]:
-        if small_teacher:
-            raise ConfigError(
-                "the hard-adoption variants need the small teacher fine-tuned from MODEL; "
-                "leave TEACHER unset or leave them out of ONLY"
-            )
-        stage, teachers = [], {"large": s["TEACHER"], "small": None}
-    else:
-        teachers = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
-        # The 3-layer cut starts further from a classifier: it needs a higher rate to leave chance level.
+    if s["TEACHER"] and small_teacher:
+        raise ConfigError(
+            "the hard-adoption variants need the small teacher fine-tuned from MODEL; "
+            "leave TEACHER unset or leave them out of ONLY"
+        )
+    stage, paths = [], {"large": s["TEACHER"], "small": None}
+    if not s["TEACHER"]:  # the 3-layer cut starts further from a classifier: a higher rate leaves chance level
+        paths = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
         stage = [
-            Job(teachers["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
-            Job(teachers["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2"))),
+            Job(paths["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
+            Job(paths["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2"))),
         ]
-    return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), teachers
+    return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), paths
 
 
 def cost(s):
@@ -546,42 +481,40 @@ def cost(s):
         raise ConfigError(
             f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}"
         )
-    chosen = {name: COST_VARIANTS[name] for name in COST_VARIANTS if name in only}
-    stage, student, teachers = _cost_runs(s, any("{small}" in flag for _, extra in chosen.values() for flag in extra))
-    variants = [
-        Job(f"{s['OUT_ROOT']}/runs/{name}", script, tuple(student + [f.format(**teachers) for f in extra]))
-        for name, (script, extra) in chosen.items()
+    chosen = {name: row for name, row in COST_VARIANTS.items() if name in only}
+    stage, student, paths = _cost_runs(s, any("{small}" in words for _, words in chosen.values()))
+    runs = [
+        Job(f"{s['OUT_ROOT']}/runs/{name}", script, (*student, *fill(words, **paths)))
+        for name, (script, words) in chosen.items()
     ]
-    return [stage, variants] if stage else [variants]
+    return [stage, runs] if stage else [runs]
 
 
 def shared_store(s):
-    """One task's sweep on one store (OUT_ROOT/sweep, so it starts cold): KD, then SELECTIONS x RATIOS
-    (batch scope, one seed), and STUDENT_RUNS runs of the student alone spread evenly between them."""
-    stage, student, teachers = _cost_runs(s, False)
+    """One store (OUT_ROOT/sweep, so it starts cold) for KD and SELECTIONS x RATIOS, with STUDENT_RUNS
+    runs of the student alone spread evenly between them."""
+    stage, student, paths = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
-    kd = student + [
+    kd = (
+        *student,
         "--teacher",
-        teachers["large"],
+        paths["large"],
         "--teacher_cache",
         "disk",
         "--teacher_cache_dir",
         f"{root}/teacher_outputs",
-    ]
-    distilled = [Job(f"{root}/kd", "dynamic_data.py", tuple(kd))] + [
-        Job(
-            f"{root}/{strategy}-r{ratio}",
-            "dynamic_data.py",
-            tuple(kd + ["--selection_strategy", strategy, "--selection_ratio", ratio]),
-        )
-        for strategy in s.words("SELECTIONS")
-        for ratio in s.words("RATIOS")
-    ]
-    alone = s.int("STUDENT_RUNS", minimum=0)
-    runs = list(distilled)
+    )
+    runs = [Job(f"{root}/kd", "dynamic_data.py", kd)]
+    for strategy in s.words("SELECTIONS"):
+        for ratio in s.words("RATIOS"):
+            chosen = ("--selection_strategy", strategy, "--selection_ratio", ratio)
+            runs.append(Job(f"{root}/{strategy}-r{ratio}", "dynamic_data.py", kd + chosen))
+    alone, distilled = s.int("STUDENT_RUNS", minimum=0), len(runs)
     for number in reversed(range(alone)):  # student i goes before distilled run round(i * n / (k - 1))
-        at = round(number * len(distilled) / max(alone - 1, 1))
-        runs.insert(at, Job(f"{root}/student-{number + 1}", "train_teacher.py", tuple(student)))
+        runs.insert(
+            round(number * distilled / max(alone - 1, 1)),
+            Job(f"{root}/student-{number + 1}", "train_teacher.py", tuple(student)),
+        )
     return [stage, runs] if stage else [runs]
 
 

@@ -8,10 +8,8 @@
 #     STRATEGIES="none uncertainty" TASKS=mrpc bash scripts/objective.sh
 #
 # Runs go to $OUT_ROOT/objective/<task>/<strategy>[-cls]-seed<seed>.
-# Own variables: STRATEGIES (released: none uncertainty; library: every --strategy),
-# STATIC_REP_NORMALIZATION (REP of `none`: released sequence, library hidden), REP_ALPHA (1.0, weight of
-# hidden-state alignment), REP_LAYERS (all tokens of the mapped layers, or cls). Shared ones:
-# README "Sweeps".
-# PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
+# Own variables: STRATEGIES, STATIC_REP_NORMALIZATION (REP of `none`), REP_ALPHA (weight of hidden-state
+# alignment), REP_LAYERS (all tokens of the mapped layers, or cls). Shared ones: README "Sweeps".
+# Defaults: scripts/grids.py PAPER, under PROFILES (PROFILE=released: the released scripts' settings,
+# docs/released.md; library: ours, in outputs/library).
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" objective "$@"

@@ -8,9 +8,8 @@
 #
 # Runs go to $OUT_ROOT/teacher/<task>/<mode>-seed<seed>, the no-KD student to
 # $OUT_ROOT/student/<task>/seed<seed> (STUDENT_BASELINE=0 leaves it out).
-# Own variables: TEACHER_ALPHAS (the two teachers' KD weights, released "1 1"), MODES (released:
-# hard soft; library: every --uncertainty_mode; single-small, single-large and average are the
-# baselines; single-* runs get only the teacher they use). Shared ones: README "Sweeps".
-# PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
+# Own variables: TEACHER_ALPHAS (the two teachers' KD weights), MODES (single-small, single-large and
+# average are the baselines; single-* runs get only the teacher they use). Shared ones: README "Sweeps".
+# Defaults: scripts/grids.py PAPER, under PROFILES (PROFILE=released: the released scripts' settings,
+# docs/released.md; library: ours, in outputs/library).
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" teacher "$@"

@@ -8,8 +8,8 @@
 #     LAUNCHER=slurm SLURM_PARTITION=gpu bash scripts/train_teacher.sh
 #     DRY_RUN=1 bash scripts/train_teacher.sh                # print the commands only
 #
-# Own variables: TEACHER_SIZES (base large), TEACHER_LR ($LR), TEACHER_EPOCHS ($EPOCHS),
-# TEACHER_SEED (42); the shared ones (TASKS, OUT_ROOT, GPUS, LAUNCHER, ...) are in README "Sweeps".
-# PROFILE=released (default: the released scripts' settings, docs/released.md) or library (our
-# defaults, in outputs/library); the values live in scripts/grids.py PROFILES.
+# Own variables: TEACHER_SIZES, TEACHER_LR, TEACHER_EPOCHS, TEACHER_SEED; the shared ones (TASKS,
+# OUT_ROOT, GPUS, LAUNCHER, ...) are in README "Sweeps".
+# Defaults: scripts/grids.py PAPER, under PROFILES (PROFILE=released: the released scripts' settings,
+# docs/released.md; library: ours, in outputs/library).
 exec bash "$(dirname "${BASH_SOURCE[0]}")/sweep.sh" teachers "$@"
