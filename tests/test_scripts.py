@@ -1,4 +1,5 @@
-"""The sweep scripts (scripts/*.sh, thin wrappers over dynamic_kd/sweeps.py and scripts/grids.py) and scripts/prepare_tweets.py.
+"""The sweep scripts (scripts/*.sh, thin wrappers over dynamic_kd/sweeps.py and scripts/grids.py) and
+scripts/prepare_tweets.py.
 
 Each script reaches its sweep with the environment's settings (DRY_RUN=1); one tiny real sweep
 checks logging, skipping a finished run and resuming a killed one; the quickstart's plan has the
@@ -93,7 +94,10 @@ def test_custom_data_sweep_plans_commands_the_entry_points_accept(tmp_path):
 
     (tmp_path / "train.csv").write_text("text,score\na,0.5\nb,3\n")
     (tmp_path / "dev.csv").write_text("text,score\nc,1\n")
-    files = f"--train_file {tmp_path}/train.csv --validation_file {tmp_path}/dev.csv --text_column text --label_column score --is_regression"
+    files = (
+        f"--train_file {tmp_path}/train.csv --validation_file {tmp_path}/dev.csv"
+        " --text_column text --label_column score --is_regression"
+    )
     result = run_script(
         "data.sh",
         tmp_path,

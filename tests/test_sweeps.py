@@ -1,4 +1,5 @@
-"""Tests for dynamic_kd.sweeps and its grids (scripts/grids.py): plans, the local launcher and (with a live Slurm) the Slurm launcher.
+"""Tests for dynamic_kd.sweeps and its grids (scripts/grids.py): plans, the local launcher and (with a live
+Slurm) the Slurm launcher.
 
 Plans are checked in-process through DRY_RUN=1, command by command. Real runs use tiny models
 built in the test. The Slurm test needs a throwaway single-node Slurm: `bash scripts/test_slurm.sh`
@@ -133,8 +134,8 @@ def test_data_plan(capsys, tmp_path):
                 == f"{flag(argv, '--selection_strategy')}-r{flag(argv, '--selection_ratio')}-seed{flag(argv, '--seed')}"
             )
     assert (
-        comments[-1]
-        == f"# {sys.executable} -m dynamic_kd.report {out}/data {out}/student --out {out}/data/results.md --plot {out}/data/plots"
+        comments[-1] == f"# {sys.executable} -m dynamic_kd.report {out}/data {out}/student"
+        f" --out {out}/data/results.md --plot {out}/data/plots"
     )
 
     commands, _ = plan(
@@ -227,8 +228,8 @@ def test_combinations_a_task_cannot_run_are_dropped_by_the_entry_point_check(cap
     assert len(dropped) == 3 + 3 + 2
     # the message is DistillationArguments.check_task's, the one the entry point would print
     assert (
-        f"# skip {out}/data/stsb/entropy-r0.1-seed1 (not applicable: stsb is a regression task and --selection_strategy needs class probabilities)"
-        in comments
+        f"# skip {out}/data/stsb/entropy-r0.1-seed1 (not applicable: stsb is a regression task"
+        " and --selection_strategy needs class probabilities)" in comments
     )
 
 
