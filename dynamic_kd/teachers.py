@@ -133,18 +133,11 @@ def dtype_name(dtype: torch.dtype) -> str:
 def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
     name = "fp32" if dtype == torch.float32 else f"{dtype_name(dtype)} autocast"
     logger.info("teacher pass: %s on %s (%s); teacher weights stay fp32", name, device_type, why)
-    if device_type != "cpu":
-        return
-    flag = native_bf16_flag(read_cpuinfo())
+    flag = native_bf16_flag(read_cpuinfo()) if device_type == "cpu" else ""
     if dtype == torch.bfloat16 and flag is None:
-        logger.warning(
-            "this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower "
-            "than fp32; pass --teacher_dtype float32 (and drop --bf16) if it is"
-        )
-    elif dtype == torch.float32 and flag is not None:
-        logger.info(
-            "this CPU has native bf16 (%s): --teacher_dtype bfloat16 would run the teacher pass about 2-3x faster", flag
-        )
+        logger.warning("this CPU has no native bf16: emulated bf16 can be much slower; try --teacher_dtype float32")
+    elif dtype == torch.float32 and flag:
+        logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 runs the teacher ~2-3x faster", flag)
 
 
 def teacher_fingerprint(path: str) -> list:
@@ -238,69 +231,61 @@ def _check_sample(name: str, data, task) -> tuple:
     return sample, data.collator if own is None else own.collator
 
 
-def score_teachers(models: dict, data, task, training_args) -> dict:
-    """{name: {metric: value, ..., "examples": n}} on the first n dev examples (fp32), scored by rank 0."""
-    scores = None
-    if training_args.process_index == 0:
-        scores = {}
-        for name, model in models.items():
-            sample, collator = _check_sample(name, data, task)
-            labels = np.asarray(sample["labels"])
-            loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
-            model.eval().to(training_args.device)
-            outputs = []
-            with torch.no_grad():
-                for batch in loader:
-                    inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
-                    outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
-            logits = torch.cat(outputs).numpy()
-            metrics = compute_task_metrics(task, logits, labels)
-            if not task.is_regression:
-                metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
-                metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
-            nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
-            if nonfinite:
-                metrics["nonfinite_rows"] = nonfinite
-            scores[name] = {**metrics, "examples": len(labels)}
-    return broadcast_object_list([scores])[0]
+def _score(name: str, model, data, task, training_args) -> dict:
+    """{metric: value, ..., "examples": n} of one teacher on the first n dev examples (fp32)."""
+    sample, collator = _check_sample(name, data, task)
+    labels = np.asarray(sample["labels"])
+    loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
+    model.eval().to(training_args.device)
+    outputs = []
+    with torch.no_grad():
+        for batch in loader:
+            inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
+            outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
+    logits = torch.cat(outputs).numpy()
+    metrics = compute_task_metrics(task, logits, labels)
+    if not task.is_regression:
+        metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
+        metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
+    nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
+    if nonfinite:
+        metrics["nonfinite_rows"] = nonfinite
+    return {**metrics, "examples": len(labels)}
+
+
+def score_teachers(models: dict, data, task, training_args, broadcast: bool = True) -> dict:
+    """{name: scores}; with `broadcast` rank 0 scores and every rank gets them (collective)."""
+    if broadcast and training_args.process_index != 0:
+        return broadcast_object_list([None])[0]
+    scores = {name: _score(name, model, data, task, training_args) for name, model in models.items()}
+    return broadcast_object_list([scores])[0] if broadcast else scores
 
 
 def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
-    """`score_teachers`, kept next to disk stores (`check-<key hash>.json`) and reused."""
+    """`score_teachers`, kept next to disk stores (`check-<key hash>/scores.json`) and reused."""
     if kd_args.teacher_cache != "disk":
         return score_teachers(models, data, task, training_args)
-    files, stored = {}, {}
-    if training_args.process_index == 0:
-        for name, path in kd_args.teachers.items():
-            sample, _ = _check_sample(name, data, task)
-            key = teacher_key(
-                path,
-                task,
-                data_args,
-                training_args.device.type,
-                check="teacher dev scores",
-                split=task.eval_splits[0],
-                examples=len(sample),
-                data=dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",)),
-                batch_size=training_args.per_device_eval_batch_size,
-                compute_dtype="float32",
-            )
-            files[name] = (entry_folder(kd_args.teacher_cache_dir, "check", key) + ".json", key)
-            entry = read_json(files[name][0]) or {}
-            if entry.get("key") == key and entry.get("scores") is not None:
-                stored[name] = entry["scores"]
-                logger.info("teacher %s: dev scores from %s", name, files[name][0])
-    stored = broadcast_object_list([stored])[0]
-    missing = {name: model for name, model in models.items() if name not in stored}
-    scores = score_teachers(missing, data, task, training_args) if missing else {}
-    if training_args.process_index == 0:
-        for name, score in scores.items():
-            path, key = files[name]
-            try:
-                write_atomic(path, json.dumps({"key": key, "scores": score}, indent=1, sort_keys=True))
-            except OSError as error:
-                logger.warning("teacher %s: could not keep its dev scores in %s (%s)", name, path, error)
-    return {name: stored[name] if name in stored else scores[name] for name in models}
+    if training_args.process_index != 0:
+        return broadcast_object_list([None])[0]
+    scores = {}
+    for name, path in kd_args.teachers.items():
+        sample, _ = _check_sample(name, data, task)
+        fields = {"check": "teacher dev scores", "split": task.eval_splits[0], "compute_dtype": "float32"}
+        fields |= {"examples": len(sample), "batch_size": training_args.per_device_eval_batch_size}
+        data_key = dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",))
+        key = teacher_key(path, task, data_args, training_args.device.type, data=data_key, **fields)
+
+        def build(tmp, name=name):
+            score = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
+            write_atomic(os.path.join(tmp, "scores.json"), json.dumps(score, indent=1, sort_keys=True))
+
+        folder = entry_folder(kd_args.teacher_cache_dir, "check", key)
+        scores[name], reused = get_or_build(
+            folder, key, build, lambda entry: read_json(os.path.join(entry, "scores.json")), f"teacher {name}"
+        )
+        if reused:
+            logger.info("teacher %s: dev scores from %s", name, folder)
+    return broadcast_object_list([scores])[0]
 
 
 def check_teachers(scores: dict, kd_args, task):
@@ -434,19 +419,6 @@ class OutputStore:
             self.flags[idx[new]] = 1
         return idx[new]
 
-    def state(self) -> dict:
-        return {name: torch.from_numpy(rows) for name, rows in self.rows.items()} | {
-            "filled": torch.from_numpy(self.flags)
-        }
-
-    def load_state(self, state: dict):
-        for name, rows in self.rows.items():
-            if tuple(state[name].shape) != rows.shape:
-                raise ValueError(f"{name} has shape {tuple(state[name].shape)}, expected {rows.shape}")
-        for name, rows in self.rows.items():
-            rows[:] = state[name].numpy()
-        self.flags[:] = state["filled"].numpy()
-
 
 # --- the teacher --------------------------------------------------------------------------
 
@@ -492,8 +464,6 @@ class Teacher:
         inputs=None,
         dropout=False,
     ):
-        if dropout and cache_mode != "none":
-            raise ValueError("a teacher with dropout draws new outputs every forward; it needs cache_mode='none'")
         self.name, self.model, self.path, self.dropout = name, model, path, dropout
         self.cls_layers, self.batch_size, self.dtype, self.inputs = cls_layers, batch_size, dtype, inputs
         self.forward_examples = 0
@@ -510,9 +480,7 @@ class Teacher:
             self.store = OutputStore.in_memory(shapes)
             size = self.store.bytes_per_row() * num_examples
             if size > MEMORY_STORE_WARNING_BYTES:
-                logger.warning(
-                    "teacher %s: --teacher_cache memory holds %.1f GB in every process (disk: on disk)", name, size / 1e9
-                )
+                logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
 
     @property
     def hidden_size(self) -> int:
@@ -564,10 +532,6 @@ class Teacher:
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
         """(logits [K, C], states) of batch rows `rows` [K], given inputs {name: [B, L]} and idx [B] (None:
         no store). states by `hidden`: none -> None, cls -> [K, P, H], all -> a tuple of [K, L, H]."""
-        if hidden == "all" and self.inputs is not None:
-            raise ValueError(
-                f"teacher {self.name} reads its own tokenisation: its token states align with no student token"
-            )
         if hidden == "all" or self.store is None or idx is None:
             row_inputs = self._row_inputs(inputs, rows, idx)
             logits, states = self._forward(row_inputs, hidden != "none")
@@ -632,7 +596,7 @@ class Teacher:
         self.sync()
 
     def _take_unsynced(self) -> np.ndarray:
-        return np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.zeros(0, dtype=np.int64), *self._unsynced])
 
     def sync(self):
         """Give every rank's store every row some rank stored since the last sync (collective)."""
@@ -669,14 +633,14 @@ class Teacher:
         if self.store.folder is not None:
             write_atomic(f"{prefix}.json", json.dumps({"store": self.store.folder, "unsynced": unsynced.tolist()}))
             return
+        arrays = self.store.rows | {"filled": self.store.flags, "unsynced": unsynced}
         with atomic_path(f"{prefix}.safetensors") as tmp:
-            save_file(
-                self.store.state() | {"unsynced": torch.from_numpy(unsynced)}, tmp, metadata={"teacher": self.path}
-            )
+            save_file({name: torch.from_numpy(a) for name, a in arrays.items()}, tmp, metadata={"teacher": self.path})
 
     def load_checkpoint(self, prefix: str):
         if self.store is None:
             return
+        where = ""
         if self.store.folder is not None:
             reference = read_json(f"{prefix}.json") or {}
             if reference.get("store") != self.store.folder:
@@ -686,18 +650,20 @@ class Teacher:
                     self.store.folder,
                 )
                 return
-            self._unsynced = [np.asarray(reference.get("unsynced", []), dtype=np.int64)]
-            where = f" in the shared store {self.store.folder}"
+            unsynced, where = reference.get("unsynced", []), f" in the shared store {self.store.folder}"
         else:
             try:
-                state = load_file(f"{prefix}.safetensors")
-                self.store.load_state(state)
+                state = {name: tensor.numpy() for name, tensor in load_file(f"{prefix}.safetensors").items()}
+                for name, rows in (self.store.rows | {"filled": self.store.flags}).items():
+                    if state[name].shape != rows.shape:
+                        raise ValueError(f"{name} has shape {state[name].shape}, expected {rows.shape}")
+                    rows[:] = state[name]
             except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as error:
                 self.store.flags[:] = 0  # forget every row
                 logger.warning("teacher %s: no usable output cache in the checkpoint (%s)", self.name, error)
                 return
-            self._unsynced = [state["unsynced"].numpy()] if state["unsynced"].numel() else []
-            where = ""
+            unsynced = state["unsynced"]
+        self._unsynced = [np.asarray(unsynced, dtype=np.int64)]
         logger.info("teacher %s: resumed with %d cached outputs%s", self.name, self.store.filled_count(), where)
 
 
