@@ -1,9 +1,8 @@
 """The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`.
 
-A store (`--teacher_cache memory|disk`) holds each example's logits (and, with `--rep_layers cls`, the
-mapped layers' sentence states) under its idx. A row is trusted once its `filled` flag is set, after
-its values are flushed, and never changes: concurrent runs fill one disk store under a file lock, and
-a killed run leaves nothing a later run trusts. Under DDP `sync()` gives every rank every row.
+A store row (logits, and with `--rep_layers cls` sentence states) is trusted once its `filled` flag is
+set, after its values are flushed, and never changes: concurrent runs fill one disk store under a file
+lock, and a killed run leaves nothing a later run trusts. Under DDP `sync()` gives every rank every row.
 """
 
 import contextlib
@@ -57,6 +56,17 @@ def teacher_flag(name: str) -> str:
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _all_gather(value) -> list:
+    """Every rank's `value` (collective)."""
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def _model_columns(dataset):
+    return dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
 
 
 # --- loading and checks -------------------------------------------------------------------
@@ -140,22 +150,17 @@ def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
         logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 runs the teacher ~2-3x faster", flag)
 
 
-def teacher_fingerprint(path: str) -> list:
-    """Names, sizes and mtimes of a teacher folder's files: re-training changes them."""
-    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
-    return [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries if entry.is_file()]
-
-
 def store_location(cache_dir: str, key: dict) -> str:
     return entry_folder(cache_dir, "teacher", key)
 
 
 def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
-    """A disk key: what a stored value depends on, plus `fields`."""
+    """A disk key: what a stored value depends on (re-training changes the files' sizes and mtimes)."""
+    entries = sorted((entry for entry in os.scandir(path) if entry.is_file()), key=lambda entry: entry.name)
     return {
         "format": STORE_FORMAT,
         "teacher": os.path.realpath(path),
-        "files": teacher_fingerprint(path),
+        "files": [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries],
         "task": task.name,
         "max_seq_length": data_args.max_seq_length,
         "pad_to_max_length": data_args.pad_to_max_length,
@@ -176,15 +181,11 @@ def load_teachers(
     teacher_inputs: dict | None = None,
 ) -> dict:
     """{name: Teacher}; teacher_inputs: `recipe.Data.teacher_inputs` (foreign teachers' tokenisation)."""
-    task = data_args.task
-    teacher_inputs = teacher_inputs or {}
+    task, teacher_inputs = data_args.task, teacher_inputs or {}
     if models is None:
         models = load_teacher_models(kd_args, task)
-        missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
-        if missing:
-            raise ValueError(
-                f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation (load_data's `foreign`)"
-            )
+        if set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs):
+            raise ValueError("a teacher with its own tokenizer needs its tokenisation (load_data's `foreign`)")
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -195,8 +196,9 @@ def load_teachers(
     teachers = {}
     for name, path in kd_args.teachers.items():
         model, own = models[name], teacher_inputs.get(name)
-        pairs = layer_map(student_layers, model.config.num_hidden_layers)
-        cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
+        cls_layers = None
+        if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls":
+            cls_layers = [t for _, t in layer_map(student_layers, model.config.num_hidden_layers)]
         fields = {"data": fingerprint}
         if own is not None and disk:  # it reads its own tokenisation's rows
             fields = {"data": dataset_fingerprint(own.train, STORE_COLUMNS), "max_seq_length": own.max_seq_length}
@@ -330,19 +332,16 @@ class _FileRows:
 
     def __init__(self, path, shape):
         self.path = path
-        rows = self._map("r")
+        rows = np.load(path, mmap_mode="r")
         self.shape = rows.shape
         if self.shape != tuple(shape) or rows.dtype != np.float32:
             raise ValueError(f"{path} holds {rows.shape} {rows.dtype}, expected {tuple(shape)} float32")
 
-    def _map(self, mode):
-        return np.load(self.path, mmap_mode=mode)
-
     def __getitem__(self, idx):
-        return np.array(self._map("r")[idx])
+        return np.array(np.load(self.path, mmap_mode="r")[idx])
 
     def __setitem__(self, idx, values):
-        self._map("r+")[idx] = values  # shared pages: other processes see them at once
+        np.load(self.path, mmap_mode="r+")[idx] = values  # shared pages: other processes see them at once
 
     def flush(self):
         with open(self.path, "rb+") as handle:
@@ -364,33 +363,24 @@ class OutputStore:
     @classmethod
     def on_disk(cls, folder: str, key: dict, shapes: dict, what: str) -> "OutputStore":
         num_rows = next(iter(shapes.values()))[0]
-
-        def create(path, dtype, shape):  # sparse: no data written
-            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape)).flush()
+        files = {name: (np.float32, shape) for name, shape in shapes.items()} | {"filled": (np.uint8, (num_rows,))}
 
         def build(tmp):
-            for name, shape in shapes.items():
-                create(os.path.join(tmp, f"{name}.npy"), np.float32, shape)
-            create(os.path.join(tmp, "filled.npy"), np.uint8, (num_rows,))
+            for name, (dtype, shape) in files.items():  # sparse: no data written
+                np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), "w+", dtype, tuple(shape)).flush()
             open(os.path.join(tmp, "lock"), "w").close()
 
         def load(path):
             try:
                 rows = {name: _FileRows(os.path.join(path, f"{name}.npy"), shape) for name, shape in shapes.items()}
                 # N bytes read every step: a shared mapping shows other processes' flags at once
-                flags = np.lib.format.open_memmap(os.path.join(path, "filled.npy"), mode="r+")
+                flags = np.load(os.path.join(path, "filled.npy"), mmap_mode="r+")
             except (OSError, ValueError) as error:
                 logger.warning("%s: %s is unreadable (%s)", what, path, error)
                 return None
             return cls(rows, flags, path) if flags.shape == (num_rows,) and flags.dtype == np.uint8 else None
 
         return get_or_build(folder, key, build, load, what)[0]
-
-    @contextlib.contextmanager
-    def _locked(self):
-        with open(os.path.join(self.folder, "lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-            yield
 
     def missing(self, idx: np.ndarray) -> np.ndarray:
         return self.flags[idx] == 0
@@ -407,14 +397,15 @@ class OutputStore:
     def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
         """Store the rows not filled yet (all with `overwrite`, memory only) and return their idx. Values
         first, flushed, then flags, under the lock: a filled row keeps the value it was first given."""
-        with self._locked() if self.folder else contextlib.nullcontext():
+        with open(os.path.join(self.folder, "lock"), "a") if self.folder else contextlib.nullcontext() as lock:
+            if lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             new = np.ones(len(idx), dtype=bool) if overwrite else self.missing(idx)
             if not new.any():
                 return idx[:0]
             for name, rows in self.rows.items():
                 rows[idx[new]] = values[name][new]
-            if self.folder is not None:
-                for rows in self.rows.values():
+                if self.folder:
                     rows.flush()
             self.flags[idx[new]] = 1
         return idx[new]
@@ -431,7 +422,7 @@ class TeacherInputs:
         idx = train.with_format("arrow")["idx"].to_numpy()
         self.position = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, dtype=np.int64)
         self.position[idx] = np.arange(len(idx))
-        self.columns = train.select_columns([c for c in MODEL_INPUT_COLUMNS if c in train.column_names])
+        self.columns = _model_columns(train)
 
     def batch(self, idx: np.ndarray, device) -> dict:
         """The padded model inputs ({name: [K, L']}) of the rows with these idx."""
@@ -441,11 +432,10 @@ class TeacherInputs:
 
 
 class Teacher:
-    """One teacher model, its forward counter and its output store.
+    """One teacher model, its forward counter and its output store (cache_mode: none | memory | disk).
 
     num_examples: max training idx + 1. cls_layers: hidden-state indices whose sentence states are
-    stored (None: logits only). dtype: autocast dtype (weights stay fp32). inputs: a `TeacherInputs`
-    when it reads its own tokenisation. dropout: train mode in every forward (no store).
+    stored (None: logits only). dtype: autocast dtype (weights stay fp32). inputs: a `TeacherInputs`.
     """
 
     def __init__(
@@ -490,15 +480,11 @@ class Teacher:
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
-    def autocast(self):
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
-
     def _forward(self, inputs: dict, hidden: bool):
         """No-grad forward (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
-        with torch.no_grad(), self.autocast():
+        device_type = next(self.model.parameters()).device.type
+        with torch.no_grad(), torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32):
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
         return outputs.logits.float(), outputs.hidden_states if hidden else None
@@ -525,8 +511,6 @@ class Teacher:
         """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation's."""
         if self.inputs is None:
             return {name: value[rows] for name, value in inputs.items()}
-        if idx is None:
-            raise ValueError(f"teacher {self.name} reads its own tokenisation, which needs the rows' idx")
         return self.inputs.batch(idx[rows].cpu().numpy(), next(self.model.parameters()).device)
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
@@ -564,17 +548,13 @@ class Teacher:
         positions = np.flatnonzero(self.store.missing(idx))
         rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
         if world > 1:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, positions)
-            positions = np.unique(np.concatenate(gathered))
+            positions = np.unique(np.concatenate(_all_gather(positions)))
         if len(positions):
-            order = positions[np.argsort(-lengths[positions], kind="stable")]
-            mine = order[rank::world]
+            mine = positions[np.argsort(-lengths[positions], kind="stable")][rank::world]
             batches = [mine[start : start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
-            inputs = dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
             # Its own generator: seeding from the global RNG would make a prefilling run train differently.
             loader = DataLoader(
-                inputs,
+                _model_columns(dataset),
                 batch_sampler=batches,
                 collate_fn=collate_fn,
                 num_workers=num_workers,
@@ -585,13 +565,9 @@ class Teacher:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits, states = self._forward(batch, self.cls_layers is not None)
                 self._keep(idx[batch_positions], logits, states, batch)
+            seconds, shard = time.perf_counter() - started, f" (rank {rank} of {world})" if world > 1 else ""
             logger.info(
-                "teacher %s: computed %d outputs before training in %.1f s (length-sorted, batch %d%s)",
-                self.name,
-                len(mine),
-                time.perf_counter() - started,
-                self.batch_size,
-                f", rank {rank} of {world}" if world > 1 else "",
+                "teacher %s: computed %d outputs before training in %.1f s%s", self.name, len(mine), seconds, shard
             )
         self.sync()
 
@@ -605,15 +581,12 @@ class Teacher:
         new, self._unsynced = self._take_unsynced(), []
         if not _distributed():
             return
-        rank, world = dist.get_rank(), dist.get_world_size()
-        gathered = [None] * world
-        dist.all_gather_object(gathered, new)
+        rank = dist.get_rank()
+        gathered = _all_gather(new)
         shared = self.store.folder is not None
-        if shared:  # on a shared file system every rank usually sees every row already
-            lacking = [None] * world
-            dist.all_gather_object(lacking, bool(self.store.missing(np.concatenate(gathered)).any()))
-            if not any(lacking):
-                return
+        # on a shared file system every rank usually sees every row already
+        if shared and not any(_all_gather(bool(self.store.missing(np.concatenate(gathered)).any()))):
+            return
         chunk = max(1, SYNC_CHUNK_BYTES // self.store.bytes_per_row())
         for source, rows in enumerate(gathered):
             for start in range(0, len(rows), chunk):
@@ -668,9 +641,8 @@ class Teacher:
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
-    """Counts teacher forwards across ranks and resumes; prefills the stores at train begin, syncs them
-    at epoch end. The count is all-reduced at a saving step's end (every rank runs it), never in
-    `state()`, which only some ranks call."""
+    """Counts teacher forwards across ranks and resumes; prefills the stores, syncs them each epoch. The
+    count is all-reduced at a saving step's end (every rank runs it), not in `state()` (only some do)."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -698,9 +670,5 @@ class TeacherCounter(TrainerCallback, ExportableState):
     def total(self) -> int:
         """Collective under DDP: every rank must call it."""
         local = sum(t.forward_examples for t in self.trainer.teachers.values())
-        if _distributed():
-            device = self.trainer.args.device if dist.get_backend() == "nccl" else "cpu"
-            count = torch.tensor(local, dtype=torch.long, device=device)
-            dist.all_reduce(count)
-            local = int(count.item())
-        return self.restored + local
+        count = self.trainer.accelerator.reduce(torch.tensor(local, device=self.trainer.args.device), "sum")
+        return self.restored + int(count.item())
