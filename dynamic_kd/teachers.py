@@ -126,14 +126,11 @@ def attach_projections(student, teachers: dict, kd_args):
 
 def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtype, str]:
     """(the teacher pass's dtype, why). auto follows the student, so a command computes alike everywhere."""
-    dtype = TEACHER_DTYPES[teacher_dtype]
-    if dtype is not None:
-        return dtype, f"--teacher_dtype {teacher_dtype}"
-    if training_args.bf16:
-        return torch.bfloat16, "--teacher_dtype auto follows the student's --bf16"
-    if training_args.fp16:
-        return torch.float16, "--teacher_dtype auto follows the student's --fp16"
-    return torch.float32, "--teacher_dtype auto follows the student's fp32"
+    if teacher_dtype != "auto":
+        return TEACHER_DTYPES[teacher_dtype], f"--teacher_dtype {teacher_dtype}"
+    student = "--bf16" if training_args.bf16 else "--fp16" if training_args.fp16 else "fp32"
+    dtype = {"--bf16": torch.bfloat16, "--fp16": torch.float16, "fp32": torch.float32}[student]
+    return dtype, f"--teacher_dtype auto follows the student's {student}"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -326,16 +323,12 @@ def check_teachers(scores: dict, kd_args, task):
 
 
 class _FileRows:
-    """The float32 rows of a .npy file, mapped only while one read or write runs: touched pages of a
-    mapping count towards RSS, so a lasting one over an 11 GB [CLS]-state file would look like 11 GB
-    of RAM; the OS page cache does the caching."""
+    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping of an
+    11 GB [CLS]-state file would count its touched pages as RSS; the OS page cache does the caching."""
 
-    def __init__(self, path, shape):
+    def __init__(self, path):
         self.path = path
-        rows = np.load(path, mmap_mode="r")
-        self.shape = rows.shape
-        if self.shape != tuple(shape) or rows.dtype != np.float32:
-            raise ValueError(f"{path} holds {rows.shape} {rows.dtype}, expected {tuple(shape)} float32")
+        self.shape = np.load(path, mmap_mode="r").shape  # a damaged file raises here
 
     def __getitem__(self, idx):
         return np.array(np.load(self.path, mmap_mode="r")[idx])
@@ -372,13 +365,13 @@ class OutputStore:
 
         def load(path):
             try:
-                rows = {name: _FileRows(os.path.join(path, f"{name}.npy"), shape) for name, shape in shapes.items()}
+                rows = {name: _FileRows(os.path.join(path, f"{name}.npy")) for name in shapes}
                 # N bytes read every step: a shared mapping shows other processes' flags at once
                 flags = np.load(os.path.join(path, "filled.npy"), mmap_mode="r+")
             except (OSError, ValueError) as error:
                 logger.warning("%s: %s is unreadable (%s)", what, path, error)
                 return None
-            return cls(rows, flags, path) if flags.shape == (num_rows,) and flags.dtype == np.uint8 else None
+            return cls(rows, flags, path)
 
         return get_or_build(folder, key, build, load, what)[0]
 
