@@ -611,9 +611,7 @@ class Teacher:
             reference = read_json(f"{prefix}.json") or {}
             if reference.get("store") != self.store.folder:
                 logger.warning(
-                    "teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed",
-                    self.name,
-                    self.store.folder,
+                    "teacher %s: the checkpoint did not use the shared store %s", self.name, self.store.folder
                 )
                 return
             unsynced, where = reference.get("unsynced", []), f" in the shared store {self.store.folder}"
