@@ -120,7 +120,7 @@ def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
 
 
 def attach_projections(student, teachers: dict, kd_args):
-    sizes = {name: t.hidden_size for name, t in teachers.items()}
+    sizes = {name: t.model.config.hidden_size for name, t in teachers.items()}
     return StudentWithProjections(student, sizes) if check_hidden_sizes(student, sizes, kd_args) else student
 
 
@@ -413,7 +413,7 @@ class TeacherInputs:
     def __init__(self, train, collator, check, max_seq_length):
         self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
         idx = train.with_format("arrow")["idx"].to_numpy()
-        self.position = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, dtype=np.int64)
+        self.position = np.full(idx.max(initial=-1) + 1, -1, dtype=np.int64)
         self.position[idx] = np.arange(len(idx))
         self.columns = _model_columns(train)
 
@@ -464,10 +464,6 @@ class Teacher:
             size = self.store.bytes_per_row() * num_examples
             if size > MEMORY_STORE_WARNING_BYTES:
                 logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.model.config.hidden_size
 
     @property
     def num_layers(self) -> int:
