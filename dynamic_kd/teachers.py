@@ -140,10 +140,12 @@ def dtype_name(dtype: torch.dtype) -> str:
 def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
     name = "fp32" if dtype == torch.float32 else f"{dtype_name(dtype)} autocast"
     logger.info("teacher pass: %s on %s (%s); teacher weights stay fp32", name, device_type, why)
-    flag = native_bf16_flag(read_cpuinfo()) if device_type == "cpu" else ""
+    if device_type != "cpu":
+        return
+    flag = native_bf16_flag(read_cpuinfo())
     if dtype == torch.bfloat16 and flag is None:
         logger.warning("this CPU has no native bf16: emulated bf16 can be much slower; try --teacher_dtype float32")
-    elif dtype == torch.float32 and flag:
+    elif dtype == torch.float32 and flag is not None:
         logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 runs the teacher ~2-3x faster", flag)
 
 
@@ -469,11 +471,14 @@ class Teacher:
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    def autocast(self):
+        device_type = next(self.model.parameters()).device.type
+        return torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32)
+
     def _forward(self, inputs: dict, hidden: bool):
         """No-grad forward (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
-        device_type = next(self.model.parameters()).device.type
-        with torch.no_grad(), torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32):
+        with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
         return outputs.logits.float(), outputs.hidden_states if hidden else None
