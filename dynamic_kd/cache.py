@@ -1,10 +1,6 @@
-"""On-disk caches that runs share: one folder per key, published whole or not at all.
-
-An entry is a folder named after a hash of its key (a JSON-able dict), holding the key in `key.json`.
-It is built in a temporary sibling folder (`<name>.tmp*`) and renamed into place, so a reader sees no
-folder or a complete one. An entry whose key differs or whose files do not load is rebuilt, never used.
-Every cache lives under `$DYNAMIC_KD_CACHE` (default `~/.cache/dynamic_kd`): `teacher_outputs/`
-(`teachers.py`) and `tokenized/` (`data.py`); deleting it clears them.
+"""On-disk caches that runs share: one folder per key (a JSON-able dict, kept in `key.json`), built in a
+temporary sibling and renamed into place, so a reader sees none or a complete one. An entry whose key
+differs or whose files do not load is rebuilt, never used.
 """
 
 import hashlib
@@ -23,7 +19,7 @@ KEY_FILE = "key.json"
 
 
 def cache_root() -> str:
-    """`$DYNAMIC_KD_CACHE`, else `~/.cache/dynamic_kd` (read at call time, so tests can redirect it)."""
+    """`$DYNAMIC_KD_CACHE`, else `~/.cache/dynamic_kd` (read at call time: tests redirect it)."""
     return os.path.expanduser(os.environ.get("DYNAMIC_KD_CACHE") or os.path.join("~", ".cache", "dynamic_kd"))
 
 
@@ -36,7 +32,7 @@ def entry_folder(parent: str, prefix: str, key: dict) -> str:
 
 
 def writable_folder(path: str) -> bool:
-    """Whether `path` exists (or can be created) as a folder this process may write into."""
+    """Whether `path` is (or can be made) a folder this process may write into."""
     try:
         os.makedirs(path, exist_ok=True)
     except OSError:
@@ -45,7 +41,7 @@ def writable_folder(path: str) -> bool:
 
 
 def read_json(path: str):
-    """The JSON value in `path`, or None when it is missing or unreadable."""
+    """The JSON value in `path`, or None."""
     try:
         with open(path) as handle:
             return json.load(handle)
@@ -54,22 +50,20 @@ def read_json(path: str):
 
 
 def _discard(folder: str):
-    """Move a bad entry aside (atomic), then delete it; a process still using its files keeps them."""
+    """Move a bad entry aside (atomic), then delete it: a process still using its files keeps them."""
     aside = f"{folder}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         os.rename(folder, aside)
-    except OSError:  # another process moved it first
+    except OSError:  # another process did
         return
     shutil.rmtree(aside, ignore_errors=True)
 
 
 def get_or_build(folder: str, key: dict, build, load, what: str):
-    """Open the entry `folder` for `key`, building it first when it is missing or does not match.
+    """(value, reused) of the entry `folder` for `key`, built first when missing or not matching.
 
-    build(tmp_folder): write the entry's files into an empty folder (`key.json` is added after).
-    load(folder): the entry's value, or None when its files do not match what is expected.
-    Returns (value, reused): reused is False when this call built the entry. Concurrent callers
-    on one key may each build, but exactly one entry is published and every caller uses it.
+    build(tmp_folder) writes the files into an empty folder; load(folder) is the value, or None when
+    the files do not match. Concurrent callers may each build; one entry is published, all use it.
     """
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     for _ in range(3):

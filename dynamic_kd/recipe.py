@@ -1,12 +1,8 @@
-"""The one recipe the entry points share: start a run, load data, train + evaluate, finish a run.
+"""The recipe the entry points share: start a run, load data, train + evaluate, finish a run.
 
-`distill` is the distillation recipe; `dynamic_teacher.py`, `dynamic_data.py` and `dynamic_objective.py`
-are presets of it (they differ only in defaults): the paper's three methods are strategies of one engine.
-
-Run-folder contract (the sweeps rely on it): a run is finished once its `results.json` exists, written
-last and atomically. A folder with checkpoints but no `results.json` is resumed from its latest complete
-checkpoint by the same command, teacher-output caches included. A finished folder is reused only with
-`--overwrite_output_dir`, and its `results.json` stays until the new run replaces it.
+`distill` is the distillation recipe; the three `dynamic_*.py` scripts are presets of it (defaults only).
+A run is finished once its `results.json` exists (written last, atomically); a folder without one is
+resumed from its latest complete checkpoint; a finished one is reused only with `--overwrite_output_dir`.
 """
 
 import gc
@@ -70,7 +66,7 @@ logger = logging.getLogger("dynamic_kd")
 
 def cli(main) -> int:
     """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr, no traceback."""
-    code = 1  # anything else propagates: Python prints its traceback after the teardown below
+    code = 1  # anything else propagates with its traceback
     try:
         main()
         code = 0
@@ -83,12 +79,8 @@ def cli(main) -> int:
 
 
 def close_distributed(clean: bool = True):
-    """Leave the process group: a bare gloo teardown aborts ~1 run in 5.
-
-    A successful run meets at a barrier, drops the DDP model, then destroys the group. A failing
-    rank must not wait at a barrier (the others may be blocked in a collective it will never join,
-    a deadlock until --ddp_timeout): it destroys its side at once and torchrun stops the others.
-    """
+    """Leave the process group (a bare gloo teardown aborts ~1 run in 5): a clean run meets at a barrier
+    first; a failing rank must not (the others may wait in a collective it never joins), torchrun stops them."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
@@ -104,7 +96,7 @@ class Run:
     script: str
     output_dir: str
     resume_from: str | None
-    stale_checkpoints: tuple = ()  # a finished run's checkpoints, removed once training starts
+    stale_checkpoints: tuple = ()  # a finished run's, removed once training starts
 
 
 def start_run(script: str, training_args) -> Run:
@@ -139,11 +131,8 @@ def start_run(script: str, training_args) -> Run:
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer_state.json (the Trainer's last file) is readable.
-
-    A run killed while saving leaves a half-written folder; resuming from it would load a partial
-    optimizer state, so it is skipped (and overwritten when training gets there).
-    """
+    """The newest checkpoint-N folder whose trainer_state.json (the Trainer's last file) is readable:
+    a run killed while saving leaves a half-written one, which is skipped."""
     checkpoints = {}
     for name in os.listdir(output_dir):
         match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
@@ -152,14 +141,12 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     for step in sorted(checkpoints, reverse=True):
         if read_json(os.path.join(checkpoints[step], TRAINER_STATE_NAME)) is not None:
             return checkpoints[step]
-        logger.warning(
-            "ignoring %s: it has no %s (the run was killed while saving it)", checkpoints[step], TRAINER_STATE_NAME
-        )
+        logger.warning("ignoring %s: it has no %s (killed while saving)", checkpoints[step], TRAINER_STATE_NAME)
     return None
 
 
 def load_student(model_args: ModelArguments, task, seed: int):
-    """The tokenizer and a K-layer model with a new head, seeded so the head's init is reproducible."""
+    """The tokenizer and a K-layer model with a new head (seeded)."""
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     transformers.set_seed(seed)
     model = build_student(
@@ -177,15 +164,14 @@ class Data:
     train: object
     evals: dict
     collator: object
-    teacher_inputs: dict = field(default_factory=dict)  # {name: TeacherInputs} of teachers with their own tokenizer
+    teacher_inputs: dict = field(default_factory=dict)  # {name: TeacherInputs} of foreign teachers
 
 
 def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
     """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them.
 
-    foreign: {teacher name: (its tokenizer, its model)} for teachers with a tokenizer of their own
-    (`teachers.foreign_teachers`): each gets its own tokenisation of the training split and of the
-    first evaluation split (for the teacher check), once per distinct tokenizer.
+    foreign: {teacher name: (its tokenizer, its model)}: each gets its own tokenisation of the train
+    split and the first evaluation split (the teacher check), once per distinct tokenizer.
     """
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
@@ -206,7 +192,6 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
 
     token_type_ids = any(takes_token_type_ids(model) for model in models) if models else None
     tokenized = tokenize(splits, tokenizer, data_args.max_seq_length, token_type_ids)
-    # Evaluation needs no idx (only training keys teacher caches on it).
     evals = {name: tokenized[name].remove_columns("idx") for name in task.eval_splits}
     data = Data(tokenized["train"], evals, make_collator(tokenizer, data_args.pad_to_max_length))
     done = {}
@@ -227,17 +212,14 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
 
 # --- train, evaluate, finish ---------------------------------------------------------------
 
-# Trainer.evaluate's bookkeeping values, not scores of the model
+# Trainer.evaluate's bookkeeping, not scores
 _NOT_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen")
 
 
 def train_and_evaluate(trainer, task, run: Run) -> dict:
-    """Train (resuming if a checkpoint exists) and evaluate every eval split of the task.
-
-    Returns the final metrics without the `eval_` prefix; MNLI's mismatched split adds `_mm`.
-    """
+    """Train (or resume) and evaluate every eval split: metrics without `eval_`, MNLI-mm's with `_mm`."""
     if run.stale_checkpoints and trainer.is_world_process_zero():
-        # only now: a run that stops at a bad flag must leave the finished folder as it was
+        # only now: a run stopped by a bad flag leaves the finished folder as it was
         for path in run.stale_checkpoints:
             shutil.rmtree(path, ignore_errors=True)
     train_output = trainer.train(resume_from_checkpoint=run.resume_from)
@@ -253,12 +235,8 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
 
 
 def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, teacher_metrics: dict | None = None):
-    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last.
-
-    results.json holds what the report groups runs by: the resolved arguments, the data source, the
-    training history (`log_history`, with the `dkd/*` values the curves are drawn from) and, where
-    the run had teachers, `teacher_metrics` ({teacher name: dev scores}).
-    """
+    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last (the
+    resolved arguments, data source, `log_history` and, with teachers, `teacher_metrics`)."""
     teacher_forward_examples = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
         return
@@ -278,7 +256,6 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
         "train_runtime_s": outcome["train_runtime_s"],
         "train_examples": len(trainer.train_dataset),
         "teacher_forward_examples": teacher_forward_examples,
-        # rank 0's
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "args": flat_args,
         "data": data_source(task, data_args.data_dir, data_args.train_file, data_args.validation_file),
@@ -286,7 +263,7 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     }
     if teacher_metrics is not None:
         results["teacher_metrics"] = teacher_metrics
-    if trainer.args.load_best_model_at_end:  # `metrics` then score this checkpoint's student, not the last step's
+    if trainer.args.load_best_model_at_end:  # `metrics` score this checkpoint's student
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
     write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
     logger.info(
@@ -308,7 +285,7 @@ def distill(argv, script: str, defaults: dict | None = None):
     task = data_args.task
     tokenizer, student = load_student(model_args, task, training_args.seed)
     refuse_decoder_student(student, model_args.model_name_or_path)
-    # Models and flags are checked before the data is read and tokenised (minutes on MNLI/QQP).
+    # Models and flags are checked before the data is tokenised (minutes on MNLI/QQP).
     models = load_teacher_models(kd_args, task)
     foreign = foreign_teachers(kd_args, tokenizer, models)
     check_hidden_sizes(student, {name: m.config.hidden_size for name, m in models.items()}, kd_args)

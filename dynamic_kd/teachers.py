@@ -1,13 +1,8 @@
 """The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`.
 
-With a store (`--teacher_cache memory` or `disk`) each training example costs at most one forward per
-teacher: its logits (and, with `--rep_layers cls`, the sentence states of the mapped layers; never
-full-token states) are stored under the row's idx. A row is trusted only once its `filled` flag is
-set, after its values are written and flushed, and never changes. The `disk` store (one folder per
-key) is shared by runs: rows are read and written with pread/pwrite under a file lock, so concurrent
-runs fill one store and a killed run leaves nothing a later run trusts. Under DDP each rank computes
-its own rows and `sync()` gives every rank's store every row. A teacher with its own tokenizer reads
-its own tokenisation of the same rows (`TeacherInputs`), found by idx.
+A store row (logits, and with `--rep_layers cls` sentence states) is trusted once its `filled` flag is
+set, after its values are flushed, and never changes: concurrent runs fill one disk store under a file
+lock, and a killed run leaves nothing a later run trusts. Under DDP `sync()` gives every rank every row.
 """
 
 import contextlib
@@ -48,11 +43,10 @@ logger = logging.getLogger(__name__)
 
 TEACHER_CACHE_MODES = ("none", "memory", "disk")
 TEACHER_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STORE_FORMAT = 1  # part of every disk key: a layout change makes old stores unreachable, never misread
+STORE_FORMAT = 1  # in every disk key: a layout change makes old stores unreachable, never misread
 MEMORY_STORE_WARNING_BYTES = 1 << 30
-SYNC_CHUNK_BYTES = 64 << 20  # rows sent per broadcast under DDP: bounds the RAM a sync needs
-# Dev examples each teacher is scored on: enough to tell a working teacher from one at chance.
-TEACHER_CHECK_EXAMPLES = 256
+SYNC_CHUNK_BYTES = 64 << 20  # bytes per broadcast under DDP: bounds the RAM a sync needs
+TEACHER_CHECK_EXAMPLES = 256  # enough dev examples to tell a working teacher from one at chance
 STORE_COLUMNS = ("idx",) + MODEL_INPUT_COLUMNS  # what a store's rows are computed from
 
 
@@ -64,18 +58,26 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _all_gather(value) -> list:
+    """Every rank's `value` (collective)."""
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
+def _model_columns(dataset):
+    return dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
+
+
 # --- loading and checks -------------------------------------------------------------------
 
 
 def load_teacher_models(kd_args, task) -> dict:
-    """{name: model} for every teacher the adoption mode needs, checked against the task."""
     return {name: load_teacher(path, task, teacher_flag(name)) for name, path in kd_args.teachers.items()}
 
 
 def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
-    """{name: its tokenizer} for every teacher whose tokenizer gives other ids, padding or special
-    tokens than the student's, or that is a decoder (it pads on the right). Logits and sentence states
-    are per example, so only token-level alignment needs a shared vocabulary."""
+    """{name: its tokenizer} for every teacher that tokenizes unlike the student or is a decoder."""
     foreign = {}
     for name, path in kd_args.teachers.items():
         flag, config = teacher_flag(name), models[name].config
@@ -83,12 +85,7 @@ def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
             own = load_tokenizer(path)
         except ConfigError:
             if config.vocab_size == len(tokenizer) and not is_decoder(config):
-                logger.info(
-                    "%s '%s' has no tokenizer files; its vocabulary size is the student's, "
-                    "so it reads the student's tokens",
-                    flag,
-                    path,
-                )
+                logger.info("%s '%s' has no tokenizer files: it reads the student's (same vocabulary size)", flag, path)
                 continue
             raise ConfigError(
                 f"{flag} '{path}' has no tokenizer files and a vocabulary of {config.vocab_size} tokens, the student "
@@ -108,7 +105,7 @@ def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
 
 
 def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
-    """Whether hidden-state alignment needs student->teacher projections; an error if they are disabled."""
+    """Whether hidden-state alignment needs student->teacher projections (an error if disabled)."""
     if kd_args.rep_alpha == 0:
         return False
     mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
@@ -123,22 +120,17 @@ def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
 
 
 def attach_projections(student, teachers: dict, kd_args):
-    """The student, wrapped with student->teacher hidden-size maps where alignment needs them."""
-    sizes = {name: t.hidden_size for name, t in teachers.items()}
+    sizes = {name: t.model.config.hidden_size for name, t in teachers.items()}
     return StudentWithProjections(student, sizes) if check_hidden_sizes(student, sizes, kd_args) else student
 
 
 def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtype, str]:
-    """(dtype the teacher pass really runs in, why). auto follows the student and never lowers the
-    precision on its own, so a command gives the same numbers on every machine."""
-    dtype = TEACHER_DTYPES[teacher_dtype]
-    if dtype is not None:
-        return dtype, f"--teacher_dtype {teacher_dtype}"
-    if training_args.bf16:
-        return torch.bfloat16, "--teacher_dtype auto follows the student's --bf16"
-    if training_args.fp16:
-        return torch.float16, "--teacher_dtype auto follows the student's --fp16"
-    return torch.float32, "--teacher_dtype auto follows the student's fp32"
+    """(the teacher pass's dtype, why). auto follows the student, so a command computes alike everywhere."""
+    if teacher_dtype != "auto":
+        return TEACHER_DTYPES[teacher_dtype], f"--teacher_dtype {teacher_dtype}"
+    student = "--bf16" if training_args.bf16 else "--fp16" if training_args.fp16 else "fp32"
+    dtype = {"--bf16": torch.bfloat16, "--fp16": torch.float16, "fp32": torch.float32}[student]
+    return dtype, f"--teacher_dtype auto follows the student's {student}"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -146,27 +138,15 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
-    """One line naming the teacher pass's precision and why, plus what is faster on this CPU."""
     name = "fp32" if dtype == torch.float32 else f"{dtype_name(dtype)} autocast"
     logger.info("teacher pass: %s on %s (%s); teacher weights stay fp32", name, device_type, why)
     if device_type != "cpu":
         return
     flag = native_bf16_flag(read_cpuinfo())
     if dtype == torch.bfloat16 and flag is None:
-        logger.warning(
-            "this CPU lists no native bf16 flag: bf16 autocast is emulated here and can be many times slower "
-            "than fp32; pass --teacher_dtype float32 (and drop --bf16) if it is"
-        )
+        logger.warning("this CPU has no native bf16: emulated bf16 can be much slower; try --teacher_dtype float32")
     elif dtype == torch.float32 and flag is not None:
-        logger.info(
-            "this CPU has native bf16 (%s): --teacher_dtype bfloat16 would run the teacher pass about 2-3x faster", flag
-        )
-
-
-def teacher_fingerprint(path: str) -> list:
-    """Names, sizes and modification times of a teacher folder's files: re-training changes them."""
-    entries = sorted(os.scandir(path), key=lambda entry: entry.name)
-    return [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries if entry.is_file()]
+        logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 runs the teacher ~2-3x faster", flag)
 
 
 def store_location(cache_dir: str, key: dict) -> str:
@@ -174,12 +154,12 @@ def store_location(cache_dir: str, key: dict) -> str:
 
 
 def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
-    """A disk key: what a stored value depends on (the teacher's files, the task, the tokenisation,
-    the device type) plus `fields`."""
+    """A disk key: what a stored value depends on (re-training changes the files' sizes and mtimes)."""
+    entries = sorted((entry for entry in os.scandir(path) if entry.is_file()), key=lambda entry: entry.name)
     return {
         "format": STORE_FORMAT,
         "teacher": os.path.realpath(path),
-        "files": teacher_fingerprint(path),
+        "files": [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries],
         "task": task.name,
         "max_seq_length": data_args.max_seq_length,
         "pad_to_max_length": data_args.pad_to_max_length,
@@ -199,20 +179,12 @@ def load_teachers(
     training_args,
     teacher_inputs: dict | None = None,
 ) -> dict:
-    """{name: Teacher} for every teacher the adoption mode needs (from `models` when already loaded).
-
-    teacher_inputs: `recipe.Data.teacher_inputs`, the own tokenisation of every foreign teacher.
-    A store's key adds the token ids the teacher reads, the real compute dtype and the cached layers.
-    """
-    task = data_args.task
-    teacher_inputs = teacher_inputs or {}
-    if models is None:  # loaded here: check that no teacher needs a tokenisation of its own the caller lacks
+    """{name: Teacher}; teacher_inputs: `recipe.Data.teacher_inputs` (foreign teachers' tokenisation)."""
+    task, teacher_inputs = data_args.task, teacher_inputs or {}
+    if models is None:
         models = load_teacher_models(kd_args, task)
-        missing = set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs)
-        if missing:
-            raise ValueError(
-                f"teachers {sorted(missing)} have their own tokenizer; pass their tokenisation (load_data's `foreign`)"
-            )
+        if set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs):
+            raise ValueError("a teacher with its own tokenizer needs its tokenisation (load_data's `foreign`)")
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -223,10 +195,11 @@ def load_teachers(
     teachers = {}
     for name, path in kd_args.teachers.items():
         model, own = models[name], teacher_inputs.get(name)
-        pairs = layer_map(student_layers, model.config.num_hidden_layers)
-        cls_layers = [t for _, t in pairs] if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls" else None
+        cls_layers = None
+        if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls":
+            cls_layers = [t for _, t in layer_map(student_layers, model.config.num_hidden_layers)]
         fields = {"data": fingerprint}
-        if own is not None and disk:  # the rows this teacher reads are its own tokenisation's
+        if own is not None and disk:  # it reads its own tokenisation's rows
             fields = {"data": dataset_fingerprint(own.train, STORE_COLUMNS), "max_seq_length": own.max_seq_length}
         key = teacher_key(
             path, task, data_args, device_type, compute_dtype=dtype_name(dtype), cls_layers=cls_layers, **fields
@@ -252,93 +225,73 @@ def load_teachers(
 
 
 def _check_sample(name: str, data, task) -> tuple:
-    """(the dev rows teacher `name` is checked on, their collator): its own tokenisation where it has one."""
+    """(the dev rows teacher `name` is checked on, their collator)."""
     own = data.teacher_inputs.get(name)
     dataset = data.evals[task.eval_splits[0]] if own is None else own.check
     sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
     return sample, data.collator if own is None else own.collator
 
 
-def score_teachers(models: dict, data, task, training_args) -> dict:
-    """{name: {metric: value, ..., "examples": n}} of each teacher on the first n dev examples (fp32);
-    classification adds "accuracy" and "majority_class_rate". Rank 0 scores, every rank gets them."""
-    scores = None
-    if training_args.process_index == 0:
-        scores = {}
-        for name, model in models.items():
-            sample, collator = _check_sample(name, data, task)
-            labels = np.asarray(sample["labels"])
-            loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
-            model.eval().to(training_args.device)
-            outputs = []
-            with torch.no_grad():
-                for batch in loader:
-                    inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
-                    outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
-            logits = torch.cat(outputs).numpy()
-            metrics = compute_task_metrics(task, logits, labels)
-            if not task.is_regression:
-                metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
-                metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
-            nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
-            if nonfinite:
-                metrics["nonfinite_rows"] = nonfinite
-            scores[name] = {**metrics, "examples": len(labels)}
-    return broadcast_object_list([scores])[0]
+def _score(name: str, model, data, task, training_args) -> dict:
+    """{metric: value, ..., "examples": n} of one teacher on the first n dev examples (fp32)."""
+    sample, collator = _check_sample(name, data, task)
+    labels = np.asarray(sample["labels"])
+    loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
+    model.eval().to(training_args.device)
+    outputs = []
+    with torch.no_grad():
+        for batch in loader:
+            inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
+            outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
+    logits = torch.cat(outputs).numpy()
+    metrics = compute_task_metrics(task, logits, labels)
+    if not task.is_regression:
+        metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
+        metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
+    nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
+    if nonfinite:
+        metrics["nonfinite_rows"] = nonfinite
+    return {**metrics, "examples": len(labels)}
+
+
+def score_teachers(models: dict, data, task, training_args, broadcast: bool = True) -> dict:
+    """{name: scores}; with `broadcast` rank 0 scores and every rank gets them (collective)."""
+    if broadcast and training_args.process_index != 0:
+        return broadcast_object_list([None])[0]
+    scores = {name: _score(name, model, data, task, training_args) for name, model in models.items()}
+    return broadcast_object_list([scores])[0] if broadcast else scores
 
 
 def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
-    """`score_teachers`, paid once per teacher and dev data with `--teacher_cache disk`: the scores are
-    kept next to the stores (`check-<key hash>.json`) under a key of the dev sample's token ids and
-    labels, the batch size (padding) and fp32, and reused."""
+    """`score_teachers`, kept next to disk stores (`check-<key hash>/scores.json`) and reused."""
     if kd_args.teacher_cache != "disk":
         return score_teachers(models, data, task, training_args)
-    files, stored = {}, {}
-    if training_args.process_index == 0:
-        for name, path in kd_args.teachers.items():
-            sample, _ = _check_sample(name, data, task)
-            key = teacher_key(
-                path,
-                task,
-                data_args,
-                training_args.device.type,
-                check="teacher dev scores",
-                split=task.eval_splits[0],
-                examples=len(sample),
-                data=dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",)),
-                batch_size=training_args.per_device_eval_batch_size,
-                compute_dtype="float32",
-            )
-            files[name] = (entry_folder(kd_args.teacher_cache_dir, "check", key) + ".json", key)
-            entry = read_json(files[name][0]) or {}
-            if entry.get("key") == key and entry.get("scores") is not None:
-                stored[name] = entry["scores"]
-                logger.info(
-                    "teacher %s: dev scores from %s (scored before on the same files and dev data)",
-                    name,
-                    files[name][0],
-                )
-    stored = broadcast_object_list([stored])[0]
-    missing = {name: model for name, model in models.items() if name not in stored}
-    scores = score_teachers(missing, data, task, training_args) if missing else {}
-    if training_args.process_index == 0:
-        for name, score in scores.items():
-            path, key = files[name]
-            try:
-                write_atomic(path, json.dumps({"key": key, "scores": score}, indent=1, sort_keys=True))
-            except OSError as error:
-                logger.warning(
-                    "teacher %s: could not keep its dev scores in %s (%s); the next run scores it again",
-                    name,
-                    path,
-                    error,
-                )
-    return {name: stored[name] if name in stored else scores[name] for name in models}
+    if training_args.process_index != 0:
+        return broadcast_object_list([None])[0]
+    scores = {}
+    for name, path in kd_args.teachers.items():
+        sample, _ = _check_sample(name, data, task)
+        fields = {"check": "teacher dev scores", "split": task.eval_splits[0], "compute_dtype": "float32"}
+        fields |= {"examples": len(sample), "batch_size": training_args.per_device_eval_batch_size}
+        data_key = dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",))
+        key = teacher_key(path, task, data_args, training_args.device.type, data=data_key, **fields)
+
+        def build(tmp, name=name):
+            score = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
+            write_atomic(os.path.join(tmp, "scores.json"), json.dumps(score, indent=1, sort_keys=True))
+
+        folder = entry_folder(kd_args.teacher_cache_dir, "check", key)
+        scores[name], reused = get_or_build(
+            folder, key, build, lambda entry: read_json(os.path.join(entry, "scores.json")), f"teacher {name}"
+        )
+        if reused:
+            logger.info("teacher %s: dev scores from %s", name, folder)
+    return broadcast_object_list([scores])[0]
 
 
 def check_teachers(scores: dict, kd_args, task):
-    """Log each teacher's dev scores; refuse a classification teacher no better than the majority class
-    (what a teacher with generic LABEL_i names, trained with another label order, scores)."""
+    """Log each teacher's dev scores; refuse a classifier no better than the majority class (the mark
+    of generic LABEL_i names in another label order)."""
     split = task.eval_splits[0]
     for name, path in kd_args.teachers.items():
         score = scores[name]
@@ -351,11 +304,7 @@ def check_teachers(scores: dict, kd_args, task):
             problem = f"{where} gives NaN/Inf logits on {score['nonfinite_rows']} of the first {first}"
             fix = "check or re-train the teacher"
         elif score["majority_class_rate"] >= 1.0:
-            logger.warning(
-                "teacher %s: the first %s all have one label, so its accuracy says nothing about label order",
-                name,
-                first,
-            )
+            logger.warning("teacher %s: the first %s all have one label: label order unchecked", name, first)
             continue
         elif score["accuracy"] <= score["majority_class_rate"]:
             problem = (
@@ -376,57 +325,27 @@ def check_teachers(scores: dict, kd_args, task):
 
 
 class _FileRows:
-    """The rows of a float32 .npy file, indexed like an array and read/written with pread/pwrite.
+    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping of an
+    11 GB [CLS]-state file would count its touched pages as RSS; the OS page cache does the caching."""
 
-    Never memory-mapped: touched pages of a mapping count towards the process's RSS, so an epoch over
-    an 11 GB [CLS]-state file would look like 11 GB of RAM; the OS page cache does the caching.
-    """
-
-    def __init__(self, path, shape):
-        header = np.load(path, mmap_mode="r")  # only the header is read: its pages are never touched
-        self.offset, self.shape = header.offset, tuple(shape)
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * 4
-        if (
-            header.shape != self.shape
-            or header.dtype != np.float32
-            or not header.flags.c_contiguous
-            or os.path.getsize(path) != self.offset + shape[0] * self.row_bytes
-        ):
-            raise ValueError(f"{path} holds {header.shape} {header.dtype}, expected {self.shape} float32")
-        del header
-        self.fd = os.open(path, os.O_RDWR)
-
-    def _runs(self, idx):
-        """(positions in idx, first row, row count) for each run of consecutive rows."""
-        order = np.argsort(idx, kind="stable")
-        ordered = idx[order]
-        for run in np.split(np.arange(len(ordered)), np.flatnonzero(np.diff(ordered) != 1) + 1):
-            if len(run):
-                yield order[run], int(ordered[run[0]]), len(run)
+    def __init__(self, path):
+        self.path = path
+        self.shape = np.load(path, mmap_mode="r").shape  # a damaged file raises here
 
     def __getitem__(self, idx):
-        out = np.empty((len(idx),) + self.shape[1:], dtype=np.float32)
-        for positions, first, count in self._runs(idx):
-            data = os.pread(self.fd, count * self.row_bytes, self.offset + first * self.row_bytes)
-            out[positions] = np.frombuffer(data, dtype=np.float32).reshape((count,) + self.shape[1:])
-        return out
+        return np.array(np.load(self.path, mmap_mode="r")[idx])
 
     def __setitem__(self, idx, values):
-        values = np.ascontiguousarray(values, dtype=np.float32)
-        for positions, first, _count in self._runs(idx):
-            os.pwrite(self.fd, values[positions].tobytes(), self.offset + first * self.row_bytes)
+        np.load(self.path, mmap_mode="r+")[idx] = values  # shared pages: other processes see them at once
 
     def flush(self):
-        os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
-
-    def __del__(self):
-        if getattr(self, "fd", None) is not None:
-            os.close(self.fd)
+        with open(self.path, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 class OutputStore:
-    """Teacher outputs by example idx: {name: float32 rows}, e.g. {"logits": [N, C], "cls_states":
-    [N, P, H]}, arrays in memory or `_FileRows` in a shared `folder`, plus a per-row `filled` flag."""
+    """Teacher outputs by idx: {"logits": [N, C], "cls_states": [N, P, H]} as float32 arrays (memory)
+    or `_FileRows` (a shared `folder`), plus a per-row `filled` flag."""
 
     def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
         self.rows, self.flags, self.folder = rows, flags, folder
@@ -438,44 +357,27 @@ class OutputStore:
 
     @classmethod
     def on_disk(cls, folder: str, key: dict, shapes: dict, what: str) -> "OutputStore":
-        """Open the shared store `folder` for `key`, creating it (empty) if it is missing or stale."""
         num_rows = next(iter(shapes.values()))[0]
-
-        def create(path, dtype, shape):  # sparse: no data written
-            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape)).flush()
+        files = {name: (np.float32, shape) for name, shape in shapes.items()} | {"filled": (np.uint8, (num_rows,))}
 
         def build(tmp):
-            for name, shape in shapes.items():
-                create(os.path.join(tmp, f"{name}.npy"), np.float32, shape)
-            create(os.path.join(tmp, "filled.npy"), np.uint8, (num_rows,))
+            for name, (dtype, shape) in files.items():  # sparse: no data written
+                np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), "w+", dtype, tuple(shape)).flush()
             open(os.path.join(tmp, "lock"), "w").close()
 
         def load(path):
             try:
-                rows = {name: _FileRows(os.path.join(path, f"{name}.npy"), shape) for name, shape in shapes.items()}
-                # N bytes checked every step: a shared mapping shows other processes' flags at once
-                flags = np.lib.format.open_memmap(os.path.join(path, "filled.npy"), mode="r+")
+                rows = {name: _FileRows(os.path.join(path, f"{name}.npy")) for name in shapes}
+                # N bytes read every step: a shared mapping shows other processes' flags at once
+                flags = np.load(os.path.join(path, "filled.npy"), mmap_mode="r+")
             except (OSError, ValueError) as error:
                 logger.warning("%s: %s is unreadable (%s)", what, path, error)
                 return None
-            return cls(rows, flags, path) if flags.shape == (num_rows,) and flags.dtype == np.uint8 else None
+            return cls(rows, flags, path)
 
         return get_or_build(folder, key, build, load, what)[0]
 
-    @contextlib.contextmanager
-    def _locked(self):
-        if self.folder is None:
-            yield
-            return
-        with open(os.path.join(self.folder, "lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def missing(self, idx: np.ndarray) -> np.ndarray:
-        """[K] bool: which of these rows have no trusted value yet."""
         return self.flags[idx] == 0
 
     def filled_count(self) -> int:
@@ -490,46 +392,32 @@ class OutputStore:
     def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
         """Store the rows not filled yet (all with `overwrite`, memory only) and return their idx. Values
         first, flushed, then flags, under the lock: a filled row keeps the value it was first given."""
-        with self._locked():
+        with open(os.path.join(self.folder, "lock"), "a") if self.folder else contextlib.nullcontext() as lock:
+            if lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             new = np.ones(len(idx), dtype=bool) if overwrite else self.missing(idx)
             if not new.any():
                 return idx[:0]
             for name, rows in self.rows.items():
                 rows[idx[new]] = values[name][new]
-            if self.folder is not None:
-                for rows in self.rows.values():
+                if self.folder:
                     rows.flush()
             self.flags[idx[new]] = 1
         return idx[new]
-
-    def state(self) -> dict:
-        """The whole in-memory store as tensors (for checkpoints)."""
-        return {name: torch.from_numpy(rows) for name, rows in self.rows.items()} | {
-            "filled": torch.from_numpy(self.flags)
-        }
-
-    def load_state(self, state: dict):
-        for name, rows in self.rows.items():
-            if tuple(state[name].shape) != rows.shape:
-                raise ValueError(f"{name} has shape {tuple(state[name].shape)}, expected {rows.shape}")
-        for name, rows in self.rows.items():
-            rows[:] = state[name].numpy()
-        self.flags[:] = state["filled"].numpy()
 
 
 # --- the teacher --------------------------------------------------------------------------
 
 
 class TeacherInputs:
-    """A teacher's own tokenisation: the training rows (the student's idx), their collator, the dev rows
-    it is checked on, and its length cap."""
+    """A teacher's own tokenisation: training rows (by the student's idx), collator, dev rows, length cap."""
 
     def __init__(self, train, collator, check, max_seq_length):
         self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
         idx = train.with_format("arrow")["idx"].to_numpy()
-        self.position = np.full(int(idx.max()) + 1 if len(idx) else 0, -1, dtype=np.int64)
+        self.position = np.full(idx.max(initial=-1) + 1, -1, dtype=np.int64)
         self.position[idx] = np.arange(len(idx))
-        self.columns = train.select_columns([c for c in MODEL_INPUT_COLUMNS if c in train.column_names])
+        self.columns = _model_columns(train)
 
     def batch(self, idx: np.ndarray, device) -> dict:
         """The padded model inputs ({name: [K, L']}) of the rows with these idx."""
@@ -539,13 +427,10 @@ class TeacherInputs:
 
 
 class Teacher:
-    """One teacher model, its forward counter and its output store.
+    """One teacher model, its forward counter and its output store (cache_mode: none | memory | disk).
 
-    num_examples: size of the idx space (max training idx + 1).  cache_mode: none | memory | disk.
-    cls_layers: hidden-state indices whose sentence states are stored (None: logits only).
-    dtype: the pass's compute dtype (fp32, or bf16/fp16 autocast; weights stay fp32).
-    inputs: a `TeacherInputs` when the teacher reads its own tokenisation.
-    dropout: train mode in every forward (`--teacher_dropout`; no store).
+    num_examples: max training idx + 1. cls_layers: hidden-state indices whose sentence states are
+    stored (None: logits only). dtype: autocast dtype (weights stay fp32). inputs: a `TeacherInputs`.
     """
 
     def __init__(
@@ -564,8 +449,6 @@ class Teacher:
         inputs=None,
         dropout=False,
     ):
-        if dropout and cache_mode != "none":
-            raise ValueError("a teacher with dropout draws new outputs every forward; it needs cache_mode='none'")
         self.name, self.model, self.path, self.dropout = name, model, path, dropout
         self.cls_layers, self.batch_size, self.dtype, self.inputs = cls_layers, batch_size, dtype, inputs
         self.forward_examples = 0
@@ -577,35 +460,23 @@ class Teacher:
         if cache_mode == "disk":
             self.store = OutputStore.on_disk(store_folder, store_key, shapes, f"teacher {name}")
             filled = self.store.filled_count()
-            logger.info(
-                "teacher %s: shared output store %s (%d of %d rows filled)", name, store_folder, filled, num_examples
-            )
+            logger.info("teacher %s: store %s (%d of %d rows filled)", name, store_folder, filled, num_examples)
         elif cache_mode == "memory":
             self.store = OutputStore.in_memory(shapes)
             size = self.store.bytes_per_row() * num_examples
             if size > MEMORY_STORE_WARNING_BYTES:
-                logger.warning(
-                    "teacher %s: --teacher_cache memory holds %.1f GB of outputs in the RAM of every process; "
-                    "--teacher_cache disk keeps them on disk and shares them between runs",
-                    name,
-                    size / 1e9,
-                )
-
-    @property
-    def hidden_size(self) -> int:
-        return self.model.config.hidden_size
+                logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
 
     @property
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
     def autocast(self):
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=self.dtype)
+        device_type = next(self.model.parameters()).device.type
+        return torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32)
 
     def _forward(self, inputs: dict, hidden: bool):
-        """No-grad forward in eval mode (train mode with `dropout`): fp32 logits [K, C], hidden states."""
+        """No-grad forward (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
         with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
@@ -613,8 +484,8 @@ class Teacher:
         return outputs.logits.float(), outputs.hidden_states if hidden else None
 
     def _cls(self, states, inputs: dict) -> torch.Tensor:
-        """[K, P, H] fp32 sentence states of the cached layers: the first token's, or a decoder's last
-        non-padding token's (the one its classifier reads)."""
+        """[K, P, H] fp32 sentence states of the cached layers: the token the classifier reads (the first,
+        or a decoder's last non-padding one)."""
         input_ids, config = inputs["input_ids"], self.model.config
         if is_decoder(config) and config.pad_token_id is not None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -631,21 +502,14 @@ class Teacher:
         self._unsynced.append(self.store.write(idx, values))
 
     def _row_inputs(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None) -> dict:
-        """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation by idx."""
+        """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation's."""
         if self.inputs is None:
             return {name: value[rows] for name, value in inputs.items()}
-        if idx is None:
-            raise ValueError(f"teacher {self.name} reads its own tokenisation, which needs the rows' idx")
         return self.inputs.batch(idx[rows].cpu().numpy(), next(self.model.parameters()).device)
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
-        """(logits [K, C], states) of batch rows `rows` [K] given the batch's inputs ({name: [B, L]}) and
-        example ids `idx` [B] (None: no store). states by `hidden`: none -> None, cls -> [K, P, H]
-        sentence states of `cls_layers`, all -> the hidden-state tuple of [K, L, H]."""
-        if hidden == "all" and self.inputs is not None:
-            raise ValueError(
-                f"teacher {self.name} reads its own tokenisation: its token states align with no student token"
-            )
+        """(logits [K, C], states) of batch rows `rows` [K], given inputs {name: [B, L]} and idx [B] (None:
+        no store). states by `hidden`: none -> None, cls -> [K, P, H], all -> a tuple of [K, L, H]."""
         if hidden == "all" or self.store is None or idx is None:
             row_inputs = self._row_inputs(inputs, rows, idx)
             logits, states = self._forward(row_inputs, hidden != "none")
@@ -661,18 +525,16 @@ class Teacher:
             part_inputs = self._row_inputs(inputs, rows[torch.from_numpy(part).to(rows.device)], idx)
             logits, states = self._forward(part_inputs, self.cls_layers is not None)  # a row needs all its values
             self._keep(row_idx[part], logits, states, part_inputs)
-        # The stored values, also for rows computed just now: a row another process stored first
-        # keeps that value, and every run reading the row sees the same numbers.
+        # Stored values even for rows computed just now: a row another process stored first keeps its value.
         values = self.store.read(row_idx)
         states = torch.from_numpy(values["cls_states"]).to(rows.device) if hidden == "cls" else None
         return torch.from_numpy(values["logits"]).to(rows.device), states
 
     def prefill(self, dataset, collate_fn, device, num_workers: int = 0):
-        """Fill every missing row in one pass sorted by length (longest first): less padding and larger
-        batches than training's. Under DDP the ranks share the rows out (collective)."""
+        """Fill every missing row in one pass, longest first (less padding, larger batches); collective."""
         if self.store is None:
             return
-        if self.inputs is not None:  # the same rows in this teacher's own tokenisation
+        if self.inputs is not None:
             dataset, collate_fn = self.inputs.train, self.inputs.collator
         columns = dataset.with_format("arrow")
         idx = columns["idx"].to_numpy()
@@ -680,18 +542,13 @@ class Teacher:
         positions = np.flatnonzero(self.store.missing(idx))
         rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
         if world > 1:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, positions)
-            positions = np.unique(np.concatenate(gathered))
+            positions = np.unique(np.concatenate(_all_gather(positions)))
         if len(positions):
-            order = positions[np.argsort(-lengths[positions], kind="stable")]
-            mine = order[rank::world]
+            mine = positions[np.argsort(-lengths[positions], kind="stable")][rank::world]
             batches = [mine[start : start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
-            inputs = dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
-            # Its own generator: drawing the loader's seed from the global RNG would make a run that
-            # prefills train differently from one that finds its store already full.
+            # Its own generator: seeding from the global RNG would make a prefilling run train differently.
             loader = DataLoader(
-                inputs,
+                _model_columns(dataset),
                 batch_sampler=batches,
                 collate_fn=collate_fn,
                 num_workers=num_workers,
@@ -702,35 +559,28 @@ class Teacher:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 logits, states = self._forward(batch, self.cls_layers is not None)
                 self._keep(idx[batch_positions], logits, states, batch)
+            seconds, shard = time.perf_counter() - started, f" (rank {rank} of {world})" if world > 1 else ""
             logger.info(
-                "teacher %s: computed %d outputs before training in %.1f s (length-sorted, batch %d%s)",
-                self.name,
-                len(mine),
-                time.perf_counter() - started,
-                self.batch_size,
-                f", rank {rank} of {world}" if world > 1 else "",
+                "teacher %s: computed %d outputs before training in %.1f s%s", self.name, len(mine), seconds, shard
             )
         self.sync()
 
     def _take_unsynced(self) -> np.ndarray:
-        return np.concatenate(self._unsynced) if self._unsynced else np.zeros(0, dtype=np.int64)
+        return np.concatenate([np.zeros(0, dtype=np.int64), *self._unsynced])
 
     def sync(self):
-        """Make every rank's store hold every row some rank stored since the last sync (collective)."""
+        """Give every rank's store every row some rank stored since the last sync (collective)."""
         if self.store is None:
             return
         new, self._unsynced = self._take_unsynced(), []
         if not _distributed():
             return
-        rank, world = dist.get_rank(), dist.get_world_size()
-        gathered = [None] * world
-        dist.all_gather_object(gathered, new)
+        rank = dist.get_rank()
+        gathered = _all_gather(new)
         shared = self.store.folder is not None
-        if shared:  # one store on a shared file system: usually every rank already sees every row
-            lacking = [None] * world
-            dist.all_gather_object(lacking, bool(self.store.missing(np.concatenate(gathered)).any()))
-            if not any(lacking):
-                return
+        # on a shared file system every rank usually sees every row already
+        if shared and not any(_all_gather(bool(self.store.missing(np.concatenate(gathered)).any()))):
+            return
         chunk = max(1, SYNC_CHUNK_BYTES // self.store.bytes_per_row())
         for source, rows in enumerate(gathered):
             for start in range(0, len(rows), chunk):
@@ -738,60 +588,53 @@ class Teacher:
                 box = [self.store.read(part) if rank == source else None]
                 dist.broadcast_object_list(box, src=source)
                 if rank != source:
-                    # In memory, a row two ranks both computed (DistributedSampler repeats a few rows
-                    # to even out the shards) ends with the lowest rank's value everywhere.
+                    # In memory, a row two ranks computed (DistributedSampler pads shards) keeps the lowest rank's.
                     self.store.write(part, box[0], overwrite=not shared and source < rank)
 
-    # --- checkpoints: a resumed run must see exactly the outputs the interrupted one used ---
+    # --- checkpoints: a resumed run sees exactly the outputs the interrupted one used ---
     def save_checkpoint(self, prefix: str):
-        """Memory: this rank's whole store (`prefix.safetensors`); disk: the shared store's name (`prefix.json`)."""
+        """Memory: this rank's store (`prefix.safetensors`); disk: the shared store's name (`prefix.json`)."""
         if self.store is None:
             return
         unsynced = self._take_unsynced()
         if self.store.folder is not None:
             write_atomic(f"{prefix}.json", json.dumps({"store": self.store.folder, "unsynced": unsynced.tolist()}))
             return
+        arrays = self.store.rows | {"filled": self.store.flags, "unsynced": unsynced}
         with atomic_path(f"{prefix}.safetensors") as tmp:
-            save_file(
-                self.store.state() | {"unsynced": torch.from_numpy(unsynced)}, tmp, metadata={"teacher": self.path}
-            )
+            save_file({name: torch.from_numpy(a) for name, a in arrays.items()}, tmp, metadata={"teacher": self.path})
 
     def load_checkpoint(self, prefix: str):
         if self.store is None:
             return
+        where = ""
         if self.store.folder is not None:
             reference = read_json(f"{prefix}.json") or {}
             if reference.get("store") != self.store.folder:
                 logger.warning(
-                    "teacher %s: the checkpoint did not use the shared store %s; outputs it lacks are recomputed "
-                    "(last-bit differences from the interrupted run are possible)",
-                    self.name,
-                    self.store.folder,
+                    "teacher %s: the checkpoint did not use the shared store %s", self.name, self.store.folder
                 )
                 return
-            self._unsynced = [np.asarray(reference.get("unsynced", []), dtype=np.int64)]
-            where = f" in the shared store {self.store.folder}"
+            unsynced, where = reference.get("unsynced", []), f" in the shared store {self.store.folder}"
         else:
             try:
-                state = load_file(f"{prefix}.safetensors")
-                self.store.load_state(state)
+                state = {name: tensor.numpy() for name, tensor in load_file(f"{prefix}.safetensors").items()}
+                for name, rows in (self.store.rows | {"filled": self.store.flags}).items():
+                    if state[name].shape != rows.shape:
+                        raise ValueError(f"{name} has shape {state[name].shape}, expected {rows.shape}")
+                    rows[:] = state[name]
             except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as error:
                 self.store.flags[:] = 0  # forget every row
-                logger.warning(
-                    "teacher %s: no usable output cache in the checkpoint (%s); recomputing its outputs",
-                    self.name,
-                    error,
-                )
+                logger.warning("teacher %s: no usable output cache in the checkpoint (%s)", self.name, error)
                 return
-            self._unsynced = [state["unsynced"].numpy()] if state["unsynced"].numel() else []
-            where = ""
+            unsynced = state["unsynced"]
+        self._unsynced = [np.asarray(unsynced, dtype=np.int64)]
         logger.info("teacher %s: resumed with %d cached outputs%s", self.name, self.store.filled_count(), where)
 
 
 class TeacherCounter(TrainerCallback, ExportableState):
-    """Counts teacher forwards across ranks and resumes; prefills the stores at train begin and syncs
-    them at epoch end. The count is all-reduced at a saving step's end (every rank runs it), never in
-    `state()`, which only some ranks call while writing a checkpoint."""
+    """Counts teacher forwards across ranks and resumes; prefills the stores, syncs them each epoch. The
+    count is all-reduced at a saving step's end (every rank runs it), not in `state()` (only some do)."""
 
     def __init__(self, trainer):
         self.trainer = trainer
@@ -819,9 +662,5 @@ class TeacherCounter(TrainerCallback, ExportableState):
     def total(self) -> int:
         """Collective under DDP: every rank must call it."""
         local = sum(t.forward_examples for t in self.trainer.teachers.values())
-        if _distributed():
-            device = self.trainer.args.device if dist.get_backend() == "nccl" else "cpu"
-            count = torch.tensor(local, dtype=torch.long, device=device)
-            dist.all_reduce(count)
-            local = int(count.item())
-        return self.restored + local
+        count = self.trainer.accelerator.reduce(torch.tensor(local, device=self.trainer.args.device), "sum")
+        return self.restored + int(count.item())
