@@ -11,7 +11,7 @@ from accelerate.utils import get_int_from_env
 from transformers import HfArgumentParser, TrainingArguments
 
 from dynamic_kd.cache import cache_root, writable_folder
-from dynamic_kd.data import CUSTOM_TASK, MIN_SEQ_LENGTH, TASKS, custom_task, get_task
+from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES, REP_NORMALIZATIONS
 from dynamic_kd.metrics import metric_names
@@ -25,6 +25,7 @@ from dynamic_kd.strategies import (
     UNCERTAINTY_WEIGHTED_OBJECTIVES,
 )
 from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
+from dynamic_kd.tokenization import MIN_SEQ_LENGTH
 
 # What a numeric flag may be, as a message words it -> its test (NaN fails every comparison).
 _RANGES = {

@@ -23,14 +23,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.cache import read_json
-from dynamic_kd.data import (
-    data_source,
-    load_splits,
-    make_collator,
-    tokenize_splits,
-    tokenized_cache_dir,
-    tokenizer_fingerprint,
-)
+from dynamic_kd.data import data_source, load_splits
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
 from dynamic_kd.metrics import metrics_fn
@@ -56,6 +49,7 @@ from dynamic_kd.teachers import (
     load_teachers,
     stored_teacher_scores,
 )
+from dynamic_kd.tokenization import make_collator, tokenize_splits, tokenized_cache_dir, tokenizer_fingerprint
 from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
 
 logger = logging.getLogger("dynamic_kd")

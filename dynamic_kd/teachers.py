@@ -24,7 +24,6 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from dynamic_kd.cache import entry_folder, get_or_build, read_json
-from dynamic_kd.data import MODEL_INPUT_COLUMNS, dataset_fingerprint, same_tokenization
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import atomic_path, write_atomic
 from dynamic_kd.losses import layer_map
@@ -38,6 +37,7 @@ from dynamic_kd.models import (
     model_inputs,
 )
 from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
+from dynamic_kd.tokenization import MODEL_INPUT_COLUMNS, dataset_fingerprint, same_tokenization
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ import datasets
 import pytest
 import torch
 
-from dynamic_kd import data
-from dynamic_kd.data import TASKS, get_task, load_splits, make_collator, tokenize_splits
+from dynamic_kd import data, tokenization
+from dynamic_kd.data import TASKS, get_task, load_splits
 from dynamic_kd.errors import ConfigError
+from dynamic_kd.tokenization import make_collator, tokenize_splits
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 
@@ -942,7 +943,9 @@ def test_custom_regression_end_to_end(custom_world, tmp_path):
 
 def test_dataset_fingerprint_sees_every_value():
     a = datasets.Dataset.from_dict({"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a b", "c"]})
-    assert data.dataset_fingerprint(a) == data.dataset_fingerprint(datasets.Dataset.from_dict(a.to_dict()))
+    assert tokenization.dataset_fingerprint(a) == tokenization.dataset_fingerprint(
+        datasets.Dataset.from_dict(a.to_dict())
+    )
     changed = [
         {"idx": [0, 1], "input_ids": [[2, 5, 3], [2, 7, 3]], "sentence": ["a b", "c"]},  # a token
         {"idx": [0, 1], "input_ids": [[2, 5], [3, 2, 6, 3]], "sentence": ["a b", "c"]},  # where rows split
@@ -950,28 +953,33 @@ def test_dataset_fingerprint_sees_every_value():
         {"idx": [1, 0], "input_ids": [[2, 5, 3], [2, 6, 3]], "sentence": ["a b", "c"]},  # an idx
     ]
     assert (
-        len({data.dataset_fingerprint(a)} | {data.dataset_fingerprint(datasets.Dataset.from_dict(c)) for c in changed})
+        len(
+            {tokenization.dataset_fingerprint(a)}
+            | {tokenization.dataset_fingerprint(datasets.Dataset.from_dict(c)) for c in changed}
+        )
         == 5
     )
     big = datasets.Dataset.from_dict(
         {"idx": list(range(6)), "input_ids": [[i] for i in range(6)], "sentence": list("abcdef")}
     )
-    assert data.dataset_fingerprint(big.select(range(2))) != data.dataset_fingerprint(big.select(range(3)))
-    assert data.dataset_fingerprint(big.select(range(1, 3))) == data.dataset_fingerprint(
+    assert tokenization.dataset_fingerprint(big.select(range(2))) != tokenization.dataset_fingerprint(
+        big.select(range(3))
+    )
+    assert tokenization.dataset_fingerprint(big.select(range(1, 3))) == tokenization.dataset_fingerprint(
         datasets.Dataset.from_dict(big.select(range(1, 3)).to_dict())
     )
-    assert data.dataset_fingerprint(a, ["idx"]) != data.dataset_fingerprint(a)
+    assert tokenization.dataset_fingerprint(a, ["idx"]) != tokenization.dataset_fingerprint(a)
 
 
 def test_tokenizer_fingerprint_follows_the_vocabulary(tiny_tokenizer, tmp_path):
     from conftest import make_tiny_bert
     from transformers import AutoTokenizer
 
-    before = data.tokenizer_fingerprint(tiny_tokenizer)
+    before = tokenization.tokenizer_fingerprint(tiny_tokenizer)
     tiny_tokenizer("a call sets per-call truncation state", truncation=True, max_length=4)
-    assert data.tokenizer_fingerprint(tiny_tokenizer) == before
+    assert tokenization.tokenizer_fingerprint(tiny_tokenizer) == before
     other = AutoTokenizer.from_pretrained(make_tiny_bert(tmp_path / "other", extra_vocab=("zebra",)))
-    assert data.tokenizer_fingerprint(other) != before
+    assert tokenization.tokenizer_fingerprint(other) != before
 
 
 def cached_files(folder):

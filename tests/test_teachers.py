@@ -267,7 +267,9 @@ def hold(*args):  # the 6th forward (5 rows stored) waits until the test has kil
 
 
 model.register_forward_hook(hold)
-teacher = Teacher("teacher", model, teacher_dir, len(sentences), "disk", batch_size=1, store_folder=folder, store_key=key)
+teacher = Teacher(
+    "teacher", model, teacher_dir, len(sentences), "disk", batch_size=1, store_folder=folder, store_key=key
+)
 teacher.prefill(dataset, DataCollatorWithPadding(tokenizer), "cpu")
 """
 
