@@ -1,27 +1,24 @@
 """The paper's three dynamic strategies behind one interface.
 
-A training step turns the student's prediction uncertainty into a *distillation plan*: a list of
-`Route`s, each naming a teacher, the batch rows that query it, and per-row weights of the logit-KD
-and hidden-state (REP) terms. Every strategy refines the plan in turn:
+A training step turns the student's uncertainty into a *distillation plan*: a list of `Route`s, each
+naming a teacher, the batch rows that query it, and per-row weights of the logit-KD and hidden-state
+(REP) terms. Each strategy refines the plan in turn, so any combination of the three runs at once:
 
     plan = [Route(rows = all B rows, kd_weight = 1/B)]
     plan = selection.refine(plan, signal)   # which instances get a teacher query   (Sec. 3.2)
     plan = adoption.refine(plan, signal)    # which teacher each instance learns from (Sec. 3.1)
     plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
 
-so any combination of the three runs at once. The trainer queries each teacher on its own rows
-only and adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss.
-
-"Batch" is the *global* batch of one optimizer step (all ranks and accumulated micro-batches): the
-trainer plans it once and hands each micro-batch its share (`split_plan`), so k, the `hard` split
-and the `soft` mean do not depend on the layout. Weights are constants, as in the paper's snippet;
-`--uncertainty_grad` lets gradient flow through them, as the released code did.
-
-Each registry is a plain dict from flag value to its implementation; the argument parser reads them.
+The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss.
+"Batch" is the *global* batch of one optimizer step (all ranks and micro-batches, cut up by
+`split_plan`), so k, the `hard` split and the `soft` mean do not depend on the layout. Weights are
+constants, as in the paper's snippet (`--uncertainty_grad`: gradient flows through them, as in the
+released code). Each registry is a plain dict from flag value to implementation; the parser reads them.
 """
 
 import math
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import torch
 
@@ -40,10 +37,8 @@ class StudentSignal:
 
 @dataclass
 class Route:
-    """One teacher's share of a batch: the [K] rows that query it, with per-row KD and REP weights [K].
-
-    teacher: "teacher", "small" or "large"; None until assigned.
-    """
+    """One teacher ("teacher", "small", "large"; None until assigned) with the [K] rows that query it
+    and their KD and REP weights [K]."""
 
     teacher: str | None
     rows: torch.Tensor
@@ -58,10 +53,10 @@ def initial_plan(batch_size: int, device=None) -> list[Route]:
     return [Route(None, rows, weight, torch.zeros(batch_size, device=device))]
 
 
-# --- Data selection (paper Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
+# --- Data selection (Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
 
-# name -> informativeness [B, C] -> [B] (higher = query the teacher first); None = no ranking.
-# A small margin or max-probability means uncertain, hence the minus.
+# name -> informativeness [B, C] -> [B] (higher = query first; a small margin or top probability
+# means uncertain, hence the minus); None: no ranking, the student is not read.
 SELECTION_SCORES = {
     "none": None,
     "random": None,
@@ -69,6 +64,7 @@ SELECTION_SCORES = {
     "margin": lambda logits: -margin(logits),
     "lc": lambda logits: -least_confidence(logits),
 }
+SELECTION_STRATEGIES = SELECTION_SCORES
 SELECTION_ALIASES = {"least_confidence": "lc", "confidence": "lc"}
 
 
@@ -86,12 +82,11 @@ def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, 
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"selection ratio must be in (0, 1], got {ratio}")
     batch_size = student_logits.shape[0]
-    device = student_logits.device
     if strategy == "none":
-        return torch.arange(batch_size, device=device)
+        return torch.arange(batch_size, device=student_logits.device)
     k = num_selected(batch_size, ratio)
     if strategy == "random":
-        return torch.randperm(batch_size, generator=generator).to(device)[:k]
+        return torch.randperm(batch_size, generator=generator).to(student_logits.device)[:k]
     scores = SELECTION_SCORES[strategy](student_logits.detach())
     return torch.sort(scores, descending=True, stable=True).indices[:k]
 
@@ -101,7 +96,6 @@ class DataSelection:
 
     def __init__(self, strategy: str, ratio: float):
         self.strategy, self.ratio = SELECTION_ALIASES.get(strategy, strategy), ratio
-        # Whether the plan depends on the student's logits: without, the trainer skips its pre-pass.
         self.reads_student = SELECTION_SCORES.get(self.strategy) is not None
 
     def refine(self, plan: list[Route], signal: StudentSignal) -> list[Route]:
@@ -115,8 +109,8 @@ class DataSelection:
         return refined
 
 
-# --- Teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident
-# ones from the large teacher.
+# --- Teacher adoption (Sec. 3.1): uncertain instances learn from the small teacher, confident ones
+# from the large one.
 
 
 class SingleTeacher:
@@ -146,12 +140,9 @@ class AverageTeachers:
 
 
 class HardAdoption:
-    """The more uncertain ceil(K/2) rows of each route -> small teacher, the rest -> large teacher.
-
-    Each half's KD is averaged within the half and weighted by its teacher's alpha. A one-row route
-    goes to the small teacher with both alphas, so a route's total KD weight (the KD/CE balance)
-    does not depend on K.
-    """
+    """The more uncertain ceil(K/2) rows of each route -> small teacher, the rest -> large teacher, each
+    half's KD averaged within it and weighted by its teacher's alpha. A one-row route goes to the small
+    teacher with both alphas, so a route's total KD weight (the KD/CE balance) does not depend on K."""
 
     reads_student = True
 
@@ -161,16 +152,13 @@ class HardAdoption:
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            u = signal.uncertainty[route.rows]
-            order = torch.sort(u, descending=True, stable=True).indices
+            order = torch.sort(signal.uncertainty[route.rows], descending=True, stable=True).indices
             if order.numel() == 1:
                 halves = (("small", order, self.small_alpha + self.large_alpha),)
             else:
                 n_small = math.ceil(order.numel() / 2)
                 halves = (("small", order[:n_small], self.small_alpha), ("large", order[n_small:], self.large_alpha))
             for name, part, alpha in halves:
-                if part.numel() == 0:
-                    continue
                 weight = (alpha * route.kd_weight.sum() / part.numel()).expand(part.numel())
                 refined.append(Route(name, route.rows[part], weight, route.rep_weight[part]))
         return refined
@@ -218,47 +206,47 @@ TEACHER_MODES = {
 }
 
 
-# --- Supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment,
-# confident ones on output matching.
+# --- Supervision adjustment (Sec. 3.3): uncertain instances lean on hidden-state alignment, confident
+# ones on output matching.
+
+# name -> w -> (KD factor f, REP factor g), w the normalised student entropy [K];
+# None: f = g = 1, the static BERT-PKD baseline.
+OBJECTIVE_STRATEGIES = {
+    "none": None,
+    "uncertainty": lambda w: (1 - w, w),
+    "uncertainty-r": lambda w: (w, 1 - w),
+}
 
 
 class ObjectiveWeights:
-    """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight).
-
-    none: f = g = 1 (static BERT-PKD baseline); uncertainty: f = 1 - w, g = w;
-    uncertainty-r: f = w, g = 1 - w; with w the normalised student entropy.
-    """
+    """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight)."""
 
     def __init__(self, strategy: str, kd_alpha: float, rep_alpha: float):
-        self.strategy, self.kd_alpha, self.rep_alpha = strategy, kd_alpha, rep_alpha
-        self.reads_student = strategy != "none"
+        self.factors, self.kd_alpha, self.rep_alpha = OBJECTIVE_STRATEGIES[strategy], kd_alpha, rep_alpha
+        self.reads_student = self.factors is not None
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            if self.strategy == "none":
+            if self.factors is None:
                 kd_factor = rep_factor = torch.ones_like(route.kd_weight)
             else:
-                w = signal.uncertainty[route.rows]
-                kd_factor, rep_factor = (1 - w, w) if self.strategy == "uncertainty" else (w, 1 - w)
+                kd_factor, rep_factor = self.factors(signal.uncertainty[route.rows])
+            kd_weight = route.kd_weight * self.kd_alpha * kd_factor
             refined.append(
-                replace(
-                    route,
-                    kd_weight=route.kd_weight * self.kd_alpha * kd_factor,
-                    rep_weight=route.kd_weight * self.rep_alpha * rep_factor,
-                )
+                replace(route, kd_weight=kd_weight, rep_weight=route.kd_weight * self.rep_alpha * rep_factor)
             )
         return refined
 
 
-OBJECTIVE_STRATEGIES = {
-    name: lambda a, name=name: ObjectiveWeights(name, a.kd_alpha, a.rep_alpha)
-    for name in ("none", "uncertainty", "uncertainty-r")
+# The strategy names (across the three registries) that read the student's class distribution;
+# teacher modes are asked with unit teacher weights.
+_UNIT_ALPHAS = SimpleNamespace(small_teacher_alpha=1.0, large_teacher_alpha=1.0)
+UNCERTAINTY_STRATEGIES = {
+    *(name for name, score in SELECTION_SCORES.items() if score is not None),
+    *(name for name, mode in TEACHER_MODES.items() if mode.build(_UNIT_ALPHAS).reads_student),
+    *(name for name, factors in OBJECTIVE_STRATEGIES.items() if factors is not None),
 }
-SELECTION_STRATEGIES = SELECTION_SCORES
-
-# Names (across the three registries) that need the student's class distribution.
-UNCERTAINTY_STRATEGIES = {"entropy", "margin", "lc", "hard", "soft", "soft-instance", "uncertainty", "uncertainty-r"}
 # Of those, the ones whose weights are functions of u (not rows picked by sorting): what
 # `--uncertainty_grad` can back-propagate through.
 UNCERTAINTY_WEIGHTED_MODES = ("soft", "soft-instance")
@@ -272,8 +260,7 @@ def build_strategies(kd_args, batch_scope: bool = True) -> list:
         adoption = SingleTeacher("teacher")
     else:
         adoption = TEACHER_MODES[kd_args.uncertainty_mode].build(kd_args)
-    objective = OBJECTIVE_STRATEGIES[kd_args.strategy](kd_args)
-    return [selection, adoption, objective]
+    return [selection, adoption, ObjectiveWeights(kd_args.strategy, kd_args.kd_alpha, kd_args.rep_alpha)]
 
 
 def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
@@ -295,21 +282,20 @@ def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
 
 
 def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
-    """Cut a plan over consecutive parts of `sizes` rows into one plan per part: the routes that reach
-    the part, rows renumbered from 0 within it, weights unchanged."""
+    """One plan per consecutive part of `sizes` rows: the routes that reach it, rows renumbered from 0."""
     if len(sizes) == 1:
         return [plan]
     parts, start = [], 0
     for size in sizes:
-        stop, part = start + size, []
+        part = []
         for route in plan:
-            mine = (route.rows >= start) & (route.rows < stop)
+            mine = (route.rows >= start) & (route.rows < start + size)
             if mine.any():
                 part.append(
                     Route(route.teacher, route.rows[mine] - start, route.kd_weight[mine], route.rep_weight[mine])
                 )
         parts.append(part)
-        start = stop
+        start += size
     return parts
 
 
@@ -345,8 +331,7 @@ def reads_student(strategies) -> bool:
 def student_signal(
     student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False
 ) -> StudentSignal:
-    """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the
-    uncertainty's graph, so weights computed from it pass gradient to the student."""
+    """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the graph."""
     logits = student_logits.float() if differentiable else student_logits.detach().float()
     uncertainty = None if regression else normalized_entropy(logits, differentiable)
     return StudentSignal(logits, uncertainty, generator)
