@@ -1,8 +1,7 @@
 """Which precision is fast here: the one rule everything that picks a precision uses.
 
 bf16 autocast on a CPU is 2-3x faster than fp32 with native bf16 instructions and far slower (19x on
-an AVX2 EPYC) where they are emulated: bf16 where /proc/cpuinfo lists a native flag or, listing none,
-where a matmul probe measures it `PROBE_MARGIN` times faster. On a CUDA GPU: from capability 8.0.
+an AVX2 EPYC) where they are emulated; on a CUDA GPU it needs compute capability 8.0.
 Bash: PRECISION=$(python -m dynamic_kd.precision) prints bf16 or fp32 (the reason on stderr).
 """
 
@@ -61,14 +60,15 @@ def probe_bf16_speedup(rows: int = 256, inner: int = 384, outer: int = 1536, rep
 
 
 def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """("bf16" | "fp32", why); `probe` () -> fp32/bf16 speed runs only where no native flag is listed."""
+    """bf16 where the CPU lists a native flag or, listing none, where `probe` (() -> fp32/bf16 speed)
+    measures it `PROBE_MARGIN` times faster; returns ("bf16" | "fp32", why)."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     flag = native_bf16_flag(cpuinfo)
     if flag is not None:
         return "bf16", f"the CPU has native bf16 ({flag})"
-    what = f"the CPU lists no native bf16 flag ({'/'.join(NATIVE_BF16_FLAGS)})"
-    if not cpuinfo:
-        what = "no /proc/cpuinfo to read"
+    what = (
+        f"the CPU lists no native bf16 flag ({'/'.join(NATIVE_BF16_FLAGS)})" if cpuinfo else "no /proc/cpuinfo to read"
+    )
     if probe is None:
         return "fp32", what
     speedup = probe()
@@ -92,10 +92,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no_probe", action="store_true", help="decide from the flags alone, never time bf16")
     args = parser.parse_args(argv)
     probe = None if args.no_probe else probe_bf16_speedup
-    # a cpuinfo file describes a CPU, even on a machine with a GPU
-    choice, why = (
-        choose_cpu_precision(args.cpuinfo.read_text(), probe) if args.cpuinfo else choose_precision(None, probe)
-    )
+    if args.cpuinfo:  # a CPU's, even on a machine with a GPU
+        choice, why = choose_cpu_precision(args.cpuinfo.read_text(), probe)
+    else:
+        choice, why = choose_precision(None, probe)
     print(f"precision: {choice} ({why})", file=sys.stderr)
     print(choice)
     return 0

@@ -10,10 +10,8 @@ naming a teacher, the batch rows that query it, and per-row weights of the logit
     plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
 
 The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss.
-"Batch" is the *global* batch of one optimizer step (all ranks and micro-batches, cut up by
-`split_plan`), so k, the `hard` split and the `soft` mean do not depend on the layout. Weights are
-constants, as in the paper's snippet (`--uncertainty_grad`: gradient flows through them, as in the
-released code). Each registry is a plain dict from flag value to implementation; the parser reads them.
+"Batch" is the global batch of one optimizer step (docs/design.md). Each registry is a plain dict from
+flag value to implementation; the argument parser reads them.
 """
 
 import math
@@ -125,24 +123,10 @@ class SingleTeacher:
         return [replace(r, teacher=self.name, kd_weight=r.kd_weight * self.alpha) for r in plan]
 
 
-class AverageTeachers:
-    """Both teachers on every row with fixed weights alpha_small, alpha_large."""
-
-    reads_student = False
-
-    def __init__(self, small_alpha: float, large_alpha: float):
-        self.alphas = {"small": small_alpha, "large": large_alpha}
-
-    def refine(self, plan, signal):
-        return [
-            replace(r, teacher=name, kd_weight=r.kd_weight * alpha) for r in plan for name, alpha in self.alphas.items()
-        ]
-
-
 class HardAdoption:
     """The more uncertain ceil(K/2) rows of each route -> small teacher, the rest -> large teacher, each
-    half's KD averaged within it and weighted by its teacher's alpha. A one-row route goes to the small
-    teacher with both alphas, so a route's total KD weight (the KD/CE balance) does not depend on K."""
+    half's KD averaged within it and weighted by its teacher's alpha (one row: small teacher, both
+    alphas; docs/design.md)."""
 
     reads_student = True
 
@@ -164,27 +148,44 @@ class HardAdoption:
         return refined
 
 
-class SoftAdoption:
-    """Both teachers on every row: small weight = mean u over the route, large = 1 - mean u."""
+class BothTeachers:
+    """Both teachers on every row, KD weighted by `weights(u)` = (small factor, large factor)."""
 
     reads_student = True
-    per_row = False
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            u = signal.uncertainty[route.rows]
-            if not self.per_row:
-                u = u.mean()
-            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * u))
-            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * (1 - u)))
+            small, large = self.weights(signal.uncertainty[route.rows] if self.reads_student else None)
+            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * small))
+            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * large))
         return refined
 
 
-class SoftInstanceAdoption(SoftAdoption):
-    """Both teachers on every row: per-row weight u_i for the small teacher, 1 - u_i for the large."""
+class AverageTeachers(BothTeachers):
+    """Fixed weights alpha_small, alpha_large."""
 
-    per_row = True
+    reads_student = False
+
+    def __init__(self, small_alpha: float, large_alpha: float):
+        self.small_alpha, self.large_alpha = small_alpha, large_alpha
+
+    def weights(self, u):
+        return self.small_alpha, self.large_alpha
+
+
+class SoftAdoption(BothTeachers):
+    """Small teacher weight = mean u over the route, large = 1 - mean u."""
+
+    def weights(self, u):
+        return u.mean(), 1 - u.mean()
+
+
+class SoftInstanceAdoption(BothTeachers):
+    """Per-row weight u_i for the small teacher, 1 - u_i for the large."""
+
+    def weights(self, u):
+        return u, 1 - u
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,5 @@
-"""`DistillationTrainer`: HF `Trainer` plus teachers, the strategy chain and the KD losses.
-
-Teachers are not submodules of the student (not optimized, not checkpointed, no gradient). Once per
-optimizer step the trainer plans distillation over the *global* batch (all ranks, all accumulated
-micro-batches) from the student's logits; each teacher sees its own rows only, and the loss is scaled
-so that the averaged gradient is the global batch's.
-"""
+"""`DistillationTrainer`: HF `Trainer` plus teachers (not submodules of the student: not optimized,
+not checkpointed), the strategy chain and the KD losses."""
 
 import inspect
 import logging
@@ -57,6 +52,8 @@ class OptimizerStep:
 class DistillationTrainer(Trainer):
     """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms.
 
+    Once per optimizer step it plans the *global* batch (all ranks and micro-batches); each teacher
+    sees its own rows only, and the loss is scaled so that the averaged gradient is the global batch's.
     teachers: {name: `teachers.Teacher`}; strategies: `strategies.build_strategies`.
     """
 
@@ -140,7 +137,6 @@ class DistillationTrainer(Trainer):
                     model, outputs.hidden_states, states, inputs["attention_mask"], route.rows, route.teacher
                 )
                 rep_total = rep_total + (route.rep_weight * rep).sum()
-        # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP
         loss = step.scale * (self.kd_args.ce_alpha * share * ce + kd_total + rep_total)
         self._record_micro_batch(step, logits[:real], routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
@@ -162,9 +158,8 @@ class DistillationTrainer(Trainer):
         return step, micro
 
     def _prepass(self, model, step: OptimizerStep):
-        """No-grad student logits of each micro-batch, each from the RNG state its training forward will
-        start from: the signal is the logits the loss uses, dropout included, and the random stream is
-        unchanged."""
+        """No-grad student logits of each micro-batch from the RNG state its training forward will start
+        from: the logits the loss uses, dropout included."""
         student = self.accelerator.unwrap_model(model)
         step.signals, step.rng_states = [], []
         with torch.no_grad():
@@ -203,8 +198,8 @@ class DistillationTrainer(Trainer):
             self._accumulate(key, value, 1)  # global: the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
-        """The real rows of the step's `gathered` ones: under DDP accelerate (`even_batches`) fills an
-        epoch's last global batch up with repeats, after the real rows."""
+        """How many of the step's `gathered` rows are real: under DDP accelerate (`even_batches`) fills an
+        epoch's last global batch up with repeats."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.sampler.size if self.epoch_selection is not None else len(self.train_dataset)
@@ -262,8 +257,7 @@ class DistillationTrainer(Trainer):
         self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
     def _check_finite(self):
-        """Raise TrainingDiverged, naming the first non-finite step, if any rank's loss was NaN/Inf.
-        Collective under DDP."""
+        """Raise TrainingDiverged naming the first step whose loss was NaN/Inf on any rank (collective)."""
         if self._first_bad is None:
             return
         diverged = [row for row in self.accelerator.gather(self._first_bad.view(1, -1)).tolist() if row[0]]
@@ -292,8 +286,8 @@ class DistillationTrainer(Trainer):
         return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
     def _save_checkpoint(self, model, trial):
-        """Store each rank's teacher outputs (or a reference to the disk store) in the checkpoint: a resumed
-        run reuses them exactly (recomputed on other padding, their last bits differ)."""
+        """Keep each rank's teacher outputs in the checkpoint: recomputed on other padding, their last bits
+        would differ."""
         self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(
             self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -321,10 +315,9 @@ class DistillationTrainer(Trainer):
         need a teacher forward every step anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
-        args = self.args
         for name in teachers_seeing_every_row(self.kd_args):
             self.teachers[name].prefill(
-                self.train_dataset, self.data_collator, args.device, args.dataloader_num_workers
+                self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
             )
 
     # --- epoch-scope selection
@@ -407,8 +400,8 @@ class EpochSubsetSampler(Sampler):
 
 
 class EpochSelection(TrainerCallback, ExportableState):
-    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty. Checkpoints
-    keep them (a resumed run does not re-score mid-epoch); under DDP every rank trains on rank 0's."""
+    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty, in the
+    checkpoint too (a resumed run does not re-score mid-epoch); under DDP every rank uses rank 0's."""
 
     def __init__(self, trainer):
         self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
@@ -436,5 +429,4 @@ class EpochSelection(TrainerCallback, ExportableState):
         if args.world_size > 1:
             positions = broadcast(positions.to(args.device), from_process=0).cpu()
         self.sampler.positions = positions
-        rows = len(scores)
-        logger.info("epoch %d: training on the %d most informative of %d rows (%s)", epoch, kept, rows, self.strategy)
+        logger.info("epoch %d: training on the %d most informative of %d rows", epoch, kept, len(scores))
