@@ -87,14 +87,13 @@ class DistillationTrainer(Trainer):
     # --- data
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # The student's forward, not a projection wrapper's **kwargs; token_type_ids for a teacher
-            # that uses them; `idx` keys the teacher caches.
+            # the student's arguments (not a wrapper's **kwargs), a teacher's token_type_ids, the caches' idx
             forward = inspect.signature(unwrap_student(self.model).forward).parameters
             self._signature_columns = [*forward, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
     def _get_train_sampler(self, train_dataset=None):
         if self.epoch_selection is not None:
-            return self.epoch_selection.sampler
+            return self.epoch_selection
         return super()._get_train_sampler(train_dataset)
 
     # --- loss
@@ -119,7 +118,7 @@ class DistillationTrainer(Trainer):
         if not distil:
             ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=smoothing)
             return (ce, outputs) if return_outputs else ce
-        if step.parts is None:  # --uncertainty_grad: the plan's weights keep the graph to these logits
+        if step.parts is None:  # --uncertainty_grad: the weights keep the graph to these logits
             self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
         routes, share, real = step.parts[micro]
         # Rows past `real` fill an epoch's last global batch up (DDP): no loss, no plan slot.
@@ -202,15 +201,15 @@ class DistillationTrainer(Trainer):
         epoch's last global batch up with repeats."""
         if self.args.world_size == 1:
             return gathered
-        rows = self.epoch_selection.sampler.size if self.epoch_selection is not None else len(self.train_dataset)
+        rows = self.epoch_selection.size if self.epoch_selection is not None else len(self.train_dataset)
         batch, world, accumulation = self._train_batch_size, self.args.world_size, self.args.gradient_accumulation_steps
         steps_per_epoch = math.ceil(math.ceil(math.ceil(rows / batch) / world) / accumulation)
         done = (self.state.global_step % steps_per_epoch) * batch * world * accumulation
         return min(gathered, rows - done)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
-        """Every rank's micro-batch logits [n_m, C] in the order one process reads them (rank r's
-        micro-batch m is batch m x world + r): (sizes [m][rank], logits [B, C])."""
+        """(sizes [m][rank], logits [B, C]) of every rank's micro-batches in the order one process reads
+        them: rank r's micro-batch m is batch m x world + r."""
         world = self.args.world_size
         if world == 1:
             return [[t.shape[0]] for t in local], torch.cat(local)
@@ -231,8 +230,9 @@ class DistillationTrainer(Trainer):
             student = [student_states[s][rows] for s, _ in pairs]
             teacher = [teacher_states[t] for _, t in pairs]
             mask = None if self.kd_args.rep_include_padding else attention_mask[rows]  # None: every position counts
-        normalization = self.kd_args.rep_normalization
-        return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
+        return hidden_state_alignment(
+            student, teacher, mask, projection=projection, normalization=self.kd_args.rep_normalization
+        )
 
     # --- statistics and the NaN/Inf check: on the device, read only at logging steps and saves
 
@@ -311,8 +311,7 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that see every row (not for --rep_layers all: full-token states
-        need a teacher forward every step anyway)."""
+        """Fill the stores of the teachers that see every row (--rep_layers all needs a forward each step)."""
         if not self.teachers or self.rep_mode == "all":
             return
         for name in teachers_seeing_every_row(self.kd_args):
@@ -383,13 +382,16 @@ class TeacherCounter(TrainerCallback, ExportableState):
         return self.restored + local
 
 
-class EpochSubsetSampler(Sampler):
-    """This epoch's kept rows in a seeded shuffled order; its fixed length k lets the Trainer plan the steps."""
+class EpochSelection(TrainerCallback, ExportableState, Sampler):
+    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty and serve
+    them as the train sampler, shuffled by seed and epoch (a fixed length k lets the Trainer plan steps).
+    Checkpoints keep them (a resumed run does not re-score mid-epoch); under DDP every rank uses rank 0's."""
 
-    def __init__(self, num_rows: int, ratio: float, seed: int):
-        self.size, self.seed = num_selected(num_rows, ratio), seed
-        self.positions = torch.arange(self.size)
-        self.epoch = 0
+    def __init__(self, trainer):
+        self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
+        self.seed = args.seed if args.data_seed is None else args.data_seed
+        self.size = num_selected(len(trainer.train_dataset), trainer.kd_args.selection_ratio)
+        self.positions, self.epoch, self.saved = torch.arange(self.size), 0, None
 
     def __len__(self):
         return self.size
@@ -398,19 +400,8 @@ class EpochSubsetSampler(Sampler):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         return iter(self.positions[order].tolist())
 
-
-class EpochSelection(TrainerCallback, ExportableState):
-    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty, in the
-    checkpoint too (a resumed run does not re-score mid-epoch); under DDP every rank uses rank 0's."""
-
-    def __init__(self, trainer):
-        self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
-        seed = args.seed if args.data_seed is None else args.data_seed
-        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), trainer.kd_args.selection_ratio, seed)
-        self.saved = None
-
     def state(self):
-        return {"args": {}, "attributes": {"epoch": self.sampler.epoch, "positions": self.sampler.positions.tolist()}}
+        return {"args": {}, "attributes": {"epoch": self.epoch, "positions": self.positions.tolist()}}
 
     def on_train_begin(self, args, state, control, **kwargs):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
@@ -418,15 +409,15 @@ class EpochSelection(TrainerCallback, ExportableState):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = math.floor(state.epoch + 1e-6) if state.epoch else 0
-        self.sampler.epoch = epoch
+        self.epoch = epoch
         if self.saved is not None and self.saved.get("epoch") == epoch:
-            self.sampler.positions = torch.tensor(self.saved["positions"])
-            logger.info("epoch %d: reusing the %d rows selected before the interruption", epoch, self.sampler.size)
+            self.positions = torch.tensor(self.saved["positions"])
+            logger.info("epoch %d: reusing the %d rows selected before the interruption", epoch, self.size)
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
-        kept = self.sampler.size
+        kept = self.size
         positions = torch.sort(scores, descending=True, stable=True).indices[:kept]
         if args.world_size > 1:
             positions = broadcast(positions.to(args.device), from_process=0).cpu()
-        self.sampler.positions = positions
+        self.positions = positions
         logger.info("epoch %d: training on the %d most informative of %d rows", epoch, kept, len(scores))
