@@ -1,9 +1,7 @@
-"""Training objectives for distilling a BERT teacher into a smaller student.
+"""Training objectives: B batch, C classes (1 for regression), L sequence length, H hidden size.
 
-Shapes: B batch, C classes (C = 1 for regression), L sequence length, H hidden size.
-Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16, even under
-autocast) and detaches the teacher. Reductions: "none" keeps `[B]` (what Dynamic KD re-weights or
-selects), "mean" and "sum" reduce the batch.
+Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16) and detaches
+the teacher. Reduction "none" keeps `[B]` (what Dynamic KD re-weights or selects).
 """
 
 import math
@@ -25,7 +23,7 @@ def _reduce(per_instance: Tensor, reduction: str) -> Tensor:
 
 
 def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Soft-label KD (Hinton et al.), the paper's KD term; `[B, C]` x2 -> `[B]` or a scalar ("mean" = batchmean).
+    """The paper's KD term (Hinton et al.); `[B, C]` x2 -> `[B]` or a scalar ("mean" = batchmean).
 
     L_KD(x) = T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)); the T² keeps gradients comparable across T.
     """
@@ -39,9 +37,9 @@ def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1
 
 
 def kd_mse(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Logit matching (the released scripts' KD loss, and regression's); `[B, C]` x2 -> `[B]` or a scalar.
+    """Logit matching (the released scripts' KD, and regression's): L_KD(x) = (1/C) Σ_c (z_s,c - z_t,c)².
 
-    L_KD(x) = (1/C) Σ_c (z_s,c - z_t,c)²; `temperature` is ignored (one signature for `KD_LOSSES`).
+    `temperature` is ignored (one signature for `KD_LOSSES`).
     """
     diff = student_logits.float() - teacher_logits.detach().float()
     return _reduce(diff.pow(2).mean(dim=-1), reduction)
@@ -88,21 +86,17 @@ def dynamic_kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
 def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[tuple[int, int]]:
     """The `L_S + 1` pairs (i, i * L_T // L_S) of `hidden_states` indices (0 = embeddings) to align:
     BERT-PKD's "skip" for any depths (4 vs 6 -> teacher 0, 1, 3, 4, 6)."""
-    if num_student_layers < 1 or num_teacher_layers < 1:
-        raise ValueError(f"layer counts must be >= 1, got student={num_student_layers}, teacher={num_teacher_layers}")
     return [(i, i * num_teacher_layers // num_student_layers) for i in range(num_student_layers + 1)]
 
 
 def _token_states(hidden: Tensor, cls_only: bool) -> Tensor:
-    """`[B, L, H]`, from `[B, H]` (one token) or keeping position 0 only (cls_only)."""
+    """`[B, L, H]`; a `[B, H]` state is one token."""
     if hidden.dim() == 2:
         return hidden.unsqueeze(1)
     return hidden[:, :1] if cls_only else hidden
 
 
-# --rep_normalization: the axis each state is normalised along before the squared distance.
-# hidden: ours (each token's state a unit vector); sequence: the released `none` branch (each hidden
-# unit a unit vector over the tokens, ~H/L times larger: ~6x at BERT-base, L = 128).
+# --rep_normalization: the axis states are normalised along (sequence: the released baseline; docs/design.md).
 REP_NORMALIZATIONS = {"hidden": -1, "sequence": 1}
 
 
@@ -140,10 +134,8 @@ def hidden_state_alignment(
     `[B, H]` [CLS] states; `cls_only` keeps position 0. `attention_mask`: `[B, L]`, 1 = real token, or
     None. `projection`: `[..., H_s] -> [..., H_t]`, needed when H_s != H_t. Per instance,
         L_REP(x) = Σ_{(s,t) in P} 1/(|M|·H) Σ_{l in M} Σ_{j=1..H} (ĥ_s,l,j - ĥ_t,l,j)²,   ĥ = h / ‖h‖₂
-    with P the layer pairs, M the non-padding positions, H the teacher's hidden size: the released
-    scripts' scale (each pair's term in [0, 4/H]), but padding is excluded and the token mean is per
-    instance. `normalization="sequence"` (the released static baseline) normalises each hidden unit
-    along the non-padding tokens instead: ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½.
+    with P the layer pairs, M the non-padding positions; "sequence" normalises each hidden unit along
+    M instead: ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½.
     """
     if len(student_hidden) != len(teacher_hidden) or len(student_hidden) == 0:
         raise ValueError(

@@ -1,8 +1,6 @@
-"""The paper's three dynamic strategies behind one interface.
-
-A training step turns the student's uncertainty into a *distillation plan*: a list of `Route`s, each
-naming a teacher, the batch rows that query it, and per-row weights of the logit-KD and hidden-state
-(REP) terms. Each strategy refines the plan in turn, so any combination of the three runs at once:
+"""The paper's three dynamic strategies behind one interface: each refines a *distillation plan*, a
+list of `Route`s (a teacher, the batch rows that query it, their KD and REP weights), in turn, so any
+combination of the three runs at once:
 
     plan = [Route(rows = all B rows, kd_weight = 1/B)]
     plan = selection.refine(plan, signal)   # which instances get a teacher query   (Sec. 3.2)
@@ -25,8 +23,7 @@ from dynamic_kd.uncertainty import entropy, least_confidence, margin, normalized
 
 @dataclass
 class StudentSignal:
-    """The student on one batch (fp32): logits [B, C]; uncertainty [B], normalised entropy u in [0, 1]
-    (None for regression); generator for the random strategy."""
+    """The student on one batch (fp32): logits [B, C]; normalised entropy u [B] (None for regression)."""
 
     logits: torch.Tensor
     uncertainty: torch.Tensor | None
@@ -53,8 +50,8 @@ def initial_plan(batch_size: int, device=None) -> list[Route]:
 
 # --- Data selection (Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
 
-# name -> informativeness [B, C] -> [B] (higher = query first; a small margin or top probability
-# means uncertain, hence the minus); None: no ranking, the student is not read.
+# name -> informativeness [B, C] -> [B], higher = query first (a small margin or top probability
+# means uncertain); None: no ranking, the student is not read.
 SELECTION_SCORES = {
     "none": None,
     "random": None,
@@ -90,7 +87,7 @@ def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, 
 
 
 class DataSelection:
-    """Keeps the top-r rows of each route (by the chosen uncertainty), KD averaged over them."""
+    """Keeps the top-r rows of each route, KD averaged over them."""
 
     def __init__(self, strategy: str, ratio: float):
         self.strategy, self.ratio = SELECTION_ALIASES.get(strategy, strategy), ratio
@@ -192,7 +189,7 @@ class SoftInstanceAdoption(BothTeachers):
 class TeacherMode:
     teachers: tuple[str, ...]
     build: object  # (DistillationArguments) -> strategy
-    every_row: bool = True  # each teacher sees every row of every batch (False: rows are split between them)
+    every_row: bool = True  # each teacher sees every row (False: rows are split between them)
 
 
 TEACHER_MODES = {
@@ -229,10 +226,7 @@ class ObjectiveWeights:
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            if self.factors is None:
-                kd_factor = rep_factor = torch.ones_like(route.kd_weight)
-            else:
-                kd_factor, rep_factor = self.factors(signal.uncertainty[route.rows])
+            kd_factor, rep_factor = (1.0, 1.0) if self.factors is None else self.factors(signal.uncertainty[route.rows])
             kd_weight = route.kd_weight * self.kd_alpha * kd_factor
             refined.append(
                 replace(route, kd_weight=kd_weight, rep_weight=route.kd_weight * self.rep_alpha * rep_factor)
@@ -240,8 +234,7 @@ class ObjectiveWeights:
         return refined
 
 
-# The strategy names (across the three registries) that read the student's class distribution;
-# teacher modes are asked with unit teacher weights.
+# The names (in the three registries) whose strategy reads the student's class distribution.
 _UNIT_ALPHAS = SimpleNamespace(small_teacher_alpha=1.0, large_teacher_alpha=1.0)
 UNCERTAINTY_STRATEGIES = {
     *(name for name, score in SELECTION_SCORES.items() if score is not None),
@@ -309,8 +302,7 @@ def covered_rows(plan: list[Route], size: int, device=None) -> torch.Tensor:
 
 
 def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool) -> dict[str, torch.Tensor]:
-    """What the trainer logs of a plan: the fraction of rows with a teacher query, the total KD and REP
-    weights (`with_rep`), and with several teachers each one's total KD weight and fraction of rows."""
+    """What the trainer logs of a plan (fractions of the rows, total weights)."""
     zero = plan[0].kd_weight.new_zeros(())
     stats = {"selected_fraction": covered_rows(plan, batch_size, zero.device).float().mean()}
     if with_rep:
@@ -332,7 +324,7 @@ def reads_student(strategies) -> bool:
 def student_signal(
     student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False
 ) -> StudentSignal:
-    """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the graph."""
+    """The strategies' view of the student; `differentiable`: `--uncertainty_grad`."""
     logits = student_logits.float() if differentiable else student_logits.detach().float()
     uncertainty = None if regression else normalized_entropy(logits, differentiable)
     return StudentSignal(logits, uncertainty, generator)

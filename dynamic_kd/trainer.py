@@ -169,7 +169,7 @@ class DistillationTrainer(Trainer):
                 step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
-        """Plan the step's global batch; keep this rank's micro-batches' shares.  logits: [n, C] of this one."""
+        """Plan the step's global batch; keep this rank's micro-batches' shares."""
         if step.signals is not None:
             local = step.signals
         elif len(step.batches) == 1:
@@ -321,7 +321,7 @@ class DistillationTrainer(Trainer):
 
     # --- epoch-scope selection
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row by the current student (under DDP, scored in shares)."""
+        """Informativeness [N] of every training row by the current student (ranks score shares)."""
         dataset = self.train_dataset
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
