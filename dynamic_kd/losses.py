@@ -32,7 +32,7 @@ def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1
     p = log_p.exp()
     # 0 · (log 0 - log q) = 0 (computed, NaN for a -inf student logit); `!= 0`, not `> 0`: a NaN
     # teacher probability must reach the loss.
-    terms = torch.where(p != 0, p * (log_p - log_q), torch.zeros_like(p))
+    terms = torch.where(p != 0, p * (log_p - log_q), 0.0)
     return _reduce(terms.sum(dim=-1) * temperature**2, reduction)
 
 
@@ -51,11 +51,9 @@ KD_LOSSES: dict[str, Callable[..., Tensor]] = {"kl": kd_kl, "mse": kd_mse}
 def supervised_loss(
     logits: Tensor, labels: Tensor, regression: bool, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
-    """The gold-label term; `[B]` or a scalar.
-
-    Classification: `logits` `[B, C]`, `labels` `[B]` class ids; with p = softmax(z) and ε =
-    `label_smoothing`, L_CE(x) = -(1 - ε) log p_y - (ε / C) Σ_c log p_c (as HF's `LabelSmoother`).
-    Regression: `logits` `[B, 1]`, `labels` `[B]` floats; L_MSE(x) = (z - y)².
+    """The gold-label term; `[B]` or a scalar. Classification: `logits` `[B, C]`, `labels` `[B]` ids,
+    L_CE(x) = -(1 - ε) log p_y - (ε / C) Σ_c log p_c, ε = `label_smoothing` (as HF's `LabelSmoother`).
+    Regression: `logits` `[B, 1]`, `labels` `[B]` floats, L_MSE(x) = (z - y)².
     """
     if not regression:
         per_instance = F.cross_entropy(logits.float(), labels.long(), reduction="none", label_smoothing=label_smoothing)
@@ -112,11 +110,11 @@ def _pair_distance(student: Tensor, teacher: Tensor, mask: Tensor, projection, n
     # where, not multiply: padding may hold inf/NaN garbage, and 0 · NaN would leak into the loss
     # (and, normalised along the sequence, into every token's norm).
     keep = mask.unsqueeze(-1)
-    student = torch.where(keep, student.float(), torch.zeros((), device=student.device))
-    teacher = torch.where(keep, teacher.detach().float(), torch.zeros((), device=teacher.device))
+    student = torch.where(keep, student.float(), 0.0)
+    teacher = torch.where(keep, teacher.detach().float(), 0.0)
     dim = REP_NORMALIZATIONS[normalization]
     distance = (F.normalize(student, dim=dim) - F.normalize(teacher, dim=dim)).pow(2).mean(dim=-1)
-    distance = torch.where(mask, distance, torch.zeros_like(distance))
+    distance = torch.where(mask, distance, 0.0)
     return distance.sum(dim=-1) / mask.sum(dim=-1).clamp_min(1)
 
 

@@ -21,7 +21,7 @@ TOKENIZER_FILE = re.compile(r"(tokenizer|vocab|merges|special_tokens_map).*|.*\.
 
 
 def label_maps(task) -> dict:
-    """Config kwargs naming the task's labels: a checkpoint says what class i means."""
+    """Config kwargs naming the task's labels."""
     if task.is_regression:
         return {"num_labels": 1}
     return {
@@ -84,7 +84,7 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     if len(layers) < total:  # all layers need no stack: any family trains
         stack = layer_stack(encoder, path)
         if stack is None:
-            kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
+            kept = f"its one shared layer, run {len(layers)} times"
         else:
             kept = f"{layer_init}: {layers}"
             encoder.set_submodule(stack, nn.ModuleList(encoder.get_submodule(stack)[i] for i in layers))
@@ -103,7 +103,7 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
 
 
 def layer_stack(model, path: str) -> str | None:
-    """The one `ModuleList` of `num_hidden_layers` same-class layers; None for ALBERT's one shared layer."""
+    """The name of the one `ModuleList` of same-class layers; None for ALBERT's one shared layer."""
     config = model.config
     if hasattr(config, "num_hidden_groups"):
         if config.num_hidden_groups != 1 or config.inner_group_num != 1:

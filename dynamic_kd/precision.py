@@ -87,7 +87,7 @@ def choose_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tu
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Print the precision that is fast on this machine: bf16 or fp32.")
+    parser = argparse.ArgumentParser(description="Print the fast precision here: bf16 or fp32.")
     parser.add_argument("--cpuinfo", type=Path, help="read CPU flags from this file, not /proc/cpuinfo")
     parser.add_argument("--no_probe", action="store_true", help="decide from the flags alone, never time bf16")
     args = parser.parse_args(argv)

@@ -14,7 +14,6 @@ flag value to implementation; the argument parser reads them.
 
 import math
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 
 import torch
 
@@ -32,8 +31,7 @@ class StudentSignal:
 
 @dataclass
 class Route:
-    """One teacher ("teacher", "small", "large"; None until assigned) with the [K] rows that query it
-    and their KD and REP weights [K]."""
+    """A teacher (None until assigned), the [K] rows that query it, their KD and REP weights [K]."""
 
     teacher: str | None
     rows: torch.Tensor
@@ -70,7 +68,7 @@ def num_selected(batch_size: int, ratio: float) -> int:
 
 def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, generator=None) -> torch.Tensor:
     """The [k] rows of `student_logits` [B, C] that get a teacher query, most informative first (ties
-    in batch order); `none` returns all B rows in order.  ratio: r in (0, 1]."""
+    in batch order); `none`: all B rows."""
     strategy = SELECTION_ALIASES.get(strategy, strategy)
     if strategy not in SELECTION_SCORES:
         raise ValueError(f"unknown selection strategy '{strategy}'; choose one of: {', '.join(SELECTION_SCORES)}")
@@ -188,19 +186,22 @@ class SoftInstanceAdoption(BothTeachers):
 @dataclass(frozen=True)
 class TeacherMode:
     teachers: tuple[str, ...]
-    build: object  # (DistillationArguments) -> strategy
+    adoption: object  # the strategy, or a class built with (alpha_small, alpha_large)
     every_row: bool = True  # each teacher sees every row (False: rows are split between them)
+
+    def build(self, kd_args):
+        if isinstance(self.adoption, type):
+            return self.adoption(kd_args.small_teacher_alpha, kd_args.large_teacher_alpha)
+        return self.adoption
 
 
 TEACHER_MODES = {
-    "hard": TeacherMode(
-        ("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha), every_row=False
-    ),
-    "soft": TeacherMode(("small", "large"), lambda a: SoftAdoption()),
-    "soft-instance": TeacherMode(("small", "large"), lambda a: SoftInstanceAdoption()),
-    "single-small": TeacherMode(("small",), lambda a: SingleTeacher("small")),
-    "single-large": TeacherMode(("large",), lambda a: SingleTeacher("large")),
-    "average": TeacherMode(("small", "large"), lambda a: AverageTeachers(a.small_teacher_alpha, a.large_teacher_alpha)),
+    "hard": TeacherMode(("small", "large"), HardAdoption, every_row=False),
+    "soft": TeacherMode(("small", "large"), SoftAdoption()),
+    "soft-instance": TeacherMode(("small", "large"), SoftInstanceAdoption()),
+    "single-small": TeacherMode(("small",), SingleTeacher("small")),
+    "single-large": TeacherMode(("large",), SingleTeacher("large")),
+    "average": TeacherMode(("small", "large"), AverageTeachers),
 }
 
 
@@ -235,10 +236,9 @@ class ObjectiveWeights:
 
 
 # The names (in the three registries) whose strategy reads the student's class distribution.
-_UNIT_ALPHAS = SimpleNamespace(small_teacher_alpha=1.0, large_teacher_alpha=1.0)
 UNCERTAINTY_STRATEGIES = {
     *(name for name, score in SELECTION_SCORES.items() if score is not None),
-    *(name for name, mode in TEACHER_MODES.items() if mode.build(_UNIT_ALPHAS).reads_student),
+    *(name for name, mode in TEACHER_MODES.items() if mode.adoption.reads_student),
     *(name for name, factors in OBJECTIVE_STRATEGIES.items() if factors is not None),
 }
 # Of those, the ones whose weights are functions of u (not rows picked by sorting): what

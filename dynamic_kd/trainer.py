@@ -50,11 +50,8 @@ class OptimizerStep:
 
 
 class DistillationTrainer(Trainer):
-    """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms.
-
-    Once per optimizer step it plans the *global* batch (all ranks and micro-batches); each teacher
-    sees its own rows only, and the loss is scaled so that the averaged gradient is the global batch's.
-    teachers: {name: `teachers.Teacher`}; strategies: `strategies.build_strategies`.
+    """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms, planned once per
+    optimizer step over its global batch (docs/design.md); each teacher sees its own rows only.
     """
 
     loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
@@ -98,7 +95,6 @@ class DistillationTrainer(Trainer):
 
     # --- loss
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """Keep the step's prefetched micro-batches for its plan."""
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.teachers and batches:
             self._step = OptimizerStep(batches)
@@ -141,7 +137,7 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _enter_micro_batch(self, model, inputs):
-        """(step, index of this micro-batch in it); runs the step's pre-pass at its first micro-batch."""
+        """(step, index of this micro-batch in it); the first micro-batch runs the step's pre-pass."""
         step = self._step
         if step is None or step.position >= len(step.batches):
             step = self._step = OptimizerStep([inputs])
@@ -194,7 +190,7 @@ class DistillationTrainer(Trainer):
         step.scale = world * len(step.batches)
         step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(len(sizes))]
         for key, value in plan_statistics(plan, total, self.teachers, self.rep_mode != "none").items():
-            self._accumulate(key, value, 1)  # global: the same on every rank
+            self._accumulate(key, value, 1)  # the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
         """How many of the step's `gathered` rows are real: under DDP accelerate (`even_batches`) fills an
@@ -234,7 +230,7 @@ class DistillationTrainer(Trainer):
             student, teacher, mask, projection=projection, normalization=self.kd_args.rep_normalization
         )
 
-    # --- statistics and the NaN/Inf check: on the device, read only at logging steps and saves
+    # --- statistics and the NaN/Inf check: on the device, read at logging steps and saves
 
     def _accumulate(self, key: str, total: torch.Tensor, count):
         pair = torch.stack([total.detach().float(), torch.as_tensor(count, device=total.device).float()])
@@ -383,9 +379,8 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
 
 class EpochSelection(TrainerCallback, ExportableState, Sampler):
-    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty and serve
-    them as the train sampler, shuffled by seed and epoch (a fixed length k lets the Trainer plan steps).
-    Checkpoints keep them (a resumed run does not re-score mid-epoch); under DDP every rank uses rank 0's."""
+    """--selection_scope epoch: the train sampler of the top-r rows by uncertainty, chosen at each epoch
+    start (under DDP by rank 0), kept in checkpoints (a resumed run does not re-score mid-epoch)."""
 
     def __init__(self, trainer):
         self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args

@@ -28,7 +28,7 @@ def _probs(logits: Tensor) -> Tensor:
 def _entropy(logits: Tensor) -> Tensor:
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
-    terms = torch.where(p > 0, p * log_p, torch.zeros_like(p))  # 0 · log 0 = 0, not NaN
+    terms = torch.where(p > 0, p * log_p, 0.0)  # 0 · log 0 = 0, not NaN
     # Rounding can push a one-hot entropy a hair below 0 (or to -0.0): clamp, and `+ 0.0` makes it 0.0.
     return (-terms.sum(dim=-1)).clamp_min(0.0) + 0.0
 
