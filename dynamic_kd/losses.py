@@ -37,10 +37,7 @@ def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1
 
 
 def kd_mse(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Logit matching (the released scripts' KD, and regression's): L_KD(x) = (1/C) Σ_c (z_s,c - z_t,c)².
-
-    `temperature` is ignored (one signature for `KD_LOSSES`).
-    """
+    """Logit matching (the released scripts' KD, and regression's): L_KD(x) = (1/C) Σ_c (z_s,c - z_t,c)²."""
     diff = student_logits.float() - teacher_logits.detach().float()
     return _reduce(diff.pow(2).mean(dim=-1), reduction)
 
@@ -132,8 +129,7 @@ def hidden_state_alignment(
     `[B, H]` [CLS] states; `cls_only` keeps position 0. `attention_mask`: `[B, L]`, 1 = real token, or
     None. `projection`: `[..., H_s] -> [..., H_t]`, needed when H_s != H_t. Per instance,
         L_REP(x) = Σ_{(s,t) in P} 1/(|M|·H) Σ_{l in M} Σ_{j=1..H} (ĥ_s,l,j - ĥ_t,l,j)²,   ĥ = h / ‖h‖₂
-    with P the layer pairs, M the non-padding positions; "sequence" normalises each hidden unit along
-    M instead: ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½.
+    with P the layer pairs, M the non-padding positions ("sequence": ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½).
     """
     if len(student_hidden) != len(teacher_hidden) or len(student_hidden) == 0:
         raise ValueError(

@@ -1,8 +1,6 @@
-"""Which precision is fast here: the one rule everything that picks a precision uses.
-
-bf16 autocast on a CPU is 2-3x faster than fp32 with native bf16 instructions and far slower (19x on
-an AVX2 EPYC) where they are emulated; on a CUDA GPU it needs compute capability 8.0.
-Bash: PRECISION=$(python -m dynamic_kd.precision) prints bf16 or fp32 (the reason on stderr).
+"""Which precision is fast here, for everything that picks one (bash: `python -m dynamic_kd.precision`
+prints bf16 or fp32, the reason on stderr). bf16 autocast on a CPU is 2-3x faster than fp32 with native
+bf16 instructions and far slower (19x on an AVX2 EPYC) where they are emulated.
 """
 
 import argparse
@@ -88,8 +86,8 @@ def choose_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tu
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Print the fast precision here: bf16 or fp32.")
-    parser.add_argument("--cpuinfo", type=Path, help="read CPU flags from this file, not /proc/cpuinfo")
-    parser.add_argument("--no_probe", action="store_true", help="decide from the flags alone, never time bf16")
+    parser.add_argument("--cpuinfo", type=Path, help="CPU flags from this file, not /proc/cpuinfo")
+    parser.add_argument("--no_probe", action="store_true", help="never time bf16")
     args = parser.parse_args(argv)
     probe = None if args.no_probe else probe_bf16_speedup
     if args.cpuinfo:  # a CPU's, even on a machine with a GPU

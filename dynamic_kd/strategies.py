@@ -1,15 +1,13 @@
-"""The paper's three dynamic strategies behind one interface: each refines a *distillation plan*, a
-list of `Route`s (a teacher, the batch rows that query it, their KD and REP weights), in turn, so any
-combination of the three runs at once:
+"""The paper's three dynamic strategies, each refining a *distillation plan* (a list of `Route`s) in
+turn, so any combination of them runs at once:
 
     plan = [Route(rows = all B rows, kd_weight = 1/B)]
     plan = selection.refine(plan, signal)   # which instances get a teacher query   (Sec. 3.2)
     plan = adoption.refine(plan, signal)    # which teacher each instance learns from (Sec. 3.1)
     plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
 
-The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss.
-"Batch" is the global batch of one optimizer step (docs/design.md). Each registry is a plain dict from
-flag value to implementation; the argument parser reads them.
+The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss; a batch
+is the global batch of one optimizer step (docs/design.md). The argument parser reads the registries.
 """
 
 import math
@@ -119,9 +117,8 @@ class SingleTeacher:
 
 
 class HardAdoption:
-    """The more uncertain ceil(K/2) rows of each route -> small teacher, the rest -> large teacher, each
-    half's KD averaged within it and weighted by its teacher's alpha (one row: small teacher, both
-    alphas; docs/design.md)."""
+    """The more uncertain ceil(K/2) rows of a route learn from the small teacher, the rest from the large,
+    KD averaged within each half times its alpha (one row: small teacher, both alphas)."""
 
     reads_student = True
 

@@ -153,8 +153,7 @@ class DistillationTrainer(Trainer):
         return step, micro
 
     def _prepass(self, model, step: OptimizerStep):
-        """No-grad student logits of each micro-batch from the RNG state its training forward will start
-        from: the logits the loss uses, dropout included."""
+        """No-grad logits of each micro-batch from the RNG state of its training forward (same dropout)."""
         student = self.accelerator.unwrap_model(model)
         step.signals, step.rng_states = [], []
         with torch.no_grad():
@@ -193,8 +192,8 @@ class DistillationTrainer(Trainer):
             self._accumulate(key, value, 1)  # the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
-        """How many of the step's `gathered` rows are real: under DDP accelerate (`even_batches`) fills an
-        epoch's last global batch up with repeats."""
+        """The real rows of the step's `gathered` ones: under DDP accelerate pads an epoch's last global
+        batch with repeats (`even_batches`)."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.size if self.epoch_selection is not None else len(self.train_dataset)
@@ -204,8 +203,7 @@ class DistillationTrainer(Trainer):
         return min(gathered, rows - done)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
-        """(sizes [m][rank], logits [B, C]) of every rank's micro-batches in the order one process reads
-        them: rank r's micro-batch m is batch m x world + r."""
+        """(sizes [m][rank], logits [B, C]) of all micro-batches, rank r's m-th as batch m x world + r."""
         world = self.args.world_size
         if world == 1:
             return [[t.shape[0]] for t in local], torch.cat(local)
@@ -282,8 +280,7 @@ class DistillationTrainer(Trainer):
         return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
     def _save_checkpoint(self, model, trial):
-        """Keep each rank's teacher outputs in the checkpoint: recomputed on other padding, their last bits
-        would differ."""
+        """Teacher outputs go in the checkpoint: recomputed on other padding, their last bits would differ."""
         self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(
             self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
