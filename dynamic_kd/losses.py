@@ -71,7 +71,7 @@ def dynamic_kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
     w_i = -Σ_c p_c log(p_c + 1e-6) / log C, p = softmax(z_s,i): the student's normalised entropy at
     T = 1, with the paper snippet's 1e-6 (so it differs from `normalized_entropy` by up to ~1e-6).
     """
-    check_classes(student_logits, "dynamic_kd_loss", "entropy weights")
+    check_classes(student_logits, "dynamic_kd_loss")
     with torch.no_grad():
         p = F.softmax(student_logits.float(), dim=-1)
         weights = -(p * torch.log(p + 1e-6)).sum(dim=-1) / math.log(student_logits.shape[-1])

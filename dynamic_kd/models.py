@@ -129,7 +129,7 @@ def layer_stack(model, path: str) -> str | None:
 
 
 def load_teacher(path: str, task, flag: str = "--teacher"):
-    """A teacher checked against the task, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
+    """The task's teacher, checked, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
     if not os.path.isdir(path):
         raise ConfigError(
             f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote "

@@ -5,6 +5,7 @@ bf16 instructions and far slower (19x on an AVX2 EPYC) where they are emulated.
 
 import argparse
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,11 +26,8 @@ def read_cpuinfo() -> str | None:
 
 def cpu_flags(cpuinfo: str) -> set[str]:
     """The feature flags of the first CPU in a /proc/cpuinfo text."""
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip().lower() in ("flags", "features"):
-            return set(value.split())
-    return set()
+    found = re.search(r"^\s*(flags|features)\s*:(.*)$", cpuinfo, re.MULTILINE | re.IGNORECASE)
+    return set(found.group(2).split()) if found else set()
 
 
 def native_bf16_flag(cpuinfo: str | None) -> str | None:
@@ -76,8 +74,8 @@ def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -
 
 
 def choose_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """("bf16" | "fp32", why) for this machine's CUDA GPU if it has one, else its CPU."""
-    if not torch.cuda.is_available():
+    """("bf16" | "fp32", why) for this machine's CUDA GPU if it has one, else (or given `cpuinfo`) its CPU."""
+    if cpuinfo is not None or not torch.cuda.is_available():
         return choose_cpu_precision(cpuinfo, probe)
     major, minor = torch.cuda.get_device_capability()
     gpu = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
@@ -90,10 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no_probe", action="store_true", help="never time bf16")
     args = parser.parse_args(argv)
     probe = None if args.no_probe else probe_bf16_speedup
-    if args.cpuinfo:  # a CPU's, even on a machine with a GPU
-        choice, why = choose_cpu_precision(args.cpuinfo.read_text(), probe)
-    else:
-        choice, why = choose_precision(None, probe)
+    choice, why = choose_precision(args.cpuinfo.read_text() if args.cpuinfo else None, probe)
     print(f"precision: {choice} ({why})", file=sys.stderr)
     print(choice)
     return 0

@@ -46,8 +46,7 @@ def initial_plan(batch_size: int, device=None) -> list[Route]:
 
 # --- Data selection (Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
 
-# name -> informativeness [B, C] -> [B], higher = query first (a small margin or top probability
-# means uncertain); None: no ranking, the student is not read.
+# name -> informativeness [B, C] -> [B], higher = query first; None: no ranking, the student is not read.
 SELECTION_SCORES = {
     "none": None,
     "random": None,
@@ -105,7 +104,7 @@ class DataSelection:
 
 
 class SingleTeacher:
-    """Every route learns from one named teacher (plain KD, or the single-small/-large baselines)."""
+    """Every route learns from one named teacher (plain KD, single-small, single-large)."""
 
     reads_student = False
 
@@ -205,8 +204,7 @@ TEACHER_MODES = {
 # --- Supervision adjustment (Sec. 3.3): uncertain instances lean on hidden-state alignment, confident
 # ones on output matching.
 
-# name -> w -> (KD factor f, REP factor g), w the normalised student entropy [K];
-# None: f = g = 1, the static BERT-PKD baseline.
+# name -> w [K] -> (KD factor f, REP factor g); None: f = g = 1, the static BERT-PKD baseline.
 OBJECTIVE_STRATEGIES = {
     "none": None,
     "uncertainty": lambda w: (1 - w, w),
@@ -238,8 +236,7 @@ UNCERTAINTY_STRATEGIES = {
     *(name for name, mode in TEACHER_MODES.items() if mode.adoption.reads_student),
     *(name for name, factors in OBJECTIVE_STRATEGIES.items() if factors is not None),
 }
-# Of those, the ones whose weights are functions of u (not rows picked by sorting): what
-# `--uncertainty_grad` can back-propagate through.
+# Those whose weights are functions of u (not rows picked by sorting): what --uncertainty_grad acts on.
 UNCERTAINTY_WEIGHTED_MODES = ("soft", "soft-instance")
 UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 
@@ -255,7 +252,7 @@ def build_strategies(kd_args, batch_scope: bool = True) -> list:
 
 
 def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
-    """Teachers that every training row reaches in every epoch (their outputs can be computed up front)."""
+    """Teachers that every training row reaches each epoch (their outputs can be precomputed)."""
     if kd_args.selection_strategy != "none" and kd_args.selection_ratio < 1.0:
         return ()
     if kd_args.uncertainty_mode is None:

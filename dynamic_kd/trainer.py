@@ -39,7 +39,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class OptimizerStep:
-    """One optimizer step's micro-batches on this rank, and each one's share of the step's plan."""
+    """One optimizer step's micro-batches on this rank and their shares of its plan."""
 
     batches: list  # outside the training loop: the one batch compute_loss sees
     position: int = 0  # the micro-batch compute_loss sees next
@@ -50,9 +50,8 @@ class OptimizerStep:
 
 
 class DistillationTrainer(Trainer):
-    """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms, planned once per
-    optimizer step over its global batch (docs/design.md); each teacher sees its own rows only.
-    """
+    """A `Trainer` whose loss is  ce_alpha * CE + the plan's KD and REP terms; the plan covers an optimizer
+    step's global batch (docs/design.md), each teacher its own rows."""
 
     loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
 
@@ -81,7 +80,6 @@ class DistillationTrainer(Trainer):
             self.epoch_selection = EpochSelection(self)
             self.add_callback(self.epoch_selection)
 
-    # --- data
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             # the student's arguments (not a wrapper's **kwargs), a teacher's token_type_ids, the caches' idx
@@ -93,7 +91,6 @@ class DistillationTrainer(Trainer):
             return self.epoch_selection
         return super()._get_train_sampler(train_dataset)
 
-    # --- loss
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.teachers and batches:
@@ -275,7 +272,6 @@ class DistillationTrainer(Trainer):
             self._stats.clear()
         super().log(logs, start_time)
 
-    # --- checkpoints
     def _teacher_checkpoint_prefix(self, checkpoint: str, name: str) -> str:
         return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
@@ -304,7 +300,7 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that see every row (--rep_layers all needs a forward each step)."""
+        """Fill the stores of the teachers that see every row (--rep_layers all: a forward each step anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
         for name in teachers_seeing_every_row(self.kd_args):
@@ -312,7 +308,6 @@ class DistillationTrainer(Trainer):
                 self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
             )
 
-    # --- epoch-scope selection
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
         """Informativeness [N] of every training row by the current student (ranks score shares)."""
         dataset = self.train_dataset
@@ -404,7 +399,7 @@ class EpochSelection(TrainerCallback, ExportableState, Sampler):
         self.epoch = epoch
         if self.saved is not None and self.saved.get("epoch") == epoch:
             self.positions = torch.tensor(self.saved["positions"])
-            logger.info("epoch %d: reusing the %d rows selected before the interruption", epoch, self.size)
+            logger.info("epoch %d: reusing the %d rows selected before resuming", epoch, self.size)
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
         kept = self.size

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def check_classes(logits: Tensor, name: str, what: str = "uncertainty scores") -> None:
+def check_classes(logits: Tensor, name: str) -> None:
     """Refuse a one-output head (regression): it has no predictive distribution to score."""
     if logits.shape[-1] < 2:
         raise ValueError(
             f"{name} needs at least 2 classes, got logits with C={logits.shape[-1]}; "
-            f"{what} are undefined for regression / single-output heads"
+            "it is undefined for regression / single-output heads"
         )
 
 
