@@ -1,7 +1,7 @@
 """Training objectives: B batch, C classes (1 for regression), L sequence length, H hidden size.
 
 Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16) and detaches
-the teacher. Reduction "none" keeps `[B]` (what Dynamic KD re-weights or selects).
+the teacher. Reduction "none" keeps `[B]`, which Dynamic KD re-weights.
 """
 
 import math

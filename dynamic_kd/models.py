@@ -42,7 +42,7 @@ def load_tokenizer(path: str):
 
 @contextmanager
 def _config_error(what: str, fix: str, errors=(OSError, ValueError)):
-    """Re-raise a loading error as one line: `what (the error's first line); fix`."""
+    """Re-raise a loading error as one line: `what (its first line); fix`."""
     try:
         yield
     except errors as error:
@@ -70,7 +70,7 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
 
 
 def build_student(path: str, task, num_layers: int | None = None, layer_init: str = "first"):
-    """`num_layers` pretrained layers under a new head, in fp32 (master weights for mixed precision)."""
+    """`num_layers` pretrained layers under a new head, in fp32 (mixed precision's master weights)."""
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
@@ -199,7 +199,7 @@ def align_pad_token(tokenizer, config, flag: str):
 
 
 def usable_positions(model, tokenizer) -> int | None:
-    """The longest input its position table (less RoBERTa's pad offset) and `model_max_length` allow."""
+    """The longest input the position table (less RoBERTa's pad offset) and `model_max_length` allow."""
     limits = []
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:

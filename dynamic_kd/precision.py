@@ -1,6 +1,6 @@
 """Which precision is fast here, for everything that picks one (bash: `python -m dynamic_kd.precision`
-prints bf16 or fp32, the reason on stderr). bf16 autocast on a CPU is 2-3x faster than fp32 with native
-bf16 instructions and far slower (19x on an AVX2 EPYC) where they are emulated.
+prints bf16 or fp32). bf16 autocast on a CPU is 2-3x faster than fp32 with native bf16 instructions
+and far slower (19x on an AVX2 EPYC) where they are emulated.
 """
 
 import argparse
@@ -56,8 +56,8 @@ def probe_bf16_speedup(rows: int = 256, inner: int = 384, outer: int = 1536, rep
 
 
 def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """bf16 where the CPU lists a native flag or, listing none, where `probe` (() -> fp32/bf16 speed)
-    measures it `PROBE_MARGIN` times faster; returns ("bf16" | "fp32", why)."""
+    """("bf16" | "fp32", why): bf16 where the CPU lists a native flag or else `probe()` (fp32/bf16 speed)
+    reaches `PROBE_MARGIN`."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     flag = native_bf16_flag(cpuinfo)
     if flag is not None:

@@ -59,7 +59,7 @@ SELECTION_ALIASES = {"least_confidence": "lc", "confidence": "lc"}
 
 
 def num_selected(batch_size: int, ratio: float) -> int:
-    """k = max(1, floor(ratio * B)): never zero, so a short last batch still gets a KD term."""
+    """k = max(1, floor(ratio * B)): a short last batch still gets a KD term."""
     return max(1, math.floor(ratio * batch_size + 1e-9))
 
 
@@ -140,7 +140,7 @@ class HardAdoption:
 
 
 class BothTeachers:
-    """Both teachers on every row, KD weighted by `weights(u)` = (small factor, large factor)."""
+    """Both teachers on every row, KD scaled by `weights(u)` = (small, large)."""
 
     reads_student = True
 
@@ -262,7 +262,7 @@ def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
 
 
 def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
-    """Run the strategy chain on one batch; routes with no rows are dropped."""
+    """Run the strategy chain on one batch, dropping routes with no rows."""
     plan = initial_plan(signal.logits.shape[0], signal.logits.device)
     for strategy in strategies:
         plan = strategy.refine(plan, signal)
@@ -296,7 +296,7 @@ def covered_rows(plan: list[Route], size: int, device=None) -> torch.Tensor:
 
 
 def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool) -> dict[str, torch.Tensor]:
-    """What the trainer logs of a plan (fractions of the rows, total weights)."""
+    """What the trainer logs of a plan: fractions of rows, total weights."""
     zero = plan[0].kd_weight.new_zeros(())
     stats = {"selected_fraction": covered_rows(plan, batch_size, zero.device).float().mean()}
     if with_rep:
@@ -311,14 +311,14 @@ def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool
 
 
 def reads_student(strategies) -> bool:
-    """Whether the chain's plan depends on the student's logits, not only on the batch size."""
+    """Whether the chain's plan reads the student's logits (not only the batch size)."""
     return any(strategy.reads_student for strategy in strategies)
 
 
 def student_signal(
     student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False
 ) -> StudentSignal:
-    """The strategies' view of the student; `differentiable`: `--uncertainty_grad`."""
+    """The strategies' view of the student (`differentiable`: `--uncertainty_grad`)."""
     logits = student_logits.float() if differentiable else student_logits.detach().float()
     uncertainty = None if regression else normalized_entropy(logits, differentiable)
     return StudentSignal(logits, uncertainty, generator)

@@ -45,7 +45,7 @@ class OptimizerStep:
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
     rng_states: list | None = None  # (CPU, CUDA) RNG state at each micro-batch's forward
-    parts: list | None = None  # per micro-batch: (its routes, its share of the global rows, its real rows)
+    parts: list | None = None  # per micro-batch: (routes, share of the global rows, real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
 
@@ -62,7 +62,7 @@ class DistillationTrainer(Trainer):
         self.task, self.teachers, self.strategies, self.kd_args = task, teachers or {}, list(strategies), kd_args
         self._stats = {}  # name -> device tensor [2]: (sum, count) since the last logging step
         self._step = None  # the OptimizerStep being trained
-        self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep], read by _check_finite
+        self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep]
         self.epoch_selection = None
         self.counter = TeacherCounter(self)
         self.add_callback(self.counter)
@@ -82,7 +82,7 @@ class DistillationTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # the student's arguments (not a wrapper's **kwargs), a teacher's token_type_ids, the caches' idx
+            # the student's own arguments, a teacher's token_type_ids, the caches' idx
             forward = inspect.signature(unwrap_student(self.model).forward).parameters
             self._signature_columns = [*forward, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
@@ -134,7 +134,7 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _enter_micro_batch(self, model, inputs):
-        """(step, index of this micro-batch in it); the first micro-batch runs the step's pre-pass."""
+        """(step, this micro-batch's index in it); the first one runs the step's pre-pass."""
         step = self._step
         if step is None or step.position >= len(step.batches):
             step = self._step = OptimizerStep([inputs])
@@ -190,7 +190,7 @@ class DistillationTrainer(Trainer):
 
     def _real_rows(self, gathered: int) -> int:
         """The real rows of the step's `gathered` ones: under DDP accelerate pads an epoch's last global
-        batch with repeats (`even_batches`)."""
+        batch with repeats."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.size if self.epoch_selection is not None else len(self.train_dataset)
@@ -292,7 +292,7 @@ class DistillationTrainer(Trainer):
             teacher.load_checkpoint(self._teacher_checkpoint_prefix(resume_from_checkpoint, name))
 
     def teacher_forward_examples(self) -> int:
-        """Examples through a teacher forward in this run, over all teachers and ranks."""
+        """Examples through a teacher forward in this run, all teachers and ranks."""
         return self.counter.total()
 
     def end_of_epoch(self):
@@ -309,7 +309,7 @@ class DistillationTrainer(Trainer):
             )
 
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row by the current student (ranks score shares)."""
+        """Informativeness [N] of every training row to the current student (ranks score shares)."""
         dataset = self.train_dataset
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
@@ -371,8 +371,8 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
 
 class EpochSelection(TrainerCallback, ExportableState, Sampler):
-    """--selection_scope epoch: the train sampler of the top-r rows by uncertainty, chosen at each epoch
-    start (under DDP by rank 0), kept in checkpoints (a resumed run does not re-score mid-epoch)."""
+    """--selection_scope epoch: samples the top-r rows by uncertainty, chosen at each epoch start (by rank
+    0) and kept in checkpoints (a resumed run does not re-score mid-epoch)."""
 
     def __init__(self, trainer):
         self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args

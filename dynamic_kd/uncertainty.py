@@ -35,7 +35,7 @@ def _entropy(logits: Tensor) -> Tensor:
 
 @torch.no_grad()
 def entropy(logits: Tensor) -> Tensor:
-    """H(x) = -Σ_c p_c log p_c, p = softmax(z): the paper's uncertainty (natural log); grows with it."""
+    """H(x) = -Σ_c p_c log p_c, p = softmax(z): the paper's uncertainty (natural log)."""
     return _entropy(logits)
 
 
