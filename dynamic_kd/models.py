@@ -4,6 +4,7 @@ import inspect
 import logging
 import os
 import re
+from collections import Counter
 from contextlib import contextmanager
 
 import torch
@@ -94,8 +95,12 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     student = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
     _, unexpected = student.base_model.load_state_dict(encoder.state_dict(), strict=False)
     if unexpected:  # RoBERTa's pooler; ModernBERT's layer-0 attention norm after `skip`
-        modules = ", ".join(dict.fromkeys(key.rsplit(".", 1)[0] for key in unexpected))
-        logger.info("student: %d unused pretrained weights dropped (%s)", len(unexpected), modules)
+        modules = Counter(key.rsplit(".", 1)[0] for key in unexpected)
+        logger.info(
+            "student: %d pretrained weights the classifier does not use are dropped: %s",
+            len(unexpected),
+            ", ".join(f"{name} ({n})" for name, n in modules.items()),
+        )
     logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), total, path, config.model_type, kept)
     return student
 

@@ -185,11 +185,6 @@ class TeacherMode:
     adoption: object  # the strategy, or a class built with (alpha_small, alpha_large)
     every_row: bool = True  # each teacher sees every row (False: rows are split between them)
 
-    def build(self, kd_args):
-        if isinstance(self.adoption, type):
-            return self.adoption(kd_args.small_teacher_alpha, kd_args.large_teacher_alpha)
-        return self.adoption
-
 
 TEACHER_MODES = {
     "hard": TeacherMode(("small", "large"), HardAdoption, every_row=False),
@@ -244,10 +239,10 @@ UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 def build_strategies(kd_args, batch_scope: bool = True) -> list:
     """The strategy chain for a run: selection (batch scope only), adoption, objective."""
     selection = DataSelection(kd_args.selection_strategy if batch_scope else "none", kd_args.selection_ratio)
-    if kd_args.uncertainty_mode is None:
-        adoption = SingleTeacher("teacher")
-    else:
-        adoption = TEACHER_MODES[kd_args.uncertainty_mode].build(kd_args)
+    mode = TEACHER_MODES.get(kd_args.uncertainty_mode)
+    adoption = SingleTeacher("teacher") if mode is None else mode.adoption
+    if isinstance(adoption, type):
+        adoption = adoption(kd_args.small_teacher_alpha, kd_args.large_teacher_alpha)
     return [selection, adoption, ObjectiveWeights(kd_args.strategy, kd_args.kd_alpha, kd_args.rep_alpha)]
 
 

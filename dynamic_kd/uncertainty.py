@@ -20,8 +20,8 @@ def check_classes(logits: Tensor, name: str) -> None:
 
 
 def _probs(logits: Tensor) -> Tensor:
-    # log_softmax, not log(softmax): an underflowing class keeps a finite log-probability; fp32
-    # because bf16 rounds away the small probabilities that decide entropy.
+    # log_softmax, not log(softmax): an underflowing class keeps a finite log-probability; fp32: bf16
+    # rounds small probabilities away.
     return F.log_softmax(logits.float(), dim=-1).exp()
 
 
