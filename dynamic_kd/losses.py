@@ -1,9 +1,7 @@
-"""Training objectives for distilling a BERT teacher into a smaller student.
+"""Training objectives: B batch, C classes (1 for regression), L sequence length, H hidden size.
 
-Shapes: B batch, C classes (C = 1 for regression), L sequence length, H hidden size.
-Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16, even under
-autocast) and detaches the teacher: gradient reaches the student (and its projection) only.
-Reductions: "none" keeps `[B]` (what Dynamic KD re-weights or selects), "mean" and "sum" reduce the batch.
+Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16) and detaches
+the teacher. Reduction "none" keeps `[B]`, which Dynamic KD re-weights.
 """
 
 import math
@@ -25,26 +23,21 @@ def _reduce(per_instance: Tensor, reduction: str) -> Tensor:
 
 
 def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Soft-label KD (Hinton et al.), the paper's KD term; `[B, C]` x2 -> `[B]` or a scalar ("mean" = batchmean).
+    """The paper's KD term (Hinton et al.); `[B, C]` x2 -> `[B]` or a scalar ("mean" = batchmean).
 
-    L_KD(x) = T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)), summed over classes; the T² keeps gradient
-    magnitudes comparable across temperatures.
+    L_KD(x) = T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)); the T² keeps gradients comparable across T.
     """
     log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     p = log_p.exp()
     # 0 · (log 0 - log q) = 0 (computed, NaN for a -inf student logit); `!= 0`, not `> 0`: a NaN
     # teacher probability must reach the loss.
-    terms = torch.where(p != 0, p * (log_p - log_q), torch.zeros_like(p))
+    terms = torch.where(p != 0, p * (log_p - log_q), 0.0)
     return _reduce(terms.sum(dim=-1) * temperature**2, reduction)
 
 
 def kd_mse(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0, reduction: str = "mean") -> Tensor:
-    """Logit matching, the released scripts' KD loss and the one for regression; `[B, C]` x2 -> `[B]` or a scalar.
-
-    L_KD(x) = (1/C) Σ_c (z_s,c - z_t,c)². `temperature` is IGNORED (raw logits are matched); it is
-    accepted so every entry of `KD_LOSSES` has one signature.
-    """
+    """Logit matching (the released scripts' KD, and regression's): L_KD(x) = (1/C) Σ_c (z_s,c - z_t,c)²."""
     diff = student_logits.float() - teacher_logits.detach().float()
     return _reduce(diff.pow(2).mean(dim=-1), reduction)
 
@@ -55,25 +48,19 @@ KD_LOSSES: dict[str, Callable[..., Tensor]] = {"kl": kd_kl, "mse": kd_mse}
 def supervised_loss(
     logits: Tensor, labels: Tensor, regression: bool, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
-    """The gold-label term the KD term is mixed with; returns `[B]` or a scalar.
-
-    Classification: `logits` `[B, C]`, `labels` `[B]` class ids; with p = softmax(z) and ε =
-    `label_smoothing`, L_CE(x) = -(1 - ε) log p_y - (ε / C) Σ_c log p_c (as HF's `LabelSmoother`).
-    Regression: `logits` `[B, 1]`, `labels` `[B]` floats; L_MSE(x) = (z - y)², no smoothing.
+    """The gold-label term; `[B]` or a scalar. Classification: `logits` `[B, C]`, `labels` `[B]` ids,
+    L_CE(x) = -(1 - ε) log p_y - (ε / C) Σ_c log p_c, ε = `label_smoothing` (as HF's `LabelSmoother`).
+    Regression: `logits` `[B, 1]`, `labels` `[B]` floats, L_MSE(x) = (z - y)².
     """
-    if regression and label_smoothing:
-        raise ValueError(
-            f"label smoothing needs class labels; got label_smoothing={label_smoothing} for a regression loss"
-        )
-    if regression:
-        if logits.shape[-1] != 1:
-            raise ValueError(
-                f"regression expects one output per instance, got logits of shape {tuple(logits.shape)}; "
-                "build the model with num_labels=1"
-            )
-        per_instance = F.mse_loss(logits.float().squeeze(-1), labels.float(), reduction="none")
-    else:
+    if not regression:
         per_instance = F.cross_entropy(logits.float(), labels.long(), reduction="none", label_smoothing=label_smoothing)
+    elif logits.shape[-1] != 1:
+        raise ValueError(
+            f"regression expects one output per instance, got logits of shape {tuple(logits.shape)}; "
+            "build the model with num_labels=1"
+        )
+    else:
+        per_instance = F.mse_loss(logits.float().squeeze(-1), labels.float(), reduction="none")
     return _reduce(per_instance, reduction)
 
 
@@ -84,7 +71,7 @@ def dynamic_kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
     w_i = -Σ_c p_c log(p_c + 1e-6) / log C, p = softmax(z_s,i): the student's normalised entropy at
     T = 1, with the paper snippet's 1e-6 (so it differs from `normalized_entropy` by up to ~1e-6).
     """
-    check_classes(student_logits, "dynamic_kd_loss", "entropy weights")
+    check_classes(student_logits, "dynamic_kd_loss")
     with torch.no_grad():
         p = F.softmax(student_logits.float(), dim=-1)
         weights = -(p * torch.log(p + 1e-6)).sum(dim=-1) / math.log(student_logits.shape[-1])
@@ -92,51 +79,39 @@ def dynamic_kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
 
 
 def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[tuple[int, int]]:
-    """The `L_S + 1` pairs (i, i * L_T // L_S) of `hidden_states` indices (0 = embeddings) to align.
-
-    Embeddings to embeddings, last layer to last layer, evenly spaced in between (BERT-PKD's "skip"),
-    for any depths (4 vs 6 -> teacher 0, 1, 3, 4, 6).
-    """
-    if num_student_layers < 1 or num_teacher_layers < 1:
-        raise ValueError(f"layer counts must be >= 1, got student={num_student_layers}, teacher={num_teacher_layers}")
+    """The `L_S + 1` pairs (i, i * L_T // L_S) of `hidden_states` indices (0 = embeddings) to align:
+    BERT-PKD's "skip" for any depths (4 vs 6 -> teacher 0, 1, 3, 4, 6)."""
     return [(i, i * num_teacher_layers // num_student_layers) for i in range(num_student_layers + 1)]
 
 
 def _token_states(hidden: Tensor, cls_only: bool) -> Tensor:
-    """Any accepted state as `[B, L, H]`: `[B, H]` is one token; cls_only keeps position 0."""
+    """`[B, L, H]`; a `[B, H]` state is one token."""
     if hidden.dim() == 2:
         return hidden.unsqueeze(1)
     return hidden[:, :1] if cls_only else hidden
 
 
-# --rep_normalization: the axis each state is normalised along before the squared distance.
-# hidden: ours (each token's state a unit vector); sequence: the released `none` branch (each hidden
-# unit a unit vector over the tokens, ~H/L times larger: ~6x at BERT-base, L = 128).
+# --rep_normalization: the axis states are normalised along (sequence: the released baseline; docs/design.md).
 REP_NORMALIZATIONS = {"hidden": -1, "sequence": 1}
 
 
-def _pair_distance(
-    student: Tensor, teacher: Tensor, mask: Tensor, projection: Callable[[Tensor], Tensor] | None, normalization: str
-) -> Tensor:
+def _pair_distance(student: Tensor, teacher: Tensor, mask: Tensor, projection, normalization: str) -> Tensor:
     """Masked mean over tokens and hidden units of (ŝ - t̂)², `[B, L, H_s], [B, L, H_t], [B, L] -> [B]`."""
     if projection is not None:
         student = projection(student)
     if student.shape[-1] != teacher.shape[-1]:
-        if projection is None:
-            hint = "pass a projection mapping student to teacher hidden size"
-        else:
-            hint = "the projection's output size must equal the teacher's hidden size"
         raise ValueError(
-            f"hidden_state_alignment: hidden sizes differ ({student.shape[-1]} vs {teacher.shape[-1]}); {hint}"
+            f"hidden_state_alignment: hidden sizes differ ({student.shape[-1]} vs {teacher.shape[-1]}); "
+            "map the student states to the teacher's hidden size with `projection`"
         )
     # where, not multiply: padding may hold inf/NaN garbage, and 0 · NaN would leak into the loss
     # (and, normalised along the sequence, into every token's norm).
     keep = mask.unsqueeze(-1)
-    student = torch.where(keep, student.float(), torch.zeros((), device=student.device))
-    teacher = torch.where(keep, teacher.detach().float(), torch.zeros((), device=teacher.device))
+    student = torch.where(keep, student.float(), 0.0)
+    teacher = torch.where(keep, teacher.detach().float(), 0.0)
     dim = REP_NORMALIZATIONS[normalization]
     distance = (F.normalize(student, dim=dim) - F.normalize(teacher, dim=dim)).pow(2).mean(dim=-1)
-    distance = torch.where(mask, distance, torch.zeros_like(distance))
+    distance = torch.where(mask, distance, 0.0)
     return distance.sum(dim=-1) / mask.sum(dim=-1).clamp_min(1)
 
 
@@ -148,30 +123,14 @@ def hidden_state_alignment(
     projection: Callable[[Tensor], Tensor] | None = None,
     normalization: str = "hidden",
 ) -> Tensor:
-    """Patient (BERT-PKD style) hidden-state loss, the REP term of the supervision adjustment; `[B]`.
+    """Patient (BERT-PKD) hidden-state loss, the REP term; `[B]`.
 
-    `student_hidden` / `teacher_hidden`: paired (`layer_map`) sequences of `[B, L, H_s]` / `[B, L, H_t]`
-    states, or `[B, H]` [CLS] states. `attention_mask`: `[B, L]`, 1 = real token, or None (all real);
-    unused for one position (`[B, H]` or `cls_only`, which keeps position 0). `projection`: callable
-    `[..., H_s] -> [..., H_t]` applied to the student states in their own dtype; needed when H_s != H_t.
-    Per instance,
+    `student_hidden` / `teacher_hidden`: `layer_map`-paired `[B, L, H_s]` / `[B, L, H_t]` states, or
+    `[B, H]` [CLS] states; `cls_only` keeps position 0. `attention_mask`: `[B, L]`, 1 = real token, or
+    None. `projection`: `[..., H_s] -> [..., H_t]`, needed when H_s != H_t. Per instance,
         L_REP(x) = Σ_{(s,t) in P} 1/(|M|·H) Σ_{l in M} Σ_{j=1..H} (ĥ_s,l,j - ĥ_t,l,j)²,   ĥ = h / ‖h‖₂
-    with P the layer pairs (summed), M the non-padding positions, H the teacher's hidden size: the
-    released scripts' scale, so `--kd_rep_alpha` means what it means there (each pair's term in
-    [0, 4/H]), but padding is excluded and the token mean is per instance.
-
-    `normalization="sequence"` (the released static baseline) normalises each hidden unit along the
-    non-padding tokens instead, ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½ (each pair's term in
-    [0, 4/|M|]); one position would make every value ±1, so it is refused.
+    with P the layer pairs, M the non-padding positions ("sequence": ĥ_l,j = h_l,j / (Σ_{l' in M} h_l',j²)^½).
     """
-    if normalization not in REP_NORMALIZATIONS:
-        raise ValueError(f"unknown normalization {normalization!r}; use one of {', '.join(REP_NORMALIZATIONS)}")
-    one_position = cls_only or any(state.dim() == 2 for state in (*student_hidden, *teacher_hidden))
-    if normalization == "sequence" and one_position:
-        raise ValueError(
-            "normalization='sequence' normalises each hidden unit over the tokens and needs them all "
-            "(--rep_layers all); one [CLS] position would make every value ±1"
-        )
     if len(student_hidden) != len(teacher_hidden) or len(student_hidden) == 0:
         raise ValueError(
             f"hidden_state_alignment needs equally many student and teacher states (at least one), "

@@ -5,6 +5,7 @@ import logging
 import os
 import re
 from collections import Counter
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -20,7 +21,7 @@ TOKENIZER_FILE = re.compile(r"(tokenizer|vocab|merges|special_tokens_map).*|.*\.
 
 
 def label_maps(task) -> dict:
-    """Config kwargs naming the task's labels: a checkpoint says what class i means."""
+    """Config kwargs naming the task's labels."""
     if task.is_regression:
         return {"num_labels": 1}
     return {
@@ -36,25 +37,23 @@ def load_tokenizer(path: str):
         raise ConfigError(
             f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
         )
-    try:
+    with _config_error(f"cannot load a tokenizer from '{path}'", "pass a model folder or hub id that has one"):
         return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"cannot load a tokenizer from '{path}' ({_first_line(error)}); pass a model folder or hub id that has one"
-        ) from error
+
+
+@contextmanager
+def _config_error(what: str, fix: str, errors=(OSError, ValueError)):
+    """Re-raise a loading error as one line: `what (its first line); fix`."""
+    try:
+        yield
+    except errors as error:
+        first_line = str(error).strip().partition("\n")[0][:200] or type(error).__name__
+        raise ConfigError(f"{what} ({first_line}); {fix}") from error
 
 
 def _load_config(path: str, flag: str):
-    try:
+    with _config_error(f"{flag} '{path}' is not a model folder or hub id", "it must hold config.json"):
         return AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"{flag} '{path}' is not a model folder or hub id ({_first_line(error)}); it must hold config.json"
-        ) from error
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().partition("\n")[0][:200] or type(error).__name__
 
 
 def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
@@ -72,24 +71,22 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
 
 
 def build_student(path: str, task, num_layers: int | None = None, layer_init: str = "first"):
-    """`num_layers` pretrained layers under a new head, in fp32 (master weights for mixed precision)."""
+    """`num_layers` pretrained layers under a new head, in fp32 (mixed precision's master weights)."""
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
-    try:
+    # a truncated or corrupt file raises many types
+    with _config_error(
+        f"cannot load pretrained weights from '{path}'", "check the folder or re-download it", Exception
+    ):
         encoder = AutoModel.from_pretrained(path)
-    except Exception as error:  # a truncated or corrupt file raises many types
-        raise ConfigError(
-            f"cannot load pretrained weights from '{path}' ({_first_line(error)}); check the folder or re-download it"
-        ) from error
     kept = "all"
     if len(layers) < total:  # all layers need no stack: any family trains
         stack = layer_stack(encoder, path)
         if stack is None:
-            kept = f"its one shared layer, run {len(layers)} times; {layer_init} has nothing to choose"
+            kept = f"its one shared layer, run {len(layers)} times"
         else:
             kept = f"{layer_init}: {layers}"
-            # state_dict() numbers the kept layers 0..K-1
             encoder.set_submodule(stack, nn.ModuleList(encoder.get_submodule(stack)[i] for i in layers))
         if getattr(config, "layer_types", None):  # ModernBERT's attention kinds
             config.layer_types = [config.layer_types[i] for i in layers]
@@ -109,15 +106,14 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
 
 
 def layer_stack(model, path: str) -> str | None:
-    """The one `ModuleList` of `num_hidden_layers` same-class layers; None for ALBERT's one shared layer."""
+    """The name of the one `ModuleList` of same-class layers; None for ALBERT's one shared layer."""
     config = model.config
-    family = config.model_type
     if hasattr(config, "num_hidden_groups"):
         if config.num_hidden_groups != 1 or config.inner_group_num != 1:
             raise ConfigError(
-                f"'{path}' ({family}) has {config.num_hidden_groups} layer groups of {config.inner_group_num} "
-                "layers; only ALBERT models with one shared layer (num_hidden_groups 1, inner_group_num 1, "
-                "as released) can be cut"
+                f"'{path}' ({config.model_type}) has {config.num_hidden_groups} layer groups of "
+                f"{config.inner_group_num} layers; only ALBERT models with one shared layer "
+                "(num_hidden_groups 1, inner_group_num 1, as released) can be cut"
             )
         return None
     count = config.num_hidden_layers
@@ -130,7 +126,7 @@ def layer_stack(model, path: str) -> str | None:
     stacks = [name for name in stacks if not any(name.startswith(f"{outer}.") for outer in stacks)]
     if len(stacks) != 1:
         raise ConfigError(
-            f"cannot find the layer stack of '{path}' ({family}: one list of {count} numbered layers, "
+            f"cannot find the layer stack of '{path}' ({config.model_type}: one list of {count} numbered layers, "
             f"found {stacks or 'none'}); use an encoder whose layers form one stack "
             "(BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, DeBERTa, ALBERT, ModernBERT)"
         )
@@ -138,7 +134,7 @@ def layer_stack(model, path: str) -> str | None:
 
 
 def load_teacher(path: str, task, flag: str = "--teacher"):
-    """A teacher checked against the task, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
+    """The task's teacher, checked, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
     if not os.path.isdir(path):
         raise ConfigError(
             f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote "
@@ -152,18 +148,14 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
             f"use a teacher fine-tuned on {task.name}"
         )
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
-    generic = all(re.fullmatch(r"LABEL_\d+", name) for name in names)
+    generic = all(re.fullmatch(r"LABEL_\d+", name) for name in names)  # trained elsewhere: no names to check
     if not task.is_regression and not generic and names != list(task.labels):
         raise ConfigError(
             f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; "
             "re-train the teacher with this repository's data loader"
         )
-    try:
+    with _config_error(f"{flag} '{path}' has unreadable weights", "re-save or re-train the teacher", Exception):
         teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
-    except Exception as error:
-        raise ConfigError(
-            f"{flag} '{path}' has unreadable weights ({_first_line(error)}); re-save or re-train the teacher"
-        ) from error
     return teacher.eval().requires_grad_(False)
 
 
@@ -212,7 +204,7 @@ def align_pad_token(tokenizer, config, flag: str):
 
 
 def usable_positions(model, tokenizer) -> int | None:
-    """The longest input its position table (less RoBERTa's pad offset) and `model_max_length` allow."""
+    """The longest input the position table (less RoBERTa's pad offset) and `model_max_length` allow."""
     limits = []
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:
@@ -248,7 +240,7 @@ class StudentWithProjections(nn.Module):
     def forward(self, **inputs):
         outputs = self.student(**inputs)
         if self.training and inputs.get("output_hidden_states") and dist.is_available() and dist.is_initialized():
-            # DDP fails on gradients of parameters unreachable from the outputs (projections act later)
+            # DDP fails on parameters unreachable from the outputs (the projections act later)
             outputs.logits = outputs.logits + 0.0 * sum(p.sum() for p in self.projections.parameters())
         return outputs
 

@@ -1,13 +1,11 @@
-"""Which precision is fast here: the one rule everything that picks a precision uses.
-
-bf16 autocast on a CPU is 2-3x faster than fp32 with native bf16 instructions and far slower (19x on
-an AVX2 EPYC) where they are emulated: bf16 where /proc/cpuinfo lists a native flag or, listing none,
-where a matmul probe measures it `PROBE_MARGIN` times faster. On a CUDA GPU: from capability 8.0.
-Bash: PRECISION=$(python -m dynamic_kd.precision) prints bf16 or fp32 (the reason on stderr).
+"""Which precision is fast here, for everything that picks one (bash: `python -m dynamic_kd.precision`
+prints bf16 or fp32). bf16 autocast on a CPU is 2-3x faster than fp32 with native bf16 instructions
+and far slower (19x on an AVX2 EPYC) where they are emulated.
 """
 
 import argparse
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,11 +26,8 @@ def read_cpuinfo() -> str | None:
 
 def cpu_flags(cpuinfo: str) -> set[str]:
     """The feature flags of the first CPU in a /proc/cpuinfo text."""
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip().lower() in ("flags", "features"):
-            return set(value.split())
-    return set()
+    found = re.search(r"^\s*(flags|features)\s*:(.*)$", cpuinfo, re.MULTILINE | re.IGNORECASE)
+    return set(found.group(2).split()) if found else set()
 
 
 def native_bf16_flag(cpuinfo: str | None) -> str | None:
@@ -61,14 +56,15 @@ def probe_bf16_speedup(rows: int = 256, inner: int = 384, outer: int = 1536, rep
 
 
 def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """("bf16" | "fp32", why); `probe` () -> fp32/bf16 speed runs only where no native flag is listed."""
+    """("bf16" | "fp32", why): bf16 where the CPU lists a native flag or else `probe()` (fp32/bf16 speed)
+    reaches `PROBE_MARGIN`."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     flag = native_bf16_flag(cpuinfo)
     if flag is not None:
         return "bf16", f"the CPU has native bf16 ({flag})"
-    what = f"the CPU lists no native bf16 flag ({'/'.join(NATIVE_BF16_FLAGS)})"
-    if not cpuinfo:
-        what = "no /proc/cpuinfo to read"
+    what = (
+        f"the CPU lists no native bf16 flag ({'/'.join(NATIVE_BF16_FLAGS)})" if cpuinfo else "no /proc/cpuinfo to read"
+    )
     if probe is None:
         return "fp32", what
     speedup = probe()
@@ -78,8 +74,8 @@ def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -
 
 
 def choose_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """("bf16" | "fp32", why) for this machine's CUDA GPU if it has one, else its CPU."""
-    if not torch.cuda.is_available():
+    """("bf16" | "fp32", why) for this machine's CUDA GPU if it has one, else (or given `cpuinfo`) its CPU."""
+    if cpuinfo is not None or not torch.cuda.is_available():
         return choose_cpu_precision(cpuinfo, probe)
     major, minor = torch.cuda.get_device_capability()
     gpu = f"{torch.cuda.get_device_name()} (compute capability {major}.{minor})"
@@ -87,15 +83,12 @@ def choose_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tu
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Print the precision that is fast on this machine: bf16 or fp32.")
-    parser.add_argument("--cpuinfo", type=Path, help="read CPU flags from this file, not /proc/cpuinfo")
-    parser.add_argument("--no_probe", action="store_true", help="decide from the flags alone, never time bf16")
+    parser = argparse.ArgumentParser(description="Print the fast precision here: bf16 or fp32.")
+    parser.add_argument("--cpuinfo", type=Path, help="CPU flags from this file, not /proc/cpuinfo")
+    parser.add_argument("--no_probe", action="store_true", help="never time bf16")
     args = parser.parse_args(argv)
     probe = None if args.no_probe else probe_bf16_speedup
-    # a cpuinfo file describes a CPU, even on a machine with a GPU
-    choice, why = (
-        choose_cpu_precision(args.cpuinfo.read_text(), probe) if args.cpuinfo else choose_precision(None, probe)
-    )
+    choice, why = choose_precision(args.cpuinfo.read_text() if args.cpuinfo else None, probe)
     print(f"precision: {choice} ({why})", file=sys.stderr)
     print(choice)
     return 0

@@ -1,23 +1,13 @@
-"""The paper's three dynamic strategies behind one interface.
-
-A training step turns the student's prediction uncertainty into a *distillation plan*: a list of
-`Route`s, each naming a teacher, the batch rows that query it, and per-row weights of the logit-KD
-and hidden-state (REP) terms. Every strategy refines the plan in turn:
+"""The paper's three dynamic strategies, each refining a *distillation plan* (a list of `Route`s) in
+turn, so any combination of them runs at once:
 
     plan = [Route(rows = all B rows, kd_weight = 1/B)]
     plan = selection.refine(plan, signal)   # which instances get a teacher query   (Sec. 3.2)
     plan = adoption.refine(plan, signal)    # which teacher each instance learns from (Sec. 3.1)
     plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
 
-so any combination of the three runs at once. The trainer queries each teacher on its own rows
-only and adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss.
-
-"Batch" is the *global* batch of one optimizer step (all ranks and accumulated micro-batches): the
-trainer plans it once and hands each micro-batch its share (`split_plan`), so k, the `hard` split
-and the `soft` mean do not depend on the layout. Weights are constants, as in the paper's snippet;
-`--uncertainty_grad` lets gradient flow through them, as the released code did.
-
-Each registry is a plain dict from flag value to its implementation; the argument parser reads them.
+The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss; a batch
+is the global batch of one optimizer step (docs/design.md). The argument parser reads the registries.
 """
 
 import math
@@ -30,8 +20,7 @@ from dynamic_kd.uncertainty import entropy, least_confidence, margin, normalized
 
 @dataclass
 class StudentSignal:
-    """The student on one batch (fp32): logits [B, C]; uncertainty [B], normalised entropy u in [0, 1]
-    (None for regression); generator for the random strategy."""
+    """The student on one batch (fp32): logits [B, C]; normalised entropy u [B] (None for regression)."""
 
     logits: torch.Tensor
     uncertainty: torch.Tensor | None
@@ -40,10 +29,7 @@ class StudentSignal:
 
 @dataclass
 class Route:
-    """One teacher's share of a batch: the [K] rows that query it, with per-row KD and REP weights [K].
-
-    teacher: "teacher", "small" or "large"; None until assigned.
-    """
+    """A teacher (None until assigned), the [K] rows that query it, their KD and REP weights [K]."""
 
     teacher: str | None
     rows: torch.Tensor
@@ -58,10 +44,9 @@ def initial_plan(batch_size: int, device=None) -> list[Route]:
     return [Route(None, rows, weight, torch.zeros(batch_size, device=device))]
 
 
-# --- Data selection (paper Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
+# --- Data selection (Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
 
-# name -> informativeness [B, C] -> [B] (higher = query the teacher first); None = no ranking.
-# A small margin or max-probability means uncertain, hence the minus.
+# name -> informativeness [B, C] -> [B], higher = query first; None: no ranking, the student is not read.
 SELECTION_SCORES = {
     "none": None,
     "random": None,
@@ -69,39 +54,38 @@ SELECTION_SCORES = {
     "margin": lambda logits: -margin(logits),
     "lc": lambda logits: -least_confidence(logits),
 }
+SELECTION_STRATEGIES = SELECTION_SCORES
 SELECTION_ALIASES = {"least_confidence": "lc", "confidence": "lc"}
 
 
 def num_selected(batch_size: int, ratio: float) -> int:
-    """k = max(1, floor(ratio * B)): never zero, so a short last batch still gets a KD term."""
+    """k = max(1, floor(ratio * B)): a short last batch still gets a KD term."""
     return max(1, math.floor(ratio * batch_size + 1e-9))
 
 
 def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, generator=None) -> torch.Tensor:
     """The [k] rows of `student_logits` [B, C] that get a teacher query, most informative first (ties
-    in batch order); `none` returns all B rows in order.  ratio: r in (0, 1]."""
+    in batch order); `none`: all B rows."""
     strategy = SELECTION_ALIASES.get(strategy, strategy)
     if strategy not in SELECTION_SCORES:
         raise ValueError(f"unknown selection strategy '{strategy}'; choose one of: {', '.join(SELECTION_SCORES)}")
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"selection ratio must be in (0, 1], got {ratio}")
     batch_size = student_logits.shape[0]
-    device = student_logits.device
     if strategy == "none":
-        return torch.arange(batch_size, device=device)
+        return torch.arange(batch_size, device=student_logits.device)
     k = num_selected(batch_size, ratio)
     if strategy == "random":
-        return torch.randperm(batch_size, generator=generator).to(device)[:k]
+        return torch.randperm(batch_size, generator=generator).to(student_logits.device)[:k]
     scores = SELECTION_SCORES[strategy](student_logits.detach())
     return torch.sort(scores, descending=True, stable=True).indices[:k]
 
 
 class DataSelection:
-    """Keeps the top-r rows of each route (by the chosen uncertainty), KD averaged over them."""
+    """Keeps the top-r rows of each route, KD averaged over them."""
 
     def __init__(self, strategy: str, ratio: float):
         self.strategy, self.ratio = SELECTION_ALIASES.get(strategy, strategy), ratio
-        # Whether the plan depends on the student's logits: without, the trainer skips its pre-pass.
         self.reads_student = SELECTION_SCORES.get(self.strategy) is not None
 
     def refine(self, plan: list[Route], signal: StudentSignal) -> list[Route]:
@@ -115,12 +99,12 @@ class DataSelection:
         return refined
 
 
-# --- Teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident
-# ones from the large teacher.
+# --- Teacher adoption (Sec. 3.1): uncertain instances learn from the small teacher, confident ones
+# from the large one.
 
 
 class SingleTeacher:
-    """Every route learns from one named teacher (plain KD, or the single-small/-large baselines)."""
+    """Every route learns from one named teacher (plain KD, single-small, single-large)."""
 
     reads_student = False
 
@@ -131,27 +115,9 @@ class SingleTeacher:
         return [replace(r, teacher=self.name, kd_weight=r.kd_weight * self.alpha) for r in plan]
 
 
-class AverageTeachers:
-    """Both teachers on every row with fixed weights alpha_small, alpha_large."""
-
-    reads_student = False
-
-    def __init__(self, small_alpha: float, large_alpha: float):
-        self.alphas = {"small": small_alpha, "large": large_alpha}
-
-    def refine(self, plan, signal):
-        return [
-            replace(r, teacher=name, kd_weight=r.kd_weight * alpha) for r in plan for name, alpha in self.alphas.items()
-        ]
-
-
 class HardAdoption:
-    """The more uncertain ceil(K/2) rows of each route -> small teacher, the rest -> large teacher.
-
-    Each half's KD is averaged within the half and weighted by its teacher's alpha. A one-row route
-    goes to the small teacher with both alphas, so a route's total KD weight (the KD/CE balance)
-    does not depend on K.
-    """
+    """The more uncertain ceil(K/2) rows of a route learn from the small teacher, the rest from the large,
+    KD averaged within each half times its alpha (one row: small teacher, both alphas)."""
 
     reads_student = True
 
@@ -161,106 +127,111 @@ class HardAdoption:
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            u = signal.uncertainty[route.rows]
-            order = torch.sort(u, descending=True, stable=True).indices
+            order = torch.sort(signal.uncertainty[route.rows], descending=True, stable=True).indices
             if order.numel() == 1:
                 halves = (("small", order, self.small_alpha + self.large_alpha),)
             else:
                 n_small = math.ceil(order.numel() / 2)
                 halves = (("small", order[:n_small], self.small_alpha), ("large", order[n_small:], self.large_alpha))
             for name, part, alpha in halves:
-                if part.numel() == 0:
-                    continue
                 weight = (alpha * route.kd_weight.sum() / part.numel()).expand(part.numel())
                 refined.append(Route(name, route.rows[part], weight, route.rep_weight[part]))
         return refined
 
 
-class SoftAdoption:
-    """Both teachers on every row: small weight = mean u over the route, large = 1 - mean u."""
+class BothTeachers:
+    """Both teachers on every row, KD scaled by `weights(u)` = (small, large)."""
 
     reads_student = True
-    per_row = False
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            u = signal.uncertainty[route.rows]
-            if not self.per_row:
-                u = u.mean()
-            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * u))
-            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * (1 - u)))
+            small, large = self.weights(signal.uncertainty[route.rows] if self.reads_student else None)
+            refined.append(replace(route, teacher="small", kd_weight=route.kd_weight * small))
+            refined.append(replace(route, teacher="large", kd_weight=route.kd_weight * large))
         return refined
 
 
-class SoftInstanceAdoption(SoftAdoption):
-    """Both teachers on every row: per-row weight u_i for the small teacher, 1 - u_i for the large."""
+class AverageTeachers(BothTeachers):
+    """Fixed weights alpha_small, alpha_large."""
 
-    per_row = True
+    reads_student = False
+
+    def __init__(self, small_alpha: float, large_alpha: float):
+        self.small_alpha, self.large_alpha = small_alpha, large_alpha
+
+    def weights(self, u):
+        return self.small_alpha, self.large_alpha
+
+
+class SoftAdoption(BothTeachers):
+    """Small teacher weight = mean u over the route, large = 1 - mean u."""
+
+    def weights(self, u):
+        return u.mean(), 1 - u.mean()
+
+
+class SoftInstanceAdoption(BothTeachers):
+    """Per-row weight u_i for the small teacher, 1 - u_i for the large."""
+
+    def weights(self, u):
+        return u, 1 - u
 
 
 @dataclass(frozen=True)
 class TeacherMode:
     teachers: tuple[str, ...]
-    build: object  # (DistillationArguments) -> strategy
-    every_row: bool = True  # each teacher sees every row of every batch (False: rows are split between them)
+    adoption: object  # the strategy, or a class built with (alpha_small, alpha_large)
+    every_row: bool = True  # each teacher sees every row (False: rows are split between them)
 
 
 TEACHER_MODES = {
-    "hard": TeacherMode(
-        ("small", "large"), lambda a: HardAdoption(a.small_teacher_alpha, a.large_teacher_alpha), every_row=False
-    ),
-    "soft": TeacherMode(("small", "large"), lambda a: SoftAdoption()),
-    "soft-instance": TeacherMode(("small", "large"), lambda a: SoftInstanceAdoption()),
-    "single-small": TeacherMode(("small",), lambda a: SingleTeacher("small")),
-    "single-large": TeacherMode(("large",), lambda a: SingleTeacher("large")),
-    "average": TeacherMode(("small", "large"), lambda a: AverageTeachers(a.small_teacher_alpha, a.large_teacher_alpha)),
+    "hard": TeacherMode(("small", "large"), HardAdoption, every_row=False),
+    "soft": TeacherMode(("small", "large"), SoftAdoption()),
+    "soft-instance": TeacherMode(("small", "large"), SoftInstanceAdoption()),
+    "single-small": TeacherMode(("small",), SingleTeacher("small")),
+    "single-large": TeacherMode(("large",), SingleTeacher("large")),
+    "average": TeacherMode(("small", "large"), AverageTeachers),
 }
 
 
-# --- Supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment,
-# confident ones on output matching.
+# --- Supervision adjustment (Sec. 3.3): uncertain instances lean on hidden-state alignment, confident
+# ones on output matching.
+
+# name -> w [K] -> (KD factor f, REP factor g); None: f = g = 1, the static BERT-PKD baseline.
+OBJECTIVE_STRATEGIES = {
+    "none": None,
+    "uncertainty": lambda w: (1 - w, w),
+    "uncertainty-r": lambda w: (w, 1 - w),
+}
 
 
 class ObjectiveWeights:
-    """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight).
-
-    none: f = g = 1 (static BERT-PKD baseline); uncertainty: f = 1 - w, g = w;
-    uncertainty-r: f = w, g = 1 - w; with w the normalised student entropy.
-    """
+    """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight)."""
 
     def __init__(self, strategy: str, kd_alpha: float, rep_alpha: float):
-        self.strategy, self.kd_alpha, self.rep_alpha = strategy, kd_alpha, rep_alpha
-        self.reads_student = strategy != "none"
+        self.factors, self.kd_alpha, self.rep_alpha = OBJECTIVE_STRATEGIES[strategy], kd_alpha, rep_alpha
+        self.reads_student = self.factors is not None
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
-            if self.strategy == "none":
-                kd_factor = rep_factor = torch.ones_like(route.kd_weight)
-            else:
-                w = signal.uncertainty[route.rows]
-                kd_factor, rep_factor = (1 - w, w) if self.strategy == "uncertainty" else (w, 1 - w)
+            kd_factor, rep_factor = (1.0, 1.0) if self.factors is None else self.factors(signal.uncertainty[route.rows])
+            kd_weight = route.kd_weight * self.kd_alpha * kd_factor
             refined.append(
-                replace(
-                    route,
-                    kd_weight=route.kd_weight * self.kd_alpha * kd_factor,
-                    rep_weight=route.kd_weight * self.rep_alpha * rep_factor,
-                )
+                replace(route, kd_weight=kd_weight, rep_weight=route.kd_weight * self.rep_alpha * rep_factor)
             )
         return refined
 
 
-OBJECTIVE_STRATEGIES = {
-    name: lambda a, name=name: ObjectiveWeights(name, a.kd_alpha, a.rep_alpha)
-    for name in ("none", "uncertainty", "uncertainty-r")
+# The names (in the three registries) whose strategy reads the student's class distribution.
+UNCERTAINTY_STRATEGIES = {
+    *(name for name, score in SELECTION_SCORES.items() if score is not None),
+    *(name for name, mode in TEACHER_MODES.items() if mode.adoption.reads_student),
+    *(name for name, factors in OBJECTIVE_STRATEGIES.items() if factors is not None),
 }
-SELECTION_STRATEGIES = SELECTION_SCORES
-
-# Names (across the three registries) that need the student's class distribution.
-UNCERTAINTY_STRATEGIES = {"entropy", "margin", "lc", "hard", "soft", "soft-instance", "uncertainty", "uncertainty-r"}
-# Of those, the ones whose weights are functions of u (not rows picked by sorting): what
-# `--uncertainty_grad` can back-propagate through.
+# Those whose weights are functions of u (not rows picked by sorting): what --uncertainty_grad acts on.
 UNCERTAINTY_WEIGHTED_MODES = ("soft", "soft-instance")
 UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 
@@ -268,16 +239,15 @@ UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 def build_strategies(kd_args, batch_scope: bool = True) -> list:
     """The strategy chain for a run: selection (batch scope only), adoption, objective."""
     selection = DataSelection(kd_args.selection_strategy if batch_scope else "none", kd_args.selection_ratio)
-    if kd_args.uncertainty_mode is None:
-        adoption = SingleTeacher("teacher")
-    else:
-        adoption = TEACHER_MODES[kd_args.uncertainty_mode].build(kd_args)
-    objective = OBJECTIVE_STRATEGIES[kd_args.strategy](kd_args)
-    return [selection, adoption, objective]
+    mode = TEACHER_MODES.get(kd_args.uncertainty_mode)
+    adoption = SingleTeacher("teacher") if mode is None else mode.adoption
+    if isinstance(adoption, type):
+        adoption = adoption(kd_args.small_teacher_alpha, kd_args.large_teacher_alpha)
+    return [selection, adoption, ObjectiveWeights(kd_args.strategy, kd_args.kd_alpha, kd_args.rep_alpha)]
 
 
 def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
-    """Teachers that every training row reaches in every epoch (their outputs can be computed up front)."""
+    """Teachers that every training row reaches each epoch (their outputs can be precomputed)."""
     if kd_args.selection_strategy != "none" and kd_args.selection_ratio < 1.0:
         return ()
     if kd_args.uncertainty_mode is None:
@@ -287,7 +257,7 @@ def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
 
 
 def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
-    """Run the strategy chain on one batch; routes with no rows are dropped."""
+    """Run the strategy chain on one batch, dropping routes with no rows."""
     plan = initial_plan(signal.logits.shape[0], signal.logits.device)
     for strategy in strategies:
         plan = strategy.refine(plan, signal)
@@ -295,21 +265,20 @@ def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
 
 
 def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
-    """Cut a plan over consecutive parts of `sizes` rows into one plan per part: the routes that reach
-    the part, rows renumbered from 0 within it, weights unchanged."""
+    """One plan per consecutive part of `sizes` rows: the routes that reach it, rows renumbered from 0."""
     if len(sizes) == 1:
         return [plan]
     parts, start = [], 0
     for size in sizes:
-        stop, part = start + size, []
+        part = []
         for route in plan:
-            mine = (route.rows >= start) & (route.rows < stop)
+            mine = (route.rows >= start) & (route.rows < start + size)
             if mine.any():
                 part.append(
                     Route(route.teacher, route.rows[mine] - start, route.kd_weight[mine], route.rep_weight[mine])
                 )
         parts.append(part)
-        start = stop
+        start += size
     return parts
 
 
@@ -322,8 +291,7 @@ def covered_rows(plan: list[Route], size: int, device=None) -> torch.Tensor:
 
 
 def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool) -> dict[str, torch.Tensor]:
-    """What the trainer logs of a plan: the fraction of rows with a teacher query, the total KD and REP
-    weights (`with_rep`), and with several teachers each one's total KD weight and fraction of rows."""
+    """What the trainer logs of a plan: fractions of rows, total weights."""
     zero = plan[0].kd_weight.new_zeros(())
     stats = {"selected_fraction": covered_rows(plan, batch_size, zero.device).float().mean()}
     if with_rep:
@@ -338,15 +306,14 @@ def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool
 
 
 def reads_student(strategies) -> bool:
-    """Whether the chain's plan depends on the student's logits, not only on the batch size."""
+    """Whether the chain's plan reads the student's logits (not only the batch size)."""
     return any(strategy.reads_student for strategy in strategies)
 
 
 def student_signal(
     student_logits: torch.Tensor, regression: bool, generator=None, differentiable: bool = False
 ) -> StudentSignal:
-    """The strategies' view of the student; `differentiable` (`--uncertainty_grad`) keeps the
-    uncertainty's graph, so weights computed from it pass gradient to the student."""
+    """The strategies' view of the student (`differentiable`: `--uncertainty_grad`)."""
     logits = student_logits.float() if differentiable else student_logits.detach().float()
     uncertainty = None if regression else normalized_entropy(logits, differentiable)
     return StudentSignal(logits, uncertainty, generator)

@@ -1,10 +1,5 @@
-"""`DistillationTrainer`: HF `Trainer` plus teachers, the strategy chain and the KD losses.
-
-Teachers are not submodules of the student (not optimized, not checkpointed, no gradient). Once per
-optimizer step the trainer plans distillation over the *global* batch (all ranks, all accumulated
-micro-batches) from the student's logits; each teacher sees its own rows only, and the loss is scaled
-so that the averaged gradient is the global batch's.
-"""
+"""`DistillationTrainer`: HF `Trainer` plus teachers (not submodules of the student: not optimized,
+not checkpointed), the strategy chain and the KD losses."""
 
 import inspect
 import logging
@@ -44,21 +39,19 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class OptimizerStep:
-    """One optimizer step's micro-batches on this rank, and each one's share of the step's plan."""
+    """One optimizer step's micro-batches on this rank and their shares of its plan."""
 
     batches: list  # outside the training loop: the one batch compute_loss sees
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
     rng_states: list | None = None  # (CPU, CUDA) RNG state at each micro-batch's forward
-    parts: list | None = None  # per micro-batch: (its routes, its share of the global rows, its real rows)
+    parts: list | None = None  # per micro-batch: (routes, share of the global rows, real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
 
 class DistillationTrainer(Trainer):
-    """A `Trainer` whose loss is  ce_alpha * CE + sum over routes of (KD + REP) terms.
-
-    teachers: {name: `teachers.Teacher`}; strategies: `strategies.build_strategies`.
-    """
+    """A `Trainer` whose loss is  ce_alpha * CE + the plan's KD and REP terms; the plan covers an optimizer
+    step's global batch (docs/design.md), each teacher its own rows."""
 
     loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
 
@@ -69,7 +62,7 @@ class DistillationTrainer(Trainer):
         self.task, self.teachers, self.strategies, self.kd_args = task, teachers or {}, list(strategies), kd_args
         self._stats = {}  # name -> device tensor [2]: (sum, count) since the last logging step
         self._step = None  # the OptimizerStep being trained
-        self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep], read by _check_finite
+        self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep]
         self.epoch_selection = None
         self.counter = TeacherCounter(self)
         self.add_callback(self.counter)
@@ -87,22 +80,18 @@ class DistillationTrainer(Trainer):
             self.epoch_selection = EpochSelection(self)
             self.add_callback(self.epoch_selection)
 
-    # --- data
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            # The student's forward, not a projection wrapper's **kwargs; token_type_ids for a teacher
-            # that uses them; `idx` keys the teacher caches.
+            # the student's own arguments, a teacher's token_type_ids, the caches' idx
             forward = inspect.signature(unwrap_student(self.model).forward).parameters
             self._signature_columns = [*forward, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
     def _get_train_sampler(self, train_dataset=None):
         if self.epoch_selection is not None:
-            return self.epoch_selection.sampler
+            return self.epoch_selection
         return super()._get_train_sampler(train_dataset)
 
-    # --- loss
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        """Keep the step's prefetched micro-batches for its plan."""
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if self.teachers and batches:
             self._step = OptimizerStep(batches)
@@ -122,7 +111,7 @@ class DistillationTrainer(Trainer):
         if not distil:
             ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=smoothing)
             return (ce, outputs) if return_outputs else ce
-        if step.parts is None:  # --uncertainty_grad: the plan's weights keep the graph to these logits
+        if step.parts is None:  # --uncertainty_grad: the weights keep the graph to these logits
             self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
         routes, share, real = step.parts[micro]
         # Rows past `real` fill an epoch's last global batch up (DDP): no loss, no plan slot.
@@ -140,13 +129,12 @@ class DistillationTrainer(Trainer):
                     model, outputs.hidden_states, states, inputs["attention_mask"], route.rows, route.teacher
                 )
                 rep_total = rep_total + (route.rep_weight * rep).sum()
-        # This micro-batch's part of the global objective  ce_alpha * mean CE + sum w KD + sum v REP
         loss = step.scale * (self.kd_args.ce_alpha * share * ce + kd_total + rep_total)
         self._record_micro_batch(step, logits[:real], routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
 
     def _enter_micro_batch(self, model, inputs):
-        """(step, index of this micro-batch in it); runs the step's pre-pass at its first micro-batch."""
+        """(step, this micro-batch's index in it); the first one runs the step's pre-pass."""
         step = self._step
         if step is None or step.position >= len(step.batches):
             step = self._step = OptimizerStep([inputs])
@@ -162,9 +150,7 @@ class DistillationTrainer(Trainer):
         return step, micro
 
     def _prepass(self, model, step: OptimizerStep):
-        """No-grad student logits of each micro-batch, each from the RNG state its training forward will
-        start from: the signal is the logits the loss uses, dropout included, and the random stream is
-        unchanged."""
+        """No-grad logits of each micro-batch from the RNG state of its training forward (same dropout)."""
         student = self.accelerator.unwrap_model(model)
         step.signals, step.rng_states = [], []
         with torch.no_grad():
@@ -175,7 +161,7 @@ class DistillationTrainer(Trainer):
                 step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
-        """Plan the step's global batch; keep this rank's micro-batches' shares.  logits: [n, C] of this one."""
+        """Plan the step's global batch; keep this rank's micro-batches' shares."""
         if step.signals is not None:
             local = step.signals
         elif len(step.batches) == 1:
@@ -200,22 +186,21 @@ class DistillationTrainer(Trainer):
         step.scale = world * len(step.batches)
         step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(len(sizes))]
         for key, value in plan_statistics(plan, total, self.teachers, self.rep_mode != "none").items():
-            self._accumulate(key, value, 1)  # global: the same on every rank
+            self._accumulate(key, value, 1)  # the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
-        """The real rows of the step's `gathered` ones: under DDP accelerate (`even_batches`) fills an
-        epoch's last global batch up with repeats, after the real rows."""
+        """The real rows of the step's `gathered` ones: under DDP accelerate pads an epoch's last global
+        batch with repeats."""
         if self.args.world_size == 1:
             return gathered
-        rows = self.epoch_selection.sampler.size if self.epoch_selection is not None else len(self.train_dataset)
+        rows = self.epoch_selection.size if self.epoch_selection is not None else len(self.train_dataset)
         batch, world, accumulation = self._train_batch_size, self.args.world_size, self.args.gradient_accumulation_steps
         steps_per_epoch = math.ceil(math.ceil(math.ceil(rows / batch) / world) / accumulation)
         done = (self.state.global_step % steps_per_epoch) * batch * world * accumulation
         return min(gathered, rows - done)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
-        """Every rank's micro-batch logits [n_m, C] in the order one process reads them (rank r's
-        micro-batch m is batch m x world + r): (sizes [m][rank], logits [B, C])."""
+        """(sizes [m][rank], logits [B, C]) of all micro-batches, rank r's m-th as batch m x world + r."""
         world = self.args.world_size
         if world == 1:
             return [[t.shape[0]] for t in local], torch.cat(local)
@@ -236,10 +221,11 @@ class DistillationTrainer(Trainer):
             student = [student_states[s][rows] for s, _ in pairs]
             teacher = [teacher_states[t] for _, t in pairs]
             mask = None if self.kd_args.rep_include_padding else attention_mask[rows]  # None: every position counts
-        normalization = self.kd_args.rep_normalization
-        return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
+        return hidden_state_alignment(
+            student, teacher, mask, projection=projection, normalization=self.kd_args.rep_normalization
+        )
 
-    # --- statistics and the NaN/Inf check: on the device, read only at logging steps and saves
+    # --- statistics and the NaN/Inf check: on the device, read at logging steps and saves
 
     def _accumulate(self, key: str, total: torch.Tensor, count):
         pair = torch.stack([total.detach().float(), torch.as_tensor(count, device=total.device).float()])
@@ -262,8 +248,7 @@ class DistillationTrainer(Trainer):
         self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
     def _check_finite(self):
-        """Raise TrainingDiverged, naming the first non-finite step, if any rank's loss was NaN/Inf.
-        Collective under DDP."""
+        """Raise TrainingDiverged naming the first step whose loss was NaN/Inf on any rank (collective)."""
         if self._first_bad is None:
             return
         diverged = [row for row in self.accelerator.gather(self._first_bad.view(1, -1)).tolist() if row[0]]
@@ -287,13 +272,11 @@ class DistillationTrainer(Trainer):
             self._stats.clear()
         super().log(logs, start_time)
 
-    # --- checkpoints
     def _teacher_checkpoint_prefix(self, checkpoint: str, name: str) -> str:
         return os.path.join(checkpoint, f"teacher_cache-{name}-rank{self.args.process_index}")
 
     def _save_checkpoint(self, model, trial):
-        """Store each rank's teacher outputs (or a reference to the disk store) in the checkpoint: a resumed
-        run reuses them exactly (recomputed on other padding, their last bits differ)."""
+        """Teacher outputs go in the checkpoint: recomputed on other padding, their last bits would differ."""
         self._check_finite()  # never checkpoint a diverged student
         checkpoint = os.path.join(
             self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
@@ -309,7 +292,7 @@ class DistillationTrainer(Trainer):
             teacher.load_checkpoint(self._teacher_checkpoint_prefix(resume_from_checkpoint, name))
 
     def teacher_forward_examples(self) -> int:
-        """Examples through a teacher forward in this run, over all teachers and ranks."""
+        """Examples through a teacher forward in this run, all teachers and ranks."""
         return self.counter.total()
 
     def end_of_epoch(self):
@@ -317,19 +300,16 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that see every row (not for --rep_layers all: full-token states
-        need a teacher forward every step anyway)."""
+        """Fill the stores of the teachers that see every row (--rep_layers all: a forward each step anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
-        args = self.args
         for name in teachers_seeing_every_row(self.kd_args):
             self.teachers[name].prefill(
-                self.train_dataset, self.data_collator, args.device, args.dataloader_num_workers
+                self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
             )
 
-    # --- epoch-scope selection
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row by the current student (under DDP, scored in shares)."""
+        """Informativeness [N] of every training row to the current student (ranks score shares)."""
         dataset = self.train_dataset
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
@@ -348,13 +328,15 @@ class DistillationTrainer(Trainer):
         return torch.cat(gather_object([torch.cat(scores).cpu()]))  # the ranks' shares in order
 
 
-class EpochSubsetSampler(Sampler):
-    """This epoch's kept rows in a seeded shuffled order; its fixed length k lets the Trainer plan the steps."""
+class EpochSelection(TrainerCallback, ExportableState, Sampler):
+    """--selection_scope epoch: samples the top-r rows by uncertainty, chosen at each epoch start (by rank
+    0) and kept in checkpoints (a resumed run does not re-score mid-epoch)."""
 
-    def __init__(self, num_rows: int, ratio: float, seed: int):
-        self.size, self.seed = num_selected(num_rows, ratio), seed
-        self.positions = torch.arange(self.size)
-        self.epoch = 0
+    def __init__(self, trainer):
+        self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
+        self.seed = args.seed if args.data_seed is None else args.data_seed
+        self.size = num_selected(len(trainer.train_dataset), trainer.kd_args.selection_ratio)
+        self.positions, self.epoch, self.saved = torch.arange(self.size), 0, None
 
     def __len__(self):
         return self.size
@@ -363,19 +345,8 @@ class EpochSubsetSampler(Sampler):
         order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         return iter(self.positions[order].tolist())
 
-
-class EpochSelection(TrainerCallback, ExportableState):
-    """--selection_scope epoch: at each epoch start keep the top-r training rows by uncertainty. Checkpoints
-    keep them (a resumed run does not re-score mid-epoch); under DDP every rank trains on rank 0's."""
-
-    def __init__(self, trainer):
-        self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
-        seed = args.seed if args.data_seed is None else args.data_seed
-        self.sampler = EpochSubsetSampler(len(trainer.train_dataset), trainer.kd_args.selection_ratio, seed)
-        self.saved = None
-
     def state(self):
-        return {"args": {}, "attributes": {"epoch": self.sampler.epoch, "positions": self.sampler.positions.tolist()}}
+        return {"args": {}, "attributes": {"epoch": self.epoch, "positions": self.positions.tolist()}}
 
     def on_train_begin(self, args, state, control, **kwargs):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
@@ -383,16 +354,15 @@ class EpochSelection(TrainerCallback, ExportableState):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         epoch = math.floor(state.epoch + 1e-6) if state.epoch else 0
-        self.sampler.epoch = epoch
+        self.epoch = epoch
         if self.saved is not None and self.saved.get("epoch") == epoch:
-            self.sampler.positions = torch.tensor(self.saved["positions"])
-            logger.info("epoch %d: reusing the %d rows selected before the interruption", epoch, self.sampler.size)
+            self.positions = torch.tensor(self.saved["positions"])
+            logger.info("epoch %d: reusing the %d rows selected before resuming", epoch, self.size)
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
-        kept = self.sampler.size
+        kept = self.size
         positions = torch.sort(scores, descending=True, stable=True).indices[:kept]
         if args.world_size > 1:
             positions = broadcast(positions.to(args.device), from_process=0).cpu()
-        self.sampler.positions = positions
-        rows = len(scores)
-        logger.info("epoch %d: training on the %d most informative of %d rows (%s)", epoch, kept, rows, self.strategy)
+        self.positions = positions
+        logger.info("epoch %d: training on the %d most informative of %d rows", epoch, kept, len(scores))

@@ -1,10 +1,6 @@
-"""Per-instance uncertainty scores of a classifier's predictive distribution: the student's signal
-for which instances to distil and how much each weighs.
-
-All take logits `[B, C]` and return `[B]` in fp32 with no gradient: a score only selects or weighs
-instances, and back-propagating through it would let the student lower its loss by faking
-confidence (`normalized_entropy(..., differentiable=True)` is the released code's behaviour behind
-`--uncertainty_grad`). Entropy scores grow with uncertainty; `margin` and `least_confidence` shrink.
+"""Per-instance uncertainty scores of a classifier's predictive distribution: logits `[B, C]` -> `[B]`,
+fp32, no gradient (a score only selects or weighs instances; back-propagating through it would let the
+student lower its loss by faking confidence; `--uncertainty_grad` is the released code's exception).
 """
 
 import math
@@ -14,41 +10,37 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def check_classes(logits: Tensor, name: str, what: str = "uncertainty scores") -> None:
+def check_classes(logits: Tensor, name: str) -> None:
     """Refuse a one-output head (regression): it has no predictive distribution to score."""
     if logits.shape[-1] < 2:
         raise ValueError(
             f"{name} needs at least 2 classes, got logits with C={logits.shape[-1]}; "
-            f"{what} are undefined for regression / single-output heads"
+            "it is undefined for regression / single-output heads"
         )
 
 
 def _probs(logits: Tensor) -> Tensor:
-    # log_softmax, not log(softmax): an underflowing class keeps a finite log-probability; fp32
-    # because bf16 rounds away the small probabilities that decide entropy.
+    # log_softmax, not log(softmax): an underflowing class keeps a finite log-probability; fp32: bf16
+    # rounds small probabilities away.
     return F.log_softmax(logits.float(), dim=-1).exp()
 
 
 def _entropy(logits: Tensor) -> Tensor:
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
-    # 0 · log 0 = 0 by definition (computed, it is NaN where p underflows).
-    terms = torch.where(p > 0, p * log_p, torch.zeros_like(p))
+    terms = torch.where(p > 0, p * log_p, 0.0)  # 0 · log 0 = 0, not NaN
     # Rounding can push a one-hot entropy a hair below 0 (or to -0.0): clamp, and `+ 0.0` makes it 0.0.
     return (-terms.sum(dim=-1)).clamp_min(0.0) + 0.0
 
 
 @torch.no_grad()
 def entropy(logits: Tensor) -> Tensor:
-    """H(x) = -Σ_c p_c log p_c, p = softmax(z): the paper's uncertainty (natural log, 0 · log 0 = 0)."""
+    """H(x) = -Σ_c p_c log p_c, p = softmax(z): the paper's uncertainty (natural log)."""
     return _entropy(logits)
 
 
 def normalized_entropy(logits: Tensor, differentiable: bool = False) -> Tensor:
-    """u(x) = H(x) / log C in [0, 1], comparable across label sets; C >= 2.
-
-    `differentiable=True` keeps the graph to `logits` (`--uncertainty_grad`); the default is a constant.
-    """
+    """u(x) = H(x) / log C in [0, 1], comparable across label sets; `differentiable` keeps the graph."""
     check_classes(logits, "normalized_entropy")
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
         return _entropy(logits) / math.log(logits.shape[-1])
@@ -56,7 +48,7 @@ def normalized_entropy(logits: Tensor, differentiable: bool = False) -> Tensor:
 
 @torch.no_grad()
 def margin(logits: Tensor) -> Tensor:
-    """m(x) = p_(1) - p_(2), top-1 minus top-2 probability, in [0, 1]; small = uncertain; C >= 2."""
+    """m(x) = p_(1) - p_(2), top-1 minus top-2 probability, in [0, 1]; small = uncertain."""
     check_classes(logits, "margin")
     top2 = _probs(logits).topk(2, dim=-1).values
     return top2[..., 0] - top2[..., 1]

@@ -127,8 +127,6 @@ def test_supervised_loss_label_smoothing_by_hand():
     per = supervised_loss(logits, labels, regression=False, reduction="none", label_smoothing=0.2)
     expected = [-(0.1 * math.log(0.25) + 0.9 * math.log(0.75)), -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))]
     assert per.tolist() == pytest.approx(expected, abs=1e-6)
-    with pytest.raises(ValueError, match="regression"):
-        supervised_loss(torch.zeros(2, 1), torch.zeros(2), regression=True, label_smoothing=0.1)
 
 
 def test_supervised_loss_regression_by_hand():
@@ -262,11 +260,6 @@ def test_dynamic_kd_loss_rejects_single_output_head():
 )
 def test_layer_map(student, teacher, expected):
     assert layer_map(student, teacher) == expected
-
-
-def test_layer_map_rejects_empty_models():
-    with pytest.raises(ValueError):
-        layer_map(0, 6)
 
 
 # ---------------------------------------------------------------- hidden_state_alignment
@@ -410,13 +403,3 @@ def test_sequence_normalization_leaves_padding_out_of_the_norm_and_the_mean():
     teacher = torch.tensor([[[4.0, 0.0], [3.0, 1.0], [float("nan"), 2.0]]])
     out = hidden_state_alignment([student], [teacher], torch.tensor([[1, 1, 0]]), normalization="sequence")
     assert out.item() == pytest.approx(0.52, abs=1e-6)
-
-
-def test_sequence_normalization_refuses_a_single_position():
-    h = torch.ones(2, 3, 4)
-    with pytest.raises(ValueError, match="rep_layers all"):
-        hidden_state_alignment([h], [h], torch.ones(2, 3), cls_only=True, normalization="sequence")
-    with pytest.raises(ValueError, match="rep_layers all"):
-        hidden_state_alignment([h[:, 0]], [h[:, 0]], None, normalization="sequence")
-    with pytest.raises(ValueError, match="hidden, sequence"):
-        hidden_state_alignment([h], [h], torch.ones(2, 3), normalization="tokens")

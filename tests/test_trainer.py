@@ -624,7 +624,7 @@ def _epoch_selection_rank(rank, world, port, argv, result_dir):
     trainer.epoch_selection.on_epoch_begin(trainer.args, trainer.state, trainer.control)
     trained = [row for batch in trainer.get_train_dataloader() for row in batch["idx"].tolist()]
     torch.save(
-        {"scores": gathered, "positions": trainer.epoch_selection.sampler.positions, "trained": trained},
+        {"scores": gathered, "positions": trainer.epoch_selection.positions, "trained": trained},
         os.path.join(result_dir, f"rank{rank}.pt"),
     )
     close_distributed()
@@ -915,5 +915,5 @@ def test_epoch_scope_shuffles_with_data_seed(models, tmp_path):
         "--selection_scope",
         "epoch",
     )
-    assert build_trainer(argv).epoch_selection.sampler.seed == 42  # --seed's default
-    assert build_trainer(argv + ["--data_seed", "7"]).epoch_selection.sampler.seed == 7
+    assert build_trainer(argv).epoch_selection.seed == 42  # --seed's default
+    assert build_trainer(argv + ["--data_seed", "7"]).epoch_selection.seed == 7
