@@ -15,6 +15,7 @@ from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES, REP_NORMALIZATIONS
 from dynamic_kd.metrics import metric_names
+from dynamic_kd.precision import TEACHER_DTYPES
 from dynamic_kd.strategies import (
     OBJECTIVE_STRATEGIES,
     SELECTION_ALIASES,
@@ -24,7 +25,7 @@ from dynamic_kd.strategies import (
     UNCERTAINTY_WEIGHTED_MODES,
     UNCERTAINTY_WEIGHTED_OBJECTIVES,
 )
-from dynamic_kd.teachers import TEACHER_CACHE_MODES, TEACHER_DTYPES
+from dynamic_kd.teachers import TEACHER_CACHE_MODES
 from dynamic_kd.tokenization import MIN_SEQ_LENGTH
 
 # What a numeric flag may be, as a message words it -> its test (NaN fails every comparison).

@@ -250,3 +250,23 @@ class StudentWithProjections(nn.Module):
 
 def unwrap_student(model: nn.Module) -> nn.Module:
     return model.student if isinstance(model, StudentWithProjections) else model
+
+
+def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
+    """Whether hidden-state alignment needs student->teacher projections (an error if disabled)."""
+    if kd_args.rep_alpha == 0:
+        return False
+    mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
+    if mismatched and not kd_args.rep_projection:
+        name, size = next(iter(mismatched.items()))
+        raise ConfigError(
+            "hidden-state alignment needs equal hidden sizes but the student has "
+            f"{student.config.hidden_size} and teacher '{name}' {size}; "
+            "drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
+        )
+    return bool(mismatched)
+
+
+def attach_projections(student, teachers: dict, kd_args):
+    sizes = {name: t.model.config.hidden_size for name, t in teachers.items()}
+    return StudentWithProjections(student, sizes) if check_hidden_sizes(student, sizes, kd_args) else student

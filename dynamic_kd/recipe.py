@@ -29,7 +29,9 @@ from dynamic_kd.files import write_atomic
 from dynamic_kd.metrics import metrics_fn
 from dynamic_kd.models import (
     align_pad_token,
+    attach_projections,
     build_student,
+    check_hidden_sizes,
     load_tokenizer,
     refuse_decoder_student,
     takes_token_type_ids,
@@ -41,8 +43,6 @@ from dynamic_kd.runs import method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     TeacherInputs,
-    attach_projections,
-    check_hidden_sizes,
     check_teachers,
     foreign_teachers,
     load_teacher_models,
@@ -291,7 +291,6 @@ def distill(argv, script: str, defaults: dict | None = None):
     teachers = load_teachers(
         kd_args,
         data_args,
-        tokenizer,
         data.train,
         student.config.num_hidden_layers,
         models,

@@ -29,20 +29,18 @@ from dynamic_kd.files import atomic_path, write_atomic
 from dynamic_kd.losses import layer_map
 from dynamic_kd.metrics import compute_task_metrics
 from dynamic_kd.models import (
-    StudentWithProjections,
     align_pad_token,
     is_decoder,
     load_teacher,
     load_tokenizer,
     model_inputs,
 )
-from dynamic_kd.precision import native_bf16_flag, read_cpuinfo
+from dynamic_kd.precision import dtype_name, log_teacher_precision, teacher_compute_dtype
 from dynamic_kd.tokenization import MODEL_INPUT_COLUMNS, dataset_fingerprint, same_tokenization
 
 logger = logging.getLogger(__name__)
 
 TEACHER_CACHE_MODES = ("none", "memory", "disk")
-TEACHER_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STORE_FORMAT = 1  # in every disk key: a layout change makes old stores unreachable, never misread
 MEMORY_STORE_WARNING_BYTES = 1 << 30
 SYNC_CHUNK_BYTES = 64 << 20  # bytes per broadcast under DDP: bounds the RAM a sync needs
@@ -104,51 +102,6 @@ def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
     return foreign
 
 
-def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
-    """Whether hidden-state alignment needs student->teacher projections (an error if disabled)."""
-    if kd_args.rep_alpha == 0:
-        return False
-    mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
-    if mismatched and not kd_args.rep_projection:
-        name, size = next(iter(mismatched.items()))
-        raise ConfigError(
-            "hidden-state alignment needs equal hidden sizes but the student has "
-            f"{student.config.hidden_size} and teacher '{name}' {size}; "
-            "drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
-        )
-    return bool(mismatched)
-
-
-def attach_projections(student, teachers: dict, kd_args):
-    sizes = {name: t.model.config.hidden_size for name, t in teachers.items()}
-    return StudentWithProjections(student, sizes) if check_hidden_sizes(student, sizes, kd_args) else student
-
-
-def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtype, str]:
-    """(the teacher pass's dtype, why). auto follows the student, so a command computes alike everywhere."""
-    if teacher_dtype != "auto":
-        return TEACHER_DTYPES[teacher_dtype], f"--teacher_dtype {teacher_dtype}"
-    student = "--bf16" if training_args.bf16 else "--fp16" if training_args.fp16 else "fp32"
-    dtype = {"--bf16": torch.bfloat16, "--fp16": torch.float16, "fp32": torch.float32}[student]
-    return dtype, f"--teacher_dtype auto follows the student's {student}"
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def log_teacher_precision(dtype: torch.dtype, why: str, device_type: str):
-    name = "fp32" if dtype == torch.float32 else f"{dtype_name(dtype)} autocast"
-    logger.info("teacher pass: %s on %s (%s); teacher weights stay fp32", name, device_type, why)
-    if device_type != "cpu":
-        return
-    flag = native_bf16_flag(read_cpuinfo())
-    if dtype == torch.bfloat16 and flag is None:
-        logger.warning("this CPU has no native bf16: emulated bf16 can be much slower; try --teacher_dtype float32")
-    elif dtype == torch.float32 and flag is not None:
-        logger.info("this CPU has native bf16 (%s): --teacher_dtype bfloat16 runs the teacher ~2-3x faster", flag)
-
-
 def store_location(cache_dir: str, key: dict) -> str:
     return entry_folder(cache_dir, "teacher", key)
 
@@ -171,7 +124,6 @@ def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
 def load_teachers(
     kd_args,
     data_args,
-    tokenizer,
     train_dataset,
     student_layers: int,
     models: dict | None = None,
@@ -181,10 +133,7 @@ def load_teachers(
 ) -> dict:
     """{name: Teacher}; teacher_inputs: `recipe.Data.teacher_inputs` (foreign teachers' tokenisation)."""
     task, teacher_inputs = data_args.task, teacher_inputs or {}
-    if models is None:
-        models = load_teacher_models(kd_args, task)
-        if set(foreign_teachers(kd_args, tokenizer, models)) - set(teacher_inputs):
-            raise ValueError("a teacher with its own tokenizer needs its tokenisation (load_data's `foreign`)")
+    models = models or load_teacher_models(kd_args, task)
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -466,10 +415,6 @@ class Teacher:
             size = self.store.bytes_per_row() * num_examples
             if size > MEMORY_STORE_WARNING_BYTES:
                 logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
-
-    @property
-    def num_layers(self) -> int:
-        return self.model.config.num_hidden_layers
 
     def autocast(self):
         device_type = next(self.model.parameters()).device.type

@@ -73,7 +73,9 @@ class DistillationTrainer(Trainer):
         self.kd_loss = KD_LOSSES[kd_name]
         self.rep_mode = kd_args.rep_layers if kd_args.rep_alpha > 0 else "none"
         student_layers = unwrap_student(self.model).config.num_hidden_layers
-        self.layer_pairs = {name: layer_map(student_layers, t.num_layers) for name, t in self.teachers.items()}
+        self.layer_pairs = {
+            name: layer_map(student_layers, t.model.config.num_hidden_layers) for name, t in self.teachers.items()
+        }
         for teacher in self.teachers.values():  # fp32 weights: the pass autocasts (~2x faster on CPU)
             teacher.model.to(self.args.device)
         if kd_args.selection_scope == "epoch":

@@ -286,7 +286,6 @@ def build(zoo, out, *extra):
     teachers = load_teachers(
         kd_args,
         data_args,
-        tokenizer,
         data.train,
         2,
         models,

@@ -20,7 +20,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 
 import dynamic_data
 from dynamic_kd.arguments import DistillationArguments, parse_args
-from dynamic_kd.teachers import Teacher, store_location, teacher_compute_dtype
+from dynamic_kd.precision import teacher_compute_dtype
+from dynamic_kd.teachers import Teacher, store_location
 
 SENTENCES = [
     "good great movie",

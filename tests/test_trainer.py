@@ -97,7 +97,7 @@ def build_trainer(argv):
     data = load_data(data_args, tokenizer)
     student = build_student(model_args.model_name_or_path, data_args.task, model_args.student_num_layers)
     teachers = load_teachers(
-        kd_args, data_args, tokenizer, data.train, student.config.num_hidden_layers, training_args=training_args
+        kd_args, data_args, data.train, student.config.num_hidden_layers, training_args=training_args
     )
     return DistillationTrainer(
         model=attach_projections(student, teachers, kd_args),
