@@ -15,7 +15,7 @@ from dynamic_kd.recipe import cli, distill
 
 
 def main(argv=None):
-    distill(argv, __file__, defaults={"rep_alpha": 1.0})
+    distill(argv, __file__, defaults={"kd_rep_alpha": 1.0})
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def main(argv=None):
     precision, why = choose_precision()
     steps = str(args.max_steps)
     data_flags = ["--text_column", "premise,hypothesis", "--max_steps", steps, "--logging_steps", steps]
-    kd = ["--skip_teacher_check", "--rep_alpha", "1", "--rep_layers", "cls", "--teacher_cache", "disk"]
+    kd = ["--skip_teacher_check", "--kd_rep_alpha", "1", "--rep_layers", "cls", "--teacher_cache", "disk"]
     kd += ["--teacher_cache_dir", store, "--teacher_dtype", "bfloat16" if precision == "bf16" else "float32"]
     settings = ["cost", "ONLY=student cached", f"OUT_ROOT={work}", f"MODEL={model}", f"TEACHER={teacher}"]
     settings += [f"DATA_DIR={data}", "MAX_LEN=32", "EPOCHS=1", f"EXTRA_ARGS={shlex.join(data_flags)}"]

@@ -50,8 +50,7 @@ def _check(args, bounds):
         for name, fix in fixes.items():
             value, spec = getattr(args, name), args.__dataclass_fields__[name]
             if value is not None and not (math.isfinite(value) and _RANGES[kind](value)):
-                flag = spec.metadata.get("aliases", [f"--{name}"])[0]  # kd_alpha: --kd_kl_alpha
-                raise ConfigError(f"{flag} must be {kind}, got {value}; {fix.format(default=spec.default)}")
+                raise ConfigError(f"--{name} must be {kind}, got {value}; {fix.format(default=spec.default)}")
 
 
 @dataclass
@@ -134,8 +133,8 @@ class DistillationArguments:
     kd_loss: str = _arg("auto", "Logit KD loss; auto: mse for regression.", choices=(*KD_LOSSES, "auto"))
     temperature: float = _arg(1.0, "Softmax temperature T of the KL loss.")
     ce_alpha: float = _arg(1.0, "Weight of the gold-label term.")
-    kd_alpha: float = _arg(1.0, "Weight of the logit KD term.", aliases=["--kd_kl_alpha"])
-    rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.", aliases=["--kd_rep_alpha"])
+    kd_kl_alpha: float = _arg(1.0, "Weight of the logit KD term.")
+    kd_rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.")
     rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
     rep_normalization: str = _arg("hidden", "REP normalisation axis.", choices=REP_NORMALIZATIONS)
     rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
@@ -150,7 +149,7 @@ class DistillationArguments:
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
-        weights = ("ce_alpha", "kd_alpha", "rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
+        weights = ("ce_alpha", "kd_kl_alpha", "kd_rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
         bounds = {
             "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
             "a positive number": {"temperature": "the paper uses 1"},
@@ -163,7 +162,7 @@ class DistillationArguments:
         )
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError("--rep_normalization sequence normalises over the tokens; use --rep_layers all")
-        if self.rep_include_padding and (self.rep_alpha == 0 or self.rep_layers == "cls"):
+        if self.rep_include_padding and (self.kd_rep_alpha == 0 or self.rep_layers == "cls"):
             raise ConfigError(
                 "--rep_include_padding changes the REP term; it needs --kd_rep_alpha > 0 and --rep_layers all"
             )
@@ -186,12 +185,12 @@ class DistillationArguments:
             raise ConfigError(f"--selection_scope epoch {needs_strategy}; add one or drop --selection_scope")
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError(f"--selection_ratio {needs_strategy}; 'none' keeps every instance")
-        if self.ce_alpha == self.kd_alpha == self.rep_alpha == 0:
+        if self.ce_alpha == self.kd_kl_alpha == self.kd_rep_alpha == 0:
             raise ConfigError(
                 "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; "
                 "give one a weight"
             )
-        if self.strategy != "none" and self.rep_alpha == 0:
+        if self.strategy != "none" and self.kd_rep_alpha == 0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
 

@@ -254,7 +254,7 @@ def unwrap_student(model: nn.Module) -> nn.Module:
 
 def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
     """Whether hidden-state alignment needs student->teacher projections (an error if disabled)."""
-    if kd_args.rep_alpha == 0:
+    if kd_args.kd_rep_alpha == 0:
         return False
     mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
     if mismatched and not kd_args.rep_projection:

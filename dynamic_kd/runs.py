@@ -33,6 +33,10 @@ OBJECTIVE_TITLES = {
 }
 
 
+# results.json written before each flag had one spelling (the released --kd_kl_alpha, --kd_rep_alpha)
+RENAMED_ARGS = {"kd_alpha": "kd_kl_alpha", "rep_alpha": "kd_rep_alpha"}
+
+
 def method_label(args: dict) -> str:
     """A run's method from its resolved arguments, e.g. ``finetune/2L`` or
     ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
@@ -42,7 +46,7 @@ def method_label(args: dict) -> str:
     if args["selection_strategy"] != "none":
         scope = "/epoch" if args.get("selection_scope") == "epoch" else ""
         parts.append(f"data/{args['selection_strategy']}/r{args['selection_ratio']:g}{scope}")
-    if (args.get("rep_alpha") or 0) > 0:
+    if (args.get("kd_rep_alpha") or 0) > 0:
         parts.append(f"objective/{args.get('strategy')}")
     if args.get("kd_loss") == "mse":
         parts.append("mse")
@@ -133,6 +137,7 @@ def read_run(path: str):
     args = record.get("args")
     if not isinstance(args, dict):
         return "missing key 'args'"
+    args = {RENAMED_ARGS.get(name, name): value for name, value in args.items()}
     task = record.get("task") or args.get("task_name")
     if not isinstance(task, str) or not task:
         return "missing key 'task'"

@@ -210,17 +210,17 @@ OBJECTIVE_STRATEGIES = {
 class ObjectiveWeights:
     """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight)."""
 
-    def __init__(self, strategy: str, kd_alpha: float, rep_alpha: float):
-        self.factors, self.kd_alpha, self.rep_alpha = OBJECTIVE_STRATEGIES[strategy], kd_alpha, rep_alpha
+    def __init__(self, strategy: str, kd_kl_alpha: float, kd_rep_alpha: float):
+        self.factors, self.kd_kl_alpha, self.kd_rep_alpha = OBJECTIVE_STRATEGIES[strategy], kd_kl_alpha, kd_rep_alpha
         self.reads_student = self.factors is not None
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
             kd_factor, rep_factor = (1.0, 1.0) if self.factors is None else self.factors(signal.uncertainty[route.rows])
-            kd_weight = route.kd_weight * self.kd_alpha * kd_factor
+            kd_weight = route.kd_weight * self.kd_kl_alpha * kd_factor
             refined.append(
-                replace(route, kd_weight=kd_weight, rep_weight=route.kd_weight * self.rep_alpha * rep_factor)
+                replace(route, kd_weight=kd_weight, rep_weight=route.kd_weight * self.kd_rep_alpha * rep_factor)
             )
         return refined
 
@@ -243,7 +243,7 @@ def build_strategies(kd_args, batch_scope: bool = True) -> list:
     adoption = SingleTeacher("teacher") if mode is None else mode.adoption
     if isinstance(adoption, type):
         adoption = adoption(kd_args.small_teacher_alpha, kd_args.large_teacher_alpha)
-    return [selection, adoption, ObjectiveWeights(kd_args.strategy, kd_args.kd_alpha, kd_args.rep_alpha)]
+    return [selection, adoption, ObjectiveWeights(kd_args.strategy, kd_args.kd_kl_alpha, kd_args.kd_rep_alpha)]
 
 
 def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:

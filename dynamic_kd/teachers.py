@@ -92,7 +92,7 @@ def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
         align_pad_token(own, config, flag)
         if is_decoder(config) or not same_tokenization(tokenizer, own):
             foreign[name] = own
-    if foreign and kd_args.rep_alpha > 0 and kd_args.rep_layers == "all":
+    if foreign and kd_args.kd_rep_alpha > 0 and kd_args.rep_layers == "all":
         name = next(iter(foreign))
         raise ConfigError(
             f"--rep_layers all aligns token positions, but {teacher_flag(name)} '{kd_args.teachers[name]}' has "
@@ -145,7 +145,7 @@ def load_teachers(
     for name, path in kd_args.teachers.items():
         model, own = models[name], teacher_inputs.get(name)
         cls_layers = None
-        if kd_args.rep_alpha > 0 and kd_args.rep_layers == "cls":
+        if kd_args.kd_rep_alpha > 0 and kd_args.rep_layers == "cls":
             cls_layers = [t for _, t in layer_map(student_layers, model.config.num_hidden_layers)]
         fields = {"data": fingerprint}
         if own is not None and disk:  # it reads its own tokenisation's rows

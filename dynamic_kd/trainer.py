@@ -71,7 +71,7 @@ class DistillationTrainer(Trainer):
             return
         kd_name = kd_args.kd_loss if kd_args.kd_loss != "auto" else ("mse" if task.is_regression else "kl")
         self.kd_loss = KD_LOSSES[kd_name]
-        self.rep_mode = kd_args.rep_layers if kd_args.rep_alpha > 0 else "none"
+        self.rep_mode = kd_args.rep_layers if kd_args.kd_rep_alpha > 0 else "none"
         student_layers = unwrap_student(self.model).config.num_hidden_layers
         self.layer_pairs = {
             name: layer_map(student_layers, t.model.config.num_hidden_layers) for name, t in self.teachers.items()

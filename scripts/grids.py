@@ -181,7 +181,7 @@ def objective(s):
 
     def runs(task):
         for strategy in s.words("STRATEGIES"):
-            rep = flags(strategy=strategy, rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
+            rep = flags(strategy=strategy, kd_rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
             rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
             yield f"{strategy}{layers}", ["--teacher", s["TEACHER"].replace("{task}", task)] + rep
 
@@ -207,7 +207,7 @@ KD = "--teacher {large}"
 TWO = "--small_teacher {small} --large_teacher {large}"
 HARD = f"{TWO} --uncertainty_mode hard"
 ENTROPY = "--selection_strategy entropy --selection_ratio 0.1"
-UNCERTAINTY = "--strategy uncertainty --rep_alpha 1.0"
+UNCERTAINTY = "--strategy uncertainty --kd_rep_alpha 1.0"
 STORE = "--teacher_cache disk"  # the students share the teachers' outputs
 
 # The quickstart's variables; the empty ones are filled from `QUICKSTART_RATES` (TASK unset: the tweets demo).
@@ -285,11 +285,11 @@ def quickstart(s):
 _RELEASED_WEIGHTS = "--small_teacher_alpha {} --large_teacher_alpha {}".format(  # released teacher.sh's 1 + 1
     *PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split()
 )
-_REP = "--rep_alpha 1.0 --rep_layers cls"  # [CLS] states are cached with the logits: no teacher pass
+_REP = "--kd_rep_alpha 1.0 --rep_layers cls"  # [CLS] states are cached with the logits: no teacher pass
 MINIATURE_ROWS = (
     ("student-alone", "train_teacher.py", ""),
     ("kd-large", "dynamic_data.py", KD),
-    ("kd-large-w2", "dynamic_data.py", f"{KD} --kd_alpha 2"),
+    ("kd-large-w2", "dynamic_data.py", f"{KD} --kd_kl_alpha 2"),
     ("teacher-hard", "dynamic_teacher.py", HARD),
     ("teacher-hard-w1", "dynamic_teacher.py", f"{HARD} {_RELEASED_WEIGHTS}"),
     ("teacher-average", "dynamic_teacher.py", f"{TWO} --uncertainty_mode average"),
@@ -301,7 +301,7 @@ MINIATURE_ROWS = (
     (
         "objective-none-released",
         "dynamic_objective.py",
-        f"{KD} --rep_alpha 1.0 --rep_layers all --rep_normalization sequence",
+        f"{KD} --kd_rep_alpha 1.0 --rep_layers all --rep_normalization sequence",
     ),
     (
         "combined",

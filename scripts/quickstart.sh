@@ -17,7 +17,7 @@
 #        teacher adoption           dynamic_teacher.py --uncertainty_mode hard (small + large)
 #        data selection             dynamic_data.py --selection_strategy entropy --selection_ratio 0.1
 #        supervision adjustment     dynamic_objective.py --strategy uncertainty
-#        all three combined         dynamic_teacher.py hard + entropy r=0.1 + uncertainty (--rep_alpha 1.0)
+#        all three combined         dynamic_teacher.py hard + entropy r=0.1 + uncertainty (--kd_rep_alpha 1.0)
 #   4. python -m dynamic_kd.report: $OUT/results.md (printed), $OUT/plots/{methods,curves}.png
 #      (curves = the dkd/* training history of the combined run).
 #

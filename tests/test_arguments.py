@@ -69,16 +69,16 @@ def test_valid_argv(parse, tmp_path):
     assert kd.teachers == {"teacher": str(tmp_path / "teacher")}
     assert kd.uncertainty_mode is None
     assert (kd.selection_strategy, kd.selection_ratio, kd.strategy, kd.kd_loss) == ("none", 1.0, "none", "auto")
-    assert (kd.kd_alpha, kd.rep_alpha) == (1.0, 0.0)
+    assert (kd.kd_kl_alpha, kd.kd_rep_alpha) == (1.0, 0.0)
     assert run.train_sampling_strategy == "random"
 
 
 def test_alpha_aliases(parse):
     kd = parse("--kd_kl_alpha", "0.3", "--kd_rep_alpha", "0.7")[2]
-    assert kd.kd_alpha == pytest.approx(0.3)
-    assert kd.rep_alpha == pytest.approx(0.7)
-    kd = parse("--kd_alpha", "0.4", "--rep_alpha", "0.2")[2]
-    assert (kd.kd_alpha, kd.rep_alpha) == (pytest.approx(0.4), pytest.approx(0.2))
+    assert kd.kd_kl_alpha == pytest.approx(0.3)
+    assert kd.kd_rep_alpha == pytest.approx(0.7)
+    kd = parse("--kd_kl_alpha", "0.4", "--kd_rep_alpha", "0.2")[2]
+    assert (kd.kd_kl_alpha, kd.kd_rep_alpha) == (pytest.approx(0.4), pytest.approx(0.2))
 
 
 @pytest.mark.parametrize("name", ["lc", "least_confidence", "confidence"])
@@ -420,7 +420,7 @@ def test_custom_regression_refuses_uncertainty(tmp_path):
         (("--kd_rep_alpha", "-0.5"), "--kd_rep_alpha must be a number >= 0"),
         (("--ce_alpha", "inf"), "--ce_alpha must be a number >= 0, got inf"),
         (("--small_teacher_alpha", "-1"), "--small_teacher_alpha must be a number >= 0"),
-        (("--ce_alpha", "0", "--kd_alpha", "0"), "no loss to train on"),
+        (("--ce_alpha", "0", "--kd_kl_alpha", "0"), "no loss to train on"),
         (("--teacher_batch_size", "0"), "--teacher_batch_size must be at least 1"),
         (("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be a positive number"),
         (("--per_device_eval_batch_size", "-8"), "--per_device_eval_batch_size must be a positive number"),

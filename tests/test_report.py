@@ -22,7 +22,7 @@ OBJECTIVE_ARGS = {
     "selection_ratio": 1.0,
     "selection_scope": "batch",
     "strategy": "uncertainty",
-    "rep_alpha": 1.0,
+    "kd_rep_alpha": 1.0,
     "rep_layers": "all",
     "kd_loss": "auto",
     "learning_rate": 2e-5,
@@ -164,7 +164,7 @@ def test_every_other_setting_splits_a_row(tmp_path):
 def glue_runs(tmp_path):
     """KD on sst2 (3 seeds), mrpc (2 seeds), mnli (1 seed); entropy selection on sst2 (1 seed); two bad files."""
     root = tmp_path / "runs"
-    kd = dict(strategy="none", rep_alpha=0.0)
+    kd = dict(strategy="none", kd_rep_alpha=0.0)
     for seed, acc in zip((1, 2, 3), (0.80, 0.90, 0.85)):
         write_run(root, f"kd_sst2_s{seed}", seed, {"accuracy": acc}, **kd)
     for seed, (f1, acc) in zip((1, 2), ((0.90, 0.80), (0.86, 0.84))):
@@ -267,7 +267,7 @@ def test_row_and_column_order(tmp_path):
     methods = {
         "objective": dict(strategy="uncertainty"),
         "r0.5": dict(selection_strategy="entropy", selection_ratio=0.5),
-        "kd": dict(rep_alpha=0.0, strategy="none"),
+        "kd": dict(kd_rep_alpha=0.0, strategy="none"),
         "r0.05": dict(selection_strategy="entropy", selection_ratio=0.05),
         "finetune": dict(
             teacher=DROP,
@@ -276,7 +276,7 @@ def test_row_and_column_order(tmp_path):
             selection_ratio=DROP,
             selection_scope=DROP,
             strategy=DROP,
-            rep_alpha=DROP,
+            kd_rep_alpha=DROP,
             rep_layers=DROP,
             kd_loss=DROP,
         ),
@@ -326,7 +326,7 @@ def assert_png(path):
 
 
 def test_methods_and_ratio_plots(glue_runs, tmp_path):
-    kd = dict(strategy="none", rep_alpha=0.0)
+    kd = dict(strategy="none", kd_rep_alpha=0.0)
     runs, _ = report.load_runs([str(glue_runs)])
     assert report.plot_ratios(runs, str(tmp_path / "none.png")) is None  # one ratio only
     assert not (tmp_path / "none.png").exists()
@@ -367,15 +367,15 @@ def test_methods_figure_reads_at_a_glance(tmp_path):
         selection_ratio=DROP,
         selection_scope=DROP,
         strategy=DROP,
-        rep_alpha=DROP,
+        kd_rep_alpha=DROP,
         rep_layers=DROP,
         kd_loss=DROP,
         student_num_layers=2,
     )
     for seed, (a, k) in enumerate(((0.80, 0.83), (0.82, 0.85), (0.81, 0.84)), 1):
         write_run(tmp_path, f"alone{seed}", seed, {"accuracy": a}, **alone)
-        write_run(tmp_path, f"kd{seed}", seed, {"accuracy": k}, strategy="none", rep_alpha=0.0)
-    write_run(tmp_path, "hard", 1, {"accuracy": 0.86}, strategy="none", rep_alpha=0.0, uncertainty_mode="hard")
+        write_run(tmp_path, f"kd{seed}", seed, {"accuracy": k}, strategy="none", kd_rep_alpha=0.0)
+    write_run(tmp_path, "hard", 1, {"accuracy": 0.86}, strategy="none", kd_rep_alpha=0.0, uncertainty_mode="hard")
     fig = figures.methods_figure(*report.primary_rows(report.load_runs([str(tmp_path)])[0]))
     try:
         ax = fig.axes[0]

@@ -2,6 +2,7 @@
 
 import ast
 import glob
+import json
 import os
 
 from dynamic_kd import runs
@@ -11,7 +12,7 @@ from dynamic_kd.strategies import OBJECTIVE_STRATEGIES, TEACHER_MODES
 def test_method_label():
     assert runs.method_label({"task_name": "rte", "student_num_layers": None}) == "finetune"
     assert runs.method_label({"student_num_layers": 2}) == "finetune/2L"
-    kd = {"uncertainty_mode": None, "selection_strategy": "none", "rep_alpha": 0.0, "kd_loss": "auto"}
+    kd = {"uncertainty_mode": None, "selection_strategy": "none", "kd_rep_alpha": 0.0, "kd_loss": "auto"}
     assert runs.method_label(kd) == "kd"
     combined = {
         **kd,
@@ -19,7 +20,7 @@ def test_method_label():
         "selection_strategy": "entropy",
         "selection_ratio": 0.1,
         "selection_scope": "epoch",
-        "rep_alpha": 1.0,
+        "kd_rep_alpha": 1.0,
         "strategy": "uncertainty",
         "kd_loss": "mse",
     }
@@ -53,3 +54,12 @@ def test_nothing_in_the_package_imports_the_report():
             module = getattr(node, "module", None) or ""
             assert module != "dynamic_kd.report" and "dynamic_kd.report" not in names, path
             assert not (module == "dynamic_kd" and "report" in names), path
+
+
+def test_results_written_before_the_rename_read_with_the_flags_names(tmp_path):
+    args = {"task_name": "sst2", "selection_strategy": "none", "kd_alpha": 2.0, "rep_alpha": 1.0, "strategy": "none"}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"task": "sst2", "seed": 1, "args": args, "metrics": {"eval_accuracy": 0.5}}))
+    run = runs.read_run(str(path))
+    assert run["method"] == "kd+objective/none"
+    assert run["settings"]["kd_kl_alpha"] == "2.0" and "kd_alpha" not in run["settings"]

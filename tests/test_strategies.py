@@ -361,8 +361,8 @@ def kd_args(**overrides):
         small_teacher_alpha=0.5,
         large_teacher_alpha=0.5,
         strategy="none",
-        kd_alpha=1.0,
-        rep_alpha=0.0,
+        kd_kl_alpha=1.0,
+        kd_rep_alpha=0.0,
     )
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -395,8 +395,8 @@ def test_selection_hard_uncertainty_composed():
         small_teacher_alpha=0.6,
         large_teacher_alpha=0.4,
         strategy="uncertainty",
-        kd_alpha=0.8,
-        rep_alpha=2.0,
+        kd_kl_alpha=0.8,
+        kd_rep_alpha=2.0,
     )
     plan = by_teacher(plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False)))
     assert set(plan) == {"small", "large"}
@@ -421,16 +421,16 @@ def test_selection_hard_uncertainty_composed():
 @pytest.mark.parametrize("mode", ["hard", "soft", "soft-instance", "average"])
 def test_total_kd_mass(mode):
     # objective none: every adoption mode conserves the batch's KD mass, times its alphas
-    # (hard/average: kd_alpha * (alpha_small + alpha_large) = 0.8 * (0.25 + 0.75) = 0.8;
-    #  soft/soft-instance: kd_alpha * (u + 1 - u) = 0.8)
+    # (hard/average: kd_kl_alpha * (alpha_small + alpha_large) = 0.8 * (0.25 + 0.75) = 0.8;
+    #  soft/soft-instance: kd_kl_alpha * (u + 1 - u) = 0.8)
     args = kd_args(
         selection_strategy="margin",
         selection_ratio=0.75,
         uncertainty_mode=mode,
         small_teacher_alpha=0.25,
         large_teacher_alpha=0.75,
-        kd_alpha=0.8,
-        rep_alpha=0.5,
+        kd_kl_alpha=0.8,
+        kd_rep_alpha=0.5,
     )
     plan = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
     assert sum(r.kd_weight.sum().item() for r in plan) == pytest.approx(0.8, abs=1e-6)
@@ -441,7 +441,7 @@ def test_total_kd_mass(mode):
 
 
 def test_plain_kd_single_teacher():
-    plan = plan_distillation(build_strategies(kd_args(kd_alpha=0.5)), student_signal(BATCH8, regression=False))
+    plan = plan_distillation(build_strategies(kd_args(kd_kl_alpha=0.5)), student_signal(BATCH8, regression=False))
     (route,) = plan
     assert route.teacher == "teacher"
     assert rows_of(route) == list(range(8))
@@ -512,7 +512,7 @@ def test_selection_of_one_row_then_hard_keeps_the_kd_weight():
         uncertainty_mode="hard",
         small_teacher_alpha=0.25,
         large_teacher_alpha=0.75,
-        kd_alpha=0.8,
+        kd_kl_alpha=0.8,
     )
     (route,) = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
     assert (route.teacher, rows_of(route)) == ("small", [0])
@@ -523,9 +523,9 @@ def test_selection_of_one_row_then_hard_keeps_the_kd_weight():
         uncertainty_mode="hard",
         small_teacher_alpha=0.25,
         large_teacher_alpha=0.75,
-        kd_alpha=0.8,
+        kd_kl_alpha=0.8,
         strategy="uncertainty",
-        rep_alpha=2.0,
+        kd_rep_alpha=2.0,
     )
     (route,) = plan_distillation(build_strategies(args), student_signal(BATCH8, regression=False))
     close(route.kd_weight, [0.0])
@@ -568,10 +568,10 @@ def test_global_plan_differs_from_per_part_plans_and_its_shares_add_up(mode):
         small_teacher_alpha=0.5,
         large_teacher_alpha=0.5,
         strategy="uncertainty",
-        rep_alpha=1.0,
+        kd_rep_alpha=1.0,
     )
     if mode is None:
-        args.strategy, args.rep_alpha = "none", 0.0
+        args.strategy, args.kd_rep_alpha = "none", 0.0
     strategies = build_strategies(args)
     whole = plan_distillation(strategies, student_signal(BATCH8, regression=False))
     # The global batch keeps k = floor(0.25 * 8) = 2 rows: u = 1.0 (row 0) and 0.971 (row 4);
@@ -609,15 +609,15 @@ def test_reads_student():
         build_strategies(kd_args(selection_strategy="entropy", selection_ratio=0.5), batch_scope=False)
     )
     assert reads_student(build_strategies(kd_args(uncertainty_mode="soft")))
-    assert reads_student(build_strategies(kd_args(strategy="uncertainty", rep_alpha=1.0)))
-    assert not reads_student(build_strategies(kd_args(strategy="none", rep_alpha=1.0)))
+    assert reads_student(build_strategies(kd_args(strategy="uncertainty", kd_rep_alpha=1.0)))
+    assert not reads_student(build_strategies(kd_args(strategy="none", kd_rep_alpha=1.0)))
 
 
 @pytest.mark.parametrize("mode", [None, "hard", "soft", "soft-instance", "average"])
 @pytest.mark.parametrize("objective", ["none", "uncertainty", "uncertainty-r"])
 def test_weights_never_require_grad(mode, objective):
     args = kd_args(
-        selection_strategy="entropy", selection_ratio=0.5, uncertainty_mode=mode, strategy=objective, rep_alpha=1.0
+        selection_strategy="entropy", selection_ratio=0.5, uncertainty_mode=mode, strategy=objective, kd_rep_alpha=1.0
     )
     logits = BATCH8.clone().requires_grad_(True)
     signals = [student_signal(logits, regression=False), StudentSignal(logits, normalized_entropy(logits))]

@@ -175,7 +175,7 @@ def test_objective_plan(capsys, tmp_path):
         "uncertainty",
         "uncertainty-r",
     ]  # none is the default
-    assert all(flag(argv, "--rep_alpha") == "1.0" and "--rep_layers" not in argv for argv in commands)
+    assert all(flag(argv, "--kd_rep_alpha") == "1.0" and "--rep_layers" not in argv for argv in commands)
     commands, _ = plan(
         "objective",
         capsys,
@@ -188,7 +188,7 @@ def test_objective_plan(capsys, tmp_path):
         REP_ALPHA="0.5",
     )
     assert dirs(commands) == [f"{out}/student/rte/seed1", f"{out}/objective/rte/uncertainty-cls-seed1"]
-    assert flag(commands[1], "--rep_layers") == "cls" and flag(commands[1], "--rep_alpha") == "0.5"
+    assert flag(commands[1], "--rep_layers") == "cls" and flag(commands[1], "--kd_rep_alpha") == "0.5"
 
 
 def test_all_plan_runs_teachers_first_and_the_student_baseline_once(capsys, tmp_path):
@@ -689,7 +689,7 @@ def test_paper_sweeps_default_to_the_released_settings(capsys, tmp_path):
         (None, "sequence"),
         ("uncertainty", None),
     ]
-    assert all(flag(argv, "--rep_alpha") == "1.0" and flag(argv, "--warmup_steps") == "0.1" for argv in commands)
+    assert all(flag(argv, "--kd_rep_alpha") == "1.0" and flag(argv, "--warmup_steps") == "0.1" for argv in commands)
 
 
 def test_library_profile_keeps_the_library_defaults_in_its_own_root(capsys, tmp_path):

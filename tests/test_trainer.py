@@ -858,7 +858,7 @@ def test_label_smoothing_reaches_the_gold_label_term(models, tmp_path):
 
     for argv in (
         student_argv(
-            models, tmp_path, "--teacher", models["small"], "--kd_alpha", "0", "--label_smoothing_factor", "0.2"
+            models, tmp_path, "--teacher", models["small"], "--kd_kl_alpha", "0", "--label_smoothing_factor", "0.2"
         ),
         [
             "--model_name_or_path",
