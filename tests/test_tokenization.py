@@ -8,7 +8,6 @@ import torch
 
 from dynamic_kd import tokenization
 from dynamic_kd.data import get_task, load_splits
-from dynamic_kd.errors import ConfigError
 from dynamic_kd.tokenization import make_collator, tokenize_splits
 
 GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
@@ -16,22 +15,6 @@ GLUE = os.path.join(os.path.dirname(__file__), "fixtures", "glue")
 
 def fixture_dir(name):
     return os.path.join(GLUE, name)
-
-
-def write(path, text):
-    """Write `text` verbatim (no newline translation) and return the path as a string."""
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    return str(path)
-
-
-def config_error(call, *args, **kwargs):
-    """Run `call`, expecting a ConfigError with a one-line message; return the message."""
-    with pytest.raises(ConfigError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message
-    return message
 
 
 # --------------------------------------------------------------------------------------------
