@@ -55,12 +55,9 @@ from dynamic_kd.trainer import DistillationTrainer, TrainingDiverged
 logger = logging.getLogger("dynamic_kd")
 
 
-# --- run lifecycle -------------------------------------------------------------------------
-
-
 def cli(main) -> int:
     """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr, no traceback."""
-    code = 1  # anything else propagates with its traceback
+    code = 1
     try:
         main()
         code = 0
@@ -150,9 +147,6 @@ def load_student(model_args: ModelArguments, task, seed: int):
     return tokenizer, model
 
 
-# --- data ----------------------------------------------------------------------------------
-
-
 @dataclass
 class Data:
     train: object
@@ -163,26 +157,15 @@ class Data:
 
 def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
     """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them.
-
-    foreign: {teacher name: (its tokenizer, its model)}: each gets its own tokenisation of the train
-    split and the first evaluation split (the teacher check), once per distinct tokenizer.
-    """
+    foreign: {teacher name: (its tokenizer, its model)}: each gets its own tokenisation of the train split
+    and the first evaluation split (the teacher check), once per distinct tokenizer."""
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
     check_split, cache_dir = task.eval_splits[0], tokenized_cache_dir()
+    limits = (data_args.pad_to_max_length, data_args.max_train_samples, data_args.max_eval_samples)
 
     def tokenize(splits, tokenizer, max_seq_length, token_type_ids):
-        return tokenize_splits(
-            splits,
-            task,
-            tokenizer,
-            max_seq_length,
-            data_args.pad_to_max_length,
-            data_args.max_train_samples,
-            data_args.max_eval_samples,
-            token_type_ids,
-            cache_dir=cache_dir,
-        )
+        return tokenize_splits(splits, task, tokenizer, max_seq_length, *limits, token_type_ids, cache_dir=cache_dir)
 
     token_type_ids = any(takes_token_type_ids(model) for model in models) if models else None
     tokenized = tokenize(splits, tokenizer, data_args.max_seq_length, token_type_ids)
@@ -203,8 +186,6 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
         data.teacher_inputs[name] = done[key]
     return data
 
-
-# --- train, evaluate, finish ---------------------------------------------------------------
 
 # Trainer.evaluate's bookkeeping, not scores
 _NOT_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen")
@@ -260,14 +241,8 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     if trainer.args.load_best_model_at_end:  # `metrics` score this checkpoint's student
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
     write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
-    logger.info(
-        "%s %s: %s (teacher forwards: %d) -> %s",
-        run.script,
-        task.name,
-        outcome["metrics"],
-        teacher_forward_examples,
-        run.output_dir,
-    )
+    summary = f"{run.script} {task.name}: {outcome['metrics']} (teacher forwards: {teacher_forward_examples})"
+    logger.info("%s -> %s", summary, run.output_dir)
 
 
 def distill(argv, script: str, defaults: dict | None = None):
@@ -288,14 +263,9 @@ def distill(argv, script: str, defaults: dict | None = None):
     data = load_data(data_args, tokenizer, [student, *shared], own_tokenizers)
     teacher_metrics = stored_teacher_scores(models, data, task, training_args, kd_args, data_args)
     check_teachers(teacher_metrics, kd_args, task)
+    layers, inputs = student.config.num_hidden_layers, data.teacher_inputs
     teachers = load_teachers(
-        kd_args,
-        data_args,
-        data.train,
-        student.config.num_hidden_layers,
-        models,
-        training_args=training_args,
-        teacher_inputs=data.teacher_inputs,
+        kd_args, data_args, data.train, layers, models, training_args=training_args, teacher_inputs=inputs
     )
     trainer = DistillationTrainer(
         model=attach_projections(student, teachers, kd_args),

@@ -115,8 +115,7 @@ class DistillationTrainer(Trainer):
             return (ce, outputs) if return_outputs else ce
         if step.parts is None:  # --uncertainty_grad: the weights keep the graph to these logits
             self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
-        routes, share, real = step.parts[micro]
-        # Rows past `real` fill an epoch's last global batch up (DDP): no loss, no plan slot.
+        routes, share, real = step.parts[micro]  # rows past `real` pad an epoch's last global batch (DDP)
         if real:
             ce = supervised_loss(logits[:real], labels[:real], self.task.is_regression, label_smoothing=smoothing)
         else:  # every parameter still takes part in the backward pass (DDP)
@@ -316,10 +315,10 @@ class DistillationTrainer(Trainer):
         if strategy == "random":
             return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
         shard = dataset.shard(self.args.world_size, self.args.process_index, contiguous=True)
+        shard = shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names])
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        shard = shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names])
         loader = DataLoader(shard, self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
         scores = [torch.zeros(0, device=self.args.device)]
         with torch.no_grad(), self.accelerator.autocast():
@@ -355,16 +354,14 @@ class EpochSelection(TrainerCallback, ExportableState, Sampler):
         self.saved = saved.get("attributes") if isinstance(saved, dict) and state.global_step > 0 else None
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        epoch = math.floor(state.epoch + 1e-6) if state.epoch else 0
-        self.epoch = epoch
+        epoch = self.epoch = math.floor(state.epoch + 1e-6) if state.epoch else 0
         if self.saved is not None and self.saved.get("epoch") == epoch:
             self.positions = torch.tensor(self.saved["positions"])
             logger.info("epoch %d: reusing the %d rows selected before resuming", epoch, self.size)
             return
         scores = self.trainer.score_training_set(self.strategy, epoch)
-        kept = self.size
-        positions = torch.sort(scores, descending=True, stable=True).indices[:kept]
+        positions = torch.sort(scores, descending=True, stable=True).indices[: self.size]
         if args.world_size > 1:
             positions = broadcast(positions.to(args.device), from_process=0).cpu()
         self.positions = positions
-        logger.info("epoch %d: training on the %d most informative of %d rows", epoch, kept, len(scores))
+        logger.info("epoch %d: training on the %d most informative of %d rows", epoch, self.size, len(scores))
