@@ -57,7 +57,6 @@ def _distributed() -> bool:
 
 
 def _all_gather(value) -> list:
-    """Every rank's `value` (collective)."""
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
@@ -107,7 +106,7 @@ def store_location(cache_dir: str, key: dict) -> str:
 
 
 def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
-    """A disk key: what a stored value depends on (re-training changes the files' sizes and mtimes)."""
+    """What a stored value depends on (re-training changes the files' sizes and mtimes)."""
     entries = sorted((entry for entry in os.scandir(path) if entry.is_file()), key=lambda entry: entry.name)
     return {
         "format": STORE_FORMAT,
@@ -174,7 +173,6 @@ def load_teachers(
 
 
 def _check_sample(name: str, data, task) -> tuple:
-    """(the dev rows teacher `name` is checked on, their collator)."""
     own = data.teacher_inputs.get(name)
     dataset = data.evals[task.eval_splits[0]] if own is None else own.check
     sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
@@ -182,7 +180,7 @@ def _check_sample(name: str, data, task) -> tuple:
 
 
 def _score(name: str, model, data, task, training_args) -> dict:
-    """{metric: value, ..., "examples": n} of one teacher on the first n dev examples (fp32)."""
+    """{metric: value, ..., "examples": n} on the first n dev examples (fp32)."""
     sample, collator = _check_sample(name, data, task)
     labels = np.asarray(sample["labels"])
     loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
@@ -212,7 +210,7 @@ def score_teachers(models: dict, data, task, training_args, broadcast: bool = Tr
 
 
 def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
-    """`score_teachers`, kept next to disk stores (`check-<key hash>/scores.json`) and reused."""
+    """`score_teachers`, kept next to disk stores and reused."""
     if kd_args.teacher_cache != "disk":
         return score_teachers(models, data, task, training_args)
     if training_args.process_index != 0:
@@ -293,8 +291,8 @@ class _FileRows:
 
 
 class OutputStore:
-    """Teacher outputs by idx: {"logits": [N, C], "cls_states": [N, P, H]} as float32 arrays (memory)
-    or `_FileRows` (a shared `folder`), plus a per-row `filled` flag."""
+    """Teacher outputs by idx: {"logits": [N, C], "cls_states": [N, P, H]} (float32), plus a per-row
+    `filled` flag."""
 
     def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
         self.rows, self.flags, self.folder = rows, flags, folder
@@ -339,8 +337,8 @@ class OutputStore:
         return {name: rows[idx] for name, rows in self.rows.items()}
 
     def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
-        """Store the rows not filled yet (all with `overwrite`, memory only) and return their idx. Values
-        first, flushed, then flags, under the lock: a filled row keeps the value it was first given."""
+        """Store the rows not filled yet (all with `overwrite`) and return their idx. Values, flushed, then
+        flags, under the lock: a filled row keeps its first value."""
         with open(os.path.join(self.folder, "lock"), "a") if self.folder else contextlib.nullcontext() as lock:
             if lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -359,7 +357,7 @@ class OutputStore:
 
 
 class TeacherInputs:
-    """A teacher's own tokenisation: training rows (by the student's idx), collator, dev rows, length cap."""
+    """A teacher's own tokenisation: training rows (by the student's idx), collator, dev rows."""
 
     def __init__(self, train, collator, check, max_seq_length):
         self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
@@ -369,17 +367,17 @@ class TeacherInputs:
         self.columns = _model_columns(train)
 
     def batch(self, idx: np.ndarray, device) -> dict:
-        """The padded model inputs ({name: [K, L']}) of the rows with these idx."""
+        """Padded model inputs {name: [K, L']} of these idx."""
         values = self.columns[self.position[idx].tolist()]
         rows = [dict(zip(values, row)) for row in zip(*values.values())]
         return {name: tensor.to(device) for name, tensor in self.collator(rows).items()}
 
 
 class Teacher:
-    """One teacher model, its forward counter and its output store (cache_mode: none | memory | disk).
+    """One teacher model, its forward counter and its output store.
 
     num_examples: max training idx + 1. cls_layers: hidden-state indices whose sentence states are
-    stored (None: logits only). dtype: autocast dtype (weights stay fp32). inputs: a `TeacherInputs`.
+    stored (None: logits only). dtype: autocast dtype (weights stay fp32).
     """
 
     def __init__(
@@ -416,14 +414,14 @@ class Teacher:
             if size > MEMORY_STORE_WARNING_BYTES:
                 logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
 
-    def autocast(self):
-        device_type = next(self.model.parameters()).device.type
-        return torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32)
+    def _device(self):
+        return next(self.model.parameters()).device
 
     def _forward(self, inputs: dict, hidden: bool):
         """No-grad forward (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
-        with torch.no_grad(), self.autocast():
+        autocast = torch.autocast(self._device().type, self.dtype, enabled=self.dtype != torch.float32)
+        with torch.no_grad(), autocast:
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
         return outputs.logits.float(), outputs.hidden_states if hidden else None
@@ -450,7 +448,7 @@ class Teacher:
         """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation's."""
         if self.inputs is None:
             return {name: value[rows] for name, value in inputs.items()}
-        return self.inputs.batch(idx[rows].cpu().numpy(), next(self.model.parameters()).device)
+        return self.inputs.batch(idx[rows].cpu().numpy(), self._device())
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
         """(logits [K, C], states) of batch rows `rows` [K], given inputs {name: [B, L]} and idx [B] (None:
