@@ -428,7 +428,6 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     return {split: loaded[split] for split in task.splits}
 
 
-_INTEGER = re.compile(r"[+-]?\d+")
 # Columns of every loaded split besides the texts: a text column may not take these names.
 _RESERVED_COLUMNS = ("label", "idx")
 
@@ -491,7 +490,7 @@ def _short(path: str) -> str:
 
 def _custom_labels(rows: list, source: str) -> tuple[str, ...]:
     names = {_label_name(fields["label"]) for _, _, fields in rows}
-    integers = all(_INTEGER.fullmatch(name) for name in names)
+    integers = all(re.fullmatch(r"[+-]?\d+", name) for name in names)
     labels = tuple(sorted(names, key=lambda name: (int(name), name)) if integers else sorted(names))
     seen = {}
     for name in labels:

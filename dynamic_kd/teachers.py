@@ -66,7 +66,7 @@ def _model_columns(dataset):
     return dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
 
 
-# --- loading and checks -------------------------------------------------------------------
+# --- loading and checks ---
 
 
 def load_teacher_models(kd_args, task) -> dict:
@@ -169,7 +169,7 @@ def load_teachers(
     return teachers
 
 
-# --- the quality check --------------------------------------------------------------------
+# --- the quality check ---
 
 
 def _check_sample(name: str, data, task) -> tuple:
@@ -268,7 +268,7 @@ def check_teachers(scores: dict, kd_args, task):
             raise ConfigError(f"{problem}; {fix}, or pass --skip_teacher_check to distil from it anyway")
 
 
-# --- the store ----------------------------------------------------------------------------
+# --- the store ---
 
 
 class _FileRows:
@@ -353,7 +353,7 @@ class OutputStore:
         return idx[new]
 
 
-# --- the teacher --------------------------------------------------------------------------
+# --- the teacher ---
 
 
 class TeacherInputs:
@@ -599,8 +599,7 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.trainer.end_of_epoch()
-        if control.should_save:
-            self.at_last_save = self.total()
+        self.on_step_end(args, state, control)
 
     def total(self) -> int:
         """Collective under DDP: every rank must call it."""
