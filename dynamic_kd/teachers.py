@@ -1,9 +1,5 @@
-"""The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`.
-
-A store row (logits, and with `--rep_layers cls` sentence states) is trusted once its `filled` flag is
-set, after its values are flushed, and never changes: concurrent runs fill one disk store under a file
-lock, and a killed run leaves nothing a later run trusts. Under DDP `sync()` gives every rank every row.
-"""
+"""The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`
+(docs/efficiency.md: a row is trusted once its `filled` flag is set, after its values are flushed)."""
 
 import contextlib
 import fcntl
@@ -272,8 +268,8 @@ def check_teachers(scores: dict, kd_args, task):
 
 
 class _FileRows:
-    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping of an
-    11 GB [CLS]-state file would count its touched pages as RSS; the OS page cache does the caching."""
+    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping would
+    count its touched pages as RSS."""
 
     def __init__(self, path):
         self.path = path
