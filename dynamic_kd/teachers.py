@@ -413,11 +413,13 @@ class Teacher:
     def _device(self):
         return next(self.model.parameters()).device
 
+    def autocast(self):
+        return torch.autocast(self._device().type, self.dtype, enabled=self.dtype != torch.float32)
+
     def _forward(self, inputs: dict, hidden: bool):
         """No-grad forward (train mode with `dropout`): fp32 logits [K, C], hidden states."""
         self.model.train(self.dropout)
-        autocast = torch.autocast(self._device().type, self.dtype, enabled=self.dtype != torch.float32)
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), self.autocast():
             outputs = self.model(**model_inputs(self.model, inputs), output_hidden_states=hidden)
         self.forward_examples += outputs.logits.shape[0]
         return outputs.logits.float(), outputs.hidden_states if hidden else None
