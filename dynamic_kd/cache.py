@@ -32,7 +32,6 @@ def entry_folder(parent: str, prefix: str, key: dict) -> str:
 
 
 def writable_folder(path: str) -> bool:
-    """Whether `path` is (or can be made) a folder this process may write into."""
     try:
         os.makedirs(path, exist_ok=True)
     except OSError:
@@ -41,7 +40,6 @@ def writable_folder(path: str) -> bool:
 
 
 def read_json(path: str):
-    """The JSON value in `path`, or None."""
     try:
         with open(path) as handle:
             return json.load(handle)
@@ -50,7 +48,7 @@ def read_json(path: str):
 
 
 def _discard(folder: str):
-    """Move a bad entry aside (atomic), then delete it: a process still using its files keeps them."""
+    """Move a bad entry aside (atomic), then delete it: a process using its files keeps them."""
     aside = f"{folder}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         os.rename(folder, aside)
@@ -62,8 +60,8 @@ def _discard(folder: str):
 def get_or_build(folder: str, key: dict, build, load, what: str):
     """(value, reused) of the entry `folder` for `key`, built first when missing or not matching.
 
-    build(tmp_folder) writes the files into an empty folder; load(folder) is the value, or None when
-    the files do not match. Concurrent callers may each build; one entry is published, all use it.
+    build(tmp_folder) writes the files; load(folder) is the value, or None when the files do not match.
+    Concurrent callers may each build; one entry is published, all use it.
     """
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     for _ in range(3):

@@ -34,9 +34,9 @@ _FILE_TYPES = ".csv, .tsv, .json or .jsonl"
 
 @dataclass(frozen=True)
 class Task:
-    """``column_aliases``: (column, its name in GLUE files or on the hub) pairs; ``glue_files`` and
-    ``hub_splits``: each split's file in --data_dir and its name on the hub (if not its own);
-    ``glue_header``: the columns of header-less GLUE files (CoLA); no ``hub_path``: the custom task."""
+    """column_aliases: (column, its name in GLUE files or on the hub) pairs; glue_files and hub_splits:
+    each split's file in --data_dir and its name on the hub (if not its own); glue_header: the columns
+    of header-less GLUE files (CoLA); no hub_path: the custom task."""
 
     name: str
     text_keys: tuple[str, ...]
@@ -72,13 +72,12 @@ class Task:
         return dict(zip(self.splits, self.hub_splits or self.splits))[split]
 
     def column_candidates(self, column: str) -> tuple[str, ...]:
-        """Names of canonical `column` in a source, preferred first."""
         name = self.label_column if column == "label" else column
         return (name,) + tuple(alias for canonical, alias in self.column_aliases if canonical == column)
 
 
 def _task(name, *args, **kwargs) -> Task:
-    """A numbered registry entry whose hub config is its name (GLUE), unless told otherwise."""
+    """A numbered entry whose hub config is its name (GLUE), unless told otherwise."""
     return Task(name, *args, **{"hub_config": name, "numbered": True, **kwargs})
 
 
@@ -154,7 +153,6 @@ TASKS: dict[str, Task] = {
 
 
 def get_task(name) -> Task:
-    """A registry task by its (case-insensitive) name; a `Task` as it is."""
     if isinstance(name, Task):
         return name
     if str(name).lower() not in TASKS:
@@ -175,7 +173,7 @@ def _one_line(text, limit: int) -> str:
 
 
 def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str]:
-    """Each canonical column (text keys + label) -> its name in `found`."""
+    """Each canonical column -> its name in `found`."""
     resolved = {}
     for column in task.text_keys + ("label",):
         candidates = task.column_candidates(column)
@@ -192,7 +190,7 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
 
 def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
     """The needed columns of a CSV/TSV file (GLUE's TSVs: no quote handling). Rows too short for them
-    are skipped, as the original pipelines skip QQP's few truncated rows, but still count for idx."""
+    are skipped, as the original pipelines skip QQP's truncated rows, but still count for idx."""
     if "\x00" in text:  # a binary or UTF-16 file that happens to decode as UTF-8
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConfigError(
@@ -274,7 +272,7 @@ def _read_json(text: str, path: str, task: Task) -> list:
 
 
 def _read_file(path: str, task: Task) -> list:
-    """The rows of a .csv/.tsv/.json/.jsonl file; every way it can fail is a ConfigError naming it."""
+    """The rows of a data file; every way it can fail is a ConfigError naming it."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in (".csv", ".tsv", ".json", ".jsonl"):
         raise ConfigError(f"unsupported file type '{extension or path}' for {path}; use a {_FILE_TYPES} file")
@@ -297,12 +295,12 @@ def _read_file(path: str, task: Task) -> list:
 
 
 def _label_name(raw) -> str:
-    """A raw label as text: JSON 1, 1.0 and CSV "1" all become "1"."""
+    """JSON 1, 1.0 and CSV "1" all become "1"."""
     return str(int(raw) if isinstance(raw, float) and raw.is_integer() else raw).strip()
 
 
 def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled=False) -> datasets.Dataset:
-    """An in-memory Dataset of `rows`, labels mapped by name; `drop_unlabeled`: hub test rows."""
+    """An in-memory Dataset of `rows`, labels mapped by name."""
     numbers = [str(i) for i in range(len(task.labels))] if task.numbered else []
     valid = ", ".join(task.labels) + (f" (or {', '.join(numbers)})" if numbers else "")
     # lower-cased: case never tells two labels apart
@@ -396,8 +394,8 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads the task from (files, data_dir or hub), for results.json and the report;
-    the fingerprint hashes each split's file content, or its hub name (the hub versions its datasets)."""
+    """Where `load_splits` reads the task from, for results.json and the report; the fingerprint hashes
+    each split's file content, or its hub name (the hub versions its datasets)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -430,7 +428,6 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     return {split: loaded[split] for split in task.splits}
 
 
-_INTEGER = re.compile(r"[+-]?\d+")
 # Columns of every loaded split besides the texts: a text column may not take these names.
 _RESERVED_COLUMNS = ("label", "idx")
 
@@ -438,9 +435,9 @@ _RESERVED_COLUMNS = ("label", "idx")
 def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
-    """The task of the user's own files, read now, before any model is built: the labels size its head.
-    Its labels are the training file's distinct labels as text (JSON 1.0 is "1"), sorted by value when
-    all are integers (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart."""
+    """The task of the user's own files, read before any model is built: the labels size its head.
+    Its labels are the training file's distinct labels as text, sorted by value when all are integers
+    (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(
@@ -493,7 +490,7 @@ def _short(path: str) -> str:
 
 def _custom_labels(rows: list, source: str) -> tuple[str, ...]:
     names = {_label_name(fields["label"]) for _, _, fields in rows}
-    integers = all(_INTEGER.fullmatch(name) for name in names)
+    integers = all(re.fullmatch(r"[+-]?\d+", name) for name in names)
     labels = tuple(sorted(names, key=lambda name: (int(name), name)) if integers else sorted(names))
     seen = {}
     for name in labels:

@@ -21,7 +21,6 @@ TOKENIZER_FILE = re.compile(r"(tokenizer|vocab|merges|special_tokens_map).*|.*\.
 
 
 def label_maps(task) -> dict:
-    """Config kwargs naming the task's labels."""
     if task.is_regression:
         return {"num_labels": 1}
     return {
@@ -43,7 +42,7 @@ def load_tokenizer(path: str):
 
 @contextmanager
 def _config_error(what: str, fix: str, errors=(OSError, ValueError)):
-    """Re-raise a loading error as one line: `what (its first line); fix`."""
+    """Re-raise a loading error as one line."""
     try:
         yield
     except errors as error:
@@ -160,20 +159,19 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
 
 
 def takes_token_type_ids(model) -> bool:
-    """Whether `model` uses segment ids (RoBERTa's single segment does not count)."""
+    """RoBERTa's single segment does not count."""
     takes = "token_type_ids" in inspect.signature(model.forward).parameters
     return takes and getattr(model.config, "type_vocab_size", 0) > 1
 
 
 def model_inputs(model, batch: dict) -> dict:
-    """The batch without token_type_ids for a model that takes none."""
     if "token_type_ids" in batch and not takes_token_type_ids(model):
         return {name: value for name, value in batch.items() if name != "token_type_ids"}
     return batch
 
 
 def is_decoder(config) -> bool:
-    """A causal LM without a masked-LM head (GPT-2, Llama, ...): its classifier pools the last token."""
+    """A causal LM without a masked-LM head (GPT-2, Llama): its classifier pools the last token."""
     family = config.model_type
     return family in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and family not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
@@ -253,7 +251,7 @@ def unwrap_student(model: nn.Module) -> nn.Module:
 
 
 def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
-    """Whether hidden-state alignment needs student->teacher projections (an error if disabled)."""
+    """Whether hidden-state alignment needs student->teacher projections."""
     if kd_args.kd_rep_alpha == 0:
         return False
     mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}

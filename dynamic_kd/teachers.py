@@ -1,9 +1,5 @@
-"""The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`.
-
-A store row (logits, and with `--rep_layers cls` sentence states) is trusted once its `filled` flag is
-set, after its values are flushed, and never changes: concurrent runs fill one disk store under a file
-lock, and a killed run leaves nothing a later run trusts. Under DDP `sync()` gives every rank every row.
-"""
+"""The teachers: loading and checks, the forward pass, and the store of their outputs by `idx`
+(docs/efficiency.md: a row is trusted once its `filled` flag is set, after its values are flushed)."""
 
 import contextlib
 import fcntl
@@ -57,7 +53,6 @@ def _distributed() -> bool:
 
 
 def _all_gather(value) -> list:
-    """Every rank's `value` (collective)."""
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
@@ -67,7 +62,7 @@ def _model_columns(dataset):
     return dataset.select_columns([c for c in MODEL_INPUT_COLUMNS if c in dataset.column_names])
 
 
-# --- loading and checks -------------------------------------------------------------------
+# --- loading and checks ---
 
 
 def load_teacher_models(kd_args, task) -> dict:
@@ -107,7 +102,7 @@ def store_location(cache_dir: str, key: dict) -> str:
 
 
 def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
-    """A disk key: what a stored value depends on (re-training changes the files' sizes and mtimes)."""
+    """What a stored value depends on (re-training changes the files' sizes and mtimes)."""
     entries = sorted((entry for entry in os.scandir(path) if entry.is_file()), key=lambda entry: entry.name)
     return {
         "format": STORE_FORMAT,
@@ -170,11 +165,10 @@ def load_teachers(
     return teachers
 
 
-# --- the quality check --------------------------------------------------------------------
+# --- the quality check ---
 
 
 def _check_sample(name: str, data, task) -> tuple:
-    """(the dev rows teacher `name` is checked on, their collator)."""
     own = data.teacher_inputs.get(name)
     dataset = data.evals[task.eval_splits[0]] if own is None else own.check
     sample = dataset.select(range(min(TEACHER_CHECK_EXAMPLES, len(dataset))))
@@ -182,7 +176,7 @@ def _check_sample(name: str, data, task) -> tuple:
 
 
 def _score(name: str, model, data, task, training_args) -> dict:
-    """{metric: value, ..., "examples": n} of one teacher on the first n dev examples (fp32)."""
+    """{metric: value, ..., "examples": n} on the first n dev examples (fp32)."""
     sample, collator = _check_sample(name, data, task)
     labels = np.asarray(sample["labels"])
     loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
@@ -212,7 +206,7 @@ def score_teachers(models: dict, data, task, training_args, broadcast: bool = Tr
 
 
 def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
-    """`score_teachers`, kept next to disk stores (`check-<key hash>/scores.json`) and reused."""
+    """`score_teachers`, kept next to disk stores and reused."""
     if kd_args.teacher_cache != "disk":
         return score_teachers(models, data, task, training_args)
     if training_args.process_index != 0:
@@ -270,12 +264,12 @@ def check_teachers(scores: dict, kd_args, task):
             raise ConfigError(f"{problem}; {fix}, or pass --skip_teacher_check to distil from it anyway")
 
 
-# --- the store ----------------------------------------------------------------------------
+# --- the store ---
 
 
 class _FileRows:
-    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping of an
-    11 GB [CLS]-state file would count its touched pages as RSS; the OS page cache does the caching."""
+    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping would
+    count its touched pages as RSS."""
 
     def __init__(self, path):
         self.path = path
@@ -293,8 +287,8 @@ class _FileRows:
 
 
 class OutputStore:
-    """Teacher outputs by idx: {"logits": [N, C], "cls_states": [N, P, H]} as float32 arrays (memory)
-    or `_FileRows` (a shared `folder`), plus a per-row `filled` flag."""
+    """Teacher outputs by idx: {"logits": [N, C], "cls_states": [N, P, H]} (float32), plus a per-row
+    `filled` flag."""
 
     def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
         self.rows, self.flags, self.folder = rows, flags, folder
@@ -339,8 +333,8 @@ class OutputStore:
         return {name: rows[idx] for name, rows in self.rows.items()}
 
     def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
-        """Store the rows not filled yet (all with `overwrite`, memory only) and return their idx. Values
-        first, flushed, then flags, under the lock: a filled row keeps the value it was first given."""
+        """Store the rows not filled yet (all with `overwrite`) and return their idx. Values, flushed, then
+        flags, under the lock: a filled row keeps its first value."""
         with open(os.path.join(self.folder, "lock"), "a") if self.folder else contextlib.nullcontext() as lock:
             if lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -355,11 +349,11 @@ class OutputStore:
         return idx[new]
 
 
-# --- the teacher --------------------------------------------------------------------------
+# --- the teacher ---
 
 
 class TeacherInputs:
-    """A teacher's own tokenisation: training rows (by the student's idx), collator, dev rows, length cap."""
+    """A teacher's own tokenisation: training rows (by the student's idx), collator, dev rows."""
 
     def __init__(self, train, collator, check, max_seq_length):
         self.train, self.collator, self.check, self.max_seq_length = train, collator, check, max_seq_length
@@ -369,17 +363,17 @@ class TeacherInputs:
         self.columns = _model_columns(train)
 
     def batch(self, idx: np.ndarray, device) -> dict:
-        """The padded model inputs ({name: [K, L']}) of the rows with these idx."""
+        """Padded model inputs {name: [K, L']} of these idx."""
         values = self.columns[self.position[idx].tolist()]
         rows = [dict(zip(values, row)) for row in zip(*values.values())]
         return {name: tensor.to(device) for name, tensor in self.collator(rows).items()}
 
 
 class Teacher:
-    """One teacher model, its forward counter and its output store (cache_mode: none | memory | disk).
+    """One teacher model, its forward counter and its output store.
 
     num_examples: max training idx + 1. cls_layers: hidden-state indices whose sentence states are
-    stored (None: logits only). dtype: autocast dtype (weights stay fp32). inputs: a `TeacherInputs`.
+    stored (None: logits only). dtype: autocast dtype (weights stay fp32).
     """
 
     def __init__(
@@ -416,9 +410,11 @@ class Teacher:
             if size > MEMORY_STORE_WARNING_BYTES:
                 logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
 
+    def _device(self):
+        return next(self.model.parameters()).device
+
     def autocast(self):
-        device_type = next(self.model.parameters()).device.type
-        return torch.autocast(device_type, self.dtype, enabled=self.dtype != torch.float32)
+        return torch.autocast(self._device().type, self.dtype, enabled=self.dtype != torch.float32)
 
     def _forward(self, inputs: dict, hidden: bool):
         """No-grad forward (train mode with `dropout`): fp32 logits [K, C], hidden states."""
@@ -450,7 +446,7 @@ class Teacher:
         """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation's."""
         if self.inputs is None:
             return {name: value[rows] for name, value in inputs.items()}
-        return self.inputs.batch(idx[rows].cpu().numpy(), next(self.model.parameters()).device)
+        return self.inputs.batch(idx[rows].cpu().numpy(), self._device())
 
     def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
         """(logits [K, C], states) of batch rows `rows` [K], given inputs {name: [B, L]} and idx [B] (None:
@@ -601,8 +597,7 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.trainer.end_of_epoch()
-        if control.should_save:
-            self.at_last_save = self.total()
+        self.on_step_end(args, state, control)
 
     def total(self) -> int:
         """Collective under DDP: every rank must call it."""

@@ -49,7 +49,7 @@ def tokenize_splits(
     cache_dir=None,
 ) -> dict[str, datasets.Dataset]:
     """Splits of input_ids, attention_mask, [token_type_ids], labels, idx; cached in `cache_dir` if given.
-    ``token_type_ids``: True/False force segment ids on/off, None keeps the tokenizer's default."""
+    token_type_ids: True/False force segment ids on/off, None keeps the tokenizer's default."""
     task = get_task(task)
     encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
     tokenized = {}
@@ -78,13 +78,13 @@ def tokenize_splits(
 
 
 def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> datasets.Dataset:
-    """`dataset.map(encode)` written once to an Arrow file in a keyed folder, memory-mapped after."""
+    """`dataset.map(encode)` written once to an Arrow file, memory-mapped after."""
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
         dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
-    def load(path):  # None (unreadable: pyarrow's errors derive from these) makes get_or_build rebuild it
+    def load(path):  # None (unreadable: pyarrow's errors derive from these): rebuilt
         with suppress(OSError, ValueError):
             return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
 
@@ -95,8 +95,7 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
 
 
 def tokenized_cache_dir() -> str | None:
-    """`$DYNAMIC_KD_CACHE/tokenized`, or None (tokenise in memory) when it is not writable or
-    `datasets.disable_caching()` is in effect."""
+    """`$DYNAMIC_KD_CACHE/tokenized`, or None: tokenise in memory."""
     folder = os.path.join(cache_root(), "tokenized")
     if not datasets.is_caching_enabled():
         logger.info("datasets caching is disabled: tokenising in memory")
@@ -113,14 +112,14 @@ def _tokenizer_spec(tokenizer):
     if backend is None:
         return sorted(tokenizer.get_vocab().items())
     spec = json.loads(backend.to_str())
-    # Per-call state that the tokenizer sets on its backend before each call, not its identity.
+    # per-call state the tokenizer sets on its backend, not its identity
     spec.pop("truncation", None)
     spec.pop("padding", None)
     return spec
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of everything that decides a tokenizer's output: its spec and the sides it truncates and pads."""
+    """Hash of everything that decides a tokenizer's output."""
     described = [
         type(tokenizer).__name__,
         _tokenizer_spec(tokenizer),
@@ -139,8 +138,8 @@ def same_tokenization(a, b) -> bool:
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all) of every row, in order: `datasets`'
-    own hasher over Arrow batches, which hashes values, not how they lie in memory (slices, chunks)."""
+    """Hash of the names, types and values of `columns` (default: all) of every row, in order; it hashes
+    values, not how they lie in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
     hasher = Hasher()
     hasher.update([[c, str(dataset.features[c])] for c in columns])
@@ -150,6 +149,6 @@ def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):
-    """Pads per batch unless the rows were padded to max length. Batches carry ``idx`` (so a Trainer
-    needs ``remove_unused_columns=False``) and ``labels`` (long, or float for regression)."""
+    """Pads per batch unless the rows were padded to max length. Batches carry `idx` (so a Trainer
+    needs `remove_unused_columns=False`)."""
     return default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer)
