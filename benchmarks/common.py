@@ -27,7 +27,7 @@ def tweets(folder: str, train: int, dev: int) -> str:
 
 
 def publish(text: str, path: str) -> int:
-    """Print the benchmark's tables and write them to `path`; exit code 0."""
+    """Print the tables and write them to `path`; exit code 0."""
     sys.stdout.write(text)
     write_atomic(path, text)
     return 0

@@ -61,7 +61,7 @@ def load(folder):
 
 
 def table(rows: pd.DataFrame) -> str:
-    """`load`'s rows as markdown, a blank for what is missing."""
+    """`load`'s rows as markdown, blank where missing."""
     rows = rows.drop(columns=["peak GPU MB"] if rows["peak GPU MB"].isna().all() else [])  # a copy
     if "original" in rows.index:
         rows["time vs original"] = rows["train loop s"] / rows.loc["original", "train loop s"]

@@ -15,25 +15,21 @@ def vocabulary(tokenizer_path: str) -> list[str]:
     return [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
 
 
-def write_split(path: str, rows: int, columns: tuple, words: tuple[int, int], labels: tuple, vocab: list, seed: int):
-    """A TSV of `rows` rows: in each text column (min, max) = `words` random words, a random label."""
-    rng = random.Random(seed)
-    lines = ["\t".join((*columns, "label"))]
-    for _ in range(rows):
-        texts = (" ".join(rng.choices(vocab, k=rng.randint(*words))) for _ in columns)
-        lines.append("\t".join((*texts, rng.choice(labels))))
-    write_atomic(path, "\n".join(lines) + "\n")
-
-
 def write_data(
     folder: str, train: int, dev: int, columns: tuple, words: tuple[int, int], labels: tuple, tokenizer: str
 ):
-    """folder/train.tsv and dev.tsv, kept if there (the same arguments give the same files)."""
+    """folder/train.tsv and dev.tsv, kept if there (the same arguments give the same files): in each text
+    column (min, max) = `words` random words, a random label."""
     if all(os.path.exists(os.path.join(folder, name)) for name in ("train.tsv", "dev.tsv")):
         return
     vocab = vocabulary(tokenizer)
-    write_split(os.path.join(folder, "dev.tsv"), dev, columns, words, labels, vocab, seed=1)
-    write_split(os.path.join(folder, "train.tsv"), train, columns, words, labels, vocab, seed=0)
+    for name, rows, seed in (("dev.tsv", dev, 1), ("train.tsv", train, 0)):
+        rng = random.Random(seed)
+        lines = ["\t".join((*columns, "label"))]
+        for _ in range(rows):
+            texts = (" ".join(rng.choices(vocab, k=rng.randint(*words))) for _ in columns)
+            lines.append("\t".join((*texts, rng.choice(labels))))
+        write_atomic(os.path.join(folder, name), "\n".join(lines) + "\n")
 
 
 def random_bert(folder: str, tokenizer_path: str, labels: tuple[str, ...], **config):

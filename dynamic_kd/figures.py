@@ -26,8 +26,7 @@ STYLES = ("-", "--", ":", "-.")
 
 
 def pyplot():
-    """matplotlib, imported only when a figure is drawn."""
-    import matplotlib
+    import matplotlib  # only when a figure is drawn
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
@@ -36,7 +35,6 @@ def pyplot():
 
 
 def save(fig, path: str) -> str:
-    """Write `fig` to `path` as PNG, atomically, and close it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
@@ -57,8 +55,7 @@ def _panels(n: int, width: float, height: float):
 
 
 def methods_figure(primary: pd.DataFrame, headers: dict):
-    """Did a method beat the student alone: each row's score ×100 as a bar, a panel per table column.
-    primary, headers: `report.primary_rows`."""
+    """Did a method beat the student alone: `report.primary_rows` as bars, a panel per table column."""
     rows = list(dict.fromkeys(primary.row))
     labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap, not squeeze the bars
     fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
@@ -107,7 +104,7 @@ def ratio_figure(lines: pd.DataFrame, headers: dict):
 
 
 def curve_panels(keys) -> list:
-    """The `CURVE_PANELS` with values in `keys`, each with the names it draws."""
+    """The `CURVE_PANELS` with values in `keys`, with the names each draws."""
     panels = [
         (title, sorted(k for k in set(keys) if re.search(pattern, k)), limits)
         for title, pattern, limits in CURVE_PANELS

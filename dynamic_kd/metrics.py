@@ -13,7 +13,7 @@ from dynamic_kd.errors import ConfigError
 
 
 def _class_ids(predictions) -> np.ndarray:
-    """Logits [N, C] -> argmax ids; 1-D input is ids already."""
+    """Logits [N, C] -> ids [N]; 1-D input is ids already."""
     predictions = np.asarray(predictions)
     return predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions.astype(np.int64)
 
@@ -60,7 +60,7 @@ METRICS: dict[str, tuple[Callable, str]] = {
 
 
 def metric_names(task) -> tuple[str, ...]:
-    """The names of `task`'s scores, read off a two-row example so they cannot drift."""
+    """`task`'s score names, read off a two-row example so they cannot drift."""
     task = get_task(task)
     labels = np.array([0.0, 1.0]) if task.is_regression else np.array([0, 1])
     return tuple(compute_task_metrics(task, labels if task.is_regression else np.eye(2), labels))
@@ -92,7 +92,6 @@ def metrics_fn(task: Task) -> Callable:
 
 
 def primary_metric(task: Task) -> str:
-    """Name of the score that ranks checkpoints for `task`."""
     return METRICS[get_task(task).metric][1]
 
 
@@ -103,8 +102,7 @@ def _family_primaries() -> dict:
 
 
 def primary_of(task: str, names) -> str | None:
-    """`primary_metric` of the task or, for a task unknown here (a run's own files), of the family
-    whose scores are exactly `names`."""
+    """`primary_metric` of the task or, for a task unknown here, of the family whose scores are `names`."""
     try:
         return primary_metric(task)
     except ConfigError:

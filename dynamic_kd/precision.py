@@ -30,7 +30,7 @@ def read_cpuinfo() -> str | None:
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
-    """The feature flags of the first CPU in a /proc/cpuinfo text."""
+    """The first CPU's feature flags."""
     found = re.search(r"^\s*(flags|features)\s*:(.*)$", cpuinfo, re.MULTILINE | re.IGNORECASE)
     return set(found.group(2).split()) if found else set()
 

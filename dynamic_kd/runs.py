@@ -1,5 +1,4 @@
-"""A finished run's results file and method name, and the runs below folders as a DataFrame
-(shared by `recipe.py`, which writes them, and `report.py`, which tabulates them)."""
+"""A run's results file and method name (written by `recipe.py`), and the runs below folders as a DataFrame."""
 
 import json
 import logging
@@ -14,8 +13,7 @@ from dynamic_kd.metrics import primary_of
 
 logger = logging.getLogger(__name__)
 
-# A run folder is finished when this file exists (written last, atomically).
-RESULTS_FILE = "results.json"
+RESULTS_FILE = "results.json"  # written last, atomically: the run is finished
 
 # A reader's words for the parts of a `method_label` (figures; tables keep the label).
 TEACHER_TITLES = {
@@ -33,7 +31,7 @@ OBJECTIVE_TITLES = {
 }
 
 
-# results.json written before each flag had one spelling (the released --kd_kl_alpha, --kd_rep_alpha)
+# results.json written before the flags took the released spellings
 RENAMED_ARGS = {"kd_alpha": "kd_kl_alpha", "rep_alpha": "kd_rep_alpha"}
 
 
@@ -68,8 +66,7 @@ def _title(part: str) -> str:
 
 
 def method_title(label: str) -> str:
-    """A `method_label` in a reader's words: ``teacher/hard+data/entropy/r0.5`` -> ``hard adoption + entropy
-    selection 50%``."""
+    """``teacher/hard+data/entropy/r0.5`` -> ``hard adoption + entropy selection 50%``."""
     return " + ".join(_title(part) for part in label.split("+"))
 
 
@@ -105,14 +102,14 @@ RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method"
 
 
 def _setting(value, task: str) -> str:
-    """An argument's comparable text, the run's task name written as {task}."""
+    """An argument as comparable text, the run's task name as {task}."""
     if isinstance(value, str):
         return re.sub(rf"(?<![a-z0-9]){re.escape(task)}(?![a-z0-9])", "{task}", value, flags=re.IGNORECASE)
     return json.dumps(value, sort_keys=True)
 
 
 def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
-    """(key, short label) of a run's data; for files older than the `data` record, from the flags."""
+    """(key, short label) of a run's data; from the flags in files older than the `data` record."""
     data = record.get("data")
     if isinstance(data, dict) and {"source", "location", "fingerprint"} <= set(data):
         label = "hub" if data["source"] == "hub" else os.path.basename(os.path.normpath(data["location"]))

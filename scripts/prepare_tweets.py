@@ -1,7 +1,5 @@
 """Turn a labelled-tweets CSV into a three-class train/dev pair for the offline demo (the custom task).
 
-    python scripts/prepare_tweets.py OUT_DIR [--csv FILE] [--train 3000] [--dev 1500] [--seed 0]
-
 Each split keeps the corpus's class proportions; the same input, sizes and seed give the same bytes.
 Three classes: with two, every uncertainty score selects the same rows.
 """
@@ -66,7 +64,7 @@ def shares(by_label: dict[str, list[str]], size: int) -> dict[str, int]:
 
 
 def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
-    """Stratified (train rows, dev rows) of (text, class name), each shuffled."""
+    """Stratified, shuffled (train rows, dev rows) of (text, class name)."""
     for size, name in ((train, "--train"), (dev, "--dev")):
         if size < len(LABELS):
             raise SystemExit(f"error: {name} must be at least {len(LABELS)} (one row per class), got {size}")
