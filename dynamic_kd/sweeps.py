@@ -67,7 +67,6 @@ VARIABLES = {
 
 
 def grids():
-    """The grid module (`GRIDS`), loaded once."""
     if "dynamic_kd_grids" not in sys.modules:
         spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
         module = importlib.util.module_from_spec(spec)
@@ -89,7 +88,6 @@ class Settings(dict):
 
     @classmethod
     def of(cls, env, name):
-        """`VARIABLES`, sweep `name`'s defaults and, with profiles, PROFILE's."""
         sweep = grids().SWEEPS[name]
         defaults = {**VARIABLES, **(sweep.defaults or {})}
         if sweep.profiles:
@@ -156,8 +154,7 @@ def flags(**values):
 
 
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
-    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch; `files`: (train,
-    validation) files of the custom task."""
+    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch."""
     nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
     batch = s.int("BATCH")
     if batch % nproc:
@@ -185,7 +182,6 @@ def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
 
 
 def model_flags(model, layers=None, init=None):
-    """The pretrained model and how many of its layers to keep (None: all)."""
     return flags(model_name_or_path=model, student_num_layers=layers, student_layer_init=init)
 
 
@@ -218,12 +214,12 @@ def precision_flags(s):
 
 
 def extra_flags(job, s):
-    """EXTRA_ARGS, plus KD_ARGS for a distillation run (flags train_teacher.py does not take)."""
+    """EXTRA_ARGS, plus KD_ARGS (which train_teacher.py does not take)."""
     return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 
 def command(job, s):
-    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script, its flags, `extra_flags`."""
+    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script and its flags."""
     launcher = [s["PYTHON"]]
     if s["NPROC_PER_RUN"]:
         tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
@@ -235,8 +231,7 @@ def command(job, s):
 
 
 def not_applicable(job, parser, s):
-    """Why the task cannot run this distillation setting (the entry points' own check), or None.
-    Any other problem with the flags stops the sweep."""
+    """Why the task cannot run this distillation setting (the entry points' own check), or None."""
     if job.script == "train_teacher.py":
         return None
     argv = [*job.flags, *extra_flags(job, s)]
@@ -285,8 +280,8 @@ _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`, or
-    None; CPU time is user + system time of it and its children (what other jobs on a shared machine do not change)."""
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`, or None;
+    CPU time (user + system, children included) is what other jobs on a shared machine do not change."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -299,7 +294,7 @@ def run_end(out):
 
 
 def execute(job, argv, gpu=None, show=False):
-    """Run one command, its output appended to <out>.log after a header line, then `RUN_END`; its exit code."""
+    """Run one command, its output appended to <out>.log between a header line and `RUN_END`; its exit code."""
     log = job.path + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
@@ -377,7 +372,7 @@ def run_local(stages, s):
 
 
 def queued_runs():
-    """Output folder (absolute) -> array job id of every run of ours waiting or running in Slurm."""
+    """Output folder (absolute) -> array job id of every run of ours queued in Slurm."""
     squeue = ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"]
     result = subprocess.run(squeue, capture_output=True, text=True)
     if result.returncode != 0:
@@ -453,7 +448,6 @@ def slurm_task(manifest):
 
 
 def report_command(s, sweep):
-    """The report command(s) that turn a sweep's runs into tables and figures."""
     lines = []
     for folder in sweep.reports:
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]

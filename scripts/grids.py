@@ -1,10 +1,6 @@
-"""The sweeps' grids, data next to the scripts that run them through `dynamic_kd.sweeps`.
+"""The sweeps' grids: `SWEEPS` maps each sweep to resolved `Settings` -> stages of `Job`s (docs/sweeps.md).
 
-`SWEEPS` maps each sweep to its grid: resolved `Settings` -> stages of `Job`s. The paper's (teachers, teacher,
-data, objective, all) run from scripts/train_teacher.sh ... all.sh, the quickstart and the miniature from
-scripts/quickstart.sh and miniature.sh, cost and shared-store from benchmarks/distillation_cost.py. A table row
-is (output folder, entry point, flags after the student's); `fill` puts the teachers' folders into its
-"{large}" and "{small}".
+A table row is (output folder, entry point, flags after the student's).
 """
 
 import os
@@ -15,18 +11,18 @@ from dynamic_kd.sweeps import Job, Settings, Sweep, flags, model_flags, precisio
 
 
 def fill(words, **folders):
-    """A row's flags as argv, "{name}" placeholders filled in."""
+    """A row's flags as argv, "{large}" and "{small}" filled in."""
     return [word.format(**folders) for word in words.split()]
 
 
 def tweet_files(folder):
-    """The tweets of scripts/prepare_tweets.py (the custom task): train and validation file."""
+    """The train and validation file of scripts/prepare_tweets.py's tweets."""
     return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
 
 
 # ---------------------------------------------------------------- the paper's sweeps
 
-# Their variables besides `sweeps.VARIABLES`; "{task}" is replaced per task.
+# "{task}" is replaced per task.
 PAPER = {
     "PROFILE": "released",
     "TASKS": "rte mrpc cola sst2 qnli",
@@ -99,7 +95,6 @@ def paper_flags(s, warmup):
 
 
 def teachers(s):
-    """Fine-tune BASE_MODEL and LARGE_MODEL on every task."""
     jobs = []
     for task in s.words("TASKS"):
         for size in s.words("TEACHER_SIZES"):
@@ -117,7 +112,7 @@ def teachers(s):
 
 def _students(s, sweep, script, runs):
     """Per task and seed: the student alone (STUDENT_BASELINE) and `script` with each (name, flags) of `runs(task)`
-    in OUT_ROOT/`sweep`/<task>/<name>-seed<seed>, with KD_LOSS and the teacher-output store TEACHER_CACHE."""
+    in OUT_ROOT/`sweep`/<task>/<name>-seed<seed>."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
@@ -210,7 +205,7 @@ ENTROPY = "--selection_strategy entropy --selection_ratio 0.1"
 UNCERTAINTY = "--strategy uncertainty --kd_rep_alpha 1.0"
 STORE = "--teacher_cache disk"  # the students share the teachers' outputs
 
-# The quickstart's variables; the empty ones are filled from `QUICKSTART_RATES` (TASK unset: the tweets demo).
+# The empty ones are filled from `QUICKSTART_RATES` (TASK unset: the tweets demo).
 QUICKSTART = {
     "OUT_ROOT": "outputs/quickstart",
     "TASK": "",
@@ -250,7 +245,7 @@ QUICKSTART_ROWS = (
 
 
 def quickstart(s):
-    """Two teachers cut from MODEL, then the student alone, KD and every dynamic method (one seed)."""
+    """Two teachers cut from MODEL, then the QUICKSTART_ROWS (one seed)."""
     from transformers import AutoConfig
 
     if not s["MODEL"]:
@@ -474,7 +469,7 @@ def _cost_runs(s, small_teacher):
 
 
 def cost(s):
-    """What distillation costs: the COST_VARIANTS of the student (ONLY: a subset), after their teachers."""
+    """The COST_VARIANTS of the student (ONLY: a subset), after their teachers."""
     only = s.words("ONLY") or list(COST_VARIANTS)
     unknown = set(only) - set(COST_VARIANTS)
     if unknown:
@@ -495,15 +490,8 @@ def shared_store(s):
     runs of the student alone spread evenly between them."""
     stage, student, paths = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
-    kd = (
-        *student,
-        "--teacher",
-        paths["large"],
-        "--teacher_cache",
-        "disk",
-        "--teacher_cache_dir",
-        f"{root}/teacher_outputs",
-    )
+    store = ("--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs")
+    kd = (*student, "--teacher", paths["large"], *store)
     runs = [Job(f"{root}/kd", "dynamic_data.py", kd)]
     for strategy in s.words("SELECTIONS"):
         for ratio in s.words("RATIOS"):
