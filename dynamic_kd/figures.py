@@ -61,6 +61,7 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
     fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
     fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where ≥ 2 seeds", fontsize=11)
     small = dict(va="center", fontsize=8)  # the bars' value labels
+    level = None  # the student-alone line, for the one legend
     for ax, ((task, data), header) in zip(axes, headers.items()):
         cell = primary[(primary.task == task) & (primary.data == data)]
         y, means = np.array([rows.index(r) for r in cell.row]), 100 * cell["mean"].to_numpy()
@@ -73,14 +74,15 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
             ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), xytext=(3, 0), textcoords="offset points", **small)
         alone = cell[cell.method.str.startswith("finetune/")]
         if len(alone):
-            ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
-            ax.legend(fontsize=8, loc="lower right")
+            level = ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
         ax.set_xlim(min(0.0, means.min() - 5.0), max(100.0, means.max() + 5.0))
         ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set_title(header, fontsize=10)
+        ax.set_title(textwrap.fill(header, 40), fontsize=10)  # a custom task's header is long
         ax.set_xlabel(f"{cell.metric_name.iloc[0]} ×100")
         ax.grid(axis="x", alpha=0.3)
+    if level is not None:  # below the panels: clear of every bar and value
+        fig.legend(handles=[level], loc="outside lower center", fontsize=8)
     return fig
 
 

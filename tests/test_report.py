@@ -376,18 +376,27 @@ def test_methods_figure_reads_at_a_glance(tmp_path):
         write_run(tmp_path, f"alone{seed}", seed, {"accuracy": a}, **alone)
         write_run(tmp_path, f"kd{seed}", seed, {"accuracy": k}, strategy="none", kd_rep_alpha=0.0)
     write_run(tmp_path, "hard", 1, {"accuracy": 0.86}, strategy="none", kd_rep_alpha=0.0, uncertainty_mode="hard")
-    fig = figures.methods_figure(*report.primary_rows(report.load_runs([str(tmp_path)])[0]))
+    combined = dict(uncertainty_mode="hard", selection_strategy="entropy", selection_ratio=0.1, strategy="uncertainty")
+    write_run(tmp_path, "combined", 1, {"accuracy": 0.87}, kd_rep_alpha=1.0, **combined)
+    rows, headers = report.primary_rows(report.load_runs([str(tmp_path)])[0])
+    # a custom task's column header is long: it wraps instead of running off the figure
+    headers = dict.fromkeys(headers, "custom:tweets/train.tsv+dev.tsv (accuracy/macro_f1) [train.tsv]")
+    fig = figures.methods_figure(rows, headers)
     try:
         ax = fig.axes[0]
         labels = [label.get_text() for label in ax.get_yticklabels()]
-        assert labels == ["student alone (2 layers)", "KD", "hard adoption"]
+        combined = "hard adoption + entropy selection 10% +\nuncertainty-weighted REP"
+        assert labels == ["student alone (2 layers)", "KD", "hard adoption", combined]
         assert ax.get_xlim()[0] == 0  # bars start at zero: a one-point gap looks like one point
         spread = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         # error bars on the two three-seed rows only, the one-seed row has no spread to show
         assert sum(len(c.lines[2][0].get_segments()) for c in spread) == 2
         level = [line for line in ax.lines if line.get_label() == "student alone"]
         assert len(level) == 1 and level[0].get_xdata()[0] == pytest.approx(81.0)
-        inside_the_figure(fig, [fig._suptitle, ax.title, ax.xaxis.label, *ax.get_yticklabels()])
+        legend, values = fig.legends[0], ax.texts  # the bars' value labels
+        inside_the_figure(fig, [fig._suptitle, ax.title, ax.xaxis.label, *ax.get_yticklabels(), legend, *values])
+        renderer = fig.canvas.get_renderer()
+        assert not any(legend.get_window_extent(renderer).overlaps(v.get_window_extent(renderer)) for v in values)
     finally:
         plt.close(fig)
 
