@@ -10,7 +10,7 @@ import torch
 from accelerate.utils import get_int_from_env
 from transformers import HfArgumentParser, TrainingArguments
 
-from dynamic_kd.cache import cache_root, writable_folder
+from dynamic_kd.cache import cache_root, could_write
 from dynamic_kd.data import CUSTOM_TASK, TASKS, custom_task, get_task
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.losses import KD_LOSSES, REP_NORMALIZATIONS
@@ -174,7 +174,7 @@ class DistillationArguments:
                 f"--uncertainty_grad acts on uncertainty weights; use --uncertainty_mode {'/'.join(modes)} "
                 f"or --strategy {'/'.join(objectives)}, or drop it"
             )
-        if self.teacher_cache == "disk" and not writable_folder(self.teacher_cache_dir):
+        if self.teacher_cache == "disk" and not could_write(self.teacher_cache_dir):
             raise ConfigError(
                 f"--teacher_cache_dir {self.teacher_cache_dir} is not a writable folder; "
                 "pass another or use --teacher_cache memory"

@@ -39,6 +39,15 @@ def writable_folder(path: str) -> bool:
     return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
+def could_write(path: str) -> bool:
+    """Whether `path` is a writable folder or could be made one, creating nothing (checks at parse time
+    must not write: a sweep's DRY_RUN parses every run's flags)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
+
+
 def read_json(path: str):
     try:
         with open(path) as handle:

@@ -749,3 +749,12 @@ def test_run_glue_flags_act_or_are_refused_in_one_line(case, tiny_bert, wide_tea
     with open(os.path.join(out, "results.json")) as handle:
         results = json.load(handle)
     assert expected(out, results) in (None, True), case
+
+
+def test_checking_the_store_folder_creates_nothing(parse, fails, tmp_path):
+    """Parsing (and so every sweep's DRY_RUN plan) only checks that the folder could be made."""
+    store = tmp_path / "not" / "yet"
+    assert parse("--teacher_cache", "disk", "--teacher_cache_dir", str(store))[2].teacher_cache == "disk"
+    assert not (tmp_path / "not").exists()
+    (tmp_path / "file").write_text("")
+    assert "is not a writable folder" in fails("--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / "file"))
