@@ -220,13 +220,19 @@ def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data
         key = teacher_key(path, task, data_args, training_args.device.type, data=data_key, **fields)
 
         def build(tmp, name=name):
-            score = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
-            write_atomic(os.path.join(tmp, "scores.json"), json.dumps(score, indent=1, sort_keys=True))
+            scores[name] = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
+            write_atomic(os.path.join(tmp, "scores.json"), json.dumps(scores[name], indent=1, sort_keys=True))
 
         folder = entry_folder(kd_args.teacher_cache_dir, "check", key)
-        scores[name], reused = get_or_build(
-            folder, key, build, lambda entry: read_json(os.path.join(entry, "scores.json")), f"teacher {name}"
-        )
+        try:
+            scores[name], reused = get_or_build(
+                folder, key, build, lambda entry: read_json(os.path.join(entry, "scores.json")), f"teacher {name}"
+            )
+        except OSError as error:  # a full disk costs the next run a re-scoring, not this run
+            logger.warning("teacher %s: could not keep its dev scores in %s (%s)", name, folder, error)
+            if name not in scores:
+                scores[name] = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
+            reused = False
         if reused:
             logger.info("teacher %s: dev scores from %s", name, folder)
     return broadcast_object_list([scores])[0]

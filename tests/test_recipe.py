@@ -78,3 +78,20 @@ def test_a_shared_store_keeps_the_teacher_check_and_a_changed_teacher_is_checked
     assert scored == [["teacher"]] * 3
     distil(base, teacher, tmp_path / "e", *store, "--max_eval_samples", "8")  # other dev data: scored again
     assert scored == [["teacher"]] * 4
+
+
+def test_a_check_that_cannot_be_kept_costs_the_next_run_not_this_one(tmp_path, scored, monkeypatch):
+    base = make_tiny_bert(tmp_path / "base", num_layers=1)
+    teacher = make_tiny_bert(tmp_path / "teacher", num_layers=1, seed=1)
+    real_write = teachers.write_atomic
+
+    def full_disk(path, text):
+        if path.endswith("scores.json"):
+            raise OSError(28, "No space left on device")
+        return real_write(path, text)
+
+    monkeypatch.setattr(teachers, "write_atomic", full_disk)
+    metrics = distil(
+        base, teacher, tmp_path / "a", "--teacher_cache", "disk", "--teacher_cache_dir", str(tmp_path / "s")
+    )
+    assert metrics["teacher"] and scored == [["teacher"]]  # scored once, and the run finished
