@@ -3,6 +3,7 @@ temporary sibling and renamed into place, so a reader sees none or a complete on
 differs or whose files do not load is rebuilt, never used.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,8 +41,7 @@ def writable_folder(path: str) -> bool:
 
 
 def could_write(path: str) -> bool:
-    """Whether `path` is a writable folder or could be made one, creating nothing (checks at parse time
-    must not write: a sweep's DRY_RUN parses every run's flags)."""
+    """Whether `path` is or could become a writable folder, creating nothing (a sweep's DRY_RUN parses)."""
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -54,16 +54,6 @@ def read_json(path: str):
             return json.load(handle)
     except (OSError, ValueError):
         return None
-
-
-def _discard(folder: str):
-    """Move a bad entry aside (atomic), then delete it: a process using its files keeps them."""
-    aside = f"{folder}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        os.rename(folder, aside)
-    except OSError:  # another process did
-        return
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def get_or_build(folder: str, key: dict, build, load, what: str):
@@ -84,7 +74,11 @@ def get_or_build(folder: str, key: dict, build, load, what: str):
                 what,
                 folder,
             )
-            _discard(folder)
+            # moved aside (atomic) before deleting: a process using its files keeps them
+            aside = f"{folder}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            with contextlib.suppress(OSError):  # another process moved it
+                os.rename(folder, aside)
+            shutil.rmtree(aside, ignore_errors=True)
         tmp = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp", dir=os.path.dirname(folder))
         try:
             build(tmp)

@@ -1,6 +1,4 @@
-"""Writes that are never seen half-written (results.json marks a finished run; stores, tables and figures are
-replaced in place): a temporary file in the same folder, flushed to disk, renamed over the target.
-"""
+"""Writes never seen half-written: a temporary file in the same folder, flushed to disk, renamed over the target."""
 
 import os
 from contextlib import contextmanager
@@ -8,8 +6,8 @@ from contextlib import contextmanager
 
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path for writers that take a file name (safetensors, matplotlib); it replaces `path`
-    when the block ends, and is removed if the block raises."""
+    """A temporary path for writers that take a file name (safetensors, matplotlib): it replaces `path` when
+    the block ends, and is removed if the block raises."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     # the pid keeps two processes writing the same target (DDP ranks) from sharing a temp file
@@ -27,5 +25,5 @@ def atomic_path(path: str):
 def write_atomic(path: str, data) -> str:
     """Write `data` (str as UTF-8, or bytes) to `path` atomically; return `path`."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.write(data.encode() if isinstance(data, str) else data)
     return path

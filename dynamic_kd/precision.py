@@ -1,6 +1,6 @@
-"""Which precision is fast here, for everything that picks one (bash: `python -m dynamic_kd.precision`
-prints bf16 or fp32). bf16 autocast on a CPU is 2-3x faster than fp32 with native bf16 instructions
-and far slower (19x on an AVX2 EPYC) where they are emulated.
+"""Which precision is fast here (bash: `python -m dynamic_kd.precision` prints bf16 or fp32). bf16 autocast
+on a CPU is 2-3x faster than fp32 with native bf16 instructions and far slower (19x on an AVX2 EPYC) where
+they are emulated.
 """
 
 import argparse
@@ -61,7 +61,7 @@ def probe_bf16_speedup(rows: int = 256, inner: int = 384, outer: int = 1536, rep
 
 
 def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """("bf16" | "fp32", why): bf16 where the CPU lists a native flag or else `probe()` (fp32/bf16 speed)
+    """("bf16" | "fp32", why): bf16 where the CPU lists a native flag, or else `probe()` (fp32/bf16 speed)
     reaches `PROBE_MARGIN`."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     flag = native_bf16_flag(cpuinfo)
@@ -91,9 +91,10 @@ def teacher_compute_dtype(teacher_dtype: str, training_args) -> tuple[torch.dtyp
     """(the teacher pass's dtype, why). auto follows the student, so a command computes alike everywhere."""
     if teacher_dtype != "auto":
         return TEACHER_DTYPES[teacher_dtype], f"--teacher_dtype {teacher_dtype}"
-    student = "--bf16" if training_args.bf16 else "--fp16" if training_args.fp16 else "fp32"
-    dtype = {"--bf16": torch.bfloat16, "--fp16": torch.float16, "fp32": torch.float32}[student]
-    return dtype, f"--teacher_dtype auto follows the student's {student}"
+    for flag, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if getattr(training_args, flag):
+            return dtype, f"--teacher_dtype auto follows the student's --{flag}"
+    return torch.float32, "--teacher_dtype auto follows the student's fp32"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
