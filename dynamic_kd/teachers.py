@@ -24,13 +24,7 @@ from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import atomic_path, write_atomic
 from dynamic_kd.losses import layer_map
 from dynamic_kd.metrics import compute_task_metrics
-from dynamic_kd.models import (
-    align_pad_token,
-    is_decoder,
-    load_teacher,
-    load_tokenizer,
-    model_inputs,
-)
+from dynamic_kd.models import align_pad_token, is_decoder, load_teacher, load_tokenizer, model_inputs
 from dynamic_kd.precision import dtype_name, log_teacher_precision, teacher_compute_dtype
 from dynamic_kd.tokenization import MODEL_INPUT_COLUMNS, dataset_fingerprint, same_tokenization
 
@@ -90,9 +84,8 @@ def foreign_teachers(kd_args, tokenizer, models: dict) -> dict:
     if foreign and kd_args.kd_rep_alpha > 0 and kd_args.rep_layers == "all":
         name = next(iter(foreign))
         raise ConfigError(
-            f"--rep_layers all aligns token positions, but {teacher_flag(name)} '{kd_args.teachers[name]}' has "
-            "its own tokenizer, whose tokens align with no student token; "
-            "use --rep_layers cls (sentence states) or --kd_rep_alpha 0"
+            f"--rep_layers all aligns token positions, but {teacher_flag(name)} '{kd_args.teachers[name]}' has its "
+            "own tokenizer; use --rep_layers cls (sentence states) or --kd_rep_alpha 0"
         )
     return foreign
 
@@ -101,14 +94,14 @@ def store_location(cache_dir: str, key: dict) -> str:
     return entry_folder(cache_dir, "teacher", key)
 
 
-def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
+def teacher_key(path: str, data_args, device_type: str, **fields) -> dict:
     """What a stored value depends on (re-training changes the files' sizes and mtimes)."""
     entries = sorted((entry for entry in os.scandir(path) if entry.is_file()), key=lambda entry: entry.name)
     return {
         "format": STORE_FORMAT,
         "teacher": os.path.realpath(path),
         "files": [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries],
-        "task": task.name,
+        "task": data_args.task.name,
         "max_seq_length": data_args.max_seq_length,
         "pad_to_max_length": data_args.pad_to_max_length,
         "device_type": device_type,
@@ -117,18 +110,11 @@ def teacher_key(path: str, task, data_args, device_type: str, **fields) -> dict:
 
 
 def load_teachers(
-    kd_args,
-    data_args,
-    train_dataset,
-    student_layers: int,
-    models: dict | None = None,
-    *,
-    training_args,
-    teacher_inputs: dict | None = None,
+    kd_args, data_args, train_dataset, student_layers: int, models=None, *, training_args, teacher_inputs=None
 ) -> dict:
     """{name: Teacher}; teacher_inputs: `recipe.Data.teacher_inputs` (foreign teachers' tokenisation)."""
-    task, teacher_inputs = data_args.task, teacher_inputs or {}
-    models = models or load_teacher_models(kd_args, task)
+    models = models or load_teacher_models(kd_args, data_args.task)
+    teacher_inputs = teacher_inputs or {}
     num_examples = int(pc.max(train_dataset.with_format("arrow")["idx"]).as_py()) + 1
     dtype, why = teacher_compute_dtype(kd_args.teacher_dtype, training_args)
     device_type = training_args.device.type
@@ -136,32 +122,20 @@ def load_teachers(
         log_teacher_precision(dtype, why, device_type)
     disk = kd_args.teacher_cache == "disk"
     fingerprint = dataset_fingerprint(train_dataset, STORE_COLUMNS) if disk else None
+    options = {"cache_mode": kd_args.teacher_cache, "batch_size": kd_args.teacher_batch_size, "dtype": dtype}
+    options["dropout"] = kd_args.teacher_dropout
     teachers = {}
     for name, path in kd_args.teachers.items():
         model, own = models[name], teacher_inputs.get(name)
         cls_layers = None
         if kd_args.kd_rep_alpha > 0 and kd_args.rep_layers == "cls":
             cls_layers = [t for _, t in layer_map(student_layers, model.config.num_hidden_layers)]
-        fields = {"data": fingerprint}
+        fields = {"data": fingerprint, "compute_dtype": dtype_name(dtype), "cls_layers": cls_layers}
         if own is not None and disk:  # it reads its own tokenisation's rows
-            fields = {"data": dataset_fingerprint(own.train, STORE_COLUMNS), "max_seq_length": own.max_seq_length}
-        key = teacher_key(
-            path, task, data_args, device_type, compute_dtype=dtype_name(dtype), cls_layers=cls_layers, **fields
-        )
-        teachers[name] = Teacher(
-            name,
-            model,
-            path,
-            num_examples,
-            kd_args.teacher_cache,
-            cls_layers,
-            batch_size=kd_args.teacher_batch_size,
-            dtype=dtype,
-            store_folder=store_location(kd_args.teacher_cache_dir, key),
-            store_key=key,
-            inputs=own,
-            dropout=kd_args.teacher_dropout,
-        )
+            fields |= {"data": dataset_fingerprint(own.train, STORE_COLUMNS), "max_seq_length": own.max_seq_length}
+        key = teacher_key(path, data_args, device_type, **fields)
+        store = {"store_folder": store_location(kd_args.teacher_cache_dir, key), "store_key": key}
+        teachers[name] = Teacher(name, model, path, num_examples, cls_layers=cls_layers, inputs=own, **store, **options)
     return teachers
 
 
@@ -176,7 +150,6 @@ def _check_sample(name: str, data, task) -> tuple:
 
 
 def _score(name: str, model, data, task, training_args) -> dict:
-    """{metric: value, ..., "examples": n} on the first n dev examples (fp32)."""
     sample, collator = _check_sample(name, data, task)
     labels = np.asarray(sample["labels"])
     loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
@@ -197,41 +170,39 @@ def _score(name: str, model, data, task, training_args) -> dict:
     return {**metrics, "examples": len(labels)}
 
 
-def score_teachers(models: dict, data, task, training_args, broadcast: bool = True) -> dict:
-    """{name: scores}; with `broadcast` rank 0 scores and every rank gets them (collective)."""
-    if broadcast and training_args.process_index != 0:
-        return broadcast_object_list([None])[0]
-    scores = {name: _score(name, model, data, task, training_args) for name, model in models.items()}
-    return broadcast_object_list([scores])[0] if broadcast else scores
+def score_teachers(models: dict, data, task, training_args) -> dict:
+    """{name: {metric: value, ..., "examples": n}} on the first n dev examples, in fp32."""
+    return {name: _score(name, model, data, task, training_args) for name, model in models.items()}
 
 
 def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
-    """`score_teachers`, kept next to disk stores and reused."""
-    if kd_args.teacher_cache != "disk":
-        return score_teachers(models, data, task, training_args)
+    """`score_teachers` on rank 0, for every rank (collective); kept next to disk stores and reused."""
     if training_args.process_index != 0:
         return broadcast_object_list([None])[0]
+    if kd_args.teacher_cache != "disk":
+        return broadcast_object_list([score_teachers(models, data, task, training_args)])[0]
     scores = {}
     for name, path in kd_args.teachers.items():
         sample, _ = _check_sample(name, data, task)
         fields = {"check": "teacher dev scores", "split": task.eval_splits[0], "compute_dtype": "float32"}
         fields |= {"examples": len(sample), "batch_size": training_args.per_device_eval_batch_size}
         data_key = dataset_fingerprint(sample, MODEL_INPUT_COLUMNS + ("labels",))
-        key = teacher_key(path, task, data_args, training_args.device.type, data=data_key, **fields)
+        key = teacher_key(path, data_args, training_args.device.type, data=data_key, **fields)
+        folder = entry_folder(kd_args.teacher_cache_dir, "check", key)
 
         def build(tmp, name=name):
-            scores[name] = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
+            scores[name] = score_teachers({name: models[name]}, data, task, training_args)[name]
             write_atomic(os.path.join(tmp, "scores.json"), json.dumps(scores[name], indent=1, sort_keys=True))
 
-        folder = entry_folder(kd_args.teacher_cache_dir, "check", key)
+        def load(entry):
+            return read_json(os.path.join(entry, "scores.json"))
+
         try:
-            scores[name], reused = get_or_build(
-                folder, key, build, lambda entry: read_json(os.path.join(entry, "scores.json")), f"teacher {name}"
-            )
+            scores[name], reused = get_or_build(folder, key, build, load, f"teacher {name}")
         except OSError as error:  # a full disk costs the next run a re-scoring, not this run
             logger.warning("teacher %s: could not keep its dev scores in %s (%s)", name, folder, error)
             if name not in scores:
-                scores[name] = score_teachers({name: models[name]}, data, task, training_args, broadcast=False)[name]
+                scores[name] = score_teachers({name: models[name]}, data, task, training_args)[name]
             reused = False
         if reused:
             logger.info("teacher %s: dev scores from %s", name, folder)
@@ -274,8 +245,8 @@ def check_teachers(scores: dict, kd_args, task):
 
 
 class _FileRows:
-    """The float32 rows of a .npy file, mapped only during one read or write: a lasting mapping would
-    count its touched pages as RSS."""
+    """The float32 rows of a .npy file, mapped only during one read or write (a lasting mapping's touched
+    pages count as RSS)."""
 
     def __init__(self, path):
         self.path = path
@@ -293,8 +264,7 @@ class _FileRows:
 
 
 class OutputStore:
-    """Teacher outputs by idx: {"logits": [N, C], "cls_states": [N, P, H]} (float32), plus a per-row
-    `filled` flag."""
+    """Teacher outputs by idx, {"logits": [N, C], "cls_states": [N, P, H]} (float32), and the `filled` flags [N]."""
 
     def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
         self.rows, self.flags, self.folder = rows, flags, folder
@@ -302,16 +272,16 @@ class OutputStore:
     @classmethod
     def in_memory(cls, shapes: dict) -> "OutputStore":
         rows = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
-        return cls(rows, np.zeros(next(iter(shapes.values()))[0], dtype=np.uint8))
+        return cls(rows, np.zeros(shapes["logits"][0], dtype=np.uint8))
 
     @classmethod
     def on_disk(cls, folder: str, key: dict, shapes: dict, what: str) -> "OutputStore":
-        num_rows = next(iter(shapes.values()))[0]
-        files = {name: (np.float32, shape) for name, shape in shapes.items()} | {"filled": (np.uint8, (num_rows,))}
+        files = {name: (np.float32, shape) for name, shape in shapes.items()}
+        files["filled"] = (np.uint8, shapes["logits"][:1])
 
         def build(tmp):
             for name, (dtype, shape) in files.items():  # sparse: no data written
-                np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), "w+", dtype, tuple(shape)).flush()
+                np.lib.format.open_memmap(os.path.join(tmp, f"{name}.npy"), "w+", dtype, shape).flush()
             open(os.path.join(tmp, "lock"), "w").close()
 
         def load(path):
@@ -339,8 +309,8 @@ class OutputStore:
         return {name: rows[idx] for name, rows in self.rows.items()}
 
     def write(self, idx: np.ndarray, values: dict, overwrite: bool = False) -> np.ndarray:
-        """Store the rows not filled yet (all with `overwrite`) and return their idx. Values, flushed, then
-        flags, under the lock: a filled row keeps its first value."""
+        """Store the rows not filled yet (all with `overwrite`), values flushed before flags, under the lock
+        (a filled row keeps its first value); return their idx."""
         with open(os.path.join(self.folder, "lock"), "a") if self.folder else contextlib.nullcontext() as lock:
             if lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -431,8 +401,7 @@ class Teacher:
         return outputs.logits.float(), outputs.hidden_states if hidden else None
 
     def _cls(self, states, inputs: dict) -> torch.Tensor:
-        """[K, P, H] fp32 sentence states of the cached layers: the token the classifier reads (the first,
-        or a decoder's last non-padding one)."""
+        """[K, P, H] fp32 states of the token the classifier reads (the first, or a decoder's last non-padding)."""
         input_ids, config = inputs["input_ids"], self.model.config
         if is_decoder(config) and config.pad_token_id is not None:
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -493,7 +462,7 @@ class Teacher:
         if len(positions):
             mine = positions[np.argsort(-lengths[positions], kind="stable")][rank::world]
             batches = [mine[start : start + self.batch_size].tolist() for start in range(0, len(mine), self.batch_size)]
-            # Its own generator: seeding from the global RNG would make a prefilling run train differently.
+            # its own generator: drawing from the global RNG would make a prefilling run train differently
             loader = DataLoader(
                 _model_columns(dataset),
                 batch_sampler=batches,
@@ -535,7 +504,7 @@ class Teacher:
                 box = [self.store.read(part) if rank == source else None]
                 dist.broadcast_object_list(box, src=source)
                 if rank != source:
-                    # In memory, a row two ranks computed (DistributedSampler pads shards) keeps the lowest rank's.
+                    # in memory, a row two ranks computed (DistributedSampler pads shards) keeps the lowest rank's
                     self.store.write(part, box[0], overwrite=not shared and source < rank)
 
     # --- checkpoints: a resumed run sees exactly the outputs the interrupted one used ---
