@@ -32,20 +32,21 @@ def entry_folder(parent: str, prefix: str, key: dict) -> str:
     return os.path.join(parent, f"{prefix}-{key_hash(key)}")
 
 
-def writable_folder(path: str) -> bool:
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return False
-    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
-
-
 def could_write(path: str) -> bool:
     """Whether `path` is or could become a writable folder, creating nothing (a sweep's DRY_RUN parses)."""
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
+
+
+def writable_folder(path: str) -> bool:
+    """Whether `path` is a writable folder, created if missing."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    return could_write(path)
 
 
 def read_json(path: str):
@@ -57,11 +58,9 @@ def read_json(path: str):
 
 
 def get_or_build(folder: str, key: dict, build, load, what: str):
-    """(value, reused) of the entry `folder` for `key`, built first when missing or not matching.
-
-    build(tmp_folder) writes the files; load(folder) is the value, or None when the files do not match.
-    Concurrent callers may each build; one entry is published, all use it.
-    """
+    """(value, reused) of the entry `folder` for `key`, built first when missing or not matching:
+    build(tmp_folder) writes the files, load(folder) is the value or None. Concurrent callers may each build;
+    one entry is published, all use it."""
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     for _ in range(3):
         if os.path.isdir(folder):
@@ -84,13 +83,10 @@ def get_or_build(folder: str, key: dict, build, load, what: str):
             build(tmp)
             write_atomic(os.path.join(tmp, KEY_FILE), json.dumps(key, sort_keys=True))
             os.rename(tmp, folder)
-        except OSError:
+        except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
-            if not os.path.isdir(folder):  # not lost to a concurrent publisher: a real failure
-                raise
-            continue  # another process published this entry first: use theirs
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(error, OSError) and os.path.isdir(folder):
+                continue  # another process published this entry first: use theirs
             raise
         value = load(folder)
         if value is not None:

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from accelerate.utils import broadcast_object_list
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -42,8 +42,10 @@ def teacher_flag(name: str) -> str:
     return "--teacher" if name == "teacher" else f"--{name}_teacher"
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _all_gather(value) -> list:
@@ -96,11 +98,13 @@ def store_location(cache_dir: str, key: dict) -> str:
 
 def teacher_key(path: str, data_args, device_type: str, **fields) -> dict:
     """What a stored value depends on (re-training changes the files' sizes and mtimes)."""
-    entries = sorted((entry for entry in os.scandir(path) if entry.is_file()), key=lambda entry: entry.name)
+    files = sorted(
+        [entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in os.scandir(path) if entry.is_file()
+    )
     return {
         "format": STORE_FORMAT,
         "teacher": os.path.realpath(path),
-        "files": [[entry.name, entry.stat().st_size, entry.stat().st_mtime_ns] for entry in entries],
+        "files": files,
         "task": data_args.task.name,
         "max_seq_length": data_args.max_seq_length,
         "pad_to_max_length": data_args.pad_to_max_length,
@@ -245,8 +249,7 @@ def check_teachers(scores: dict, kd_args, task):
 
 
 class _FileRows:
-    """The float32 rows of a .npy file, mapped only during one read or write (a lasting mapping's touched
-    pages count as RSS)."""
+    """A .npy file's rows, mapped only during one read or write (a lasting mapping's pages count as RSS)."""
 
     def __init__(self, path):
         self.path = path
@@ -264,15 +267,10 @@ class _FileRows:
 
 
 class OutputStore:
-    """Teacher outputs by idx, {"logits": [N, C], "cls_states": [N, P, H]} (float32), and the `filled` flags [N]."""
+    """Teacher outputs by idx, {"logits": [N, C], "cls_states": [N, P, H]} (float32), and `filled` flags [N]."""
 
     def __init__(self, rows: dict, flags: np.ndarray, folder: str | None = None):
         self.rows, self.flags, self.folder = rows, flags, folder
-
-    @classmethod
-    def in_memory(cls, shapes: dict) -> "OutputStore":
-        rows = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
-        return cls(rows, np.zeros(shapes["logits"][0], dtype=np.uint8))
 
     @classmethod
     def on_disk(cls, folder: str, key: dict, shapes: dict, what: str) -> "OutputStore":
@@ -287,7 +285,7 @@ class OutputStore:
         def load(path):
             try:
                 rows = {name: _FileRows(os.path.join(path, f"{name}.npy")) for name in shapes}
-                # N bytes read every step: a shared mapping shows other processes' flags at once
+                # a lasting shared mapping: N bytes read each step, other processes' flags seen at once
                 flags = np.load(os.path.join(path, "filled.npy"), mmap_mode="r+")
             except (OSError, ValueError) as error:
                 logger.warning("%s: %s is unreadable (%s)", what, path, error)
@@ -339,18 +337,14 @@ class TeacherInputs:
         self.columns = _model_columns(train)
 
     def batch(self, idx: np.ndarray, device) -> dict:
-        """Padded model inputs {name: [K, L']} of these idx."""
         values = self.columns[self.position[idx].tolist()]
         rows = [dict(zip(values, row)) for row in zip(*values.values())]
         return {name: tensor.to(device) for name, tensor in self.collator(rows).items()}
 
 
 class Teacher:
-    """One teacher model, its forward counter and its output store.
-
-    num_examples: max training idx + 1. cls_layers: hidden-state indices whose sentence states are
-    stored (None: logits only). dtype: autocast dtype (weights stay fp32).
-    """
+    """One teacher model, its forward counter and its output store of `num_examples` (max training idx + 1)
+    rows; cls_layers: the hidden-state indices whose sentence states are stored (None: logits only)."""
 
     def __init__(
         self,
@@ -381,7 +375,8 @@ class Teacher:
             filled = self.store.filled_count()
             logger.info("teacher %s: store %s (%d of %d rows filled)", name, store_folder, filled, num_examples)
         elif cache_mode == "memory":
-            self.store = OutputStore.in_memory(shapes)
+            rows = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
+            self.store = OutputStore(rows, np.zeros(num_examples, dtype=np.uint8))
             size = self.store.bytes_per_row() * num_examples
             if size > MEMORY_STORE_WARNING_BYTES:
                 logger.warning("teacher %s: --teacher_cache memory holds %.1f GB in every process", name, size / 1e9)
@@ -417,19 +412,18 @@ class Teacher:
             values["cls_states"] = self._cls(states, inputs).cpu().numpy()
         self._unsynced.append(self.store.write(idx, values))
 
-    def _row_inputs(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None) -> dict:
-        """The model inputs of batch rows `rows`: the batch's own, or this teacher's tokenisation's."""
+    def _row_inputs(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor) -> dict:
         if self.inputs is None:
             return {name: value[rows] for name, value in inputs.items()}
         return self.inputs.batch(idx[rows].cpu().numpy(), self._device())
 
-    def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor | None, hidden: str = "none"):
-        """(logits [K, C], states) of batch rows `rows` [K], given inputs {name: [B, L]} and idx [B] (None:
-        no store). states by `hidden`: none -> None, cls -> [K, P, H], all -> a tuple of [K, L, H]."""
-        if hidden == "all" or self.store is None or idx is None:
+    def query(self, inputs: dict, rows: torch.Tensor, idx: torch.Tensor, hidden: str = "none"):
+        """(logits [K, C], states) of batch rows `rows` [K], given inputs {name: [B, L]} and idx [B]; states
+        by `hidden`: none -> None, cls -> [K, P, H], all -> a tuple of [K, L, H]."""
+        if hidden == "all" or self.store is None:
             row_inputs = self._row_inputs(inputs, rows, idx)
             logits, states = self._forward(row_inputs, hidden != "none")
-            if self.store is not None and idx is not None and self.cls_layers is None:
+            if self.store is not None and self.cls_layers is None:
                 self._keep(idx[rows].cpu().numpy(), logits, None, row_inputs)
             if hidden == "cls":
                 return logits, self._cls(states, row_inputs)
@@ -456,7 +450,7 @@ class Teacher:
         idx = columns["idx"].to_numpy()
         lengths = pc.list_value_length(columns["input_ids"]).to_numpy()
         positions = np.flatnonzero(self.store.missing(idx))
-        rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
+        rank, world = _rank_and_world()
         if world > 1:
             positions = np.unique(np.concatenate(_all_gather(positions)))
         if len(positions):
@@ -489,9 +483,9 @@ class Teacher:
         if self.store is None:
             return
         new, self._unsynced = self._take_unsynced(), []
-        if not _distributed():
+        rank, world = _rank_and_world()
+        if world == 1:
             return
-        rank = dist.get_rank()
         gathered = _all_gather(new)
         shared = self.store.folder is not None
         # on a shared file system every rank usually sees every row already
@@ -518,23 +512,21 @@ class Teacher:
             return
         arrays = self.store.rows | {"filled": self.store.flags, "unsynced": unsynced}
         with atomic_path(f"{prefix}.safetensors") as tmp:
-            save_file({name: torch.from_numpy(a) for name, a in arrays.items()}, tmp, metadata={"teacher": self.path})
+            save_file(arrays, tmp, metadata={"teacher": self.path})
 
     def load_checkpoint(self, prefix: str):
         if self.store is None:
             return
-        where = ""
-        if self.store.folder is not None:
+        folder, where = self.store.folder, ""
+        if folder is not None:
             reference = read_json(f"{prefix}.json") or {}
-            if reference.get("store") != self.store.folder:
-                logger.warning(
-                    "teacher %s: the checkpoint did not use the shared store %s", self.name, self.store.folder
-                )
+            if reference.get("store") != folder:
+                logger.warning("teacher %s: the checkpoint did not use the shared store %s", self.name, folder)
                 return
-            unsynced, where = reference.get("unsynced", []), f" in the shared store {self.store.folder}"
+            unsynced, where = reference["unsynced"], f" in the shared store {folder}"
         else:
             try:
-                state = {name: tensor.numpy() for name, tensor in load_file(f"{prefix}.safetensors").items()}
+                state = load_file(f"{prefix}.safetensors")
                 for name, rows in (self.store.rows | {"filled": self.store.flags}).items():
                     if state[name].shape != rows.shape:
                         raise ValueError(f"{name} has shape {state[name].shape}, expected {rows.shape}")
@@ -562,8 +554,8 @@ class TeacherCounter(TrainerCallback, ExportableState):
 
     def on_train_begin(self, args, state, control, **kwargs):
         saved = (state.stateful_callbacks or {}).get(type(self).__name__)
-        if isinstance(saved, dict) and state.global_step > 0:
-            self.restored = int(saved.get("attributes", {}).get("forward_examples", 0))
+        if saved and state.global_step > 0:
+            self.restored = saved["attributes"]["forward_examples"]
         self.trainer.prefill_teachers()
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -575,7 +567,7 @@ class TeacherCounter(TrainerCallback, ExportableState):
         self.on_step_end(args, state, control)
 
     def total(self) -> int:
-        """Collective under DDP: every rank must call it."""
+        """Collective under DDP."""
         local = sum(t.forward_examples for t in self.trainer.teachers.values())
         count = self.trainer.accelerator.reduce(torch.tensor(local, device=self.trainer.args.device), "sum")
         return self.restored + int(count.item())
