@@ -1,7 +1,5 @@
-"""Which precision is fast here (bash: `python -m dynamic_kd.precision` prints bf16 or fp32). bf16 autocast
-on a CPU is 2-3x faster than fp32 with native bf16 instructions and far slower (19x on an AVX2 EPYC) where
-they are emulated.
-"""
+"""Which precision is fast here (`python -m dynamic_kd.precision` prints bf16 or fp32): bf16 autocast on a CPU
+is 2-3x faster than fp32 with native bf16 instructions, far slower (19x on an AVX2 EPYC) where they are emulated."""
 
 import argparse
 import logging
@@ -61,8 +59,7 @@ def probe_bf16_speedup(rows: int = 256, inner: int = 384, outer: int = 1536, rep
 
 
 def choose_cpu_precision(cpuinfo: str | None = None, probe=probe_bf16_speedup) -> tuple[str, str]:
-    """("bf16" | "fp32", why): bf16 where the CPU lists a native flag, or else `probe()` (fp32/bf16 speed)
-    reaches `PROBE_MARGIN`."""
+    """("bf16" | "fp32", why): bf16 where the CPU lists a native flag or `probe()` reaches `PROBE_MARGIN`."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
     flag = native_bf16_flag(cpuinfo)
     if flag is not None:

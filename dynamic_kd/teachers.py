@@ -153,30 +153,29 @@ def _check_sample(name: str, data, task) -> tuple:
     return sample, data.collator if own is None else own.collator
 
 
-def _score(name: str, model, data, task, training_args) -> dict:
-    sample, collator = _check_sample(name, data, task)
-    labels = np.asarray(sample["labels"])
-    loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
-    model.eval().to(training_args.device)
-    outputs = []
-    with torch.no_grad():
-        for batch in loader:
-            inputs = {k: v.to(training_args.device) for k, v in batch.items() if k != "labels"}
-            outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
-    logits = torch.cat(outputs).numpy()
-    metrics = compute_task_metrics(task, logits, labels)
-    if not task.is_regression:
-        metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
-        metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
-    nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
-    if nonfinite:
-        metrics["nonfinite_rows"] = nonfinite
-    return {**metrics, "examples": len(labels)}
-
-
 def score_teachers(models: dict, data, task, training_args) -> dict:
     """{name: {metric: value, ..., "examples": n}} on the first n dev examples, in fp32."""
-    return {name: _score(name, model, data, task, training_args) for name, model in models.items()}
+    scores, device = {}, training_args.device
+    for name, model in models.items():
+        sample, collator = _check_sample(name, data, task)
+        labels = np.asarray(sample["labels"])
+        loader = DataLoader(sample, batch_size=training_args.per_device_eval_batch_size, collate_fn=collator)
+        model.eval().to(device)
+        outputs = []
+        with torch.no_grad():
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+                outputs.append(model(**model_inputs(model, inputs)).logits.float().cpu())
+        logits = torch.cat(outputs).numpy()
+        metrics = compute_task_metrics(task, logits, labels)
+        if not task.is_regression:
+            metrics["accuracy"] = float((logits.argmax(axis=-1) == labels).mean())
+            metrics["majority_class_rate"] = float(np.bincount(labels).max() / len(labels))
+        nonfinite = int((~np.isfinite(logits)).any(axis=-1).sum())
+        if nonfinite:
+            metrics["nonfinite_rows"] = nonfinite
+        scores[name] = {**metrics, "examples": len(labels)}
+    return scores
 
 
 def stored_teacher_scores(models: dict, data, task, training_args, kd_args, data_args) -> dict:
@@ -398,11 +397,10 @@ class Teacher:
     def _cls(self, states, inputs: dict) -> torch.Tensor:
         """[K, P, H] fp32 states of the token the classifier reads (the first, or a decoder's last non-padding)."""
         input_ids, config = inputs["input_ids"], self.model.config
-        if is_decoder(config) and config.pad_token_id is not None:
+        chosen = torch.zeros_like(input_ids[:, 0])
+        if is_decoder(config):  # foreign_teachers gave it a pad token
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
             chosen = (positions * (input_ids != config.pad_token_id)).argmax(-1)
-        else:
-            chosen = torch.full_like(input_ids[:, 0], input_ids.shape[1] - 1 if is_decoder(config) else 0)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         return torch.stack([states[layer][rows, chosen] for layer in self.cls_layers], dim=1).float()
 
@@ -501,9 +499,9 @@ class Teacher:
                     # in memory, a row two ranks computed (DistributedSampler pads shards) keeps the lowest rank's
                     self.store.write(part, box[0], overwrite=not shared and source < rank)
 
-    # --- checkpoints: a resumed run sees exactly the outputs the interrupted one used ---
     def save_checkpoint(self, prefix: str):
-        """Memory: this rank's store (`prefix.safetensors`); disk: the shared store's name (`prefix.json`)."""
+        """So a resumed run sees the outputs the interrupted one used: this rank's memory store
+        (`prefix.safetensors`), or the shared disk store's name (`prefix.json`)."""
         if self.store is None:
             return
         unsynced = self._take_unsynced()
