@@ -1,8 +1,8 @@
-"""Task registry and loading for GLUE-style classification and regression tasks.
+"""Task registry and loading of GLUE-style tasks.
 
 A split (from --train_file/--validation_file, else --data_dir, else the hub) holds the text columns,
-``label`` and ``idx``: the row's position in its source, stable across runs, so teacher stores key on
-it. Labels map by *name*: pipelines disagree on the integer order of some label sets (MNLI).
+``label`` and ``idx``: the row's position in its source, which teacher stores key on. Labels map by
+*name*: pipelines disagree on the integer order of some label sets (MNLI).
 """
 
 import csv
@@ -23,20 +23,19 @@ from dynamic_kd.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-# IMDB reviews and GLUE passages can exceed the csv module's default 128 KiB field limit.
-csv.field_size_limit(2**31 - 1)
+csv.field_size_limit(2**31 - 1)  # IMDB reviews exceed the default 128 KiB
 
 # Hub test splits mark missing gold labels like this; such rows are dropped, never guessed.
 UNLABELED_VALUES = ("-1", "", "none")
-CUSTOM_TASK = "custom"  # the --task_name (and default) of the user's own files, see `custom_task`
+CUSTOM_TASK = "custom"  # the --task_name of the user's own files
 _FILE_TYPES = ".csv, .tsv, .json or .jsonl"
 
 
 @dataclass(frozen=True)
 class Task:
     """column_aliases: (column, its name in GLUE files or on the hub) pairs; glue_files and hub_splits:
-    each split's file in --data_dir and its name on the hub (if not its own); glue_header: the columns
-    of header-less GLUE files (CoLA); no hub_path: the custom task."""
+    each split's file in --data_dir and hub name (if not its own); glue_header: the columns of
+    header-less GLUE files (CoLA); no hub_path: the custom task."""
 
     name: str
     text_keys: tuple[str, ...]
@@ -77,7 +76,7 @@ class Task:
 
 
 def _task(name, *args, **kwargs) -> Task:
-    """A numbered entry whose hub config is its name (GLUE), unless told otherwise."""
+    """A numbered GLUE entry (hub config: its name) unless told otherwise."""
     return Task(name, *args, **{"hub_config": name, "numbered": True, **kwargs})
 
 
@@ -163,8 +162,8 @@ def get_task(name) -> Task:
     return TASKS[str(name).lower()]
 
 
-# Readers return rows: (where, position, {canonical column: raw value}); `where` names the row in
-# error messages, the position becomes its idx.
+# Readers return rows: (where, position, {column: raw value}); `where` names the row in errors, the
+# position becomes its idx.
 
 
 def _one_line(text, limit: int) -> str:
@@ -173,7 +172,6 @@ def _one_line(text, limit: int) -> str:
 
 
 def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str]:
-    """Each canonical column -> its name in `found`."""
     resolved = {}
     for column in task.text_keys + ("label",):
         candidates = task.column_candidates(column)
@@ -189,16 +187,15 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
 
 
 def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
-    """The needed columns of a CSV/TSV file (GLUE's TSVs: no quote handling). Rows too short for them
-    are skipped, as the original pipelines skip QQP's truncated rows, but still count for idx."""
+    """The needed columns of a CSV/TSV (no quoting: GLUE's TSVs). Rows too short are skipped, as the
+    original pipelines skip QQP's truncated rows, but still count for idx."""
     if "\x00" in text:  # a binary or UTF-16 file that happens to decode as UTF-8
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConfigError(
-            f"{path} line {line} contains a NUL character, so this is not a UTF-8 text file (binary, or UTF-16?); "
-            "re-save it as UTF-8 text"
+            f"{path} line {line} contains a NUL character (a binary or UTF-16 file?); re-save it as UTF-8 text"
         )
     rows, skipped = [], 0
-    # strict: a stray or unclosed quote is an error, not a field swallowing the rest of the file
+    # strict: a stray quote is an error, not a field swallowing the rest of the file
     quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",", quoting=quoting, strict=True)
     lines = (row for row in reader if row)
@@ -215,24 +212,24 @@ def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
             where = f"{path} line {reader.line_num}"
             if len(row) < width:
                 skipped += 1
-            elif any(row[len(header) :]):  # a delimiter inside a field shifted the columns after it
+            elif any(row[len(header) :]):  # a delimiter inside a field shifted the columns
                 raise ConfigError(
-                    f"{where} has {len(row)} fields but the header has {len(header)} (a delimiter inside "
-                    "a text field?); quote that field (CSV) or remove the extra delimiter"
+                    f"{where} has {len(row)} fields but the header has {len(header)} (a delimiter in a text?); "
+                    "quote that field or remove the delimiter"
                 )
             else:
                 rows.append((where, position, {column: row[i] for column, i in positions.items()}))
     except csv.Error as exc:
         raise ConfigError(
-            f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); close the quote or fix the row"
+            f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); close the quote"
         ) from None
     if skipped:
-        logger.warning("skipped %d malformed rows (fewer than %d fields) in %s", skipped, width, path)
+        logger.warning("skipped %d malformed rows (under %d fields) in %s", skipped, width, path)
     return rows
 
 
 def _read_json(text: str, path: str, task: Task) -> list:
-    """A JSON array of records, an object wrapping one ({"data": [...]}), one record, or JSON lines."""
+    """A JSON array of records, an object wrapping one ({"data": [...]}), a record, or JSON lines."""
     parsed = None
     if text.strip().startswith(("[", "{")):
         with suppress(ValueError):
@@ -246,33 +243,24 @@ def _read_json(text: str, path: str, task: Task) -> list:
             try:
                 records.append((f"{path} line {n}", json.loads(line)))
             except ValueError as exc:
-                raise ConfigError(
-                    f"{path} is not valid JSON or JSON lines ({_one_line(f'line {n}: {exc}', 120)}); "
-                    "write one JSON object per line"
-                ) from None
-    for where, record in records:
+                message = _one_line(f"line {n}: {exc}", 120)
+                raise ConfigError(f"{path} is not valid JSON ({message}); write one JSON object per line") from None
+    rows, names = [], {}
+    for i, (where, record) in enumerate(records):
         if not isinstance(record, dict):
             raise ConfigError(f"{where} is not a JSON object; write one object per record")
-    names = _resolve_columns(list(records[0][1]), task, path) if records else {}
-    for where, record in records:
+        names = names or _resolve_columns(list(record), task, path)  # the first record's fields
         for name in names.values():
             if name not in record:
-                raise ConfigError(
-                    f"{where} lacks field '{name}'; give every record the fields {', '.join(names.values())}"
-                )
+                raise ConfigError(f"{where} lacks field '{name}'; give every record {', '.join(names.values())}")
             if isinstance(record[name], (list, dict)):
-                raise ConfigError(
-                    f"{where}: field '{name}' holds a JSON {type(record[name]).__name__}, not a "
-                    "single value; give it a string (a number for a label)"
-                )
-    return [
-        (where, i, {column: record[name] for column, name in names.items()})
-        for i, (where, record) in enumerate(records)
-    ]
+                kind = type(record[name]).__name__
+                raise ConfigError(f"{where}: field '{name}' holds a JSON {kind}; give it a string or number")
+        rows.append((where, i, {column: record[name] for column, name in names.items()}))
+    return rows
 
 
 def _read_file(path: str, task: Task) -> list:
-    """The rows of a data file; every way it can fail is a ConfigError naming it."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in (".csv", ".tsv", ".json", ".jsonl"):
         raise ConfigError(f"unsupported file type '{extension or path}' for {path}; use a {_FILE_TYPES} file")
@@ -280,14 +268,13 @@ def _read_file(path: str, task: Task) -> list:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); check that it is a readable file") from None
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise ConfigError(
-            f"{path} line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            f"{path} line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); re-save the file as UTF-8"
         ) from None
     if extension.startswith(".json"):
         return _read_json(text, path, task)
@@ -295,12 +282,11 @@ def _read_file(path: str, task: Task) -> list:
 
 
 def _label_name(raw) -> str:
-    """JSON 1, 1.0 and CSV "1" all become "1"."""
+    """JSON 1, 1.0 and CSV "1" become "1"."""
     return str(int(raw) if isinstance(raw, float) and raw.is_integer() else raw).strip()
 
 
 def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled=False) -> datasets.Dataset:
-    """An in-memory Dataset of `rows`, labels mapped by name."""
     numbers = [str(i) for i in range(len(task.labels))] if task.numbered else []
     valid = ", ".join(task.labels) + (f" (or {', '.join(numbers)})" if numbers else "")
     # lower-cased: case never tells two labels apart
@@ -311,7 +297,7 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
         if drop_unlabeled and key in UNLABELED_VALUES:
             continue
         if task.is_regression and not _is_number(raw):
-            raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; regression labels must be numeric")
+            raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; give a numeric score")
         if not task.is_regression and key not in lookup:
             raise ConfigError(
                 f"{where} ({split}): label {raw!r} is not a {task.name} label; valid labels: {valid}; "
@@ -322,10 +308,7 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
         data["label"].append(float(raw) if task.is_regression else lookup[key])
         data["idx"].append(position)
     if not data["idx"]:
-        raise ConfigError(
-            f"{source} has no labeled data rows for the {split} split; "
-            "give it a header line and at least one labeled row"
-        )
+        raise ConfigError(f"{source} has no labeled data rows for the {split} split; give it a header and one")
     if len(rows) > len(data["idx"]):
         logger.info("dropped %d unlabeled rows from %s (%s)", len(rows) - len(data["idx"]), source, split)
     logger.info("loaded %s %s: %d rows from %s", task.name, split, len(data["idx"]), source)
@@ -339,20 +322,17 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
 def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
     try:
         hub = datasets.load_dataset(task.hub_path, task.hub_config)
-    except Exception as exc:  # any hub/network/cache failure gets the same remedy
+    except Exception as exc:  # any hub/network/cache failure has the same remedy
         raise ConfigError(
             f"could not load {task.name} from the hub ({_one_line(exc, 160)}); pass --data_dir "
-            f"with the GLUE files ({', '.join(task.glue_files)}) or --train_file/--validation_file"
+            f"with {', '.join(task.glue_files)} or --train_file/--validation_file"
         ) from None
     loaded = {}
     for split in splits:
         name = task.hub_split(split)
         source = f"hub {task.hub_path} {name}"
         if name not in hub:
-            raise ConfigError(
-                f"hub dataset {task.hub_path} has no '{name}' split (has: "
-                f"{', '.join(hub)}); pass --data_dir or --train_file/--validation_file"
-            )
+            raise ConfigError(f"hub {task.hub_path} has no '{name}' split (has: {', '.join(hub)}); pass --data_dir")
         names = _resolve_columns(hub[name].column_names, task, source)
         columns = {column: list(hub[name][found]) for column, found in names.items()}
         feature = hub[name].features[names["label"]]
@@ -371,11 +351,9 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
         if path is None:
             continue
         if os.path.isdir(path):
-            raise ConfigError(
-                f"{flag} {path} is a folder; pass the path of a {_FILE_TYPES} file (or the folder as --data_dir)"
-            )
+            raise ConfigError(f"{flag} {path} is a folder; pass a {_FILE_TYPES} file (or the folder as --data_dir)")
         if not os.path.isfile(path):
-            raise ConfigError(f"{flag} {path} does not exist; pass the path of a {_FILE_TYPES} file")
+            raise ConfigError(f"{flag} {path} does not exist; pass a {_FILE_TYPES} file")
         files[split] = str(path)
     missing = [split for split in task.splits if split not in files]
     if data_dir is None or not missing:
@@ -387,15 +365,15 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
         name = dict(zip(task.splits, task.glue_files))[split]
         files[split] = os.path.join(data_dir, name)
         if os.path.isdir(files[split]):
-            raise ConfigError(f"--data_dir {data_dir} holds a folder named {name} where a file is expected; {expected}")
+            raise ConfigError(f"--data_dir {data_dir} holds a folder named {name}; {expected}")
         if not os.path.isfile(files[split]):
             raise ConfigError(f"--data_dir {data_dir} lacks {name}; {expected}")
     return files
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads the task from, for results.json and the report; the fingerprint hashes
-    each split's file content, or its hub name (the hub versions its datasets)."""
+    """Where `load_splits` reads the task from (results.json); the fingerprint hashes each split's file,
+    or its hub name (the hub versions its datasets)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -403,7 +381,7 @@ def data_source(task, data_dir=None, train_file=None, validation_file=None) -> d
         digest.update(split.encode())
         if split in files:
             with open(files[split], "rb") as handle:
-                hashlib.file_digest(handle, lambda: digest)  # adds the file to the running digest
+                hashlib.file_digest(handle, lambda: digest)  # adds to the running digest
         else:
             digest.update(f"{task.hub_path}/{task.hub_config}/{task.hub_split(split)}".encode())
     if train_file is not None:
@@ -428,29 +406,25 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     return {split: loaded[split] for split in task.splits}
 
 
-# Columns of every loaded split besides the texts: a text column may not take these names.
-_RESERVED_COLUMNS = ("label", "idx")
-
-
 def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
     """The task of the user's own files, read before any model is built: the labels size its head.
-    Its labels are the training file's distinct labels as text, sorted by value when all are integers
+    They are the training file's distinct labels as text, sorted by value when all are integers
     (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(
-            f"--text_column takes one column or two distinct comma-separated ones (a sentence pair), "
-            f"got {','.join(text_columns)!r}; e.g. --text_column sentence or --text_column premise,hypothesis"
+            f"--text_column takes one column or two distinct ones (a pair), got {','.join(text_columns)!r}; "
+            "e.g. --text_column premise,hypothesis"
         )
     if not label_column:
-        raise ConfigError("--label_column is empty; name the column holding the labels (default: label)")
-    clash = next((c for c in text_columns if c == label_column or c in _RESERVED_COLUMNS), None)
+        raise ConfigError("--label_column is empty; name the label column (default: label)")
+    # every loaded split has the columns label and idx besides the texts
+    clash = next((c for c in text_columns if c in (label_column, "label", "idx")), None)
     if clash is not None:
         raise ConfigError(
-            f"--text_column {clash!r} is the label column or a reserved name ({', '.join(_RESERVED_COLUMNS)}); "
-            "rename that column in your files"
+            f"--text_column {clash!r} is the label column or reserved (label, idx); rename it in your files"
         )
     same_folder = os.path.dirname(os.path.abspath(train_file)) == os.path.dirname(os.path.abspath(validation_file))
     validation_name = os.path.basename(validation_file) if same_folder else _short(validation_file)
@@ -460,16 +434,13 @@ def custom_task(
     train, validation = (_read_file(files[split], reader) for split in ("train", "validation"))
     for path, rows in ((files["train"], train), (files["validation"], validation)):
         if not rows:
-            raise ConfigError(f"{path} has no data rows; give it a header line and at least one labeled row")
+            raise ConfigError(f"{path} has no data rows; give it a header and a labeled row")
     for where, _, fields in train + validation:
         raw = fields["label"]
         if raw is None or not str(raw).strip():
-            raise ConfigError(f"{where}: empty '{label_column}'; label every row (or drop the row)")
+            raise ConfigError(f"{where}: empty '{label_column}'; label every row or drop it")
         if is_regression and (isinstance(raw, bool) or not _is_number(raw) or not math.isfinite(float(raw))):
-            raise ConfigError(
-                f"{where}: label {raw!r} is not a finite number; --is_regression needs numeric "
-                "labels (omit it to treat the labels as classes)"
-            )
+            raise ConfigError(f"{where}: label {raw!r} is not a finite number; omit --is_regression for classes")
     if is_regression:
         return reader
     labels = _custom_labels(train, files["train"])
@@ -478,7 +449,7 @@ def custom_task(
         if _label_name(fields["label"]).lower() not in known:
             raise ConfigError(
                 f"{where}: validation label {fields['label']!r} does not occur in the training file "
-                f"{files['train']}, so no class can predict it; fix the label or add training rows with it"
+                f"{files['train']}; fix it or add training rows with it"
             )
     return replace(reader, labels=labels, metric="accuracy_macro_f1")
 
@@ -496,21 +467,13 @@ def _custom_labels(rows: list, source: str) -> tuple[str, ...]:
     for name in labels:
         if seen.setdefault(name.lower(), name) != name:
             raise ConfigError(
-                f"{source}: labels {seen[name.lower()]!r} and {name!r} differ only in case (labels are "
-                "matched without case); spell each label one way"
+                f"{source}: labels {seen[name.lower()]!r} and {name!r} differ only in case; spell each label one way"
             )
     if len(labels) < 2:
-        raise ConfigError(
-            f"{source} has a single label {labels[0]!r}; classification needs at least two "
-            "(for numeric targets pass --is_regression)"
-        )
+        raise ConfigError(f"{source} has a single label {labels[0]!r}; give two (or pass --is_regression)")
     if not integers and all(map(_is_number, labels)):
         logger.warning(
-            "%s: the %d labels look like numeric scores (e.g. %s); they are taken as classes; "
-            "pass --is_regression to fit them as numbers",
-            source,
-            len(labels),
-            labels[0],
+            "%s: numeric-looking labels (e.g. %s) are classes; pass --is_regression to fit numbers", source, labels[0]
         )
     return labels
 
