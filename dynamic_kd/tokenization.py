@@ -13,28 +13,12 @@ from datasets.fingerprint import Hasher
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from dynamic_kd.cache import cache_root, entry_folder, get_or_build, key_hash, writable_folder
-from dynamic_kd.data import Task, get_task
+from dynamic_kd.data import get_task
 
 logger = logging.getLogger(__name__)
 
 MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 MIN_SEQ_LENGTH = 8  # the smallest --max_seq_length: [CLS], [SEP] and a few tokens of text
-
-
-def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool, token_type_ids: bool | None = None):
-    padding = "max_length" if pad_to_max_length else False
-
-    def encode(batch):
-        texts = [batch[key] for key in task.text_keys]
-        encoded = tokenizer(
-            *texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids
-        )
-        out = {key: encoded[key] for key in MODEL_INPUT_COLUMNS if key in encoded}
-        out["labels"] = batch["label"]
-        out["idx"] = batch["idx"]
-        return out
-
-    return encode
 
 
 def tokenize_splits(
@@ -51,7 +35,16 @@ def tokenize_splits(
     """Splits of input_ids, attention_mask, [token_type_ids], labels, idx; cached in `cache_dir` if given.
     token_type_ids: True/False force segment ids on/off, None keeps the tokenizer's default."""
     task = get_task(task)
-    encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
+    padding = "max_length" if pad_to_max_length else False
+
+    def encode(batch):
+        texts = [batch[key] for key in task.text_keys]
+        encoded = tokenizer(
+            *texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids
+        )
+        inputs = {key: encoded[key] for key in MODEL_INPUT_COLUMNS if key in encoded}
+        return inputs | {"labels": batch["label"], "idx": batch["idx"]}
+
     tokenized = {}
     for name, dataset in splits.items():
         limit = max_train_samples if name == "train" else max_eval_samples
@@ -63,7 +56,7 @@ def tokenize_splits(
         else:
             key = {
                 # the encoder's own source: editing how rows are encoded invalidates the cache
-                "encoder": hashlib.sha256(inspect.getsource(_encoder).encode()).hexdigest(),
+                "encoder": hashlib.sha256(inspect.getsource(encode).encode()).hexdigest(),
                 "text_keys": list(task.text_keys),
                 "tokenizer": tokenizer_fingerprint(tokenizer),
                 "max_seq_length": max_seq_length,
@@ -138,8 +131,8 @@ def same_tokenization(a, b) -> bool:
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all) of every row, in order; it hashes
-    values, not how they lie in memory (slices, chunks)."""
+    """Hash of the names, types and values of `columns` (default: all) of every row, in order: of the
+    values, not of how they lie in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
     hasher = Hasher()
     hasher.update([[c, str(dataset.features[c])] for c in columns])
@@ -149,6 +142,6 @@ def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):
-    """Pads per batch unless the rows were padded to max length. Batches carry `idx` (so a Trainer
-    needs `remove_unused_columns=False`)."""
+    """Pads per batch unless rows were padded to max length. Batches carry `idx` (a Trainer needs
+    `remove_unused_columns=False`)."""
     return default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer)
