@@ -1,9 +1,6 @@
-"""Task registry and loading of GLUE-style tasks.
-
-A split (from --train_file/--validation_file, else --data_dir, else the hub) holds the text columns,
-``label`` and ``idx``: the row's position in its source, which teacher stores key on. Labels map by
-*name*: pipelines disagree on the integer order of some label sets (MNLI).
-"""
+"""Task registry and loading. A split (from --train_file/--validation_file, else --data_dir, else the
+hub) holds the text columns, ``label`` and ``idx`` (the row's position in its source: teacher stores
+key on it). Labels map by *name*: pipelines disagree on the integer order of some (MNLI)."""
 
 import csv
 import hashlib
@@ -33,9 +30,8 @@ _FILE_TYPES = ".csv, .tsv, .json or .jsonl"
 
 @dataclass(frozen=True)
 class Task:
-    """column_aliases: (column, its name in GLUE files or on the hub) pairs; glue_files and hub_splits:
-    each split's file in --data_dir and hub name (if not its own); glue_header: the columns of
-    header-less GLUE files (CoLA); no hub_path: the custom task."""
+    """column_aliases: (column, its name in GLUE files or on the hub); glue_files, hub_splits: each
+    split's file in --data_dir, its hub name; glue_header: columns of header-less files (CoLA)."""
 
     name: str
     text_keys: tuple[str, ...]
@@ -46,7 +42,7 @@ class Task:
     column_aliases: tuple[tuple[str, str], ...] = ()
     glue_files: tuple[str, ...] = ("train.tsv", "dev.tsv")
     glue_header: tuple[str, ...] = ()
-    hub_path: str | None = "nyu-mll/glue"
+    hub_path: str | None = "nyu-mll/glue"  # none: the custom task
     hub_config: str | None = None
     hub_splits: tuple[str, ...] = ()
     label_column: str = "label"
@@ -81,74 +77,72 @@ def _task(name, *args, **kwargs) -> Task:
 
 
 # MNLI, QNLI and RTE are not numbered on purpose: their integer order differs between pipelines.
-TASKS: dict[str, Task] = {
-    task.name: task
-    for task in (
-        _task(
-            "cola",
-            ("sentence",),
-            ("unacceptable", "acceptable"),
-            "matthews",
-            glue_header=("source", "label", "label_notation", "sentence"),
-        ),
-        _task("sst2", ("sentence",), ("negative", "positive"), "accuracy"),
-        _task(
-            "mrpc",
-            ("sentence1", "sentence2"),
-            ("not_equivalent", "equivalent"),
-            "f1_accuracy",
-            column_aliases=(("sentence1", "#1 String"), ("sentence2", "#2 String"), ("label", "Quality")),
-        ),
-        _task(
-            "qqp",
-            ("question1", "question2"),
-            ("not_duplicate", "duplicate"),
-            "f1_accuracy",
-            column_aliases=(("label", "is_duplicate"),),
-        ),
-        _task("stsb", ("sentence1", "sentence2"), (), "pearson_spearman", column_aliases=(("label", "score"),)),
-        _task(
-            "mnli",
-            ("premise", "hypothesis"),
-            ("entailment", "neutral", "contradiction"),
-            "accuracy",
-            numbered=False,
-            eval_splits=("validation_matched", "validation_mismatched"),
-            column_aliases=(("premise", "sentence1"), ("hypothesis", "sentence2"), ("label", "gold_label")),
-            glue_files=("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"),
-        ),
-        _task("qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy", numbered=False),
-        _task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy", numbered=False),
-        _task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy"),
-        _task(
-            "sst5",
-            ("sentence",),
-            ("very negative", "negative", "neutral", "positive", "very positive"),
-            "accuracy",
-            column_aliases=(("sentence", "text"),),
-            hub_path="SetFit/sst5",
-            hub_config=None,
-        ),
-        _task(
-            "imdb",
-            ("text",),
-            ("neg", "pos"),
-            "accuracy",
-            column_aliases=(("text", "sentence"),),
-            hub_path="stanfordnlp/imdb",
-            hub_config=None,
-            hub_splits=("train", "test"),
-        ),
-        _task(
-            "boolq",
-            ("question", "passage"),
-            ("False", "True"),
-            "accuracy",
-            glue_files=("train.jsonl", "val.jsonl"),
-            hub_path="aps/super_glue",
-        ),
-    )
-}
+_REGISTERED = (
+    _task(
+        "cola",
+        ("sentence",),
+        ("unacceptable", "acceptable"),
+        "matthews",
+        glue_header=("source", "label", "label_notation", "sentence"),
+    ),
+    _task("sst2", ("sentence",), ("negative", "positive"), "accuracy"),
+    _task(
+        "mrpc",
+        ("sentence1", "sentence2"),
+        ("not_equivalent", "equivalent"),
+        "f1_accuracy",
+        column_aliases=(("sentence1", "#1 String"), ("sentence2", "#2 String"), ("label", "Quality")),
+    ),
+    _task(
+        "qqp",
+        ("question1", "question2"),
+        ("not_duplicate", "duplicate"),
+        "f1_accuracy",
+        column_aliases=(("label", "is_duplicate"),),
+    ),
+    _task("stsb", ("sentence1", "sentence2"), (), "pearson_spearman", column_aliases=(("label", "score"),)),
+    _task(
+        "mnli",
+        ("premise", "hypothesis"),
+        ("entailment", "neutral", "contradiction"),
+        "accuracy",
+        numbered=False,
+        eval_splits=("validation_matched", "validation_mismatched"),
+        column_aliases=(("premise", "sentence1"), ("hypothesis", "sentence2"), ("label", "gold_label")),
+        glue_files=("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"),
+    ),
+    _task("qnli", ("question", "sentence"), ("entailment", "not_entailment"), "accuracy", numbered=False),
+    _task("rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), "accuracy", numbered=False),
+    _task("wnli", ("sentence1", "sentence2"), ("not_entailment", "entailment"), "accuracy"),
+    _task(
+        "sst5",
+        ("sentence",),
+        ("very negative", "negative", "neutral", "positive", "very positive"),
+        "accuracy",
+        column_aliases=(("sentence", "text"),),
+        hub_path="SetFit/sst5",
+        hub_config=None,
+    ),
+    _task(
+        "imdb",
+        ("text",),
+        ("neg", "pos"),
+        "accuracy",
+        column_aliases=(("text", "sentence"),),
+        hub_path="stanfordnlp/imdb",
+        hub_config=None,
+        hub_splits=("train", "test"),
+    ),
+    _task(
+        "boolq",
+        ("question", "passage"),
+        ("False", "True"),
+        "accuracy",
+        glue_files=("train.jsonl", "val.jsonl"),
+        hub_path="aps/super_glue",
+    ),
+)
+TASKS: dict[str, Task] = {task.name: task for task in _REGISTERED}
 
 
 def get_task(name) -> Task:
@@ -157,13 +151,13 @@ def get_task(name) -> Task:
     if str(name).lower() not in TASKS:
         raise ConfigError(
             f"unknown --task_name '{name}'; choose one of: {', '.join(sorted(TASKS))}, "
-            f"or {CUSTOM_TASK} (your own --train_file/--validation_file)"
+            f"or {CUSTOM_TASK} (your --train_file/--validation_file)"
         )
     return TASKS[str(name).lower()]
 
 
-# Readers return rows: (where, position, {column: raw value}); `where` names the row in errors, the
-# position becomes its idx.
+# Readers return rows (where, position, {column: raw value}): `where` names the row in errors, the
+# position is its idx.
 
 
 def _one_line(text, limit: int) -> str:
@@ -177,23 +171,20 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
         candidates = task.column_candidates(column)
         resolved[column] = next((name for name in candidates if name in found), None)
         if resolved[column] is None:
-            fix = "name your columns with --text_column/--label_column"
+            fix = "pass --text_column/--label_column" if task.is_custom else "rename it or check --task_name"
             raise ConfigError(
-                f"{source} lacks column {' or '.join(map(repr, candidates))} needed by task {task.name} "
-                f"(found: {', '.join(found) or 'none'}); "
-                + (fix if task.is_custom else "rename the column or check --task_name")
+                f"{source} lacks column {' or '.join(map(repr, candidates))} for task {task.name} "
+                f"(found: {', '.join(found) or 'none'}); {fix}"
             )
     return resolved
 
 
 def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
-    """The needed columns of a CSV/TSV (no quoting: GLUE's TSVs). Rows too short are skipped, as the
-    original pipelines skip QQP's truncated rows, but still count for idx."""
+    """The needed columns of a CSV/TSV (GLUE's TSVs: no quoting). Rows too short are skipped (QQP's
+    truncated rows, as the original pipelines do) but still count for idx."""
     if "\x00" in text:  # a binary or UTF-16 file that happens to decode as UTF-8
         line = text.count("\n", 0, text.index("\x00")) + 1
-        raise ConfigError(
-            f"{path} line {line} contains a NUL character (a binary or UTF-16 file?); re-save it as UTF-8 text"
-        )
+        raise ConfigError(f"{path} line {line} contains a NUL character (UTF-16?); re-save it as UTF-8")
     rows, skipped = [], 0
     # strict: a stray quote is an error, not a field swallowing the rest of the file
     quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
@@ -214,8 +205,8 @@ def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
                 skipped += 1
             elif any(row[len(header) :]):  # a delimiter inside a field shifted the columns
                 raise ConfigError(
-                    f"{where} has {len(row)} fields but the header has {len(header)} (a delimiter in a text?); "
-                    "quote that field or remove the delimiter"
+                    f"{where} has {len(row)} fields but the header has {len(header)}; "
+                    "quote that text or drop the delimiter in it"
                 )
             else:
                 rows.append((where, position, {column: row[i] for column, i in positions.items()}))
@@ -231,14 +222,14 @@ def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
 def _read_json(text: str, path: str, task: Task) -> list:
     """A JSON array of records, an object wrapping one ({"data": [...]}), a record, or JSON lines."""
     parsed = None
-    if text.strip().startswith(("[", "{")):
-        with suppress(ValueError):
-            parsed = json.loads(text)
+    with suppress(ValueError):
+        parsed = json.loads(text)
     if isinstance(parsed, dict):
         lists = [value for value in parsed.values() if isinstance(value, list)]
         parsed = lists[0] if len(lists) == 1 and all(isinstance(r, dict) for r in lists[0]) else [parsed]
-    records = [(f"{path} record {n}", record) for n, record in enumerate(parsed or [], 1)]
-    for n, line in enumerate(text.splitlines() if parsed is None else [], 1):
+    whole = isinstance(parsed, list)
+    records = [(f"{path} record {n}", record) for n, record in enumerate(parsed, 1)] if whole else []
+    for n, line in enumerate([] if whole else text.splitlines(), 1):
         if line.strip():
             try:
                 records.append((f"{path} line {n}", json.loads(line)))
@@ -248,7 +239,7 @@ def _read_json(text: str, path: str, task: Task) -> list:
     rows, names = [], {}
     for i, (where, record) in enumerate(records):
         if not isinstance(record, dict):
-            raise ConfigError(f"{where} is not a JSON object; write one object per record")
+            raise ConfigError(f"{where} is not a JSON object; make each record one")
         names = names or _resolve_columns(list(record), task, path)  # the first record's fields
         for name in names.values():
             if name not in record:
@@ -268,7 +259,7 @@ def _read_file(path: str, task: Task) -> list:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); make it a readable file") from None
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc}); make it readable") from None
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -287,20 +278,20 @@ def _label_name(raw) -> str:
 
 
 def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled=False) -> datasets.Dataset:
-    numbers = [str(i) for i in range(len(task.labels))] if task.numbered else []
-    valid = ", ".join(task.labels) + (f" (or {', '.join(numbers)})" if numbers else "")
-    # lower-cased: case never tells two labels apart
-    lookup = {name.lower(): i for i, name in enumerate(task.labels)} | {number: int(number) for number in numbers}
+    lookup = {name.lower(): i for i, name in enumerate(task.labels)}  # case never tells two labels apart
+    if task.numbered:
+        lookup |= {str(i): i for i in range(len(task.labels))}
+    valid = ", ".join(task.labels) + (f" (or 0-{len(task.labels) - 1})" if task.numbered else "")
     data = {column: [] for column in task.text_keys + ("label", "idx")}
     for where, position, fields in rows:
         raw, key = fields["label"], _label_name(fields["label"]).lower()
         if drop_unlabeled and key in UNLABELED_VALUES:
             continue
         if task.is_regression and not _is_number(raw):
-            raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; give a numeric score")
+            raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; fix the file")
         if not task.is_regression and key not in lookup:
             raise ConfigError(
-                f"{where} ({split}): label {raw!r} is not a {task.name} label; valid labels: {valid}; "
+                f"{where} ({split}): label {raw!r} is not a {task.name} label ({valid}); "
                 "fix the file or check --task_name"
             )
         for column in task.text_keys:
@@ -309,9 +300,10 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
         data["idx"].append(position)
     if not data["idx"]:
         raise ConfigError(f"{source} has no labeled data rows for the {split} split; give it a header and one")
-    if len(rows) > len(data["idx"]):
-        logger.info("dropped %d unlabeled rows from %s (%s)", len(rows) - len(data["idx"]), source, split)
-    logger.info("loaded %s %s: %d rows from %s", task.name, split, len(data["idx"]), source)
+    kept = len(data["idx"])
+    logger.info(
+        "loaded %s %s: %d rows from %s (%d unlabeled dropped)", task.name, split, kept, source, len(rows) - kept
+    )
     features = dict.fromkeys(task.text_keys, datasets.Value("string")) | {
         "label": datasets.Value("float32" if task.is_regression else "int64"),
         "idx": datasets.Value("int64"),
@@ -322,7 +314,7 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
 def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
     try:
         hub = datasets.load_dataset(task.hub_path, task.hub_config)
-    except Exception as exc:  # any hub/network/cache failure has the same remedy
+    except Exception as exc:  # any hub, network or cache failure: the same remedy
         raise ConfigError(
             f"could not load {task.name} from the hub ({_one_line(exc, 160)}); pass --data_dir "
             f"with {', '.join(task.glue_files)} or --train_file/--validation_file"
@@ -344,7 +336,7 @@ def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
 
 
 def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str, str]:
-    """Split -> local file for every split not read from the hub (command-line files first)."""
+    """Split -> local file of every split not read from the hub (command-line files first)."""
     files = {}
     named = {"train": (train_file, "--train_file"), task.eval_splits[0]: (validation_file, "--validation_file")}
     for split, (path, flag) in named.items():
@@ -372,8 +364,8 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads the task from (results.json); the fingerprint hashes each split's file,
-    or its hub name (the hub versions its datasets)."""
+    """Where `load_splits` reads from (for results.json); the fingerprint hashes each split's file or,
+    as the hub versions its datasets, its hub name."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -394,11 +386,11 @@ def data_source(task, data_dir=None, train_file=None, validation_file=None) -> d
 
 
 def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> dict[str, datasets.Dataset]:
-    """ "train" and the eval splits in memory; a validation file fills the first (MNLI: matched)."""
+    """ "train" and the eval splits; a validation file fills the first (MNLI: matched)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     if task.is_custom and not task.is_regression:
-        logger.info("%s: class i is the i-th of the training file's labels %s", task.name, list(task.labels))
+        logger.info("%s: class i is label i of %s", task.name, list(task.labels))
     loaded = {split: _build_split(task, _read_file(path, task), split, path) for split, path in files.items()}
     missing = [split for split in task.splits if split not in loaded]
     if missing:
@@ -409,9 +401,9 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
 def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
-    """The task of the user's own files, read before any model is built: the labels size its head.
-    They are the training file's distinct labels as text, sorted by value when all are integers
-    (-1 < 2 < 10), else by code point (B < a). Its name keeps datasets apart."""
+    """The task of the user's own files, read before any model is built (the labels size its head):
+    the training file's distinct labels as text, sorted by value when all are integers (-1 < 2 < 10),
+    else by code point (B < a). Its name keeps datasets apart."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(

