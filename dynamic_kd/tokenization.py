@@ -1,5 +1,5 @@
-"""Tokenisation of the loaded splits, its on-disk cache, and the fingerprints that say whether two
-tokenisations (and two datasets) are the same: the teacher-output store keys on them."""
+"""Tokenisation, its on-disk cache, and the fingerprints of tokenizers and datasets (teacher stores key
+on them)."""
 
 import hashlib
 import inspect
@@ -71,13 +71,12 @@ def tokenize_splits(
 
 
 def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> datasets.Dataset:
-    """`dataset.map(encode)` written once to an Arrow file, memory-mapped after."""
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
         dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
-    def load(path):  # None (unreadable: pyarrow's errors derive from these): rebuilt
+    def load(path):  # unreadable (pyarrow's errors derive from these): None, rebuilt
         with suppress(OSError, ValueError):
             return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
 
@@ -92,20 +91,20 @@ def tokenized_cache_dir() -> str | None:
     folder = os.path.join(cache_root(), "tokenized")
     if not datasets.is_caching_enabled():
         logger.info("datasets caching is disabled: tokenising in memory")
-        return None
-    if not writable_folder(folder):
-        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to reuse tokens)", folder)
-        return None
-    return folder
+    elif not writable_folder(folder):
+        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE)", folder)
+    else:
+        return folder
+    return None
 
 
 def _tokenizer_spec(tokenizer):
-    """Its full spec (vocab, normaliser, pre-tokeniser, post-processor), or the vocab of a slow one."""
+    """The full spec (vocab, normaliser, pre-/post-processor), or a slow tokenizer's vocab."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return sorted(tokenizer.get_vocab().items())
     spec = json.loads(backend.to_str())
-    # per-call state the tokenizer sets on its backend, not its identity
+    # per-call state, not identity
     spec.pop("truncation", None)
     spec.pop("padding", None)
     return spec
@@ -124,15 +123,15 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def same_tokenization(a, b) -> bool:
-    """Whether two tokenizers give every text the same input_ids and attention_mask, padded alike
-    (their classes and input names may differ: DistilBERT's emits no token_type_ids, BERT's does)."""
+    """Whether two tokenizers give every text the same input_ids and attention_mask, padded alike (their
+    classes and input names may differ: DistilBERT's emits no token_type_ids)."""
     attributes = ("pad_token_id", "padding_side", "truncation_side")
     return _tokenizer_spec(a) == _tokenizer_spec(b) and all(getattr(a, n) == getattr(b, n) for n in attributes)
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all) of every row, in order: of the
-    values, not of how they lie in memory (slices, chunks)."""
+    """Hash of the names, types and values of `columns` (default: all), in row order; not of how they
+    lie in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
     hasher = Hasher()
     hasher.update([[c, str(dataset.features[c])] for c in columns])
@@ -142,6 +141,5 @@ def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):
-    """Pads per batch unless rows were padded to max length. Batches carry `idx` (a Trainer needs
-    `remove_unused_columns=False`)."""
+    """Pads per batch unless rows are padded already. Batches carry `idx` (so remove_unused_columns=False)."""
     return default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer)

@@ -27,7 +27,7 @@ def default_csv() -> str:
 
 
 def _decode(field: str) -> str:
-    """A field read as Latin-1 decoded as UTF-8 where valid: the corpus mixes both."""
+    """A field read as Latin-1, as UTF-8 where valid: the corpus mixes both."""
     try:
         return field.encode("latin-1").decode("utf-8")
     except UnicodeDecodeError:
@@ -42,9 +42,7 @@ def read_rows(path: str) -> dict[str, list[str]]:
     rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[: len(header)])
     missing = {"sentiment", "text"} - set(rows.columns)
     if missing:
-        raise SystemExit(
-            f"error: {path} lacks column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text"
-        )
+        raise SystemExit(f"error: {path} lacks {', '.join(sorted(missing))}; expected sentiment,confidence,text")
     rows = rows.fillna("").assign(sentiment=lambda r: r.sentiment.str.strip().str.lower())
     rows = rows[rows.sentiment.isin(LABELS)]
     rows = rows.assign(text=rows.text.map(_decode).str.replace(r"\s+", " ", regex=True).str.strip())
@@ -63,7 +61,7 @@ def shares(by_label: dict[str, list[str]], size: int) -> dict[str, int]:
 
 
 def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
-    """Stratified, shuffled (train rows, dev rows) of (text, class name)."""
+    """Stratified, shuffled train and dev rows of (text, class name)."""
     for size, name in ((train, "--train"), (dev, "--dev")):
         if size < len(LABELS):
             raise SystemExit(f"error: {name} must be at least {len(LABELS)} (one row per class), got {size}")
@@ -73,9 +71,7 @@ def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
     for label in LABELS:
         texts, need = by_label[label], train_share[label] + dev_share[label]
         if len(texts) < need:
-            raise SystemExit(
-                f"error: only {len(texts)} {label} rows but --train {train} --dev {dev} need {need} of them"
-            )
+            raise SystemExit(f"error: only {len(texts)} {label} rows; --train {train} --dev {dev} need {need}")
         picked = rng.sample(texts, need)
         dev_rows += [(t, label) for t in picked[: dev_share[label]]]
         train_rows += [(t, label) for t in picked[dev_share[label] :]]
@@ -107,10 +103,8 @@ def main(argv=None) -> int:
             os.path.join(args.out_dir, f"{name}.tsv"), "sentence\tlabel\n" + "".join(f"{t}\t{c}\n" for t, c in rows)
         )
     counts = ", ".join(f"{label} {len(by_label[label])}" for label in LABELS)
-    print(
-        f"prepare_tweets: {path} ({counts} unique rows) -> {args.out_dir}: "
-        f"train {len(splits[0])}, dev {len(splits[1])} (stratified, seed {args.seed})"
-    )
+    sizes = f"train {args.train}, dev {args.dev}, seed {args.seed}"
+    print(f"prepare_tweets: {path} ({counts} unique) -> {args.out_dir}: {sizes}")
     return 0
 
 
