@@ -1,6 +1,5 @@
-"""Task registry and loading. A split (from --train_file/--validation_file, else --data_dir, else the
-hub) holds the text columns, ``label`` and ``idx`` (the row's position in its source: teacher stores
-key on it). Labels map by *name*: pipelines disagree on the integer order of some (MNLI)."""
+"""Task registry and loading. A split holds the text columns, ``label`` and ``idx`` (the row's position
+in its source: teacher stores key on it). Labels map by *name*: pipelines disagree on MNLI's order."""
 
 import csv
 import hashlib
@@ -31,7 +30,7 @@ _FILE_TYPES = ".csv, .tsv, .json or .jsonl"
 @dataclass(frozen=True)
 class Task:
     """column_aliases: (column, its name in GLUE files or on the hub); glue_files, hub_splits: each
-    split's file in --data_dir, its hub name; glue_header: columns of header-less files (CoLA)."""
+    split's file in --data_dir and hub name; glue_header: columns of header-less files (CoLA)."""
 
     name: str
     text_keys: tuple[str, ...]
@@ -160,11 +159,6 @@ def get_task(name) -> Task:
 # position is its idx.
 
 
-def _one_line(text, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str]:
     resolved = {}
     for column in task.text_keys + ("label",):
@@ -182,7 +176,7 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
 def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
     """The needed columns of a CSV/TSV (GLUE's TSVs: no quoting). Rows too short are skipped (QQP's
     truncated rows, as the original pipelines do) but still count for idx."""
-    if "\x00" in text:  # a binary or UTF-16 file that happens to decode as UTF-8
+    if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConfigError(f"{path} line {line} contains a NUL character (UTF-16?); re-save it as UTF-8")
     rows, skipped = [], 0
@@ -211,9 +205,7 @@ def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
             else:
                 rows.append((where, position, {column: row[i] for column, i in positions.items()}))
     except csv.Error as exc:
-        raise ConfigError(
-            f"{path} line {reader.line_num} cannot be parsed ({_one_line(exc, 120)}); close the quote"
-        ) from None
+        raise ConfigError(f"{path} line {reader.line_num} cannot be parsed ({exc}); close the quote") from None
     if skipped:
         logger.warning("skipped %d malformed rows (under %d fields) in %s", skipped, width, path)
     return rows
@@ -234,8 +226,7 @@ def _read_json(text: str, path: str, task: Task) -> list:
             try:
                 records.append((f"{path} line {n}", json.loads(line)))
             except ValueError as exc:
-                message = _one_line(f"line {n}: {exc}", 120)
-                raise ConfigError(f"{path} is not valid JSON ({message}); write one JSON object per line") from None
+                raise ConfigError(f"{path} is not valid JSON (line {n}: {exc}); write one object per line") from None
     rows, names = [], {}
     for i, (where, record) in enumerate(records):
         if not isinstance(record, dict):
@@ -281,17 +272,16 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
     lookup = {name.lower(): i for i, name in enumerate(task.labels)}  # case never tells two labels apart
     if task.numbered:
         lookup |= {str(i): i for i in range(len(task.labels))}
-    valid = ", ".join(task.labels) + (f" (or 0-{len(task.labels) - 1})" if task.numbered else "")
+    numbers = f" (or 0-{task.num_labels - 1})" if task.numbered else ""
+    valid = ", ".join(task.labels) + numbers if task.labels else "a number"
     data = {column: [] for column in task.text_keys + ("label", "idx")}
     for where, position, fields in rows:
         raw, key = fields["label"], _label_name(fields["label"]).lower()
         if drop_unlabeled and key in UNLABELED_VALUES:
             continue
-        if task.is_regression and not _is_number(raw):
-            raise ConfigError(f"{where} ({split}): score {raw!r} is not a number; fix the file")
-        if not task.is_regression and key not in lookup:
+        if not (_is_number(raw) if task.is_regression else key in lookup):
             raise ConfigError(
-                f"{where} ({split}): label {raw!r} is not a {task.name} label ({valid}); "
+                f"{where} ({split}): label {raw!r} is not a {task.name} label; valid: {valid}; "
                 "fix the file or check --task_name"
             )
         for column in task.text_keys:
@@ -299,7 +289,7 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
         data["label"].append(float(raw) if task.is_regression else lookup[key])
         data["idx"].append(position)
     if not data["idx"]:
-        raise ConfigError(f"{source} has no labeled data rows for the {split} split; give it a header and one")
+        raise ConfigError(f"{source} has no labeled data rows for the {split} split; add some below its header")
     kept = len(data["idx"])
     logger.info(
         "loaded %s %s: %d rows from %s (%d unlabeled dropped)", task.name, split, kept, source, len(rows) - kept
@@ -315,16 +305,15 @@ def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
     try:
         hub = datasets.load_dataset(task.hub_path, task.hub_config)
     except Exception as exc:  # any hub, network or cache failure: the same remedy
+        reason = " ".join(str(exc).split())[:160]
         raise ConfigError(
-            f"could not load {task.name} from the hub ({_one_line(exc, 160)}); pass --data_dir "
+            f"could not load {task.name} from the hub ({reason}); pass --data_dir "
             f"with {', '.join(task.glue_files)} or --train_file/--validation_file"
         ) from None
     loaded = {}
     for split in splits:
         name = task.hub_split(split)
         source = f"hub {task.hub_path} {name}"
-        if name not in hub:
-            raise ConfigError(f"hub {task.hub_path} has no '{name}' split (has: {', '.join(hub)}); pass --data_dir")
         names = _resolve_columns(hub[name].column_names, task, source)
         columns = {column: list(hub[name][found]) for column, found in names.items()}
         feature = hub[name].features[names["label"]]
@@ -343,7 +332,7 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
         if path is None:
             continue
         if os.path.isdir(path):
-            raise ConfigError(f"{flag} {path} is a folder; pass a {_FILE_TYPES} file (or the folder as --data_dir)")
+            raise ConfigError(f"{flag} {path} is a folder; pass a {_FILE_TYPES} file")
         if not os.path.isfile(path):
             raise ConfigError(f"{flag} {path} does not exist; pass a {_FILE_TYPES} file")
         files[split] = str(path)
@@ -364,8 +353,8 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads from (for results.json); the fingerprint hashes each split's file or,
-    as the hub versions its datasets, its hub name."""
+    """Where `load_splits` reads from, for results.json; the fingerprint hashes each split's file (or hub
+    name: the hub versions its datasets)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -401,18 +390,16 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
 def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
-    """The task of the user's own files, read before any model is built (the labels size its head):
-    the training file's distinct labels as text, sorted by value when all are integers (-1 < 2 < 10),
-    else by code point (B < a). Its name keeps datasets apart."""
+    """The task of the user's own files, read before any model is built (its labels size the head): the
+    training file's labels as text, sorted by value if all are integers (-1 < 2 < 10), else by code point."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(
-            f"--text_column takes one column or two distinct ones (a pair), got {','.join(text_columns)!r}; "
+            f"--text_column takes one column or two distinct ones, got {','.join(text_columns)!r}; "
             "e.g. --text_column premise,hypothesis"
         )
     if not label_column:
         raise ConfigError("--label_column is empty; name the label column (default: label)")
-    # every loaded split has the columns label and idx besides the texts
     clash = next((c for c in text_columns if c in (label_column, "label", "idx")), None)
     if clash is not None:
         raise ConfigError(
