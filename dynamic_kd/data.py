@@ -1,5 +1,5 @@
 """Task registry and loading. A split holds the text columns, ``label`` and ``idx`` (the row's position
-in its source: teacher stores key on it). Labels map by *name*: pipelines disagree on MNLI's order."""
+in its source: teacher stores key on it); labels map by name (pipelines order MNLI's differently)."""
 
 import csv
 import hashlib
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 csv.field_size_limit(2**31 - 1)  # IMDB reviews exceed the default 128 KiB
 
-# Hub test splits mark missing gold labels like this; such rows are dropped, never guessed.
+# Hub test splits mark missing gold labels so; such rows are dropped, never guessed.
 UNLABELED_VALUES = ("-1", "", "none")
 CUSTOM_TASK = "custom"  # the --task_name of the user's own files
 _FILE_TYPES = ".csv, .tsv, .json or .jsonl"
@@ -155,8 +155,7 @@ def get_task(name) -> Task:
     return TASKS[str(name).lower()]
 
 
-# Readers return rows (where, position, {column: raw value}): `where` names the row in errors, the
-# position is its idx.
+# Readers return rows (where, position, {column: raw value}); `where` names the row in errors.
 
 
 def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str]:
@@ -174,8 +173,7 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
 
 
 def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
-    """The needed columns of a CSV/TSV (GLUE's TSVs: no quoting). Rows too short are skipped (QQP's
-    truncated rows, as the original pipelines do) but still count for idx."""
+    """The needed columns of a CSV/TSV (GLUE's TSVs: no quoting); short rows (QQP's) are skipped, idx kept."""
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConfigError(f"{path} line {line} contains a NUL character (UTF-16?); re-save it as UTF-8")
@@ -197,7 +195,7 @@ def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
             where = f"{path} line {reader.line_num}"
             if len(row) < width:
                 skipped += 1
-            elif any(row[len(header) :]):  # a delimiter inside a field shifted the columns
+            elif any(row[len(header) :]):  # a delimiter in a text shifted the columns
                 raise ConfigError(
                     f"{where} has {len(row)} fields but the header has {len(header)}; "
                     "quote that text or drop the delimiter in it"
@@ -336,14 +334,14 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
         if not os.path.isfile(path):
             raise ConfigError(f"{flag} {path} does not exist; pass a {_FILE_TYPES} file")
         files[split] = str(path)
-    missing = [split for split in task.splits if split not in files]
-    if data_dir is None or not missing:
+    if data_dir is None or len(files) == len(task.splits):
         return files
     expected = f"expected GLUE files for {task.name}: {', '.join(task.glue_files)}"
     if not os.path.isdir(data_dir):
         raise ConfigError(f"--data_dir {data_dir} does not exist or is not a folder; {expected}")
-    for split in missing:
-        name = dict(zip(task.splits, task.glue_files))[split]
+    for split, name in zip(task.splits, task.glue_files):
+        if split in files:
+            continue
         files[split] = os.path.join(data_dir, name)
         if os.path.isdir(files[split]):
             raise ConfigError(f"--data_dir {data_dir} holds a folder named {name}; {expected}")
@@ -390,8 +388,8 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
 def custom_task(
     train_file, validation_file, text_columns=("sentence",), label_column="label", is_regression=False
 ) -> Task:
-    """The task of the user's own files, read before any model is built (its labels size the head): the
-    training file's labels as text, sorted by value if all are integers (-1 < 2 < 10), else by code point."""
+    """The task of the user's files, read before any model is built (its labels size the head): the
+    training file's labels as text, by value if all are integers (-1 < 2 < 10), else by code point."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
         raise ConfigError(
@@ -399,7 +397,7 @@ def custom_task(
             "e.g. --text_column premise,hypothesis"
         )
     if not label_column:
-        raise ConfigError("--label_column is empty; name the label column (default: label)")
+        raise ConfigError("--label_column is empty; name the label column")
     clash = next((c for c in text_columns if c in (label_column, "label", "idx")), None)
     if clash is not None:
         raise ConfigError(
@@ -413,7 +411,7 @@ def custom_task(
     train, validation = (_read_file(files[split], reader) for split in ("train", "validation"))
     for path, rows in ((files["train"], train), (files["validation"], validation)):
         if not rows:
-            raise ConfigError(f"{path} has no data rows; give it a header and a labeled row")
+            raise ConfigError(f"{path} has no data rows; add some below its header")
     for where, _, fields in train + validation:
         raw = fields["label"]
         if raw is None or not str(raw).strip():
@@ -428,7 +426,7 @@ def custom_task(
         if _label_name(fields["label"]).lower() not in known:
             raise ConfigError(
                 f"{where}: validation label {fields['label']!r} does not occur in the training file "
-                f"{files['train']}; fix it or add training rows with it"
+                f"{files['train']}; fix it or add it there"
             )
     return replace(reader, labels=labels, metric="accuracy_macro_f1")
 
@@ -446,14 +444,12 @@ def _custom_labels(rows: list, source: str) -> tuple[str, ...]:
     for name in labels:
         if seen.setdefault(name.lower(), name) != name:
             raise ConfigError(
-                f"{source}: labels {seen[name.lower()]!r} and {name!r} differ only in case; spell each label one way"
+                f"{source}: labels {seen[name.lower()]!r} and {name!r} differ only in case; spell them one way"
             )
     if len(labels) < 2:
-        raise ConfigError(f"{source} has a single label {labels[0]!r}; give two (or pass --is_regression)")
+        raise ConfigError(f"{source} has a single label {labels[0]!r}; add another (or pass --is_regression)")
     if not integers and all(map(_is_number, labels)):
-        logger.warning(
-            "%s: numeric-looking labels (e.g. %s) are classes; pass --is_regression to fit numbers", source, labels[0]
-        )
+        logger.warning("%s: labels like %s are taken as classes; pass --is_regression for scores", source, labels[0])
     return labels
 
 

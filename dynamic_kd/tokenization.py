@@ -33,7 +33,7 @@ def tokenize_splits(
     cache_dir=None,
 ) -> dict[str, datasets.Dataset]:
     """Splits of input_ids, attention_mask, [token_type_ids], labels, idx; cached in `cache_dir` if given.
-    token_type_ids: True/False force segment ids on/off, None keeps the tokenizer's default."""
+    token_type_ids: True/False force segment ids on/off, None: the tokenizer's default."""
     task = get_task(task)
     padding = "max_length" if pad_to_max_length else False
 
@@ -55,7 +55,7 @@ def tokenize_splits(
             mapped = dataset.map(encode, **options, keep_in_memory=True)
         else:
             key = {
-                # the encoder's own source: editing how rows are encoded invalidates the cache
+                # editing the encoder invalidates the cache
                 "encoder": hashlib.sha256(inspect.getsource(encode).encode()).hexdigest(),
                 "text_keys": list(task.text_keys),
                 "tokenizer": tokenizer_fingerprint(tokenizer),
@@ -87,7 +87,7 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
 
 
 def tokenized_cache_dir() -> str | None:
-    """`$DYNAMIC_KD_CACHE/tokenized`, or None: tokenise in memory."""
+    """`$DYNAMIC_KD_CACHE/tokenized`, or None (tokenise in memory)."""
     folder = os.path.join(cache_root(), "tokenized")
     if not datasets.is_caching_enabled():
         logger.info("datasets caching is disabled: tokenising in memory")

