@@ -23,14 +23,14 @@ csv.field_size_limit(2**31 - 1)  # IMDB reviews exceed the default 128 KiB
 
 # Hub test splits mark missing gold labels so; such rows are dropped, never guessed.
 UNLABELED_VALUES = ("-1", "", "none")
-CUSTOM_TASK = "custom"  # the --task_name of the user's own files
+CUSTOM_TASK = "custom"  # --task_name of the user's files
 _FILE_TYPES = ".csv, .tsv, .json or .jsonl"
 
 
 @dataclass(frozen=True)
 class Task:
-    """column_aliases: (column, its name in GLUE files or on the hub); glue_files, hub_splits: each
-    split's file in --data_dir and hub name; glue_header: columns of header-less files (CoLA)."""
+    """column_aliases: (column, its name in GLUE files or on the hub); glue_files, hub_splits: each split's
+    --data_dir file and hub name; glue_header: columns of header-less files (CoLA)."""
 
     name: str
     text_keys: tuple[str, ...]
@@ -71,11 +71,10 @@ class Task:
 
 
 def _task(name, *args, **kwargs) -> Task:
-    """A numbered GLUE entry (hub config: its name) unless told otherwise."""
     return Task(name, *args, **{"hub_config": name, "numbered": True, **kwargs})
 
 
-# MNLI, QNLI and RTE are not numbered on purpose: their integer order differs between pipelines.
+# MNLI, QNLI and RTE are not numbered: pipelines order their labels differently.
 _REGISTERED = (
     _task(
         "cola",
@@ -173,12 +172,12 @@ def _resolve_columns(found: list[str], task: Task, source: str) -> dict[str, str
 
 
 def _read_delimited(text: str, path: str, task: Task, tsv: bool) -> list:
-    """The needed columns of a CSV/TSV (GLUE's TSVs: no quoting); short rows (QQP's) are skipped, idx kept."""
+    """The needed columns of a CSV/TSV (GLUE's TSVs: no quoting); short rows (QQP's) are skipped."""
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ConfigError(f"{path} line {line} contains a NUL character (UTF-16?); re-save it as UTF-8")
     rows, skipped = [], 0
-    # strict: a stray quote is an error, not a field swallowing the rest of the file
+    # strict: a stray quote is an error, not a field swallowing the rest
     quoting = csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",", quoting=quoting, strict=True)
     lines = (row for row in reader if row)
@@ -289,20 +288,16 @@ def _build_split(task: Task, rows: list, split: str, source: str, drop_unlabeled
     if not data["idx"]:
         raise ConfigError(f"{source} has no labeled data rows for the {split} split; add some below its header")
     kept = len(data["idx"])
-    logger.info(
-        "loaded %s %s: %d rows from %s (%d unlabeled dropped)", task.name, split, kept, source, len(rows) - kept
-    )
-    features = dict.fromkeys(task.text_keys, datasets.Value("string")) | {
-        "label": datasets.Value("float32" if task.is_regression else "int64"),
-        "idx": datasets.Value("int64"),
-    }
+    logger.info("loaded %s %s: %d rows from %s, %d unlabeled dropped", task.name, split, kept, source, len(rows) - kept)
+    features = dict.fromkeys(task.text_keys, datasets.Value("string"))
+    features |= {"label": datasets.Value("float32" if task.is_regression else "int64"), "idx": datasets.Value("int64")}
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
 def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
     try:
         hub = datasets.load_dataset(task.hub_path, task.hub_config)
-    except Exception as exc:  # any hub, network or cache failure: the same remedy
+    except Exception as exc:  # any failure: the same remedy
         reason = " ".join(str(exc).split())[:160]
         raise ConfigError(
             f"could not load {task.name} from the hub ({reason}); pass --data_dir "
@@ -315,7 +310,7 @@ def _load_hub(task: Task, splits: list[str]) -> dict[str, datasets.Dataset]:
         names = _resolve_columns(hub[name].column_names, task, source)
         columns = {column: list(hub[name][found]) for column, found in names.items()}
         feature = hub[name].features[names["label"]]
-        if isinstance(feature, datasets.ClassLabel):  # ints -> names, mapped by name like files
+        if isinstance(feature, datasets.ClassLabel):  # ints -> names, as in files
             columns["label"] = [feature.names[v] if v is not None and v >= 0 else None for v in columns["label"]]
         rows = [(f"{source} row {i}", i, dict(zip(columns, row))) for i, row in enumerate(zip(*columns.values()))]
         loaded[split] = _build_split(task, rows, split, source, drop_unlabeled=name.startswith("test"))
@@ -338,7 +333,7 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
         return files
     expected = f"expected GLUE files for {task.name}: {', '.join(task.glue_files)}"
     if not os.path.isdir(data_dir):
-        raise ConfigError(f"--data_dir {data_dir} does not exist or is not a folder; {expected}")
+        raise ConfigError(f"--data_dir {data_dir} is not a folder; {expected}")
     for split, name in zip(task.splits, task.glue_files):
         if split in files:
             continue
@@ -351,8 +346,8 @@ def _source_files(task: Task, data_dir, train_file, validation_file) -> dict[str
 
 
 def data_source(task, data_dir=None, train_file=None, validation_file=None) -> dict:
-    """Where `load_splits` reads from, for results.json; the fingerprint hashes each split's file (or hub
-    name: the hub versions its datasets)."""
+    """Where `load_splits` reads from (results.json); the fingerprint hashes each split's file, or its hub
+    name (the hub versions its datasets)."""
     task = get_task(task)
     files = _source_files(task, data_dir, train_file, validation_file)
     digest = hashlib.sha256()
@@ -379,9 +374,8 @@ def load_splits(task, data_dir=None, train_file=None, validation_file=None) -> d
     if task.is_custom and not task.is_regression:
         logger.info("%s: class i is label i of %s", task.name, list(task.labels))
     loaded = {split: _build_split(task, _read_file(path, task), split, path) for split, path in files.items()}
-    missing = [split for split in task.splits if split not in loaded]
-    if missing:
-        loaded.update(_load_hub(task, missing))
+    if len(loaded) < len(task.splits):
+        loaded |= _load_hub(task, [split for split in task.splits if split not in loaded])
     return {split: loaded[split] for split in task.splits}
 
 
@@ -392,24 +386,19 @@ def custom_task(
     training file's labels as text, by value if all are integers (-1 < 2 < 10), else by code point."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
-        raise ConfigError(
-            f"--text_column takes one column or two distinct ones, got {','.join(text_columns)!r}; "
-            "e.g. --text_column premise,hypothesis"
-        )
+        raise ConfigError(f"--text_column takes one column or two distinct ones, got {','.join(text_columns)!r}")
     if not label_column:
         raise ConfigError("--label_column is empty; name the label column")
     clash = next((c for c in text_columns if c in (label_column, "label", "idx")), None)
     if clash is not None:
-        raise ConfigError(
-            f"--text_column {clash!r} is the label column or reserved (label, idx); rename it in your files"
-        )
+        raise ConfigError(f"--text_column {clash!r} is the label column or reserved (label, idx); rename it")
     same_folder = os.path.dirname(os.path.abspath(train_file)) == os.path.dirname(os.path.abspath(validation_file))
     validation_name = os.path.basename(validation_file) if same_folder else _short(validation_file)
     name = f"{CUSTOM_TASK}:{_short(train_file)}+{validation_name}"
     reader = Task(name, text_columns, (), "pearson_spearman", glue_files=(), hub_path=None, label_column=label_column)
     files = _source_files(reader, None, train_file, validation_file)
     train, validation = (_read_file(files[split], reader) for split in ("train", "validation"))
-    for path, rows in ((files["train"], train), (files["validation"], validation)):
+    for path, rows in zip(files.values(), (train, validation)):
         if not rows:
             raise ConfigError(f"{path} has no data rows; add some below its header")
     for where, _, fields in train + validation:
@@ -417,7 +406,7 @@ def custom_task(
         if raw is None or not str(raw).strip():
             raise ConfigError(f"{where}: empty '{label_column}'; label every row or drop it")
         if is_regression and (isinstance(raw, bool) or not _is_number(raw) or not math.isfinite(float(raw))):
-            raise ConfigError(f"{where}: label {raw!r} is not a finite number; omit --is_regression for classes")
+            raise ConfigError(f"{where}: label {raw!r} is not a finite number; for classes omit --is_regression")
     if is_regression:
         return reader
     labels = _custom_labels(train, files["train"])
@@ -432,8 +421,8 @@ def custom_task(
 
 
 def _short(path: str) -> str:
-    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
-    return f"{folder}/{os.path.basename(path)}" if folder else os.path.basename(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(os.path.basename(folder), name)
 
 
 def _custom_labels(rows: list, source: str) -> tuple[str, ...]:
@@ -443,11 +432,9 @@ def _custom_labels(rows: list, source: str) -> tuple[str, ...]:
     seen = {}
     for name in labels:
         if seen.setdefault(name.lower(), name) != name:
-            raise ConfigError(
-                f"{source}: labels {seen[name.lower()]!r} and {name!r} differ only in case; spell them one way"
-            )
+            raise ConfigError(f"{source}: labels {seen[name.lower()]!r} and {name!r} differ only in case; unify them")
     if len(labels) < 2:
-        raise ConfigError(f"{source} has a single label {labels[0]!r}; add another (or pass --is_regression)")
+        raise ConfigError(f"{source} has a single label {labels[0]!r}; add another or pass --is_regression")
     if not integers and all(map(_is_number, labels)):
         logger.warning("%s: labels like %s are taken as classes; pass --is_regression for scores", source, labels[0])
     return labels

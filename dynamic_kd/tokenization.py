@@ -1,5 +1,4 @@
-"""Tokenisation, its on-disk cache, and the fingerprints of tokenizers and datasets (teacher stores key
-on them)."""
+"""Tokenisation, its on-disk cache, and tokenizer and dataset fingerprints (teacher stores key on them)."""
 
 import hashlib
 import inspect
@@ -76,7 +75,7 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
     def build(tmp):
         dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
-    def load(path):  # unreadable (pyarrow's errors derive from these): None, rebuilt
+    def load(path):  # None if unreadable (pyarrow's errors derive from these): rebuilt
         with suppress(OSError, ValueError):
             return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
 
@@ -130,8 +129,8 @@ def same_tokenization(a, b) -> bool:
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all), in row order; not of how they
-    lie in memory (slices, chunks)."""
+    """Hash of the names, types and values of `columns` (default: all) in row order, whatever their layout
+    in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
     hasher = Hasher()
     hasher.update([[c, str(dataset.features[c])] for c in columns])
@@ -141,5 +140,5 @@ def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):
-    """Pads per batch unless rows are padded already. Batches carry `idx` (so remove_unused_columns=False)."""
+    """Pads per batch unless rows are padded. Batches carry `idx`: use remove_unused_columns=False."""
     return default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer)

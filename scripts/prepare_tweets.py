@@ -36,10 +36,10 @@ def _decode(field: str) -> str:
 
 def read_rows(path: str) -> dict[str, list[str]]:
     """label -> texts in file order, whitespace collapsed, empty and repeated texts dropped."""
-    header = pd.read_csv(path, encoding="latin-1", nrows=0).columns
-    # a row longer than the header keeps its first fields, as the csv module reads it
     read = dict(encoding="latin-1", dtype=str, keep_default_na=False, index_col=False, engine="python")
-    rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[: len(header)])
+    width = len(pd.read_csv(path, **read, nrows=0).columns)
+    # a row longer than the header keeps its first fields, as the csv module reads it
+    rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[:width])
     missing = {"sentiment", "text"} - set(rows.columns)
     if missing:
         raise SystemExit(f"error: {path} lacks {', '.join(sorted(missing))}; expected sentiment,confidence,text")
