@@ -28,16 +28,15 @@ from dynamic_kd.strategies import (
 from dynamic_kd.teachers import TEACHER_CACHE_MODES
 from dynamic_kd.tokenization import MIN_SEQ_LENGTH
 
-# What a numeric flag may be, as a message words it -> its test (NaN fails every comparison).
+# a numeric flag's bound, as its message words it -> its test (NaN fails every comparison)
 _RANGES = {
     "a positive number": lambda v: v > 0,
     "a number >= 0": lambda v: v >= 0,
     "in [0, 1)": lambda v: 0 <= v < 1,
     "in (0, 1]": lambda v: 0 < v <= 1,
     "at least 1": lambda v: v >= 1,
-    "a positive integer": lambda v: v >= 1,
 }
-_DEFAULT = "the default is {default}"  # a bound's fix, the field's default filled in
+_DEFAULT = "the default is {default}"
 
 
 def _arg(default, text, **metadata):
@@ -45,7 +44,7 @@ def _arg(default, text, **metadata):
 
 
 def _check(args, bounds):
-    """`bounds`: `_RANGES` key -> {field: fix}; `{default}` is the field's default, None is not set."""
+    """`bounds`: `_RANGES` key -> {field: fix}; None is not set."""
     for kind, fixes in bounds.items():
         for name, fix in fixes.items():
             value, spec = getattr(args, name), args.__dataclass_fields__[name]
@@ -73,13 +72,13 @@ class DataArguments:
                 f"--max_seq_length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH} (default 128)"
             )
         limits = dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it to use all rows")
-        _check(self, {"a positive integer": limits})
+        _check(self, {"at least 1": limits})
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
 
     def _resolve_task(self):
-        """A registry task by name, or the custom task of the user's files (read last: it opens them)."""
+        """A registry task, or the custom task of the user's files (last: it opens them)."""
         own_data = ("text_column", "label_column", "is_regression")
         custom = [name for name in own_data if getattr(self, name) not in (None, False)]
         if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
@@ -96,7 +95,7 @@ class DataArguments:
             )
         if self.data_dir is not None:
             raise ConfigError("--data_dir holds a registry task's GLUE files; pass --task_name, or drop it")
-        columns = {}  # a column not given keeps custom_task's default
+        columns = {}  # a column not given keeps its default
         if self.text_column is not None:
             columns["text_columns"] = tuple(name.strip() for name in self.text_column.split(","))
         if self.label_column is not None:
@@ -145,7 +144,7 @@ class DistillationArguments:
     teacher_cache_dir: str | None = _arg(None, "Default: $DYNAMIC_KD_CACHE/teacher_outputs.")
     teacher_dtype: str = _arg("auto", "Teacher precision (auto: like --bf16/--fp16).", choices=TEACHER_DTYPES)
     teacher_batch_size: int = _arg(256, "Rows per teacher forward.")
-    skip_teacher_check: bool = _arg(False, "Warn, not fail, on a teacher no better than the majority class.")
+    skip_teacher_check: bool = _arg(False, "Only warn on a teacher no better than the majority class.")
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
@@ -187,15 +186,14 @@ class DistillationArguments:
             raise ConfigError(f"--selection_ratio {needs_strategy}; 'none' keeps every instance")
         if self.ce_alpha == self.kd_kl_alpha == self.kd_rep_alpha == 0:
             raise ConfigError(
-                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; "
-                "give one a weight"
+                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0: no loss to train on; give one a weight"
             )
         if self.strategy != "none" and self.kd_rep_alpha == 0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
 
     def _teacher_paths(self) -> dict[str, str]:
-        """Name -> folder of every teacher the adoption mode needs."""
+        """Name -> folder of each teacher the adoption mode needs."""
         if self.uncertainty_mode is None:
             if self.small_teacher or self.large_teacher:
                 raise ConfigError("--small_teacher/--large_teacher need --uncertainty_mode; for one use --teacher")
@@ -222,20 +220,16 @@ class DistillationArguments:
             "uncertainty_mode": TEACHER_MODES,
             "strategy": OBJECTIVE_STRATEGIES,
         }
-        for name in registries:
+        for name, registry in registries.items():
             if getattr(self, name) in UNCERTAINTY_STRATEGIES:
-                usable = (
-                    f"--{flag} " + "/".join(key for key in registry if key not in UNCERTAINTY_STRATEGIES)
-                    for flag, registry in registries.items()
-                )
+                usable = ", ".join(key for key in registry if key not in UNCERTAINTY_STRATEGIES)
                 raise ConfigError(
-                    f"{task.name} is a regression task and --{name} needs class probabilities; use {', '.join(usable)}"
+                    f"{task.name} is a regression task and --{name} needs class probabilities; use one of: {usable}"
                 )
         if self.kd_loss == "kl":
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
     def check_training(self, run):
-        """The checks that need `RunArguments`."""
         if self.uncertainty_grad and (run.world_size > 1 or run.gradient_accumulation_steps > 1):
             raise ConfigError(
                 "--uncertainty_grad needs the global batch in one forward; use one process and "
@@ -267,23 +261,24 @@ _RUN_BOUNDS = {
 }
 
 _DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
-_WHOLE_SPLIT = "the metrics need every prediction of a split; drop the flag"
-# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`.
+_WHOLE_SPLIT = "the metrics need every prediction of a split"
+# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`;
+# a reason without its own fix ends in "drop the flag"
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "the loss terms are means over rows; drop the flag",
-    "use_liger_kernel": "BERT-style students have no Liger kernels; drop the flag",
-    "neftune_noise_alpha": "it would noise the student's inputs only; drop the flag",
+    "average_tokens_across_devices": "the loss terms are means over rows",
+    "use_liger_kernel": "BERT-style students have no Liger kernels",
+    "neftune_noise_alpha": "it would noise the student's inputs only",
     "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower --per_device_train_batch_size",
-    "label_names": "the labels are always `labels`; drop the flag",
-    "length_column_name": "length grouping measures input_ids; drop the flag",
-    "dataloader_drop_last": "the dev metrics would miss examples; drop the flag",
+    "label_names": "the labels are always `labels`",
+    "length_column_name": "length grouping measures input_ids",
+    "dataloader_drop_last": "the dev metrics would miss examples",
     "bf16_full_eval": "HF would save a bf16 student; use --bf16 (mixed precision)",
     "fp16_full_eval": "HF would save an fp16 student; use --fp16 (mixed precision)",
-    "prediction_loss_only": "results.json needs the task metrics; drop the flag",
+    "prediction_loss_only": "results.json needs the task metrics",
     "batch_eval_metrics": _WHOLE_SPLIT,
     "eval_do_concat_batches": _WHOLE_SPLIT,
-    "restore_callback_states_from_checkpoint": "the callbacks restore their own state; drop the flag",
-    "do_predict": "test-set prediction is not implemented; drop the flag",
+    "restore_callback_states_from_checkpoint": "the callbacks restore their own state",
+    "do_predict": "test-set prediction is not implemented",
     "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
     "push_to_hub": "a hub error would end the run; upload the --output_dir with `hf upload REPO DIR`",
     "fsdp": _DDP_ONLY,
@@ -291,8 +286,6 @@ _UNSUPPORTED = {
     "parallelism_config": _DDP_ONLY,
 }
 _HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
-
-
 _ALWAYS = "run_glue.py's flag: always on; False is refused."
 _WORLD_SIZE_VARIABLES = ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "WORLD_SIZE"]
 
@@ -328,27 +321,28 @@ class RunArguments(TrainingArguments):
                     "pass only one"
                 )
             self.train_sampling_strategy = "group_by_length"
-        # launched as one of several processes (accelerate's own test) on a machine without an accelerator:
-        # accelerate builds the CPU process group only when told, else each process trains its own copy
+        # one of several processes (accelerate's own test) without an accelerator: accelerate builds the CPU
+        # process group only when told, else each process trains its own copy
         launched = os.environ.get("LOCAL_RANK", "-1") != "-1" or get_int_from_env(_WORLD_SIZE_VARIABLES, 1) > 1
         if launched and not self.use_cpu and torch.accelerator.current_accelerator() is None:
             self.use_cpu = True
-        for name, reason in _UNSUPPORTED.items():  # before HF's own checks, some of which end in a traceback
+        for name, reason in _UNSUPPORTED.items():  # before HF's checks, some of which end in a traceback
             default = TrainingArguments.__dataclass_fields__[name].default
             if getattr(self, name) not in (default, *_HARMLESS.get(name, ())):
                 flag = f"{name} False" if default is True else name
-                raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}")
+                fix = "" if ";" in reason else "; drop the flag"
+                raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}{fix}")
         super().__post_init__()
         if self.fp16 and self.device.type == "cpu":
             raise ConfigError(
-                "--fp16 on a CPU would train in fp32 (no fp16 autocast there); drop it, or use --bf16 --use_cpu "
-                "where the CPU has native bf16 (`python -m dynamic_kd.precision` says)"
+                "--fp16 on a CPU would train in fp32 (no fp16 autocast); drop it, or use --bf16 --use_cpu "
+                "on a CPU with native bf16 (see `python -m dynamic_kd.precision`)"
             )
         if self.dataloader_pin_memory is None:
-            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it only helps copies to a GPU
+            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it helps copies to a GPU only
         if self.accelerator_config.split_batches:
             raise ConfigError(
-                "--accelerator_config split_batches is not supported by the distillation trainer: it would change "
+                "--accelerator_config split_batches is not supported by the distillation trainer: it changes "
                 "the batch the strategies plan over; drop it"
             )
         positive = {}  # flags that count only in some runs
@@ -361,7 +355,6 @@ class RunArguments(TrainingArguments):
         _check(self, {"a positive number": positive})
 
     def check_task(self, task):
-        """Label smoothing needs class labels; the best-model metric must be one the task reports."""
         if task.is_regression and self.label_smoothing_factor:
             raise ConfigError(
                 f"--label_smoothing_factor needs class labels and {task.name} is a regression task; drop it"
@@ -378,19 +371,20 @@ class RunArguments(TrainingArguments):
             self.metric_for_best_model = f"{split}_{name}"  # the trainer logs eval_<split>_<metric>
 
 
-# Flags of HF's run_glue.py or of transformers 4 that this parser does not know: what to do instead.
+_RENAMED = "renamed in transformers 5; use --"
+# flags of HF's run_glue.py or of transformers 4 that this parser does not know: what to do instead
 _UNKNOWN_FLAGS = {
-    "--evaluation_strategy": "renamed in transformers 5; use --eval_strategy",
-    "--per_gpu_train_batch_size": "renamed in transformers 5; use --per_device_train_batch_size",
-    "--per_gpu_eval_batch_size": "renamed in transformers 5; use --per_device_eval_batch_size",
+    "--evaluation_strategy": _RENAMED + "eval_strategy",
+    "--per_gpu_train_batch_size": _RENAMED + "per_device_train_batch_size",
+    "--per_gpu_eval_batch_size": _RENAMED + "per_device_eval_batch_size",
     "--logging_dir": "gone from transformers 5; set TENSORBOARD_LOGGING_DIR=PATH",
     "--cache_dir": "models come from the Hugging Face cache; set HF_HOME=PATH (data: DYNAMIC_KD_CACHE=PATH)",
-    "--overwrite_cache": "the data cache is keyed on its inputs, so it is never stale; drop the flag",
+    "--overwrite_cache": "the data cache is keyed on its inputs: never stale; drop the flag",
 }
 
 
 class _OneLineErrorParser(HfArgumentParser):
-    """argparse prints the whole usage (hundreds of flags) on a typo; we raise one line instead."""
+    """One line on a typo, where argparse prints the whole usage (hundreds of flags)."""
 
     def error(self, message):
         raise ConfigError(f"{message} (see --help)")
@@ -402,7 +396,7 @@ class _OneLineErrorParser(HfArgumentParser):
 
 
 def parse_args(argv, *dataclass_types, defaults=None):
-    """`argv` (default sys.argv[1:]) as the dataclasses and `RunArguments`; `defaults` sets a script's own."""
+    """`argv` (default sys.argv[1:]) as the dataclasses and `RunArguments`; `defaults`: a script's own."""
     parser = _OneLineErrorParser((*dataclass_types, RunArguments))
     if defaults:
         parser.set_defaults(**defaults)
