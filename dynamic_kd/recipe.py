@@ -1,15 +1,12 @@
 """The recipe the entry points share: start a run, load data, train + evaluate, finish a run.
 
-`distill` is the distillation recipe; the three `dynamic_*.py` scripts are presets of it (defaults only).
-A run is finished once its `results.json` exists (written last, atomically); a folder without one is
-resumed from its latest complete checkpoint; a finished one is reused only with `--overwrite_output_dir`.
-"""
+A run is finished once its `results.json` exists (written last, atomically); a folder without one resumes
+from its latest complete checkpoint; a finished one is replaced only with `--overwrite_output_dir`."""
 
 import gc
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -19,7 +16,7 @@ import torch
 import torch.distributed as dist
 import transformers
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.cache import read_json
@@ -56,7 +53,7 @@ logger = logging.getLogger("dynamic_kd")
 
 
 def cli(main) -> int:
-    """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr, no traceback."""
+    """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr."""
     code = 1
     try:
         main()
@@ -70,8 +67,8 @@ def cli(main) -> int:
 
 
 def close_distributed(clean: bool = True):
-    """Leave the process group (a bare gloo teardown aborts ~1 run in 5): a clean run meets at a barrier
-    first; a failing rank must not (the others may wait in a collective it never joins), torchrun stops them."""
+    """Leave the process group (a bare gloo teardown aborts ~1 run in 5). A clean run meets at a barrier first;
+    a failing rank must not (the others may wait in a collective it never joins): torchrun stops them."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
@@ -91,7 +88,7 @@ class Run:
 
 
 def start_run(script: str, training_args) -> Run:
-    """Set up logging, refuse a finished --output_dir, and find the checkpoint to resume from."""
+    """Set up logging, refuse a finished --output_dir, find the checkpoint to resume from."""
     main_process = training_args.process_index == 0
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -122,17 +119,12 @@ def start_run(script: str, training_args) -> Run:
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer_state.json (the Trainer's last file) is readable:
-    a run killed while saving leaves a half-written one, which is skipped."""
-    checkpoints = {}
-    for name in os.listdir(output_dir):
-        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
-        if match and os.path.isdir(os.path.join(output_dir, name)):
-            checkpoints[int(match.group(1))] = os.path.join(output_dir, name)
-    for step in sorted(checkpoints, reverse=True):
-        if read_json(os.path.join(checkpoints[step], TRAINER_STATE_NAME)) is not None:
-            return checkpoints[step]
-        logger.warning("ignoring %s: it has no %s (killed while saving)", checkpoints[step], TRAINER_STATE_NAME)
+    """The newest checkpoint whose trainer_state.json (the Trainer's last file) reads: one killed while saving
+    is skipped."""
+    for checkpoint in reversed(sort_checkpoints(output_dir)):
+        if read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)) is not None:
+            return checkpoint
+        logger.warning("ignoring %s: it has no %s (killed while saving)", checkpoint, TRAINER_STATE_NAME)
     return None
 
 
@@ -157,8 +149,8 @@ class Data:
 
 def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
     """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them.
-    foreign: {teacher name: (its tokenizer, its model)}: each gets its own tokenisation of the train split
-    and the first evaluation split (the teacher check), once per distinct tokenizer."""
+    foreign: {teacher name: (its tokenizer, its model)}, each tokenising the train split and the first
+    evaluation split (the teacher check), once per distinct tokenizer."""
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
     check_split, cache_dir = task.eval_splits[0], tokenized_cache_dir()
@@ -187,8 +179,22 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
     return data
 
 
-# Trainer.evaluate's bookkeeping, not scores
+# Trainer.evaluate's bookkeeping
 _NOT_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen")
+
+
+def build_trainer(model, training_args, data: Data, tokenizer, task, **distillation) -> DistillationTrainer:
+    return DistillationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.evals,
+        data_collator=data.collator,
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn(task),
+        task=task,
+        **distillation,
+    )
 
 
 def train_and_evaluate(trainer, task, run: Run) -> dict:
@@ -210,8 +216,7 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
 
 
 def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, teacher_metrics: dict | None = None):
-    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last (the
-    resolved arguments, data source, `log_history` and, with teachers, `teacher_metrics`)."""
+    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last."""
     teacher_forward_examples = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
         return
@@ -246,7 +251,7 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
 
 
 def distill(argv, script: str, defaults: dict | None = None):
-    """The distillation recipe: parse -> build student, teachers, strategies -> train -> save."""
+    """The distillation recipe (the `dynamic_*.py` scripts are presets of it): parse -> build -> train -> save."""
     data_args, model_args, kd_args, training_args = parse_args(
         argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults
     )
@@ -267,18 +272,10 @@ def distill(argv, script: str, defaults: dict | None = None):
     teachers = load_teachers(
         kd_args, data_args, data.train, layers, models, training_args=training_args, teacher_inputs=inputs
     )
-    trainer = DistillationTrainer(
-        model=attach_projections(student, teachers, kd_args),
-        args=training_args,
-        train_dataset=data.train,
-        eval_dataset=data.evals,
-        data_collator=data.collator,
-        processing_class=tokenizer,
-        compute_metrics=metrics_fn(task),
-        teachers=teachers,
-        strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
-        kd_args=kd_args,
-        task=task,
+    strategies = build_strategies(kd_args, kd_args.selection_scope == "batch")
+    model = attach_projections(student, teachers, kd_args)
+    trainer = build_trainer(
+        model, training_args, data, tokenizer, task, teachers=teachers, strategies=strategies, kd_args=kd_args
     )
     outcome = train_and_evaluate(trainer, task, run)
     finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, kd_args, training_args], teacher_metrics)
