@@ -178,8 +178,8 @@ class DistillationArguments:
                 f"--teacher_cache_dir {self.teacher_cache_dir} is not a writable folder; "
                 "pass another or use --teacher_cache memory"
             )
-        chosen = [name for name in SELECTION_STRATEGIES if name != "none"]
-        needs_strategy = f"needs a --selection_strategy ({', '.join(chosen[:-1])} or {chosen[-1]})"
+        chosen = ", ".join(name for name in SELECTION_STRATEGIES if name != "none")
+        needs_strategy = f"needs a --selection_strategy ({chosen})"
         if self.selection_scope == "epoch" and self.selection_strategy == "none":
             raise ConfigError(f"--selection_scope epoch {needs_strategy}; add one or drop --selection_scope")
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:

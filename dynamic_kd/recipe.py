@@ -23,7 +23,7 @@ from dynamic_kd.cache import read_json
 from dynamic_kd.data import data_source, load_splits
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
-from dynamic_kd.metrics import metrics_fn
+from dynamic_kd.metrics import metric_names, metrics_fn
 from dynamic_kd.models import (
     align_pad_token,
     attach_projections,
@@ -179,10 +179,6 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
     return data
 
 
-# Trainer.evaluate's bookkeeping
-_NOT_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen")
-
-
 def build_trainer(model, training_args, data: Data, tokenizer, task, **distillation) -> DistillationTrainer:
     return DistillationTrainer(
         model=model,
@@ -208,10 +204,7 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
     for position, split in enumerate(task.eval_splits):
         suffix = "" if position == 0 else ("_mm" if split == "validation_mismatched" else f"_{split}")
         scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
-        for name, value in scores.items():
-            name = name.removeprefix("eval_")
-            if name not in _NOT_METRICS:
-                metrics[name + suffix] = float(value)
+        metrics.update({name + suffix: float(scores[f"eval_{name}"]) for name in metric_names(task)})
     return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
 
 
