@@ -55,7 +55,7 @@ def _check(args, bounds):
 @dataclass
 class DataArguments:
     task_name: str | None = _arg(None, f"{', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
-    data_dir: str | None = _arg(None, "Folder in the original GLUE format (train.tsv, dev.tsv, ...).")
+    data_dir: str | None = _arg(None, "Folder of GLUE-format files (train.tsv, dev.tsv, ...).")
     train_file: str | None = _arg(None, "CSV/TSV/JSON(L) file: text column(s) and a label.")
     validation_file: str | None = _arg(None, "The same for validation.")
     text_column: str | None = _arg(None, "Own data: text column(s), comma-separated; default sentence.")
@@ -71,8 +71,7 @@ class DataArguments:
             raise ConfigError(
                 f"--max_seq_length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH} (default 128)"
             )
-        limits = dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it to use all rows")
-        _check(self, {"at least 1": limits})
+        _check(self, {"at least 1": dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it for all rows")})
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
@@ -107,9 +106,7 @@ class DataArguments:
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Pretrained model: hub id or folder."})
     student_num_layers: int | None = _arg(None, "Keep K layers (default: all).")
-    student_layer_init: str = _arg(
-        "first", "The first K (original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
-    )
+    student_layer_init: str = _arg("first", "The first K or every L/K-th (PKD-Skip).", choices=("first", "skip"))
 
     def __post_init__(self):
         _check(self, {"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}})
@@ -118,8 +115,8 @@ class ModelArguments:
 @dataclass
 class DistillationArguments:
     teacher: str | None = _arg(None, "Fine-tuned teacher folder (one teacher).")
-    small_teacher: str | None = _arg(None, "Smaller teacher (teacher adoption, Sec. 3.1).")
-    large_teacher: str | None = _arg(None, "Larger teacher (teacher adoption, Sec. 3.1).")
+    small_teacher: str | None = _arg(None, "Smaller teacher (Sec. 3.1).")
+    large_teacher: str | None = _arg(None, "Larger teacher (Sec. 3.1).")
     uncertainty_mode: str | None = _arg(None, "Teacher adoption (Sec. 3.1).", choices=TEACHER_MODES)
     small_teacher_alpha: float = _arg(0.5, "Small teacher's KD weight (hard, average).")
     large_teacher_alpha: float = _arg(0.5, "Large teacher's KD weight (hard, average).")
@@ -136,9 +133,9 @@ class DistillationArguments:
     kd_rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.")
     rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
     rep_normalization: str = _arg("hidden", "REP normalisation axis.", choices=REP_NORMALIZATIONS)
-    rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
+    rep_include_padding: bool = _arg(False, "Count padding in REP (released code).")
     uncertainty_grad: bool = _arg(False, "Gradient through uncertainty weights (released code).")
-    teacher_dropout: bool = _arg(False, "Run the teachers with dropout (released code).")
+    teacher_dropout: bool = _arg(False, "Teachers with dropout (released code).")
     rep_projection: bool = _arg(True, "Learn a map between different hidden sizes.")
     teacher_cache: str = _arg("memory", "Teacher-output store (disk: across runs).", choices=TEACHER_CACHE_MODES)
     teacher_cache_dir: str | None = _arg(None, "Default: $DYNAMIC_KD_CACHE/teacher_outputs.")
@@ -150,9 +147,9 @@ class DistillationArguments:
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
         weights = ("ce_alpha", "kd_kl_alpha", "kd_rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
         bounds = {
-            "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
+            "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all"},
             "a positive number": {"temperature": "the paper uses 1"},
-            "a number >= 0": dict.fromkeys(weights, "a loss weight of 0 turns its term off"),
+            "a number >= 0": dict.fromkeys(weights, "a weight of 0 turns its term off"),
             "at least 1": {"teacher_batch_size": _DEFAULT},
         }
         _check(self, bounds)
@@ -162,9 +159,7 @@ class DistillationArguments:
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError("--rep_normalization sequence normalises over the tokens; use --rep_layers all")
         if self.rep_include_padding and (self.kd_rep_alpha == 0 or self.rep_layers == "cls"):
-            raise ConfigError(
-                "--rep_include_padding changes the REP term; it needs --kd_rep_alpha > 0 and --rep_layers all"
-            )
+            raise ConfigError("--rep_include_padding changes REP; it needs --kd_rep_alpha > 0 and --rep_layers all")
         if self.teacher_dropout and self.teacher_cache != "none":
             raise ConfigError("--teacher_dropout needs a fresh teacher forward each step; use --teacher_cache none")
         modes, objectives = UNCERTAINTY_WEIGHTED_MODES, UNCERTAINTY_WEIGHTED_OBJECTIVES
@@ -186,7 +181,7 @@ class DistillationArguments:
             raise ConfigError(f"--selection_ratio {needs_strategy}; 'none' keeps every instance")
         if self.ce_alpha == self.kd_kl_alpha == self.kd_rep_alpha == 0:
             raise ConfigError(
-                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0: no loss to train on; give one a weight"
+                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are 0: no loss to train on; give one a weight"
             )
         if self.strategy != "none" and self.kd_rep_alpha == 0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
@@ -245,9 +240,7 @@ class DistillationArguments:
 _RUN_BOUNDS = {
     "a positive number": {
         "per_device_train_batch_size": "the paper uses 32",
-        "per_device_eval_batch_size": _DEFAULT,
-        "gradient_accumulation_steps": _DEFAULT,
-        "ddp_timeout": _DEFAULT,
+        **dict.fromkeys(("per_device_eval_batch_size", "gradient_accumulation_steps", "ddp_timeout"), _DEFAULT),
         "learning_rate": "the paper uses 2e-5",
         "eval_accumulation_steps": "omit it to accumulate on the device",
     },
@@ -296,9 +289,7 @@ class RunArguments(TrainingArguments):
 
     overwrite_output_dir: bool = _arg(False, "Replace a finished run in --output_dir.")
     group_by_length: bool = _arg(False, "--train_sampling_strategy group_by_length.")
-    dataloader_pin_memory: bool | None = _arg(
-        None, "Pin batches in host memory (default: with a GPU).", nargs="?", const=True
-    )
+    dataloader_pin_memory: bool | None = _arg(None, "Pin batches (default: with a GPU).", nargs="?", const=True)
     do_train: bool = _arg(True, _ALWAYS)
     do_eval: bool = _arg(True, _ALWAYS)
     warmup_ratio: float | None = _arg(None, "Warmup fraction of the steps (sets --warmup_steps).")
@@ -350,7 +341,7 @@ class RunArguments(TrainingArguments):
             positive["num_train_epochs"] = "the paper trains for 3 epochs (or set --max_steps)"
         for kind in ("logging", "eval", "save"):
             if getattr(self, f"{kind}_strategy") == "steps":
-                positive[f"{kind}_steps"] = "a step count, or a fraction of the training steps below 1"
+                positive[f"{kind}_steps"] = "a step count, or a fraction of all steps below 1"
         _check(self, _RUN_BOUNDS)
         _check(self, {"a positive number": positive})
 
