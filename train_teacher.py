@@ -4,18 +4,17 @@ the model, tokenizer and results.json go to --output_dir; rerunning the command 
 import sys
 
 from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
-from dynamic_kd.recipe import build_trainer, cli, finish_run, load_data, load_student, start_run, train_and_evaluate
+from dynamic_kd.recipe import cli, load_data, load_student, start_run, train_and_save
 
 
 def main(argv=None):
-    data_args, model_args, training_args = parse_args(argv, DataArguments, ModelArguments)
+    args = parse_args(argv, DataArguments, ModelArguments)
+    data_args, model_args, training_args = args
     run = start_run(__file__, training_args)
     task = data_args.task
     tokenizer, model = load_student(model_args, task, training_args.seed)
     data = load_data(data_args, tokenizer, [model])  # after the model: a bad flag fails before tokenising
-    trainer = build_trainer(model, training_args, data, tokenizer, task)
-    outcome = train_and_evaluate(trainer, task, run)
-    finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, training_args])
+    train_and_save(run, model, tokenizer, data, task, args)
 
 
 if __name__ == "__main__":

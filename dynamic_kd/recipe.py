@@ -179,8 +179,12 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
     return data
 
 
-def build_trainer(model, training_args, data: Data, tokenizer, task, **distillation) -> DistillationTrainer:
-    return DistillationTrainer(
+def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, teacher_metrics=None, **distillation):
+    """Train (or resume), evaluate every eval split (metrics: the first split's plain, MNLI-mm's with `_mm`), save
+    the plain student (no teachers, no projections) and tokenizer, then results.json last. `args`: the groups
+    `parse_args` returns (DataArguments first, RunArguments last); `distillation`: the trainer's teacher arguments."""
+    data_args, training_args = args[0], args[-1]
+    trainer = DistillationTrainer(
         model=model,
         args=training_args,
         train_dataset=data.train,
@@ -191,10 +195,6 @@ def build_trainer(model, training_args, data: Data, tokenizer, task, **distillat
         task=task,
         **distillation,
     )
-
-
-def train_and_evaluate(trainer, task, run: Run) -> dict:
-    """Train (or resume) and evaluate every eval split: metrics without `eval_`, MNLI-mm's with `_mm`."""
     if run.stale_checkpoints and trainer.is_world_process_zero():
         # only now: a run stopped by a bad flag leaves the finished folder as it was
         for path in run.stale_checkpoints:
@@ -203,13 +203,8 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
     metrics = {}
     for position, split in enumerate(task.eval_splits):
         suffix = "" if position == 0 else ("_mm" if split == "validation_mismatched" else f"_{split}")
-        scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
+        scores = trainer.evaluate(eval_dataset=data.evals[split], metric_key_prefix="eval")
         metrics.update({name + suffix: float(scores[f"eval_{name}"]) for name in metric_names(task)})
-    return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
-
-
-def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, teacher_metrics: dict | None = None):
-    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last."""
     teacher_forward_examples = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
         return
@@ -219,15 +214,14 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     flat_args = {}
     for group in args:
         flat_args.update(group.to_dict() if hasattr(group, "to_dict") else asdict(group))
-    data_args = next(group for group in args if isinstance(group, DataArguments))
     results = {
         "script": run.script,
         "task": task.name,
-        "seed": trainer.args.seed,
+        "seed": training_args.seed,
         "method": method_label(flat_args),
-        "metrics": outcome["metrics"],
-        "train_runtime_s": outcome["train_runtime_s"],
-        "train_examples": len(trainer.train_dataset),
+        "metrics": metrics,
+        "train_runtime_s": float(train_output.metrics["train_runtime"]),
+        "train_examples": len(data.train),
         "teacher_forward_examples": teacher_forward_examples,
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "args": flat_args,
@@ -236,18 +230,17 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     }
     if teacher_metrics is not None:
         results["teacher_metrics"] = teacher_metrics
-    if trainer.args.load_best_model_at_end:  # `metrics` score this checkpoint's student
+    if training_args.load_best_model_at_end:  # `metrics` score this checkpoint's student
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
     write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
-    summary = f"{run.script} {task.name}: {outcome['metrics']} (teacher forwards: {teacher_forward_examples})"
+    summary = f"{run.script} {task.name}: {metrics} (teacher forwards: {teacher_forward_examples})"
     logger.info("%s -> %s", summary, run.output_dir)
 
 
 def distill(argv, script: str, defaults: dict | None = None):
     """The distillation recipe (the `dynamic_*.py` scripts are presets of it): parse -> build -> train -> save."""
-    data_args, model_args, kd_args, training_args = parse_args(
-        argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults
-    )
+    args = parse_args(argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
+    data_args, model_args, kd_args, training_args = args
     run = start_run(script, training_args)
     task = data_args.task
     tokenizer, student = load_student(model_args, task, training_args.seed)
@@ -267,11 +260,8 @@ def distill(argv, script: str, defaults: dict | None = None):
     )
     strategies = build_strategies(kd_args, kd_args.selection_scope == "batch")
     model = attach_projections(student, teachers, kd_args)
-    trainer = build_trainer(
-        model, training_args, data, tokenizer, task, teachers=teachers, strategies=strategies, kd_args=kd_args
-    )
-    outcome = train_and_evaluate(trainer, task, run)
-    finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, kd_args, training_args], teacher_metrics)
-    del trainer, teachers, models
+    distillation = {"teachers": teachers, "strategies": strategies, "kd_args": kd_args}
+    train_and_save(run, model, tokenizer, data, task, args, teacher_metrics, **distillation)
+    del model, teachers, models
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
