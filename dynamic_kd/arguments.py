@@ -35,6 +35,7 @@ _RANGES = {
     "in [0, 1)": lambda v: 0 <= v < 1,
     "in (0, 1]": lambda v: 0 < v <= 1,
     "at least 1": lambda v: v >= 1,
+    f"at least {MIN_SEQ_LENGTH}": lambda v: v >= MIN_SEQ_LENGTH,
 }
 _DEFAULT = "the default is {default}"
 
@@ -67,11 +68,11 @@ class DataArguments:
     max_eval_samples: int | None = _arg(None, "Keep the first N of each evaluation split.")
 
     def __post_init__(self):
-        if self.max_seq_length < MIN_SEQ_LENGTH:
-            raise ConfigError(
-                f"--max_seq_length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH} (default 128)"
-            )
-        _check(self, {"at least 1": dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it for all rows")})
+        bounds = {
+            f"at least {MIN_SEQ_LENGTH}": {"max_seq_length": _DEFAULT},
+            "at least 1": dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it for all rows"),
+        }
+        _check(self, bounds)
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
@@ -199,12 +200,11 @@ class DistillationArguments:
             raise ConfigError(
                 "--teacher is for one teacher; with --uncertainty_mode use --small_teacher/--large_teacher"
             )
-        given = {"small": self.small_teacher, "large": self.large_teacher}
-        needed = TEACHER_MODES[self.uncertainty_mode].teachers
-        missing = [f"--{name}_teacher" for name in needed if not given[name]]
+        teachers = {name: getattr(self, f"{name}_teacher") for name in TEACHER_MODES[self.uncertainty_mode].teachers}
+        missing = [f"--{name}_teacher" for name, path in teachers.items() if not path]
         if missing:
             raise ConfigError(f"--uncertainty_mode {self.uncertainty_mode} needs {' and '.join(missing)}")
-        return {name: given[name] for name in needed}
+        return teachers
 
     def check_task(self, task):
         """Uncertainty is undefined for a regression output."""
@@ -261,7 +261,7 @@ _UNSUPPORTED = {
     "average_tokens_across_devices": "the loss terms are means over rows",
     "use_liger_kernel": "BERT-style students have no Liger kernels",
     "neftune_noise_alpha": "it would noise the student's inputs only",
-    "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower --per_device_train_batch_size",
+    "auto_find_batch_size": "it changes the batch the strategies plan over; lower --per_device_train_batch_size",
     "label_names": "the labels are always `labels`",
     "length_column_name": "length grouping measures input_ids",
     "dataloader_drop_last": "the dev metrics would miss examples",
@@ -272,8 +272,8 @@ _UNSUPPORTED = {
     "eval_do_concat_batches": _WHOLE_SPLIT,
     "restore_callback_states_from_checkpoint": "the callbacks restore their own state",
     "do_predict": "test-set prediction is not implemented",
-    "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
-    "push_to_hub": "a hub error would end the run; upload the --output_dir with `hf upload REPO DIR`",
+    "resume_from_checkpoint": "a run resumes from its --output_dir itself; rerun the same command",
+    "push_to_hub": "a hub error would end the run; upload --output_dir with `hf upload REPO DIR`",
     "fsdp": _DDP_ONLY,
     "deepspeed": _DDP_ONLY,
     "parallelism_config": _DDP_ONLY,

@@ -1,7 +1,5 @@
-"""The recipe the entry points share: start a run, load data, train + evaluate, finish a run.
-
-A run is finished once its `results.json` exists (written last, atomically); a folder without one resumes
-from its latest complete checkpoint; a finished one is replaced only with `--overwrite_output_dir`."""
+"""The recipe the entry points share. A run is finished once its `results.json` exists (written last, atomically);
+a folder without one resumes from its latest complete checkpoint; `--overwrite_output_dir` replaces a finished one."""
 
 import gc
 import json
@@ -10,13 +8,12 @@ import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
-from glob import glob
 
 import torch
 import torch.distributed as dist
 import transformers
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
+from transformers.trainer_utils import sort_checkpoints
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.cache import read_json
@@ -110,9 +107,9 @@ def start_run(script: str, training_args) -> Run:
             logger.warning(
                 "--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished
             )
-        stale = tuple(glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")))
+        stale = tuple(sort_checkpoints(output_dir))
         return Run(os.path.basename(script), output_dir, None, stale)
-    resume_from = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    resume_from = last_complete_checkpoint(output_dir)
     if resume_from is not None:
         logger.warning("Resuming from checkpoint %s", resume_from)
     return Run(os.path.basename(script), output_dir, resume_from)
