@@ -181,9 +181,7 @@ class DistillationArguments:
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError(f"--selection_ratio {needs_strategy}; 'none' keeps every instance")
         if self.ce_alpha == self.kd_kl_alpha == self.kd_rep_alpha == 0:
-            raise ConfigError(
-                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are 0: no loss to train on; give one a weight"
-            )
+            raise ConfigError("--ce_alpha, --kd_kl_alpha, --kd_rep_alpha all 0: no loss to train on; raise one")
         if self.strategy != "none" and self.kd_rep_alpha == 0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
@@ -197,9 +195,7 @@ class DistillationArguments:
                 raise ConfigError("no teacher given; pass --teacher DIR (e.g. from train_teacher.py)")
             return {"teacher": self.teacher}
         if self.teacher:
-            raise ConfigError(
-                "--teacher is for one teacher; with --uncertainty_mode use --small_teacher/--large_teacher"
-            )
+            raise ConfigError("--teacher is one teacher; --uncertainty_mode takes --small_teacher/--large_teacher")
         teachers = {name: getattr(self, f"{name}_teacher") for name in TEACHER_MODES[self.uncertainty_mode].teachers}
         missing = [f"--{name}_teacher" for name, path in teachers.items() if not path]
         if missing:
@@ -301,9 +297,7 @@ class RunArguments(TrainingArguments):
         if self.warmup_ratio is not None:
             _check(self, {"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
             if self.warmup_steps:
-                raise ConfigError(
-                    f"--warmup_ratio and --warmup_steps {self.warmup_steps} both set the warmup; pass one"
-                )
+                raise ConfigError(f"--warmup_ratio and --warmup_steps {self.warmup_steps} both set warmup; pass one")
             self.warmup_steps = self.warmup_ratio  # HF reads a value below 1 as a fraction
         if self.group_by_length:
             if self.train_sampling_strategy not in ("random", "group_by_length"):
@@ -347,9 +341,7 @@ class RunArguments(TrainingArguments):
 
     def check_task(self, task):
         if task.is_regression and self.label_smoothing_factor:
-            raise ConfigError(
-                f"--label_smoothing_factor needs class labels and {task.name} is a regression task; drop it"
-            )
+            raise ConfigError(f"--label_smoothing_factor needs class labels ({task.name} is regression); drop it")
         if self.metric_for_best_model is not None:
             split = task.eval_splits[0]
             name = self.metric_for_best_model.removeprefix("eval_").removeprefix(f"{split}_")

@@ -104,9 +104,7 @@ def start_run(script: str, training_args) -> Run:
                 "choose another --output_dir or pass --overwrite_output_dir"
             )
         if main_process:
-            logger.warning(
-                "--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished
-            )
+            logger.warning("--overwrite_output_dir: training anew; %s is replaced when this run finishes", finished)
         stale = tuple(sort_checkpoints(output_dir))
         return Run(os.path.basename(script), output_dir, None, stale)
     resume_from = last_complete_checkpoint(output_dir)
