@@ -1,6 +1,5 @@
 """Dynamic data selection (paper Sec. 3.2): only the most uncertain fraction of instances is distilled; every
-instance still gets the gold-label loss. Without --selection_strategy: plain KD (the baseline).
-Usage: README.md, "Running the methods"."""
+instance still gets the gold-label loss. Without --selection_strategy: plain KD (the baseline)."""
 
 import sys
 

@@ -1,6 +1,5 @@
 """Dynamic supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment, confident
-ones on the teacher's outputs. --strategy none is the static BERT-PKD baseline; --kd_rep_alpha defaults to 1 here.
-Usage: README.md, "Running the methods"."""
+ones on the teacher's outputs. --strategy none is the static BERT-PKD baseline; --kd_rep_alpha defaults to 1 here."""
 
 import sys
 

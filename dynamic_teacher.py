@@ -1,6 +1,5 @@
 """Dynamic teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident ones
-from the large. --uncertainty_mode defaults to hard here (baselines: single-small, single-large, average).
-Usage: README.md, "Running the methods"."""
+from the large. --uncertainty_mode defaults to hard here (baselines: single-small, single-large, average)."""
 
 import sys
 

@@ -1,5 +1,5 @@
 """Fine-tune a teacher (or, with --student_num_layers K, a K-layer student alone) on a task or your own files:
-the model, tokenizer and results.json go to --output_dir; rerunning the command resumes. Usage: README.md."""
+the model, tokenizer and results.json go to --output_dir; rerunning the command resumes."""
 
 import sys
 

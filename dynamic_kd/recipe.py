@@ -114,8 +114,7 @@ def start_run(script: str, training_args) -> Run:
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint whose trainer_state.json (the Trainer's last file) reads: one killed while saving
-    is skipped."""
+    """The newest checkpoint whose trainer_state.json (the Trainer's last file) reads (not killed while saving)."""
     for checkpoint in reversed(sort_checkpoints(output_dir)):
         if read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)) is not None:
             return checkpoint
@@ -143,9 +142,8 @@ class Data:
 
 
 def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
-    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them.
-    foreign: {teacher name: (its tokenizer, its model)}, each tokenising the train split and the first
-    evaluation split (the teacher check), once per distinct tokenizer."""
+    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them. `foreign`:
+    {teacher: (tokenizer, model)}, tokenising the train and first eval split once per distinct tokenizer."""
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
     check_split, cache_dir = task.eval_splits[0], tokenized_cache_dir()
@@ -175,9 +173,8 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
 
 
 def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, teacher_metrics=None, **distillation):
-    """Train (or resume), evaluate every eval split (metrics: the first split's plain, MNLI-mm's with `_mm`), save
-    the plain student (no teachers, no projections) and tokenizer, then results.json last. `args`: the groups
-    `parse_args` returns (DataArguments first, RunArguments last); `distillation`: the trainer's teacher arguments."""
+    """Train (or resume), evaluate each eval split (MNLI-mm's metrics end in `_mm`), save the student without teachers
+    or projections, then results.json. `args`: as `parse_args` returns them (data first, run last)."""
     data_args, training_args = args[0], args[-1]
     trainer = DistillationTrainer(
         model=model,
