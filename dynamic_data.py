@@ -1,5 +1,4 @@
-"""Dynamic data selection (paper Sec. 3.2): only the most uncertain fraction of instances is distilled; every
-instance still gets the gold-label loss. Without --selection_strategy: plain KD (the baseline)."""
+"""Dynamic data selection (paper Sec. 3.2); without --selection_strategy, plain KD (the baseline)."""
 
 import sys
 

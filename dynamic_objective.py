@@ -1,5 +1,4 @@
-"""Dynamic supervision adjustment (paper Sec. 3.3): uncertain instances lean on hidden-state alignment, confident
-ones on the teacher's outputs. --strategy none is the static BERT-PKD baseline; --kd_rep_alpha defaults to 1 here."""
+"""Dynamic supervision adjustment (paper Sec. 3.3); --kd_rep_alpha defaults to 1 here (--strategy none: BERT-PKD)."""
 
 import sys
 

@@ -1,5 +1,4 @@
-"""Dynamic teacher adoption (paper Sec. 3.1): uncertain instances learn from the small teacher, confident ones
-from the large. --uncertainty_mode defaults to hard here (baselines: single-small, single-large, average)."""
+"""Dynamic teacher adoption (paper Sec. 3.1); --uncertainty_mode defaults to hard here."""
 
 import sys
 

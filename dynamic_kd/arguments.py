@@ -56,7 +56,7 @@ def _check(args, bounds):
 @dataclass
 class DataArguments:
     task_name: str | None = _arg(None, f"{', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
-    data_dir: str | None = _arg(None, "Folder of GLUE-format files (train.tsv, dev.tsv, ...).")
+    data_dir: str | None = _arg(None, "GLUE-format folder (train.tsv, dev.tsv, ...).")
     train_file: str | None = _arg(None, "CSV/TSV/JSON(L) file: text column(s) and a label.")
     validation_file: str | None = _arg(None, "The same for validation.")
     text_column: str | None = _arg(None, "Own data: text column(s), comma-separated; default sentence.")
@@ -84,10 +84,7 @@ class DataArguments:
         if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
             task = get_task(self.task_name)
             if custom:
-                raise ConfigError(
-                    f"--{custom[0]} is for your own data (--task_name {CUSTOM_TASK} or none); "
-                    f"{task.name} has fixed columns and labels"
-                )
+                raise ConfigError(f"--{custom[0]} is for your own data ({task.name} has fixed columns); drop it")
             return task
         if self.train_file is None:
             raise ConfigError(
@@ -154,9 +151,8 @@ class DistillationArguments:
             "at least 1": {"teacher_batch_size": _DEFAULT},
         }
         _check(self, bounds)
-        self.teacher_cache_dir = os.path.expanduser(
-            self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
-        )
+        store = self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
+        self.teacher_cache_dir = os.path.expanduser(store)
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError("--rep_normalization sequence normalises over the tokens; use --rep_layers all")
         if self.rep_include_padding and (self.kd_rep_alpha == 0 or self.rep_layers == "cls"):
@@ -251,8 +247,7 @@ _RUN_BOUNDS = {
 
 _DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
 _WHOLE_SPLIT = "the metrics need every prediction of a split"
-# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`;
-# a reason without its own fix ends in "drop the flag"
+# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`
 _UNSUPPORTED = {
     "average_tokens_across_devices": "the loss terms are means over rows",
     "use_liger_kernel": "BERT-style students have no Liger kernels",

@@ -32,8 +32,7 @@ from dynamic_kd.models import (
     unwrap_student,
     usable_positions,
 )
-from dynamic_kd.runs import RESULTS_FILE as RESULTS
-from dynamic_kd.runs import method_label
+from dynamic_kd.runs import RESULTS_FILE, method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     TeacherInputs,
@@ -96,11 +95,11 @@ def start_run(script: str, training_args) -> Run:
     output_dir = training_args.output_dir
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ConfigError(f"--output_dir {output_dir} is a file; pass a folder (it is created if missing)")
-    finished = os.path.join(output_dir, RESULTS)
+    finished = os.path.join(output_dir, RESULTS_FILE)
     if os.path.exists(finished):
         if not training_args.overwrite_output_dir:
             raise ConfigError(
-                f"--output_dir {output_dir} already holds a finished {RESULTS}; "
+                f"--output_dir {output_dir} already holds a finished {RESULTS_FILE}; "
                 "choose another --output_dir or pass --overwrite_output_dir"
             )
         if main_process:
@@ -124,11 +123,10 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
 
 def load_student(model_args: ModelArguments, task, seed: int):
     """The tokenizer and a K-layer model with a new head (seeded)."""
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    name = model_args.model_name_or_path
+    tokenizer = load_tokenizer(name)
     transformers.set_seed(seed)
-    model = build_student(
-        model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init
-    )
+    model = build_student(name, task, model_args.student_num_layers, model_args.student_layer_init)
     align_pad_token(tokenizer, model.config, "--model_name_or_path")
     return tokenizer, model
 
@@ -173,8 +171,7 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
 
 
 def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, teacher_metrics=None, **distillation):
-    """Train (or resume), evaluate each eval split (MNLI-mm's metrics end in `_mm`), save the student without teachers
-    or projections, then results.json. `args`: as `parse_args` returns them (data first, run last)."""
+    """Train (or resume), evaluate, save the plain student, then results.json; `args`: `parse_args`' groups."""
     data_args, training_args = args[0], args[-1]
     trainer = DistillationTrainer(
         model=model,
@@ -224,7 +221,7 @@ def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, tea
         results["teacher_metrics"] = teacher_metrics
     if training_args.load_best_model_at_end:  # `metrics` score this checkpoint's student
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
-    write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
+    write_atomic(os.path.join(run.output_dir, RESULTS_FILE), json.dumps(results, indent=2, sort_keys=True, default=str))
     summary = f"{run.script} {task.name}: {metrics} (teacher forwards: {teacher_forward_examples})"
     logger.info("%s -> %s", summary, run.output_dir)
 
