@@ -1,5 +1,4 @@
-"""Fine-tune a teacher (or, with --student_num_layers K, a K-layer student alone) on a task or your own files:
-the model, tokenizer and results.json go to --output_dir; rerunning the command resumes."""
+"""Fine-tune a teacher, or with --student_num_layers K a K-layer student alone, on a task or your own files."""
 
 import sys
 

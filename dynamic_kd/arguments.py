@@ -63,9 +63,9 @@ class DataArguments:
     label_column: str | None = _arg(None, "Own data: label column; default label.")
     is_regression: bool = _arg(False, "Own data: numeric labels (MSE, Pearson/Spearman).")
     max_seq_length: int = _arg(128, "Truncate inputs to this many tokens.")
-    pad_to_max_length: bool = _arg(False, "Pad every input to --max_seq_length (the original code).")
+    pad_to_max_length: bool = _arg(False, "Pad to --max_seq_length (the original code).")
     max_train_samples: int | None = _arg(None, "Keep the first N training examples.")
-    max_eval_samples: int | None = _arg(None, "Keep the first N of each evaluation split.")
+    max_eval_samples: int | None = _arg(None, "Keep the first N of each eval split.")
 
     def __post_init__(self):
         bounds = {
@@ -112,7 +112,7 @@ class ModelArguments:
 
 @dataclass
 class DistillationArguments:
-    teacher: str | None = _arg(None, "Fine-tuned teacher folder (one teacher).")
+    teacher: str | None = _arg(None, "Fine-tuned teacher folder.")
     small_teacher: str | None = _arg(None, "Smaller teacher (Sec. 3.1).")
     large_teacher: str | None = _arg(None, "Larger teacher (Sec. 3.1).")
     uncertainty_mode: str | None = _arg(None, "Teacher adoption (Sec. 3.1).", choices=TEACHER_MODES)
@@ -183,7 +183,6 @@ class DistillationArguments:
         self.teachers = self._teacher_paths()
 
     def _teacher_paths(self) -> dict[str, str]:
-        """Name -> folder of each teacher the adoption mode needs."""
         if self.uncertainty_mode is None:
             if self.small_teacher or self.large_teacher:
                 raise ConfigError("--small_teacher/--large_teacher need --uncertainty_mode; for one use --teacher")
@@ -249,7 +248,7 @@ _DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
 _WHOLE_SPLIT = "the metrics need every prediction of a split"
 # HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "the loss terms are means over rows",
+    "average_tokens_across_devices": "the losses are means over rows",
     "use_liger_kernel": "BERT-style students have no Liger kernels",
     "neftune_noise_alpha": "it would noise the student's inputs only",
     "auto_find_batch_size": "it changes the batch the strategies plan over; lower --per_device_train_batch_size",
@@ -262,7 +261,7 @@ _UNSUPPORTED = {
     "batch_eval_metrics": _WHOLE_SPLIT,
     "eval_do_concat_batches": _WHOLE_SPLIT,
     "restore_callback_states_from_checkpoint": "the callbacks restore their own state",
-    "do_predict": "test-set prediction is not implemented",
+    "do_predict": "there is no test-set prediction",
     "resume_from_checkpoint": "a run resumes from its --output_dir itself; rerun the same command",
     "push_to_hub": "a hub error would end the run; upload --output_dir with `hf upload REPO DIR`",
     "fsdp": _DDP_ONLY,
@@ -276,8 +275,6 @@ _WORLD_SIZE_VARIABLES = ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZ
 
 @dataclass
 class RunArguments(TrainingArguments):
-    """HF `TrainingArguments` plus the project's own run-level flags."""
-
     overwrite_output_dir: bool = _arg(False, "Replace a finished run in --output_dir.")
     group_by_length: bool = _arg(False, "--train_sampling_strategy group_by_length.")
     dataloader_pin_memory: bool | None = _arg(None, "Pin batches (default: with a GPU).", nargs="?", const=True)
@@ -315,8 +312,8 @@ class RunArguments(TrainingArguments):
         super().__post_init__()
         if self.fp16 and self.device.type == "cpu":
             raise ConfigError(
-                "--fp16 on a CPU would train in fp32 (no fp16 autocast); drop it, or use --bf16 --use_cpu "
-                "on a CPU with native bf16 (see `python -m dynamic_kd.precision`)"
+                "--fp16 on a CPU would train in fp32; drop it, or use --bf16 --use_cpu if the CPU has native bf16 "
+                "(`python -m dynamic_kd.precision`)"
             )
         if self.dataloader_pin_memory is None:
             self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it helps copies to a GPU only

@@ -63,8 +63,8 @@ def cli(main) -> int:
 
 
 def close_distributed(clean: bool = True):
-    """Leave the process group (a bare gloo teardown aborts ~1 run in 5). A clean run meets at a barrier first;
-    a failing rank must not (the others may wait in a collective it never joins): torchrun stops them."""
+    """Leave the process group (a bare gloo teardown aborts ~1 run in 5), at a barrier only after a clean run: a
+    failing rank's peers may wait in a collective it never joins (torchrun stops them)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
@@ -184,7 +184,7 @@ def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, tea
         task=task,
         **distillation,
     )
-    if run.stale_checkpoints and trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():
         # only now: a run stopped by a bad flag leaves the finished folder as it was
         for path in run.stale_checkpoints:
             shutil.rmtree(path, ignore_errors=True)
@@ -194,7 +194,7 @@ def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, tea
         suffix = "" if position == 0 else ("_mm" if split == "validation_mismatched" else f"_{split}")
         scores = trainer.evaluate(eval_dataset=data.evals[split], metric_key_prefix="eval")
         metrics.update({name + suffix: float(scores[f"eval_{name}"]) for name in metric_names(task)})
-    teacher_forward_examples = trainer.teacher_forward_examples()
+    forwards = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
         return
     student = unwrap_student(trainer.accelerator.unwrap_model(trainer.model))
@@ -211,7 +211,7 @@ def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, tea
         "metrics": metrics,
         "train_runtime_s": float(train_output.metrics["train_runtime"]),
         "train_examples": len(data.train),
-        "teacher_forward_examples": teacher_forward_examples,
+        "teacher_forward_examples": forwards,
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "args": flat_args,
         "data": data_source(task, data_args.data_dir, data_args.train_file, data_args.validation_file),
@@ -222,12 +222,12 @@ def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, tea
     if training_args.load_best_model_at_end:  # `metrics` score this checkpoint's student
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
     write_atomic(os.path.join(run.output_dir, RESULTS_FILE), json.dumps(results, indent=2, sort_keys=True, default=str))
-    summary = f"{run.script} {task.name}: {metrics} (teacher forwards: {teacher_forward_examples})"
+    summary = f"{run.script} {task.name}: {metrics} (teacher forwards: {forwards})"
     logger.info("%s -> %s", summary, run.output_dir)
 
 
 def distill(argv, script: str, defaults: dict | None = None):
-    """The distillation recipe (the `dynamic_*.py` scripts are presets of it): parse -> build -> train -> save."""
+    """The distillation recipe; the `dynamic_*.py` scripts are presets of it."""
     args = parse_args(argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
     data_args, model_args, kd_args, training_args = args
     run = start_run(script, training_args)
