@@ -333,7 +333,7 @@ class RunArguments(TrainingArguments):
 
     def check_task(self, task):
         if task.is_regression and self.label_smoothing_factor:
-            raise ConfigError(f"--label_smoothing_factor needs class labels ({task.name} is regression); drop it")
+            raise ConfigError(f"--label_smoothing_factor needs classes, but {task.name} is a regression task; drop it")
         if self.metric_for_best_model is not None:
             split = task.eval_splits[0]
             name = self.metric_for_best_model.removeprefix("eval_").removeprefix(f"{split}_")
