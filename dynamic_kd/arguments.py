@@ -28,16 +28,16 @@ from dynamic_kd.strategies import (
 from dynamic_kd.teachers import TEACHER_CACHE_MODES
 from dynamic_kd.tokenization import MIN_SEQ_LENGTH
 
-# What a numeric flag may be, as a message words it -> its test (NaN fails every comparison).
+# a numeric flag's bound, as its message words it -> its test (NaN fails every comparison)
 _RANGES = {
     "a positive number": lambda v: v > 0,
     "a number >= 0": lambda v: v >= 0,
     "in [0, 1)": lambda v: 0 <= v < 1,
     "in (0, 1]": lambda v: 0 < v <= 1,
     "at least 1": lambda v: v >= 1,
-    "a positive integer": lambda v: v >= 1,
+    f"at least {MIN_SEQ_LENGTH}": lambda v: v >= MIN_SEQ_LENGTH,
 }
-_DEFAULT = "the default is {default}"  # a bound's fix, the field's default filled in
+_DEFAULT = "the default is {default}"
 
 
 def _arg(default, text, **metadata):
@@ -45,7 +45,7 @@ def _arg(default, text, **metadata):
 
 
 def _check(args, bounds):
-    """`bounds`: `_RANGES` key -> {field: fix}; `{default}` is the field's default, None is not set."""
+    """`bounds`: `_RANGES` key -> {field: fix}; None is not set."""
     for kind, fixes in bounds.items():
         for name, fix in fixes.items():
             value, spec = getattr(args, name), args.__dataclass_fields__[name]
@@ -56,39 +56,35 @@ def _check(args, bounds):
 @dataclass
 class DataArguments:
     task_name: str | None = _arg(None, f"{', '.join(TASKS)}; or {CUSTOM_TASK} (the default): your own files.")
-    data_dir: str | None = _arg(None, "Folder in the original GLUE format (train.tsv, dev.tsv, ...).")
+    data_dir: str | None = _arg(None, "GLUE-format folder (train.tsv, dev.tsv, ...).")
     train_file: str | None = _arg(None, "CSV/TSV/JSON(L) file: text column(s) and a label.")
     validation_file: str | None = _arg(None, "The same for validation.")
     text_column: str | None = _arg(None, "Own data: text column(s), comma-separated; default sentence.")
     label_column: str | None = _arg(None, "Own data: label column; default label.")
     is_regression: bool = _arg(False, "Own data: numeric labels (MSE, Pearson/Spearman).")
     max_seq_length: int = _arg(128, "Truncate inputs to this many tokens.")
-    pad_to_max_length: bool = _arg(False, "Pad every input to --max_seq_length (the original code).")
+    pad_to_max_length: bool = _arg(False, "Pad to --max_seq_length (the original code).")
     max_train_samples: int | None = _arg(None, "Keep the first N training examples.")
-    max_eval_samples: int | None = _arg(None, "Keep the first N of each evaluation split.")
+    max_eval_samples: int | None = _arg(None, "Keep the first N of each eval split.")
 
     def __post_init__(self):
-        if self.max_seq_length < MIN_SEQ_LENGTH:
-            raise ConfigError(
-                f"--max_seq_length {self.max_seq_length} is too small; use at least {MIN_SEQ_LENGTH} (default 128)"
-            )
-        limits = dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it to use all rows")
-        _check(self, {"a positive integer": limits})
+        bounds = {
+            f"at least {MIN_SEQ_LENGTH}": {"max_seq_length": _DEFAULT},
+            "at least 1": dict.fromkeys(("max_train_samples", "max_eval_samples"), "omit it for all rows"),
+        }
+        _check(self, bounds)
         if (self.train_file is None) != (self.validation_file is None):
             raise ConfigError("--train_file and --validation_file go together; pass both (or use --data_dir)")
         self.task = self._resolve_task()
 
     def _resolve_task(self):
-        """A registry task by name, or the custom task of the user's files (read last: it opens them)."""
+        """A registry task, or the custom task of the user's files (last: it opens them)."""
         own_data = ("text_column", "label_column", "is_regression")
         custom = [name for name in own_data if getattr(self, name) not in (None, False)]
         if self.task_name is not None and self.task_name.lower() != CUSTOM_TASK:
             task = get_task(self.task_name)
             if custom:
-                raise ConfigError(
-                    f"--{custom[0]} is for your own data (--task_name {CUSTOM_TASK} or none); "
-                    f"{task.name} has fixed columns and labels"
-                )
+                raise ConfigError(f"--{custom[0]} is for your own data ({task.name} has fixed columns); drop it")
             return task
         if self.train_file is None:
             raise ConfigError(
@@ -96,7 +92,7 @@ class DataArguments:
             )
         if self.data_dir is not None:
             raise ConfigError("--data_dir holds a registry task's GLUE files; pass --task_name, or drop it")
-        columns = {}  # a column not given keeps custom_task's default
+        columns = {}  # a column not given keeps its default
         if self.text_column is not None:
             columns["text_columns"] = tuple(name.strip() for name in self.text_column.split(","))
         if self.label_column is not None:
@@ -108,9 +104,7 @@ class DataArguments:
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Pretrained model: hub id or folder."})
     student_num_layers: int | None = _arg(None, "Keep K layers (default: all).")
-    student_layer_init: str = _arg(
-        "first", "The first K (original) or every L/K-th (PKD-Skip).", choices=("first", "skip")
-    )
+    student_layer_init: str = _arg("first", "The first K or every L/K-th (PKD-Skip).", choices=("first", "skip"))
 
     def __post_init__(self):
         _check(self, {"at least 1": {"student_num_layers": "omit it to keep every pretrained layer"}})
@@ -118,9 +112,9 @@ class ModelArguments:
 
 @dataclass
 class DistillationArguments:
-    teacher: str | None = _arg(None, "Fine-tuned teacher folder (one teacher).")
-    small_teacher: str | None = _arg(None, "Smaller teacher (teacher adoption, Sec. 3.1).")
-    large_teacher: str | None = _arg(None, "Larger teacher (teacher adoption, Sec. 3.1).")
+    teacher: str | None = _arg(None, "Fine-tuned teacher folder.")
+    small_teacher: str | None = _arg(None, "Smaller teacher (Sec. 3.1).")
+    large_teacher: str | None = _arg(None, "Larger teacher (Sec. 3.1).")
     uncertainty_mode: str | None = _arg(None, "Teacher adoption (Sec. 3.1).", choices=TEACHER_MODES)
     small_teacher_alpha: float = _arg(0.5, "Small teacher's KD weight (hard, average).")
     large_teacher_alpha: float = _arg(0.5, "Large teacher's KD weight (hard, average).")
@@ -137,35 +131,32 @@ class DistillationArguments:
     kd_rep_alpha: float = _arg(0.0, "Weight of the hidden-state (REP) term.")
     rep_layers: str = _arg("all", "REP over all tokens, or [CLS] only (PKD).", choices=("all", "cls"))
     rep_normalization: str = _arg("hidden", "REP normalisation axis.", choices=REP_NORMALIZATIONS)
-    rep_include_padding: bool = _arg(False, "Count padding in the REP term (released code).")
+    rep_include_padding: bool = _arg(False, "Count padding in REP (released code).")
     uncertainty_grad: bool = _arg(False, "Gradient through uncertainty weights (released code).")
-    teacher_dropout: bool = _arg(False, "Run the teachers with dropout (released code).")
+    teacher_dropout: bool = _arg(False, "Teachers with dropout (released code).")
     rep_projection: bool = _arg(True, "Learn a map between different hidden sizes.")
     teacher_cache: str = _arg("memory", "Teacher-output store (disk: across runs).", choices=TEACHER_CACHE_MODES)
     teacher_cache_dir: str | None = _arg(None, "Default: $DYNAMIC_KD_CACHE/teacher_outputs.")
     teacher_dtype: str = _arg("auto", "Teacher precision (auto: like --bf16/--fp16).", choices=TEACHER_DTYPES)
     teacher_batch_size: int = _arg(256, "Rows per teacher forward.")
-    skip_teacher_check: bool = _arg(False, "Warn, not fail, on a teacher no better than the majority class.")
+    skip_teacher_check: bool = _arg(False, "Only warn on a teacher no better than the majority class.")
 
     def __post_init__(self):
         self.selection_strategy = SELECTION_ALIASES.get(self.selection_strategy, self.selection_strategy)
         weights = ("ce_alpha", "kd_kl_alpha", "kd_rep_alpha", "small_teacher_alpha", "large_teacher_alpha")
         bounds = {
-            "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all of them"},
+            "in (0, 1]": {"selection_ratio": "e.g. 0.1 distils the 10% most uncertain instances, 1 all"},
             "a positive number": {"temperature": "the paper uses 1"},
-            "a number >= 0": dict.fromkeys(weights, "a loss weight of 0 turns its term off"),
+            "a number >= 0": dict.fromkeys(weights, "a weight of 0 turns its term off"),
             "at least 1": {"teacher_batch_size": _DEFAULT},
         }
         _check(self, bounds)
-        self.teacher_cache_dir = os.path.expanduser(
-            self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
-        )
+        store = self.teacher_cache_dir or os.path.join(cache_root(), "teacher_outputs")
+        self.teacher_cache_dir = os.path.expanduser(store)
         if self.rep_normalization == "sequence" and self.rep_layers == "cls":
             raise ConfigError("--rep_normalization sequence normalises over the tokens; use --rep_layers all")
         if self.rep_include_padding and (self.kd_rep_alpha == 0 or self.rep_layers == "cls"):
-            raise ConfigError(
-                "--rep_include_padding changes the REP term; it needs --kd_rep_alpha > 0 and --rep_layers all"
-            )
+            raise ConfigError("--rep_include_padding changes REP; it needs --kd_rep_alpha > 0 and --rep_layers all")
         if self.teacher_dropout and self.teacher_cache != "none":
             raise ConfigError("--teacher_dropout needs a fresh teacher forward each step; use --teacher_cache none")
         modes, objectives = UNCERTAINTY_WEIGHTED_MODES, UNCERTAINTY_WEIGHTED_OBJECTIVES
@@ -179,23 +170,19 @@ class DistillationArguments:
                 f"--teacher_cache_dir {self.teacher_cache_dir} is not a writable folder; "
                 "pass another or use --teacher_cache memory"
             )
-        chosen = [name for name in SELECTION_STRATEGIES if name != "none"]
-        needs_strategy = f"needs a --selection_strategy ({', '.join(chosen[:-1])} or {chosen[-1]})"
+        chosen = ", ".join(name for name in SELECTION_STRATEGIES if name != "none")
+        needs_strategy = f"needs a --selection_strategy ({chosen})"
         if self.selection_scope == "epoch" and self.selection_strategy == "none":
             raise ConfigError(f"--selection_scope epoch {needs_strategy}; add one or drop --selection_scope")
         if self.selection_strategy == "none" and self.selection_ratio != 1.0:
             raise ConfigError(f"--selection_ratio {needs_strategy}; 'none' keeps every instance")
         if self.ce_alpha == self.kd_kl_alpha == self.kd_rep_alpha == 0:
-            raise ConfigError(
-                "--ce_alpha, --kd_kl_alpha and --kd_rep_alpha are all 0, so there is no loss to train on; "
-                "give one a weight"
-            )
+            raise ConfigError("--ce_alpha, --kd_kl_alpha, --kd_rep_alpha all 0: no loss to train on; raise one")
         if self.strategy != "none" and self.kd_rep_alpha == 0:
             raise ConfigError(f"--strategy {self.strategy} weighs KD against REP; set --kd_rep_alpha > 0")
         self.teachers = self._teacher_paths()
 
     def _teacher_paths(self) -> dict[str, str]:
-        """Name -> folder of every teacher the adoption mode needs."""
         if self.uncertainty_mode is None:
             if self.small_teacher or self.large_teacher:
                 raise ConfigError("--small_teacher/--large_teacher need --uncertainty_mode; for one use --teacher")
@@ -203,15 +190,12 @@ class DistillationArguments:
                 raise ConfigError("no teacher given; pass --teacher DIR (e.g. from train_teacher.py)")
             return {"teacher": self.teacher}
         if self.teacher:
-            raise ConfigError(
-                "--teacher is for one teacher; with --uncertainty_mode use --small_teacher/--large_teacher"
-            )
-        given = {"small": self.small_teacher, "large": self.large_teacher}
-        needed = TEACHER_MODES[self.uncertainty_mode].teachers
-        missing = [f"--{name}_teacher" for name in needed if not given[name]]
+            raise ConfigError("--teacher is one teacher; --uncertainty_mode takes --small_teacher/--large_teacher")
+        teachers = {name: getattr(self, f"{name}_teacher") for name in TEACHER_MODES[self.uncertainty_mode].teachers}
+        missing = [f"--{name}_teacher" for name, path in teachers.items() if not path]
         if missing:
             raise ConfigError(f"--uncertainty_mode {self.uncertainty_mode} needs {' and '.join(missing)}")
-        return {name: given[name] for name in needed}
+        return teachers
 
     def check_task(self, task):
         """Uncertainty is undefined for a regression output."""
@@ -222,20 +206,16 @@ class DistillationArguments:
             "uncertainty_mode": TEACHER_MODES,
             "strategy": OBJECTIVE_STRATEGIES,
         }
-        for name in registries:
+        for name, registry in registries.items():
             if getattr(self, name) in UNCERTAINTY_STRATEGIES:
-                usable = (
-                    f"--{flag} " + "/".join(key for key in registry if key not in UNCERTAINTY_STRATEGIES)
-                    for flag, registry in registries.items()
-                )
+                usable = ", ".join(key for key in registry if key not in UNCERTAINTY_STRATEGIES)
                 raise ConfigError(
-                    f"{task.name} is a regression task and --{name} needs class probabilities; use {', '.join(usable)}"
+                    f"{task.name} is a regression task and --{name} needs class probabilities; use one of: {usable}"
                 )
         if self.kd_loss == "kl":
             raise ConfigError(f"{task.name} is a regression task; use --kd_loss mse (or auto)")
 
     def check_training(self, run):
-        """The checks that need `RunArguments`."""
         if self.uncertainty_grad and (run.world_size > 1 or run.gradient_accumulation_steps > 1):
             raise ConfigError(
                 "--uncertainty_grad needs the global batch in one forward; use one process and "
@@ -251,9 +231,7 @@ class DistillationArguments:
 _RUN_BOUNDS = {
     "a positive number": {
         "per_device_train_batch_size": "the paper uses 32",
-        "per_device_eval_batch_size": _DEFAULT,
-        "gradient_accumulation_steps": _DEFAULT,
-        "ddp_timeout": _DEFAULT,
+        **dict.fromkeys(("per_device_eval_batch_size", "gradient_accumulation_steps", "ddp_timeout"), _DEFAULT),
         "learning_rate": "the paper uses 2e-5",
         "eval_accumulation_steps": "omit it to accumulate on the device",
     },
@@ -267,45 +245,39 @@ _RUN_BOUNDS = {
 }
 
 _DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
-_WHOLE_SPLIT = "the metrics need every prediction of a split; drop the flag"
-# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`.
+_WHOLE_SPLIT = "the metrics need every prediction of a split"
+# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`
 _UNSUPPORTED = {
-    "average_tokens_across_devices": "the loss terms are means over rows; drop the flag",
-    "use_liger_kernel": "BERT-style students have no Liger kernels; drop the flag",
-    "neftune_noise_alpha": "it would noise the student's inputs only; drop the flag",
-    "auto_find_batch_size": "it would shrink the batch the strategies plan over; lower --per_device_train_batch_size",
-    "label_names": "the labels are always `labels`; drop the flag",
-    "length_column_name": "length grouping measures input_ids; drop the flag",
-    "dataloader_drop_last": "the dev metrics would miss examples; drop the flag",
+    "average_tokens_across_devices": "the losses are means over rows",
+    "use_liger_kernel": "BERT-style students have no Liger kernels",
+    "neftune_noise_alpha": "it would noise the student's inputs only",
+    "auto_find_batch_size": "it changes the batch the strategies plan over; lower --per_device_train_batch_size",
+    "label_names": "the labels are always `labels`",
+    "length_column_name": "length grouping measures input_ids",
+    "dataloader_drop_last": "the dev metrics would miss examples",
     "bf16_full_eval": "HF would save a bf16 student; use --bf16 (mixed precision)",
     "fp16_full_eval": "HF would save an fp16 student; use --fp16 (mixed precision)",
-    "prediction_loss_only": "results.json needs the task metrics; drop the flag",
+    "prediction_loss_only": "results.json needs the task metrics",
     "batch_eval_metrics": _WHOLE_SPLIT,
     "eval_do_concat_batches": _WHOLE_SPLIT,
-    "restore_callback_states_from_checkpoint": "the callbacks restore their own state; drop the flag",
-    "do_predict": "test-set prediction is not implemented; drop the flag",
-    "resume_from_checkpoint": "a run resumes from its --output_dir by itself; rerun the same command instead",
-    "push_to_hub": "a hub error would end the run; upload the --output_dir with `hf upload REPO DIR`",
+    "restore_callback_states_from_checkpoint": "the callbacks restore their own state",
+    "do_predict": "there is no test-set prediction",
+    "resume_from_checkpoint": "a run resumes from its --output_dir itself; rerun the same command",
+    "push_to_hub": "a hub error would end the run; upload --output_dir with `hf upload REPO DIR`",
     "fsdp": _DDP_ONLY,
     "deepspeed": _DDP_ONLY,
     "parallelism_config": _DDP_ONLY,
 }
 _HARMLESS = {"label_names": (["labels"],), "fsdp": ("", []), "deepspeed": ("",)}
-
-
 _ALWAYS = "run_glue.py's flag: always on; False is refused."
 _WORLD_SIZE_VARIABLES = ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "WORLD_SIZE"]
 
 
 @dataclass
 class RunArguments(TrainingArguments):
-    """HF `TrainingArguments` plus the project's own run-level flags."""
-
     overwrite_output_dir: bool = _arg(False, "Replace a finished run in --output_dir.")
     group_by_length: bool = _arg(False, "--train_sampling_strategy group_by_length.")
-    dataloader_pin_memory: bool | None = _arg(
-        None, "Pin batches in host memory (default: with a GPU).", nargs="?", const=True
-    )
+    dataloader_pin_memory: bool | None = _arg(None, "Pin batches (default: with a GPU).", nargs="?", const=True)
     do_train: bool = _arg(True, _ALWAYS)
     do_eval: bool = _arg(True, _ALWAYS)
     warmup_ratio: float | None = _arg(None, "Warmup fraction of the steps (sets --warmup_steps).")
@@ -317,9 +289,7 @@ class RunArguments(TrainingArguments):
         if self.warmup_ratio is not None:
             _check(self, {"in [0, 1)": {"warmup_ratio": "0.1 warms up over the first 10% of steps"}})
             if self.warmup_steps:
-                raise ConfigError(
-                    f"--warmup_ratio and --warmup_steps {self.warmup_steps} both set the warmup; pass one"
-                )
+                raise ConfigError(f"--warmup_ratio and --warmup_steps {self.warmup_steps} both set warmup; pass one")
             self.warmup_steps = self.warmup_ratio  # HF reads a value below 1 as a fraction
         if self.group_by_length:
             if self.train_sampling_strategy not in ("random", "group_by_length"):
@@ -328,27 +298,28 @@ class RunArguments(TrainingArguments):
                     "pass only one"
                 )
             self.train_sampling_strategy = "group_by_length"
-        # launched as one of several processes (accelerate's own test) on a machine without an accelerator:
-        # accelerate builds the CPU process group only when told, else each process trains its own copy
+        # one of several processes (accelerate's own test) without an accelerator: accelerate builds the CPU
+        # process group only when told, else each process trains its own copy
         launched = os.environ.get("LOCAL_RANK", "-1") != "-1" or get_int_from_env(_WORLD_SIZE_VARIABLES, 1) > 1
         if launched and not self.use_cpu and torch.accelerator.current_accelerator() is None:
             self.use_cpu = True
-        for name, reason in _UNSUPPORTED.items():  # before HF's own checks, some of which end in a traceback
+        for name, reason in _UNSUPPORTED.items():  # before HF's checks, some of which end in a traceback
             default = TrainingArguments.__dataclass_fields__[name].default
             if getattr(self, name) not in (default, *_HARMLESS.get(name, ())):
                 flag = f"{name} False" if default is True else name
-                raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}")
+                fix = "" if ";" in reason else "; drop the flag"
+                raise ConfigError(f"--{flag} is not supported by the distillation trainer: {reason}{fix}")
         super().__post_init__()
         if self.fp16 and self.device.type == "cpu":
             raise ConfigError(
-                "--fp16 on a CPU would train in fp32 (no fp16 autocast there); drop it, or use --bf16 --use_cpu "
-                "where the CPU has native bf16 (`python -m dynamic_kd.precision` says)"
+                "--fp16 on a CPU would train in fp32; drop it, or use --bf16 --use_cpu if the CPU has native bf16 "
+                "(`python -m dynamic_kd.precision`)"
             )
         if self.dataloader_pin_memory is None:
-            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it only helps copies to a GPU
+            self.dataloader_pin_memory = self.device.type not in ("cpu", "mps")  # it helps copies to a GPU only
         if self.accelerator_config.split_batches:
             raise ConfigError(
-                "--accelerator_config split_batches is not supported by the distillation trainer: it would change "
+                "--accelerator_config split_batches is not supported by the distillation trainer: it changes "
                 "the batch the strategies plan over; drop it"
             )
         positive = {}  # flags that count only in some runs
@@ -356,16 +327,13 @@ class RunArguments(TrainingArguments):
             positive["num_train_epochs"] = "the paper trains for 3 epochs (or set --max_steps)"
         for kind in ("logging", "eval", "save"):
             if getattr(self, f"{kind}_strategy") == "steps":
-                positive[f"{kind}_steps"] = "a step count, or a fraction of the training steps below 1"
+                positive[f"{kind}_steps"] = "a step count, or a fraction of all steps below 1"
         _check(self, _RUN_BOUNDS)
         _check(self, {"a positive number": positive})
 
     def check_task(self, task):
-        """Label smoothing needs class labels; the best-model metric must be one the task reports."""
         if task.is_regression and self.label_smoothing_factor:
-            raise ConfigError(
-                f"--label_smoothing_factor needs class labels and {task.name} is a regression task; drop it"
-            )
+            raise ConfigError(f"--label_smoothing_factor needs classes, but {task.name} is a regression task; drop it")
         if self.metric_for_best_model is not None:
             split = task.eval_splits[0]
             name = self.metric_for_best_model.removeprefix("eval_").removeprefix(f"{split}_")
@@ -378,19 +346,20 @@ class RunArguments(TrainingArguments):
             self.metric_for_best_model = f"{split}_{name}"  # the trainer logs eval_<split>_<metric>
 
 
-# Flags of HF's run_glue.py or of transformers 4 that this parser does not know: what to do instead.
+_RENAMED = "renamed in transformers 5; use --"
+# flags of HF's run_glue.py or of transformers 4 that this parser does not know: what to do instead
 _UNKNOWN_FLAGS = {
-    "--evaluation_strategy": "renamed in transformers 5; use --eval_strategy",
-    "--per_gpu_train_batch_size": "renamed in transformers 5; use --per_device_train_batch_size",
-    "--per_gpu_eval_batch_size": "renamed in transformers 5; use --per_device_eval_batch_size",
+    "--evaluation_strategy": _RENAMED + "eval_strategy",
+    "--per_gpu_train_batch_size": _RENAMED + "per_device_train_batch_size",
+    "--per_gpu_eval_batch_size": _RENAMED + "per_device_eval_batch_size",
     "--logging_dir": "gone from transformers 5; set TENSORBOARD_LOGGING_DIR=PATH",
     "--cache_dir": "models come from the Hugging Face cache; set HF_HOME=PATH (data: DYNAMIC_KD_CACHE=PATH)",
-    "--overwrite_cache": "the data cache is keyed on its inputs, so it is never stale; drop the flag",
+    "--overwrite_cache": "the data cache is keyed on its inputs: never stale; drop the flag",
 }
 
 
 class _OneLineErrorParser(HfArgumentParser):
-    """argparse prints the whole usage (hundreds of flags) on a typo; we raise one line instead."""
+    """One line on a typo, where argparse prints the whole usage (hundreds of flags)."""
 
     def error(self, message):
         raise ConfigError(f"{message} (see --help)")
@@ -402,7 +371,7 @@ class _OneLineErrorParser(HfArgumentParser):
 
 
 def parse_args(argv, *dataclass_types, defaults=None):
-    """`argv` (default sys.argv[1:]) as the dataclasses and `RunArguments`; `defaults` sets a script's own."""
+    """`argv` (default sys.argv[1:]) as the dataclasses and `RunArguments`; `defaults`: a script's own."""
     parser = _OneLineErrorParser((*dataclass_types, RunArguments))
     if defaults:
         parser.set_defaults(**defaults)

@@ -1,32 +1,26 @@
-"""The recipe the entry points share: start a run, load data, train + evaluate, finish a run.
-
-`distill` is the distillation recipe; the three `dynamic_*.py` scripts are presets of it (defaults only).
-A run is finished once its `results.json` exists (written last, atomically); a folder without one is
-resumed from its latest complete checkpoint; a finished one is reused only with `--overwrite_output_dir`.
-"""
+"""The recipe the entry points share. A run is finished once its `results.json` exists (written last, atomically);
+a folder without one resumes from its latest complete checkpoint; `--overwrite_output_dir` replaces a finished one."""
 
 import gc
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
-from glob import glob
 
 import torch
 import torch.distributed as dist
 import transformers
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import sort_checkpoints
 
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, parse_args
 from dynamic_kd.cache import read_json
 from dynamic_kd.data import data_source, load_splits
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
-from dynamic_kd.metrics import metrics_fn
+from dynamic_kd.metrics import metric_names, metrics_fn
 from dynamic_kd.models import (
     align_pad_token,
     attach_projections,
@@ -38,8 +32,7 @@ from dynamic_kd.models import (
     unwrap_student,
     usable_positions,
 )
-from dynamic_kd.runs import RESULTS_FILE as RESULTS
-from dynamic_kd.runs import method_label
+from dynamic_kd.runs import RESULTS_FILE, method_label
 from dynamic_kd.strategies import build_strategies
 from dynamic_kd.teachers import (
     TeacherInputs,
@@ -56,7 +49,7 @@ logger = logging.getLogger("dynamic_kd")
 
 
 def cli(main) -> int:
-    """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr, no traceback."""
+    """Run `main()`; a user mistake (exit 2) or a diverged run (exit 3) is one line on stderr."""
     code = 1
     try:
         main()
@@ -70,8 +63,8 @@ def cli(main) -> int:
 
 
 def close_distributed(clean: bool = True):
-    """Leave the process group (a bare gloo teardown aborts ~1 run in 5): a clean run meets at a barrier
-    first; a failing rank must not (the others may wait in a collective it never joins), torchrun stops them."""
+    """Leave the process group (a bare gloo teardown aborts ~1 run in 5), at a barrier only after a clean run: a
+    failing rank's peers may wait in a collective it never joins (torchrun stops them)."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
@@ -91,7 +84,7 @@ class Run:
 
 
 def start_run(script: str, training_args) -> Run:
-    """Set up logging, refuse a finished --output_dir, and find the checkpoint to resume from."""
+    """Set up logging, refuse a finished --output_dir, find the checkpoint to resume from."""
     main_process = training_args.process_index == 0
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -102,47 +95,38 @@ def start_run(script: str, training_args) -> Run:
     output_dir = training_args.output_dir
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise ConfigError(f"--output_dir {output_dir} is a file; pass a folder (it is created if missing)")
-    finished = os.path.join(output_dir, RESULTS)
+    finished = os.path.join(output_dir, RESULTS_FILE)
     if os.path.exists(finished):
         if not training_args.overwrite_output_dir:
             raise ConfigError(
-                f"--output_dir {output_dir} already holds a finished {RESULTS}; "
+                f"--output_dir {output_dir} already holds a finished {RESULTS_FILE}; "
                 "choose another --output_dir or pass --overwrite_output_dir"
             )
         if main_process:
-            logger.warning(
-                "--overwrite_output_dir: training from scratch; %s is replaced when this run finishes", finished
-            )
-        stale = tuple(glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")))
+            logger.warning("--overwrite_output_dir: training anew; %s is replaced when this run finishes", finished)
+        stale = tuple(sort_checkpoints(output_dir))
         return Run(os.path.basename(script), output_dir, None, stale)
-    resume_from = last_complete_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    resume_from = last_complete_checkpoint(output_dir)
     if resume_from is not None:
         logger.warning("Resuming from checkpoint %s", resume_from)
     return Run(os.path.basename(script), output_dir, resume_from)
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer_state.json (the Trainer's last file) is readable:
-    a run killed while saving leaves a half-written one, which is skipped."""
-    checkpoints = {}
-    for name in os.listdir(output_dir):
-        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name)
-        if match and os.path.isdir(os.path.join(output_dir, name)):
-            checkpoints[int(match.group(1))] = os.path.join(output_dir, name)
-    for step in sorted(checkpoints, reverse=True):
-        if read_json(os.path.join(checkpoints[step], TRAINER_STATE_NAME)) is not None:
-            return checkpoints[step]
-        logger.warning("ignoring %s: it has no %s (killed while saving)", checkpoints[step], TRAINER_STATE_NAME)
+    """The newest checkpoint whose trainer_state.json (the Trainer's last file) reads (not killed while saving)."""
+    for checkpoint in reversed(sort_checkpoints(output_dir)):
+        if read_json(os.path.join(checkpoint, TRAINER_STATE_NAME)) is not None:
+            return checkpoint
+        logger.warning("ignoring %s: it has no %s (killed while saving)", checkpoint, TRAINER_STATE_NAME)
     return None
 
 
 def load_student(model_args: ModelArguments, task, seed: int):
     """The tokenizer and a K-layer model with a new head (seeded)."""
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    name = model_args.model_name_or_path
+    tokenizer = load_tokenizer(name)
     transformers.set_seed(seed)
-    model = build_student(
-        model_args.model_name_or_path, task, model_args.student_num_layers, model_args.student_layer_init
-    )
+    model = build_student(name, task, model_args.student_num_layers, model_args.student_layer_init)
     align_pad_token(tokenizer, model.config, "--model_name_or_path")
     return tokenizer, model
 
@@ -156,9 +140,8 @@ class Data:
 
 
 def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | None = None) -> Data:
-    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them.
-    foreign: {teacher name: (its tokenizer, its model)}: each gets its own tokenisation of the train split
-    and the first evaluation split (the teacher check), once per distinct tokenizer."""
+    """Tokenised splits and the collator; rows carry token_type_ids iff one of `models` uses them. `foreign`:
+    {teacher: (tokenizer, model)}, tokenising the train and first eval split once per distinct tokenizer."""
     task = data_args.task
     splits = load_splits(task, data_args.data_dir, data_args.train_file, data_args.validation_file)
     check_split, cache_dir = task.eval_splits[0], tokenized_cache_dir()
@@ -187,13 +170,21 @@ def load_data(data_args: DataArguments, tokenizer, models=(), foreign: dict | No
     return data
 
 
-# Trainer.evaluate's bookkeeping, not scores
-_NOT_METRICS = ("loss", "runtime", "samples_per_second", "steps_per_second", "epoch", "num_input_tokens_seen")
-
-
-def train_and_evaluate(trainer, task, run: Run) -> dict:
-    """Train (or resume) and evaluate every eval split: metrics without `eval_`, MNLI-mm's with `_mm`."""
-    if run.stale_checkpoints and trainer.is_world_process_zero():
+def train_and_save(run: Run, model, tokenizer, data: Data, task, args: list, teacher_metrics=None, **distillation):
+    """Train (or resume), evaluate, save the plain student, then results.json; `args`: `parse_args`' groups."""
+    data_args, training_args = args[0], args[-1]
+    trainer = DistillationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.evals,
+        data_collator=data.collator,
+        processing_class=tokenizer,
+        compute_metrics=metrics_fn(task),
+        task=task,
+        **distillation,
+    )
+    if trainer.is_world_process_zero():
         # only now: a run stopped by a bad flag leaves the finished folder as it was
         for path in run.stale_checkpoints:
             shutil.rmtree(path, ignore_errors=True)
@@ -201,18 +192,9 @@ def train_and_evaluate(trainer, task, run: Run) -> dict:
     metrics = {}
     for position, split in enumerate(task.eval_splits):
         suffix = "" if position == 0 else ("_mm" if split == "validation_mismatched" else f"_{split}")
-        scores = trainer.evaluate(eval_dataset=trainer.eval_dataset[split], metric_key_prefix="eval")
-        for name, value in scores.items():
-            name = name.removeprefix("eval_")
-            if name not in _NOT_METRICS:
-                metrics[name + suffix] = float(value)
-    return {"metrics": metrics, "train_runtime_s": float(train_output.metrics["train_runtime"])}
-
-
-def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, teacher_metrics: dict | None = None):
-    """Save the plain student (no teachers, no projections) and tokenizer, then results.json last (the
-    resolved arguments, data source, `log_history` and, with teachers, `teacher_metrics`)."""
-    teacher_forward_examples = trainer.teacher_forward_examples()
+        scores = trainer.evaluate(eval_dataset=data.evals[split], metric_key_prefix="eval")
+        metrics.update({name + suffix: float(scores[f"eval_{name}"]) for name in metric_names(task)})
+    forwards = trainer.teacher_forward_examples()
     if not trainer.is_world_process_zero():
         return
     student = unwrap_student(trainer.accelerator.unwrap_model(trainer.model))
@@ -221,16 +203,15 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     flat_args = {}
     for group in args:
         flat_args.update(group.to_dict() if hasattr(group, "to_dict") else asdict(group))
-    data_args = next(group for group in args if isinstance(group, DataArguments))
     results = {
         "script": run.script,
         "task": task.name,
-        "seed": trainer.args.seed,
+        "seed": training_args.seed,
         "method": method_label(flat_args),
-        "metrics": outcome["metrics"],
-        "train_runtime_s": outcome["train_runtime_s"],
-        "train_examples": len(trainer.train_dataset),
-        "teacher_forward_examples": teacher_forward_examples,
+        "metrics": metrics,
+        "train_runtime_s": float(train_output.metrics["train_runtime"]),
+        "train_examples": len(data.train),
+        "teacher_forward_examples": forwards,
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "args": flat_args,
         "data": data_source(task, data_args.data_dir, data_args.train_file, data_args.validation_file),
@@ -238,18 +219,17 @@ def finish_run(run: Run, trainer, tokenizer, task, outcome: dict, args: list, te
     }
     if teacher_metrics is not None:
         results["teacher_metrics"] = teacher_metrics
-    if trainer.args.load_best_model_at_end:  # `metrics` score this checkpoint's student
+    if training_args.load_best_model_at_end:  # `metrics` score this checkpoint's student
         results["best_model_checkpoint"] = trainer.state.best_model_checkpoint
-    write_atomic(os.path.join(run.output_dir, RESULTS), json.dumps(results, indent=2, sort_keys=True, default=str))
-    summary = f"{run.script} {task.name}: {outcome['metrics']} (teacher forwards: {teacher_forward_examples})"
+    write_atomic(os.path.join(run.output_dir, RESULTS_FILE), json.dumps(results, indent=2, sort_keys=True, default=str))
+    summary = f"{run.script} {task.name}: {metrics} (teacher forwards: {forwards})"
     logger.info("%s -> %s", summary, run.output_dir)
 
 
 def distill(argv, script: str, defaults: dict | None = None):
-    """The distillation recipe: parse -> build student, teachers, strategies -> train -> save."""
-    data_args, model_args, kd_args, training_args = parse_args(
-        argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults
-    )
+    """The distillation recipe; the `dynamic_*.py` scripts are presets of it."""
+    args = parse_args(argv, DataArguments, ModelArguments, DistillationArguments, defaults=defaults)
+    data_args, model_args, kd_args, training_args = args
     run = start_run(script, training_args)
     task = data_args.task
     tokenizer, student = load_student(model_args, task, training_args.seed)
@@ -267,21 +247,10 @@ def distill(argv, script: str, defaults: dict | None = None):
     teachers = load_teachers(
         kd_args, data_args, data.train, layers, models, training_args=training_args, teacher_inputs=inputs
     )
-    trainer = DistillationTrainer(
-        model=attach_projections(student, teachers, kd_args),
-        args=training_args,
-        train_dataset=data.train,
-        eval_dataset=data.evals,
-        data_collator=data.collator,
-        processing_class=tokenizer,
-        compute_metrics=metrics_fn(task),
-        teachers=teachers,
-        strategies=build_strategies(kd_args, kd_args.selection_scope == "batch"),
-        kd_args=kd_args,
-        task=task,
-    )
-    outcome = train_and_evaluate(trainer, task, run)
-    finish_run(run, trainer, tokenizer, task, outcome, [data_args, model_args, kd_args, training_args], teacher_metrics)
-    del trainer, teachers, models
+    strategies = build_strategies(kd_args, kd_args.selection_scope == "batch")
+    model = attach_projections(student, teachers, kd_args)
+    distillation = {"teachers": teachers, "strategies": strategies, "kd_args": kd_args}
+    train_and_save(run, model, tokenizer, data, task, args, teacher_metrics, **distillation)
+    del model, teachers, models
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
