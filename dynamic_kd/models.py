@@ -33,9 +33,7 @@ def label_maps(task) -> dict:
 def load_tokenizer(path: str):
     """The tokenizer saved with a model (transformers 5 builds an empty one from a folder without)."""
     if os.path.isdir(path) and not any(TOKENIZER_FILE.fullmatch(name) for name in os.listdir(path)):
-        raise ConfigError(
-            f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
-        )
+        raise ConfigError(f"'{path}' holds no tokenizer files; save the model's tokenizer next to it")
     with _config_error(f"cannot load a tokenizer from '{path}'", "pass a model folder or hub id that has one"):
         return AutoTokenizer.from_pretrained(path)
 
@@ -56,7 +54,7 @@ def _load_config(path: str, flag: str):
 
 
 def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
-    """first: layers 0..K-1.  skip (PKD-Skip): every (L // K)-th layer, ending at the top one."""
+    """first: layers 0..K-1; skip (PKD-Skip): every (L // K)-th layer, ending at the top one."""
     keep = num_layers if keep is None else keep
     if not 1 <= keep <= num_layers:
         raise ConfigError(
@@ -74,18 +72,14 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
-    # a truncated or corrupt file raises many types
-    with _config_error(
-        f"cannot load pretrained weights from '{path}'", "check the folder or re-download it", Exception
-    ):
+    # Exception: a truncated or corrupt file raises many types
+    with _config_error(f"cannot load pretrained weights from '{path}'", "check or re-download it", Exception):
         encoder = AutoModel.from_pretrained(path)
     kept = "all"
     if len(layers) < total:  # all layers need no stack: any family trains
         stack = layer_stack(encoder, path)
-        if stack is None:
-            kept = f"its one shared layer, run {len(layers)} times"
-        else:
-            kept = f"{layer_init}: {layers}"
+        kept = f"{layer_init} {layers}" if stack else "its one shared layer"
+        if stack:
             encoder.set_submodule(stack, nn.ModuleList(encoder.get_submodule(stack)[i] for i in layers))
         if getattr(config, "layer_types", None):  # ModernBERT's attention kinds
             config.layer_types = [config.layer_types[i] for i in layers]
@@ -110,9 +104,8 @@ def layer_stack(model, path: str) -> str | None:
     if hasattr(config, "num_hidden_groups"):
         if config.num_hidden_groups != 1 or config.inner_group_num != 1:
             raise ConfigError(
-                f"'{path}' ({config.model_type}) has {config.num_hidden_groups} layer groups of "
-                f"{config.inner_group_num} layers; only ALBERT models with one shared layer "
-                "(num_hidden_groups 1, inner_group_num 1, as released) can be cut"
+                f"'{path}' has {config.num_hidden_groups} layer groups of {config.inner_group_num} layers; "
+                "only ALBERT with one shared layer (num_hidden_groups 1, inner_group_num 1, as released) can be cut"
             )
         return None
     count = config.num_hidden_layers
@@ -125,9 +118,8 @@ def layer_stack(model, path: str) -> str | None:
     stacks = [name for name in stacks if not any(name.startswith(f"{outer}.") for outer in stacks)]
     if len(stacks) != 1:
         raise ConfigError(
-            f"cannot find the layer stack of '{path}' ({config.model_type}: one list of {count} numbered layers, "
-            f"found {stacks or 'none'}); use an encoder whose layers form one stack "
-            "(BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, DeBERTa, ALBERT, ModernBERT)"
+            f"cannot find the layer stack of '{path}' ({config.model_type}: one list of {count} layers, found "
+            f"{stacks or 'none'}); use an encoder with one (BERT, RoBERTa, ELECTRA, DeBERTa, ModernBERT, ...)"
         )
     return stacks[0]
 
@@ -135,10 +127,7 @@ def layer_stack(model, path: str) -> str | None:
 def load_teacher(path: str, task, flag: str = "--teacher"):
     """The task's teacher, checked, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
     if not os.path.isdir(path):
-        raise ConfigError(
-            f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote "
-            "(it holds config.json and the weights)"
-        )
+        raise ConfigError(f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote")
     config = _load_config(path, flag)
     expected = label_maps(task)["num_labels"]
     if config.num_labels != expected:
@@ -159,9 +148,8 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
 
 
 def takes_token_type_ids(model) -> bool:
-    """RoBERTa's single segment does not count."""
     takes = "token_type_ids" in inspect.signature(model.forward).parameters
-    return takes and getattr(model.config, "type_vocab_size", 0) > 1
+    return takes and getattr(model.config, "type_vocab_size", 0) > 1  # RoBERTa's single segment does not count
 
 
 def model_inputs(model, batch: dict) -> dict:
@@ -186,14 +174,12 @@ def align_pad_token(tokenizer, config, flag: str):
         elif tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
         else:
-            raise ConfigError(
-                f"{flag} tokenizer has neither a pad nor an eos token; add a pad token to it and save it again"
-            )
+            raise ConfigError(f"{flag} tokenizer has neither a pad nor an eos token; add a pad token and save it")
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id
     elif config.pad_token_id != tokenizer.pad_token_id:
         raise ConfigError(
-            f"{flag} config's pad_token_id {config.pad_token_id} differs from its tokenizer's pad token id "
+            f"{flag} config's pad_token_id {config.pad_token_id} differs from its tokenizer's "
             f"{tokenizer.pad_token_id}; set one to the other and save the model again"
         )
     if tokenizer.padding_side != "right":
@@ -203,14 +189,12 @@ def align_pad_token(tokenizer, config, flag: str):
 
 def usable_positions(model, tokenizer) -> int | None:
     """The longest input the position table (less RoBERTa's pad offset) and `model_max_length` allow."""
-    limits = []
+    limits = [tokenizer.model_max_length] if tokenizer.model_max_length < 1_000_000 else []  # huge: no limit
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:
         table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
         offset = getattr(table, "padding_idx", None)
         limits.append(positions - (0 if offset is None else offset + 1))
-    if tokenizer.model_max_length < 1_000_000:  # a huge number means no limit
-        limits.append(tokenizer.model_max_length)
     return min(limits, default=None)
 
 
@@ -218,19 +202,17 @@ def refuse_decoder_student(student, path: str):
     if is_decoder(student.config):
         raise ConfigError(
             f"--model_name_or_path '{path}' is a decoder ({student.config.model_type}); distil into an encoder "
-            "student (BERT, MiniLM, DistilBERT, ...): decoders can be teachers (--teacher) or fine-tuned with "
-            "train_teacher.py"
+            "student (BERT, MiniLM, ...): a decoder can be a teacher or fine-tuned with train_teacher.py"
         )
 
 
 class StudentWithProjections(nn.Module):
-    """The student plus trained maps to each other teacher hidden size; only `.student` is saved."""
+    """The student plus trained maps to each teacher's other hidden size; only `.student` is saved."""
 
     def __init__(self, student: nn.Module, teacher_hidden_sizes: dict[str, int]):
         super().__init__()
-        self.student = student
-        self.config = student.config
-        hidden = self.config.hidden_size
+        self.student, self.config = student, student.config
+        hidden = student.config.hidden_size
         self.projections = nn.ModuleDict(
             {name: nn.Linear(hidden, size) for name, size in teacher_hidden_sizes.items() if size != hidden}
         )
@@ -258,9 +240,8 @@ def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
     if mismatched and not kd_args.rep_projection:
         name, size = next(iter(mismatched.items()))
         raise ConfigError(
-            "hidden-state alignment needs equal hidden sizes but the student has "
-            f"{student.config.hidden_size} and teacher '{name}' {size}; "
-            "drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
+            f"hidden-state alignment needs equal hidden sizes but the student has {student.config.hidden_size} and "
+            f"teacher '{name}' {size}; drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
         )
     return bool(mismatched)
 

@@ -1,5 +1,5 @@
-"""`DistillationTrainer`: HF `Trainer` plus teachers (not submodules of the student: not optimized,
-not checkpointed), the strategy chain and the KD losses."""
+"""HF `Trainer` plus teachers (not submodules of the student: not optimized, not checkpointed), the
+strategy chain and the KD losses."""
 
 import inspect
 import logging
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf."""
+    pass
 
 
 @dataclass
@@ -44,14 +44,14 @@ class OptimizerStep:
     batches: list  # outside the training loop: the one batch compute_loss sees
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
-    rng_states: list | None = None  # (CPU, CUDA) RNG state at each micro-batch's forward
+    rng_states: list | None = None  # (CPU, CUDA) RNG state of each micro-batch's forward
     parts: list | None = None  # per micro-batch: (routes, share of the global rows, real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
 
 class DistillationTrainer(Trainer):
-    """A `Trainer` whose loss is  ce_alpha * CE + the plan's KD and REP terms; the plan covers an optimizer
-    step's global batch (docs/design.md), each teacher its own rows."""
+    """Loss = ce_alpha * CE + the plan's KD and REP terms; the plan covers an optimizer step's global batch
+    (docs/design.md), each teacher its own rows."""
 
     loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
 
@@ -61,7 +61,7 @@ class DistillationTrainer(Trainer):
             self.label_names = ["labels"]
         self.task, self.teachers, self.strategies, self.kd_args = task, teachers or {}, list(strategies), kd_args
         self._stats = {}  # name -> device tensor [2]: (sum, count) since the last logging step
-        self._step = None  # the OptimizerStep being trained
+        self._step = None
         self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep]
         self.epoch_selection = None
         self.counter = TeacherCounter(self)
@@ -69,8 +69,8 @@ class DistillationTrainer(Trainer):
         if not self.teachers:  # plain fine-tuning (train_teacher.py)
             self.rep_mode = "none"
             return
-        kd_name = kd_args.kd_loss if kd_args.kd_loss != "auto" else ("mse" if task.is_regression else "kl")
-        self.kd_loss = KD_LOSSES[kd_name]
+        auto = "mse" if task.is_regression else "kl"
+        self.kd_loss = KD_LOSSES[auto if kd_args.kd_loss == "auto" else kd_args.kd_loss]
         self.rep_mode = kd_args.rep_layers if kd_args.kd_rep_alpha > 0 else "none"
         student_layers = unwrap_student(self.model).config.num_hidden_layers
         self.layer_pairs = {
@@ -135,7 +135,7 @@ class DistillationTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _enter_micro_batch(self, model, inputs):
-        """(step, this micro-batch's index in it); the first one runs the step's pre-pass."""
+        """(step, this micro-batch's index); the first one runs the step's pre-pass."""
         step = self._step
         if step is None or step.position >= len(step.batches):
             step = self._step = OptimizerStep([inputs])
@@ -162,7 +162,7 @@ class DistillationTrainer(Trainer):
                 step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
 
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
-        """Plan the step's global batch; keep this rank's micro-batches' shares."""
+        """Plan the step's global batch; keep this rank's micro-batches' parts."""
         if step.signals is not None:
             local = step.signals
         elif len(step.batches) == 1:
@@ -190,8 +190,7 @@ class DistillationTrainer(Trainer):
             self._accumulate(key, value, 1)  # the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
-        """The real rows of the step's `gathered` ones: under DDP accelerate pads an epoch's last global
-        batch with repeats."""
+        """Of the step's `gathered` rows, those not padding (DDP pads an epoch's last global batch)."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.size if self.epoch_selection is not None else len(self.train_dataset)
@@ -215,7 +214,7 @@ class DistillationTrainer(Trainer):
         pairs = self.layer_pairs[teacher_name]
         projections = getattr(self.accelerator.unwrap_model(model), "projections", {})
         projection = projections[teacher_name] if teacher_name in projections else None
-        if self.rep_mode == "cls":  # [K, H] states; the cache holds [K, P, H] of the mapped teacher layers
+        if self.rep_mode == "cls":  # [K, H] states; the teacher's are [K, P, H] of its mapped layers
             student = [student_states[s][rows, 0] for s, _ in pairs]
             teacher, mask = teacher_states.unbind(1), None
         else:
@@ -249,7 +248,7 @@ class DistillationTrainer(Trainer):
         self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
     def _check_finite(self):
-        """Raise TrainingDiverged naming the first step whose loss was NaN/Inf on any rank (collective)."""
+        """Raise TrainingDiverged at the first step whose loss was NaN/Inf on any rank (collective)."""
         if self._first_bad is None:
             return
         diverged = [row for row in self.accelerator.gather(self._first_bad.view(1, -1)).tolist() if row[0]]
@@ -293,7 +292,7 @@ class DistillationTrainer(Trainer):
             teacher.load_checkpoint(self._teacher_checkpoint_prefix(resume_from_checkpoint, name))
 
     def teacher_forward_examples(self) -> int:
-        """Examples through a teacher forward in this run, all teachers and ranks."""
+        """Examples through a teacher forward in this run, all teachers and ranks (collective)."""
         return self.counter.total()
 
     def end_of_epoch(self):
@@ -301,7 +300,7 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that see every row (--rep_layers all: a forward each step anyway)."""
+        """Fill the stores of the teachers that see every row (not --rep_layers all: it runs them anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
         for name in teachers_seeing_every_row(self.kd_args):
@@ -330,8 +329,8 @@ class DistillationTrainer(Trainer):
 
 
 class EpochSelection(TrainerCallback, ExportableState, Sampler):
-    """--selection_scope epoch: samples the top-r rows by uncertainty, chosen at each epoch start (by rank
-    0) and kept in checkpoints (a resumed run does not re-score mid-epoch)."""
+    """--selection_scope epoch: the top-r rows, chosen at each epoch start by rank 0 and kept in
+    checkpoints (a resumed run does not re-score mid-epoch)."""
 
     def __init__(self, trainer):
         self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
