@@ -1,4 +1,4 @@
-"""Students cut from pretrained encoders and teachers of any family, as plain Hugging Face models."""
+"""Students cut from pretrained encoders, and teachers of any family, as plain Hugging Face models."""
 
 import inspect
 import logging
@@ -34,7 +34,7 @@ def load_tokenizer(path: str):
     """The tokenizer saved with a model (transformers 5 builds an empty one from a folder without)."""
     if os.path.isdir(path) and not any(TOKENIZER_FILE.fullmatch(name) for name in os.listdir(path)):
         raise ConfigError(f"'{path}' holds no tokenizer files; save the model's tokenizer next to it")
-    with _config_error(f"cannot load a tokenizer from '{path}'", "pass a model folder or hub id that has one"):
+    with _config_error(f"cannot load a tokenizer from '{path}'", "pass a model folder or hub id with one"):
         return AutoTokenizer.from_pretrained(path)
 
 
@@ -57,10 +57,7 @@ def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
     """first: layers 0..K-1; skip (PKD-Skip): every (L // K)-th layer, ending at the top one."""
     keep = num_layers if keep is None else keep
     if not 1 <= keep <= num_layers:
-        raise ConfigError(
-            f"--student_num_layers {keep} is out of range; the pretrained model has {num_layers} layers "
-            f"(use 1..{num_layers})"
-        )
+        raise ConfigError(f"--student_num_layers {keep} is out of range; use 1..{num_layers}, the pretrained layers")
     if init == "first":
         return list(range(keep))
     stride = num_layers // keep
@@ -72,8 +69,9 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
-    # Exception: a truncated or corrupt file raises many types
-    with _config_error(f"cannot load pretrained weights from '{path}'", "check or re-download it", Exception):
+    with _config_error(
+        f"cannot load pretrained weights from '{path}'", "check or re-download it", Exception
+    ):  # of many types
         encoder = AutoModel.from_pretrained(path)
     kept = "all"
     if len(layers) < total:  # all layers need no stack: any family trains
@@ -89,11 +87,8 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     _, unexpected = student.base_model.load_state_dict(encoder.state_dict(), strict=False)
     if unexpected:  # RoBERTa's pooler; ModernBERT's layer-0 attention norm after `skip`
         modules = Counter(key.rsplit(".", 1)[0] for key in unexpected)
-        logger.info(
-            "student: %d pretrained weights the classifier does not use are dropped: %s",
-            len(unexpected),
-            ", ".join(f"{name} ({n})" for name, n in modules.items()),
-        )
+        dropped = ", ".join(f"{name} ({n})" for name, n in modules.items())
+        logger.info("student: %d weights the classifier does not use are dropped: %s", len(unexpected), dropped)
     logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), total, path, config.model_type, kept)
     return student
 
@@ -129,10 +124,9 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
     if not os.path.isdir(path):
         raise ConfigError(f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote")
     config = _load_config(path, flag)
-    expected = label_maps(task)["num_labels"]
-    if config.num_labels != expected:
+    if config.num_labels != task.num_labels:
         raise ConfigError(
-            f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {expected}; "
+            f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {task.num_labels}; "
             f"use a teacher fine-tuned on {task.name}"
         )
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
@@ -142,7 +136,7 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
             f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; "
             "re-train the teacher with this repository's data loader"
         )
-    with _config_error(f"{flag} '{path}' has unreadable weights", "re-save or re-train the teacher", Exception):
+    with _config_error(f"{flag} '{path}' has unreadable weights", "re-save or re-train it", Exception):
         teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
     return teacher.eval().requires_grad_(False)
 
@@ -213,9 +207,8 @@ class StudentWithProjections(nn.Module):
         super().__init__()
         self.student, self.config = student, student.config
         hidden = student.config.hidden_size
-        self.projections = nn.ModuleDict(
-            {name: nn.Linear(hidden, size) for name, size in teacher_hidden_sizes.items() if size != hidden}
-        )
+        sizes = {name: size for name, size in teacher_hidden_sizes.items() if size != hidden}
+        self.projections = nn.ModuleDict({name: nn.Linear(hidden, size) for name, size in sizes.items()})
 
     def forward(self, **inputs):
         outputs = self.student(**inputs)
@@ -234,16 +227,17 @@ def unwrap_student(model: nn.Module) -> nn.Module:
 
 def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
     """Whether hidden-state alignment needs student->teacher projections."""
-    if kd_args.kd_rep_alpha == 0:
+    hidden = student.config.hidden_size
+    mismatched = [(name, size) for name, size in teacher_hidden_sizes.items() if size != hidden]
+    if kd_args.kd_rep_alpha == 0 or not mismatched:
         return False
-    mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
-    if mismatched and not kd_args.rep_projection:
-        name, size = next(iter(mismatched.items()))
+    if not kd_args.rep_projection:
+        name, size = mismatched[0]
         raise ConfigError(
-            f"hidden-state alignment needs equal hidden sizes but the student has {student.config.hidden_size} and "
-            f"teacher '{name}' {size}; drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
+            f"hidden-state alignment needs equal hidden sizes but the student has {hidden} and teacher '{name}' "
+            f"{size}; drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
         )
-    return bool(mismatched)
+    return True
 
 
 def attach_projections(student, teachers: dict, kd_args):
