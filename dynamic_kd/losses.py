@@ -1,7 +1,7 @@
 """Training objectives: B batch, C classes (1 for regression), L sequence length, H hidden size.
 
-Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16) and detaches
-the teacher. Reduction "none" keeps `[B]`, which Dynamic KD re-weights.
+Every loss computes in fp32 (softmax, logs and squared distances lose too much in bf16) and detaches the
+teacher. Reduction "none" keeps `[B]`, which Dynamic KD re-weights.
 """
 
 import math
@@ -30,8 +30,8 @@ def kd_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1
     log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
     log_p = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
     p = log_p.exp()
-    # 0 · (log 0 - log q) = 0 (computed, NaN for a -inf student logit); `!= 0`, not `> 0`: a NaN
-    # teacher probability must reach the loss.
+    # 0 · (log 0 - log q) = 0 (computed: NaN for a -inf student logit); `!= 0`, not `> 0`: a NaN teacher
+    # probability must reach the loss.
     terms = torch.where(p != 0, p * (log_p - log_q), 0.0)
     return _reduce(terms.sum(dim=-1) * temperature**2, reduction)
 
@@ -80,7 +80,7 @@ def dynamic_kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature:
 
 def layer_map(num_student_layers: int, num_teacher_layers: int) -> list[tuple[int, int]]:
     """The `L_S + 1` pairs (i, i * L_T // L_S) of `hidden_states` indices (0 = embeddings) to align:
-    BERT-PKD's "skip" for any depths (4 vs 6 -> teacher 0, 1, 3, 4, 6)."""
+    BERT-PKD's "skip" for any depths (4 of 6 -> teacher 0, 1, 3, 4, 6)."""
     return [(i, i * num_teacher_layers // num_student_layers) for i in range(num_student_layers + 1)]
 
 
@@ -104,8 +104,8 @@ def _pair_distance(student: Tensor, teacher: Tensor, mask: Tensor, projection, n
             f"hidden_state_alignment: hidden sizes differ ({student.shape[-1]} vs {teacher.shape[-1]}); "
             "map the student states to the teacher's hidden size with `projection`"
         )
-    # where, not multiply: padding may hold inf/NaN garbage, and 0 · NaN would leak into the loss
-    # (and, normalised along the sequence, into every token's norm).
+    # where, not multiply: padding may hold inf/NaN, and 0 · NaN would leak into the loss (and, normalised
+    # along the sequence, into every token's norm).
     keep = mask.unsqueeze(-1)
     student = torch.where(keep, student.float(), 0.0)
     teacher = torch.where(keep, teacher.detach().float(), 0.0)

@@ -1,5 +1,5 @@
-"""GLUE-style metrics with scikit-learn and SciPy: each task names one family (``Task.metric``);
-`primary_metric` names the score that picks checkpoints."""
+"""GLUE metrics with scikit-learn and SciPy: each task names one family (`Task.metric`); `primary_metric`
+names the score that picks checkpoints."""
 
 from collections.abc import Callable
 from functools import cache
@@ -13,7 +13,7 @@ from dynamic_kd.errors import ConfigError
 
 
 def _class_ids(predictions) -> np.ndarray:
-    """Logits [N, C] -> ids [N]; 1-D input is ids already."""
+    """Logits [N, C] or ids [N] -> ids [N]."""
     predictions = np.asarray(predictions)
     return predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions.astype(np.int64)
 
@@ -23,13 +23,13 @@ def _accuracy(predictions, labels) -> dict[str, float]:
 
 
 def _f1_accuracy(predictions, labels) -> dict[str, float]:
-    # Class 1 is the positive class (equivalent / duplicate), as in the GLUE scorer.
+    # class 1 (equivalent / duplicate) is positive, as in the GLUE scorer
     f1 = f1_score(labels, _class_ids(predictions), pos_label=1, average="binary", zero_division=0)
     return {**_accuracy(predictions, labels), "f1": float(f1)}
 
 
 def _accuracy_macro_f1(predictions, labels) -> dict[str, float]:
-    # The custom task's labels are often skewed: macro-F1 shows a neglected class that accuracy hides.
+    # a custom task's labels are often skewed: macro-F1 shows a neglected class that accuracy hides
     f1 = f1_score(labels, _class_ids(predictions), average="macro", zero_division=0)
     return {**_accuracy(predictions, labels), "macro_f1": float(f1)}
 
@@ -39,7 +39,6 @@ def _matthews(predictions, labels) -> dict[str, float]:
 
 
 def _pearson_spearman(predictions, labels) -> dict[str, float]:
-    """Regression outputs [N] or [N, 1]."""
     scores = np.asarray(predictions, dtype=np.float64)
     if scores.ndim == 2 and scores.shape[1] == 1:
         scores = scores[:, 0]
@@ -67,26 +66,21 @@ def metric_names(task) -> tuple[str, ...]:
 
 
 def compute_task_metrics(task: Task, predictions: np.ndarray, label_ids: np.ndarray) -> dict[str, float]:
-    """Scores of `predictions` (logits [N, C], class ids [N], or regression [N]/[N, 1])."""
-    task = get_task(task)
-    labels = np.asarray(label_ids)
-    if task.is_regression:
-        labels = labels.reshape(-1)
-    if len(np.asarray(predictions)) != len(labels):
-        raise ValueError(f"{len(np.asarray(predictions))} predictions for {len(labels)} labels")
+    """Scores of `predictions`: logits [N, C], class ids [N], or regression [N] / [N, 1]."""
+    task, labels = get_task(task), np.asarray(label_ids)
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
     return METRICS[task.metric][0](predictions, labels)
 
 
 def metrics_fn(task: Task) -> Callable:
-    """A ``compute_metrics`` callable for ``transformers.Trainer``."""
+    """A `compute_metrics` callable for `transformers.Trainer`."""
     task = get_task(task)
 
     def compute(eval_prediction) -> dict[str, float]:
-        # A model that also returns hidden states or attentions gives a tuple, logits first.
-        predictions, label_ids = eval_prediction.predictions, eval_prediction.label_ids
+        predictions = eval_prediction.predictions  # a tuple, logits first, when hidden states come too
         predictions = predictions[0] if isinstance(predictions, tuple) else predictions
-        label_ids = label_ids[0] if isinstance(label_ids, tuple) else label_ids
-        return compute_task_metrics(task, predictions, label_ids)
+        return compute_task_metrics(task, predictions, eval_prediction.label_ids)
 
     return compute
 

@@ -1,4 +1,4 @@
-"""Students cut from pretrained encoders and teachers of any family, as plain Hugging Face models."""
+"""Students cut from pretrained encoders, and teachers of any family, as plain Hugging Face models."""
 
 import inspect
 import logging
@@ -33,10 +33,8 @@ def label_maps(task) -> dict:
 def load_tokenizer(path: str):
     """The tokenizer saved with a model (transformers 5 builds an empty one from a folder without)."""
     if os.path.isdir(path) and not any(TOKENIZER_FILE.fullmatch(name) for name in os.listdir(path)):
-        raise ConfigError(
-            f"'{path}' holds no tokenizer files; save the model's tokenizer next to it (tokenizer.save_pretrained)"
-        )
-    with _config_error(f"cannot load a tokenizer from '{path}'", "pass a model folder or hub id that has one"):
+        raise ConfigError(f"'{path}' holds no tokenizer files; save the model's tokenizer next to it")
+    with _config_error(f"cannot load a tokenizer from '{path}'", "pass a model folder or hub id with one"):
         return AutoTokenizer.from_pretrained(path)
 
 
@@ -56,13 +54,10 @@ def _load_config(path: str, flag: str):
 
 
 def select_layers(num_layers: int, keep: int | None, init: str) -> list[int]:
-    """first: layers 0..K-1.  skip (PKD-Skip): every (L // K)-th layer, ending at the top one."""
+    """first: layers 0..K-1; skip (PKD-Skip): every (L // K)-th layer, ending at the top one."""
     keep = num_layers if keep is None else keep
     if not 1 <= keep <= num_layers:
-        raise ConfigError(
-            f"--student_num_layers {keep} is out of range; the pretrained model has {num_layers} layers "
-            f"(use 1..{num_layers})"
-        )
+        raise ConfigError(f"--student_num_layers {keep} is out of range; use 1..{num_layers}, the pretrained layers")
     if init == "first":
         return list(range(keep))
     stride = num_layers // keep
@@ -74,18 +69,15 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     config = _load_config(path, "--model_name_or_path")
     total = config.num_hidden_layers
     layers = select_layers(total, num_layers, layer_init)
-    # a truncated or corrupt file raises many types
     with _config_error(
-        f"cannot load pretrained weights from '{path}'", "check the folder or re-download it", Exception
-    ):
+        f"cannot load pretrained weights from '{path}'", "check or re-download it", Exception
+    ):  # of many types
         encoder = AutoModel.from_pretrained(path)
     kept = "all"
     if len(layers) < total:  # all layers need no stack: any family trains
         stack = layer_stack(encoder, path)
-        if stack is None:
-            kept = f"its one shared layer, run {len(layers)} times"
-        else:
-            kept = f"{layer_init}: {layers}"
+        kept = f"{layer_init} {layers}" if stack else "its one shared layer"
+        if stack:
             encoder.set_submodule(stack, nn.ModuleList(encoder.get_submodule(stack)[i] for i in layers))
         if getattr(config, "layer_types", None):  # ModernBERT's attention kinds
             config.layer_types = [config.layer_types[i] for i in layers]
@@ -95,11 +87,8 @@ def build_student(path: str, task, num_layers: int | None = None, layer_init: st
     _, unexpected = student.base_model.load_state_dict(encoder.state_dict(), strict=False)
     if unexpected:  # RoBERTa's pooler; ModernBERT's layer-0 attention norm after `skip`
         modules = Counter(key.rsplit(".", 1)[0] for key in unexpected)
-        logger.info(
-            "student: %d pretrained weights the classifier does not use are dropped: %s",
-            len(unexpected),
-            ", ".join(f"{name} ({n})" for name, n in modules.items()),
-        )
+        dropped = ", ".join(f"{name} ({n})" for name, n in modules.items())
+        logger.info("student: %d weights the classifier does not use are dropped: %s", len(unexpected), dropped)
     logger.info("student: %d of %d layers of %s (%s, %s)", len(layers), total, path, config.model_type, kept)
     return student
 
@@ -110,9 +99,8 @@ def layer_stack(model, path: str) -> str | None:
     if hasattr(config, "num_hidden_groups"):
         if config.num_hidden_groups != 1 or config.inner_group_num != 1:
             raise ConfigError(
-                f"'{path}' ({config.model_type}) has {config.num_hidden_groups} layer groups of "
-                f"{config.inner_group_num} layers; only ALBERT models with one shared layer "
-                "(num_hidden_groups 1, inner_group_num 1, as released) can be cut"
+                f"'{path}' has {config.num_hidden_groups} layer groups of {config.inner_group_num} layers; "
+                "only ALBERT with one shared layer (num_hidden_groups 1, inner_group_num 1, as released) can be cut"
             )
         return None
     count = config.num_hidden_layers
@@ -125,9 +113,8 @@ def layer_stack(model, path: str) -> str | None:
     stacks = [name for name in stacks if not any(name.startswith(f"{outer}.") for outer in stacks)]
     if len(stacks) != 1:
         raise ConfigError(
-            f"cannot find the layer stack of '{path}' ({config.model_type}: one list of {count} numbered layers, "
-            f"found {stacks or 'none'}); use an encoder whose layers form one stack "
-            "(BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT, DeBERTa, ALBERT, ModernBERT)"
+            f"cannot find the layer stack of '{path}' ({config.model_type}: one list of {count} layers, found "
+            f"{stacks or 'none'}); use an encoder with one (BERT, RoBERTa, ELECTRA, DeBERTa, ModernBERT, ...)"
         )
     return stacks[0]
 
@@ -135,15 +122,11 @@ def layer_stack(model, path: str) -> str | None:
 def load_teacher(path: str, task, flag: str = "--teacher"):
     """The task's teacher, checked, frozen, in fp32 whatever its dtype (`--teacher_dtype` autocasts)."""
     if not os.path.isdir(path):
-        raise ConfigError(
-            f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote "
-            "(it holds config.json and the weights)"
-        )
+        raise ConfigError(f"{flag} '{path}' does not exist; pass the folder train_teacher.py wrote")
     config = _load_config(path, flag)
-    expected = label_maps(task)["num_labels"]
-    if config.num_labels != expected:
+    if config.num_labels != task.num_labels:
         raise ConfigError(
-            f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {expected}; "
+            f"{flag} '{path}' predicts {config.num_labels} labels but {task.name} has {task.num_labels}; "
             f"use a teacher fine-tuned on {task.name}"
         )
     names = [str(config.id2label[i]) for i in range(config.num_labels)]
@@ -153,15 +136,14 @@ def load_teacher(path: str, task, flag: str = "--teacher"):
             f"{flag} '{path}' orders its labels {names} but {task.name} uses {list(task.labels)}; "
             "re-train the teacher with this repository's data loader"
         )
-    with _config_error(f"{flag} '{path}' has unreadable weights", "re-save or re-train the teacher", Exception):
+    with _config_error(f"{flag} '{path}' has unreadable weights", "re-save or re-train it", Exception):
         teacher = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
     return teacher.eval().requires_grad_(False)
 
 
 def takes_token_type_ids(model) -> bool:
-    """RoBERTa's single segment does not count."""
     takes = "token_type_ids" in inspect.signature(model.forward).parameters
-    return takes and getattr(model.config, "type_vocab_size", 0) > 1
+    return takes and getattr(model.config, "type_vocab_size", 0) > 1  # RoBERTa's single segment does not count
 
 
 def model_inputs(model, batch: dict) -> dict:
@@ -186,14 +168,12 @@ def align_pad_token(tokenizer, config, flag: str):
         elif tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
         else:
-            raise ConfigError(
-                f"{flag} tokenizer has neither a pad nor an eos token; add a pad token to it and save it again"
-            )
+            raise ConfigError(f"{flag} tokenizer has neither a pad nor an eos token; add a pad token and save it")
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id
     elif config.pad_token_id != tokenizer.pad_token_id:
         raise ConfigError(
-            f"{flag} config's pad_token_id {config.pad_token_id} differs from its tokenizer's pad token id "
+            f"{flag} config's pad_token_id {config.pad_token_id} differs from its tokenizer's "
             f"{tokenizer.pad_token_id}; set one to the other and save the model again"
         )
     if tokenizer.padding_side != "right":
@@ -203,14 +183,12 @@ def align_pad_token(tokenizer, config, flag: str):
 
 def usable_positions(model, tokenizer) -> int | None:
     """The longest input the position table (less RoBERTa's pad offset) and `model_max_length` allow."""
-    limits = []
+    limits = [tokenizer.model_max_length] if tokenizer.model_max_length < 1_000_000 else []  # huge: no limit
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions is not None:
         table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
         offset = getattr(table, "padding_idx", None)
         limits.append(positions - (0 if offset is None else offset + 1))
-    if tokenizer.model_max_length < 1_000_000:  # a huge number means no limit
-        limits.append(tokenizer.model_max_length)
     return min(limits, default=None)
 
 
@@ -218,22 +196,19 @@ def refuse_decoder_student(student, path: str):
     if is_decoder(student.config):
         raise ConfigError(
             f"--model_name_or_path '{path}' is a decoder ({student.config.model_type}); distil into an encoder "
-            "student (BERT, MiniLM, DistilBERT, ...): decoders can be teachers (--teacher) or fine-tuned with "
-            "train_teacher.py"
+            "student (BERT, MiniLM, ...): a decoder can be a teacher or fine-tuned with train_teacher.py"
         )
 
 
 class StudentWithProjections(nn.Module):
-    """The student plus trained maps to each other teacher hidden size; only `.student` is saved."""
+    """The student plus trained maps to each teacher's other hidden size; only `.student` is saved."""
 
     def __init__(self, student: nn.Module, teacher_hidden_sizes: dict[str, int]):
         super().__init__()
-        self.student = student
-        self.config = student.config
-        hidden = self.config.hidden_size
-        self.projections = nn.ModuleDict(
-            {name: nn.Linear(hidden, size) for name, size in teacher_hidden_sizes.items() if size != hidden}
-        )
+        self.student, self.config = student, student.config
+        hidden = student.config.hidden_size
+        sizes = {name: size for name, size in teacher_hidden_sizes.items() if size != hidden}
+        self.projections = nn.ModuleDict({name: nn.Linear(hidden, size) for name, size in sizes.items()})
 
     def forward(self, **inputs):
         outputs = self.student(**inputs)
@@ -252,17 +227,17 @@ def unwrap_student(model: nn.Module) -> nn.Module:
 
 def check_hidden_sizes(student, teacher_hidden_sizes: dict, kd_args) -> bool:
     """Whether hidden-state alignment needs student->teacher projections."""
-    if kd_args.kd_rep_alpha == 0:
+    hidden = student.config.hidden_size
+    mismatched = [(name, size) for name, size in teacher_hidden_sizes.items() if size != hidden]
+    if kd_args.kd_rep_alpha == 0 or not mismatched:
         return False
-    mismatched = {name: size for name, size in teacher_hidden_sizes.items() if size != student.config.hidden_size}
-    if mismatched and not kd_args.rep_projection:
-        name, size = next(iter(mismatched.items()))
+    if not kd_args.rep_projection:
+        name, size = mismatched[0]
         raise ConfigError(
-            "hidden-state alignment needs equal hidden sizes but the student has "
-            f"{student.config.hidden_size} and teacher '{name}' {size}; "
-            "drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
+            f"hidden-state alignment needs equal hidden sizes but the student has {hidden} and teacher '{name}' "
+            f"{size}; drop --rep_projection False (learn a projection) or set --kd_rep_alpha 0"
         )
-    return bool(mismatched)
+    return True
 
 
 def attach_projections(student, teachers: dict, kd_args):

@@ -2,12 +2,12 @@
 turn, so any combination of them runs at once:
 
     plan = [Route(rows = all B rows, kd_weight = 1/B)]
-    plan = selection.refine(plan, signal)   # which instances get a teacher query   (Sec. 3.2)
-    plan = adoption.refine(plan, signal)    # which teacher each instance learns from (Sec. 3.1)
-    plan = objective.refine(plan, signal)   # how KD and REP are weighted            (Sec. 3.3)
+    plan = selection.refine(plan, signal)   # which rows get a teacher query   (Sec. 3.2)
+    plan = adoption.refine(plan, signal)    # which teacher each row learns from (Sec. 3.1)
+    plan = objective.refine(plan, signal)   # how KD and REP are weighted        (Sec. 3.3)
 
-The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss; a batch
-is the global batch of one optimizer step (docs/design.md). The argument parser reads the registries.
+The trainer adds  sum_routes sum_rows kd_weight * KD + rep_weight * REP  to the gold-label loss; B is the
+global batch of one optimizer step. The argument parser reads the registries.
 """
 
 import math
@@ -38,7 +38,7 @@ class Route:
 
 
 def initial_plan(batch_size: int, device=None) -> list[Route]:
-    """Every row, one unassigned teacher, KD averaged over the batch, no REP."""
+    """Every row, no teacher yet, KD averaged over the batch, no REP."""
     rows = torch.arange(batch_size, device=device)
     weight = torch.full((batch_size,), 1.0 / batch_size, device=device)
     return [Route(None, rows, weight, torch.zeros(batch_size, device=device))]
@@ -46,7 +46,7 @@ def initial_plan(batch_size: int, device=None) -> list[Route]:
 
 # --- Data selection (Sec. 3.2): only the most uncertain fraction r of a batch gets a KD term.
 
-# name -> informativeness [B, C] -> [B], higher = query first; None: no ranking, the student is not read.
+# name -> informativeness [B, C] -> [B], higher first; None: the student is not read.
 SELECTION_SCORES = {
     "none": None,
     "random": None,
@@ -64,8 +64,8 @@ def num_selected(batch_size: int, ratio: float) -> int:
 
 
 def select_instances(student_logits: torch.Tensor, strategy: str, ratio: float, generator=None) -> torch.Tensor:
-    """The [k] rows of `student_logits` [B, C] that get a teacher query, most informative first (ties
-    in batch order); `none`: all B rows."""
+    """The [k] rows of `student_logits` [B, C] that get a teacher query, most informative first (ties in
+    batch order); `none`: all B rows."""
     strategy = SELECTION_ALIASES.get(strategy, strategy)
     if strategy not in SELECTION_SCORES:
         raise ValueError(f"unknown selection strategy '{strategy}'; choose one of: {', '.join(SELECTION_SCORES)}")
@@ -99,8 +99,7 @@ class DataSelection:
         return refined
 
 
-# --- Teacher adoption (Sec. 3.1): uncertain instances learn from the small teacher, confident ones
-# from the large one.
+# --- Teacher adoption (Sec. 3.1): uncertain rows learn from the small teacher, confident ones from the large.
 
 
 class SingleTeacher:
@@ -116,8 +115,8 @@ class SingleTeacher:
 
 
 class HardAdoption:
-    """The more uncertain ceil(K/2) rows of a route learn from the small teacher, the rest from the large,
-    KD averaged within each half times its alpha (one row: small teacher, both alphas)."""
+    """A route's more uncertain ceil(K/2) rows learn from the small teacher, the rest from the large, KD
+    averaged within each half times its alpha (one row: small teacher, both alphas)."""
 
     reads_student = True
 
@@ -183,7 +182,7 @@ class SoftInstanceAdoption(BothTeachers):
 class TeacherMode:
     teachers: tuple[str, ...]
     adoption: object  # the strategy, or a class built with (alpha_small, alpha_large)
-    every_row: bool = True  # each teacher sees every row (False: rows are split between them)
+    every_row: bool = True  # False: the teachers split the rows
 
 
 TEACHER_MODES = {
@@ -196,8 +195,8 @@ TEACHER_MODES = {
 }
 
 
-# --- Supervision adjustment (Sec. 3.3): uncertain instances lean on hidden-state alignment, confident
-# ones on output matching.
+# --- Supervision adjustment (Sec. 3.3): uncertain rows lean on hidden-state alignment, confident ones on
+# output matching.
 
 # name -> w [K] -> (KD factor f, REP factor g); None: f = g = 1, the static BERT-PKD baseline.
 OBJECTIVE_STRATEGIES = {
@@ -211,33 +210,34 @@ class ObjectiveWeights:
     """kd_weight *= alpha_kl * f(w), rep_weight = alpha_rep * g(w) * (the route's row weight)."""
 
     def __init__(self, strategy: str, kd_kl_alpha: float, kd_rep_alpha: float):
-        self.factors, self.kd_kl_alpha, self.kd_rep_alpha = OBJECTIVE_STRATEGIES[strategy], kd_kl_alpha, kd_rep_alpha
+        self.kd_kl_alpha, self.kd_rep_alpha = kd_kl_alpha, kd_rep_alpha
+        self.factors = OBJECTIVE_STRATEGIES[strategy]
         self.reads_student = self.factors is not None
 
     def refine(self, plan, signal):
         refined = []
         for route in plan:
             kd_factor, rep_factor = (1.0, 1.0) if self.factors is None else self.factors(signal.uncertainty[route.rows])
-            kd_weight = route.kd_weight * self.kd_kl_alpha * kd_factor
+            rep_weight = route.kd_weight * self.kd_rep_alpha * rep_factor
             refined.append(
-                replace(route, kd_weight=kd_weight, rep_weight=route.kd_weight * self.kd_rep_alpha * rep_factor)
+                replace(route, kd_weight=route.kd_weight * self.kd_kl_alpha * kd_factor, rep_weight=rep_weight)
             )
         return refined
 
 
-# The names (in the three registries) whose strategy reads the student's class distribution.
+# The names (of the three registries) whose strategy reads the student's class distribution.
 UNCERTAINTY_STRATEGIES = {
     *(name for name, score in SELECTION_SCORES.items() if score is not None),
     *(name for name, mode in TEACHER_MODES.items() if mode.adoption.reads_student),
     *(name for name, factors in OBJECTIVE_STRATEGIES.items() if factors is not None),
 }
-# Those whose weights are functions of u (not rows picked by sorting): what --uncertainty_grad acts on.
+# Those whose weights are functions of u (not rows sorted by it): what --uncertainty_grad acts on.
 UNCERTAINTY_WEIGHTED_MODES = ("soft", "soft-instance")
 UNCERTAINTY_WEIGHTED_OBJECTIVES = ("uncertainty", "uncertainty-r")
 
 
 def build_strategies(kd_args, batch_scope: bool = True) -> list:
-    """The strategy chain for a run: selection (batch scope only), adoption, objective."""
+    """Selection (batch scope only), adoption, objective."""
     selection = DataSelection(kd_args.selection_strategy if batch_scope else "none", kd_args.selection_ratio)
     mode = TEACHER_MODES.get(kd_args.uncertainty_mode)
     adoption = SingleTeacher("teacher") if mode is None else mode.adoption
@@ -247,7 +247,7 @@ def build_strategies(kd_args, batch_scope: bool = True) -> list:
 
 
 def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
-    """Teachers that every training row reaches each epoch (their outputs can be precomputed)."""
+    """Teachers every training row reaches each epoch (their outputs can be precomputed)."""
     if kd_args.selection_strategy != "none" and kd_args.selection_ratio < 1.0:
         return ()
     if kd_args.uncertainty_mode is None:
@@ -257,7 +257,7 @@ def teachers_seeing_every_row(kd_args) -> tuple[str, ...]:
 
 
 def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
-    """Run the strategy chain on one batch, dropping routes with no rows."""
+    """The chain's plan of one batch, without empty routes."""
     plan = initial_plan(signal.logits.shape[0], signal.logits.device)
     for strategy in strategies:
         plan = strategy.refine(plan, signal)
@@ -265,7 +265,7 @@ def plan_distillation(strategies, signal: StudentSignal) -> list[Route]:
 
 
 def split_plan(plan: list[Route], sizes: list[int]) -> list[list[Route]]:
-    """One plan per consecutive part of `sizes` rows: the routes that reach it, rows renumbered from 0."""
+    """One plan per consecutive part of `sizes` rows, rows renumbered from 0."""
     if len(sizes) == 1:
         return [plan]
     parts, start = [], 0
@@ -291,7 +291,7 @@ def covered_rows(plan: list[Route], size: int, device=None) -> torch.Tensor:
 
 
 def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool) -> dict[str, torch.Tensor]:
-    """What the trainer logs of a plan: fractions of rows, total weights."""
+    """What the trainer logs of a plan: row fractions, total weights."""
     zero = plan[0].kd_weight.new_zeros(())
     stats = {"selected_fraction": covered_rows(plan, batch_size, zero.device).float().mean()}
     if with_rep:
@@ -306,7 +306,7 @@ def plan_statistics(plan: list[Route], batch_size: int, teachers, with_rep: bool
 
 
 def reads_student(strategies) -> bool:
-    """Whether the chain's plan reads the student's logits (not only the batch size)."""
+    """Whether the chain reads the student's logits (not only the batch size)."""
     return any(strategy.reads_student for strategy in strategies)
 
 

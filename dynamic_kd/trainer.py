@@ -1,5 +1,4 @@
-"""`DistillationTrainer`: HF `Trainer` plus teachers (not submodules of the student: not optimized,
-not checkpointed), the strategy chain and the KD losses."""
+"""HF `Trainer` plus teachers (outside the student: not optimized, not checkpointed), strategies, KD losses."""
 
 import inspect
 import logging
@@ -34,64 +33,59 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf."""
+    pass
 
 
 @dataclass
 class OptimizerStep:
-    """One optimizer step's micro-batches on this rank and their shares of its plan."""
+    """One optimizer step's micro-batches on this rank and their parts of its plan."""
 
     batches: list  # outside the training loop: the one batch compute_loss sees
     position: int = 0  # the micro-batch compute_loss sees next
     signals: list | None = None  # pre-pass logits [n_m, C] per micro-batch
-    rng_states: list | None = None  # (CPU, CUDA) RNG state at each micro-batch's forward
+    rng_states: list | None = None  # (CPU, CUDA) RNG state of each micro-batch's forward
     parts: list | None = None  # per micro-batch: (routes, share of the global rows, real rows)
     scale: int = 1  # world size x micro-batches: undoes HF's and DDP's averaging
 
 
 class DistillationTrainer(Trainer):
-    """A `Trainer` whose loss is  ce_alpha * CE + the plan's KD and REP terms; the plan covers an optimizer
-    step's global batch (docs/design.md), each teacher its own rows."""
+    """Loss = ce_alpha * CE + the plan's KD and REP terms, planned over an optimizer step's global batch."""
 
     loss_is_scaled_for_ga = False  # HF divides by the micro-batch count; OptimizerStep.scale undoes it
 
     def __init__(self, *args, task, teachers=None, strategies=(), kd_args=None, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.label_names:  # a projection wrapper hides the student's `labels` argument
-            self.label_names = ["labels"]
+        self.label_names = self.label_names or ["labels"]  # a projection wrapper hides `labels`
         self.task, self.teachers, self.strategies, self.kd_args = task, teachers or {}, list(strategies), kd_args
-        self._stats = {}  # name -> device tensor [2]: (sum, count) since the last logging step
-        self._step = None  # the OptimizerStep being trained
+        self._stats = {}  # name -> device tensor [2]: (sum, count) since the last log
+        self._step = None
         self._first_bad = None  # device-side [non-finite?, step, loss, ce, kd, rep]
         self.epoch_selection = None
         self.counter = TeacherCounter(self)
         self.add_callback(self.counter)
+        self.rep_mode = "none"
         if not self.teachers:  # plain fine-tuning (train_teacher.py)
-            self.rep_mode = "none"
             return
-        kd_name = kd_args.kd_loss if kd_args.kd_loss != "auto" else ("mse" if task.is_regression else "kl")
-        self.kd_loss = KD_LOSSES[kd_name]
-        self.rep_mode = kd_args.rep_layers if kd_args.kd_rep_alpha > 0 else "none"
-        student_layers = unwrap_student(self.model).config.num_hidden_layers
-        self.layer_pairs = {
-            name: layer_map(student_layers, t.model.config.num_hidden_layers) for name, t in self.teachers.items()
-        }
-        for teacher in self.teachers.values():  # fp32 weights: the pass autocasts (~2x faster on CPU)
+        auto = "mse" if task.is_regression else "kl"
+        self.kd_loss = KD_LOSSES[auto if kd_args.kd_loss == "auto" else kd_args.kd_loss]
+        if kd_args.kd_rep_alpha > 0:
+            self.rep_mode = kd_args.rep_layers
+        depth = unwrap_student(self.model).config.num_hidden_layers
+        self.layer_pairs = {}
+        for name, teacher in self.teachers.items():  # fp32 weights: the pass autocasts (~2x faster on CPU)
             teacher.model.to(self.args.device)
+            self.layer_pairs[name] = layer_map(depth, teacher.model.config.num_hidden_layers)
         if kd_args.selection_scope == "epoch":
             self.epoch_selection = EpochSelection(self)
             self.add_callback(self.epoch_selection)
 
     def _set_signature_columns_if_needed(self):
-        if self._signature_columns is None:
-            # the student's own arguments, a teacher's token_type_ids, the caches' idx
+        if self._signature_columns is None:  # the student's, a teacher's token_type_ids, the stores' idx
             forward = inspect.signature(unwrap_student(self.model).forward).parameters
             self._signature_columns = [*forward, "token_type_ids", "label", "label_ids", *self.label_names, "idx"]
 
     def _get_train_sampler(self, train_dataset=None):
-        if self.epoch_selection is not None:
-            return self.epoch_selection
-        return super()._get_train_sampler(train_dataset)
+        return self.epoch_selection if self.epoch_selection is not None else super()._get_train_sampler(train_dataset)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -105,64 +99,60 @@ class DistillationTrainer(Trainer):
         distil = model.training and bool(self.teachers)
         if distil:
             step, micro = self._enter_micro_batch(model, inputs)
-        outputs = model(
-            **model_inputs(unwrap_student(self.model), inputs), output_hidden_states=distil and self.rep_mode != "none"
-        )
+        hidden = distil and self.rep_mode != "none"
+        outputs = model(**model_inputs(unwrap_student(self.model), inputs), output_hidden_states=hidden)
         logits = outputs.logits.float()
-        smoothing = self.args.label_smoothing_factor
-        if not distil:
-            ce = supervised_loss(logits, labels, self.task.is_regression, label_smoothing=smoothing)
-            return (ce, outputs) if return_outputs else ce
-        if step.parts is None:  # --uncertainty_grad: the weights keep the graph to these logits
-            self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
-        routes, share, real = step.parts[micro]  # rows past `real` pad an epoch's last global batch (DDP)
+        real = len(logits)
+        if distil:
+            if step.parts is None:  # --uncertainty_grad: the weights keep the graph to these logits
+                self._plan_step(step, logits if self.kd_args.uncertainty_grad else logits.detach())
+            routes, share, real = step.parts[micro]  # rows past `real` pad an epoch's last global batch (DDP)
         if real:
+            smoothing = self.args.label_smoothing_factor
             ce = supervised_loss(logits[:real], labels[:real], self.task.is_regression, label_smoothing=smoothing)
         else:  # every parameter still takes part in the backward pass (DDP)
             ce = 0.0 * logits.sum()
+        if not distil:
+            return (ce, outputs) if return_outputs else ce
         kd_total = rep_total = logits.new_zeros(())
         for route in routes:
             teacher_logits, states = self.teachers[route.teacher].query(inputs, route.rows, idx, self.rep_mode)
             kd = self.kd_loss(logits[route.rows], teacher_logits, self.kd_args.temperature, reduction="none")
             kd_total = kd_total + (route.kd_weight * kd).sum()
             if self.rep_mode != "none":
-                rep = self._rep(
-                    model, outputs.hidden_states, states, inputs["attention_mask"], route.rows, route.teacher
-                )
+                mask = inputs["attention_mask"]
+                rep = self._rep(model, outputs.hidden_states, states, mask, route.rows, route.teacher)
                 rep_total = rep_total + (route.rep_weight * rep).sum()
         loss = step.scale * (self.kd_args.ce_alpha * share * ce + kd_total + rep_total)
         self._record_micro_batch(step, logits[:real], routes, share, loss, ce, kd_total, rep_total)
         return (loss, outputs) if return_outputs else loss
 
     def _enter_micro_batch(self, model, inputs):
-        """(step, this micro-batch's index in it); the first one runs the step's pre-pass."""
-        step = self._step
+        """(step, micro-batch index). A chain that reads the student gets a no-grad pre-pass of all micro-batches,
+        each from the RNG state its training forward then restores (same dropout)."""
+        step, device = self._step, self.args.device
         if step is None or step.position >= len(step.batches):
             step = self._step = OptimizerStep([inputs])
         micro = step.position
         step.position += 1
         if micro == 0 and len(step.batches) > 1 and reads_student(self.strategies):
-            self._prepass(model, step)
+            student = self.accelerator.unwrap_model(model)
+            step.signals, step.rng_states = [], []
+            with torch.no_grad():
+                for batch in step.batches:
+                    batch = {k: v for k, v in self._prepare_inputs(batch).items() if k not in ("labels", "idx")}
+                    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+                    step.rng_states.append((torch.get_rng_state(), cuda))
+                    step.signals.append(student(**model_inputs(unwrap_student(student), batch)).logits.float())
         if step.rng_states is not None:
             cpu, cuda = step.rng_states[micro]
             torch.set_rng_state(cpu)
             if cuda is not None:
-                torch.cuda.set_rng_state(cuda, self.args.device)
+                torch.cuda.set_rng_state(cuda, device)
         return step, micro
 
-    def _prepass(self, model, step: OptimizerStep):
-        """No-grad logits of each micro-batch from the RNG state of its training forward (same dropout)."""
-        student = self.accelerator.unwrap_model(model)
-        step.signals, step.rng_states = [], []
-        with torch.no_grad():
-            for batch in step.batches:
-                inputs = {k: v for k, v in self._prepare_inputs(batch).items() if k not in ("labels", "idx")}
-                cuda = torch.cuda.get_rng_state(self.args.device) if self.args.device.type == "cuda" else None
-                step.rng_states.append((torch.get_rng_state(), cuda))
-                step.signals.append(student(**model_inputs(unwrap_student(student), inputs)).logits.float())
-
     def _plan_step(self, step: OptimizerStep, logits: torch.Tensor):
-        """Plan the step's global batch; keep this rank's micro-batches' shares."""
+        """Plan the step's global batch; keep this rank's parts."""
         if step.signals is not None:
             local = step.signals
         elif len(step.batches) == 1:
@@ -171,60 +161,55 @@ class DistillationTrainer(Trainer):
             local = [logits.new_zeros(len(batch["labels"]), logits.shape[1]) for batch in step.batches]
         sizes, global_logits = self._gather_rows(local)
         world, rank = self.args.world_size, self.args.process_index
-        # The real rows come first in the global order; cap each micro-batch at what is left of them.
+        # The real rows come first in the global order: cap each micro-batch at what is left of them.
         left = self._real_rows(global_logits.shape[0])
         global_logits = global_logits[:left]
         for per_rank in sizes:
             for r, n in enumerate(per_rank):
                 per_rank[r] = min(n, left)
                 left -= per_rank[r]
-        # Seeded alike on every rank: the random strategy draws the same rows everywhere and on resume.
+        # Seeded alike on every rank: the random strategy draws the same rows everywhere, and on resume.
         generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
         signal = student_signal(global_logits, self.task.is_regression, generator, self.kd_args.uncertainty_grad)
         plan = plan_distillation(self.strategies, signal)
         parts = split_plan(plan, [n for per_rank in sizes for n in per_rank])
         total = global_logits.shape[0]
         step.scale = world * len(step.batches)
-        step.parts = [(parts[m * world + rank], sizes[m][rank] / total, sizes[m][rank]) for m in range(len(sizes))]
+        step.parts = [(parts[m * world + rank], n[rank] / total, n[rank]) for m, n in enumerate(sizes)]
         for key, value in plan_statistics(plan, total, self.teachers, self.rep_mode != "none").items():
             self._accumulate(key, value, 1)  # the same on every rank
 
     def _real_rows(self, gathered: int) -> int:
-        """The real rows of the step's `gathered` ones: under DDP accelerate pads an epoch's last global
-        batch with repeats."""
+        """Of the step's `gathered` rows, those not padding (DDP pads an epoch's last global batch)."""
         if self.args.world_size == 1:
             return gathered
         rows = self.epoch_selection.size if self.epoch_selection is not None else len(self.train_dataset)
         batch, world, accumulation = self._train_batch_size, self.args.world_size, self.args.gradient_accumulation_steps
         steps_per_epoch = math.ceil(math.ceil(math.ceil(rows / batch) / world) / accumulation)
-        done = (self.state.global_step % steps_per_epoch) * batch * world * accumulation
-        return min(gathered, rows - done)
+        return min(gathered, rows - (self.state.global_step % steps_per_epoch) * batch * world * accumulation)
 
     def _gather_rows(self, local: list) -> tuple[list, torch.Tensor]:
-        """(sizes [m][rank], logits [B, C]) of all micro-batches, rank r's m-th as batch m x world + r."""
-        world = self.args.world_size
-        if world == 1:
-            return [[t.shape[0]] for t in local], torch.cat(local)
-        per_rank = gather_object([[t.cpu() for t in local]])  # [rank][micro-batch]
-        order = [per_rank[r][m] for m in range(len(local)) for r in range(world)]
-        sizes = [[len(per_rank[r][m]) for r in range(world)] for m in range(len(local))]
-        return sizes, torch.cat(order).to(local[0].device)
+        """(sizes [m][rank], logits [B, C]) of all micro-batches; rank r's m-th is part m x world + r."""
+        if self.args.world_size == 1:
+            return [[len(t)] for t in local], torch.cat(local)
+        per_micro = list(zip(*gather_object([[t.cpu() for t in local]])))  # [micro-batch][rank]
+        sizes = [[len(t) for t in ranks] for ranks in per_micro]
+        return sizes, torch.cat([t for ranks in per_micro for t in ranks]).to(local[0].device)
 
     def _rep(self, model, student_states, teacher_states, attention_mask, rows, teacher_name):
         """Per-row hidden-state alignment [K] with one teacher's mapped layers."""
         pairs = self.layer_pairs[teacher_name]
         projections = getattr(self.accelerator.unwrap_model(model), "projections", {})
         projection = projections[teacher_name] if teacher_name in projections else None
-        if self.rep_mode == "cls":  # [K, H] states; the cache holds [K, P, H] of the mapped teacher layers
+        if self.rep_mode == "cls":  # [K, H] states; the teacher's are [K, P, H] of its mapped layers
             student = [student_states[s][rows, 0] for s, _ in pairs]
             teacher, mask = teacher_states.unbind(1), None
         else:
             student = [student_states[s][rows] for s, _ in pairs]
             teacher = [teacher_states[t] for _, t in pairs]
             mask = None if self.kd_args.rep_include_padding else attention_mask[rows]  # None: every position counts
-        return hidden_state_alignment(
-            student, teacher, mask, projection=projection, normalization=self.kd_args.rep_normalization
-        )
+        normalization = self.kd_args.rep_normalization
+        return hidden_state_alignment(student, teacher, mask, projection=projection, normalization=normalization)
 
     # --- statistics and the NaN/Inf check: on the device, read at logging steps and saves
 
@@ -245,11 +230,11 @@ class DistillationTrainer(Trainer):
             self._accumulate("selected_uncertainty", (u * chosen).sum(), chosen.sum())
         step_number = loss.new_full((), self.state.global_step + 1)
         record = torch.stack([(~loss.isfinite()).float(), step_number, loss, ce, kd_total, rep_total]).detach()
-        first = self._first_bad  # keep the first non-finite step's record
+        first = self._first_bad  # the first non-finite step's record stays
         self._first_bad = record if first is None else torch.where(first[0] > 0, first, record)
 
     def _check_finite(self):
-        """Raise TrainingDiverged naming the first step whose loss was NaN/Inf on any rank (collective)."""
+        """Raise TrainingDiverged at the first step whose loss was NaN/Inf on any rank (collective)."""
         if self._first_bad is None:
             return
         diverged = [row for row in self.accelerator.gather(self._first_bad.view(1, -1)).tolist() if row[0]]
@@ -263,7 +248,7 @@ class DistillationTrainer(Trainer):
             )
 
     def log(self, logs, start_time=None):
-        if "loss" in logs or "train_loss" in logs:  # a training logging step, or the end of training
+        if "loss" in logs or "train_loss" in logs:  # a training logging step or the end of training
             self._check_finite()
         if "loss" in logs and self._stats:
             keys = sorted(self._stats)
@@ -278,10 +263,9 @@ class DistillationTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         """Teacher outputs go in the checkpoint: recomputed on other padding, their last bits would differ."""
-        self._check_finite()  # never checkpoint a diverged student
-        checkpoint = os.path.join(
-            self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        )
+        self._check_finite()
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        checkpoint = os.path.join(self._get_output_dir(trial=trial), folder)
         os.makedirs(checkpoint, exist_ok=True)
         for name, teacher in self.teachers.items():
             teacher.save_checkpoint(self._teacher_checkpoint_prefix(checkpoint, name))
@@ -293,7 +277,7 @@ class DistillationTrainer(Trainer):
             teacher.load_checkpoint(self._teacher_checkpoint_prefix(resume_from_checkpoint, name))
 
     def teacher_forward_examples(self) -> int:
-        """Examples through a teacher forward in this run, all teachers and ranks."""
+        """Examples through a teacher forward in this run, all teachers and ranks (collective)."""
         return self.counter.total()
 
     def end_of_epoch(self):
@@ -301,26 +285,27 @@ class DistillationTrainer(Trainer):
             teacher.sync()
 
     def prefill_teachers(self):
-        """Fill the stores of the teachers that see every row (--rep_layers all: a forward each step anyway)."""
+        """Fill the stores of the teachers that see every row (--rep_layers all runs them anyway)."""
         if not self.teachers or self.rep_mode == "all":
             return
+        args = self.args
         for name in teachers_seeing_every_row(self.kd_args):
             self.teachers[name].prefill(
-                self.train_dataset, self.data_collator, self.args.device, self.args.dataloader_num_workers
+                self.train_dataset, self.data_collator, args.device, args.dataloader_num_workers
             )
 
     def score_training_set(self, strategy: str, epoch: int) -> torch.Tensor:
-        """Informativeness [N] of every training row to the current student (ranks score shares)."""
-        dataset = self.train_dataset
+        """Informativeness [N] of every training row to the student (each rank scores a shard)."""
+        dataset, args = self.train_dataset, self.args
         if strategy == "random":
-            return torch.rand(len(dataset), generator=torch.Generator().manual_seed(self.args.seed * 7919 + epoch))
-        shard = dataset.shard(self.args.world_size, self.args.process_index, contiguous=True)
+            return torch.rand(len(dataset), generator=torch.Generator().manual_seed(args.seed * 7919 + epoch))
+        shard = dataset.shard(args.world_size, args.process_index, contiguous=True)
         shard = shard.remove_columns([c for c in ("labels", "idx") if c in shard.column_names])
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        loader = DataLoader(shard, self.args.per_device_eval_batch_size, collate_fn=self.data_collator)
-        scores = [torch.zeros(0, device=self.args.device)]
+        loader = DataLoader(shard, args.per_device_eval_batch_size, collate_fn=self.data_collator)
+        scores = [torch.zeros(0, device=args.device)]
         with torch.no_grad(), self.accelerator.autocast():
             for batch in loader:
                 logits = model(**model_inputs(unwrap_student(model), self._prepare_inputs(batch))).logits
@@ -330,8 +315,8 @@ class DistillationTrainer(Trainer):
 
 
 class EpochSelection(TrainerCallback, ExportableState, Sampler):
-    """--selection_scope epoch: samples the top-r rows by uncertainty, chosen at each epoch start (by rank
-    0) and kept in checkpoints (a resumed run does not re-score mid-epoch)."""
+    """--selection_scope epoch: the top-r rows, chosen at each epoch start by rank 0 and kept in
+    checkpoints (a resumed run does not re-score mid-epoch)."""
 
     def __init__(self, trainer):
         self.trainer, self.strategy, args = trainer, trainer.kd_args.selection_strategy, trainer.args
@@ -354,7 +339,7 @@ class EpochSelection(TrainerCallback, ExportableState, Sampler):
         self.saved = saved.get("attributes") if isinstance(saved, dict) and state.global_step > 0 else None
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        epoch = self.epoch = math.floor(state.epoch + 1e-6) if state.epoch else 0
+        epoch = self.epoch = int((state.epoch or 0) + 1e-6)
         if self.saved is not None and self.saved.get("epoch") == epoch:
             self.positions = torch.tensor(self.saved["positions"])
             logger.info("epoch %d: reusing the %d rows selected before resuming", epoch, self.size)

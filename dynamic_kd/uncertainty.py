@@ -1,7 +1,6 @@
-"""Per-instance uncertainty scores of a classifier's predictive distribution: logits `[B, C]` -> `[B]`,
-fp32, no gradient (a score only selects or weighs instances; back-propagating through it would let the
-student lower its loss by faking confidence; `--uncertainty_grad` is the released code's exception).
-"""
+"""Uncertainty scores of a classifier's predictive distribution: logits `[B, C]` -> `[B]`, fp32, no
+gradient (a score only selects or weighs rows; through it the student could lower its loss by faking
+confidence; `--uncertainty_grad` is the exception)."""
 
 import math
 
@@ -11,7 +10,7 @@ from torch import Tensor
 
 
 def check_classes(logits: Tensor, name: str) -> None:
-    """Refuse a one-output head (regression): it has no predictive distribution to score."""
+    """A one-output head (regression) has no distribution to score."""
     if logits.shape[-1] < 2:
         raise ValueError(
             f"{name} needs at least 2 classes, got logits with C={logits.shape[-1]}; "
@@ -20,8 +19,7 @@ def check_classes(logits: Tensor, name: str) -> None:
 
 
 def _probs(logits: Tensor) -> Tensor:
-    # log_softmax, not log(softmax): an underflowing class keeps a finite log-probability; fp32: bf16
-    # rounds small probabilities away.
+    # log_softmax: an underflowing class keeps a finite log-probability; fp32: bf16 rounds small ones away
     return F.log_softmax(logits.float(), dim=-1).exp()
 
 
@@ -29,7 +27,7 @@ def _entropy(logits: Tensor) -> Tensor:
     log_p = F.log_softmax(logits.float(), dim=-1)
     p = log_p.exp()
     terms = torch.where(p > 0, p * log_p, 0.0)  # 0 · log 0 = 0, not NaN
-    # Rounding can push a one-hot entropy a hair below 0 (or to -0.0): clamp, and `+ 0.0` makes it 0.0.
+    # Rounding can push a one-hot entropy a hair below 0 (or to -0.0): clamp, and `+ 0.0` makes -0.0 0.0.
     return (-terms.sum(dim=-1)).clamp_min(0.0) + 0.0
 
 
