@@ -1,6 +1,5 @@
-"""GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache.
-Synthetic pairs and a random 1-layer teacher of hidden size 1024: see benchmarks/README.md.
-"""
+"""GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache
+(synthetic pairs, a random 1-layer teacher of hidden size 1024; benchmarks/README.md)."""
 
 import argparse
 import json
@@ -23,7 +22,7 @@ TEACHER = {"hidden_size": 1024, "num_hidden_layers": 1, "num_attention_heads": 1
 
 
 def time_load_data(argv):
-    """Print as JSON the seconds `recipe.load_data` takes for the run flags `argv` (a fresh process)."""
+    """Print as JSON the seconds `recipe.load_data` takes for the run flags `argv` (in a fresh process)."""
     from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
     from dynamic_kd.recipe import load_data, load_student
 
@@ -39,10 +38,11 @@ def main(argv=None):
     if argv[:1] == ["--time_load_data"]:
         return time_load_data(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", default=os.path.join(common.ROOT, "outputs", "benchmark-glue"))
-    parser.add_argument("--train", type=int, default=392702, help="training pairs (default: MNLI's 392,702)")
-    parser.add_argument("--max_steps", type=int, default=50, help="training steps of each run (batch 32)")
-    parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
+    add = parser.add_argument
+    add("--work", default=os.path.join(common.ROOT, "outputs", "benchmark-glue"))
+    add("--train", type=int, default=392702, help="training pairs (default: MNLI's 392,702)")
+    add("--max_steps", type=int, default=50, help="training steps of each run (batch 32)")
+    add("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     from dynamic_kd.precision import choose_precision
 
@@ -77,11 +77,10 @@ def main(argv=None):
         return json.loads(out.strip().splitlines()[-1])["seconds"]
 
     seconds = [load_data_seconds(texts), load_data_seconds(texts)]
-    load_data_seconds(data, "--max_seq_length", "32")  # both runs below then read their data from the cache
+    load_data_seconds(data, "--max_seq_length", "32")  # the runs below read their data from the cache
 
     # 2. peak RSS of the student alone and of the distilled run
-    code = sweeps.main(settings)
-    if code:
+    if code := sweeps.main(settings):
         return code
     ends = {name: sweeps.run_end(os.path.join(work, "runs", name)) for name in ("student", "cached")}
     with open(os.path.join(work, "runs", "cached.log"), encoding="utf-8", errors="replace") as handle:
