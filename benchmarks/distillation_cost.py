@@ -25,10 +25,6 @@ DECIMALS = {"examples/s": 0, "peak RSS MB": 0, "peak GPU MB": 0, "teacher forwar
 DECIMALS |= {"train loop s": 1, "run wall s": 1, "run CPU s": 1, "time vs original": 3}
 
 
-def demo_settings(work, train):
-    return [f"MODEL={common.minilm()}", f"DATA_DIR={common.tweets(os.path.join(work, 'tweets'), train, 500)}"]
-
-
 def gpu_settings(work, train):
     """A random-weight BERT-base as the teacher, its first 6 layers as the student."""
     tokenizer = common.minilm()  # bert-base-uncased's vocabulary
@@ -119,7 +115,10 @@ def main(argv=None):
     work = os.path.abspath(args.work or os.path.join(common.ROOT, "outputs", "benchmark" + "-gpu" * args.gpu))
     os.environ["DYNAMIC_KD_CACHE"] = os.path.join(work, "cache")  # the runs inherit it: cold and reproducible
     train = args.train or (50000 if args.gpu else 2000)
-    settings = (gpu_settings if args.gpu else demo_settings)(work, train)
+    if args.gpu:
+        settings = gpu_settings(work, train)
+    else:
+        settings = [f"MODEL={common.minilm()}", f"DATA_DIR={common.tweets(os.path.join(work, 'tweets'), train, 500)}"]
     settings += [f"OUT_ROOT={work}", f"EPOCHS={args.epochs}", f"PYTHON={sys.executable}", f"DRY_RUN={args.dry_run:d}"]
     only = args.only or (list(GPU_VARIANTS) if args.gpu else [])
     grids = [["cost", f"ONLY={' '.join(only)}"]]

@@ -20,7 +20,7 @@ BASELINES = ("finetune", "kd")  # the rows first in a table
 
 
 def _natural(text) -> tuple:
-    """Sort key ordering numbers, also inside text, by value: 2e-05 < 0.0001, r0.05 < r0.1."""
+    """Numbers, also inside text, by value: 2e-05 < 0.0001, r0.05 < r0.1."""
     try:
         return ((0, float(text), ""),)
     except ValueError:
@@ -34,7 +34,6 @@ def _row_order(row) -> tuple:
 
 
 def _column_order(task: str, data: str, data_label: str) -> tuple:
-    """GLUE order, then other tasks alphabetically; a task's data sources by name."""
     return ((0, list(GLUE).index(task), "") if task in GLUE else (1, 0, task)) + (data_label, data)
 
 
@@ -171,18 +170,6 @@ def plot_ratios(runs: pd.DataFrame, path: str):
     return None if lines.empty else figures.save(figures.ratio_figure(lines, headers), path)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dynamic_kd.report", description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
-    add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
-    add("--out", metavar="FILE", help="write the table to FILE instead of stdout")
-    add("--plot", metavar="DIR", help="write methods.png, ratio.png (and curves.png) to DIR")
-    add("--curves", nargs="+", metavar="RUN_DIR", help="plot these runs' dkd/* values over training (needs --plot)")
-    add("--claims", metavar="SWEEP", help="rows and paired claims of SWEEP (miniature), a column per RUNS_DIR")
-    return parser
-
-
 def claims_report(runs_dirs, skipped, sweep: str, fmt: str) -> str:
     """A seeded sweep's rows and claims per draw (a RUNS_DIR each), then the skipped files."""
     draws = {claims.draw_label(folder): load_runs([folder])[0] for folder in runs_dirs}
@@ -226,7 +213,15 @@ def run_report(args):
 
 def main(argv=None) -> int:
     """0, or 2 for a user error (one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m dynamic_kd.report", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
+    add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
+    add("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
+    add("--plot", metavar="DIR", help="write methods.png, ratio.png (and curves.png) to DIR")
+    add("--curves", nargs="+", metavar="RUN_DIR", help="plot these runs' dkd/* values over training (needs --plot)")
+    add("--claims", metavar="SWEEP", help="rows and paired claims of SWEEP (miniature), a column per RUNS_DIR")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         run_report(args)
