@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import common
 import pandas as pd
@@ -41,8 +42,7 @@ def load(folder):
     path = os.path.join(folder, RESULTS_FILE)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as handle:
-        results = json.load(handle)
+    results = json.loads(Path(path).read_text())
     end = sweeps.run_end(folder) or {}
     return {
         "train loop s": results["train_runtime_s"],

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import common
 
@@ -83,11 +84,10 @@ def main(argv=None):
     if code := sweeps.main(settings):
         return code
     ends = {name: sweeps.run_end(os.path.join(work, "runs", name)) for name in ("student", "cached")}
-    with open(os.path.join(work, "runs", "cached.log"), encoding="utf-8", errors="replace") as handle:
-        prefill = re.findall(r"computed (\d+) outputs before training in ([\d.]+) s", handle.read())
-    with open(os.path.join(work, "runs", "cached", RESULTS_FILE), encoding="utf-8") as handle:
-        forwards = json.load(handle)["teacher_forward_examples"]
-    stored = sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(store) for name in names)
+    log = Path(work, "runs", "cached.log").read_text(encoding="utf-8", errors="replace")
+    prefill = re.findall(r"computed (\d+) outputs before training in ([\d.]+) s", log)
+    forwards = json.loads(Path(work, "runs", "cached", RESULTS_FILE).read_text())["teacher_forward_examples"]
+    stored = sum(path.stat().st_size for path in Path(store).rglob("*") if path.is_file())
     growth = ends["cached"]["peak_rss_mb"] - ends["student"]["peak_rss_mb"]
     run = "{peak_rss_mb:.0f} MB (run: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU)".format
     rows, prefill_seconds = prefill[-1] if prefill else (0, 0)
