@@ -1,5 +1,5 @@
-"""What distillation costs over plain fine-tuning, and what the teacher-output store and data selection save
-(grid `cost`, with --sweep also `shared-store`; benchmarks/README.md)."""
+"""What distillation costs over plain fine-tuning, and what the teacher-output store and data selection save.
+Grid `cost`, with --sweep also `shared-store`: benchmarks/README.md."""
 
 import argparse
 import glob
@@ -39,10 +39,10 @@ def gpu_settings(work, train):
 
 def load(folder):
     """A finished run's figures (results.json and `sweeps.run_end`), else None."""
-    path = os.path.join(folder, RESULTS_FILE)
-    if not os.path.exists(path):
+    path = Path(folder, RESULTS_FILE)
+    if not path.exists():
         return None
-    results = json.loads(Path(path).read_text())
+    results = json.loads(path.read_text())
     end = sweeps.run_end(folder) or {}
     return {
         "train loop s": results["train_runtime_s"],

@@ -1,5 +1,5 @@
-"""GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache
-(synthetic pairs, a random 1-layer teacher of hidden size 1024; benchmarks/README.md)."""
+"""GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache.
+Synthetic pairs, a random 1-layer teacher of hidden size 1024: benchmarks/README.md."""
 
 import argparse
 import json

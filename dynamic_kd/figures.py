@@ -6,6 +6,7 @@ import math
 import os
 import re
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,8 +128,7 @@ def read_history(run_dir: str) -> list:
             raise ConfigError(f"{run_dir} holds neither {RESULTS_FILE} nor a checkpoint; pass a training output dir")
         path = os.path.join(checkpoint, TRAINER_STATE_NAME)
     try:
-        with open(path, encoding="utf-8") as handle:
-            history = json.load(handle).get("log_history")
+        history = json.loads(Path(path).read_text(encoding="utf-8")).get("log_history")
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(
             f"cannot read the training history in {path} ({exc}); pass a finished or checkpointed run"

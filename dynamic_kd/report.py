@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     add("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
     add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
     add("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
-    add("--plot", metavar="DIR", help="write methods.png, ratio.png (and curves.png) to DIR")
+    add("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
     add("--curves", nargs="+", metavar="RUN_DIR", help="plot these runs' dkd/* values over training (needs --plot)")
     add("--claims", metavar="SWEEP", help="rows and paired claims of SWEEP (miniature), a column per RUNS_DIR")
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ import logging
 import math
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -118,8 +119,7 @@ def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
 def read_run(path: str):
     """One results.json as RUN_COLUMNS plus `settings`, or why it is unusable."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as exc:  # UnicodeDecodeError included
         return f"invalid JSON: {exc}"
     except OSError as exc:
