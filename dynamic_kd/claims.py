@@ -1,4 +1,4 @@
-"""Paired claims of a seeded sweep (runs in <root>/<row>/seed<seed>, as the miniature): rows compared seed by seed."""
+"""Paired claims of a seeded sweep (runs in <root>/<row>/seed<seed>): rows compared seed by seed."""
 
 import math
 import os

@@ -162,7 +162,7 @@ def curve_points(run_dirs) -> pd.DataFrame:
 
 
 def curves_figure(points: pd.DataFrame):
-    """`CURVE_PANELS` over steps: a colour per run, a line style per logged value."""
+    """A colour per run, a line style per logged value."""
     plt = pyplot()
     panels = curve_panels(points.key)
     fig, axes = _panels(len(panels), 5.0, 3.4)

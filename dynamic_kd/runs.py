@@ -184,5 +184,4 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list]:
 
 
 def setting_columns(runs: pd.DataFrame) -> list:
-    """The settings that differ between runs."""
     return [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].nunique() > 1]
