@@ -1,5 +1,5 @@
-"""What the benchmarks share: the demo model and data, the output; importing it first puts the repository
-on the import path (``python benchmarks/<name>.py`` puts only this folder there)."""
+"""What the benchmarks share. Importing it first puts the repository on the import path
+(``python benchmarks/<name>.py`` puts only this folder there)."""
 
 import os
 import subprocess
@@ -19,7 +19,7 @@ def minilm() -> str:
 
 
 def tweets(folder: str, train: int, dev: int) -> str:
-    """`folder` holding scripts/prepare_tweets.py's three-class tweets (seed 0), made unless there."""
+    """`folder` with scripts/prepare_tweets.py's three-class tweets (seed 0), made unless there."""
     if not os.path.exists(os.path.join(folder, "dev.tsv")):
         script = os.path.join(ROOT, "scripts", "prepare_tweets.py")
         subprocess.run([sys.executable, script, folder, "--train", str(train), "--dev", str(dev)], check=True)
@@ -27,7 +27,6 @@ def tweets(folder: str, train: int, dev: int) -> str:
 
 
 def publish(text: str, path: str) -> int:
-    """Print the tables and write them to `path`; exit code 0."""
     sys.stdout.write(text)
     write_atomic(path, text)
     return 0

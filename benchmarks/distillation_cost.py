@@ -1,12 +1,13 @@
 """What distillation costs over plain fine-tuning, and what the teacher-output store and data selection save.
-Grid `cost`, with --sweep also `shared-store`, run one after another: see benchmarks/README.md.
-"""
+Grid `cost`, with --sweep also `shared-store`: benchmarks/README.md."""
 
 import argparse
+import glob
 import json
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import common
 import pandas as pd
@@ -16,17 +17,13 @@ from dynamic_kd import report, sweeps
 from dynamic_kd.runs import RESULTS_FILE
 from scripts.prepare_tweets import LABELS
 
-# (variant, baseline) of each ratio printed where both ran, in each of RATIO_COLUMNS
+# (variant, baseline) ratios printed where both ran
 RATIOS = (("cached", "student"), ("cached-bf16", "student"), ("cached", "original"), ("epoch-r0.1", "cached"))
 RATIO_COLUMNS = ("train loop s", "run wall s", "run CPU s")
-# On the GPU every run is bf16, so cached-bf16 = cached; no small teacher.
+# On the GPU every run is bf16 (cached-bf16 = cached); no small teacher.
 GPU_VARIANTS = ("original", "cached", "student", "epoch-r0.1", "uncached", "batch-r0.1")
 DECIMALS = {"examples/s": 0, "peak RSS MB": 0, "peak GPU MB": 0, "teacher forward examples": 0, "dev acc": 4}
 DECIMALS |= {"train loop s": 1, "run wall s": 1, "run CPU s": 1, "time vs original": 3}
-
-
-def demo_settings(work, train):
-    return [f"MODEL={common.minilm()}", f"DATA_DIR={common.tweets(os.path.join(work, 'tweets'), train, 500)}"]
 
 
 def gpu_settings(work, train):
@@ -35,18 +32,17 @@ def gpu_settings(work, train):
     data, model = os.path.join(work, "texts"), os.path.join(work, "bert-base-random")
     synthetic.write_data(data, train, 2000, ("sentence",), (100, 140), LABELS, tokenizer)
     synthetic.random_bert(model, tokenizer, LABELS)
-    # the teacher check would refuse a random teacher (no better than the majority class)
+    # the teacher check would refuse a random teacher
     gpu = ["STUDENT_LAYERS=6", "MAX_LEN=128", "PRECISION=bf16", "KD_ARGS=--skip_teacher_check"]
     return [f"MODEL={model}", f"TEACHER={model}", f"DATA_DIR={data}", *gpu]
 
 
 def load(folder):
     """A finished run's figures (results.json and `sweeps.run_end`), else None."""
-    path = os.path.join(folder, RESULTS_FILE)
-    if not os.path.exists(path):
+    path = Path(folder, RESULTS_FILE)
+    if not path.exists():
         return None
-    with open(path, encoding="utf-8") as handle:
-        results = json.load(handle)
+    results = json.loads(path.read_text())
     end = sweeps.run_end(folder) or {}
     return {
         "train loop s": results["train_runtime_s"],
@@ -82,10 +78,8 @@ def cost_table(work, epochs):
 
 
 def sweep_table(work):
-    folder = os.path.join(work, "sweep")
-    finished = [name for name in os.listdir(folder) if os.path.exists(os.path.join(folder, name, RESULTS_FILE))]
-    finished.sort(key=lambda name: os.path.getmtime(os.path.join(folder, name, RESULTS_FILE)))  # the order they ran in
-    rows = {name: load(os.path.join(folder, name)) for name in finished}
+    finished = sorted(glob.glob(os.path.join(work, "sweep", "*", RESULTS_FILE)), key=os.path.getmtime)  # as they ran
+    rows = {os.path.basename(os.path.dirname(path)): load(os.path.dirname(path)) for path in finished}
     rows = pd.DataFrame.from_dict(rows, orient="index").rename_axis("run")
     alone = rows[rows.index.str.startswith("student-")]
     distilled, n = rows.drop(alone.index), len(rows) - len(alone)
@@ -101,29 +95,30 @@ def sweep_table(work):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", help="output folder (default outputs/benchmark[-gpu])")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
-    parser.add_argument("--only", nargs="*", default=[], help="run only these variants (and the teachers)")
-    parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep")
-    parser.add_argument("--student_runs", type=int, default=9, help="--sweep: student-alone runs (default 9)")
-    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows")
-    parser.add_argument("--gpu", action="store_true", help="random BERT-base -> 6 layers, bf16")
-    parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
+    add = parser.add_argument
+    add("--work", help="output folder (default outputs/benchmark[-gpu])")
+    add("--epochs", type=int, default=3)
+    add("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
+    add("--only", nargs="*", default=[], help="run only these variants (and the teachers)")
+    add("--sweep", action="store_true", help="also the shared-store sweep")
+    add("--student_runs", type=int, default=9, help="--sweep: student-alone runs (default 9)")
+    add("--sweep_train", type=int, help="--sweep: train on the first N rows")
+    add("--gpu", action="store_true", help="random BERT-base -> 6 layers, bf16")
+    add("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     if args.gpu and not args.dry_run:
         import torch
 
         if not torch.cuda.is_available():
-            sys.stderr.write(
-                "error: --gpu needs a CUDA GPU and torch.cuda.is_available() is False here; "
-                "run without --gpu for the CPU table, or add --dry_run for the plan\n"
-            )
+            sys.stderr.write("error: --gpu needs a CUDA GPU, and torch sees none; drop --gpu or add --dry_run\n")
             return 2
     work = os.path.abspath(args.work or os.path.join(common.ROOT, "outputs", "benchmark" + "-gpu" * args.gpu))
     os.environ["DYNAMIC_KD_CACHE"] = os.path.join(work, "cache")  # the runs inherit it: cold and reproducible
     train = args.train or (50000 if args.gpu else 2000)
-    settings = (gpu_settings if args.gpu else demo_settings)(work, train)
+    if args.gpu:
+        settings = gpu_settings(work, train)
+    else:
+        settings = [f"MODEL={common.minilm()}", f"DATA_DIR={common.tweets(os.path.join(work, 'tweets'), train, 500)}"]
     settings += [f"OUT_ROOT={work}", f"EPOCHS={args.epochs}", f"PYTHON={sys.executable}", f"DRY_RUN={args.dry_run:d}"]
     only = args.only or (list(GPU_VARIANTS) if args.gpu else [])
     grids = [["cost", f"ONLY={' '.join(only)}"]]

@@ -1,6 +1,5 @@
 """GLUE-scale memory and data preparation: peak RSS with [CLS]-state alignment, and the tokenisation cache.
-Synthetic pairs and a random 1-layer teacher of hidden size 1024: see benchmarks/README.md.
-"""
+Synthetic pairs, a random 1-layer teacher of hidden size 1024: benchmarks/README.md."""
 
 import argparse
 import json
@@ -11,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import common
 
@@ -23,7 +23,7 @@ TEACHER = {"hidden_size": 1024, "num_hidden_layers": 1, "num_attention_heads": 1
 
 
 def time_load_data(argv):
-    """Print as JSON the seconds `recipe.load_data` takes for the run flags `argv` (a fresh process)."""
+    """Print as JSON the seconds `recipe.load_data` takes for the run flags `argv` (in a fresh process)."""
     from dynamic_kd.arguments import DataArguments, ModelArguments, parse_args
     from dynamic_kd.recipe import load_data, load_student
 
@@ -39,10 +39,11 @@ def main(argv=None):
     if argv[:1] == ["--time_load_data"]:
         return time_load_data(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", default=os.path.join(common.ROOT, "outputs", "benchmark-glue"))
-    parser.add_argument("--train", type=int, default=392702, help="training pairs (default: MNLI's 392,702)")
-    parser.add_argument("--max_steps", type=int, default=50, help="training steps of each run (batch 32)")
-    parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
+    add = parser.add_argument
+    add("--work", default=os.path.join(common.ROOT, "outputs", "benchmark-glue"))
+    add("--train", type=int, default=392702, help="training pairs (default: MNLI's 392,702)")
+    add("--max_steps", type=int, default=50, help="training steps of each run (batch 32)")
+    add("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     from dynamic_kd.precision import choose_precision
 
@@ -77,18 +78,16 @@ def main(argv=None):
         return json.loads(out.strip().splitlines()[-1])["seconds"]
 
     seconds = [load_data_seconds(texts), load_data_seconds(texts)]
-    load_data_seconds(data, "--max_seq_length", "32")  # both runs below then read their data from the cache
+    load_data_seconds(data, "--max_seq_length", "32")  # the runs below read their data from the cache
 
     # 2. peak RSS of the student alone and of the distilled run
-    code = sweeps.main(settings)
-    if code:
+    if code := sweeps.main(settings):
         return code
     ends = {name: sweeps.run_end(os.path.join(work, "runs", name)) for name in ("student", "cached")}
-    with open(os.path.join(work, "runs", "cached.log"), encoding="utf-8", errors="replace") as handle:
-        prefill = re.findall(r"computed (\d+) outputs before training in ([\d.]+) s", handle.read())
-    with open(os.path.join(work, "runs", "cached", RESULTS_FILE), encoding="utf-8") as handle:
-        forwards = json.load(handle)["teacher_forward_examples"]
-    stored = sum(os.path.getsize(os.path.join(folder, name)) for folder, _, names in os.walk(store) for name in names)
+    log = Path(work, "runs", "cached.log").read_text(encoding="utf-8", errors="replace")
+    prefill = re.findall(r"computed (\d+) outputs before training in ([\d.]+) s", log)
+    forwards = json.loads(Path(work, "runs", "cached", RESULTS_FILE).read_text())["teacher_forward_examples"]
+    stored = sum(path.stat().st_size for path in Path(store).rglob("*") if path.is_file())
     growth = ends["cached"]["peak_rss_mb"] - ends["student"]["peak_rss_mb"]
     run = "{peak_rss_mb:.0f} MB (run: {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU)".format
     rows, prefill_seconds = prefill[-1] if prefill else (0, 0)

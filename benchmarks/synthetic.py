@@ -1,5 +1,4 @@
-"""Random-word data and random-weight BERTs (saved with the tokenizer: a custom task's teacher or student)
-for the benchmarks that measure cost, not accuracy."""
+"""Random-word data and random-weight BERTs (saved with the tokenizer) for the benchmarks of cost, not accuracy."""
 
 import os
 import random
@@ -9,20 +8,15 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 from dynamic_kd.files import write_atomic
 
 
-def vocabulary(tokenizer_path: str) -> list[str]:
-    """The vocabulary's words of 3+ letters (about a token each), in its order."""
-    vocab = AutoTokenizer.from_pretrained(tokenizer_path).get_vocab()
-    return [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
-
-
 def write_data(
     folder: str, train: int, dev: int, columns: tuple, words: tuple[int, int], labels: tuple, tokenizer: str
 ):
-    """folder/train.tsv and dev.tsv, kept if there (the same arguments give the same files): in each text
-    column (min, max) = `words` random words, a random label."""
+    """folder/train.tsv and dev.tsv (kept if there): per text column (min, max) = `words` random words of 3+
+    letters from the vocabulary (about a token each), a random label."""
     if all(os.path.exists(os.path.join(folder, name)) for name in ("train.tsv", "dev.tsv")):
         return
-    vocab = vocabulary(tokenizer)
+    vocab = AutoTokenizer.from_pretrained(tokenizer).get_vocab()
+    vocab = [word for word in sorted(vocab, key=vocab.get) if word.isalpha() and word.isascii() and len(word) >= 3]
     for name, rows, seed in (("dev.tsv", dev, 1), ("train.tsv", train, 0)):
         rng = random.Random(seed)
         lines = ["\t".join((*columns, "label"))]

@@ -1,4 +1,4 @@
-"""Paired claims of a seeded sweep (the miniature, runs in <root>/<row>/seed<seed>): rows compared seed by seed."""
+"""Paired claims of a seeded sweep (runs in <root>/<row>/seed<seed>): rows compared seed by seed."""
 
 import math
 import os
@@ -8,12 +8,12 @@ from scipy import stats
 
 from dynamic_kd.errors import ConfigError
 
-# The sweeps' claims (and the miniature's non-inferiority margin) are stated in accuracy points.
+# The claims and the miniature's non-inferiority margin are in accuracy points.
 CLAIMS_METRIC = "accuracy"
 
 
 def seeded_rows(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run (`runs.load_runs`): its row folder, seed, accuracy x100, training seconds, teacher forwards."""
+    """Per run of `runs.load_runs`: its row folder, seed, accuracy x100, training seconds, teacher forwards."""
     lacking = runs.task[runs.metrics.map(lambda m: CLAIMS_METRIC not in m)]
     if len(lacking):
         raise ConfigError(f"the claims are stated in {CLAIMS_METRIC}, which task {lacking.iloc[0]} does not report")
@@ -52,9 +52,9 @@ def rows_table(rows: pd.DataFrame, order) -> pd.DataFrame:
 
 
 def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
-    """Each claim (section, text, row, baseline[, margin]: row scores higher, or at most margin points lower)
-    as the paired difference row - baseline over the seeds both ran: mean, 95% t-interval and verdict: holds
-    (the interval is above -margin), contradicted (below) or within noise."""
+    """Each claim (section, text, row, baseline[, margin]) as the paired difference row - baseline over the seeds
+    both ran: mean, 95% t-interval, verdict: holds (interval above -margin, default 0), contradicted (below) or
+    within noise."""
     scores = rows.pivot_table(index="seed", columns="row", values="score")
     out = []
     for section, text, row, baseline, *margin in claims:
@@ -69,14 +69,13 @@ def claims_table(rows: pd.DataFrame, claims) -> pd.DataFrame:
 
 
 def draw_label(folder: str) -> str:
-    """A RUNS_DIR's name as a draw of the data: its last folder, or the one above a trailing `runs`."""
+    """A RUNS_DIR's draw name: its last folder, or the one above a trailing `runs`."""
     parts = os.path.normpath(folder).split(os.sep)
     return parts[-2] if parts[-1] == "runs" and len(parts) > 1 else parts[-1]
 
 
 def side_by_side(draws: dict, sweep: str, fmt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows and claims tables (grids' `<SWEEP>_ROWS`, `_CLAIMS`) of each draw {label: runs} side by side:
-    which verdicts survive a new draw."""
+    """The rows and claims tables (grids' `<SWEEP>_ROWS`, `_CLAIMS`) of each draw {label: runs} side by side."""
     from dynamic_kd.sweeps import grids
 
     order, stated = (getattr(grids(), f"{sweep.upper()}_{part}", None) for part in ("ROWS", "CLAIMS"))

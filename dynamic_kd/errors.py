@@ -1,3 +1,2 @@
 class ConfigError(Exception):
-    """Bad input from the user (flags, files, model folders): a one-line problem; fix. Entry points print it
-    on stderr and exit with code 2, with no traceback."""
+    """A user's mistake (flags, files, model folders) as one line, problem; fix. Entry points print it and exit 2."""

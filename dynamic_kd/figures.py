@@ -1,4 +1,4 @@
-"""The report's figures, in names a reader knows, on axes from 0 so that noise does not look like an effect."""
+"""The report's figures, in a reader's names, on axes from 0 so that noise does not look like an effect."""
 
 import json
 import logging
@@ -6,6 +6,7 @@ import math
 import os
 import re
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from dynamic_kd.runs import RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
-# Panels of the training curves: (title, logged dkd/* names it draws, y range; None: from 0).
+# The training curves' panels: (title, pattern of the dkd/* names drawn, y range; None: from 0).
 CURVE_PANELS = (
     ("uncertainty", r"uncertainty$", (0.0, 1.05)),
     ("weights", r"_weight$", None),
@@ -28,7 +29,7 @@ STYLES = ("-", "--", ":", "-.")
 def pyplot():
     import matplotlib  # only when a figure is drawn
 
-    matplotlib.use("Agg")  # files only, no display
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -45,7 +46,7 @@ def save(fig, path: str) -> str:
 
 
 def _panels(n: int, width: float, height: float):
-    """A figure of n panels, three to a row (constrained layout: no label cut off)."""
+    """n panels, three to a row (constrained layout: no label cut off)."""
     ncols, nrows = min(3, n), math.ceil(n / min(3, n))
     size = (width * ncols, height * nrows)
     fig, axes = pyplot().subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained")
@@ -60,7 +61,6 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
     labels = [textwrap.fill(row, 48) for row in rows]  # long settings (paths) wrap, not squeeze the bars
     fig, axes = _panels(len(headers), 6.0, 0.2 * sum(label.count("\n") + 2 for label in labels) + 1.6)
     fig.suptitle("Dev score by method\nmean over seeds; whiskers: ± sample std where ≥ 2 seeds", fontsize=11)
-    small = dict(va="center", fontsize=8)  # the bars' value labels
     level = None  # the student-alone line, for the one legend
     for ax, ((task, data), header) in zip(axes, headers.items()):
         cell = primary[(primary.task == task) & (primary.data == data)]
@@ -71,7 +71,8 @@ def methods_figure(primary: pd.DataFrame, headers: dict):
             spread = 100 * cell["std"].to_numpy()[seeded]
             ax.errorbar(means[seeded], y[seeded], xerr=spread, fmt="none", ecolor="black", capsize=3)
         for position, mean in zip(y, means):
-            ax.annotate(f"{mean:.1f}", (max(mean, 0.0), position), xytext=(3, 0), textcoords="offset points", **small)
+            xy = (max(mean, 0.0), position)
+            ax.annotate(f"{mean:.1f}", xy, xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
         alone = cell[cell.method.str.startswith("finetune/")]
         if len(alone):
             level = ax.axvline(100 * alone["mean"].iloc[0], color="tab:red", linestyle="--", label="student alone")
@@ -127,19 +128,18 @@ def read_history(run_dir: str) -> list:
             raise ConfigError(f"{run_dir} holds neither {RESULTS_FILE} nor a checkpoint; pass a training output dir")
         path = os.path.join(checkpoint, TRAINER_STATE_NAME)
     try:
-        with open(path, encoding="utf-8") as handle:
-            history = json.load(handle).get("log_history")
+        history = json.loads(Path(path).read_text(encoding="utf-8")).get("log_history")
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(
             f"cannot read the training history in {path} ({exc}); pass a finished or checkpointed run"
         ) from None
     if not isinstance(history, list):
-        raise ConfigError(f"{path} has no log_history (written before it was recorded); rerun to get curves")
+        raise ConfigError(f"{path} has no log_history (an older run); rerun to get curves")
     return history
 
 
 def curve_points(run_dirs) -> pd.DataFrame:
-    """Every logged dkd/* value of the runs as (run: its folder's name, step, key without dkd/, value)."""
+    """Every logged dkd/* value as (run: its folder's name, step, key without dkd/, value)."""
     names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
     names = names if len(set(names)) == len(names) else [os.path.normpath(d) for d in run_dirs]
     points = pd.DataFrame(
@@ -155,14 +155,14 @@ def curve_points(run_dirs) -> pd.DataFrame:
     points = points[np.isfinite(pd.to_numeric(points.value, errors="coerce"))].astype({"value": float})
     if not curve_panels(points.key):
         raise ConfigError(
-            f"no dkd/* values to plot (uncertainty, weights, selected fraction) in the training "
-            f"history of {', '.join(run_dirs)}; distillation runs log them every --logging_steps"
+            f"no dkd/* values to plot in the training history of {', '.join(run_dirs)}; "
+            "distillation runs log them every --logging_steps"
         )
     return points
 
 
 def curves_figure(points: pd.DataFrame):
-    """`CURVE_PANELS` of `curve_points` over steps: a colour per run, a line style per logged value."""
+    """A colour per run, a line style per logged value."""
     plt = pyplot()
     panels = curve_panels(points.key)
     fig, axes = _panels(len(panels), 5.0, 3.4)

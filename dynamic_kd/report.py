@@ -20,7 +20,7 @@ BASELINES = ("finetune", "kd")  # the rows first in a table
 
 
 def _natural(text) -> tuple:
-    """Sort key with numbers, also embedded ones, by value: 2e-05 < 0.0001, r0.05 < r0.1 < r0.5."""
+    """Numbers, also inside text, by value: 2e-05 < 0.0001, r0.05 < r0.1."""
     try:
         return ((0, float(text), ""),)
     except ValueError:
@@ -34,12 +34,11 @@ def _row_order(row) -> tuple:
 
 
 def _column_order(task: str, data: str, data_label: str) -> tuple:
-    """GLUE order, then other tasks alphabetically; a task's data sources by name."""
     return ((0, list(GLUE).index(task), "") if task in GLUE else (1, 0, task)) + (data_label, data)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """mean, std, n, seeds, runs per metric of each (method, varying settings, task, data), in table order."""
+    """mean, std, n, seeds, runs per metric of each (method, settings, task, data), in table order."""
     rows = setting_columns(runs)
     keys = ["method", *rows, "task", "data", "data_label"]
     long = pd.DataFrame(
@@ -71,7 +70,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
-    """(settings that vary, those shown as columns, {(task, data): column header}) of a summary."""
+    """(varying settings, those shown as columns, {(task, data): column header})."""
     varying = list(summary.columns[1 : summary.columns.get_loc("task")])
     shown = [c for c in varying if summary.groupby("method")[c].nunique().gt(1).any()]
     columns = summary[["task", "data", "data_label"]].drop_duplicates()
@@ -89,7 +88,7 @@ def _layout(summary: pd.DataFrame) -> tuple[list, list, dict]:
 
 
 def _cell(stats: pd.DataFrame) -> str:
-    """``88.0 ± 2.8/82.0 ± 2.8 (n=2)`` from one group's task-metric rows."""
+    """``88.0 ± 2.8/82.0 ± 2.8 (n=2)``."""
     parts = [
         f"{100 * m:.1f}" + ("" if pd.isna(s) else f" ± {100 * s:.1f}") for m, s in zip(stats["mean"], stats["std"])
     ]
@@ -104,7 +103,7 @@ def _task_score(cells: pd.DataFrame) -> float:
 
 
 def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The display table (Method, shown settings, a column per task/data, Avg) and the csv's avg rows."""
+    """The display table (Method, shown settings, a column per task and data, Avg) and the csv's avg rows."""
     varying, shown, headers = _layout(summary)
     display, avgs = [], []
     for key, group in summary.groupby(["method", *varying], sort=False):
@@ -123,7 +122,6 @@ def table(summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def render(frame: pd.DataFrame, fmt: str) -> str:
-    """A display table as md or latex."""
     if fmt == "md":
         return frame.to_markdown(index=False, disable_numparse=True) + "\n"
     text = frame.to_latex(index=False, escape=True, column_format="l" + "c" * (len(frame.columns) - 1))
@@ -131,7 +129,7 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
 
 
 def format_report(runs: pd.DataFrame, skipped=(), fmt: str = "md") -> str:
-    """The table (md, latex) or the groups (csv), a note on partial averages, the skipped files."""
+    """The table (md, latex) or the groups (csv), then notes: partial averages, skipped files."""
     partial = False
     if runs.empty:
         text = "method,task,metric,mean,std,n,seeds,runs\n" if fmt == "csv" else "No usable runs.\n"
@@ -161,7 +159,7 @@ def plot_ratios(runs: pd.DataFrame, path: str):
     """Score vs selection ratio of what ran at several ratios; None if nothing did."""
     selected = runs[runs.method.str.contains("/r")]
     if selected.empty or "selection_ratio" not in setting_columns(selected):
-        logger.info("no selection strategy was run at several ratios; no ratio plot")
+        logger.info("no selection strategy ran at several ratios; no ratio plot")
         return None
     primary, headers = primary_rows(selected)
     primary = primary.assign(
@@ -170,18 +168,6 @@ def plot_ratios(runs: pd.DataFrame, path: str):
     )
     lines = primary.groupby(["task", "data", "line"]).filter(lambda g: g.ratio.nunique() > 1)
     return None if lines.empty else figures.save(figures.ratio_figure(lines, headers), path)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dynamic_kd.report", description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
-    add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
-    add("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
-    add("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
-    add("--curves", nargs="+", metavar="RUN_DIR", help="plot these runs' dkd/* values over training (needs --plot)")
-    add("--claims", metavar="SWEEP", help="rows and paired claims of SWEEP (miniature), a column per RUNS_DIR")
-    return parser
 
 
 def claims_report(runs_dirs, skipped, sweep: str, fmt: str) -> str:
@@ -195,7 +181,6 @@ def claims_report(runs_dirs, skipped, sweep: str, fmt: str) -> str:
 
 
 def run_report(args):
-    """Carry out the parsed command line; ConfigError for user mistakes."""
     if not args.runs_dirs and not args.curves:
         raise ConfigError("nothing to do; pass RUNS_DIR (table) and/or --curves RUN_DIR ... --plot DIR")
     if args.curves and not args.plot:
@@ -227,8 +212,16 @@ def run_report(args):
 
 
 def main(argv=None) -> int:
-    """The exit code: 0, or 2 for a user error (one line on stderr)."""
-    args = build_parser().parse_args(argv)
+    """0, or 2 for a user error (one line on stderr)."""
+    parser = argparse.ArgumentParser(prog="python -m dynamic_kd.report", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("runs_dirs", nargs="*", metavar="RUNS_DIR", help=f"folders searched for {RESULTS_FILE}")
+    add("--format", choices=("md", "csv", "latex"), default="md", help="table format (default md)")
+    add("--out", metavar="FILE", help="write the table to FILE (atomically) instead of stdout")
+    add("--plot", metavar="DIR", help="write methods.png / ratio.png (and curves.png) to DIR")
+    add("--curves", nargs="+", metavar="RUN_DIR", help="plot these runs' dkd/* values over training (needs --plot)")
+    add("--claims", metavar="SWEEP", help="rows and paired claims of SWEEP (miniature), a column per RUNS_DIR")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         run_report(args)

@@ -1,10 +1,11 @@
-"""A run's results file and method name (written by `recipe.py`), and the runs below folders as a DataFrame."""
+"""A run's results file and method name (`recipe.py` writes them); the runs below folders as a DataFrame."""
 
 import json
 import logging
 import math
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -29,15 +30,12 @@ OBJECTIVE_TITLES = {
     "uncertainty": "uncertainty-weighted REP",
     "uncertainty-r": "reverse uncertainty-weighted REP",
 }
-
-
 # results.json written before the flags took the released spellings
 RENAMED_ARGS = {"kd_alpha": "kd_kl_alpha", "rep_alpha": "kd_rep_alpha"}
 
 
 def method_label(args: dict) -> str:
-    """A run's method from its resolved arguments, e.g. ``finetune/2L`` or
-    ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
+    """E.g. ``finetune/2L`` or ``teacher/hard+data/entropy/r0.1/epoch+objective/uncertainty+mse``."""
     if "selection_strategy" not in args:
         return f"finetune/{args['student_num_layers']}L" if args.get("student_num_layers") else "finetune"
     parts = ["kd" if args.get("uncertainty_mode") is None else f"teacher/{args['uncertainty_mode']}"]
@@ -55,13 +53,11 @@ def _title(part: str) -> str:
     kind, _, rest = part.partition("/")
     if kind == "finetune":
         return f"student alone ({rest[:-1]} layer{'' if rest == '1L' else 's'})" if rest else "trained alone"
-    if kind == "teacher":
-        return TEACHER_TITLES[rest]
     if kind == "data":
         strategy, ratio, *scope = rest.split("/")
         return f"{strategy} selection {float(ratio[1:]):.0%}" + (" per epoch" if scope else "")
-    if kind == "objective":
-        return OBJECTIVE_TITLES[rest]
+    if kind in ("teacher", "objective"):
+        return (TEACHER_TITLES if kind == "teacher" else OBJECTIVE_TITLES)[rest]
     return {"kd": "KD", "mse": "MSE logits"}.get(kind, part)
 
 
@@ -82,8 +78,8 @@ GLUE = {
     "rte": ("RTE", ("accuracy",)),
     "wnli": ("WNLI", ("accuracy",)),
 }
-# Arguments that never make two runs different methods: the task (a column), seeds, paths (the data
-# enters by its fingerprint), bookkeeping that leaves the model unchanged.
+# Arguments that never make two runs different methods: the task (a column), seeds, paths (the data enters
+# by its fingerprint), bookkeeping.
 NOT_SETTINGS = frozenset(
     """
     task_name seed data_seed output_dir run_name overwrite_output_dir resume_from_checkpoint data_dir train_file
@@ -98,11 +94,11 @@ NOT_SETTINGS = frozenset(
 """.split()
 )
 COPIED = ("train_runtime_s", "train_examples", "teacher_forward_examples")  # from results.json as they are
-RUN_COLUMNS = ("path", "run_dir", "task", "data", "data_label", "seed", "method", "metrics", "primary_metric", *COPIED)
+RUN_COLUMNS = ("run_dir", "task", "data", "data_label", "seed", "method", "metrics", "primary_metric", *COPIED)
 
 
 def _setting(value, task: str) -> str:
-    """An argument as comparable text, the run's task name as {task}."""
+    """An argument as comparable text, the task's name as {task}."""
     if isinstance(value, str):
         return re.sub(rf"(?<![a-z0-9]){re.escape(task)}(?![a-z0-9])", "{task}", value, flags=re.IGNORECASE)
     return json.dumps(value, sort_keys=True)
@@ -123,8 +119,7 @@ def _data(record: dict, args: dict, task: str) -> tuple[str, str]:
 def read_run(path: str):
     """One results.json as RUN_COLUMNS plus `settings`, or why it is unusable."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as exc:  # UnicodeDecodeError included
         return f"invalid JSON: {exc}"
     except OSError as exc:
@@ -153,7 +148,6 @@ def read_run(path: str):
         return f"no primary metric for task {task} (metrics: {', '.join(sorted(metrics))})"
     data, data_label = _data(record, args, task)
     return {
-        "path": path,
         "run_dir": os.path.dirname(path),
         "task": task,
         "data": data,
@@ -183,12 +177,11 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list]:
                     rows.append(run)
                 else:
                     skipped.append((path, run))
-    runs = pd.DataFrame([{k: r[k] for k in RUN_COLUMNS} for r in rows], columns=list(RUN_COLUMNS))
+    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     settings = pd.DataFrame([r["settings"] for r in rows], index=runs.index).fillna("–")
     logger.info("read %d runs (%d skipped)", len(runs), len(skipped))
     return runs.join(settings), skipped
 
 
 def setting_columns(runs: pd.DataFrame) -> list:
-    """The settings that differ between runs (grouped by, with method, task and data)."""
     return [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].nunique() > 1]
