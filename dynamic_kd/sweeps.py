@@ -1,19 +1,16 @@
-"""The sweep launcher: a grid's runs turned into commands, run locally or as Slurm job arrays.
+"""The sweep launcher: a grid's runs turned into commands, run locally or as Slurm job arrays (docs/sweeps.md).
 
     python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
 
-SWEEP is a key of `SWEEPS` in scripts/grids.py; its settings (`VARIABLES`, the grid's own) come from the
-environment or NAME=VALUE. A run whose folder holds results.json is finished and skipped; any other is
-(re)run and resumes from its newest checkpoint, its output appended to <output_dir>.log. A run the task
-cannot do is dropped by the entry points' own check. LAUNCHER=local runs one run at a time or one per
-GPU group (GPUS, NPROC_PER_RUN); LAUNCHER=slurm submits a job array per stage, each after the stage
-before, --requeue'd on preemption, never a run already queued. DRY_RUN=1 prints the commands.
-Hand-written sbatch, not submitit: a run is a command line, not a pickled function, and the dependency,
-the requeue and finding our queued runs would still be ours to write.
+SWEEP is a key of `SWEEPS` in scripts/grids.py; its settings (`VARIABLES` and the grid's own) come from the
+environment or NAME=VALUE; DRY_RUN=1 prints the commands. Hand-written sbatch, not submitit: a run is a
+command line, not a pickled function, and the dependency, the requeue and finding our queued runs would
+still be ours to write.
 """
 
 import functools
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -66,20 +63,20 @@ VARIABLES = {
 }
 
 
+@functools.cache
 def grids():
-    if "dynamic_kd_grids" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[spec.name] = module
-    return sys.modules["dynamic_kd_grids"]
+    """scripts/grids.py, a script beside the shell scripts rather than a package module."""
+    spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass(frozen=True)
 class Sweep:
     build: object  # (Settings) -> list of stages, each a list of Jobs
-    reports: tuple = ()  # folders below OUT_ROOT whose report command the sweep prints
-    defaults: dict = None  # its variables (and defaults) besides VARIABLES
+    reports: tuple  # folders below OUT_ROOT whose report command the sweep prints
+    defaults: dict  # its variables (and defaults) besides VARIABLES
     profiles: dict = None  # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
 
 
@@ -89,7 +86,7 @@ class Settings(dict):
     @classmethod
     def of(cls, env, name):
         sweep = grids().SWEEPS[name]
-        defaults = {**VARIABLES, **(sweep.defaults or {})}
+        defaults = {**VARIABLES, **sweep.defaults}
         if sweep.profiles:
             profile = env.get("PROFILE") or defaults["PROFILE"]
             if profile not in sweep.profiles:
@@ -109,7 +106,10 @@ class Settings(dict):
     def on(self, name):
         return self[name].lower() in ("1", "true", "yes")
 
-    def int(self, name, minimum=1):
+    def int(self, name, minimum=1, unset=None):
+        """The value as an integer (`unset` if empty and given)."""
+        if unset is not None and not self[name]:
+            return unset
         if not self[name].isdigit() or int(self[name]) < minimum:
             raise ConfigError(f"{name} must be an integer >= {minimum}, got '{self[name]}'")
         return int(self[name])
@@ -131,7 +131,7 @@ class Job:
         return os.path.exists(os.path.join(self.path, RESULTS_FILE))
 
 
-# ---------------------------------------------------------------- flags
+# --- flags
 
 _KD_ARGUMENTS = (DataArguments, ModelArguments, DistillationArguments)
 _DEFAULTS = {f.name: f.default for cls in (*_KD_ARGUMENTS, RunArguments) for f in fields(cls)}
@@ -155,7 +155,7 @@ def flags(**values):
 
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
     """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch."""
-    nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
+    nproc = s.int("NPROC_PER_RUN", unset=1)
     batch = s.int("BATCH")
     if batch % nproc:
         raise ConfigError(
@@ -186,13 +186,12 @@ def model_flags(model, layers=None, init=None):
 
 
 @functools.cache
-def _log_once(message):
-    """A note about the whole sweep (`all` resolves the settings of each of its sweeps)."""
+def _log_once(message):  # `all` resolves the settings of each of its sweeps
     logger.info(message)
 
 
 def precision_flags(s):
-    """PRECISION as flags; auto asks `choose_precision`, fp16 (the released scripts') is fp32 without CUDA."""
+    """PRECISION as flags (auto: `choose_precision`); fp16, the released scripts', is fp32 without CUDA."""
     import torch
 
     from dynamic_kd.precision import choose_precision
@@ -210,16 +209,16 @@ def precision_flags(s):
     return choices[s["PRECISION"]]
 
 
-# ---------------------------------------------------------------- planning
+# --- planning
 
 
 def extra_flags(job, s):
-    """EXTRA_ARGS, plus KD_ARGS (which train_teacher.py does not take)."""
+    """EXTRA_ARGS, and KD_ARGS but for train_teacher.py."""
     return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 
 def command(job, s):
-    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script and its flags."""
+    """The argv of a run (torchrun with NPROC_PER_RUN)."""
     launcher = [s["PYTHON"]]
     if s["NPROC_PER_RUN"]:
         tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
@@ -244,7 +243,7 @@ def not_applicable(job, parser, s):
 
 
 def plan(stages, s):
-    """(stages of jobs to run, notes): finished and not-applicable runs become notes, in plan order."""
+    """(stages of jobs to run, notes on the finished and not-applicable runs)."""
     parser, todo, notes, seen = _OneLineErrorParser(_KD_ARGUMENTS), [], [], set()
     for number, stage in enumerate(stages):
         todo.append([])
@@ -260,19 +259,19 @@ def plan(stages, s):
 
 
 def gpu_slots(s):
-    """CUDA_VISIBLE_DEVICES of each parallel local run: GPUS cut into groups of NPROC_PER_RUN, or [None]."""
+    """CUDA_VISIBLE_DEVICES of each parallel local run: GPUS in groups of NPROC_PER_RUN, or [None]."""
     gpus = s.words("GPUS")
     if not gpus:
         return [None]
     if not all(g.isdigit() for g in gpus):
         raise ConfigError(f"GPUS is a list of GPU indices like \"0 1 2 3\", got '{s['GPUS']}'")
-    per = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
+    per = s.int("NPROC_PER_RUN", unset=1)
     if len(gpus) < per:
         raise ConfigError(f"NPROC_PER_RUN={per} needs at least {per} GPUs, GPUS has {len(gpus)}")
     return [",".join(gpus[i : i + per]) for i in range(0, len(gpus) - per + 1, per)]
 
 
-# ---------------------------------------------------------------- running locally
+# --- running locally
 
 # The last line a run adds to its log: what the benchmarks read back with `run_end`.
 RUN_END = "=== exit {code} after {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB"
@@ -280,8 +279,8 @@ _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`, or None;
-    CPU time (user + system, children included) is what other jobs on a shared machine do not change."""
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the run's latest attempt, or None. CPU time (user +
+    system, children included) is what other jobs on a shared machine do not change."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -294,7 +293,7 @@ def run_end(out):
 
 
 def execute(job, argv, gpu=None, show=False):
-    """Run one command, its output appended to <out>.log between a header line and `RUN_END`; its exit code."""
+    """Run one command, its output appended to <out>.log between a header and `RUN_END`; its exit code."""
     log = job.path + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
@@ -326,7 +325,7 @@ def execute(job, argv, gpu=None, show=False):
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
         return code
     with open(log, encoding="utf-8", errors="replace") as handle:
-        lines = [line.strip() for line in handle.read().replace("\r", "\n").splitlines()]
+        lines = [line.strip() for line in handle.read().splitlines()]
     last = [line for line in lines if line and not _RUN_END.match(line)][-1]  # at least the header
     logger.info("%s FAILED %s (exit %d after %s; log: %s)\n         %s", _stamp(), job.out, code, took, log, last[:300])
     return code
@@ -347,32 +346,30 @@ def _stamp():
 
 
 def run_local(stages, s):
-    """Run the stages in order; within a stage one run per GPU slot at a time. Returns the failed runs."""
-    slots = gpu_slots(s)
+    """Run the stages in order, within a stage one run per GPU slot at a time; the failed runs."""
+    slots, free, failed = gpu_slots(s), queue.SimpleQueue(), []
     show = s.on("SHOW_OUTPUT") and len(slots) == 1
-    failed = []
+    for slot in slots:
+        free.put(slot)
+
+    def work(job):
+        gpu = free.get()
+        try:
+            return job, execute(job, command(job, s), gpu, show)
+        finally:
+            free.put(gpu)
+
     for stage in stages:
-        free = queue.SimpleQueue()
-        for slot in slots:
-            free.put(slot)
-
-        def work(job, free=free):
-            gpu = free.get()
-            try:
-                return job, execute(job, command(job, s), gpu, show)
-            finally:
-                free.put(gpu)
-
         with ThreadPoolExecutor(len(slots)) as pool:
             failed += [job for job, code in pool.map(work, stage) if code != 0]
     return failed
 
 
-# ---------------------------------------------------------------- Slurm
+# --- Slurm
 
 
 def queued_runs():
-    """Output folder (absolute) -> array job id of every run of ours queued in Slurm."""
+    """Output folder (absolute) -> array job id of each of our runs in Slurm's queue."""
     squeue = ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"]
     result = subprocess.run(squeue, capture_output=True, text=True)
     if result.returncode != 0:
@@ -390,7 +387,7 @@ def queued_runs():
 
 
 def sbatch_options(s):
-    """sbatch flags from the SLURM_* variables (GPUs per run default to NPROC_PER_RUN, else 1)."""
+    """sbatch flags from the SLURM_* variables (GPUs per run: NPROC_PER_RUN, else 1)."""
     gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
     named = ("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"), ("cpus-per-task", "SLURM_CPUS_PER_RUN")
     options = [f"--{flag}={s[name]}" for flag, name in (*named, ("mem", "SLURM_MEM_PER_RUN")) if s[name]]
@@ -398,7 +395,7 @@ def sbatch_options(s):
 
 
 def submit(stages, s, name):
-    """One job array per stage, each after the previous stage's arrays; returns the submitted job ids."""
+    """One job array per stage, each after the stage before; the submitted job ids."""
     queued, submitted, after = queued_runs(), [], set()
     for number, stage in enumerate(stages):
         waiting, todo = set(), []
@@ -435,16 +432,17 @@ def submit(stages, s, name):
 
 
 def slurm_task(manifest):
-    """In a Slurm array task: run entry SLURM_ARRAY_TASK_ID of the manifest (unless it finished meanwhile)."""
+    """In a Slurm array task: run entry SLURM_ARRAY_TASK_ID of the manifest, unless it finished meanwhile."""
     with open(manifest, encoding="utf-8") as handle:
         entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
-    if os.path.exists(os.path.join(entry["path"], RESULTS_FILE)):
-        logger.info("skip %s (finished)", entry["out"])
+    job = Job(entry["out"], entry["argv"][1], ())
+    if job.finished():
+        logger.info("skip %s (finished)", job.out)
         return 0
-    return execute(Job(entry["out"], entry["argv"][1], ()), entry["argv"])
+    return execute(job, entry["argv"])
 
 
-# ---------------------------------------------------------------- command line
+# --- command line
 
 
 def report_command(s, sweep):
@@ -453,16 +451,15 @@ def report_command(s, sweep):
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
         dirs = [first]
         if folder and s.on("STUDENT_BASELINE"):  # the sweep's own student folder
-            dirs.append((Settings.of(s.env, folder) if folder in grids().SWEEPS else s)["STUDENT_ROOT"])
+            dirs.append(Settings.of(s.env, folder)["STUDENT_ROOT"])
         out = ["--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]
         lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, *out]))
     return lines
 
 
-def plan_text(stages, notes, s):
-    """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
-    slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
-    lines, count = [], 0
+def plan_text(stages, notes, s, reports):
+    """DRY_RUN: the commands as a runnable script, everything else as # comments."""
+    slots, lines = itertools.cycle(gpu_slots(s) if s["LAUNCHER"] == "local" else [None]), []
     if s["LAUNCHER"] == "slurm":
         sbatch = shlex.join(sbatch_options(s))
         lines.append(f"# LAUNCHER=slurm: one job array per stage, each line one array task of: sbatch {sbatch}")
@@ -471,10 +468,10 @@ def plan_text(stages, notes, s):
             lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))
         lines += [f"# {note}" for at, note in notes if at == number]
         for job in stage:
-            gpu = slots[count % len(slots)]
-            count += 1
+            gpu = next(slots)
             lines.append((f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else "") + shlex.join(command(job, s)))
-    return "".join(f"{line}\n" for line in lines)
+    lines.append(f"# {sum(map(len, stages))} runs to go ({len(notes)} skipped). Turn the results into tables with:")
+    return "".join(f"{line}\n" for line in lines + [f"# {line}" for line in reports])
 
 
 def main(argv=None, env=None):
@@ -508,12 +505,9 @@ def main(argv=None, env=None):
                 "GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)"
             )
         stages, notes = plan(sweeps[argv[0]].build(s), s)
-        total, reports = sum(map(len, stages)), report_command(s, sweeps[argv[0]])
+        reports = report_command(s, sweeps[argv[0]])
         if s.on("DRY_RUN"):
-            sys.stdout.write(
-                plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). "
-                "Turn the results into tables with:\n" + "".join(f"# {line}\n" for line in reports)
-            )
+            sys.stdout.write(plan_text(stages, notes, s, reports))
             return 0
         for _, note in notes:
             logger.info(note)
@@ -529,6 +523,7 @@ def main(argv=None, env=None):
     except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
         logger.info("%s interrupted", _stamp())
         return 130
+    total = sum(map(len, stages))
     done = (total - len(failed), len(failed), len(notes), total + len(notes))
     logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), *done)
     for job in failed:

@@ -15,12 +15,17 @@ def fill(words, **folders):
     return [word.format(**folders) for word in words.split()]
 
 
+def _need_model(s, script, what="a model folder"):
+    if not s["MODEL"]:
+        raise ConfigError(f"MODEL is not set; pass {what} ({script} sets the MiniLM demo model)")
+
+
 def tweet_files(folder):
-    """The train and validation file of scripts/prepare_tweets.py's tweets."""
+    """scripts/prepare_tweets.py's train and validation files."""
     return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
 
 
-# ---------------------------------------------------------------- the paper's sweeps
+# --- the paper's sweeps
 
 # "{task}" is replaced per task.
 PAPER = {
@@ -111,8 +116,8 @@ def teachers(s):
 
 
 def _students(s, sweep, script, runs):
-    """Per task and seed: the student alone (STUDENT_BASELINE) and `script` with each (name, flags) of `runs(task)`
-    in OUT_ROOT/`sweep`/<task>/<name>-seed<seed>."""
+    """Per task and seed: the student alone (STUDENT_BASELINE), then `script` with each (name, flags) of
+    `runs(task)`."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
@@ -126,8 +131,7 @@ def _students(s, sweep, script, runs):
 
 
 def teacher(s):
-    """Paper Sec. 3.1: every MODES (single-small, single-large, average: the baselines); TEACHER_ALPHAS
-    "SMALL LARGE": both teachers' KD weights in every two-teacher mode."""
+    """Paper Sec. 3.1: every MODES; TEACHER_ALPHAS "SMALL LARGE" weigh the teachers in two-teacher modes."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
         raise ConfigError(
@@ -136,13 +140,10 @@ def teacher(s):
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
 
     def runs(task):
-        paths = {
-            "small": s["BASE_TEACHER"].replace("{task}", task),
-            "large": s["LARGE_TEACHER"].replace("{task}", task),
-        }
+        paths = {"small": s["BASE_TEACHER"], "large": s["LARGE_TEACHER"]}
         for mode in s.words("MODES"):
             needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
-            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
+            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name].replace("{task}", task))]
             yield mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]
 
     return [_students(s, "teacher", "dynamic_teacher.py", runs)]
@@ -165,8 +166,7 @@ def data(s):
 
 
 def objective(s):
-    """Paper Sec. 3.3: every STRATEGIES (none: the static PKD-style baseline, REP normalised along
-    STATIC_REP_NORMALIZATION)."""
+    """Paper Sec. 3.3: every STRATEGIES (none: the static baseline, REP along STATIC_REP_NORMALIZATION)."""
     layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
     if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
         raise ConfigError(
@@ -196,7 +196,7 @@ def everything(s):
     return [first, list({job.out: job for job in students}.values())]  # the student baseline once
 
 
-# ---------------------------------------------------------------- the quickstart and the miniature
+# --- the quickstart and the miniature
 
 KD = "--teacher {large}"
 TWO = "--small_teacher {small} --large_teacher {large}"
@@ -245,13 +245,10 @@ QUICKSTART_ROWS = (
 
 
 def quickstart(s):
-    """Two teachers cut from MODEL, then the QUICKSTART_ROWS (one seed)."""
+    """Two teachers cut from MODEL, then the QUICKSTART_ROWS."""
     from transformers import AutoConfig
 
-    if not s["MODEL"]:
-        raise ConfigError(
-            "MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)"
-        )
+    _need_model(s, "scripts/quickstart.sh", "a model folder or hub id")
     demo = not s["TASK"]
     task, label, files = ("custom", "tweets", tweet_files(s["DATA_DIR"])) if demo else (s["TASK"], s["TASK"], None)
     for name, value in QUICKSTART_RATES["demo" if demo else "task"].items():
@@ -261,7 +258,7 @@ def quickstart(s):
     extra = ["--logging_steps", "10"] + precision_flags(s)
 
     def role(name):  # NAME_LAYERS layers cut from MODEL, on NAME's schedule
-        cut = s.int(f"{name}_LAYERS") if s[f"{name}_LAYERS"] else layers[name]
+        cut = s.int(f"{name}_LAYERS", unset=layers[name])
         train = train_flags(s, task, s["SEED"], s[f"{name}_LR"], s[f"{name}_EPOCHS"], s["DATA_DIR"] or None, files)
         return (*model_flags(s["MODEL"], None if cut == depth else cut), *train, *extra)
 
@@ -304,7 +301,7 @@ MINIATURE_ROWS = (
         f"{HARD} --selection_strategy entropy --selection_ratio 0.5 --strategy uncertainty {_REP}",
     ),
 )
-# Rows whose cost is compared (time, teacher forwards) keep a teacher cache of their own.
+# Rows whose cost (time, teacher forwards) is compared keep their own teacher cache.
 MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
 # §3.2's "selection matches full KD" is a non-inferiority claim, so it needs a margin: 1 accuracy
 # point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
@@ -366,8 +363,7 @@ MINIATURE = {
     "PRECISION": "auto",
     "MAX_LEN": "64",
     "SAVE_ARGS": "--save_strategy no",
-    # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
-    # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
+    # rates set before any result (a cut with fewer layers needs a higher one to leave chance level)
     "TEACHER_LR": "5e-5",
     "TEACHER_EPOCHS": "3",
     "TEACHER_SEED": PAPER["TEACHER_SEED"],
@@ -382,33 +378,32 @@ MINIATURE = {
 }
 
 
+def _on_tweets(s, model, layers, seed, lr, epochs, extra):
+    """`model`'s first `layers` layers (None: all), trained on the tweets in DATA_DIR."""
+    train = train_flags(s, "custom", seed, lr, epochs, files=tweet_files(s["DATA_DIR"]))
+    return (*model_flags(model, layers), *train, *extra)
+
+
 def miniature(s):
     """Teachers: MODEL (or LARGE_MODEL, any classifier: give it its own OUT_ROOT) and its first SMALL_LAYERS
-    layers; then MINIATURE_ROWS x SEEDS of MODEL's first STUDENT_LAYERS, in OUT_ROOT/runs/<row>/seed<seed>."""
-    if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
+    layers; then MINIATURE_ROWS x SEEDS of MODEL's first STUDENT_LAYERS."""
+    _need_model(s, "scripts/miniature.sh")
     root, extra = s["OUT_ROOT"], ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
-
-    def role(layers, seed, lr, epochs, model=s["MODEL"]):
-        train = train_flags(s, "custom", seed, lr, epochs, files=tweet_files(s["DATA_DIR"]))
-        return (*model_flags(model, layers), *train, *extra)
-
     paths, seed = {"large": f"{root}/teachers/large", "small": f"{root}/teachers/small"}, s["TEACHER_SEED"]
-    large = role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], s["LARGE_MODEL"] or s["MODEL"])
-    small = role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])
+    large = _on_tweets(s, s["LARGE_MODEL"] or s["MODEL"], None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], extra)
+    small = _on_tweets(s, s["MODEL"], s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"], extra)
     students = []
     for seed in s.words("SEEDS"):
-        student = role(s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
+        student = _on_tweets(s, s["MODEL"], s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"], extra)
         for row, script, words in MINIATURE_ROWS:
             store = "" if script == "train_teacher.py" or row in MINIATURE_COST_ROWS else f" {STORE}"
             students.append(Job(f"{root}/runs/{row}/seed{seed}", script, (*student, *fill(words + store, **paths))))
     return [[Job(paths["large"], "train_teacher.py", large), Job(paths["small"], "train_teacher.py", small)], students]
 
 
-# ---------------------------------------------------------------- the cost benchmarks
+# --- the cost benchmarks
 
-# benchmarks/distillation_cost.py's grids: by default a MiniLM teacher fine-tuned on the tweets in DATA_DIR
-# and a 2-layer student; TEACHER (a model folder) skips the fine-tuning.
+# benchmarks/distillation_cost.py's grids; TEACHER (a model folder) skips the teachers' fine-tuning.
 COST = {
     "OUT_ROOT": "outputs/benchmark",
     "MODEL": "",
@@ -421,7 +416,7 @@ COST = {
     "SAVE_ARGS": "--save_strategy no",
 }
 SHARED_STORE = {
-    **{k: v for k, v in COST.items() if k != "ONLY"},
+    **COST,
     "SELECTIONS": PAPER["SELECTIONS"],
     "RATIOS": "0.1 0.5",
     "STUDENT_RUNS": "9",
@@ -442,17 +437,10 @@ COST_VARIANTS = {
 
 
 def _cost_runs(s, small_teacher):
-    """(teacher stage, student flags, teachers' folders) of the cost grids: without TEACHER, MODEL fine-tuned
-    on DATA_DIR (large) and its first 3 layers (small); the student: MODEL's first STUDENT_LAYERS."""
-    if not s["MODEL"]:
-        raise ConfigError(
-            "MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)"
-        )
+    """(teacher stage, student flags, teachers' folders): without TEACHER, MODEL (large) and its first 3
+    layers (small) fine-tuned on DATA_DIR; the student: MODEL's first STUDENT_LAYERS."""
+    _need_model(s, "benchmarks/distillation_cost.py")
     root, extra = s["OUT_ROOT"], ["--disable_tqdm", "True"] + precision_flags(s)
-
-    def train(lr, epochs):
-        return train_flags(s, "custom", 1, lr, epochs, files=tweet_files(s["DATA_DIR"])) + extra
-
     if s["TEACHER"] and small_teacher:
         raise ConfigError(
             "the hard-adoption variants need the small teacher fine-tuned from MODEL; "
@@ -462,14 +450,14 @@ def _cost_runs(s, small_teacher):
     if not s["TEACHER"]:  # the 3-layer cut starts further from a classifier: a higher rate leaves chance level
         paths = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
         stage = [
-            Job(paths["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
-            Job(paths["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2"))),
+            Job(paths["large"], "train_teacher.py", _on_tweets(s, s["MODEL"], None, 1, "5e-5", "1", extra)),
+            Job(paths["small"], "train_teacher.py", _on_tweets(s, s["MODEL"], 3, 1, "2e-4", "2", extra)),
         ]
-    return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), paths
+    return stage, _on_tweets(s, s["MODEL"], s.int("STUDENT_LAYERS"), 1, "1e-4", s["EPOCHS"], extra), paths
 
 
 def cost(s):
-    """The COST_VARIANTS of the student (ONLY: a subset), after their teachers."""
+    """The COST_VARIANTS (ONLY: a subset), after their teachers."""
     only = s.words("ONLY") or list(COST_VARIANTS)
     unknown = set(only) - set(COST_VARIANTS)
     if unknown:
@@ -486,8 +474,7 @@ def cost(s):
 
 
 def shared_store(s):
-    """One store (OUT_ROOT/sweep, so it starts cold) for KD and SELECTIONS x RATIOS, with STUDENT_RUNS
-    runs of the student alone spread evenly between them."""
+    """KD and SELECTIONS x RATIOS on one store (starting cold), STUDENT_RUNS students alone spread between."""
     stage, student, paths = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
     store = ("--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs")
@@ -501,7 +488,7 @@ def shared_store(s):
     for number in reversed(range(alone)):  # student i goes before distilled run round(i * n / (k - 1))
         runs.insert(
             round(number * distilled / max(alone - 1, 1)),
-            Job(f"{root}/student-{number + 1}", "train_teacher.py", tuple(student)),
+            Job(f"{root}/student-{number + 1}", "train_teacher.py", student),
         )
     return [stage, runs] if stage else [runs]
 
