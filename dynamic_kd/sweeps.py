@@ -107,7 +107,6 @@ class Settings(dict):
         return self[name].lower() in ("1", "true", "yes")
 
     def int(self, name, minimum=1, unset=None):
-        """The value as an integer (`unset` if empty and given)."""
         if unset is not None and not self[name]:
             return unset
         if not self[name].isdigit() or int(self[name]) < minimum:
@@ -117,7 +116,7 @@ class Settings(dict):
 
 @dataclass(frozen=True)
 class Job:
-    """One run: `script` (an entry point in the repository) with `flags`, writing to `out`."""
+    """One run: the entry point `script` with `flags`, writing to `out`."""
 
     out: str
     script: str
@@ -145,16 +144,16 @@ def _same(a, b):
 
 
 def flags(**values):
-    """``--name value`` for every value that differs from the entry points' default (None = leave out)."""
+    """``--name value`` for each value (but None) that differs from the entry points' default."""
     out = []
     for name, value in values.items():
-        if value is not None and value != "" and not _same(value, _DEFAULTS.get(name)):
+        if value not in (None, "") and not _same(value, _DEFAULTS.get(name)):
             out += [f"--{name}", str(value)]
     return out
 
 
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
-    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch."""
+    """Task, data, schedule and bookkeeping flags; BATCH is the global batch."""
     nproc = s.int("NPROC_PER_RUN", unset=1)
     batch = s.int("BATCH")
     if batch % nproc:
@@ -230,7 +229,7 @@ def command(job, s):
 
 
 def not_applicable(job, parser, s):
-    """Why the task cannot run this distillation setting (the entry points' own check), or None."""
+    """Why the task cannot run this setting (the entry points' own check), or None."""
     if job.script == "train_teacher.py":
         return None
     argv = [*job.flags, *extra_flags(job, s)]
@@ -239,7 +238,6 @@ def not_applicable(job, parser, s):
         kd_args.check_task(data_args.task)
     except ConfigError as error:
         return f"not applicable: {str(error).split(';')[0]}"
-    return None
 
 
 def plan(stages, s):
@@ -273,14 +271,14 @@ def gpu_slots(s):
 
 # --- running locally
 
-# The last line a run adds to its log: what the benchmarks read back with `run_end`.
+# The last line a run adds to its log, read back by `run_end`.
 RUN_END = "=== exit {code} after {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB"
 _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak RSS (\d+) MB$", re.MULTILINE)
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the run's latest attempt, or None. CPU time (user +
-    system, children included) is what other jobs on a shared machine do not change."""
+    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the run's latest attempt, or None. CPU time
+    (children included) is what other jobs on a shared machine do not change."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -314,7 +312,7 @@ def execute(job, argv, gpu=None, show=False):
         for line in process.stdout if show else ():
             handle.write(line)
             sys.stdout.write(line)
-        # wait4, not wait: the kernel's resource usage of this run (and the processes it waited for)
+        # wait4: the kernel's resource usage of the run and its children
         _, status, usage = os.wait4(process.pid, 0)
         code = process.returncode = os.waitstatus_to_exitcode(status)
         rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
@@ -324,9 +322,8 @@ def execute(job, argv, gpu=None, show=False):
     if code == 0:
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
         return code
-    with open(log, encoding="utf-8", errors="replace") as handle:
-        lines = [line.strip() for line in handle.read().splitlines()]
-    last = [line for line in lines if line and not _RUN_END.match(line)][-1]  # at least the header
+    with open(log, encoding="utf-8", errors="replace") as handle:  # universal newlines: a \r ends a line too
+        last = [line for line in map(str.strip, handle) if line and not _RUN_END.match(line)][-1]  # or the header
     logger.info("%s FAILED %s (exit %d after %s; log: %s)\n         %s", _stamp(), job.out, code, took, log, last[:300])
     return code
 
@@ -475,7 +472,7 @@ def plan_text(stages, notes, s, reports):
 
 
 def main(argv=None, env=None):
-    """`python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]`; returns 0, 1 (a run failed) or 2 (bad settings)."""
+    """Returns 0, 1 (a run failed) or 2 (bad settings)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     env = dict(os.environ if env is None else env)
     handler = logging.StreamHandler(sys.stdout)  # progress lines are the program's output
@@ -496,14 +493,12 @@ def main(argv=None, env=None):
                 raise ConfigError(f"'{assignment}' is not NAME=VALUE; settings are variables like TASKS=rte")
             env[name] = value
         s = Settings.of(env, argv[0])
-        if s.on("DRY_RUN"):  # the plan is a runnable script: what the sweep logs while planning is a comment
+        if s.on("DRY_RUN"):  # the plan is a runnable script: what planning logs is a comment
             handler.setFormatter(logging.Formatter("# %(message)s"))
         if s["LAUNCHER"] not in ("local", "slurm"):
             raise ConfigError(f"LAUNCHER takes local or slurm, got '{s['LAUNCHER']}'")
         if s["LAUNCHER"] == "slurm" and s["GPUS"]:
-            raise ConfigError(
-                "GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)"
-            )
+            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN")
         stages, notes = plan(sweeps[argv[0]].build(s), s)
         reports = report_command(s, sweeps[argv[0]])
         if s.on("DRY_RUN"):
@@ -520,7 +515,7 @@ def main(argv=None, env=None):
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
+    except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when rerun
         logger.info("%s interrupted", _stamp())
         return 130
     total = sum(map(len, stages))

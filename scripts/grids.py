@@ -20,6 +20,17 @@ def _need_model(s, script, what="a model folder"):
         raise ConfigError(f"MODEL is not set; pass {what} ({script} sets the MiniLM demo model)")
 
 
+def _chosen(s, name, choices, what):
+    """The words of `name`, each one of `choices`."""
+    words = s.words(name)
+    unknown = set(words) - set(choices)
+    if unknown:
+        raise ConfigError(
+            f"unknown {what}(s) {', '.join(sorted(unknown))} in {name}; {name} takes: {' '.join(choices)}"
+        )
+    return words
+
+
 def tweet_files(folder):
     """scripts/prepare_tweets.py's train and validation files."""
     return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
@@ -100,12 +111,9 @@ def paper_flags(s, warmup):
 
 
 def teachers(s):
-    jobs = []
+    jobs, sizes = [], _chosen(s, "TEACHER_SIZES", ("base", "large"), "size")
     for task in s.words("TASKS"):
-        for size in s.words("TEACHER_SIZES"):
-            if size not in ("base", "large"):
-                raise ConfigError(f"TEACHER_SIZES takes base and/or large, got '{size}'")
-            size = size.upper()
+        for size in map(str.upper, sizes):
             # a TEACHER_LR the user sets applies to both sizes, over the profile's rate per size
             lr = s.env.get(f"{size}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size}_TEACHER_LR"]
             train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"])
@@ -168,11 +176,6 @@ def data(s):
 def objective(s):
     """Paper Sec. 3.3: every STRATEGIES (none: the static baseline, REP along STATIC_REP_NORMALIZATION)."""
     layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
-    if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
-        raise ConfigError(
-            "STATIC_REP_NORMALIZATION=sequence normalises over the tokens, REP_LAYERS=cls keeps one; "
-            "set REP_LAYERS=all or STATIC_REP_NORMALIZATION=hidden"
-        )
 
     def runs(task):
         for strategy in s.words("STRATEGIES"):
@@ -185,12 +188,7 @@ def objective(s):
 
 def everything(s):
     """STAGES: the teachers first, then the three distillation sweeps as one stage."""
-    stages = s.words("STAGES")
-    unknown = set(stages) - {"teachers", "teacher", "data", "objective"}
-    if unknown:
-        raise ConfigError(
-            f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective"
-        )
+    stages = _chosen(s, "STAGES", ("teachers", "teacher", "data", "objective"), "stage")
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in stages else []
     students = [job for name in stages if name != "teachers" for job in SWEEPS[name].build(Settings.of(s.env, name))[0]]
     return [first, list({job.out: job for job in students}.values())]  # the student baseline once
@@ -458,12 +456,7 @@ def _cost_runs(s, small_teacher):
 
 def cost(s):
     """The COST_VARIANTS (ONLY: a subset), after their teachers."""
-    only = s.words("ONLY") or list(COST_VARIANTS)
-    unknown = set(only) - set(COST_VARIANTS)
-    if unknown:
-        raise ConfigError(
-            f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}"
-        )
+    only = _chosen(s, "ONLY", COST_VARIANTS, "variant") or list(COST_VARIANTS)
     chosen = {name: row for name, row in COST_VARIANTS.items() if name in only}
     stage, student, paths = _cost_runs(s, any("{small}" in words for _, words in chosen.values()))
     runs = [
