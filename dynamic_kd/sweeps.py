@@ -24,15 +24,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
+import torch
+
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, _OneLineErrorParser
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
+from dynamic_kd.precision import choose_precision
 from dynamic_kd.runs import RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRIDS = os.path.join(REPO, "scripts", "grids.py")
 
 # Every sweep's variables: name -> default; "$NAME" refers to a variable above it.
 VARIABLES = {
@@ -65,8 +67,8 @@ VARIABLES = {
 
 @functools.cache
 def grids():
-    """scripts/grids.py, a script beside the shell scripts rather than a package module."""
-    spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
+    """scripts/grids.py (beside the shell scripts, not in the package)."""
+    spec = importlib.util.spec_from_file_location("dynamic_kd_grids", os.path.join(REPO, "scripts", "grids.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -81,7 +83,7 @@ class Sweep:
 
 
 class Settings(dict):
-    """Resolved variables: the environment (non-empty values) over the defaults, "$NAME" expanded."""
+    """The environment's non-empty values over the defaults, "$NAME" expanded."""
 
     @classmethod
     def of(cls, env, name):
@@ -91,7 +93,7 @@ class Settings(dict):
             profile = env.get("PROFILE") or defaults["PROFILE"]
             if profile not in sweep.profiles:
                 raise ConfigError(f"PROFILE takes {' or '.join(sweep.profiles)}, got '{profile}'")
-            defaults.update({**sweep.profiles[profile].get("*", {}), **sweep.profiles[profile].get(name, {})})
+            defaults.update({**sweep.profiles[profile]["*"], **sweep.profiles[profile].get(name, {})})
         return cls(env, defaults)
 
     def __init__(self, env, defaults):
@@ -191,10 +193,6 @@ def _log_once(message):  # `all` resolves the settings of each of its sweeps
 
 def precision_flags(s):
     """PRECISION as flags (auto: `choose_precision`); fp16, the released scripts', is fp32 without CUDA."""
-    import torch
-
-    from dynamic_kd.precision import choose_precision
-
     if s["PRECISION"] == "auto":
         s["PRECISION"], why = choose_precision()
         logger.info("PRECISION=auto: %s (%s)", s["PRECISION"], why)
@@ -257,7 +255,7 @@ def plan(stages, s):
 
 
 def gpu_slots(s):
-    """CUDA_VISIBLE_DEVICES of each parallel local run: GPUS in groups of NPROC_PER_RUN, or [None]."""
+    """CUDA_VISIBLE_DEVICES of each parallel run: GPUS in groups of NPROC_PER_RUN, or [None]."""
     gpus = s.words("GPUS")
     if not gpus:
         return [None]
@@ -343,7 +341,7 @@ def _stamp():
 
 
 def run_local(stages, s):
-    """Run the stages in order, within a stage one run per GPU slot at a time; the failed runs."""
+    """Run the stages in order, one run per GPU slot at a time; the failed runs."""
     slots, free, failed = gpu_slots(s), queue.SimpleQueue(), []
     show = s.on("SHOW_OUTPUT") and len(slots) == 1
     for slot in slots:
@@ -365,21 +363,23 @@ def run_local(stages, s):
 # --- Slurm
 
 
+def _manifest(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def queued_runs():
     """Output folder (absolute) -> array job id of each of our runs in Slurm's queue."""
     squeue = ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"]
     result = subprocess.run(squeue, capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigError(f"squeue failed ({result.stderr.strip()}); is Slurm reachable from here?")
-    queued, manifests = {}, {}
+    queued, manifests = {}, functools.cache(_manifest)
     for line in result.stdout.splitlines():
         job, task, script = (line.split(maxsplit=2) + ["", ""])[:3]
         manifest = os.path.join(os.path.dirname(script), "manifest.json")
         if task.isdigit() and os.path.exists(manifest):
-            if manifest not in manifests:
-                with open(manifest, encoding="utf-8") as handle:
-                    manifests[manifest] = json.load(handle)
-            queued[manifests[manifest][int(task)]["path"]] = job
+            queued[manifests(manifest)[int(task)]["path"]] = job
     return queued
 
 
@@ -429,9 +429,8 @@ def submit(stages, s, name):
 
 
 def slurm_task(manifest):
-    """In a Slurm array task: run entry SLURM_ARRAY_TASK_ID of the manifest, unless it finished meanwhile."""
-    with open(manifest, encoding="utf-8") as handle:
-        entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
+    """Run the manifest's entry SLURM_ARRAY_TASK_ID unless it finished meanwhile."""
+    entry = _manifest(manifest)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
     job = Job(entry["out"], entry["argv"][1], ())
     if job.finished():
         logger.info("skip %s (finished)", job.out)
@@ -476,7 +475,6 @@ def main(argv=None, env=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     env = dict(os.environ if env is None else env)
     handler = logging.StreamHandler(sys.stdout)  # progress lines are the program's output
-    handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers, logger.propagate = [handler], False
     logger.setLevel(logging.INFO)
     _log_once.cache_clear()  # once per sweep, not per process

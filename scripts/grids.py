@@ -99,7 +99,7 @@ PROFILES = {
             "STUDENT_ROOT": "$OUT_ROOT/student-batch16",
         },
         "data": {"WARMUP": "0.1"},
-        # the released objective.sh runs uncertainty; `none` is the static baseline it is compared with
+        # `none`: the static baseline of the released objective.sh's uncertainty runs
         "objective": {"WARMUP": "0.1", "STRATEGIES": "none uncertainty"},
     },
     "library": {"*": {"OUT_ROOT": "outputs/library"}},
@@ -124,8 +124,7 @@ def teachers(s):
 
 
 def _students(s, sweep, script, runs):
-    """Per task and seed: the student alone (STUDENT_BASELINE), then `script` with each (name, flags) of
-    `runs(task)`."""
+    """Per task and seed: the student alone (STUDENT_BASELINE), then `script` with each (name, flags) of `runs`."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
@@ -133,9 +132,10 @@ def _students(s, sweep, script, runs):
             student += train_flags(s, task, seed, s["LR"], s["EPOCHS"]) + paper_flags(s, s["WARMUP"])
             if s.on("STUDENT_BASELINE"):
                 jobs.append(Job(f"{s['STUDENT_ROOT']}/{task}/seed{seed}", "train_teacher.py", tuple(student)))
-            for name, extra in runs(task):
+            for name, extra in runs:
+                extra = [arg.replace("{task}", task) for arg in extra]
                 jobs.append(Job(f"{s['OUT_ROOT']}/{sweep}/{task}/{name}-seed{seed}", script, (*student, *extra, *kd)))
-    return jobs
+    return [jobs]
 
 
 def teacher(s):
@@ -146,44 +146,34 @@ def teacher(s):
             f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), got '{s['TEACHER_ALPHAS']}'"
         )
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
-
-    def runs(task):
-        paths = {"small": s["BASE_TEACHER"], "large": s["LARGE_TEACHER"]}
-        for mode in s.words("MODES"):
-            needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
-            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name].replace("{task}", task))]
-            yield mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]
-
-    return [_students(s, "teacher", "dynamic_teacher.py", runs)]
+    paths, runs = {"small": s["BASE_TEACHER"], "large": s["LARGE_TEACHER"]}, []
+    for mode in s.words("MODES"):
+        needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
+        pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
+        runs.append((mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]))
+    return _students(s, "teacher", "dynamic_teacher.py", runs)
 
 
 def data(s):
     """Paper Sec. 3.2: every SELECTIONS x RATIOS, plus plain KD (KD_BASELINE)."""
     scope = "" if s["SELECTION_SCOPE"] == "batch" else f"-{s['SELECTION_SCOPE']}"
-
-    def runs(task):
-        kd = ["--teacher", s["TEACHER"].replace("{task}", task)]
-        if s.on("KD_BASELINE"):
-            yield "kd", kd
-        for strategy in s.words("SELECTIONS"):
-            for ratio in s.words("RATIOS"):
-                chosen = ["--selection_strategy", strategy, "--selection_ratio", ratio]
-                yield f"{strategy}-r{ratio}{scope}", kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"])
-
-    return [_students(s, "data", "dynamic_data.py", runs)]
+    kd = ["--teacher", s["TEACHER"]]
+    runs = [("kd", kd)] if s.on("KD_BASELINE") else []
+    for strategy in s.words("SELECTIONS"):
+        for ratio in s.words("RATIOS"):
+            chosen = ["--selection_strategy", strategy, "--selection_ratio", ratio]
+            runs.append((f"{strategy}-r{ratio}{scope}", kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"])))
+    return _students(s, "data", "dynamic_data.py", runs)
 
 
 def objective(s):
     """Paper Sec. 3.3: every STRATEGIES (none: the static baseline, REP along STATIC_REP_NORMALIZATION)."""
-    layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
-
-    def runs(task):
-        for strategy in s.words("STRATEGIES"):
-            rep = flags(strategy=strategy, kd_rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
-            rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
-            yield f"{strategy}{layers}", ["--teacher", s["TEACHER"].replace("{task}", task)] + rep
-
-    return [_students(s, "objective", "dynamic_objective.py", runs)]
+    layers, runs = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}", []
+    for strategy in s.words("STRATEGIES"):
+        rep = flags(strategy=strategy, kd_rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
+        rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
+        runs.append((f"{strategy}{layers}", ["--teacher", s["TEACHER"]] + rep))
+    return _students(s, "objective", "dynamic_objective.py", runs)
 
 
 def everything(s):
@@ -191,7 +181,7 @@ def everything(s):
     stages = _chosen(s, "STAGES", ("teachers", "teacher", "data", "objective"), "stage")
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in stages else []
     students = [job for name in stages if name != "teachers" for job in SWEEPS[name].build(Settings.of(s.env, name))[0]]
-    return [first, list({job.out: job for job in students}.values())]  # the student baseline once
+    return [first, students]  # `plan` drops the student baseline's repeats
 
 
 # --- the quickstart and the miniature
@@ -271,7 +261,7 @@ def quickstart(s):
     return [first, rows]
 
 
-# The miniature (docs/miniature.md): 13 rows x 5 seeds per draw, ~70 min on 2 fp32 CPU cores.
+# The miniature: docs/miniature.md says what each row and claim is for.
 _RELEASED_WEIGHTS = "--small_teacher_alpha {} --large_teacher_alpha {}".format(  # released teacher.sh's 1 + 1
     *PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split()
 )
@@ -301,8 +291,7 @@ MINIATURE_ROWS = (
 )
 # Rows whose cost (time, teacher forwards) is compared keep their own teacher cache.
 MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
-# §3.2's "selection matches full KD" is a non-inferiority claim, so it needs a margin: 1 accuracy
-# point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
+# accuracy points of §3.2's non-inferiority claim "selection matches full KD"
 NONINFERIORITY_MARGIN = 1.0
 # (paper section, claim, row, baseline[, margin]): `row` scores higher than `baseline`, or with a margin,
 # at most `margin` points lower (claims.claims_table).
@@ -310,7 +299,6 @@ MINIATURE_CLAIMS = (
     ("KD", "distilling from the large teacher beats training the student alone", "kd-large", "student-alone"),
     ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),
     ("3.1", "hard adoption beats averaging both teachers", "teacher-hard", "teacher-average"),
-    # the released weights (1 + 1) give hard and average twice single-teacher KD's weight: teacher choice or weight?
     (
         "3.1",
         "hard adoption at the released weights (1 + 1) beats the large teacher alone",
@@ -361,7 +349,6 @@ MINIATURE = {
     "PRECISION": "auto",
     "MAX_LEN": "64",
     "SAVE_ARGS": "--save_strategy no",
-    # rates set before any result (a cut with fewer layers needs a higher one to leave chance level)
     "TEACHER_LR": "5e-5",
     "TEACHER_EPOCHS": "3",
     "TEACHER_SEED": PAPER["TEACHER_SEED"],
@@ -419,8 +406,7 @@ SHARED_STORE = {
     "RATIOS": "0.1 0.5",
     "STUDENT_RUNS": "9",
 }
-# In run order: the student alone between the two cached runs it is compared with, so a drifting
-# machine load biases the ratios least.
+# In run order (benchmarks/README.md says why).
 COST_VARIANTS = {
     "original": ("dynamic_data.py", f"{KD} --teacher_cache none --pad_to_max_length"),
     "cached": ("dynamic_data.py", KD),
