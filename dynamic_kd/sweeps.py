@@ -1,11 +1,9 @@
 """The sweep launcher: a grid's runs turned into commands, run locally or as Slurm job arrays (docs/sweeps.md).
 
-    python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
-
-SWEEP is a key of `SWEEPS` in scripts/grids.py; its settings (`VARIABLES` and the grid's own) come from the
-environment or NAME=VALUE; DRY_RUN=1 prints the commands. Hand-written sbatch, not submitit: a run is a
-command line, not a pickled function, and the dependency, the requeue and finding our queued runs would
-still be ours to write.
+SWEEP is a key of `SWEEPS` in scripts/grids.py (scripts/*.sh call this); its settings (`VARIABLES` and the grid's
+own) come from the environment or NAME=VALUE; DRY_RUN=1 prints the commands. Hand-written sbatch, not submitit:
+a run is a command line, not a pickled function, and the dependency, the requeue and finding our queued runs
+would still be ours to write.
 """
 
 import functools
@@ -76,10 +74,10 @@ def grids():
 
 @dataclass(frozen=True)
 class Sweep:
-    build: object  # (Settings) -> list of stages, each a list of Jobs
-    reports: tuple  # folders below OUT_ROOT whose report command the sweep prints
-    defaults: dict  # its variables (and defaults) besides VARIABLES
-    profiles: dict = None  # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
+    build: object  # (Settings) -> stages, each a list of Jobs
+    reports: tuple  # folders below OUT_ROOT to print a report command for
+    defaults: dict  # its own variables and defaults
+    profiles: dict = None  # PROFILE -> {"*": every sweep's defaults, sweep name: its own}
 
 
 class Settings(dict):
@@ -118,8 +116,6 @@ class Settings(dict):
 
 @dataclass(frozen=True)
 class Job:
-    """One run: the entry point `script` with `flags`, writing to `out`."""
-
     out: str
     script: str
     flags: tuple
@@ -146,7 +142,7 @@ def _same(a, b):
 
 
 def flags(**values):
-    """``--name value`` for each value (but None) that differs from the entry points' default."""
+    """``--name value`` for each value but None that is not the entry points' default."""
     out = []
     for name, value in values.items():
         if value not in (None, "") and not _same(value, _DEFAULTS.get(name)):
@@ -192,7 +188,7 @@ def _log_once(message):  # `all` resolves the settings of each of its sweeps
 
 
 def precision_flags(s):
-    """PRECISION as flags (auto: `choose_precision`); fp16, the released scripts', is fp32 without CUDA."""
+    """PRECISION as flags; fp16 (the released scripts') is fp32 without CUDA."""
     if s["PRECISION"] == "auto":
         s["PRECISION"], why = choose_precision()
         logger.info("PRECISION=auto: %s (%s)", s["PRECISION"], why)
@@ -210,12 +206,10 @@ def precision_flags(s):
 
 
 def extra_flags(job, s):
-    """EXTRA_ARGS, and KD_ARGS but for train_teacher.py."""
     return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 
 def command(job, s):
-    """The argv of a run (torchrun with NPROC_PER_RUN)."""
     launcher = [s["PYTHON"]]
     if s["NPROC_PER_RUN"]:
         tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
@@ -275,8 +269,8 @@ _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the run's latest attempt, or None. CPU time
-    (children included) is what other jobs on a shared machine do not change."""
+    """The latest attempt's exit, seconds, cpu_seconds (what other jobs on the machine do not change) and
+    peak_rss_mb, or None."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -289,7 +283,7 @@ def run_end(out):
 
 
 def execute(job, argv, gpu=None, show=False):
-    """Run one command, its output appended to <out>.log between a header and `RUN_END`; its exit code."""
+    """Run one command, logged to <out>.log between a header and `RUN_END`; its exit code."""
     log = job.path + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
@@ -369,7 +363,7 @@ def _manifest(path):
 
 
 def queued_runs():
-    """Output folder (absolute) -> array job id of each of our runs in Slurm's queue."""
+    """Output folder (absolute) -> array job id of our runs in Slurm's queue."""
     squeue = ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"]
     result = subprocess.run(squeue, capture_output=True, text=True)
     if result.returncode != 0:
@@ -384,7 +378,7 @@ def queued_runs():
 
 
 def sbatch_options(s):
-    """sbatch flags from the SLURM_* variables (GPUs per run: NPROC_PER_RUN, else 1)."""
+    """sbatch flags of the SLURM_* variables (GPUs per run: NPROC_PER_RUN, else 1)."""
     gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
     named = ("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"), ("cpus-per-task", "SLURM_CPUS_PER_RUN")
     options = [f"--{flag}={s[name]}" for flag, name in (*named, ("mem", "SLURM_MEM_PER_RUN")) if s[name]]

@@ -11,7 +11,6 @@ from dynamic_kd.sweeps import Job, Settings, Sweep, flags, model_flags, precisio
 
 
 def fill(words, **folders):
-    """A row's flags as argv, "{large}" and "{small}" filled in."""
     return [word.format(**folders) for word in words.split()]
 
 
@@ -21,7 +20,6 @@ def _need_model(s, script, what="a model folder"):
 
 
 def _chosen(s, name, choices, what):
-    """The words of `name`, each one of `choices`."""
     words = s.words(name)
     unknown = set(words) - set(choices)
     if unknown:
@@ -124,7 +122,7 @@ def teachers(s):
 
 
 def _students(s, sweep, script, runs):
-    """Per task and seed: the student alone (STUDENT_BASELINE), then `script` with each (name, flags) of `runs`."""
+    """Per task and seed: the student alone (STUDENT_BASELINE), then `script` with each of `runs`."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
@@ -139,7 +137,7 @@ def _students(s, sweep, script, runs):
 
 
 def teacher(s):
-    """Paper Sec. 3.1: every MODES; TEACHER_ALPHAS "SMALL LARGE" weigh the teachers in two-teacher modes."""
+    """Paper Sec. 3.1: every MODES; TEACHER_ALPHAS "SMALL LARGE" weigh two teachers."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
         raise ConfigError(
@@ -167,7 +165,7 @@ def data(s):
 
 
 def objective(s):
-    """Paper Sec. 3.3: every STRATEGIES (none: the static baseline, REP along STATIC_REP_NORMALIZATION)."""
+    """Paper Sec. 3.3: every STRATEGIES (none: the static baseline)."""
     layers, runs = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}", []
     for strategy in s.words("STRATEGIES"):
         rep = flags(strategy=strategy, kd_rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
@@ -177,7 +175,7 @@ def objective(s):
 
 
 def everything(s):
-    """STAGES: the teachers first, then the three distillation sweeps as one stage."""
+    """The teachers, then the distillation sweeps of STAGES as one stage."""
     stages = _chosen(s, "STAGES", ("teachers", "teacher", "data", "objective"), "stage")
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in stages else []
     students = [job for name in stages if name != "teachers" for job in SWEEPS[name].build(Settings.of(s.env, name))[0]]
@@ -364,14 +362,14 @@ MINIATURE = {
 
 
 def _on_tweets(s, model, layers, seed, lr, epochs, extra):
-    """`model`'s first `layers` layers (None: all), trained on the tweets in DATA_DIR."""
+    """`model`'s first `layers` layers (None: all) on the tweets in DATA_DIR."""
     train = train_flags(s, "custom", seed, lr, epochs, files=tweet_files(s["DATA_DIR"]))
     return (*model_flags(model, layers), *train, *extra)
 
 
 def miniature(s):
-    """Teachers: MODEL (or LARGE_MODEL, any classifier: give it its own OUT_ROOT) and its first SMALL_LAYERS
-    layers; then MINIATURE_ROWS x SEEDS of MODEL's first STUDENT_LAYERS."""
+    """Teachers: MODEL (or LARGE_MODEL: give it its own OUT_ROOT) and its first SMALL_LAYERS layers; then
+    MINIATURE_ROWS x SEEDS."""
     _need_model(s, "scripts/miniature.sh")
     root, extra = s["OUT_ROOT"], ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
     paths, seed = {"large": f"{root}/teachers/large", "small": f"{root}/teachers/small"}, s["TEACHER_SEED"]
@@ -421,8 +419,7 @@ COST_VARIANTS = {
 
 
 def _cost_runs(s, small_teacher):
-    """(teacher stage, student flags, teachers' folders): without TEACHER, MODEL (large) and its first 3
-    layers (small) fine-tuned on DATA_DIR; the student: MODEL's first STUDENT_LAYERS."""
+    """(teacher stage, student flags, teachers' folders); without TEACHER, MODEL and its first 3 layers."""
     _need_model(s, "benchmarks/distillation_cost.py")
     root, extra = s["OUT_ROOT"], ["--disable_tqdm", "True"] + precision_flags(s)
     if s["TEACHER"] and small_teacher:
@@ -441,7 +438,6 @@ def _cost_runs(s, small_teacher):
 
 
 def cost(s):
-    """The COST_VARIANTS (ONLY: a subset), after their teachers."""
     only = _chosen(s, "ONLY", COST_VARIANTS, "variant") or list(COST_VARIANTS)
     chosen = {name: row for name, row in COST_VARIANTS.items() if name in only}
     stage, student, paths = _cost_runs(s, any("{small}" in words for _, words in chosen.values()))
@@ -453,7 +449,7 @@ def cost(s):
 
 
 def shared_store(s):
-    """KD and SELECTIONS x RATIOS on one store (starting cold), STUDENT_RUNS students alone spread between."""
+    """KD and SELECTIONS x RATIOS on one cold store, STUDENT_RUNS students alone spread between."""
     stage, student, paths = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
     store = ("--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs")
