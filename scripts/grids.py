@@ -249,11 +249,10 @@ def quickstart(s):
         return (*model_flags(s["MODEL"], None if cut == depth else cut), *train, *extra)
 
     student, root = role("STUDENT"), s["OUT_ROOT"]
-    paths = {"large": f"{root}/teachers/{label}-large", "small": f"{root}/teachers/{label}-small"}
+    paths = {name: f"{root}/teachers/{label}-{name}" for name in ("large", "small")}
     first = [Job(path, "train_teacher.py", role(name.upper())) for name, path in paths.items()]
-    out = {"label": label, "seed": s["SEED"]}
     rows = [
-        Job(f"{root}/{row.format(**out)}", script, (*student, *fill(words, **paths)))
+        Job(f"{root}/{row.format(label=label, seed=s['SEED'])}", script, (*student, *fill(words, **paths)))
         for row, script, words in QUICKSTART_ROWS
     ]
     return [first, rows]
@@ -372,7 +371,7 @@ def miniature(s):
     MINIATURE_ROWS x SEEDS."""
     _need_model(s, "scripts/miniature.sh")
     root, extra = s["OUT_ROOT"], ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
-    paths, seed = {"large": f"{root}/teachers/large", "small": f"{root}/teachers/small"}, s["TEACHER_SEED"]
+    paths, seed = {name: f"{root}/teachers/{name}" for name in ("large", "small")}, s["TEACHER_SEED"]
     large = _on_tweets(s, s["LARGE_MODEL"] or s["MODEL"], None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], extra)
     small = _on_tweets(s, s["MODEL"], s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"], extra)
     students = []
