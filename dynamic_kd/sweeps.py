@@ -155,9 +155,7 @@ def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
     nproc = s.int("NPROC_PER_RUN", unset=1)
     batch = s.int("BATCH")
     if batch % nproc:
-        raise ConfigError(
-            f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; the global batch is split over the processes"
-        )
+        raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}, the processes that share it")
     if data_dir is None:
         data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (
             os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None
@@ -315,7 +313,7 @@ def execute(job, argv, gpu=None, show=False):
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
         return code
     with open(log, encoding="utf-8", errors="replace") as handle:  # universal newlines: a \r ends a line too
-        last = [line for line in map(str.strip, handle) if line and not _RUN_END.match(line)][-1]  # or the header
+        last = [line for line in map(str.strip, handle) if line and not _RUN_END.match(line)][-1]
     logger.info("%s FAILED %s (exit %d after %s; log: %s)\n         %s", _stamp(), job.out, code, took, log, last[:300])
     return code
 
@@ -441,7 +439,7 @@ def report_command(s, sweep):
     for folder in sweep.reports:
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
         dirs = [first]
-        if folder and s.on("STUDENT_BASELINE"):  # the sweep's own student folder
+        if folder and s.on("STUDENT_BASELINE"):
             dirs.append(Settings.of(s.env, folder)["STUDENT_ROOT"])
         out = ["--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]
         lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, *out]))

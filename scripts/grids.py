@@ -76,8 +76,8 @@ PAPER = {
     "STATIC_REP_NORMALIZATION": "hidden",
     "STAGES": "teachers teacher data objective",
 }
-# released: the released scripts' settings (docs/released.md; WARMUP < 1 is a fraction of the steps);
-# library: our defaults, in an OUT_ROOT of their own (a finished run is never the other profile's).
+# released: the released scripts' settings (docs/released.md); library: ours, in an OUT_ROOT of their own
+# (a finished run is never the other profile's).
 PROFILES = {
     "released": {
         "*": {
@@ -140,9 +140,7 @@ def teacher(s):
     """Paper Sec. 3.1: every MODES; TEACHER_ALPHAS "SMALL LARGE" weigh two teachers."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
-        raise ConfigError(
-            f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), got '{s['TEACHER_ALPHAS']}'"
-        )
+        raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large, got '{s['TEACHER_ALPHAS']}'")
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
     paths, runs = {"small": s["BASE_TEACHER"], "large": s["LARGE_TEACHER"]}, []
     for mode in s.words("MODES"):
@@ -191,7 +189,7 @@ ENTROPY = "--selection_strategy entropy --selection_ratio 0.1"
 UNCERTAINTY = "--strategy uncertainty --kd_rep_alpha 1.0"
 STORE = "--teacher_cache disk"  # the students share the teachers' outputs
 
-# The empty ones are filled from `QUICKSTART_RATES` (TASK unset: the tweets demo).
+# The tweets demo's; the empty LAYERS follow MODEL's depth.
 QUICKSTART = {
     "OUT_ROOT": "outputs/quickstart",
     "TASK": "",
@@ -202,20 +200,18 @@ QUICKSTART = {
     "LARGE_LAYERS": "",
     "SMALL_LAYERS": "",
     "STUDENT_LAYERS": "",
-    "MAX_LEN": "",
+    "MAX_LEN": "64",
     "SAVE_ARGS": "--save_strategy no",
     "LARGE_EPOCHS": "3",
-    "LARGE_LR": "",
+    "LARGE_LR": "5e-5",
     "SMALL_EPOCHS": "3",
-    "SMALL_LR": "",
+    "SMALL_LR": "1e-4",
     "STUDENT_EPOCHS": "3",
-    "STUDENT_LR": "",
+    "STUDENT_LR": "1e-4",
     "SHOW_OUTPUT": "1",
 }
-QUICKSTART_RATES = {
-    "demo": {"MAX_LEN": "64", "LARGE_LR": "5e-5", "SMALL_LR": "1e-4", "STUDENT_LR": "1e-4"},
-    "task": {"MAX_LEN": "128", "LARGE_LR": "2e-5", "SMALL_LR": "2e-5", "STUDENT_LR": "2e-5"},
-}
+# With TASK set, unless set too: the paper's length and rate.
+QUICKSTART_TASK = {"MAX_LEN": "128", "LARGE_LR": "2e-5", "SMALL_LR": "2e-5", "STUDENT_LR": "2e-5"}
 QUICKSTART_ROWS = (
     ("student/{label}/seed{seed}", "train_teacher.py", ""),
     ("data/{label}/kd-seed{seed}", "dynamic_data.py", f"{KD} {STORE}"),
@@ -237,8 +233,8 @@ def quickstart(s):
     _need_model(s, "scripts/quickstart.sh", "a model folder or hub id")
     demo = not s["TASK"]
     task, label, files = ("custom", "tweets", tweet_files(s["DATA_DIR"])) if demo else (s["TASK"], s["TASK"], None)
-    for name, value in QUICKSTART_RATES["demo" if demo else "task"].items():
-        s[name] = s[name] or value
+    if not demo:
+        s.update({name: s.env.get(name) or value for name, value in QUICKSTART_TASK.items()})
     depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
     layers = {"STUDENT": 2 if depth < 12 else 6, "LARGE": depth, "SMALL": (depth + 1) // 2}
     extra = ["--logging_steps", "10"] + precision_flags(s)
@@ -385,7 +381,7 @@ def miniature(s):
 
 # --- the cost benchmarks
 
-# benchmarks/distillation_cost.py's grids; TEACHER (a model folder) skips the teachers' fine-tuning.
+# benchmarks/distillation_cost.py's grids; a TEACHER folder skips the teachers' fine-tuning.
 COST = {
     "OUT_ROOT": "outputs/benchmark",
     "MODEL": "",
