@@ -1,19 +1,14 @@
-"""The sweep launcher: a grid's runs turned into commands, run locally or as Slurm job arrays.
+"""The sweep launcher: a grid's runs turned into commands, run locally or as Slurm job arrays (docs/sweeps.md).
 
-    python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]      (scripts/*.sh call this)
-
-SWEEP is a key of `SWEEPS` in scripts/grids.py; its settings (`VARIABLES`, the grid's own) come from the
-environment or NAME=VALUE. A run whose folder holds results.json is finished and skipped; any other is
-(re)run and resumes from its newest checkpoint, its output appended to <output_dir>.log. A run the task
-cannot do is dropped by the entry points' own check. LAUNCHER=local runs one run at a time or one per
-GPU group (GPUS, NPROC_PER_RUN); LAUNCHER=slurm submits a job array per stage, each after the stage
-before, --requeue'd on preemption, never a run already queued. DRY_RUN=1 prints the commands.
-Hand-written sbatch, not submitit: a run is a command line, not a pickled function, and the dependency,
-the requeue and finding our queued runs would still be ours to write.
+SWEEP is a key of `SWEEPS` in scripts/grids.py (scripts/*.sh call this); its settings (`VARIABLES` and the grid's
+own) come from the environment or NAME=VALUE; DRY_RUN=1 prints the commands. Hand-written sbatch, not submitit:
+a run is a command line, not a pickled function, and the dependency, the requeue and finding our queued runs
+would still be ours to write.
 """
 
 import functools
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -27,15 +22,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
+import torch
+
 from dynamic_kd.arguments import DataArguments, DistillationArguments, ModelArguments, RunArguments, _OneLineErrorParser
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.files import write_atomic
+from dynamic_kd.precision import choose_precision
 from dynamic_kd.runs import RESULTS_FILE
 
 logger = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRIDS = os.path.join(REPO, "scripts", "grids.py")
 
 # Every sweep's variables: name -> default; "$NAME" refers to a variable above it.
 VARIABLES = {
@@ -66,35 +63,35 @@ VARIABLES = {
 }
 
 
+@functools.cache
 def grids():
-    if "dynamic_kd_grids" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("dynamic_kd_grids", GRIDS)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[spec.name] = module
-    return sys.modules["dynamic_kd_grids"]
+    """scripts/grids.py (beside the shell scripts, not in the package)."""
+    spec = importlib.util.spec_from_file_location("dynamic_kd_grids", os.path.join(REPO, "scripts", "grids.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @dataclass(frozen=True)
 class Sweep:
-    build: object  # (Settings) -> list of stages, each a list of Jobs
-    reports: tuple = ()  # folders below OUT_ROOT whose report command the sweep prints
-    defaults: dict = None  # its variables (and defaults) besides VARIABLES
-    profiles: dict = None  # PROFILE -> {"*": defaults of every profiled sweep, sweep name: its own}
+    build: object  # (Settings) -> stages, each a list of Jobs
+    reports: tuple  # folders below OUT_ROOT to print a report command for
+    defaults: dict  # its own variables and defaults
+    profiles: dict = None  # PROFILE -> {"*": every sweep's defaults, sweep name: its own}
 
 
 class Settings(dict):
-    """Resolved variables: the environment (non-empty values) over the defaults, "$NAME" expanded."""
+    """The environment's non-empty values over the defaults, "$NAME" expanded."""
 
     @classmethod
     def of(cls, env, name):
         sweep = grids().SWEEPS[name]
-        defaults = {**VARIABLES, **(sweep.defaults or {})}
+        defaults = {**VARIABLES, **sweep.defaults}
         if sweep.profiles:
             profile = env.get("PROFILE") or defaults["PROFILE"]
             if profile not in sweep.profiles:
                 raise ConfigError(f"PROFILE takes {' or '.join(sweep.profiles)}, got '{profile}'")
-            defaults.update({**sweep.profiles[profile].get("*", {}), **sweep.profiles[profile].get(name, {})})
+            defaults.update({**sweep.profiles[profile]["*"], **sweep.profiles[profile].get(name, {})})
         return cls(env, defaults)
 
     def __init__(self, env, defaults):
@@ -109,7 +106,9 @@ class Settings(dict):
     def on(self, name):
         return self[name].lower() in ("1", "true", "yes")
 
-    def int(self, name, minimum=1):
+    def int(self, name, minimum=1, unset=None):
+        if unset is not None and not self[name]:
+            return unset
         if not self[name].isdigit() or int(self[name]) < minimum:
             raise ConfigError(f"{name} must be an integer >= {minimum}, got '{self[name]}'")
         return int(self[name])
@@ -117,8 +116,6 @@ class Settings(dict):
 
 @dataclass(frozen=True)
 class Job:
-    """One run: `script` (an entry point in the repository) with `flags`, writing to `out`."""
-
     out: str
     script: str
     flags: tuple
@@ -131,7 +128,7 @@ class Job:
         return os.path.exists(os.path.join(self.path, RESULTS_FILE))
 
 
-# ---------------------------------------------------------------- flags
+# --- flags
 
 _KD_ARGUMENTS = (DataArguments, ModelArguments, DistillationArguments)
 _DEFAULTS = {f.name: f.default for cls in (*_KD_ARGUMENTS, RunArguments) for f in fields(cls)}
@@ -145,22 +142,20 @@ def _same(a, b):
 
 
 def flags(**values):
-    """``--name value`` for every value that differs from the entry points' default (None = leave out)."""
+    """``--name value`` for each value but None that is not the entry points' default."""
     out = []
     for name, value in values.items():
-        if value is not None and value != "" and not _same(value, _DEFAULTS.get(name)):
+        if value not in (None, "") and not _same(value, _DEFAULTS.get(name)):
             out += [f"--{name}", str(value)]
     return out
 
 
 def train_flags(s, task, seed, lr, epochs, data_dir=None, files=None):
-    """Task, data, schedule and bookkeeping flags of every run; BATCH is the global batch."""
-    nproc = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
+    """Task, data, schedule and bookkeeping flags; BATCH is the global batch."""
+    nproc = s.int("NPROC_PER_RUN", unset=1)
     batch = s.int("BATCH")
     if batch % nproc:
-        raise ConfigError(
-            f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}; the global batch is split over the processes"
-        )
+        raise ConfigError(f"BATCH={batch} is not divisible by NPROC_PER_RUN={nproc}, the processes that share it")
     if data_dir is None:
         data_dir = s.env.get(f"DATA_DIR_{task.upper().replace('-', '_')}") or (
             os.path.join(s["DATA_ROOT"], task) if s["DATA_ROOT"] else None
@@ -186,17 +181,12 @@ def model_flags(model, layers=None, init=None):
 
 
 @functools.cache
-def _log_once(message):
-    """A note about the whole sweep (`all` resolves the settings of each of its sweeps)."""
+def _log_once(message):  # `all` resolves the settings of each of its sweeps
     logger.info(message)
 
 
 def precision_flags(s):
-    """PRECISION as flags; auto asks `choose_precision`, fp16 (the released scripts') is fp32 without CUDA."""
-    import torch
-
-    from dynamic_kd.precision import choose_precision
-
+    """PRECISION as flags; fp16 (the released scripts') is fp32 without CUDA."""
     if s["PRECISION"] == "auto":
         s["PRECISION"], why = choose_precision()
         logger.info("PRECISION=auto: %s (%s)", s["PRECISION"], why)
@@ -210,16 +200,14 @@ def precision_flags(s):
     return choices[s["PRECISION"]]
 
 
-# ---------------------------------------------------------------- planning
+# --- planning
 
 
 def extra_flags(job, s):
-    """EXTRA_ARGS, plus KD_ARGS (which train_teacher.py does not take)."""
     return shlex.split(s["EXTRA_ARGS"]) + (shlex.split(s["KD_ARGS"]) if job.script != "train_teacher.py" else [])
 
 
 def command(job, s):
-    """The argv of a run: python (or torchrun with NPROC_PER_RUN), the script and its flags."""
     launcher = [s["PYTHON"]]
     if s["NPROC_PER_RUN"]:
         tool = os.path.join(os.path.dirname(s["PYTHON"]), "torchrun")
@@ -231,7 +219,7 @@ def command(job, s):
 
 
 def not_applicable(job, parser, s):
-    """Why the task cannot run this distillation setting (the entry points' own check), or None."""
+    """Why the task cannot run this setting (the entry points' own check), or None."""
     if job.script == "train_teacher.py":
         return None
     argv = [*job.flags, *extra_flags(job, s)]
@@ -240,11 +228,10 @@ def not_applicable(job, parser, s):
         kd_args.check_task(data_args.task)
     except ConfigError as error:
         return f"not applicable: {str(error).split(';')[0]}"
-    return None
 
 
 def plan(stages, s):
-    """(stages of jobs to run, notes): finished and not-applicable runs become notes, in plan order."""
+    """(stages of jobs to run, notes on the finished and not-applicable runs)."""
     parser, todo, notes, seen = _OneLineErrorParser(_KD_ARGUMENTS), [], [], set()
     for number, stage in enumerate(stages):
         todo.append([])
@@ -260,28 +247,28 @@ def plan(stages, s):
 
 
 def gpu_slots(s):
-    """CUDA_VISIBLE_DEVICES of each parallel local run: GPUS cut into groups of NPROC_PER_RUN, or [None]."""
+    """CUDA_VISIBLE_DEVICES of each parallel run: GPUS in groups of NPROC_PER_RUN, or [None]."""
     gpus = s.words("GPUS")
     if not gpus:
         return [None]
     if not all(g.isdigit() for g in gpus):
         raise ConfigError(f"GPUS is a list of GPU indices like \"0 1 2 3\", got '{s['GPUS']}'")
-    per = s.int("NPROC_PER_RUN") if s["NPROC_PER_RUN"] else 1
+    per = s.int("NPROC_PER_RUN", unset=1)
     if len(gpus) < per:
         raise ConfigError(f"NPROC_PER_RUN={per} needs at least {per} GPUs, GPUS has {len(gpus)}")
     return [",".join(gpus[i : i + per]) for i in range(0, len(gpus) - per + 1, per)]
 
 
-# ---------------------------------------------------------------- running locally
+# --- running locally
 
-# The last line a run adds to its log: what the benchmarks read back with `run_end`.
+# The last line a run adds to its log, read back by `run_end`.
 RUN_END = "=== exit {code} after {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.0f} MB"
 _RUN_END = re.compile(r"^=== exit (-?\d+) after ([\d.]+) s, CPU ([\d.]+) s, peak RSS (\d+) MB$", re.MULTILINE)
 
 
 def run_end(out):
-    """{"exit", "seconds", "cpu_seconds", "peak_rss_mb"} of the latest attempt of the run writing to `out`, or None;
-    CPU time (user + system, children included) is what other jobs on a shared machine do not change."""
+    """The latest attempt's exit, seconds, cpu_seconds (what other jobs on the machine do not change) and
+    peak_rss_mb, or None."""
     try:
         with open(os.path.join(REPO, out) + ".log", encoding="utf-8", errors="replace") as handle:
             ends = _RUN_END.findall(handle.read())
@@ -294,7 +281,7 @@ def run_end(out):
 
 
 def execute(job, argv, gpu=None, show=False):
-    """Run one command, its output appended to <out>.log between a header line and `RUN_END`; its exit code."""
+    """Run one command, logged to <out>.log between a header and `RUN_END`; its exit code."""
     log = job.path + ".log"
     os.makedirs(os.path.dirname(log), exist_ok=True)
     env = dict(os.environ, **({"CUDA_VISIBLE_DEVICES": gpu} if gpu else {}))
@@ -315,7 +302,7 @@ def execute(job, argv, gpu=None, show=False):
         for line in process.stdout if show else ():
             handle.write(line)
             sys.stdout.write(line)
-        # wait4, not wait: the kernel's resource usage of this run (and the processes it waited for)
+        # wait4: the kernel's resource usage of the run and its children
         _, status, usage = os.wait4(process.pid, 0)
         code = process.returncode = os.waitstatus_to_exitcode(status)
         rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
@@ -325,9 +312,8 @@ def execute(job, argv, gpu=None, show=False):
     if code == 0:
         logger.info("%s ok     %s (%s)", _stamp(), job.out, took)
         return code
-    with open(log, encoding="utf-8", errors="replace") as handle:
-        lines = [line.strip() for line in handle.read().replace("\r", "\n").splitlines()]
-    last = [line for line in lines if line and not _RUN_END.match(line)][-1]  # at least the header
+    with open(log, encoding="utf-8", errors="replace") as handle:  # universal newlines: a \r ends a line too
+        last = [line for line in map(str.strip, handle) if line and not _RUN_END.match(line)][-1]
     logger.info("%s FAILED %s (exit %d after %s; log: %s)\n         %s", _stamp(), job.out, code, took, log, last[:300])
     return code
 
@@ -336,7 +322,8 @@ _START = time.time()
 
 
 def _clock(seconds):
-    hours, minutes, seconds = int(seconds) // 3600, int(seconds) // 60 % 60, int(seconds) % 60
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
     return (
         f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
     )
@@ -347,50 +334,50 @@ def _stamp():
 
 
 def run_local(stages, s):
-    """Run the stages in order; within a stage one run per GPU slot at a time. Returns the failed runs."""
-    slots = gpu_slots(s)
+    """Run the stages in order, one run per GPU slot at a time; the failed runs."""
+    slots, free, failed = gpu_slots(s), queue.SimpleQueue(), []
     show = s.on("SHOW_OUTPUT") and len(slots) == 1
-    failed = []
+    for slot in slots:
+        free.put(slot)
+
+    def work(job):
+        gpu = free.get()
+        try:
+            return job, execute(job, command(job, s), gpu, show)
+        finally:
+            free.put(gpu)
+
     for stage in stages:
-        free = queue.SimpleQueue()
-        for slot in slots:
-            free.put(slot)
-
-        def work(job, free=free):
-            gpu = free.get()
-            try:
-                return job, execute(job, command(job, s), gpu, show)
-            finally:
-                free.put(gpu)
-
         with ThreadPoolExecutor(len(slots)) as pool:
             failed += [job for job, code in pool.map(work, stage) if code != 0]
     return failed
 
 
-# ---------------------------------------------------------------- Slurm
+# --- Slurm
+
+
+def _manifest(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def queued_runs():
-    """Output folder (absolute) -> array job id of every run of ours queued in Slurm."""
+    """Output folder (absolute) -> array job id of our runs in Slurm's queue."""
     squeue = ["squeue", "--me", "--noheader", "--array", "--format=%F %K %o"]
     result = subprocess.run(squeue, capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigError(f"squeue failed ({result.stderr.strip()}); is Slurm reachable from here?")
-    queued, manifests = {}, {}
+    queued, manifests = {}, functools.cache(_manifest)
     for line in result.stdout.splitlines():
         job, task, script = (line.split(maxsplit=2) + ["", ""])[:3]
         manifest = os.path.join(os.path.dirname(script), "manifest.json")
         if task.isdigit() and os.path.exists(manifest):
-            if manifest not in manifests:
-                with open(manifest, encoding="utf-8") as handle:
-                    manifests[manifest] = json.load(handle)
-            queued[manifests[manifest][int(task)]["path"]] = job
+            queued[manifests(manifest)[int(task)]["path"]] = job
     return queued
 
 
 def sbatch_options(s):
-    """sbatch flags from the SLURM_* variables (GPUs per run default to NPROC_PER_RUN, else 1)."""
+    """sbatch flags of the SLURM_* variables (GPUs per run: NPROC_PER_RUN, else 1)."""
     gpus = s["SLURM_GPUS_PER_RUN"] or s["NPROC_PER_RUN"] or "1"
     named = ("partition", "SLURM_PARTITION"), ("time", "SLURM_TIME"), ("cpus-per-task", "SLURM_CPUS_PER_RUN")
     options = [f"--{flag}={s[name]}" for flag, name in (*named, ("mem", "SLURM_MEM_PER_RUN")) if s[name]]
@@ -398,7 +385,7 @@ def sbatch_options(s):
 
 
 def submit(stages, s, name):
-    """One job array per stage, each after the previous stage's arrays; returns the submitted job ids."""
+    """One job array per stage, each after the stage before; the submitted job ids."""
     queued, submitted, after = queued_runs(), [], set()
     for number, stage in enumerate(stages):
         waiting, todo = set(), []
@@ -435,16 +422,16 @@ def submit(stages, s, name):
 
 
 def slurm_task(manifest):
-    """In a Slurm array task: run entry SLURM_ARRAY_TASK_ID of the manifest (unless it finished meanwhile)."""
-    with open(manifest, encoding="utf-8") as handle:
-        entry = json.load(handle)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
-    if os.path.exists(os.path.join(entry["path"], RESULTS_FILE)):
-        logger.info("skip %s (finished)", entry["out"])
+    """Run the manifest's entry SLURM_ARRAY_TASK_ID unless it finished meanwhile."""
+    entry = _manifest(manifest)[int(os.environ["SLURM_ARRAY_TASK_ID"])]
+    job = Job(entry["out"], entry["argv"][1], ())
+    if job.finished():
+        logger.info("skip %s (finished)", job.out)
         return 0
-    return execute(Job(entry["out"], entry["argv"][1], ()), entry["argv"])
+    return execute(job, entry["argv"])
 
 
-# ---------------------------------------------------------------- command line
+# --- command line
 
 
 def report_command(s, sweep):
@@ -452,17 +439,16 @@ def report_command(s, sweep):
     for folder in sweep.reports:
         first = os.path.join(s["OUT_ROOT"], folder) if folder else s["OUT_ROOT"]
         dirs = [first]
-        if folder and s.on("STUDENT_BASELINE"):  # the sweep's own student folder
-            dirs.append((Settings.of(s.env, folder) if folder in grids().SWEEPS else s)["STUDENT_ROOT"])
+        if folder and s.on("STUDENT_BASELINE"):
+            dirs.append(Settings.of(s.env, folder)["STUDENT_ROOT"])
         out = ["--out", os.path.join(first, "results.md"), "--plot", os.path.join(first, "plots")]
         lines.append(shlex.join([s["PYTHON"], "-m", "dynamic_kd.report", *dirs, *out]))
     return lines
 
 
-def plan_text(stages, notes, s):
-    """DRY_RUN: the commands, one per line (runnable as a script), everything else as # comments."""
-    slots = gpu_slots(s) if s["LAUNCHER"] == "local" else [None]
-    lines, count = [], 0
+def plan_text(stages, notes, s, reports):
+    """DRY_RUN: the commands as a runnable script, everything else as # comments."""
+    slots, lines = itertools.cycle(gpu_slots(s) if s["LAUNCHER"] == "local" else [None]), []
     if s["LAUNCHER"] == "slurm":
         sbatch = shlex.join(sbatch_options(s))
         lines.append(f"# LAUNCHER=slurm: one job array per stage, each line one array task of: sbatch {sbatch}")
@@ -471,18 +457,17 @@ def plan_text(stages, notes, s):
             lines.append(f"# stage {number + 1}" + (" (after the stage before)" if number else ""))
         lines += [f"# {note}" for at, note in notes if at == number]
         for job in stage:
-            gpu = slots[count % len(slots)]
-            count += 1
+            gpu = next(slots)
             lines.append((f"CUDA_VISIBLE_DEVICES={gpu} " if gpu else "") + shlex.join(command(job, s)))
-    return "".join(f"{line}\n" for line in lines)
+    lines.append(f"# {sum(map(len, stages))} runs to go ({len(notes)} skipped). Turn the results into tables with:")
+    return "".join(f"{line}\n" for line in lines + [f"# {line}" for line in reports])
 
 
 def main(argv=None, env=None):
-    """`python -m dynamic_kd.sweeps SWEEP [NAME=VALUE ...]`; returns 0, 1 (a run failed) or 2 (bad settings)."""
+    """Returns 0, 1 (a run failed) or 2 (bad settings)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     env = dict(os.environ if env is None else env)
     handler = logging.StreamHandler(sys.stdout)  # progress lines are the program's output
-    handler.setFormatter(logging.Formatter("%(message)s"))
     logger.handlers, logger.propagate = [handler], False
     logger.setLevel(logging.INFO)
     _log_once.cache_clear()  # once per sweep, not per process
@@ -499,21 +484,16 @@ def main(argv=None, env=None):
                 raise ConfigError(f"'{assignment}' is not NAME=VALUE; settings are variables like TASKS=rte")
             env[name] = value
         s = Settings.of(env, argv[0])
-        if s.on("DRY_RUN"):  # the plan is a runnable script: what the sweep logs while planning is a comment
+        if s.on("DRY_RUN"):  # the plan is a runnable script: what planning logs is a comment
             handler.setFormatter(logging.Formatter("# %(message)s"))
         if s["LAUNCHER"] not in ("local", "slurm"):
             raise ConfigError(f"LAUNCHER takes local or slurm, got '{s['LAUNCHER']}'")
         if s["LAUNCHER"] == "slurm" and s["GPUS"]:
-            raise ConfigError(
-                "GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN (Slurm assigns the GPUs)"
-            )
+            raise ConfigError("GPUS picks GPUs for LAUNCHER=local; under Slurm set SLURM_GPUS_PER_RUN")
         stages, notes = plan(sweeps[argv[0]].build(s), s)
-        total, reports = sum(map(len, stages)), report_command(s, sweeps[argv[0]])
+        reports = report_command(s, sweeps[argv[0]])
         if s.on("DRY_RUN"):
-            sys.stdout.write(
-                plan_text(stages, notes, s) + f"# {total} runs to go ({len(notes)} skipped). "
-                "Turn the results into tables with:\n" + "".join(f"# {line}\n" for line in reports)
-            )
+            sys.stdout.write(plan_text(stages, notes, s, reports))
             return 0
         for _, note in notes:
             logger.info(note)
@@ -526,9 +506,10 @@ def main(argv=None, env=None):
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when the sweep is run again
+    except KeyboardInterrupt:  # the runs got the same Ctrl-C; each resumes when rerun
         logger.info("%s interrupted", _stamp())
         return 130
+    total = sum(map(len, stages))
     done = (total - len(failed), len(failed), len(notes), total + len(notes))
     logger.info("%s done: %d ok, %d failed, %d skipped (of %d runs)", _stamp(), *done)
     for job in failed:

@@ -11,16 +11,30 @@ from dynamic_kd.sweeps import Job, Settings, Sweep, flags, model_flags, precisio
 
 
 def fill(words, **folders):
-    """A row's flags as argv, "{large}" and "{small}" filled in."""
     return [word.format(**folders) for word in words.split()]
 
 
+def _need_model(s, script, what="a model folder"):
+    if not s["MODEL"]:
+        raise ConfigError(f"MODEL is not set; pass {what} ({script} sets the MiniLM demo model)")
+
+
+def _chosen(s, name, choices, what):
+    words = s.words(name)
+    unknown = set(words) - set(choices)
+    if unknown:
+        raise ConfigError(
+            f"unknown {what}(s) {', '.join(sorted(unknown))} in {name}; {name} takes: {' '.join(choices)}"
+        )
+    return words
+
+
 def tweet_files(folder):
-    """The train and validation file of scripts/prepare_tweets.py's tweets."""
+    """scripts/prepare_tweets.py's train and validation files."""
     return os.path.join(folder, "train.tsv"), os.path.join(folder, "dev.tsv")
 
 
-# ---------------------------------------------------------------- the paper's sweeps
+# --- the paper's sweeps
 
 # "{task}" is replaced per task.
 PAPER = {
@@ -62,8 +76,8 @@ PAPER = {
     "STATIC_REP_NORMALIZATION": "hidden",
     "STAGES": "teachers teacher data objective",
 }
-# released: the released scripts' settings (docs/released.md; WARMUP < 1 is a fraction of the steps);
-# library: our defaults, in an OUT_ROOT of their own (a finished run is never the other profile's).
+# released: the released scripts' settings (docs/released.md); library: ours, in an OUT_ROOT of their own
+# (a finished run is never the other profile's).
 PROFILES = {
     "released": {
         "*": {
@@ -83,7 +97,7 @@ PROFILES = {
             "STUDENT_ROOT": "$OUT_ROOT/student-batch16",
         },
         "data": {"WARMUP": "0.1"},
-        # the released objective.sh runs uncertainty; `none` is the static baseline it is compared with
+        # `none`: the static baseline of the released objective.sh's uncertainty runs
         "objective": {"WARMUP": "0.1", "STRATEGIES": "none uncertainty"},
     },
     "library": {"*": {"OUT_ROOT": "outputs/library"}},
@@ -95,12 +109,9 @@ def paper_flags(s, warmup):
 
 
 def teachers(s):
-    jobs = []
+    jobs, sizes = [], _chosen(s, "TEACHER_SIZES", ("base", "large"), "size")
     for task in s.words("TASKS"):
-        for size in s.words("TEACHER_SIZES"):
-            if size not in ("base", "large"):
-                raise ConfigError(f"TEACHER_SIZES takes base and/or large, got '{size}'")
-            size = size.upper()
+        for size in map(str.upper, sizes):
             # a TEACHER_LR the user sets applies to both sizes, over the profile's rate per size
             lr = s.env.get(f"{size}_TEACHER_LR") or s.env.get("TEACHER_LR") or s[f"{size}_TEACHER_LR"]
             train = train_flags(s, task, s["TEACHER_SEED"], lr, s["TEACHER_EPOCHS"])
@@ -111,8 +122,7 @@ def teachers(s):
 
 
 def _students(s, sweep, script, runs):
-    """Per task and seed: the student alone (STUDENT_BASELINE) and `script` with each (name, flags) of `runs(task)`
-    in OUT_ROOT/`sweep`/<task>/<name>-seed<seed>."""
+    """Per task and seed: the student alone (STUDENT_BASELINE), then `script` with each of `runs`."""
     jobs, kd = [], flags(kd_loss=s["KD_LOSS"], teacher_cache=s["TEACHER_CACHE"])
     for task in s.words("TASKS"):
         for seed in s.words("SEEDS"):
@@ -120,83 +130,57 @@ def _students(s, sweep, script, runs):
             student += train_flags(s, task, seed, s["LR"], s["EPOCHS"]) + paper_flags(s, s["WARMUP"])
             if s.on("STUDENT_BASELINE"):
                 jobs.append(Job(f"{s['STUDENT_ROOT']}/{task}/seed{seed}", "train_teacher.py", tuple(student)))
-            for name, extra in runs(task):
+            for name, extra in runs:
+                extra = [arg.replace("{task}", task) for arg in extra]
                 jobs.append(Job(f"{s['OUT_ROOT']}/{sweep}/{task}/{name}-seed{seed}", script, (*student, *extra, *kd)))
-    return jobs
+    return [jobs]
 
 
 def teacher(s):
-    """Paper Sec. 3.1: every MODES (single-small, single-large, average: the baselines); TEACHER_ALPHAS
-    "SMALL LARGE": both teachers' KD weights in every two-teacher mode."""
+    """Paper Sec. 3.1: every MODES; TEACHER_ALPHAS "SMALL LARGE" weigh two teachers."""
     alphas = s.words("TEACHER_ALPHAS")
     if len(alphas) not in (0, 2):
-        raise ConfigError(
-            f"TEACHER_ALPHAS takes two weights, small then large (e.g. \"1 1\"), got '{s['TEACHER_ALPHAS']}'"
-        )
+        raise ConfigError(f"TEACHER_ALPHAS takes two weights, small then large, got '{s['TEACHER_ALPHAS']}'")
     weights = flags(small_teacher_alpha=alphas[0], large_teacher_alpha=alphas[1]) if alphas else []
-
-    def runs(task):
-        paths = {
-            "small": s["BASE_TEACHER"].replace("{task}", task),
-            "large": s["LARGE_TEACHER"].replace("{task}", task),
-        }
-        for mode in s.words("MODES"):
-            needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
-            pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
-            yield mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]
-
-    return [_students(s, "teacher", "dynamic_teacher.py", runs)]
+    paths, runs = {"small": s["BASE_TEACHER"], "large": s["LARGE_TEACHER"]}, []
+    for mode in s.words("MODES"):
+        needed = TEACHER_MODES[mode].teachers if mode in TEACHER_MODES else ("small", "large")
+        pool = [arg for name in needed for arg in (f"--{name}_teacher", paths[name])]
+        runs.append((mode, pool + (weights if len(needed) == 2 else []) + ["--uncertainty_mode", mode]))
+    return _students(s, "teacher", "dynamic_teacher.py", runs)
 
 
 def data(s):
     """Paper Sec. 3.2: every SELECTIONS x RATIOS, plus plain KD (KD_BASELINE)."""
     scope = "" if s["SELECTION_SCOPE"] == "batch" else f"-{s['SELECTION_SCOPE']}"
-
-    def runs(task):
-        kd = ["--teacher", s["TEACHER"].replace("{task}", task)]
-        if s.on("KD_BASELINE"):
-            yield "kd", kd
-        for strategy in s.words("SELECTIONS"):
-            for ratio in s.words("RATIOS"):
-                chosen = ["--selection_strategy", strategy, "--selection_ratio", ratio]
-                yield f"{strategy}-r{ratio}{scope}", kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"])
-
-    return [_students(s, "data", "dynamic_data.py", runs)]
+    kd = ["--teacher", s["TEACHER"]]
+    runs = [("kd", kd)] if s.on("KD_BASELINE") else []
+    for strategy in s.words("SELECTIONS"):
+        for ratio in s.words("RATIOS"):
+            chosen = ["--selection_strategy", strategy, "--selection_ratio", ratio]
+            runs.append((f"{strategy}-r{ratio}{scope}", kd + chosen + flags(selection_scope=s["SELECTION_SCOPE"])))
+    return _students(s, "data", "dynamic_data.py", runs)
 
 
 def objective(s):
-    """Paper Sec. 3.3: every STRATEGIES (none: the static PKD-style baseline, REP normalised along
-    STATIC_REP_NORMALIZATION)."""
-    layers = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}"
-    if s["REP_LAYERS"] == "cls" and s["STATIC_REP_NORMALIZATION"] == "sequence" and "none" in s.words("STRATEGIES"):
-        raise ConfigError(
-            "STATIC_REP_NORMALIZATION=sequence normalises over the tokens, REP_LAYERS=cls keeps one; "
-            "set REP_LAYERS=all or STATIC_REP_NORMALIZATION=hidden"
-        )
-
-    def runs(task):
-        for strategy in s.words("STRATEGIES"):
-            rep = flags(strategy=strategy, kd_rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
-            rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
-            yield f"{strategy}{layers}", ["--teacher", s["TEACHER"].replace("{task}", task)] + rep
-
-    return [_students(s, "objective", "dynamic_objective.py", runs)]
+    """Paper Sec. 3.3: every STRATEGIES (none: the static baseline)."""
+    layers, runs = "" if s["REP_LAYERS"] == "all" else f"-{s['REP_LAYERS']}", []
+    for strategy in s.words("STRATEGIES"):
+        rep = flags(strategy=strategy, kd_rep_alpha=s["REP_ALPHA"], rep_layers=s["REP_LAYERS"])
+        rep += flags(rep_normalization=s["STATIC_REP_NORMALIZATION"]) if strategy == "none" else []
+        runs.append((f"{strategy}{layers}", ["--teacher", s["TEACHER"]] + rep))
+    return _students(s, "objective", "dynamic_objective.py", runs)
 
 
 def everything(s):
-    """STAGES: the teachers first, then the three distillation sweeps as one stage."""
-    stages = s.words("STAGES")
-    unknown = set(stages) - {"teachers", "teacher", "data", "objective"}
-    if unknown:
-        raise ConfigError(
-            f"unknown stage(s) {', '.join(sorted(unknown))}; STAGES takes: teachers teacher data objective"
-        )
+    """The teachers, then the distillation sweeps of STAGES as one stage."""
+    stages = _chosen(s, "STAGES", ("teachers", "teacher", "data", "objective"), "stage")
     first = teachers(Settings.of(s.env, "teachers"))[0] if "teachers" in stages else []
     students = [job for name in stages if name != "teachers" for job in SWEEPS[name].build(Settings.of(s.env, name))[0]]
-    return [first, list({job.out: job for job in students}.values())]  # the student baseline once
+    return [first, students]  # `plan` drops the student baseline's repeats
 
 
-# ---------------------------------------------------------------- the quickstart and the miniature
+# --- the quickstart and the miniature
 
 KD = "--teacher {large}"
 TWO = "--small_teacher {small} --large_teacher {large}"
@@ -205,7 +189,7 @@ ENTROPY = "--selection_strategy entropy --selection_ratio 0.1"
 UNCERTAINTY = "--strategy uncertainty --kd_rep_alpha 1.0"
 STORE = "--teacher_cache disk"  # the students share the teachers' outputs
 
-# The empty ones are filled from `QUICKSTART_RATES` (TASK unset: the tweets demo).
+# The tweets demo's; the empty LAYERS follow MODEL's depth.
 QUICKSTART = {
     "OUT_ROOT": "outputs/quickstart",
     "TASK": "",
@@ -216,20 +200,18 @@ QUICKSTART = {
     "LARGE_LAYERS": "",
     "SMALL_LAYERS": "",
     "STUDENT_LAYERS": "",
-    "MAX_LEN": "",
+    "MAX_LEN": "64",
     "SAVE_ARGS": "--save_strategy no",
     "LARGE_EPOCHS": "3",
-    "LARGE_LR": "",
+    "LARGE_LR": "5e-5",
     "SMALL_EPOCHS": "3",
-    "SMALL_LR": "",
+    "SMALL_LR": "1e-4",
     "STUDENT_EPOCHS": "3",
-    "STUDENT_LR": "",
+    "STUDENT_LR": "1e-4",
     "SHOW_OUTPUT": "1",
 }
-QUICKSTART_RATES = {
-    "demo": {"MAX_LEN": "64", "LARGE_LR": "5e-5", "SMALL_LR": "1e-4", "STUDENT_LR": "1e-4"},
-    "task": {"MAX_LEN": "128", "LARGE_LR": "2e-5", "SMALL_LR": "2e-5", "STUDENT_LR": "2e-5"},
-}
+# With TASK set, unless set too: the paper's length and rate.
+QUICKSTART_TASK = {"MAX_LEN": "128", "LARGE_LR": "2e-5", "SMALL_LR": "2e-5", "STUDENT_LR": "2e-5"}
 QUICKSTART_ROWS = (
     ("student/{label}/seed{seed}", "train_teacher.py", ""),
     ("data/{label}/kd-seed{seed}", "dynamic_data.py", f"{KD} {STORE}"),
@@ -245,38 +227,34 @@ QUICKSTART_ROWS = (
 
 
 def quickstart(s):
-    """Two teachers cut from MODEL, then the QUICKSTART_ROWS (one seed)."""
+    """Two teachers cut from MODEL, then the QUICKSTART_ROWS."""
     from transformers import AutoConfig
 
-    if not s["MODEL"]:
-        raise ConfigError(
-            "MODEL is not set; pass a model folder or hub id (scripts/quickstart.sh sets the MiniLM demo model)"
-        )
+    _need_model(s, "scripts/quickstart.sh", "a model folder or hub id")
     demo = not s["TASK"]
     task, label, files = ("custom", "tweets", tweet_files(s["DATA_DIR"])) if demo else (s["TASK"], s["TASK"], None)
-    for name, value in QUICKSTART_RATES["demo" if demo else "task"].items():
-        s[name] = s[name] or value
+    if not demo:
+        s.update({name: s.env.get(name) or value for name, value in QUICKSTART_TASK.items()})
     depth = AutoConfig.from_pretrained(s["MODEL"]).num_hidden_layers
     layers = {"STUDENT": 2 if depth < 12 else 6, "LARGE": depth, "SMALL": (depth + 1) // 2}
     extra = ["--logging_steps", "10"] + precision_flags(s)
 
     def role(name):  # NAME_LAYERS layers cut from MODEL, on NAME's schedule
-        cut = s.int(f"{name}_LAYERS") if s[f"{name}_LAYERS"] else layers[name]
+        cut = s.int(f"{name}_LAYERS", unset=layers[name])
         train = train_flags(s, task, s["SEED"], s[f"{name}_LR"], s[f"{name}_EPOCHS"], s["DATA_DIR"] or None, files)
         return (*model_flags(s["MODEL"], None if cut == depth else cut), *train, *extra)
 
     student, root = role("STUDENT"), s["OUT_ROOT"]
-    paths = {"large": f"{root}/teachers/{label}-large", "small": f"{root}/teachers/{label}-small"}
+    paths = {name: f"{root}/teachers/{label}-{name}" for name in ("large", "small")}
     first = [Job(path, "train_teacher.py", role(name.upper())) for name, path in paths.items()]
-    out = {"label": label, "seed": s["SEED"]}
     rows = [
-        Job(f"{root}/{row.format(**out)}", script, (*student, *fill(words, **paths)))
+        Job(f"{root}/{row.format(label=label, seed=s['SEED'])}", script, (*student, *fill(words, **paths)))
         for row, script, words in QUICKSTART_ROWS
     ]
     return [first, rows]
 
 
-# The miniature (docs/miniature.md): 13 rows x 5 seeds per draw, ~70 min on 2 fp32 CPU cores.
+# The miniature: docs/miniature.md says what each row and claim is for.
 _RELEASED_WEIGHTS = "--small_teacher_alpha {} --large_teacher_alpha {}".format(  # released teacher.sh's 1 + 1
     *PROFILES["released"]["teacher"]["TEACHER_ALPHAS"].split()
 )
@@ -304,10 +282,9 @@ MINIATURE_ROWS = (
         f"{HARD} --selection_strategy entropy --selection_ratio 0.5 --strategy uncertainty {_REP}",
     ),
 )
-# Rows whose cost is compared (time, teacher forwards) keep a teacher cache of their own.
+# Rows whose cost (time, teacher forwards) is compared keep their own teacher cache.
 MINIATURE_COST_ROWS = ("kd-large", "data-random-r0.5", "data-margin-r0.5")
-# §3.2's "selection matches full KD" is a non-inferiority claim, so it needs a margin: 1 accuracy
-# point, set after the first full run was seen; no verdict of that run changes for any margin in [0, 1].
+# accuracy points of §3.2's non-inferiority claim "selection matches full KD"
 NONINFERIORITY_MARGIN = 1.0
 # (paper section, claim, row, baseline[, margin]): `row` scores higher than `baseline`, or with a margin,
 # at most `margin` points lower (claims.claims_table).
@@ -315,7 +292,6 @@ MINIATURE_CLAIMS = (
     ("KD", "distilling from the large teacher beats training the student alone", "kd-large", "student-alone"),
     ("3.1", "hard adoption beats the large teacher alone", "teacher-hard", "kd-large"),
     ("3.1", "hard adoption beats averaging both teachers", "teacher-hard", "teacher-average"),
-    # the released weights (1 + 1) give hard and average twice single-teacher KD's weight: teacher choice or weight?
     (
         "3.1",
         "hard adoption at the released weights (1 + 1) beats the large teacher alone",
@@ -366,8 +342,6 @@ MINIATURE = {
     "PRECISION": "auto",
     "MAX_LEN": "64",
     "SAVE_ARGS": "--save_strategy no",
-    # rates set once, before any result (a cut with fewer pretrained layers needs a higher one to
-    # leave chance level: the quickstart's 3-layer teacher sits at 0.50 for an epoch at 5e-5)
     "TEACHER_LR": "5e-5",
     "TEACHER_EPOCHS": "3",
     "TEACHER_SEED": PAPER["TEACHER_SEED"],
@@ -382,33 +356,32 @@ MINIATURE = {
 }
 
 
+def _on_tweets(s, model, layers, seed, lr, epochs, extra):
+    """`model`'s first `layers` layers (None: all) on the tweets in DATA_DIR."""
+    train = train_flags(s, "custom", seed, lr, epochs, files=tweet_files(s["DATA_DIR"]))
+    return (*model_flags(model, layers), *train, *extra)
+
+
 def miniature(s):
-    """Teachers: MODEL (or LARGE_MODEL, any classifier: give it its own OUT_ROOT) and its first SMALL_LAYERS
-    layers; then MINIATURE_ROWS x SEEDS of MODEL's first STUDENT_LAYERS, in OUT_ROOT/runs/<row>/seed<seed>."""
-    if not s["MODEL"]:
-        raise ConfigError("MODEL is not set; pass a model folder (scripts/miniature.sh sets the MiniLM demo model)")
+    """Teachers: MODEL (or LARGE_MODEL: give it its own OUT_ROOT) and its first SMALL_LAYERS layers; then
+    MINIATURE_ROWS x SEEDS."""
+    _need_model(s, "scripts/miniature.sh")
     root, extra = s["OUT_ROOT"], ["--logging_steps", "25", "--disable_tqdm", "True"] + precision_flags(s)
-
-    def role(layers, seed, lr, epochs, model=s["MODEL"]):
-        train = train_flags(s, "custom", seed, lr, epochs, files=tweet_files(s["DATA_DIR"]))
-        return (*model_flags(model, layers), *train, *extra)
-
-    paths, seed = {"large": f"{root}/teachers/large", "small": f"{root}/teachers/small"}, s["TEACHER_SEED"]
-    large = role(None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], s["LARGE_MODEL"] or s["MODEL"])
-    small = role(s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"])
+    paths, seed = {name: f"{root}/teachers/{name}" for name in ("large", "small")}, s["TEACHER_SEED"]
+    large = _on_tweets(s, s["LARGE_MODEL"] or s["MODEL"], None, seed, s["LARGE_LR"], s["LARGE_EPOCHS"], extra)
+    small = _on_tweets(s, s["MODEL"], s.int("SMALL_LAYERS"), seed, s["SMALL_LR"], s["TEACHER_EPOCHS"], extra)
     students = []
     for seed in s.words("SEEDS"):
-        student = role(s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"])
+        student = _on_tweets(s, s["MODEL"], s.int("STUDENT_LAYERS"), seed, s["LR"], s["EPOCHS"], extra)
         for row, script, words in MINIATURE_ROWS:
             store = "" if script == "train_teacher.py" or row in MINIATURE_COST_ROWS else f" {STORE}"
             students.append(Job(f"{root}/runs/{row}/seed{seed}", script, (*student, *fill(words + store, **paths))))
     return [[Job(paths["large"], "train_teacher.py", large), Job(paths["small"], "train_teacher.py", small)], students]
 
 
-# ---------------------------------------------------------------- the cost benchmarks
+# --- the cost benchmarks
 
-# benchmarks/distillation_cost.py's grids: by default a MiniLM teacher fine-tuned on the tweets in DATA_DIR
-# and a 2-layer student; TEACHER (a model folder) skips the fine-tuning.
+# benchmarks/distillation_cost.py's grids; a TEACHER folder skips the teachers' fine-tuning.
 COST = {
     "OUT_ROOT": "outputs/benchmark",
     "MODEL": "",
@@ -421,13 +394,12 @@ COST = {
     "SAVE_ARGS": "--save_strategy no",
 }
 SHARED_STORE = {
-    **{k: v for k, v in COST.items() if k != "ONLY"},
+    **COST,
     "SELECTIONS": PAPER["SELECTIONS"],
     "RATIOS": "0.1 0.5",
     "STUDENT_RUNS": "9",
 }
-# In run order: the student alone between the two cached runs it is compared with, so a drifting
-# machine load biases the ratios least.
+# In run order (benchmarks/README.md says why).
 COST_VARIANTS = {
     "original": ("dynamic_data.py", f"{KD} --teacher_cache none --pad_to_max_length"),
     "cached": ("dynamic_data.py", KD),
@@ -442,17 +414,9 @@ COST_VARIANTS = {
 
 
 def _cost_runs(s, small_teacher):
-    """(teacher stage, student flags, teachers' folders) of the cost grids: without TEACHER, MODEL fine-tuned
-    on DATA_DIR (large) and its first 3 layers (small); the student: MODEL's first STUDENT_LAYERS."""
-    if not s["MODEL"]:
-        raise ConfigError(
-            "MODEL is not set; pass a model folder (benchmarks/distillation_cost.py sets the MiniLM demo model)"
-        )
+    """(teacher stage, student flags, teachers' folders); without TEACHER, MODEL and its first 3 layers."""
+    _need_model(s, "benchmarks/distillation_cost.py")
     root, extra = s["OUT_ROOT"], ["--disable_tqdm", "True"] + precision_flags(s)
-
-    def train(lr, epochs):
-        return train_flags(s, "custom", 1, lr, epochs, files=tweet_files(s["DATA_DIR"])) + extra
-
     if s["TEACHER"] and small_teacher:
         raise ConfigError(
             "the hard-adoption variants need the small teacher fine-tuned from MODEL; "
@@ -462,20 +426,14 @@ def _cost_runs(s, small_teacher):
     if not s["TEACHER"]:  # the 3-layer cut starts further from a classifier: a higher rate leaves chance level
         paths = {"large": f"{root}/teacher-6L", "small": f"{root}/teacher-3L"}
         stage = [
-            Job(paths["large"], "train_teacher.py", tuple(model_flags(s["MODEL"]) + train("5e-5", "1"))),
-            Job(paths["small"], "train_teacher.py", tuple(model_flags(s["MODEL"], 3) + train("2e-4", "2"))),
+            Job(paths["large"], "train_teacher.py", _on_tweets(s, s["MODEL"], None, 1, "5e-5", "1", extra)),
+            Job(paths["small"], "train_teacher.py", _on_tweets(s, s["MODEL"], 3, 1, "2e-4", "2", extra)),
         ]
-    return stage, model_flags(s["MODEL"], s.int("STUDENT_LAYERS")) + train("1e-4", s["EPOCHS"]), paths
+    return stage, _on_tweets(s, s["MODEL"], s.int("STUDENT_LAYERS"), 1, "1e-4", s["EPOCHS"], extra), paths
 
 
 def cost(s):
-    """The COST_VARIANTS of the student (ONLY: a subset), after their teachers."""
-    only = s.words("ONLY") or list(COST_VARIANTS)
-    unknown = set(only) - set(COST_VARIANTS)
-    if unknown:
-        raise ConfigError(
-            f"unknown variant(s) {', '.join(sorted(unknown))} in ONLY; the variants: {' '.join(COST_VARIANTS)}"
-        )
+    only = _chosen(s, "ONLY", COST_VARIANTS, "variant") or list(COST_VARIANTS)
     chosen = {name: row for name, row in COST_VARIANTS.items() if name in only}
     stage, student, paths = _cost_runs(s, any("{small}" in words for _, words in chosen.values()))
     runs = [
@@ -486,8 +444,7 @@ def cost(s):
 
 
 def shared_store(s):
-    """One store (OUT_ROOT/sweep, so it starts cold) for KD and SELECTIONS x RATIOS, with STUDENT_RUNS
-    runs of the student alone spread evenly between them."""
+    """KD and SELECTIONS x RATIOS on one cold store, STUDENT_RUNS students alone spread between."""
     stage, student, paths = _cost_runs(s, False)
     root = f"{s['OUT_ROOT']}/sweep"
     store = ("--teacher_cache", "disk", "--teacher_cache_dir", f"{root}/teacher_outputs")
@@ -501,7 +458,7 @@ def shared_store(s):
     for number in reversed(range(alone)):  # student i goes before distilled run round(i * n / (k - 1))
         runs.insert(
             round(number * distilled / max(alone - 1, 1)),
-            Job(f"{root}/student-{number + 1}", "train_teacher.py", tuple(student)),
+            Job(f"{root}/student-{number + 1}", "train_teacher.py", student),
         )
     return [stage, runs] if stage else [runs]
 
