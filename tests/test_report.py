@@ -11,7 +11,7 @@ from dynamic_kd import figures, report
 from dynamic_kd.errors import ConfigError
 from dynamic_kd.runs import read_run
 
-# The arguments of a dynamic_objective.py run as finish_run records them (the ones that matter here).
+# The arguments of a dynamic_objective.py run as recipe.train_and_save records them (the ones that matter here).
 OBJECTIVE_ARGS = {
     "task_name": "sst2",
     "model_name_or_path": "bert-base-uncased",
@@ -35,7 +35,7 @@ HUB_SST2 = {"source": "hub", "location": "nyu-mll/glue/sst2", "fingerprint": "01
 
 
 def write_run(root, name, seed, metrics, task="sst2", data=HUB_SST2, history=None, **args):
-    """Write `root/name/results.json` as finish_run does; `args` override OBJECTIVE_ARGS. Returns the run dir."""
+    """Write `root/name/results.json` as train_and_save does; `args` override OBJECTIVE_ARGS. Returns the run dir."""
     run_dir = os.path.join(str(root), name)
     os.makedirs(run_dir, exist_ok=True)
     resolved = {
