@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    """The loss became NaN or Inf (the recipe exits 3 with its message)."""
 
 
 @dataclass
