@@ -95,16 +95,15 @@ def sweep_table(work):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("--work", help="output folder (default outputs/benchmark[-gpu])")
-    add("--epochs", type=int, default=3)
-    add("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
-    add("--only", nargs="*", default=[], help="run only these variants (and the teachers)")
-    add("--sweep", action="store_true", help="also the shared-store sweep")
-    add("--student_runs", type=int, default=9, help="--sweep: student-alone runs (default 9)")
-    add("--sweep_train", type=int, help="--sweep: train on the first N rows")
-    add("--gpu", action="store_true", help="random BERT-base -> 6 layers, bf16")
-    add("--dry_run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument("--work", help="output folder (default outputs/benchmark[-gpu])")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train", type=int, help="training rows (default 2000, --gpu: 50000)")
+    parser.add_argument("--only", nargs="*", default=[], help="run only these variants (and the teachers)")
+    parser.add_argument("--sweep", action="store_true", help="also the shared-store sweep")
+    parser.add_argument("--student_runs", type=int, default=9, help="--sweep: student-alone runs (default 9)")
+    parser.add_argument("--sweep_train", type=int, help="--sweep: train on the first N rows")
+    parser.add_argument("--gpu", action="store_true", help="random BERT-base -> 6 layers, bf16")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     if args.gpu and not args.dry_run:
         import torch

@@ -39,11 +39,10 @@ def main(argv=None):
     if argv[:1] == ["--time_load_data"]:
         return time_load_data(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("--work", default=os.path.join(common.ROOT, "outputs", "benchmark-glue"))
-    add("--train", type=int, default=392702, help="training pairs (default: MNLI's 392,702)")
-    add("--max_steps", type=int, default=50, help="training steps of each run (batch 32)")
-    add("--dry_run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument("--work", default=os.path.join(common.ROOT, "outputs", "benchmark-glue"))
+    parser.add_argument("--train", type=int, default=392702, help="training pairs (default: MNLI's 392,702)")
+    parser.add_argument("--max_steps", type=int, default=50, help="training steps of each run (batch 32)")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan, run nothing")
     args = parser.parse_args(argv)
     from dynamic_kd.precision import choose_precision
 

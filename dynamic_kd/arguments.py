@@ -246,7 +246,8 @@ _RUN_BOUNDS = {
 
 _DDP_ONLY = "the teachers work in one process or DDP; launch with torchrun"
 _WHOLE_SPLIT = "the metrics need every prediction of a split"
-# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`
+# HF flags `DistillationTrainer` does not implement: refused unless at HF's default or in `_HARMLESS`;
+# a reason with no fix of its own ("...; fix") is told to drop the flag
 _UNSUPPORTED = {
     "average_tokens_across_devices": "the losses are means over rows",
     "use_liger_kernel": "BERT-style students have no Liger kernels",

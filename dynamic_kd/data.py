@@ -386,7 +386,10 @@ def custom_task(
     training file's labels as text, by value if all are integers (-1 < 2 < 10), else by code point."""
     text_columns = tuple(text_columns)
     if len(text_columns) not in (1, 2) or not all(text_columns) or len(set(text_columns)) != len(text_columns):
-        raise ConfigError(f"--text_column takes one column or two distinct ones, got {','.join(text_columns)!r}")
+        raise ConfigError(
+            f"--text_column takes one column or two distinct ones, got {','.join(text_columns)!r}; "
+            "e.g. --text_column premise,hypothesis"
+        )
     if not label_column:
         raise ConfigError("--label_column is empty; name the label column")
     clash = next((c for c in text_columns if c in (label_column, "label", "idx")), None)
@@ -398,7 +401,7 @@ def custom_task(
     reader = Task(name, text_columns, (), "pearson_spearman", glue_files=(), hub_path=None, label_column=label_column)
     files = _source_files(reader, None, train_file, validation_file)
     train, validation = (_read_file(files[split], reader) for split in ("train", "validation"))
-    for path, rows in zip(files.values(), (train, validation)):
+    for path, rows in ((files["train"], train), (files["validation"], validation)):
         if not rows:
             raise ConfigError(f"{path} has no data rows; add some below its header")
     for where, _, fields in train + validation:

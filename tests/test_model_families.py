@@ -344,6 +344,11 @@ def test_saved_student_reloads_with_the_same_outputs(family, tmp_path):
 
 # --- the three methods ----------------------------------------------------------------------
 
+# Sec. 3.2 and 3.3 on top of a run's teacher adoption: all three aspects in one run
+SELECTION_AND_OBJECTIVE = (
+    "--selection_strategy entropy --selection_ratio 0.5 --strategy uncertainty --kd_rep_alpha 1".split()
+)
+
 
 def test_distillation_with_each_family(family, tmp_path):
     """Both teachers of the family, all three aspects in one run: selection, soft adoption (each row to
@@ -360,14 +365,7 @@ def test_distillation_with_each_family(family, tmp_path):
             family.large,
             "--uncertainty_mode",
             "soft",
-            "--selection_strategy",
-            "entropy",
-            "--selection_ratio",
-            "0.5",
-            "--strategy",
-            "uncertainty",
-            "--kd_rep_alpha",
-            "1",
+            *SELECTION_AND_OBJECTIVE,
         ),
     )
     results = assert_plain_student(tmp_path, family.base)
@@ -480,14 +478,7 @@ def test_cross_family_teachers_and_student(mixed, tmp_path):
             mixed.bert,
             "--uncertainty_mode",
             "hard",
-            "--selection_strategy",
-            "entropy",
-            "--selection_ratio",
-            "0.5",
-            "--strategy",
-            "uncertainty",
-            "--kd_rep_alpha",
-            "1",
+            *SELECTION_AND_OBJECTIVE,
         ),
     )
     results = assert_plain_student(tmp_path, mixed.distilbert, task="rte")
